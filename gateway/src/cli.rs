@@ -1,0 +1,122 @@
+//! The `sluice` command line.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ServeArgs, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "A self-hosted SQL warehouse gateway: PostgreSQL wire in, DataFusion worker pools behind.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (with no config: a demo warehouse with the TPC-H tables).
+    Serve(ServeArgs),
+    /// Run a query worker (normally started by the gateway).
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// Internal Flight endpoint; port 0 picks one (printed on stdout).
+    #[arg(long, env = "SLUICE_WORKER_LISTEN", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Exit when standard input closes (set by the gateway for the workers it spawns).
+    #[arg(long)]
+    exit_with_parent: bool,
+    /// Memory limit of this worker's queries, in bytes.
+    #[arg(long, env = "SLUICE_WORKER_MEMORY_LIMIT")]
+    memory_limit: Option<usize>,
+    /// Parallelism within one query [default: the number of cores].
+    #[arg(long, env = "SLUICE_WORKER_THREADS")]
+    threads: Option<usize>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Two crypto backends end up linked (aws-lc-rs and ring); pick one before any TLS use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Worker(args) => worker(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args).map_err(anyhow::Error::msg)?;
+    init_tracing(settings.log_json);
+    let server = crate::server::Server::start(settings).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    init_tracing(false);
+    let secret = std::env::var(workers::protocol::SECRET_ENV)
+        .map_err(|_| anyhow::anyhow!("{} must hold the gateway's worker secret", workers::protocol::SECRET_ENV))?;
+    // The secret must not leak to anything this process might start.
+    // SAFETY-free: removing an env var is safe in a single-threaded start; tokio's workers
+    // do not read the environment.
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    workers::worker::run(workers::worker::WorkerOptions {
+        listen: args.listen,
+        secret,
+        memory_limit: args.memory_limit,
+        exit_with_parent: args.exit_with_parent,
+        target_partitions: threads,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("worker: {e}"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

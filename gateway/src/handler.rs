@@ -1,0 +1,323 @@
+//! The handler: the one place where database behaviour lives.
+//!
+//! Front-ends (pg today; Flight SQL and HS2 next) decode their wire protocol into calls on
+//! [`Handler`] and encode what comes back. They never plan, authorize or pick workers.
+//!
+//! ```text
+//!  front-end ──authenticate(token)──► Principal
+//!            ──prepare(session, sql)─► [Prepared]      (parse + plan; params still open)
+//!            ──execute(session, p, params)─► Outcome   (rows stream from a worker, or a command tag)
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auth::{AuthError, Authenticator, Principal};
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
+use planner::{ErrorKind, Planner, QueryError};
+use tracing::Instrument;
+use workers::{BatchStream, Warehouse};
+
+use crate::session::{default_setting, Session};
+
+/// A statement parsed and planned, ready to run once its parameters are known.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// A query that runs on a worker.
+    Query {
+        logical: LogicalPlan,
+        schema: SchemaRef,
+        /// Types of `$1…$n` as the planner inferred them (None: unknown, taken as text).
+        param_types: Vec<Option<DataType>>,
+    },
+    /// A statement about the session, answered by the gateway.
+    Session(SessionCommand),
+}
+
+impl Prepared {
+    /// The columns the statement returns (empty for commands).
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            Prepared::Query { schema, .. } => schema.clone(),
+            Prepared::Session(SessionCommand::Show(name)) => show_schema(name),
+            Prepared::Session(_) => Arc::new(Schema::empty()),
+        }
+    }
+
+    pub fn param_types(&self) -> &[Option<DataType>] {
+        match self {
+            Prepared::Query { param_types, .. } => param_types,
+            Prepared::Session(_) => &[],
+        }
+    }
+}
+
+/// Session statements the gateway answers itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionCommand {
+    Set { name: String, value: String },
+    Reset(Option<String>),
+    Show(String),
+    Begin,
+    Commit,
+    Rollback,
+    /// Statements accepted and ignored in a read-only warehouse, with their command tag.
+    Accept(&'static str),
+}
+
+/// What running a statement produced.
+pub enum Outcome {
+    Rows { schema: SchemaRef, batches: BatchStream },
+    Command { tag: String },
+    TransactionStart,
+    TransactionEnd { tag: String },
+}
+
+/// Database behaviour shared by all front-ends.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// The principal a token stands for.
+    fn authenticate(&self, token: &str) -> Result<Principal, AuthError>;
+    /// Parse and plan SQL text (one or more statements).
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError>;
+    /// Run a prepared statement with its parameter values.
+    async fn execute(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome, QueryError>;
+}
+
+/// The handler of a gateway: planner, warehouse and authenticator together.
+pub struct Engine {
+    pub planner: Arc<Planner>,
+    pub warehouse: Arc<Warehouse>,
+    pub authenticator: Arc<Authenticator>,
+    next_query: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(planner: Arc<Planner>, warehouse: Arc<Warehouse>, authenticator: Arc<Authenticator>) -> Self {
+        Self {
+            planner,
+            warehouse,
+            authenticator,
+            next_query: AtomicU64::new(1),
+        }
+    }
+
+    fn query_id(&self) -> String {
+        // Unique within this gateway's life and sortable by start order.
+        format!("q{:x}-{:06}", std::process::id(), self.next_query.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn plan_statement(&self, statement: &DfStatement) -> Result<Prepared, QueryError> {
+        if let DfStatement::Statement(sql) = statement {
+            if let Some(command) = session_command(sql)? {
+                return Ok(Prepared::Session(command));
+            }
+        }
+        let logical = self.planner.logical_plan(statement).await?;
+        let param_types = Planner::parameter_types(&logical)?;
+        let schema = planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
+        Ok(Prepared::Query {
+            logical,
+            schema,
+            param_types,
+        })
+    }
+}
+
+#[async_trait]
+impl Handler for Engine {
+    fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        self.authenticator.authenticate(token)
+    }
+
+    async fn prepare(&self, _session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
+        let statements = self.planner.parse(sql)?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            prepared.push(self.plan_statement(statement).await?);
+        }
+        Ok(prepared)
+    }
+
+    async fn execute(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome, QueryError> {
+        match prepared {
+            Prepared::Session(command) => run_session_command(session, command),
+            Prepared::Query { logical, param_types, .. } => {
+                if params.len() != param_types.len() {
+                    return Err(QueryError::new(
+                        ErrorKind::InvalidParameter,
+                        format!("the statement needs {} parameters, {} were given", param_types.len(), params.len()),
+                    ));
+                }
+                let query_id = self.query_id();
+                let span = tracing::info_span!("query", %query_id, principal = %session.principal.name, warehouse = %self.warehouse.name());
+                async {
+                    let planned = self.planner.plan_query(logical.clone(), params).await?;
+                    let plan = planner::codec::encode_plan(&planned.physical)?;
+                    tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
+                    let batches = self.warehouse.execute(&query_id, plan).await?;
+                    // Report the names the statement was prepared with (PostgreSQL style).
+                    let schema = prepared.schema();
+                    debug_assert_eq!(schema.fields().len(), planned.schema.fields().len());
+                    Ok(Outcome::Rows { schema, batches })
+                }
+                .instrument(span)
+                .await
+            }
+        }
+    }
+}
+
+/// Recognise the statements the gateway answers itself.
+fn session_command(statement: &SqlStatement) -> Result<Option<SessionCommand>, QueryError> {
+    use SessionCommand::*;
+    Ok(Some(match statement {
+        SqlStatement::Set(set) => match set {
+            ast::Set::SingleAssignment { variable, values, .. } => Set {
+                name: variable.to_string().to_ascii_lowercase(),
+                value: values.iter().map(setting_value).collect::<Vec<_>>().join(", "),
+            },
+            ast::Set::SetTimeZone { value, .. } => Set {
+                name: "timezone".into(),
+                value: setting_value(value),
+            },
+            ast::Set::SetNames { charset_name, .. } => Set {
+                name: "client_encoding".into(),
+                value: charset_name.to_string(),
+            },
+            // SET TRANSACTION / SESSION CHARACTERISTICS: transactions are read-only.
+            ast::Set::SetTransaction { .. } => Accept("SET"),
+            other => {
+                return Err(QueryError::new(ErrorKind::NotSupported, format!("unsupported SET form: {other}")))
+            }
+        },
+        SqlStatement::ShowVariable { variable } => {
+            let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
+            Show(name)
+        }
+        SqlStatement::StartTransaction { .. } => Begin,
+        SqlStatement::Commit { .. } => Commit,
+        SqlStatement::Rollback { savepoint: None, .. } => Rollback,
+        SqlStatement::Rollback { savepoint: Some(_), .. } => Accept("ROLLBACK"),
+        SqlStatement::Savepoint { .. } => Accept("SAVEPOINT"),
+        SqlStatement::ReleaseSavepoint { .. } => Accept("RELEASE"),
+        SqlStatement::Discard { .. } => Accept("DISCARD ALL"),
+        SqlStatement::Deallocate { .. } => Accept("DEALLOCATE"),
+        _ => return Ok(None),
+    }))
+}
+
+fn setting_value(expr: &ast::Expr) -> String {
+    match expr {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn run_session_command(session: &mut Session, command: &SessionCommand) -> Result<Outcome, QueryError> {
+    let tag = |t: &str| Ok(Outcome::Command { tag: t.to_string() });
+    match command {
+        SessionCommand::Set { name, value } => {
+            session.settings.insert(name.clone(), value.clone());
+            tag("SET")
+        }
+        SessionCommand::Reset(Some(name)) => {
+            session.settings.remove(name);
+            tag("RESET")
+        }
+        SessionCommand::Reset(None) => {
+            session.settings.clear();
+            tag("RESET")
+        }
+        SessionCommand::Show(name) => {
+            let value = if name == "all" {
+                return Err(QueryError::new(ErrorKind::NotSupported, "SHOW ALL is not supported; SHOW a setting by name"));
+            } else {
+                session.setting(name).ok_or_else(|| {
+                    QueryError::new(ErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""))
+                })?
+            };
+            let schema = show_schema(name);
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])
+                .map_err(|e| QueryError::internal(e.to_string()))?;
+            Ok(Outcome::Rows {
+                schema,
+                batches: Box::pin(futures::stream::once(async move { Ok(batch) })),
+            })
+        }
+        SessionCommand::Begin => {
+            session.in_transaction = true;
+            Ok(Outcome::TransactionStart)
+        }
+        SessionCommand::Commit => {
+            session.in_transaction = false;
+            Ok(Outcome::TransactionEnd { tag: "COMMIT".into() })
+        }
+        SessionCommand::Rollback => {
+            session.in_transaction = false;
+            Ok(Outcome::TransactionEnd { tag: "ROLLBACK".into() })
+        }
+        SessionCommand::Accept(t) => {
+            if *t == "DISCARD ALL" {
+                session.settings.clear();
+            }
+            tag(t)
+        }
+    }
+}
+
+fn show_schema(name: &str) -> SchemaRef {
+    let column = if default_setting(name).is_some() || !name.is_empty() { name } else { "setting" };
+    Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn command(sql: &str) -> Option<SessionCommand> {
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
+        session_command(&statements[0]).expect("recognised")
+    }
+
+    #[test]
+    fn recognises_client_session_statements() {
+        assert_eq!(
+            command("SET extra_float_digits = 3"),
+            Some(SessionCommand::Set { name: "extra_float_digits".into(), value: "3".into() })
+        );
+        assert_eq!(
+            command("SET application_name = 'PostgreSQL JDBC Driver'"),
+            Some(SessionCommand::Set { name: "application_name".into(), value: "PostgreSQL JDBC Driver".into() })
+        );
+        assert_eq!(command("show transaction isolation level"), Some(SessionCommand::Show("transaction isolation level".into())));
+        assert_eq!(command("BEGIN"), Some(SessionCommand::Begin));
+        assert_eq!(command("begin transaction"), Some(SessionCommand::Begin));
+        assert_eq!(command("COMMIT"), Some(SessionCommand::Commit));
+        assert_eq!(command("ROLLBACK"), Some(SessionCommand::Rollback));
+        assert_eq!(command("DISCARD ALL"), Some(SessionCommand::Accept("DISCARD ALL")));
+        assert_eq!(command("SELECT 1"), None);
+    }
+}

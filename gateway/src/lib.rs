@@ -1,0 +1,26 @@
+//! # gateway — the `sluice` binary
+//!
+//! ```text
+//!  psql, drivers, BI tools ──pg wire──► pg/ (translate) ─┐
+//!                                                         ├─► handler.rs (the one trait):
+//!  (Flight SQL, HS2: next front-ends) ───────────────────┘     auth · plan · execute
+//!                                                                  │
+//!                     workers::Warehouse ◄── physical plan ────────┘
+//!                     (pool of `sluice worker` processes) ── record batches ──► client
+//! ```
+//!
+//! The gateway owns listeners, sessions, configuration and the wire-code table
+//! ([`error`]); front-ends only translate protocols; database behaviour lives behind
+//! [`handler::Handler`].
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod http;
+pub mod pg;
+pub mod server;
+pub mod session;
+
+/// The PostgreSQL version sluice reports (clients parse it to pick features).
+pub const SERVER_VERSION: &str = "16.6";

@@ -1,0 +1,463 @@
+//! Arrow → PostgreSQL wire values: column types for RowDescription, and DataRows in text
+//! or binary format, a whole batch at a time.
+//!
+//! Encoding is hand-written rather than routed through `ToSql` per value: it runs for every
+//! cell of every result, and the formats (numeric's base-10000 digits, dates since
+//! 2000-01-01) are simple to state exactly here.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use datafusion::arrow::array::*;
+use datafusion::arrow::datatypes::{DataType, IntervalUnit, SchemaRef, TimeUnit};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::messages::data::DataRow;
+
+/// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
+const PG_EPOCH_DAYS: i64 = 10_957;
+const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
+
+/// The PostgreSQL type a column of this Arrow type is sent as.
+pub fn pg_type(data_type: &DataType) -> Type {
+    match data_type {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        DataType::UInt64 => Type::NUMERIC,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Interval(_) => Type::INTERVAL,
+        DataType::Dictionary(_, value) => pg_type(value),
+        // Anything else (lists, structs, maps, null) is sent as its text rendering.
+        _ => Type::TEXT,
+    }
+}
+
+/// `atttypmod` for a column: numeric precision and scale, else -1.
+fn type_modifier(data_type: &DataType) -> i32 {
+    match data_type {
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 => ((*p as i32) << 16 | *s as i32) + 4,
+        _ => -1,
+    }
+}
+
+fn type_size(t: &Type) -> i16 {
+    match *t {
+        Type::BOOL => 1,
+        Type::INT2 => 2,
+        Type::INT4 | Type::FLOAT4 | Type::DATE => 4,
+        Type::INT8 | Type::FLOAT8 | Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME => 8,
+        Type::INTERVAL => 16,
+        _ => -1,
+    }
+}
+
+/// RowDescription fields for a schema, with the requested result formats.
+pub fn fields(schema: &SchemaRef, format: impl Fn(usize) -> FieldFormat) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let t = pg_type(field.data_type());
+            let size = type_size(&t);
+            FieldInfo::new(field.name().clone(), None, None, t, format(i))
+                .with_type_modifier(type_modifier(field.data_type()))
+                .with_type_size(size)
+        })
+        .collect()
+}
+
+/// Encode every row of a batch as a DataRow.
+pub fn encode_batch(batch: &RecordBatch, formats: &[FieldFormat]) -> Result<Vec<DataRow>, String> {
+    let columns: Vec<ColumnWriter> = batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, column)| ColumnWriter::new(column, formats.get(i).copied().unwrap_or(FieldFormat::Text)))
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut buf = BytesMut::with_capacity(256);
+    for row in 0..batch.num_rows() {
+        for column in &columns {
+            column.write(row, &mut buf)?;
+        }
+        rows.push(DataRow::new(buf.split(), columns.len() as i16));
+    }
+    Ok(rows)
+}
+
+/// Writes one column's values, each as a length-prefixed field.
+struct ColumnWriter<'a> {
+    array: &'a ArrayRef,
+    binary: bool,
+    kind: Kind<'a>,
+}
+
+enum Kind<'a> {
+    Bool(&'a BooleanArray),
+    I8(&'a Int8Array),
+    I16(&'a Int16Array),
+    I32(&'a Int32Array),
+    I64(&'a Int64Array),
+    U8(&'a UInt8Array),
+    U16(&'a UInt16Array),
+    U32(&'a UInt32Array),
+    F32(&'a Float32Array),
+    F64(&'a Float64Array),
+    Dec128(&'a Decimal128Array, i8),
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    Utf8View(&'a StringViewArray),
+    Binary(&'a BinaryArray),
+    BinaryView(&'a BinaryViewArray),
+    Date32(&'a Date32Array),
+    TsMicros(&'a TimestampMicrosecondArray, bool),
+    /// Other timestamp units, normalised to microseconds on the fly.
+    Ts(&'a dyn Array, TimeUnit, bool),
+    Time64Micros(&'a Time64MicrosecondArray),
+    IntervalMdn(&'a IntervalMonthDayNanoArray),
+    /// Everything else: Arrow's own text rendering. Sent as `text` (whose binary form is
+    /// the same bytes), except numeric-typed columns (flag set), which a binary-format
+    /// client gets as binary numeric.
+    Display(ArrayFormatter<'a>, bool),
+}
+
+impl<'a> ColumnWriter<'a> {
+    fn new(array: &'a ArrayRef, format: FieldFormat) -> Result<Self, String> {
+        let binary = format == FieldFormat::Binary;
+        let any = array.as_any();
+        macro_rules! get {
+            ($t:ty) => {
+                any.downcast_ref::<$t>().ok_or_else(|| format!("column is not {}", stringify!($t)))?
+            };
+        }
+        let kind = match array.data_type() {
+            DataType::Boolean => Kind::Bool(get!(BooleanArray)),
+            DataType::Int8 => Kind::I8(get!(Int8Array)),
+            DataType::Int16 => Kind::I16(get!(Int16Array)),
+            DataType::Int32 => Kind::I32(get!(Int32Array)),
+            DataType::Int64 => Kind::I64(get!(Int64Array)),
+            DataType::UInt8 => Kind::U8(get!(UInt8Array)),
+            DataType::UInt16 => Kind::U16(get!(UInt16Array)),
+            DataType::UInt32 => Kind::U32(get!(UInt32Array)),
+            DataType::Float32 => Kind::F32(get!(Float32Array)),
+            DataType::Float64 => Kind::F64(get!(Float64Array)),
+            DataType::Decimal128(_, s) => Kind::Dec128(get!(Decimal128Array), *s),
+            DataType::Utf8 => Kind::Utf8(get!(StringArray)),
+            DataType::LargeUtf8 => Kind::LargeUtf8(get!(LargeStringArray)),
+            DataType::Utf8View => Kind::Utf8View(get!(StringViewArray)),
+            DataType::Binary => Kind::Binary(get!(BinaryArray)),
+            DataType::BinaryView => Kind::BinaryView(get!(BinaryViewArray)),
+            DataType::Date32 => Kind::Date32(get!(Date32Array)),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => Kind::TsMicros(get!(TimestampMicrosecondArray), tz.is_some()),
+            DataType::Timestamp(unit, tz) => Kind::Ts(array.as_ref(), *unit, tz.is_some()),
+            DataType::Time64(TimeUnit::Microsecond) => Kind::Time64Micros(get!(Time64MicrosecondArray)),
+            DataType::Interval(IntervalUnit::MonthDayNano) => Kind::IntervalMdn(get!(IntervalMonthDayNanoArray)),
+            other => {
+                let options = FormatOptions::default().with_null("");
+                let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
+                    .map_err(|e| format!("cannot send a column of type {other}: {e}"))?;
+                Kind::Display(formatter, matches!(other, DataType::UInt64 | DataType::Decimal256(..) | DataType::Decimal32(..) | DataType::Decimal64(..)))
+            }
+        };
+        Ok(Self { array, binary, kind })
+    }
+
+    fn write(&self, row: usize, buf: &mut BytesMut) -> Result<(), String> {
+        if self.array.is_null(row) {
+            buf.put_i32(-1);
+            return Ok(());
+        }
+        let at = buf.len();
+        buf.put_i32(0);
+        self.write_value(row, buf)?;
+        let len = (buf.len() - at - 4) as i32;
+        buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
+    }
+
+    fn write_value(&self, row: usize, buf: &mut BytesMut) -> Result<(), String> {
+        let binary = self.binary;
+        match &self.kind {
+            Kind::Bool(a) => {
+                let v = a.value(row);
+                if binary { buf.put_u8(v as u8) } else { buf.put_u8(if v { b't' } else { b'f' }) }
+            }
+            Kind::I8(a) => int(buf, binary, a.value(row) as i64, 2),
+            Kind::I16(a) => int(buf, binary, a.value(row) as i64, 2),
+            Kind::I32(a) => int(buf, binary, a.value(row) as i64, 4),
+            Kind::I64(a) => int(buf, binary, a.value(row), 8),
+            Kind::U8(a) => int(buf, binary, a.value(row) as i64, 2),
+            Kind::U16(a) => int(buf, binary, a.value(row) as i64, 4),
+            Kind::U32(a) => int(buf, binary, a.value(row) as i64, 8),
+            Kind::F32(a) => {
+                let v = a.value(row);
+                if binary { buf.put_f32(v) } else { float_text(buf, v as f64, true) }
+            }
+            Kind::F64(a) => {
+                let v = a.value(row);
+                if binary { buf.put_f64(v) } else { float_text(buf, v, false) }
+            }
+            Kind::Dec128(a, scale) => {
+                let text = decimal_text(a.value(row), *scale);
+                if binary { numeric_binary(buf, &text) } else { buf.put_slice(text.as_bytes()) }
+            }
+            Kind::Utf8(a) => buf.put_slice(a.value(row).as_bytes()),
+            Kind::LargeUtf8(a) => buf.put_slice(a.value(row).as_bytes()),
+            Kind::Utf8View(a) => buf.put_slice(a.value(row).as_bytes()),
+            Kind::Binary(a) => bytea(buf, binary, a.value(row)),
+            Kind::BinaryView(a) => bytea(buf, binary, a.value(row)),
+            Kind::Date32(a) => {
+                let days = a.value(row) as i64;
+                if binary {
+                    buf.put_i32((days - PG_EPOCH_DAYS) as i32)
+                } else {
+                    let date = NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32)
+                        .ok_or_else(|| format!("date out of range: {days} days"))?;
+                    buf.put_slice(date.format("%Y-%m-%d").to_string().as_bytes())
+                }
+            }
+            Kind::TsMicros(a, tz) => timestamp(buf, binary, a.value(row), *tz)?,
+            Kind::Ts(a, unit, tz) => {
+                let micros = match unit {
+                    TimeUnit::Second => a.as_primitive::<datafusion::arrow::datatypes::TimestampSecondType>().value(row) * 1_000_000,
+                    TimeUnit::Millisecond => a.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>().value(row) * 1_000,
+                    TimeUnit::Microsecond => a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>().value(row),
+                    TimeUnit::Nanosecond => a.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>().value(row).div_euclid(1_000),
+                };
+                timestamp(buf, binary, micros, *tz)?
+            }
+            Kind::Time64Micros(a) => {
+                let micros = a.value(row);
+                if binary {
+                    buf.put_i64(micros)
+                } else {
+                    let secs = (micros / 1_000_000) as u32;
+                    let time = NaiveTime::from_num_seconds_from_midnight_opt(secs, ((micros % 1_000_000) * 1000) as u32)
+                        .ok_or_else(|| "time out of range".to_string())?;
+                    buf.put_slice(time.format("%H:%M:%S%.f").to_string().as_bytes())
+                }
+            }
+            Kind::IntervalMdn(a) => {
+                let v = a.value(row);
+                let micros = v.nanoseconds / 1000;
+                if binary {
+                    buf.put_i64(micros);
+                    buf.put_i32(v.days);
+                    buf.put_i32(v.months);
+                } else {
+                    buf.put_slice(interval_text(v.months, v.days, micros).as_bytes())
+                }
+            }
+            Kind::Display(formatter, numeric) => {
+                use std::fmt::Write;
+                let mut s = String::new();
+                write!(s, "{}", formatter.value(row)).map_err(|e| e.to_string())?;
+                if binary && *numeric {
+                    numeric_binary(buf, &s)
+                } else {
+                    buf.put_slice(s.as_bytes())
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn int(buf: &mut BytesMut, binary: bool, v: i64, width: usize) {
+    if binary {
+        match width {
+            2 => buf.put_i16(v as i16),
+            4 => buf.put_i32(v as i32),
+            _ => buf.put_i64(v),
+        }
+    } else {
+        buf.put_slice(itoa::Buffer::new().format(v).as_bytes())
+    }
+}
+
+fn bytea(buf: &mut BytesMut, binary: bool, v: &[u8]) {
+    if binary {
+        buf.put_slice(v)
+    } else {
+        buf.put_slice(b"\\x");
+        buf.put_slice(hex::encode(v).as_bytes())
+    }
+}
+
+fn timestamp(buf: &mut BytesMut, binary: bool, micros: i64, tz: bool) -> Result<(), String> {
+    if binary {
+        buf.put_i64(micros - PG_EPOCH_MICROS);
+        return Ok(());
+    }
+    let ts = DateTime::from_timestamp_micros(micros).ok_or_else(|| "timestamp out of range".to_string())?;
+    buf.put_slice(ts.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string().as_bytes());
+    if tz {
+        buf.put_slice(b"+00");
+    }
+    Ok(())
+}
+
+/// PostgreSQL's float output with `extra_float_digits >= 1`: the shortest text that reads
+/// back to the same value, in exponent form outside 1e-4 ≤ |v| < 1e15 (1e6 for float4).
+pub fn float_text(buf: &mut BytesMut, v: f64, single: bool) {
+    if v.is_nan() {
+        return buf.put_slice(b"NaN");
+    }
+    if v.is_infinite() {
+        return buf.put_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
+    }
+    let sci = if single { format!("{:e}", v as f32) } else { format!("{v:e}") };
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let max_exp = if single { 6 } else { 15 };
+    if v == 0.0 || (-4..max_exp).contains(&exp) {
+        let s = if single { format!("{}", v as f32) } else { format!("{v}") };
+        buf.put_slice(s.as_bytes());
+    } else {
+        buf.put_slice(mantissa.as_bytes());
+        buf.put_slice(format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes());
+    }
+}
+
+/// A decimal's text: `value × 10^-scale`.
+pub fn decimal_text(value: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let mut s = value.to_string();
+        s.extend(std::iter::repeat_n('0', (-scale) as usize));
+        return s;
+    }
+    let scale = scale as usize;
+    let digits = value.unsigned_abs().to_string();
+    let padded = if digits.len() <= scale { format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits) } else { digits };
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{}{}.{}", if value < 0 { "-" } else { "" }, int, frac)
+}
+
+/// PostgreSQL's binary `numeric`: base-10000 digits with a weight, sign and display scale.
+pub fn numeric_binary(buf: &mut BytesMut, text: &str) {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let int = int.trim_start_matches('0');
+    let int_padded = format!("{}{}", "0".repeat((4 - int.len() % 4) % 4), int);
+    let frac_padded = format!("{}{}", frac, "0".repeat((4 - frac.len() % 4) % 4));
+    let group = |s: &str| -> Vec<i16> { s.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).ok().and_then(|d| d.parse().ok()).unwrap_or(0)).collect() };
+    let int_groups = group(&int_padded);
+    let mut digits: Vec<i16> = int_groups.iter().copied().chain(group(&frac_padded)).collect();
+    let mut weight = int_groups.len() as i16 - 1;
+    while digits.first() == Some(&0) {
+        digits.remove(0);
+        weight -= 1;
+    }
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    buf.put_i16(digits.len() as i16);
+    buf.put_i16(weight);
+    buf.put_u16(if negative && !digits.is_empty() { 0x4000 } else { 0 });
+    buf.put_u16(frac.len() as u16);
+    for d in digits {
+        buf.put_i16(d);
+    }
+}
+
+fn interval_text(months: i32, days: i32, micros: i64) -> String {
+    let mut parts = Vec::new();
+    let (years, months) = (months / 12, months % 12);
+    if years != 0 {
+        parts.push(format!("{years} year{}", if years.abs() == 1 { "" } else { "s" }));
+    }
+    if months != 0 {
+        parts.push(format!("{months} mon{}", if months.abs() == 1 { "" } else { "s" }));
+    }
+    if days != 0 {
+        parts.push(format!("{days} day{}", if days.abs() == 1 { "" } else { "s" }));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let m = micros.unsigned_abs();
+        let (h, rem) = (m / 3_600_000_000, m % 3_600_000_000);
+        let (min, rem) = (rem / 60_000_000, rem % 60_000_000);
+        let (s, us) = (rem / 1_000_000, rem % 1_000_000);
+        let frac = if us > 0 { format!(".{us:06}").trim_end_matches('0').to_string() } else { String::new() };
+        parts.push(format!("{sign}{h:02}:{min:02}:{s:02}{frac}"));
+    }
+    parts.join(" ")
+}
+
+/// A shared empty field list, for statements that return no rows.
+pub fn no_fields() -> Arc<Vec<FieldInfo>> {
+    Arc::new(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(text: &str) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        numeric_binary(&mut buf, text);
+        buf.to_vec()
+    }
+
+    #[test]
+    fn decimals_as_text() {
+        assert_eq!(decimal_text(12345, 2), "123.45");
+        assert_eq!(decimal_text(-5, 2), "-0.05");
+        assert_eq!(decimal_text(0, 2), "0.00");
+        assert_eq!(decimal_text(7, 0), "7");
+        assert_eq!(decimal_text(7, -2), "700");
+    }
+
+    #[test]
+    fn numeric_binary_matches_postgres() {
+        // SELECT '123.45'::numeric sent in binary by PostgreSQL:
+        // ndigits 2, weight 0, sign 0, dscale 2, digits [123, 4500]
+        assert_eq!(numeric("123.45"), vec![0, 2, 0, 0, 0, 0, 0, 2, 0, 123, 0x11, 0x94]);
+        // 0.05: ndigits 1, weight -1, dscale 2, digits [500]
+        assert_eq!(numeric("-0.05"), vec![0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4]);
+        // 10000: ndigits 1, weight 1, digits [1]
+        assert_eq!(numeric("10000"), vec![0, 1, 0, 1, 0, 0, 0, 0, 0, 1]);
+        // zero with scale 2
+        assert_eq!(numeric("0.00"), vec![0, 0, 0, 0, 0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn floats_like_postgres() {
+        let f = |v: f64| {
+            let mut b = BytesMut::new();
+            float_text(&mut b, v, false);
+            String::from_utf8(b.to_vec()).expect("utf8")
+        };
+        assert_eq!(f(0.1), "0.1");
+        assert_eq!(f(1e20), "1e+20");
+        assert_eq!(f(1.5e-7), "1.5e-07");
+        assert_eq!(f(123456.789), "123456.789");
+        assert_eq!(f(f64::NAN), "NaN");
+        assert_eq!(f(f64::NEG_INFINITY), "-Infinity");
+    }
+
+    #[test]
+    fn intervals_like_postgres() {
+        assert_eq!(interval_text(14, 3, 3_723_000_000), "1 year 2 mons 3 days 01:02:03");
+        assert_eq!(interval_text(0, 0, 0), "00:00:00");
+    }
+}

@@ -1,0 +1,397 @@
+//! The PostgreSQL front-end: pgwire messages in, [`Handler`] calls, DataRows out.
+//!
+//! Authentication: the server asks for a cleartext password and the client sends its
+//! token (an Entra ID token or a static/dev token) as that password.
+
+pub mod encode;
+pub mod params;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auth::Principal;
+use datafusion::arrow::datatypes::SchemaRef;
+use futures::{stream, Sink, Stream, StreamExt};
+use pgwire::api::auth::cleartext::CleartextPasswordAuth;
+use pgwire::api::auth::mechanism::AuthMechanismFactory;
+use pgwire::api::auth::{
+    protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver, AuthOutcome, AuthSource, LoginInfo,
+    Password, ServerParameterProvider, StartupHandler,
+};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type, METADATA_DATABASE, METADATA_USER};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use planner::{ErrorKind, QueryError};
+use tokio::sync::Mutex;
+use workers::BatchStream;
+
+use crate::handler::{Handler, Outcome, Prepared};
+use crate::session::Session;
+
+/// The pgwire handlers of one gateway (shared by all pg connections).
+pub struct PgFrontend {
+    startup: Arc<PgStartup>,
+    queries: Arc<PgQueries>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgFrontend {
+    pub fn new(handler: Arc<dyn Handler>) -> Self {
+        let connections = Arc::new(ConnectionManager::new());
+        let startup = PgStartup {
+            driver: AuthDriver::new(ServerParameters).with_connection_manager(connections.clone()),
+            tokens: CleartextPasswordAuth::new(Arc::new(TokenSource { handler: handler.clone() })),
+        };
+        Self {
+            startup: Arc::new(startup),
+            queries: Arc::new(PgQueries {
+                parser: Arc::new(PgParser { handler: handler.clone() }),
+                handler,
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for PgFrontend {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// The session of one pg connection, kept in pgwire's per-connection extensions.
+struct PgSession(Mutex<Session>);
+
+fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<PgSession>> {
+    client
+        .session_extensions()
+        .get::<PgSession>()
+        .ok_or_else(|| user_error(&QueryError::new(ErrorKind::ProtocolViolation, "not authenticated")))
+}
+
+/// A query error as a pg ErrorResponse.
+fn user_error(err: &QueryError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        crate::error::sqlstate(err.kind).to_string(),
+        err.message.clone(),
+    )))
+}
+
+// ---------------------------------------------------------------------------------------
+// Startup and authentication
+
+#[derive(Debug)]
+struct TokenSource {
+    handler: Arc<dyn Handler>,
+}
+
+impl Debug for dyn Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handler")
+    }
+}
+
+#[async_trait]
+impl AuthSource<Principal> for TokenSource {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        // Only `verify_password` is used: a token is checked, never looked up.
+        Err(user_error(&QueryError::internal("password lookup is not supported")))
+    }
+
+    async fn verify_password(&self, login: &LoginInfo, presented: &[u8]) -> PgWireResult<Option<Principal>> {
+        let user = login.user().unwrap_or_default().to_string();
+        let token = String::from_utf8_lossy(presented);
+        match self.handler.authenticate(&token) {
+            Ok(principal) => {
+                tracing::info!(user, principal = %principal.name, "pg login");
+                Ok(Some(principal))
+            }
+            Err(reason) => {
+                tracing::warn!(user, token = %auth::fingerprint(&token), %reason, "pg login refused");
+                Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".to_string(),
+                    "28P01".to_string(),
+                    format!("password authentication failed for user \"{user}\": {reason}"),
+                ))))
+            }
+        }
+    }
+}
+
+struct PgStartup {
+    driver: AuthDriver<ServerParameters, Principal>,
+    tokens: CleartextPasswordAuth<TokenSource>,
+}
+
+#[async_trait]
+impl StartupHandler for PgStartup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let outcome = match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                self.driver.begin_authentication(client, self.tokens.create()).await?
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => {
+                self.driver.advance_authentication(client, message).await?
+            }
+            _ => return Ok(()),
+        };
+        if let AuthOutcome::Authenticated { identity, final_message } = outcome {
+            let principal = identity.ok_or_else(|| user_error(&QueryError::internal("no identity after login")))?;
+            let metadata = client.metadata();
+            let user = metadata.get(METADATA_USER).cloned().unwrap_or_default();
+            let database = metadata.get(METADATA_DATABASE).cloned().unwrap_or_else(|| user.clone());
+            let mut session = Session::new(principal, user, database);
+            // Startup parameters (application_name, DateStyle, …) are session settings.
+            for (name, value) in client.metadata().iter() {
+                if !matches!(name.as_str(), "user" | "database" | "options" | "replication") {
+                    session.settings.insert(name.to_ascii_lowercase(), value.trim_matches('\'').to_string());
+                }
+            }
+            client.session_extensions().insert(PgSession(Mutex::new(session)));
+            self.driver.complete_authentication(client, final_message).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The ParameterStatus messages sent after login; clients read `server_version` and
+/// `integer_datetimes`, and psql shows some of the rest.
+struct ServerParameters;
+
+impl ServerParameterProvider for ServerParameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+        let application = client.metadata().get("application_name").cloned().unwrap_or_default();
+        let params = [
+            ("server_version", crate::SERVER_VERSION.to_string()),
+            ("server_encoding", "UTF8".into()),
+            ("client_encoding", "UTF8".into()),
+            ("DateStyle", "ISO, MDY".into()),
+            ("IntervalStyle", "postgres".into()),
+            ("TimeZone", "UTC".into()),
+            ("integer_datetimes", "on".into()),
+            ("standard_conforming_strings", "on".into()),
+            ("is_superuser", "off".into()),
+            ("default_transaction_read_only", "on".into()),
+            ("in_hot_standby", "off".into()),
+            ("session_authorization", user),
+            ("application_name", application),
+        ];
+        Some(params.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Queries
+
+struct PgQueries {
+    handler: Arc<dyn Handler>,
+    parser: Arc<PgParser>,
+}
+
+/// A statement stored by Parse: its plan and the parameter types announced to the client.
+#[derive(Debug, Clone)]
+pub struct PgStatement {
+    prepared: Prepared,
+    param_types: Vec<Type>,
+}
+
+fn format_for(format: &Format, index: usize) -> FieldFormat {
+    match format {
+        Format::UnifiedText => FieldFormat::Text,
+        Format::UnifiedBinary => FieldFormat::Binary,
+        // A client that sent fewer codes than columns broke the protocol; text is safe.
+        Format::Individual(codes) => FieldFormat::from(codes.get(index).copied().unwrap_or(0)),
+    }
+}
+
+/// DataRows from a stream of batches.
+fn rows(batches: BatchStream, formats: Vec<FieldFormat>) -> impl Stream<Item = PgWireResult<DataRow>> + Send {
+    batches.flat_map(move |item| {
+        let rows: Vec<PgWireResult<DataRow>> = match item {
+            Ok(batch) => match encode::encode_batch(&batch, &formats) {
+                Ok(rows) => rows.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(user_error(&QueryError::internal(format!("cannot encode a result value: {e}"))))],
+            },
+            Err(e) => vec![Err(user_error(&e))],
+        };
+        stream::iter(rows)
+    })
+}
+
+fn query_response(schema: &SchemaRef, formats: Vec<FieldFormat>, rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static) -> QueryResponse {
+    let fields = encode::fields(schema, |i| formats.get(i).copied().unwrap_or(FieldFormat::Text));
+    QueryResponse::new(Arc::new(fields), rows)
+}
+
+fn outcome_response(outcome: Outcome, formats: Vec<FieldFormat>) -> Response {
+    match outcome {
+        Outcome::Rows { schema, batches } => Response::Query(query_response(&schema, formats.clone(), rows(batches, formats))),
+        Outcome::Command { tag } => Response::Execution(Tag::new(&tag)),
+        Outcome::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
+        Outcome::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for PgQueries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let prepared = {
+            let guard = session.0.lock().await;
+            self.handler.prepare(&guard, query).await.map_err(|e| user_error(&e))?
+        };
+        let mut responses = Vec::with_capacity(prepared.len());
+        for statement in prepared {
+            match statement {
+                // Queries start when pgwire reaches their turn, not all at once: a message
+                // with many SELECTs must not claim a worker slot for each up front.
+                Prepared::Query { ref schema, .. } => {
+                    let formats = vec![FieldFormat::Text; schema.fields().len()];
+                    let (handler, session, schema) = (self.handler.clone(), session.clone(), schema.clone());
+                    let encode_formats = formats.clone();
+                    let lazy = stream::once(async move {
+                        let mut guard = session.0.lock().await;
+                        match handler.execute(&mut guard, &statement, Vec::new()).await {
+                            Ok(Outcome::Rows { batches, .. }) => rows(batches, encode_formats).boxed(),
+                            Ok(_) => stream::empty().boxed(),
+                            Err(e) => stream::once(async move { Err(user_error(&e)) }).boxed(),
+                        }
+                    })
+                    .flatten();
+                    responses.push(Response::Query(query_response(&schema, formats, lazy)));
+                }
+                Prepared::Session(_) => {
+                    let mut guard = session.0.lock().await;
+                    match self.handler.execute(&mut guard, &statement, Vec::new()).await {
+                        Ok(outcome) => responses.push(outcome_response(outcome, Vec::new())),
+                        Err(e) => {
+                            responses.push(Response::Error(Box::new(ErrorInfo::new(
+                                "ERROR".into(),
+                                crate::error::sqlstate(e.kind).into(),
+                                e.message,
+                            ))));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+struct PgParser {
+    handler: Arc<dyn Handler>,
+}
+
+#[async_trait]
+impl QueryParser for PgParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<PgStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session_of(client)?;
+        let mut prepared = {
+            let guard = session.0.lock().await;
+            self.handler.prepare(&guard, sql).await.map_err(|e| user_error(&e))?
+        };
+        if prepared.len() > 1 {
+            return Err(user_error(&QueryError::new(
+                ErrorKind::Syntax,
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some(prepared) = prepared.pop() else {
+            return Ok(None);
+        };
+        let inferred = prepared.param_types();
+        let count = inferred.len().max(types.len());
+        let param_types = (0..count)
+            .map(|i| params::param_pg_type(types.get(i).and_then(|t| t.as_ref()), inferred.get(i).and_then(|t| t.as_ref())))
+            .collect();
+        Ok(Some(PgStatement { prepared, param_types }))
+    }
+
+    fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.clone())
+    }
+
+    fn get_result_schema(&self, stmt: &PgStatement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        let schema = stmt.prepared.schema();
+        Ok(encode::fields(&schema, |i| column_format.map(|f| format_for(f, i)).unwrap_or(FieldFormat::Text)))
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for PgQueries {
+    type Statement = PgStatement;
+    type QueryParser = PgParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<PgStatement>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = &portal.statement.statement;
+        let inferred = statement.prepared.param_types();
+        let mut values = Vec::with_capacity(portal.parameters.len());
+        for (i, raw) in portal.parameters.iter().enumerate() {
+            let wire_type = statement.param_types.get(i).cloned().unwrap_or(Type::TEXT);
+            let binary = format_for(&portal.parameter_format, i) == FieldFormat::Binary;
+            let value = params::decode(i, raw.as_deref(), binary, &wire_type, inferred.get(i).and_then(|t| t.as_ref()))
+                .map_err(|e| user_error(&e))?;
+            values.push(value);
+        }
+        let session = session_of(client)?;
+        let mut guard = session.0.lock().await;
+        let outcome = self
+            .handler
+            .execute(&mut guard, &statement.prepared, values)
+            .await
+            .map_err(|e| user_error(&e))?;
+        let columns = statement.prepared.schema().fields().len();
+        let formats = (0..columns).map(|i| format_for(&portal.result_column_format, i)).collect();
+        Ok(outcome_response(outcome, formats))
+    }
+}

@@ -1,0 +1,180 @@
+//! Start-up and shutdown of `sluice serve`: data dir, demo data, dev token, planner,
+//! warehouse, listeners, `endpoints.json`, then serve until SIGTERM / Ctrl-C.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use auth::{Authenticator, Principal, StaticToken};
+use planner::Planner;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use workers::{Warehouse, WarehouseConfig};
+
+use crate::config::Settings;
+use crate::handler::{Engine, Handler};
+use crate::pg::PgFrontend;
+
+/// Most client connections served at once; more wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// A running gateway.
+pub struct Server {
+    pub pg_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub warehouse: Arc<Warehouse>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bring everything up; returns once every listener is bound.
+    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir)?;
+        let data_dir = std::fs::canonicalize(&settings.data_dir)?;
+        let token = dev_token(&data_dir)?;
+        let authenticator = Arc::new(Authenticator::new(vec![StaticToken::from_secret(
+            &token,
+            Principal {
+                id: "dev".into(),
+                name: "dev".into(),
+                roles: vec!["admin".into()],
+            },
+        )]));
+
+        let mut tables = Vec::new();
+        if let Some(scale) = settings.demo_scale {
+            let dir = data_dir.clone();
+            tables.extend(tokio::task::spawn_blocking(move || planner::tpch::ensure_demo_data(&dir, scale)).await??);
+        }
+        tables.extend(settings.tables.iter().cloned());
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let planner = Arc::new(Planner::new(&tables, threads).await.map_err(|e| anyhow::anyhow!("catalog: {e}"))?);
+
+        let exe = std::env::current_exe()?;
+        let warehouse = Warehouse::start(WarehouseConfig {
+            name: "default".into(),
+            workers: settings.warehouse.workers,
+            max_concurrency_per_worker: settings.warehouse.max_concurrency_per_worker,
+            max_queued: settings.warehouse.max_queued,
+            queue_timeout: settings.warehouse.queue_timeout,
+            worker_memory_limit: settings.warehouse.worker_memory_limit,
+            worker_threads: threads,
+            worker_command: vec![exe.into_os_string(), OsString::from("worker")],
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("warehouse default: {e}"))?;
+
+        let handler: Arc<dyn Handler> = Arc::new(Engine::new(planner, warehouse.clone(), authenticator));
+        let pg_listener = TcpListener::bind(settings.pg_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("pg listener {}: {e}", settings.pg_addr))?;
+        let http_listener = TcpListener::bind(settings.http_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("http listener {}: {e}", settings.http_addr))?;
+        let pg_addr = pg_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(serve_pg(pg_listener, Arc::new(PgFrontend::new(handler)), shutdown.clone())));
+        let router = crate::http::router(warehouse.clone());
+        let http_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(http_listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http listener failed");
+            }
+        }));
+
+        write_endpoints(&data_dir, pg_addr, http_addr)?;
+        tracing::info!(%pg_addr, %http_addr, data_dir = %data_dir.display(), "sluice is ready");
+        println!("sluice is ready\n  pg:   {pg_addr}\n  http: {http_addr}\n  dev token (use it as the password): {token}\n  token file: {}", data_dir.join("dev-token").display());
+        Ok(Self {
+            pg_addr,
+            http_addr,
+            warehouse,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stop accepting, stop the workers, and wait for the listeners to close.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.warehouse.stop();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn serve_pg(listener: TcpListener, frontend: Arc<PgFrontend>, shutdown: CancellationToken) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                let frontend = frontend.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, None, frontend).await {
+                        tracing::debug!(%peer, error = %e, "pg connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The development token: created on first start, reused afterwards (so scripts and
+/// saved connections keep working), readable by the owner only.
+fn dev_token(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("dev-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+    }
+    let token = auth::generate_token();
+    write_private(&path, &token)?;
+    Ok(token)
+}
+
+fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+/// `<data-dir>/endpoints.json`: where each listener really is (port 0 picks one).
+fn write_endpoints(data_dir: &Path, pg: SocketAddr, http: SocketAddr) -> std::io::Result<()> {
+    let json = serde_json::json!({ "pg": pg.to_string(), "http": http.to_string() });
+    let path = data_dir.join("endpoints.json");
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;
+    std::fs::rename(tmp, path)
+}

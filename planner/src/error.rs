@@ -1,0 +1,290 @@
+//! Error kinds shared by the planner, the workers and the gateway.
+//!
+//! Every error a query can meet is classified once into an [`ErrorKind`]; the gateway's
+//! error table (`gateway/src/error.rs`) turns the kind into a SQLSTATE, gRPC code or HS2
+//! status. Messages are meant for the client: no file paths, no stack traces, no secrets.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
+/// What kind of failure an error is, independent of the wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The SQL text does not parse.
+    Syntax,
+    /// A table or view that does not exist.
+    UndefinedTable,
+    /// A column that does not exist.
+    UndefinedColumn,
+    /// A function that does not exist (or not with these argument types).
+    UndefinedFunction,
+    /// An object (schema, prepared statement, setting) that does not exist.
+    UndefinedObject,
+    /// Two columns or tables with the same name where one was meant.
+    Ambiguous,
+    /// Types that do not fit together in an expression.
+    DatatypeMismatch,
+    /// Division by zero during evaluation.
+    DivisionByZero,
+    /// A value that cannot be converted or is out of range.
+    InvalidValue,
+    /// A parameter that is missing or cannot be decoded.
+    InvalidParameter,
+    /// Valid SQL that sluice does not support (yet), e.g. writes.
+    NotSupported,
+    /// A statement not allowed in this state (e.g. a write in a read-only warehouse).
+    ReadOnly,
+    /// Memory or disk limits reached.
+    ResourcesExhausted,
+    /// The admission queue is full or the wait for a worker timed out.
+    QueueFull,
+    /// The client or an operator cancelled the query.
+    Cancelled,
+    /// The statement ran longer than `statement_timeout`.
+    StatementTimeout,
+    /// The worker running the query went away; the query may be retried.
+    WorkerLost,
+    /// No worker could be started or reached.
+    Unavailable,
+    /// A data file could not be read.
+    DataUnreadable,
+    /// The principal may not do this.
+    PermissionDenied,
+    /// A client broke the wire protocol.
+    ProtocolViolation,
+    /// A bug or an unexpected state inside sluice.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Stable name used when an error crosses a process boundary (worker → gateway).
+    pub fn as_str(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            Syntax => "syntax",
+            UndefinedTable => "undefined_table",
+            UndefinedColumn => "undefined_column",
+            UndefinedFunction => "undefined_function",
+            UndefinedObject => "undefined_object",
+            Ambiguous => "ambiguous",
+            DatatypeMismatch => "datatype_mismatch",
+            DivisionByZero => "division_by_zero",
+            InvalidValue => "invalid_value",
+            InvalidParameter => "invalid_parameter",
+            NotSupported => "not_supported",
+            ReadOnly => "read_only",
+            ResourcesExhausted => "resources_exhausted",
+            QueueFull => "queue_full",
+            Cancelled => "cancelled",
+            StatementTimeout => "statement_timeout",
+            WorkerLost => "worker_lost",
+            Unavailable => "unavailable",
+            DataUnreadable => "data_unreadable",
+            PermissionDenied => "permission_denied",
+            ProtocolViolation => "protocol_violation",
+            Internal => "internal",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        use ErrorKind::*;
+        const ALL: [ErrorKind; 22] = [
+            Syntax,
+            UndefinedTable,
+            UndefinedColumn,
+            UndefinedFunction,
+            UndefinedObject,
+            Ambiguous,
+            DatatypeMismatch,
+            DivisionByZero,
+            InvalidValue,
+            InvalidParameter,
+            NotSupported,
+            ReadOnly,
+            ResourcesExhausted,
+            QueueFull,
+            Cancelled,
+            StatementTimeout,
+            WorkerLost,
+            Unavailable,
+            DataUnreadable,
+            PermissionDenied,
+            ProtocolViolation,
+            Internal,
+        ];
+        ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// An error with its kind and a message fit for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl QueryError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(err: DataFusionError) -> Self {
+        classify(&err)
+    }
+}
+
+/// Classify a DataFusion error by its root cause.
+pub fn classify(err: &DataFusionError) -> QueryError {
+    let root = err.find_root();
+    match root {
+        DataFusionError::SQL(parser_error, _) => {
+            QueryError::new(ErrorKind::Syntax, clean(&parser_error.to_string()))
+        }
+        DataFusionError::SchemaError(schema_error, _) => {
+            use datafusion::common::SchemaError::*;
+            let kind = match schema_error.as_ref() {
+                FieldNotFound { .. } => ErrorKind::UndefinedColumn,
+                AmbiguousReference { .. } => ErrorKind::Ambiguous,
+                _ => ErrorKind::DatatypeMismatch,
+            };
+            QueryError::new(kind, clean(&schema_error.to_string()))
+        }
+        DataFusionError::ArrowError(arrow_error, _) => classify_arrow(arrow_error),
+        DataFusionError::NotImplemented(msg) => QueryError::new(ErrorKind::NotSupported, clean(msg)),
+        DataFusionError::ResourcesExhausted(msg) => {
+            QueryError::new(ErrorKind::ResourcesExhausted, clean(msg))
+        }
+        DataFusionError::Plan(msg) => QueryError::new(classify_plan_message(msg), clean(msg)),
+        DataFusionError::Execution(msg) => {
+            let kind = if msg.contains("Divide by zero") || msg.contains("division by zero") {
+                ErrorKind::DivisionByZero
+            } else if msg.contains("Cannot cast") || msg.contains("Failed to parse") {
+                ErrorKind::InvalidValue
+            } else {
+                ErrorKind::Internal
+            };
+            QueryError::new(kind, clean(msg))
+        }
+        DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => {
+            // The underlying message may hold a local path or a storage URL with
+            // credentials in its query string: keep it for the logs only.
+            tracing::warn!(error = %root, "data file could not be read");
+            QueryError::new(ErrorKind::DataUnreadable, "a data file of a table in this query could not be read")
+        }
+        DataFusionError::ExecutionJoin(_) => {
+            QueryError::new(ErrorKind::Cancelled, "the query was stopped")
+        }
+        DataFusionError::Configuration(msg) => QueryError::new(ErrorKind::InvalidValue, clean(msg)),
+        DataFusionError::External(e) => {
+            if let Some(arrow_error) = e.downcast_ref::<ArrowError>() {
+                classify_arrow(arrow_error)
+            } else {
+                QueryError::internal(clean(&e.to_string()))
+            }
+        }
+        other => {
+            tracing::error!(error = %other, "unclassified query error");
+            QueryError::internal(clean(&other.message()))
+        }
+    }
+}
+
+fn classify_arrow(err: &ArrowError) -> QueryError {
+    let kind = match err {
+        ArrowError::DivideByZero => ErrorKind::DivisionByZero,
+        ArrowError::CastError(_) | ArrowError::ParseError(_) | ArrowError::ComputeError(_) => {
+            ErrorKind::InvalidValue
+        }
+        ArrowError::ArithmeticOverflow(_) => ErrorKind::InvalidValue,
+        ArrowError::MemoryError(_) => ErrorKind::ResourcesExhausted,
+        ArrowError::NotYetImplemented(_) => ErrorKind::NotSupported,
+        _ => ErrorKind::Internal,
+    };
+    let message = match err {
+        ArrowError::DivideByZero => "division by zero".to_string(),
+        other => clean(&other.to_string()),
+    };
+    QueryError::new(kind, message)
+}
+
+fn classify_plan_message(msg: &str) -> ErrorKind {
+    if msg.starts_with("table '") && msg.contains("not found") {
+        ErrorKind::UndefinedTable
+    } else if msg.contains("Invalid function") || msg.contains("Unknown function") {
+        ErrorKind::UndefinedFunction
+    } else if msg.contains("No field named") || (msg.starts_with("column '") && msg.contains("not found")) {
+        ErrorKind::UndefinedColumn
+    } else if msg.contains("Cannot infer common")
+        || msg.contains("does not support")
+        || msg.contains("Failed to coerce")
+        || msg.contains("No function matches")
+        || msg.contains("signature")
+    {
+        ErrorKind::DatatypeMismatch
+    } else if msg.contains("Unsupported") || msg.contains("not supported") || msg.contains("Unsupported SQL") {
+        ErrorKind::NotSupported
+    } else if msg.contains("DDL not supported") || msg.contains("DML not supported") || msg.contains("Statement not supported") {
+        ErrorKind::ReadOnly
+    } else {
+        ErrorKind::Syntax
+    }
+}
+
+/// Strip DataFusion's internal prefixes and backtraces from a message.
+fn clean(msg: &str) -> String {
+    let msg = msg.split(DataFusionError::BACK_TRACE_SEP).next().unwrap_or(msg);
+    let mut msg = msg.trim();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "SQL error: ",
+        "Execution error: ",
+        "Arrow error: ",
+        "This feature is not implemented: ",
+        "Resources exhausted: ",
+        "Invalid argument error: ",
+        "Compute error: ",
+        "Cast error: ",
+        "Parser error: ",
+        "sql parser error: ",
+        "ParserError(\"",
+    ] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            msg = rest;
+        }
+    }
+    let msg = msg.trim_end_matches("\")");
+    // The default catalog name is an implementation detail clients should not see.
+    msg.replace(&format!("{}.", crate::CATALOG), "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_by_name() {
+        for kind in [ErrorKind::Syntax, ErrorKind::WorkerLost, ErrorKind::Internal] {
+            assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ErrorKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn cleans_prefixes() {
+        assert_eq!(
+            clean("Error during planning: table 'sluice.tpch.x' not found"),
+            "table 'tpch.x' not found"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! # planner — from SQL text to a plan a worker can run
+//!
+//! ```text
+//!  SQL ──parse (PostgreSQL dialect)──► statements
+//!      ──plan against the catalog────► logical plan ──optimize──► physical plan
+//!      ──datafusion-proto────────────► bytes shipped to a worker (`codec`)
+//! ```
+//!
+//! The planner owns the catalog (config tables and the TPC-H demo, [`catalog`], [`tpch`]),
+//! the classification of errors into [`ErrorKind`]s ([`error`]) and the plan codec.
+//! Session statements (`SET`, `BEGIN`, …) are the gateway's business: the planner sees
+//! only queries.
+
+pub mod catalog;
+pub mod codec;
+pub mod error;
+pub mod tpch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::CatalogProvider;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+
+pub use catalog::{TableDef, TableFormat, CATALOG, DEFAULT_SCHEMA};
+pub use error::{ErrorKind, QueryError};
+
+/// Deepest nesting of SQL the parser accepts before it refuses the statement (protects the
+/// gateway's stack from hostile input).
+const SQL_RECURSION_LIMIT: usize = 128;
+
+/// Plans queries against the catalog. One per gateway, shared by all sessions.
+#[derive(Debug)]
+pub struct Planner {
+    /// The session state every query starts from: configuration, functions and the
+    /// `sluice` catalog. Cloned per statement (cheap: it holds `Arc`s).
+    base: SessionState,
+}
+
+/// A query ready to run: its result schema, and the physical plan for a worker.
+#[derive(Debug, Clone)]
+pub struct PlannedQuery {
+    pub schema: SchemaRef,
+    pub physical: Arc<dyn ExecutionPlan>,
+}
+
+impl Planner {
+    /// A planner over the given tables; `target_partitions` is the parallelism a worker
+    /// uses for one query.
+    pub async fn new(tables: &[TableDef], target_partitions: usize) -> Result<Self, QueryError> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false)
+            .with_target_partitions(target_partitions.max(1));
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let catalog = catalog::build_catalog(&state, tables).await?;
+        state
+            .catalog_list()
+            .register_catalog(CATALOG.to_string(), catalog as Arc<dyn CatalogProvider>);
+        state.config_mut().options_mut().sql_parser.dialect =
+            datafusion::config::Dialect::PostgreSQL;
+        Ok(Self { base: state })
+    }
+
+    /// Split SQL text into statements (PostgreSQL dialect).
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+        let mut parser = DFParserBuilder::new(sql)
+            .with_dialect(&PostgreSqlDialect {})
+            .with_recursion_limit(SQL_RECURSION_LIMIT)
+            .build()
+            .map_err(QueryError::from)?;
+        Ok(parser.parse_statements().map_err(QueryError::from)?.into())
+    }
+
+    /// The logical plan of a query, with `$n` placeholders left in place.
+    pub async fn logical_plan(&self, statement: &Statement) -> Result<LogicalPlan, QueryError> {
+        let plan = self
+            .base
+            .statement_to_plan(statement.clone())
+            .await
+            .map_err(QueryError::from)?;
+        // Reads only: DDL (e.g. CREATE EXTERNAL TABLE) would change the shared catalog, and
+        // DML has nowhere to write.
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|_| {
+                QueryError::new(
+                    ErrorKind::ReadOnly,
+                    "this warehouse is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) can run",
+                )
+            })?;
+        Ok(plan)
+    }
+
+    /// The types DataFusion inferred for `$1…$n` (None where it could not tell).
+    pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
+        let types: HashMap<String, Option<DataType>> =
+            plan.get_parameter_types().map_err(QueryError::from)?;
+        let mut max = 0;
+        for name in types.keys() {
+            match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n >= 1 => max = max.max(n),
+                _ => {
+                    return Err(QueryError::new(
+                        ErrorKind::InvalidParameter,
+                        format!("parameter {name} is not of the form $1, $2, …"),
+                    ))
+                }
+            }
+        }
+        Ok((1..=max)
+            .map(|n| types.get(&format!("${n}")).cloned().flatten())
+            .collect())
+    }
+
+    /// Bind parameter values, then optimize and plan physically.
+    pub async fn plan_query(
+        &self,
+        logical: LogicalPlan,
+        params: Vec<ScalarValue>,
+    ) -> Result<PlannedQuery, QueryError> {
+        let logical = if params.is_empty() {
+            logical
+        } else {
+            logical
+                .with_param_values(ParamValues::from(params))
+                .map_err(|e| QueryError::new(ErrorKind::InvalidParameter, error::classify(&e).message))?
+        };
+        let schema = Arc::new(logical.schema().as_arrow().clone());
+        // Each query gets its own start time: `now()` and friends are folded into constants
+        // here, once, so every worker and every row sees the same instant.
+        let mut state = self.base.clone();
+        let options = Arc::new(state.config_options().as_ref().clone());
+        state.execution_props_mut().mark_start_execution(options);
+        let physical = state
+            .create_physical_plan(&logical)
+            .await
+            .map_err(QueryError::from)?;
+        // One output stream per query: the worker answers with a single ordered stream.
+        let physical: Arc<dyn ExecutionPlan> = if physical.output_partitioning().partition_count() > 1 {
+            Arc::new(CoalescePartitionsExec::new(physical))
+        } else {
+            physical
+        };
+        Ok(PlannedQuery { schema, physical })
+    }
+
+    /// The state plans are made with (for the worker side of tests and benchmarks).
+    pub fn session_state(&self) -> &SessionState {
+        &self.base
+    }
+}
+
+/// The result schema with output columns named the way PostgreSQL names them: an
+/// unaliased function call after the function (`count`, not `count(*)`), a column after the
+/// column, a cast after its operand or type, anything else `?column?`. psql headers, BI
+/// tools and `cursor.description` show these names. Only the reported names change (they
+/// may repeat, as in PostgreSQL); the plan keeps DataFusion's unique names.
+pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement as Sql};
+
+    let Statement::Statement(sql) = statement else { return schema.clone() };
+    let Sql::Query(query) = sql.as_ref() else { return schema.clone() };
+    let SetExpr::Select(select) = query.body.as_ref() else { return schema.clone() };
+    let mut names = Vec::with_capacity(select.projection.len());
+    for item in &select.projection {
+        match item {
+            SelectItem::UnnamedExpr(expr) => names.push(Some(pg_expr_name(expr))),
+            SelectItem::ExprWithAlias { .. } => names.push(None),
+            // A wildcard expands to several columns: keep the plan's names.
+            _ => return schema.clone(),
+        }
+    }
+    if names.len() != schema.fields().len() {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(field, name)| match name {
+            Some(name) => field.as_ref().clone().with_name(name),
+            None => field.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
+    use datafusion::sql::sqlparser::ast::Expr;
+    match expr {
+        Expr::Identifier(ident) => ident.value.to_lowercase_if_unquoted(ident.quote_style.is_some()),
+        Expr::CompoundIdentifier(parts) => parts
+            .last()
+            .map(|i| i.value.to_lowercase_if_unquoted(i.quote_style.is_some()))
+            .unwrap_or_else(|| "?column?".into()),
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_lowercase())
+            .unwrap_or_else(|| "?column?".into()),
+        Expr::Cast { expr, data_type, .. } => match pg_expr_name(expr).as_str() {
+            "?column?" => data_type.to_string().to_lowercase(),
+            name => name.to_string(),
+        },
+        Expr::Nested(inner) => pg_expr_name(inner),
+        Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
+}
+
+trait LowercaseUnquoted {
+    fn to_lowercase_if_unquoted(&self, quoted: bool) -> String;
+}
+
+impl LowercaseUnquoted for String {
+    fn to_lowercase_if_unquoted(&self, quoted: bool) -> String {
+        if quoted { self.clone() } else { self.to_lowercase() }
+    }
+}

@@ -1,0 +1,29 @@
+//! The internal gateway ↔ worker protocol, carried by Arrow Flight.
+//!
+//! - `DoGet(Ticket)`: the ticket is an [`ExecuteRequest`] (protobuf); the answer is the
+//!   query's record batches as Flight data, streamed as the worker produces them.
+//!   Dropping the stream (the gateway's side) cancels the query on the worker.
+//! - Every call carries `authorization: Bearer <secret>`, a per-gateway secret handed to
+//!   spawned workers in their environment (never on the command line).
+//! - Errors are gRPC statuses carrying [`ERROR_KIND_HEADER`] so the gateway can map them
+//!   to the right SQLSTATE without parsing messages.
+
+/// Environment variable through which a spawned worker receives the shared secret.
+pub const SECRET_ENV: &str = "SLUICE_WORKER_SECRET";
+/// The line a worker prints on stdout once it listens: `SLUICE_WORKER_LISTENING <addr>`.
+pub const READY_PREFIX: &str = "SLUICE_WORKER_LISTENING ";
+/// gRPC metadata key holding an [`planner::ErrorKind`] name.
+pub const ERROR_KIND_HEADER: &str = "x-sluice-error-kind";
+/// Largest message either side accepts (plans in tickets, batches in Flight data).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// What the gateway asks a worker to run.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExecuteRequest {
+    /// The gateway's id for the query, for logs on both sides.
+    #[prost(string, tag = "1")]
+    pub query_id: String,
+    /// The physical plan, encoded with `datafusion-proto`.
+    #[prost(bytes = "vec", tag = "2")]
+    pub plan: Vec<u8>,
+}
