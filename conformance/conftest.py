@@ -1,0 +1,111 @@
+"""The conformance harness: start a real `sluice serve` and drive real clients at it.
+
+Each test gets the session-wide server from the `sluice` fixture (TPC-H at scale 0.01,
+ports chosen by the kernel, a temporary data dir), or starts its own with `start_sluice`
+when it needs to break something.
+"""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HERE = pathlib.Path(__file__).resolve().parent
+SCALE = "0.01"
+
+
+def sluice_bin() -> str:
+    if os.environ.get("SLUICE_BIN"):
+        return os.environ["SLUICE_BIN"]
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return str(target / "debug" / "sluice")
+
+
+class Sluice:
+    """A running `sluice serve` and how to reach it."""
+
+    def __init__(self, proc, data_dir, log_path, owns_dir):
+        self.proc = proc
+        self.data_dir = pathlib.Path(data_dir)
+        self.log_path = log_path
+        self.owns_dir = owns_dir
+        endpoints = json.loads((self.data_dir / "endpoints.json").read_text())
+        self.pg_host, port = endpoints["pg"].rsplit(":", 1)
+        self.pg_port = int(port)
+        self.http = endpoints["http"]
+        self.token = (self.data_dir / "dev-token").read_text().strip()
+
+    def dsn(self, **extra) -> str:
+        params = dict(host=self.pg_host, port=self.pg_port, user="tester", dbname="default",
+                      password=self.token, sslmode="disable")
+        params.update(extra)
+        return " ".join(f"{k}={v}" for k, v in params.items())
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://{self.http}/healthz", timeout=5) as r:
+            return json.loads(r.read())
+
+    def log(self) -> str:
+        return pathlib.Path(self.log_path).read_text(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=False, timeout=300) -> Sluice:
+    """Start `sluice serve` and wait until /healthz answers 200."""
+    owns_dir = data_dir is None and cwd is None
+    if owns_dir:
+        data_dir = tempfile.mkdtemp(prefix="sluice-test-")
+    cmd = [sluice_bin(), "serve"]
+    if data_dir is not None:
+        cmd += ["--data-dir", str(data_dir)]
+    else:
+        data_dir = pathlib.Path(cwd) / "sluice-data"
+    if not default_ports:
+        cmd += ["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]
+    if scale is not None:
+        cmd += ["--demo-scale", scale]
+    cmd += list(args)
+    log_path = tempfile.mktemp(prefix="sluice-log-", suffix=".txt")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    env.setdefault("SLUICE_LOG", "info")
+    proc = subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    deadline = time.time() + timeout
+    endpoints = pathlib.Path(data_dir) / "endpoints.json"
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sluice exited with {proc.returncode}:\n{pathlib.Path(log_path).read_text()}")
+        if endpoints.exists():
+            try:
+                s = Sluice(proc, data_dir, log_path, owns_dir)
+                if s.health().get("status") == "ok":
+                    return s
+            except (OSError, ValueError, KeyError, urllib.error.URLError):
+                pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"sluice did not become healthy:\n{pathlib.Path(log_path).read_text()}")
+
+
+@pytest.fixture(scope="session")
+def sluice():
+    server = start_sluice()
+    yield server
+    server.stop()
