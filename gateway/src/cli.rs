@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::config::{ServeArgs, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "A self-hosted SQL warehouse gateway: PostgreSQL wire in, DataFusion worker pools behind.")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A self-hosted SQL warehouse gateway: PostgreSQL wire in, DataFusion worker pools behind."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Two crypto backends end up linked (aws-lc-rs and ring); pick one before any TLS use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice: cannot start the async runtime: {e}");
@@ -67,7 +74,9 @@ pub fn main() -> ExitCode {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         let _ = builder.json().try_init();
     } else {
@@ -87,14 +96,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     init_tracing(false);
-    let secret = std::env::var(workers::protocol::SECRET_ENV)
-        .map_err(|_| anyhow::anyhow!("{} must hold the gateway's worker secret", workers::protocol::SECRET_ENV))?;
+    let secret = std::env::var(workers::protocol::SECRET_ENV).map_err(|_| {
+        anyhow::anyhow!(
+            "{} must hold the gateway's worker secret",
+            workers::protocol::SECRET_ENV
+        )
+    })?;
     // The secret must not leak to anything this process might start.
     // SAFETY-free: removing an env var is safe in a single-threaded start; tokio's workers
     // do not read the environment.
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
     workers::worker::run(workers::worker::WorkerOptions {
         listen: args.listen,
         secret,

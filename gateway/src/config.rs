@@ -108,12 +108,23 @@ impl Settings {
         }
         let demo = !args.no_demo && file.demo.unwrap_or(true);
         let demo_scale = args.demo_scale.or(file.demo_scale).unwrap_or(0.1);
-        let log_format = args.log_format.clone().or(file.log_format).unwrap_or_else(|| "human".into());
+        let log_format = args
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .unwrap_or_else(|| "human".into());
         if !matches!(log_format.as_str(), "human" | "json") {
-            return Err(format!("log_format must be \"human\" or \"json\", not {log_format:?}"));
+            return Err(format!(
+                "log_format must be \"human\" or \"json\", not {log_format:?}"
+            ));
         }
         // Relative table locations are relative to the config file.
-        let base = args.config.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let base = args
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let tables = file
             .tables
             .into_iter()
@@ -125,9 +136,19 @@ impl Settings {
             })
             .collect();
         Ok(Self {
-            pg_addr: args.pg_addr.or(file.pg_addr).unwrap_or_else(|| ([127, 0, 0, 1], 5433).into()),
-            http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| "sluice-data".into()),
+            pg_addr: args
+                .pg_addr
+                .or(file.pg_addr)
+                .unwrap_or_else(|| ([127, 0, 0, 1], 5433).into()),
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| "sluice-data".into()),
             demo_scale: demo.then_some(demo_scale),
             tables,
             warehouse: WarehouseSettings {
@@ -154,23 +175,32 @@ impl Settings {
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
 }
 
 /// "500ms", "30s", "5m", "2h", or a number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like \"30s\" or \"5m\""))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"30s\" or \"5m\""))?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86400.0,
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m, h or d)"
+            ))
+        }
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -178,9 +208,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// "512MB", "2GiB", "1024" (bytes).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a size like \"2GiB\""))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"2GiB\""))?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" => 1e3,
@@ -209,9 +243,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = toml::from_str::<FileConfig>("pg_adress = \"127.0.0.1:1\"").unwrap_err().to_string();
+        let err = toml::from_str::<FileConfig>("pg_adress = \"127.0.0.1:1\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pg_adress"), "{err}");
-        let err = toml::from_str::<FileConfig>("[warehouses.default]\nworkerz = 1").unwrap_err().to_string();
+        let err = toml::from_str::<FileConfig>("[warehouses.default]\nworkerz = 1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("workerz"), "{err}");
     }
 
@@ -235,9 +273,15 @@ mod tests {
     #[test]
     fn example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sluice.example.toml");
-        let args = ServeArgs { config: Some(path), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
         let s = Settings::resolve(&args).expect("the example config is valid");
         assert!(!s.tables.is_empty());
-        assert!(s.tables.iter().any(|t| t.format == planner::TableFormat::Csv));
+        assert!(s
+            .tables
+            .iter()
+            .any(|t| t.format == planner::TableFormat::Csv));
     }
 }

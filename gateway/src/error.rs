@@ -18,6 +18,7 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         DatatypeMismatch => "42804",
         DivisionByZero => "22012",
         InvalidValue => "22023",
+        InvalidText => "22P02",
         InvalidParameter => "22023",
         NotSupported => "0A000",
         ReadOnly => "25006",

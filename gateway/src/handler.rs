@@ -61,7 +61,10 @@ impl Prepared {
 /// Session statements the gateway answers itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCommand {
-    Set { name: String, value: String },
+    Set {
+        name: String,
+        value: String,
+    },
     Reset(Option<String>),
     Show(String),
     Begin,
@@ -73,10 +76,17 @@ pub enum SessionCommand {
 
 /// What running a statement produced.
 pub enum Outcome {
-    Rows { schema: SchemaRef, batches: BatchStream },
-    Command { tag: String },
+    Rows {
+        schema: SchemaRef,
+        batches: BatchStream,
+    },
+    Command {
+        tag: String,
+    },
     TransactionStart,
-    TransactionEnd { tag: String },
+    TransactionEnd {
+        tag: String,
+    },
 }
 
 /// Database behaviour shared by all front-ends.
@@ -104,7 +114,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(planner: Arc<Planner>, warehouse: Arc<Warehouse>, authenticator: Arc<Authenticator>) -> Self {
+    pub fn new(
+        planner: Arc<Planner>,
+        warehouse: Arc<Warehouse>,
+        authenticator: Arc<Authenticator>,
+    ) -> Self {
         Self {
             planner,
             warehouse,
@@ -115,7 +129,11 @@ impl Engine {
 
     fn query_id(&self) -> String {
         // Unique within this gateway's life and sortable by start order.
-        format!("q{:x}-{:06}", std::process::id(), self.next_query.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "q{:x}-{:06}",
+            std::process::id(),
+            self.next_query.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     async fn plan_statement(&self, statement: &DfStatement) -> Result<Prepared, QueryError> {
@@ -126,7 +144,8 @@ impl Engine {
         }
         let logical = self.planner.logical_plan(statement).await?;
         let param_types = Planner::parameter_types(&logical)?;
-        let schema = planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
+        let schema =
+            planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
         Ok(Prepared::Query {
             logical,
             schema,
@@ -158,11 +177,19 @@ impl Handler for Engine {
     ) -> Result<Outcome, QueryError> {
         match prepared {
             Prepared::Session(command) => run_session_command(session, command),
-            Prepared::Query { logical, param_types, .. } => {
+            Prepared::Query {
+                logical,
+                param_types,
+                ..
+            } => {
                 if params.len() != param_types.len() {
                     return Err(QueryError::new(
                         ErrorKind::InvalidParameter,
-                        format!("the statement needs {} parameters, {} were given", param_types.len(), params.len()),
+                        format!(
+                            "the statement needs {} parameters, {} were given",
+                            param_types.len(),
+                            params.len()
+                        ),
                     ));
                 }
                 let query_id = self.query_id();
@@ -189,9 +216,15 @@ fn session_command(statement: &SqlStatement) -> Result<Option<SessionCommand>, Q
     use SessionCommand::*;
     Ok(Some(match statement {
         SqlStatement::Set(set) => match set {
-            ast::Set::SingleAssignment { variable, values, .. } => Set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => Set {
                 name: variable.to_string().to_ascii_lowercase(),
-                value: values.iter().map(setting_value).collect::<Vec<_>>().join(", "),
+                value: values
+                    .iter()
+                    .map(setting_value)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             },
             ast::Set::SetTimeZone { value, .. } => Set {
                 name: "timezone".into(),
@@ -204,17 +237,28 @@ fn session_command(statement: &SqlStatement) -> Result<Option<SessionCommand>, Q
             // SET TRANSACTION / SESSION CHARACTERISTICS: transactions are read-only.
             ast::Set::SetTransaction { .. } => Accept("SET"),
             other => {
-                return Err(QueryError::new(ErrorKind::NotSupported, format!("unsupported SET form: {other}")))
+                return Err(QueryError::new(
+                    ErrorKind::NotSupported,
+                    format!("unsupported SET form: {other}"),
+                ))
             }
         },
         SqlStatement::ShowVariable { variable } => {
-            let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ");
             Show(name)
         }
         SqlStatement::StartTransaction { .. } => Begin,
         SqlStatement::Commit { .. } => Commit,
-        SqlStatement::Rollback { savepoint: None, .. } => Rollback,
-        SqlStatement::Rollback { savepoint: Some(_), .. } => Accept("ROLLBACK"),
+        SqlStatement::Rollback {
+            savepoint: None, ..
+        } => Rollback,
+        SqlStatement::Rollback {
+            savepoint: Some(_), ..
+        } => Accept("ROLLBACK"),
         SqlStatement::Savepoint { .. } => Accept("SAVEPOINT"),
         SqlStatement::ReleaseSavepoint { .. } => Accept("RELEASE"),
         SqlStatement::Discard { .. } => Accept("DISCARD ALL"),
@@ -234,7 +278,10 @@ fn setting_value(expr: &ast::Expr) -> String {
     }
 }
 
-fn run_session_command(session: &mut Session, command: &SessionCommand) -> Result<Outcome, QueryError> {
+fn run_session_command(
+    session: &mut Session,
+    command: &SessionCommand,
+) -> Result<Outcome, QueryError> {
     let tag = |t: &str| Ok(Outcome::Command { tag: t.to_string() });
     match command {
         SessionCommand::Set { name, value } => {
@@ -251,15 +298,24 @@ fn run_session_command(session: &mut Session, command: &SessionCommand) -> Resul
         }
         SessionCommand::Show(name) => {
             let value = if name == "all" {
-                return Err(QueryError::new(ErrorKind::NotSupported, "SHOW ALL is not supported; SHOW a setting by name"));
+                return Err(QueryError::new(
+                    ErrorKind::NotSupported,
+                    "SHOW ALL is not supported; SHOW a setting by name",
+                ));
             } else {
                 session.setting(name).ok_or_else(|| {
-                    QueryError::new(ErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""))
+                    QueryError::new(
+                        ErrorKind::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
                 })?
             };
             let schema = show_schema(name);
-            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])
-                .map_err(|e| QueryError::internal(e.to_string()))?;
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(vec![value]))],
+            )
+            .map_err(|e| QueryError::internal(e.to_string()))?;
             Ok(Outcome::Rows {
                 schema,
                 batches: Box::pin(futures::stream::once(async move { Ok(batch) })),
@@ -271,11 +327,15 @@ fn run_session_command(session: &mut Session, command: &SessionCommand) -> Resul
         }
         SessionCommand::Commit => {
             session.in_transaction = false;
-            Ok(Outcome::TransactionEnd { tag: "COMMIT".into() })
+            Ok(Outcome::TransactionEnd {
+                tag: "COMMIT".into(),
+            })
         }
         SessionCommand::Rollback => {
             session.in_transaction = false;
-            Ok(Outcome::TransactionEnd { tag: "ROLLBACK".into() })
+            Ok(Outcome::TransactionEnd {
+                tag: "ROLLBACK".into(),
+            })
         }
         SessionCommand::Accept(t) => {
             if *t == "DISCARD ALL" {
@@ -287,7 +347,11 @@ fn run_session_command(session: &mut Session, command: &SessionCommand) -> Resul
 }
 
 fn show_schema(name: &str) -> SchemaRef {
-    let column = if default_setting(name).is_some() || !name.is_empty() { name } else { "setting" };
+    let column = if default_setting(name).is_some() || !name.is_empty() {
+        name
+    } else {
+        "setting"
+    };
     Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
 }
 
@@ -306,18 +370,30 @@ mod tests {
     fn recognises_client_session_statements() {
         assert_eq!(
             command("SET extra_float_digits = 3"),
-            Some(SessionCommand::Set { name: "extra_float_digits".into(), value: "3".into() })
+            Some(SessionCommand::Set {
+                name: "extra_float_digits".into(),
+                value: "3".into()
+            })
         );
         assert_eq!(
             command("SET application_name = 'PostgreSQL JDBC Driver'"),
-            Some(SessionCommand::Set { name: "application_name".into(), value: "PostgreSQL JDBC Driver".into() })
+            Some(SessionCommand::Set {
+                name: "application_name".into(),
+                value: "PostgreSQL JDBC Driver".into()
+            })
         );
-        assert_eq!(command("show transaction isolation level"), Some(SessionCommand::Show("transaction isolation level".into())));
+        assert_eq!(
+            command("show transaction isolation level"),
+            Some(SessionCommand::Show("transaction isolation level".into()))
+        );
         assert_eq!(command("BEGIN"), Some(SessionCommand::Begin));
         assert_eq!(command("begin transaction"), Some(SessionCommand::Begin));
         assert_eq!(command("COMMIT"), Some(SessionCommand::Commit));
         assert_eq!(command("ROLLBACK"), Some(SessionCommand::Rollback));
-        assert_eq!(command("DISCARD ALL"), Some(SessionCommand::Accept("DISCARD ALL")));
+        assert_eq!(
+            command("DISCARD ALL"),
+            Some(SessionCommand::Accept("DISCARD ALL"))
+        );
         assert_eq!(command("SELECT 1"), None);
     }
 }

@@ -47,11 +47,20 @@ impl Server {
         let mut tables = Vec::new();
         if let Some(scale) = settings.demo_scale {
             let dir = data_dir.clone();
-            tables.extend(tokio::task::spawn_blocking(move || planner::tpch::ensure_demo_data(&dir, scale)).await??);
+            tables.extend(
+                tokio::task::spawn_blocking(move || planner::tpch::ensure_demo_data(&dir, scale))
+                    .await??,
+            );
         }
         tables.extend(settings.tables.iter().cloned());
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let planner = Arc::new(Planner::new(&tables, threads).await.map_err(|e| anyhow::anyhow!("catalog: {e}"))?);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let planner = Arc::new(
+            Planner::new(&tables, threads)
+                .await
+                .map_err(|e| anyhow::anyhow!("catalog: {e}"))?,
+        );
 
         let exe = std::env::current_exe()?;
         let warehouse = Warehouse::start(WarehouseConfig {
@@ -67,7 +76,8 @@ impl Server {
         .await
         .map_err(|e| anyhow::anyhow!("warehouse default: {e}"))?;
 
-        let handler: Arc<dyn Handler> = Arc::new(Engine::new(planner, warehouse.clone(), authenticator));
+        let handler: Arc<dyn Handler> =
+            Arc::new(Engine::new(planner, warehouse.clone(), authenticator));
         let pg_listener = TcpListener::bind(settings.pg_addr)
             .await
             .map_err(|e| anyhow::anyhow!("pg listener {}: {e}", settings.pg_addr))?;
@@ -79,11 +89,16 @@ impl Server {
 
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(serve_pg(pg_listener, Arc::new(PgFrontend::new(handler)), shutdown.clone())));
+        tasks.push(tokio::spawn(serve_pg(
+            pg_listener,
+            Arc::new(PgFrontend::new(handler)),
+            shutdown.clone(),
+        )));
         let router = crate::http::router(warehouse.clone());
         let http_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(http_listener, router).with_graceful_shutdown(http_shutdown.cancelled_owned());
+            let serve = axum::serve(http_listener, router)
+                .with_graceful_shutdown(http_shutdown.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "http listener failed");
             }
@@ -164,7 +179,12 @@ fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(tmp, path)

@@ -8,12 +8,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::SessionState;
 use serde::Deserialize;
 
@@ -93,9 +97,9 @@ pub async fn build_catalog(
         .map_err(QueryError::from)?;
     for def in tables {
         let (schema_name, table_name) = def.qualified_name()?;
-        let table = listing_table(state, def).await.map_err(|e| {
-            QueryError::new(e.kind, format!("table {}: {}", def.name, e.message))
-        })?;
+        let table = listing_table(state, def)
+            .await
+            .map_err(|e| QueryError::new(e.kind, format!("table {}: {}", def.name, e.message)))?;
         let schema = match catalog.schema(&schema_name) {
             Some(schema) => schema,
             None => {
@@ -128,8 +132,12 @@ async fn listing_table(state: &SessionState, def: &TableDef) -> Result<ListingTa
             format!("location {:?} does not exist", def.location),
         ));
     }
-    let absolute = std::fs::canonicalize(path)
-        .map_err(|e| QueryError::new(ErrorKind::DataUnreadable, format!("location {:?}: {e}", def.location)))?;
+    let absolute = std::fs::canonicalize(path).map_err(|e| {
+        QueryError::new(
+            ErrorKind::DataUnreadable,
+            format!("location {:?}: {e}", def.location),
+        )
+    })?;
     let mut location = absolute.to_string_lossy().into_owned();
     if is_dir && !location.ends_with('/') {
         location.push('/');
@@ -142,7 +150,10 @@ async fn listing_table(state: &SessionState, def: &TableDef) -> Result<ListingTa
             let mut csv = CsvFormat::default().with_has_header(def.has_header.unwrap_or(true));
             if let Some(delimiter) = def.delimiter {
                 if !delimiter.is_ascii() {
-                    return Err(QueryError::new(ErrorKind::InvalidValue, "a CSV delimiter must be one ASCII character"));
+                    return Err(QueryError::new(
+                        ErrorKind::InvalidValue,
+                        "a CSV delimiter must be one ASCII character",
+                    ));
                 }
                 csv = csv.with_delimiter(delimiter as u8);
             }
@@ -179,8 +190,14 @@ mod tests {
 
     #[test]
     fn qualified_names() {
-        assert_eq!(def("Sales.Orders").qualified_name().ok(), Some(("sales".into(), "orders".into())));
-        assert_eq!(def("orders").qualified_name().ok(), Some(("public".into(), "orders".into())));
+        assert_eq!(
+            def("Sales.Orders").qualified_name().ok(),
+            Some(("sales".into(), "orders".into()))
+        );
+        assert_eq!(
+            def("orders").qualified_name().ok(),
+            Some(("public".into(), "orders".into()))
+        );
         assert!(def("a.b.c").qualified_name().is_err());
         assert!(def("a-b").qualified_name().is_err());
     }

@@ -21,7 +21,10 @@ pub fn encode_plan(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<u8>, QueryError>
             // remotely: say so rather than fail obscurely on the worker.
             QueryError::new(
                 ErrorKind::NotSupported,
-                format!("this query cannot be sent to a worker: {}", crate::error::classify(&e).message),
+                format!(
+                    "this query cannot be sent to a worker: {}",
+                    crate::error::classify(&e).message
+                ),
             )
         })
 }
@@ -29,6 +32,12 @@ pub fn encode_plan(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<u8>, QueryError>
 /// Decode a plan received from the gateway.
 pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>, QueryError> {
     physical_plan_from_bytes(bytes, ctx).map_err(|e| {
-        QueryError::new(ErrorKind::Internal, format!("the worker could not decode the plan: {}", crate::error::classify(&e).message))
+        QueryError::new(
+            ErrorKind::Internal,
+            format!(
+                "the worker could not decode the plan: {}",
+                crate::error::classify(&e).message
+            ),
+        )
     })
 }

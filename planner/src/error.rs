@@ -28,6 +28,8 @@ pub enum ErrorKind {
     DivisionByZero,
     /// A value that cannot be converted or is out of range.
     InvalidValue,
+    /// Text that does not read as the type it is cast to (`'abc'::int`).
+    InvalidText,
     /// A parameter that is missing or cannot be decoded.
     InvalidParameter,
     /// Valid SQL that sluice does not support (yet), e.g. writes.
@@ -70,6 +72,7 @@ impl ErrorKind {
             DatatypeMismatch => "datatype_mismatch",
             DivisionByZero => "division_by_zero",
             InvalidValue => "invalid_value",
+            InvalidText => "invalid_text",
             InvalidParameter => "invalid_parameter",
             NotSupported => "not_supported",
             ReadOnly => "read_only",
@@ -88,7 +91,7 @@ impl ErrorKind {
 
     pub fn parse(name: &str) -> Option<Self> {
         use ErrorKind::*;
-        const ALL: [ErrorKind; 22] = [
+        const ALL: [ErrorKind; 23] = [
             Syntax,
             UndefinedTable,
             UndefinedColumn,
@@ -98,6 +101,7 @@ impl ErrorKind {
             DatatypeMismatch,
             DivisionByZero,
             InvalidValue,
+            InvalidText,
             InvalidParameter,
             NotSupported,
             ReadOnly,
@@ -160,7 +164,9 @@ pub fn classify(err: &DataFusionError) -> QueryError {
             QueryError::new(kind, clean(&schema_error.to_string()))
         }
         DataFusionError::ArrowError(arrow_error, _) => classify_arrow(arrow_error),
-        DataFusionError::NotImplemented(msg) => QueryError::new(ErrorKind::NotSupported, clean(msg)),
+        DataFusionError::NotImplemented(msg) => {
+            QueryError::new(ErrorKind::NotSupported, clean(msg))
+        }
         DataFusionError::ResourcesExhausted(msg) => {
             QueryError::new(ErrorKind::ResourcesExhausted, clean(msg))
         }
@@ -168,18 +174,25 @@ pub fn classify(err: &DataFusionError) -> QueryError {
         DataFusionError::Execution(msg) => {
             let kind = if msg.contains("Divide by zero") || msg.contains("division by zero") {
                 ErrorKind::DivisionByZero
-            } else if msg.contains("Cannot cast") || msg.contains("Failed to parse") {
+            } else if msg.contains("Cannot cast string") || msg.contains("Failed to parse") {
+                ErrorKind::InvalidText
+            } else if msg.contains("Cannot cast") {
                 ErrorKind::InvalidValue
             } else {
                 ErrorKind::Internal
             };
             QueryError::new(kind, clean(msg))
         }
-        DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => {
+        DataFusionError::ParquetError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_) => {
             // The underlying message may hold a local path or a storage URL with
             // credentials in its query string: keep it for the logs only.
             tracing::warn!(error = %root, "data file could not be read");
-            QueryError::new(ErrorKind::DataUnreadable, "a data file of a table in this query could not be read")
+            QueryError::new(
+                ErrorKind::DataUnreadable,
+                "a data file of a table in this query could not be read",
+            )
         }
         DataFusionError::ExecutionJoin(_) => {
             QueryError::new(ErrorKind::Cancelled, "the query was stopped")
@@ -202,9 +215,9 @@ pub fn classify(err: &DataFusionError) -> QueryError {
 fn classify_arrow(err: &ArrowError) -> QueryError {
     let kind = match err {
         ArrowError::DivideByZero => ErrorKind::DivisionByZero,
-        ArrowError::CastError(_) | ArrowError::ParseError(_) | ArrowError::ComputeError(_) => {
-            ErrorKind::InvalidValue
-        }
+        ArrowError::CastError(msg) if msg.contains("Cannot cast string") => ErrorKind::InvalidText,
+        ArrowError::ParseError(_) => ErrorKind::InvalidText,
+        ArrowError::CastError(_) | ArrowError::ComputeError(_) => ErrorKind::InvalidValue,
         ArrowError::ArithmeticOverflow(_) => ErrorKind::InvalidValue,
         ArrowError::MemoryError(_) => ErrorKind::ResourcesExhausted,
         ArrowError::NotYetImplemented(_) => ErrorKind::NotSupported,
@@ -222,18 +235,27 @@ fn classify_plan_message(msg: &str) -> ErrorKind {
         ErrorKind::UndefinedTable
     } else if msg.contains("Invalid function") || msg.contains("Unknown function") {
         ErrorKind::UndefinedFunction
-    } else if msg.contains("No field named") || (msg.starts_with("column '") && msg.contains("not found")) {
+    } else if msg.contains("No field named")
+        || (msg.starts_with("column '") && msg.contains("not found"))
+    {
         ErrorKind::UndefinedColumn
     } else if msg.contains("Cannot infer common")
+        || msg.contains("Cannot coerce")
         || msg.contains("does not support")
         || msg.contains("Failed to coerce")
         || msg.contains("No function matches")
         || msg.contains("signature")
     {
         ErrorKind::DatatypeMismatch
-    } else if msg.contains("Unsupported") || msg.contains("not supported") || msg.contains("Unsupported SQL") {
+    } else if msg.contains("Unsupported")
+        || msg.contains("not supported")
+        || msg.contains("Unsupported SQL")
+    {
         ErrorKind::NotSupported
-    } else if msg.contains("DDL not supported") || msg.contains("DML not supported") || msg.contains("Statement not supported") {
+    } else if msg.contains("DDL not supported")
+        || msg.contains("DML not supported")
+        || msg.contains("Statement not supported")
+    {
         ErrorKind::ReadOnly
     } else {
         ErrorKind::Syntax
@@ -242,7 +264,10 @@ fn classify_plan_message(msg: &str) -> ErrorKind {
 
 /// Strip DataFusion's internal prefixes and backtraces from a message.
 fn clean(msg: &str) -> String {
-    let msg = msg.split(DataFusionError::BACK_TRACE_SEP).next().unwrap_or(msg);
+    let msg = msg
+        .split(DataFusionError::BACK_TRACE_SEP)
+        .next()
+        .unwrap_or(msg);
     let mut msg = msg.trim();
     for prefix in [
         "Error during planning: ",
@@ -274,7 +299,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_by_name() {
-        for kind in [ErrorKind::Syntax, ErrorKind::WorkerLost, ErrorKind::Internal] {
+        for kind in [
+            ErrorKind::Syntax,
+            ErrorKind::WorkerLost,
+            ErrorKind::Internal,
+        ] {
             assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(ErrorKind::parse("nope"), None);

@@ -141,7 +141,9 @@ impl Planner {
         } else {
             logical
                 .with_param_values(ParamValues::from(params))
-                .map_err(|e| QueryError::new(ErrorKind::InvalidParameter, error::classify(&e).message))?
+                .map_err(|e| {
+                    QueryError::new(ErrorKind::InvalidParameter, error::classify(&e).message)
+                })?
         };
         let schema = Arc::new(logical.schema().as_arrow().clone());
         // Each query gets its own start time: `now()` and friends are folded into constants
@@ -154,11 +156,12 @@ impl Planner {
             .await
             .map_err(QueryError::from)?;
         // One output stream per query: the worker answers with a single ordered stream.
-        let physical: Arc<dyn ExecutionPlan> = if physical.output_partitioning().partition_count() > 1 {
-            Arc::new(CoalescePartitionsExec::new(physical))
-        } else {
-            physical
-        };
+        let physical: Arc<dyn ExecutionPlan> =
+            if physical.output_partitioning().partition_count() > 1 {
+                Arc::new(CoalescePartitionsExec::new(physical))
+            } else {
+                physical
+            };
         Ok(PlannedQuery { schema, physical })
     }
 
@@ -177,9 +180,15 @@ pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement as Sql};
 
-    let Statement::Statement(sql) = statement else { return schema.clone() };
-    let Sql::Query(query) = sql.as_ref() else { return schema.clone() };
-    let SetExpr::Select(select) = query.body.as_ref() else { return schema.clone() };
+    let Statement::Statement(sql) = statement else {
+        return schema.clone();
+    };
+    let Sql::Query(query) = sql.as_ref() else {
+        return schema.clone();
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return schema.clone();
+    };
     let mut names = Vec::with_capacity(select.projection.len());
     for item in &select.projection {
         match item {
@@ -207,7 +216,9 @@ pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
 fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
     use datafusion::sql::sqlparser::ast::Expr;
     match expr {
-        Expr::Identifier(ident) => ident.value.to_lowercase_if_unquoted(ident.quote_style.is_some()),
+        Expr::Identifier(ident) => ident
+            .value
+            .to_lowercase_if_unquoted(ident.quote_style.is_some()),
         Expr::CompoundIdentifier(parts) => parts
             .last()
             .map(|i| i.value.to_lowercase_if_unquoted(i.quote_style.is_some()))
@@ -219,7 +230,9 @@ fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
             .and_then(|p| p.as_ident())
             .map(|i| i.value.to_lowercase())
             .unwrap_or_else(|| "?column?".into()),
-        Expr::Cast { expr, data_type, .. } => match pg_expr_name(expr).as_str() {
+        Expr::Cast {
+            expr, data_type, ..
+        } => match pg_expr_name(expr).as_str() {
             "?column?" => data_type.to_string().to_lowercase(),
             name => name.to_string(),
         },
@@ -235,6 +248,10 @@ trait LowercaseUnquoted {
 
 impl LowercaseUnquoted for String {
     fn to_lowercase_if_unquoted(&self, quoted: bool) -> String {
-        if quoted { self.clone() } else { self.to_lowercase() }
+        if quoted {
+            self.clone()
+        } else {
+            self.to_lowercase()
+        }
     }
 }

@@ -91,7 +91,10 @@ fn generate(root: &Path, scale: f64) -> std::io::Result<()> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("generator thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("generator thread panicked")))
+            })
             .collect()
     });
     for result in results {
@@ -102,7 +105,11 @@ fn generate(root: &Path, scale: f64) -> std::io::Result<()> {
         std::fs::remove_dir_all(root)?;
     }
     std::fs::rename(&staging, root)?;
-    tracing::info!(scale, seconds = started.elapsed().as_secs_f64(), "TPC-H demo data ready");
+    tracing::info!(
+        scale,
+        seconds = started.elapsed().as_secs_f64(),
+        "TPC-H demo data ready"
+    );
     Ok(())
 }
 
@@ -111,15 +118,51 @@ fn generate_table(dir: &Path, table: &str, scale: f64) -> std::io::Result<()> {
     std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
     const BATCH: usize = 8192;
     let rows = match table {
-        "nation" => write(&path, NationArrow::schema_ref(), NationArrow::new(NationGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        "region" => write(&path, RegionArrow::schema_ref(), RegionArrow::new(RegionGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        "part" => write(&path, PartArrow::schema_ref(), PartArrow::new(PartGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        "supplier" => write(&path, SupplierArrow::schema_ref(), SupplierArrow::new(SupplierGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        "partsupp" => write(&path, PartSuppArrow::schema_ref(), PartSuppArrow::new(PartSuppGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        "customer" => write(&path, CustomerArrow::schema_ref(), CustomerArrow::new(CustomerGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        "orders" => write(&path, OrderArrow::schema_ref(), OrderArrow::new(OrderGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        "lineitem" => write(&path, LineItemArrow::schema_ref(), LineItemArrow::new(LineItemGenerator::new(scale, 1, 1)).with_batch_size(BATCH)),
-        other => return Err(std::io::Error::other(format!("unknown TPC-H table {other}"))),
+        "nation" => write(
+            &path,
+            NationArrow::schema_ref(),
+            NationArrow::new(NationGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        "region" => write(
+            &path,
+            RegionArrow::schema_ref(),
+            RegionArrow::new(RegionGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        "part" => write(
+            &path,
+            PartArrow::schema_ref(),
+            PartArrow::new(PartGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        "supplier" => write(
+            &path,
+            SupplierArrow::schema_ref(),
+            SupplierArrow::new(SupplierGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        "partsupp" => write(
+            &path,
+            PartSuppArrow::schema_ref(),
+            PartSuppArrow::new(PartSuppGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        "customer" => write(
+            &path,
+            CustomerArrow::schema_ref(),
+            CustomerArrow::new(CustomerGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        "orders" => write(
+            &path,
+            OrderArrow::schema_ref(),
+            OrderArrow::new(OrderGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        "lineitem" => write(
+            &path,
+            LineItemArrow::schema_ref(),
+            LineItemArrow::new(LineItemGenerator::new(scale, 1, 1)).with_batch_size(BATCH),
+        ),
+        other => {
+            return Err(std::io::Error::other(format!(
+                "unknown TPC-H table {other}"
+            )))
+        }
     }
     .map_err(std::io::Error::other)?;
     tracing::debug!(table, rows, "generated");

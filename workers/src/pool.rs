@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,7 +22,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::protocol::{ExecuteRequest, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, SECRET_ENV};
+use crate::protocol::{
+    ExecuteRequest, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, SECRET_ENV,
+};
 
 /// How long a new worker may take to report its address.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,6 +62,9 @@ pub struct WorkerHandle {
     client: FlightServiceClient<Channel>,
     /// Queries running on this worker now (admission counts them).
     running: AtomicUsize,
+    /// Cleared as soon as a call finds the worker unreachable, before its process
+    /// monitor has noticed the exit: admission then skips it.
+    reachable: AtomicBool,
 }
 
 /// A snapshot of a warehouse for health checks and system tables.
@@ -142,7 +147,10 @@ impl Warehouse {
 
     /// Whether at least one worker can take queries.
     pub fn is_ready(&self) -> bool {
-        !self.lock().workers.is_empty()
+        self.lock()
+            .workers
+            .iter()
+            .any(|w| w.reachable.load(Ordering::Relaxed))
     }
 
     pub fn status(&self) -> WarehouseStatus {
@@ -173,9 +181,13 @@ impl Warehouse {
     /// Run an encoded physical plan on a worker and stream its batches.
     ///
     /// Waits (bounded) for a free slot. If the chosen worker cannot be reached before it
-    /// sends anything, the query is retried once on another worker: nothing was returned
-    /// yet and every query is read-only.
-    pub async fn execute(self: &Arc<Self>, query_id: &str, plan: Vec<u8>) -> Result<BatchStream, QueryError> {
+    /// sends anything, the query is retried on another worker (a few times at most):
+    /// nothing was returned yet and every query is read-only.
+    pub async fn execute(
+        self: &Arc<Self>,
+        query_id: &str,
+        plan: Vec<u8>,
+    ) -> Result<BatchStream, QueryError> {
         let ticket = Ticket {
             ticket: ExecuteRequest {
                 query_id: query_id.to_string(),
@@ -184,12 +196,16 @@ impl Warehouse {
             .encode_to_vec()
             .into(),
         };
-        let mut retried = false;
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 0;
         loop {
+            attempt += 1;
             let slot = self.acquire().await?;
             let mut client = slot.worker.client.clone();
             let mut request = tonic::Request::new(ticket.clone());
-            request.metadata_mut().insert("authorization", self.bearer.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", self.bearer.clone());
             match client.do_get(request).await {
                 Ok(response) => {
                     let flight = response.into_inner().map_err(FlightError::from);
@@ -203,10 +219,17 @@ impl Warehouse {
                 }
                 Err(status) => {
                     let err = status_error(&status);
-                    if err.kind == ErrorKind::WorkerLost && !retried {
-                        tracing::warn!(query_id, worker = slot.worker.id, "worker unreachable; retrying the query on another worker");
-                        retried = true;
-                        continue;
+                    if err.kind == ErrorKind::WorkerLost {
+                        slot.worker.reachable.store(false, Ordering::Relaxed);
+                        if attempt < ATTEMPTS {
+                            tracing::warn!(
+                                query_id,
+                                worker = slot.worker.id,
+                                attempt,
+                                "worker unreachable; retrying the query on another worker"
+                            );
+                            continue;
+                        }
                     }
                     return Err(err);
                 }
@@ -217,7 +240,9 @@ impl Warehouse {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // A panic while holding this lock cannot leave the counters half-updated in a way
         // that matters more than stopping the gateway would: keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Wait for a slot on the least-loaded worker.
@@ -234,21 +259,28 @@ impl Warehouse {
                 let best = state
                     .workers
                     .iter()
-                    .filter(|w| w.running.load(Ordering::Relaxed) < max)
+                    .filter(|w| {
+                        w.reachable.load(Ordering::Relaxed)
+                            && w.running.load(Ordering::Relaxed) < max
+                    })
                     .min_by_key(|w| w.running.load(Ordering::Relaxed))
                     .cloned();
                 if let Some(worker) = best {
                     worker.running.fetch_add(1, Ordering::Relaxed);
-                    if waiting.take().is_some() {
-                        state.queued -= 1;
-                    }
+                    // Leave the queue only after releasing the lock: the ticket's drop
+                    // takes the lock itself.
+                    drop(state);
+                    drop(waiting);
                     return Ok(Slot {
                         warehouse: self.clone(),
                         worker,
                     });
                 }
                 if self.stopping.is_cancelled() {
-                    return Err(QueryError::new(ErrorKind::Unavailable, "the warehouse is shutting down"));
+                    return Err(QueryError::new(
+                        ErrorKind::Unavailable,
+                        "the warehouse is shutting down",
+                    ));
                 }
                 if waiting.is_none() {
                     if state.queued >= self.config.max_queued {
@@ -322,7 +354,9 @@ impl Warehouse {
         .await
         .ok()
         .flatten()
-        .ok_or_else(|| unavailable("a worker process exited or timed out before it was ready".into()))?;
+        .ok_or_else(|| {
+            unavailable("a worker process exited or timed out before it was ready".into())
+        })?;
         // Keep reading the worker's stdout so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
@@ -346,6 +380,7 @@ impl Warehouse {
                 started: SystemTime::now(),
                 client,
                 running: AtomicUsize::new(0),
+                reachable: AtomicBool::new(true),
             });
             state.workers.push(handle.clone());
             handle
@@ -368,7 +403,9 @@ impl Warehouse {
             warehouse.lock().workers.retain(|w| w.id != handle.id);
             warehouse.changed.notify_waiters();
             if let Some(status) = exit {
-                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                let status = status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
                 tracing::warn!(warehouse = %warehouse.config.name, worker = handle.id, pid, %status, "worker exited; starting a replacement");
                 if started.elapsed() < Duration::from_secs(5) {
                     // It died young: do not spin if every new worker dies at once.

@@ -120,9 +120,10 @@ pub fn error_status(err: &QueryError) -> Status {
         _ => tonic::Code::InvalidArgument,
     };
     let mut status = Status::new(code, err.message.clone());
-    status
-        .metadata_mut()
-        .insert(ERROR_KIND_HEADER, MetadataValue::from_static(err.kind.as_str()));
+    status.metadata_mut().insert(
+        ERROR_KIND_HEADER,
+        MetadataValue::from_static(err.kind.as_str()),
+    );
     status
 }
 
@@ -136,14 +137,19 @@ impl FlightService for WorkerService {
     type DoActionStream = BoxStream<arrow_flight::Result>;
     type ListActionsStream = BoxStream<ActionType>;
 
-    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
         let request = ExecuteRequest::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad execute request: {e}")))?;
         let task_ctx = self.ctx.task_ctx();
-        let plan = planner::codec::decode_plan(&request.plan, &task_ctx).map_err(|e| error_status(&e))?;
+        let plan =
+            planner::codec::decode_plan(&request.plan, &task_ctx).map_err(|e| error_status(&e))?;
         let query_id = request.query_id;
         tracing::debug!(%query_id, "executing");
-        let stream = execute_stream(plan, task_ctx).map_err(|e| error_status(&QueryError::from(e)))?;
+        let stream =
+            execute_stream(plan, task_ctx).map_err(|e| error_status(&QueryError::from(e)))?;
         let schema = transfer_schema(&stream.schema());
         let batch_schema = schema.clone();
         let batches = stream.map(move |result| {
@@ -165,37 +171,66 @@ impl FlightService for WorkerService {
         Ok(Response::new(Box::pin(flight)))
     }
 
-    async fn handshake(&self, _: Request<Streaming<HandshakeRequest>>) -> Result<Response<Self::HandshakeStream>, Status> {
+    async fn handshake(
+        &self,
+        _: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
-    async fn list_flights(&self, _: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(
+        &self,
+        _: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
-    async fn get_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
-    async fn poll_flight_info(&self, _: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
-    async fn get_schema(&self, _: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(
+        &self,
+        _: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
-    async fn do_put(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+    async fn do_put(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
-    async fn do_exchange(&self, _: Request<Streaming<FlightData>>) -> Result<Response<Self::DoExchangeStream>, Status> {
+    async fn do_exchange(
+        &self,
+        _: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
-    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         match request.into_inner().r#type.as_str() {
             // A cheap liveness probe for the pool.
             "ping" => Ok(Response::new(Box::pin(futures::stream::once(async {
-                Ok(arrow_flight::Result { body: "pong".into() })
+                Ok(arrow_flight::Result {
+                    body: "pong".into(),
+                })
             })))),
             other => Err(Status::unimplemented(format!("unknown action {other:?}"))),
         }
     }
-    async fn list_actions(&self, _: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
         Err(Status::unimplemented("not used by sluice workers"))
     }
 }
@@ -212,7 +247,12 @@ pub fn transfer_schema(schema: &Schema) -> SchemaRef {
         schema
             .fields()
             .iter()
-            .map(|f| Arc::new(Field::new(f.name(), transfer_type(f.data_type()), f.is_nullable()).with_metadata(f.metadata().clone())))
+            .map(|f| {
+                Arc::new(
+                    Field::new(f.name(), transfer_type(f.data_type()), f.is_nullable())
+                        .with_metadata(f.metadata().clone()),
+                )
+            })
             .collect::<Vec<_>>(),
         schema.metadata().clone(),
     ))
@@ -234,7 +274,13 @@ fn transfer_type(data_type: &DataType) -> DataType {
 /// Cast a batch's columns to `schema` (see [`transfer_schema`]); untouched columns are
 /// passed through without copying.
 pub fn for_transfer(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-    if batch.schema().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type())
+    {
         return RecordBatch::try_new(schema.clone(), batch.columns().to_vec());
     }
     let columns = batch
@@ -259,16 +305,30 @@ mod tests {
 
     #[test]
     fn sliced_views_are_compacted() {
-        let long: Vec<String> = (0..10_000).map(|i| format!("a fairly long string value number {i}")).collect();
+        let long: Vec<String> = (0..10_000)
+            .map(|i| format!("a fairly long string value number {i}"))
+            .collect();
         let array = StringViewArray::from_iter_values(long.iter());
-        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8View, false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Utf8View,
+            false,
+        )]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(array)]).expect("batch");
         let sliced = batch.slice(0, 2);
         let out = for_transfer(sliced, &transfer_schema(&schema)).expect("cast");
-        let strings = out.column(0).as_any().downcast_ref::<StringArray>().expect("utf8");
+        let strings = out
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("utf8");
         assert_eq!(strings.len(), 2);
         assert_eq!(strings.value(1), "a fairly long string value number 1");
         // Only the two strings' bytes remain, not the parent's ~400 KB of data.
-        assert!(out.get_array_memory_size() < 4096, "{}", out.get_array_memory_size());
+        assert!(
+            out.get_array_memory_size() < 4096,
+            "{}",
+            out.get_array_memory_size()
+        );
     }
 }

@@ -11,7 +11,9 @@ use workers::Warehouse;
 
 /// Routes served on `--http-addr`.
 pub fn router(warehouse: Arc<Warehouse>) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(warehouse)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(warehouse)
 }
 
 /// 200 once every listener is up (this one answering means they are: they bind before the
@@ -23,9 +25,20 @@ async fn healthz(State(warehouse): State<Arc<Warehouse>>) -> (StatusCode, Json<s
         "status": if ready { "ok" } else { "starting" },
         "warehouses": [{
             "name": status.name,
-            "workers": status.workers.len(),
             "queued": status.queued,
+            "workers": status.workers.iter().map(|w| json!({
+                "id": w.id,
+                "pid": w.pid,
+                "running": w.running,
+            })).collect::<Vec<_>>(),
         }],
     });
-    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }

@@ -30,9 +30,15 @@ pub fn pg_type(data_type: &DataType) -> Type {
         DataType::UInt64 => Type::NUMERIC,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => Type::NUMERIC,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
@@ -47,7 +53,9 @@ pub fn pg_type(data_type: &DataType) -> Type {
 /// `atttypmod` for a column: numeric precision and scale, else -1.
 fn type_modifier(data_type: &DataType) -> i32 {
     match data_type {
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 => ((*p as i32) << 16 | *s as i32) + 4,
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 => {
+            ((*p as i32) << 16 | *s as i32) + 4
+        }
         _ => -1,
     }
 }
@@ -85,7 +93,9 @@ pub fn encode_batch(batch: &RecordBatch, formats: &[FieldFormat]) -> Result<Vec<
         .columns()
         .iter()
         .enumerate()
-        .map(|(i, column)| ColumnWriter::new(column, formats.get(i).copied().unwrap_or(FieldFormat::Text)))
+        .map(|(i, column)| {
+            ColumnWriter::new(column, formats.get(i).copied().unwrap_or(FieldFormat::Text))
+        })
         .collect::<Result<_, _>>()?;
     let mut rows = Vec::with_capacity(batch.num_rows());
     let mut buf = BytesMut::with_capacity(256);
@@ -140,7 +150,8 @@ impl<'a> ColumnWriter<'a> {
         let any = array.as_any();
         macro_rules! get {
             ($t:ty) => {
-                any.downcast_ref::<$t>().ok_or_else(|| format!("column is not {}", stringify!($t)))?
+                any.downcast_ref::<$t>()
+                    .ok_or_else(|| format!("column is not {}", stringify!($t)))?
             };
         }
         let kind = match array.data_type() {
@@ -161,18 +172,37 @@ impl<'a> ColumnWriter<'a> {
             DataType::Binary => Kind::Binary(get!(BinaryArray)),
             DataType::BinaryView => Kind::BinaryView(get!(BinaryViewArray)),
             DataType::Date32 => Kind::Date32(get!(Date32Array)),
-            DataType::Timestamp(TimeUnit::Microsecond, tz) => Kind::TsMicros(get!(TimestampMicrosecondArray), tz.is_some()),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                Kind::TsMicros(get!(TimestampMicrosecondArray), tz.is_some())
+            }
             DataType::Timestamp(unit, tz) => Kind::Ts(array.as_ref(), *unit, tz.is_some()),
-            DataType::Time64(TimeUnit::Microsecond) => Kind::Time64Micros(get!(Time64MicrosecondArray)),
-            DataType::Interval(IntervalUnit::MonthDayNano) => Kind::IntervalMdn(get!(IntervalMonthDayNanoArray)),
+            DataType::Time64(TimeUnit::Microsecond) => {
+                Kind::Time64Micros(get!(Time64MicrosecondArray))
+            }
+            DataType::Interval(IntervalUnit::MonthDayNano) => {
+                Kind::IntervalMdn(get!(IntervalMonthDayNanoArray))
+            }
             other => {
                 let options = FormatOptions::default().with_null("");
                 let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
                     .map_err(|e| format!("cannot send a column of type {other}: {e}"))?;
-                Kind::Display(formatter, matches!(other, DataType::UInt64 | DataType::Decimal256(..) | DataType::Decimal32(..) | DataType::Decimal64(..)))
+                Kind::Display(
+                    formatter,
+                    matches!(
+                        other,
+                        DataType::UInt64
+                            | DataType::Decimal256(..)
+                            | DataType::Decimal32(..)
+                            | DataType::Decimal64(..)
+                    ),
+                )
             }
         };
-        Ok(Self { array, binary, kind })
+        Ok(Self {
+            array,
+            binary,
+            kind,
+        })
     }
 
     fn write(&self, row: usize, buf: &mut BytesMut) -> Result<(), String> {
@@ -193,7 +223,11 @@ impl<'a> ColumnWriter<'a> {
         match &self.kind {
             Kind::Bool(a) => {
                 let v = a.value(row);
-                if binary { buf.put_u8(v as u8) } else { buf.put_u8(if v { b't' } else { b'f' }) }
+                if binary {
+                    buf.put_u8(v as u8)
+                } else {
+                    buf.put_u8(if v { b't' } else { b'f' })
+                }
             }
             Kind::I8(a) => int(buf, binary, a.value(row) as i64, 2),
             Kind::I16(a) => int(buf, binary, a.value(row) as i64, 2),
@@ -204,15 +238,27 @@ impl<'a> ColumnWriter<'a> {
             Kind::U32(a) => int(buf, binary, a.value(row) as i64, 8),
             Kind::F32(a) => {
                 let v = a.value(row);
-                if binary { buf.put_f32(v) } else { float_text(buf, v as f64, true) }
+                if binary {
+                    buf.put_f32(v)
+                } else {
+                    float_text(buf, v as f64, true)
+                }
             }
             Kind::F64(a) => {
                 let v = a.value(row);
-                if binary { buf.put_f64(v) } else { float_text(buf, v, false) }
+                if binary {
+                    buf.put_f64(v)
+                } else {
+                    float_text(buf, v, false)
+                }
             }
             Kind::Dec128(a, scale) => {
                 let text = decimal_text(a.value(row), *scale);
-                if binary { numeric_binary(buf, &text) } else { buf.put_slice(text.as_bytes()) }
+                if binary {
+                    numeric_binary(buf, &text)
+                } else {
+                    buf.put_slice(text.as_bytes())
+                }
             }
             Kind::Utf8(a) => buf.put_slice(a.value(row).as_bytes()),
             Kind::LargeUtf8(a) => buf.put_slice(a.value(row).as_bytes()),
@@ -232,10 +278,23 @@ impl<'a> ColumnWriter<'a> {
             Kind::TsMicros(a, tz) => timestamp(buf, binary, a.value(row), *tz)?,
             Kind::Ts(a, unit, tz) => {
                 let micros = match unit {
-                    TimeUnit::Second => a.as_primitive::<datafusion::arrow::datatypes::TimestampSecondType>().value(row) * 1_000_000,
-                    TimeUnit::Millisecond => a.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>().value(row) * 1_000,
-                    TimeUnit::Microsecond => a.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>().value(row),
-                    TimeUnit::Nanosecond => a.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>().value(row).div_euclid(1_000),
+                    TimeUnit::Second => {
+                        a.as_primitive::<datafusion::arrow::datatypes::TimestampSecondType>()
+                            .value(row)
+                            * 1_000_000
+                    }
+                    TimeUnit::Millisecond => {
+                        a.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+                            .value(row)
+                            * 1_000
+                    }
+                    TimeUnit::Microsecond => a
+                        .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                        .value(row),
+                    TimeUnit::Nanosecond => a
+                        .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>()
+                        .value(row)
+                        .div_euclid(1_000),
                 };
                 timestamp(buf, binary, micros, *tz)?
             }
@@ -245,8 +304,11 @@ impl<'a> ColumnWriter<'a> {
                     buf.put_i64(micros)
                 } else {
                     let secs = (micros / 1_000_000) as u32;
-                    let time = NaiveTime::from_num_seconds_from_midnight_opt(secs, ((micros % 1_000_000) * 1000) as u32)
-                        .ok_or_else(|| "time out of range".to_string())?;
+                    let time = NaiveTime::from_num_seconds_from_midnight_opt(
+                        secs,
+                        ((micros % 1_000_000) * 1000) as u32,
+                    )
+                    .ok_or_else(|| "time out of range".to_string())?;
                     buf.put_slice(time.format("%H:%M:%S%.f").to_string().as_bytes())
                 }
             }
@@ -302,8 +364,14 @@ fn timestamp(buf: &mut BytesMut, binary: bool, micros: i64, tz: bool) -> Result<
         buf.put_i64(micros - PG_EPOCH_MICROS);
         return Ok(());
     }
-    let ts = DateTime::from_timestamp_micros(micros).ok_or_else(|| "timestamp out of range".to_string())?;
-    buf.put_slice(ts.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string().as_bytes());
+    let ts = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| "timestamp out of range".to_string())?;
+    buf.put_slice(
+        ts.naive_utc()
+            .format("%Y-%m-%d %H:%M:%S%.f")
+            .to_string()
+            .as_bytes(),
+    );
     if tz {
         buf.put_slice(b"+00");
     }
@@ -319,12 +387,20 @@ pub fn float_text(buf: &mut BytesMut, v: f64, single: bool) {
     if v.is_infinite() {
         return buf.put_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
     }
-    let sci = if single { format!("{:e}", v as f32) } else { format!("{v:e}") };
+    let sci = if single {
+        format!("{:e}", v as f32)
+    } else {
+        format!("{v:e}")
+    };
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let max_exp = if single { 6 } else { 15 };
     if v == 0.0 || (-4..max_exp).contains(&exp) {
-        let s = if single { format!("{}", v as f32) } else { format!("{v}") };
+        let s = if single {
+            format!("{}", v as f32)
+        } else {
+            format!("{v}")
+        };
         buf.put_slice(s.as_bytes());
     } else {
         buf.put_slice(mantissa.as_bytes());
@@ -341,7 +417,11 @@ pub fn decimal_text(value: i128, scale: i8) -> String {
     }
     let scale = scale as usize;
     let digits = value.unsigned_abs().to_string();
-    let padded = if digits.len() <= scale { format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits) } else { digits };
+    let padded = if digits.len() <= scale {
+        format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
+    } else {
+        digits
+    };
     let (int, frac) = padded.split_at(padded.len() - scale);
     format!("{}{}.{}", if value < 0 { "-" } else { "" }, int, frac)
 }
@@ -356,9 +436,23 @@ pub fn numeric_binary(buf: &mut BytesMut, text: &str) {
     let int = int.trim_start_matches('0');
     let int_padded = format!("{}{}", "0".repeat((4 - int.len() % 4) % 4), int);
     let frac_padded = format!("{}{}", frac, "0".repeat((4 - frac.len() % 4) % 4));
-    let group = |s: &str| -> Vec<i16> { s.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).ok().and_then(|d| d.parse().ok()).unwrap_or(0)).collect() };
+    let group = |s: &str| -> Vec<i16> {
+        s.as_bytes()
+            .chunks(4)
+            .map(|c| {
+                std::str::from_utf8(c)
+                    .ok()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
     let int_groups = group(&int_padded);
-    let mut digits: Vec<i16> = int_groups.iter().copied().chain(group(&frac_padded)).collect();
+    let mut digits: Vec<i16> = int_groups
+        .iter()
+        .copied()
+        .chain(group(&frac_padded))
+        .collect();
     let mut weight = int_groups.len() as i16 - 1;
     while digits.first() == Some(&0) {
         digits.remove(0);
@@ -372,7 +466,11 @@ pub fn numeric_binary(buf: &mut BytesMut, text: &str) {
     }
     buf.put_i16(digits.len() as i16);
     buf.put_i16(weight);
-    buf.put_u16(if negative && !digits.is_empty() { 0x4000 } else { 0 });
+    buf.put_u16(if negative && !digits.is_empty() {
+        0x4000
+    } else {
+        0
+    });
     buf.put_u16(frac.len() as u16);
     for d in digits {
         buf.put_i16(d);
@@ -383,13 +481,22 @@ fn interval_text(months: i32, days: i32, micros: i64) -> String {
     let mut parts = Vec::new();
     let (years, months) = (months / 12, months % 12);
     if years != 0 {
-        parts.push(format!("{years} year{}", if years.abs() == 1 { "" } else { "s" }));
+        parts.push(format!(
+            "{years} year{}",
+            if years.abs() == 1 { "" } else { "s" }
+        ));
     }
     if months != 0 {
-        parts.push(format!("{months} mon{}", if months.abs() == 1 { "" } else { "s" }));
+        parts.push(format!(
+            "{months} mon{}",
+            if months.abs() == 1 { "" } else { "s" }
+        ));
     }
     if days != 0 {
-        parts.push(format!("{days} day{}", if days.abs() == 1 { "" } else { "s" }));
+        parts.push(format!(
+            "{days} day{}",
+            if days.abs() == 1 { "" } else { "s" }
+        ));
     }
     if micros != 0 || parts.is_empty() {
         let sign = if micros < 0 { "-" } else { "" };
@@ -397,7 +504,11 @@ fn interval_text(months: i32, days: i32, micros: i64) -> String {
         let (h, rem) = (m / 3_600_000_000, m % 3_600_000_000);
         let (min, rem) = (rem / 60_000_000, rem % 60_000_000);
         let (s, us) = (rem / 1_000_000, rem % 1_000_000);
-        let frac = if us > 0 { format!(".{us:06}").trim_end_matches('0').to_string() } else { String::new() };
+        let frac = if us > 0 {
+            format!(".{us:06}").trim_end_matches('0').to_string()
+        } else {
+            String::new()
+        };
         parts.push(format!("{sign}{h:02}:{min:02}:{s:02}{frac}"));
     }
     parts.join(" ")
@@ -431,9 +542,15 @@ mod tests {
     fn numeric_binary_matches_postgres() {
         // SELECT '123.45'::numeric sent in binary by PostgreSQL:
         // ndigits 2, weight 0, sign 0, dscale 2, digits [123, 4500]
-        assert_eq!(numeric("123.45"), vec![0, 2, 0, 0, 0, 0, 0, 2, 0, 123, 0x11, 0x94]);
+        assert_eq!(
+            numeric("123.45"),
+            vec![0, 2, 0, 0, 0, 0, 0, 2, 0, 123, 0x11, 0x94]
+        );
         // 0.05: ndigits 1, weight -1, dscale 2, digits [500]
-        assert_eq!(numeric("-0.05"), vec![0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4]);
+        assert_eq!(
+            numeric("-0.05"),
+            vec![0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4]
+        );
         // 10000: ndigits 1, weight 1, digits [1]
         assert_eq!(numeric("10000"), vec![0, 1, 0, 1, 0, 0, 0, 0, 0, 1]);
         // zero with scale 2
@@ -457,7 +574,10 @@ mod tests {
 
     #[test]
     fn intervals_like_postgres() {
-        assert_eq!(interval_text(14, 3, 3_723_000_000), "1 year 2 mons 3 days 01:02:03");
+        assert_eq!(
+            interval_text(14, 3, 3_723_000_000),
+            "1 year 2 mons 3 days 01:02:03"
+        );
         assert_eq!(interval_text(0, 0, 0), "00:00:00");
     }
 }

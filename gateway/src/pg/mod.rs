@@ -17,8 +17,8 @@ use futures::{stream, Sink, Stream, StreamExt};
 use pgwire::api::auth::cleartext::CleartextPasswordAuth;
 use pgwire::api::auth::mechanism::AuthMechanismFactory;
 use pgwire::api::auth::{
-    protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver, AuthOutcome, AuthSource, LoginInfo,
-    Password, ServerParameterProvider, StartupHandler,
+    protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver, AuthOutcome, AuthSource,
+    LoginInfo, Password, ServerParameterProvider, StartupHandler,
 };
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -26,7 +26,10 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type, METADATA_DATABASE, METADATA_USER};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type,
+    METADATA_DATABASE, METADATA_USER,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -49,12 +52,16 @@ impl PgFrontend {
         let connections = Arc::new(ConnectionManager::new());
         let startup = PgStartup {
             driver: AuthDriver::new(ServerParameters).with_connection_manager(connections.clone()),
-            tokens: CleartextPasswordAuth::new(Arc::new(TokenSource { handler: handler.clone() })),
+            tokens: CleartextPasswordAuth::new(Arc::new(TokenSource {
+                handler: handler.clone(),
+            })),
         };
         Self {
             startup: Arc::new(startup),
             queries: Arc::new(PgQueries {
-                parser: Arc::new(PgParser { handler: handler.clone() }),
+                parser: Arc::new(PgParser {
+                    handler: handler.clone(),
+                }),
                 handler,
             }),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
@@ -84,7 +91,12 @@ fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<PgSession>> {
     client
         .session_extensions()
         .get::<PgSession>()
-        .ok_or_else(|| user_error(&QueryError::new(ErrorKind::ProtocolViolation, "not authenticated")))
+        .ok_or_else(|| {
+            user_error(&QueryError::new(
+                ErrorKind::ProtocolViolation,
+                "not authenticated",
+            ))
+        })
 }
 
 /// A query error as a pg ErrorResponse.
@@ -114,10 +126,16 @@ impl Debug for dyn Handler {
 impl AuthSource<Principal> for TokenSource {
     async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
         // Only `verify_password` is used: a token is checked, never looked up.
-        Err(user_error(&QueryError::internal("password lookup is not supported")))
+        Err(user_error(&QueryError::internal(
+            "password lookup is not supported",
+        )))
     }
 
-    async fn verify_password(&self, login: &LoginInfo, presented: &[u8]) -> PgWireResult<Option<Principal>> {
+    async fn verify_password(
+        &self,
+        login: &LoginInfo,
+        presented: &[u8],
+    ) -> PgWireResult<Option<Principal>> {
         let user = login.user().unwrap_or_default().to_string();
         let token = String::from_utf8_lossy(presented);
         match self.handler.authenticate(&token) {
@@ -144,7 +162,11 @@ struct PgStartup {
 
 #[async_trait]
 impl StartupHandler for PgStartup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -154,27 +176,47 @@ impl StartupHandler for PgStartup {
             PgWireFrontendMessage::Startup(ref startup) => {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
-                self.driver.begin_authentication(client, self.tokens.create()).await?
+                self.driver
+                    .begin_authentication(client, self.tokens.create())
+                    .await?
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {
                 self.driver.advance_authentication(client, message).await?
             }
             _ => return Ok(()),
         };
-        if let AuthOutcome::Authenticated { identity, final_message } = outcome {
-            let principal = identity.ok_or_else(|| user_error(&QueryError::internal("no identity after login")))?;
+        if let AuthOutcome::Authenticated {
+            identity,
+            final_message,
+        } = outcome
+        {
+            let principal = identity
+                .ok_or_else(|| user_error(&QueryError::internal("no identity after login")))?;
             let metadata = client.metadata();
             let user = metadata.get(METADATA_USER).cloned().unwrap_or_default();
-            let database = metadata.get(METADATA_DATABASE).cloned().unwrap_or_else(|| user.clone());
+            let database = metadata
+                .get(METADATA_DATABASE)
+                .cloned()
+                .unwrap_or_else(|| user.clone());
             let mut session = Session::new(principal, user, database);
             // Startup parameters (application_name, DateStyle, …) are session settings.
             for (name, value) in client.metadata().iter() {
-                if !matches!(name.as_str(), "user" | "database" | "options" | "replication") {
-                    session.settings.insert(name.to_ascii_lowercase(), value.trim_matches('\'').to_string());
+                if !matches!(
+                    name.as_str(),
+                    "user" | "database" | "options" | "replication"
+                ) {
+                    session.settings.insert(
+                        name.to_ascii_lowercase(),
+                        value.trim_matches('\'').to_string(),
+                    );
                 }
             }
-            client.session_extensions().insert(PgSession(Mutex::new(session)));
-            self.driver.complete_authentication(client, final_message).await?;
+            client
+                .session_extensions()
+                .insert(PgSession(Mutex::new(session)));
+            self.driver
+                .complete_authentication(client, final_message)
+                .await?;
         }
         Ok(())
     }
@@ -186,8 +228,16 @@ struct ServerParameters;
 
 impl ServerParameterProvider for ServerParameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
-        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
-        let application = client.metadata().get("application_name").cloned().unwrap_or_default();
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        let application = client
+            .metadata()
+            .get("application_name")
+            .cloned()
+            .unwrap_or_default();
         let params = [
             ("server_version", crate::SERVER_VERSION.to_string()),
             ("server_encoding", "UTF8".into()),
@@ -203,7 +253,12 @@ impl ServerParameterProvider for ServerParameters {
             ("session_authorization", user),
             ("application_name", application),
         ];
-        Some(params.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        Some(
+            params
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
     }
 }
 
@@ -232,12 +287,17 @@ fn format_for(format: &Format, index: usize) -> FieldFormat {
 }
 
 /// DataRows from a stream of batches.
-fn rows(batches: BatchStream, formats: Vec<FieldFormat>) -> impl Stream<Item = PgWireResult<DataRow>> + Send {
+fn rows(
+    batches: BatchStream,
+    formats: Vec<FieldFormat>,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send {
     batches.flat_map(move |item| {
         let rows: Vec<PgWireResult<DataRow>> = match item {
             Ok(batch) => match encode::encode_batch(&batch, &formats) {
                 Ok(rows) => rows.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(user_error(&QueryError::internal(format!("cannot encode a result value: {e}"))))],
+                Err(e) => vec![Err(user_error(&QueryError::internal(format!(
+                    "cannot encode a result value: {e}"
+                ))))],
             },
             Err(e) => vec![Err(user_error(&e))],
         };
@@ -245,14 +305,24 @@ fn rows(batches: BatchStream, formats: Vec<FieldFormat>) -> impl Stream<Item = P
     })
 }
 
-fn query_response(schema: &SchemaRef, formats: Vec<FieldFormat>, rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static) -> QueryResponse {
-    let fields = encode::fields(schema, |i| formats.get(i).copied().unwrap_or(FieldFormat::Text));
+fn query_response(
+    schema: &SchemaRef,
+    formats: Vec<FieldFormat>,
+    rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+) -> QueryResponse {
+    let fields = encode::fields(schema, |i| {
+        formats.get(i).copied().unwrap_or(FieldFormat::Text)
+    });
     QueryResponse::new(Arc::new(fields), rows)
 }
 
 fn outcome_response(outcome: Outcome, formats: Vec<FieldFormat>) -> Response {
     match outcome {
-        Outcome::Rows { schema, batches } => Response::Query(query_response(&schema, formats.clone(), rows(batches, formats))),
+        Outcome::Rows { schema, batches } => Response::Query(query_response(
+            &schema,
+            formats.clone(),
+            rows(batches, formats),
+        )),
         Outcome::Command { tag } => Response::Execution(Tag::new(&tag)),
         Outcome::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
@@ -271,7 +341,10 @@ impl SimpleQueryHandler for PgQueries {
         let session = session_of(client)?;
         let prepared = {
             let guard = session.0.lock().await;
-            self.handler.prepare(&guard, query).await.map_err(|e| user_error(&e))?
+            self.handler
+                .prepare(&guard, query)
+                .await
+                .map_err(|e| user_error(&e))?
         };
         let mut responses = Vec::with_capacity(prepared.len());
         for statement in prepared {
@@ -280,12 +353,15 @@ impl SimpleQueryHandler for PgQueries {
                 // with many SELECTs must not claim a worker slot for each up front.
                 Prepared::Query { ref schema, .. } => {
                     let formats = vec![FieldFormat::Text; schema.fields().len()];
-                    let (handler, session, schema) = (self.handler.clone(), session.clone(), schema.clone());
+                    let (handler, session, schema) =
+                        (self.handler.clone(), session.clone(), schema.clone());
                     let encode_formats = formats.clone();
                     let lazy = stream::once(async move {
                         let mut guard = session.0.lock().await;
                         match handler.execute(&mut guard, &statement, Vec::new()).await {
-                            Ok(Outcome::Rows { batches, .. }) => rows(batches, encode_formats).boxed(),
+                            Ok(Outcome::Rows { batches, .. }) => {
+                                rows(batches, encode_formats).boxed()
+                            }
                             Ok(_) => stream::empty().boxed(),
                             Err(e) => stream::once(async move { Err(user_error(&e)) }).boxed(),
                         }
@@ -295,7 +371,11 @@ impl SimpleQueryHandler for PgQueries {
                 }
                 Prepared::Session(_) => {
                     let mut guard = session.0.lock().await;
-                    match self.handler.execute(&mut guard, &statement, Vec::new()).await {
+                    match self
+                        .handler
+                        .execute(&mut guard, &statement, Vec::new())
+                        .await
+                    {
                         Ok(outcome) => responses.push(outcome_response(outcome, Vec::new())),
                         Err(e) => {
                             responses.push(Response::Error(Box::new(ErrorInfo::new(
@@ -321,14 +401,22 @@ struct PgParser {
 impl QueryParser for PgParser {
     type Statement = PgStatement;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<PgStatement>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<PgStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = session_of(client)?;
         let mut prepared = {
             let guard = session.0.lock().await;
-            self.handler.prepare(&guard, sql).await.map_err(|e| user_error(&e))?
+            self.handler
+                .prepare(&guard, sql)
+                .await
+                .map_err(|e| user_error(&e))?
         };
         if prepared.len() > 1 {
             return Err(user_error(&QueryError::new(
@@ -342,18 +430,34 @@ impl QueryParser for PgParser {
         let inferred = prepared.param_types();
         let count = inferred.len().max(types.len());
         let param_types = (0..count)
-            .map(|i| params::param_pg_type(types.get(i).and_then(|t| t.as_ref()), inferred.get(i).and_then(|t| t.as_ref())))
+            .map(|i| {
+                params::param_pg_type(
+                    types.get(i).and_then(|t| t.as_ref()),
+                    inferred.get(i).and_then(|t| t.as_ref()),
+                )
+            })
             .collect();
-        Ok(Some(PgStatement { prepared, param_types }))
+        Ok(Some(PgStatement {
+            prepared,
+            param_types,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
         Ok(stmt.param_types.clone())
     }
 
-    fn get_result_schema(&self, stmt: &PgStatement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &PgStatement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         let schema = stmt.prepared.schema();
-        Ok(encode::fields(&schema, |i| column_format.map(|f| format_for(f, i)).unwrap_or(FieldFormat::Text)))
+        Ok(encode::fields(&schema, |i| {
+            column_format
+                .map(|f| format_for(f, i))
+                .unwrap_or(FieldFormat::Text)
+        }))
     }
 }
 
@@ -366,7 +470,12 @@ impl ExtendedQueryHandler for PgQueries {
         self.parser.clone()
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<PgStatement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -379,8 +488,14 @@ impl ExtendedQueryHandler for PgQueries {
         for (i, raw) in portal.parameters.iter().enumerate() {
             let wire_type = statement.param_types.get(i).cloned().unwrap_or(Type::TEXT);
             let binary = format_for(&portal.parameter_format, i) == FieldFormat::Binary;
-            let value = params::decode(i, raw.as_deref(), binary, &wire_type, inferred.get(i).and_then(|t| t.as_ref()))
-                .map_err(|e| user_error(&e))?;
+            let value = params::decode(
+                i,
+                raw.as_deref(),
+                binary,
+                &wire_type,
+                inferred.get(i).and_then(|t| t.as_ref()),
+            )
+            .map_err(|e| user_error(&e))?;
             values.push(value);
         }
         let session = session_of(client)?;
@@ -391,7 +506,9 @@ impl ExtendedQueryHandler for PgQueries {
             .await
             .map_err(|e| user_error(&e))?;
         let columns = statement.prepared.schema().fields().len();
-        let formats = (0..columns).map(|i| format_for(&portal.result_column_format, i)).collect();
+        let formats = (0..columns)
+            .map(|i| format_for(&portal.result_column_format, i))
+            .collect();
         Ok(outcome_response(outcome, formats))
     }
 }

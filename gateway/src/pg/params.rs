@@ -27,7 +27,10 @@ pub fn decode(
     target: Option<&DataType>,
 ) -> Result<ScalarValue, QueryError> {
     let bad = |what: String| {
-        QueryError::new(ErrorKind::InvalidParameter, format!("parameter ${}: {what}", index + 1))
+        QueryError::new(
+            ErrorKind::InvalidParameter,
+            format!("parameter ${}: {what}", index + 1),
+        )
     };
     let target = target.cloned().unwrap_or(DataType::Utf8);
     let Some(raw) = raw else {
@@ -49,7 +52,13 @@ pub fn decode(
 
 fn decode_binary(raw: &[u8], wire_type: &Type) -> Result<ScalarValue, String> {
     let mut b = raw;
-    let need = |n: usize, b: &[u8]| if b.len() == n { Ok(()) } else { Err(format!("expected {n} bytes, got {}", b.len())) };
+    let need = |n: usize, b: &[u8]| {
+        if b.len() == n {
+            Ok(())
+        } else {
+            Err(format!("expected {n} bytes, got {}", b.len()))
+        }
+    };
     Ok(match *wire_type {
         Type::BOOL => {
             need(1, b)?;
@@ -85,14 +94,23 @@ fn decode_binary(raw: &[u8], wire_type: &Type) -> Result<ScalarValue, String> {
         }
         Type::TIMESTAMPTZ => {
             need(8, b)?;
-            ScalarValue::TimestampMicrosecond(Some(b.get_i64() + 946_684_800_000_000), Some("+00:00".into()))
+            ScalarValue::TimestampMicrosecond(
+                Some(b.get_i64() + 946_684_800_000_000),
+                Some("+00:00".into()),
+            )
         }
         Type::BYTEA => ScalarValue::Binary(Some(raw.to_vec())),
         Type::NUMERIC => ScalarValue::Utf8(Some(numeric_from_binary(raw)?)),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
-            ScalarValue::Utf8(Some(String::from_utf8(raw.to_vec()).map_err(|_| "not valid UTF-8".to_string())?))
+            ScalarValue::Utf8(Some(
+                String::from_utf8(raw.to_vec()).map_err(|_| "not valid UTF-8".to_string())?,
+            ))
         }
-        ref other => return Err(format!("binary parameters of type {other} are not supported; send it as text")),
+        ref other => {
+            return Err(format!(
+                "binary parameters of type {other} are not supported; send it as text"
+            ))
+        }
     })
 }
 
@@ -140,7 +158,11 @@ fn numeric_from_binary(raw: &[u8]) -> Result<String, String> {
         frac.push('0');
     }
     let sign = if sign == 0x4000 { "-" } else { "" };
-    Ok(if dscale > 0 { format!("{sign}{int}.{frac}") } else { format!("{sign}{int}") })
+    Ok(if dscale > 0 {
+        format!("{sign}{int}.{frac}")
+    } else {
+        format!("{sign}{int}")
+    })
 }
 
 #[cfg(test)]
@@ -151,7 +173,14 @@ mod tests {
 
     #[test]
     fn numeric_round_trip() {
-        for text in ["123.45", "-0.05", "10000", "0.00", "1.0001", "98765432109876.5432"] {
+        for text in [
+            "123.45",
+            "-0.05",
+            "10000",
+            "0.00",
+            "1.0001",
+            "98765432109876.5432",
+        ] {
             let mut buf = BytesMut::new();
             numeric_binary(&mut buf, text);
             assert_eq!(numeric_from_binary(&buf).expect("decodes"), text);
@@ -160,11 +189,32 @@ mod tests {
 
     #[test]
     fn params_take_the_planned_type() {
-        let v = decode(0, Some(&42i32.to_be_bytes()), true, &Type::INT4, Some(&DataType::Int64)).expect("int");
+        let v = decode(
+            0,
+            Some(&42i32.to_be_bytes()),
+            true,
+            &Type::INT4,
+            Some(&DataType::Int64),
+        )
+        .expect("int");
         assert_eq!(v, ScalarValue::Int64(Some(42)));
-        let v = decode(0, Some(b"1995-03-15"), false, &Type::UNKNOWN, Some(&DataType::Date32)).expect("date");
+        let v = decode(
+            0,
+            Some(b"1995-03-15"),
+            false,
+            &Type::UNKNOWN,
+            Some(&DataType::Date32),
+        )
+        .expect("date");
         assert_eq!(v.data_type(), DataType::Date32);
-        let err = decode(1, Some(b"abc"), false, &Type::UNKNOWN, Some(&DataType::Int64)).unwrap_err();
+        let err = decode(
+            1,
+            Some(b"abc"),
+            false,
+            &Type::UNKNOWN,
+            Some(&DataType::Int64),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidParameter);
         assert!(err.message.starts_with("parameter $2"));
         let v = decode(0, None, false, &Type::INT4, Some(&DataType::Int32)).expect("null");

@@ -1,0 +1,74 @@
+"""SQL mistakes get the right SQLSTATE, never XX000, and the session stays usable."""
+import subprocess
+
+import asyncpg
+import asyncio
+import psycopg
+import pytest
+
+CASES = [
+    ("selec 1", "42601"),                                   # syntax error
+    ("select * from tpch.no_such_table", "42P01"),          # undefined table
+    ("select no_such_column from tpch.nation", "42703"),    # undefined column
+    ("select 1 / 0", "22012"),                              # division by zero
+    ("select n_nationkey / 0 from tpch.nation", "22012"),   # … found while executing on a worker
+    ("select no_such_function(1)", "42883"),                # undefined function
+    ("select 'abc'::int", "22P02"),                         # invalid text representation
+    ("listen some_channel", "0A000"),                       # not supported
+    ("insert into tpch.nation values (99, 'X', 0, 'x')", "25006"),  # read-only warehouse
+    ("select n_nationkey from tpch.nation a, tpch.nation b", "42702"),  # ambiguous column
+]
+
+
+@pytest.mark.parametrize("sql,sqlstate", CASES)
+def test_extended_protocol_error_codes(sluice, sql, sqlstate):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(sql)
+        assert err.value.sqlstate == sqlstate, err.value
+        assert err.value.sqlstate != "XX000"
+        # The session is still usable.
+        assert conn.execute("select count(*) from tpch.nation").fetchone() == (25,)
+
+
+@pytest.mark.parametrize("sql,sqlstate", CASES)
+def test_simple_protocol_error_codes(sluice, sql, sqlstate):
+    out = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-c", sql, "-c", "select 42", sluice.dsn()],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert f"ERROR:  {sqlstate}:" in out.stderr, out.stderr
+    assert out.stdout.strip() == "42"  # psql went on with the next command on the same session
+
+
+def test_error_inside_transaction_then_rollback(sluice):
+    with psycopg.connect(sluice.dsn()) as conn:  # autocommit off: BEGIN is sent first
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("select * from tpch.nope")
+        conn.rollback()
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_asyncpg_describe_error_then_query(sluice):
+    async def run():
+        conn = await asyncpg.connect(host=sluice.pg_host, port=sluice.pg_port, user="t",
+                                     password=sluice.token, database="default", ssl=False)
+        try:
+            with pytest.raises(asyncpg.exceptions.UndefinedColumnError):
+                await conn.fetch("select nope from tpch.region")
+            # Parameters of an inferred type, and fetchval (Execute with a row limit).
+            name = await conn.fetchval("select r_name from tpch.region where r_regionkey = $1", 3)
+            assert name == "EUROPE"
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_wrong_password_is_refused_without_echoing_it(sluice):
+    secret = "not-the-token-" + "x" * 20
+    with pytest.raises(psycopg.OperationalError) as err:
+        psycopg.connect(sluice.dsn(password=secret))
+    assert "password authentication failed" in str(err.value)
+    assert secret not in str(err.value)
+    assert secret not in sluice.log()

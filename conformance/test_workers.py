@@ -1,0 +1,125 @@
+"""Worker processes: a worker killed mid-query fails that query fast and is replaced."""
+import os
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import start_sluice
+
+# A nested-loop join of lineitem with itself: minutes of work, so it is surely running
+# when the worker is killed.
+LONG_QUERY = "select count(*) from tpch.lineitem a, tpch.lineitem b where a.l_orderkey + b.l_orderkey < 0"
+
+
+@pytest.fixture
+def server():
+    s = start_sluice("--workers", "2")
+    yield s
+    s.stop()
+
+
+def workers(server):
+    return server.health()["warehouses"][0]["workers"]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_worker_during_long_query(server):
+    assert len(workers(server)) == 2
+    result = {}
+    conn = psycopg.connect(server.dsn(), autocommit=True)
+
+    def run():
+        try:
+            conn.execute(LONG_QUERY).fetchall()
+            result["error"] = None
+        except psycopg.Error as e:
+            result["error"] = e
+        result["at"] = time.monotonic()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    busy = wait_for(lambda: [w for w in workers(server) if w["running"] > 0], 30, "the query to start")
+    time.sleep(0.5)  # let it stream/compute for a moment
+    victim = busy[0]["pid"]
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the client hung after its worker was killed"
+
+    error = result["error"]
+    assert error is not None, "the query should fail when its worker dies"
+    assert error.sqlstate == "57P02", error
+    assert error.sqlstate != "XX000"
+    assert result["at"] - killed_at < 2.0, f"error took {result['at'] - killed_at:.2f}s"
+
+    # The same connection runs the next query.
+    assert conn.execute("select count(*) from tpch.nation").fetchone() == (25,)
+    conn.close()
+
+    # The pool is back to its size, with a new process in place of the killed one.
+    pids = wait_for(lambda: (lambda ws: [w["pid"] for w in ws] if len(ws) == 2 else None)(workers(server)),
+                    30, "the pool to recover")
+    assert victim not in pids
+
+
+def test_query_after_idle_worker_killed(server):
+    for w in workers(server):
+        os.kill(w["pid"], signal.SIGKILL)
+    # Whatever state the pool is in, a new query waits for a replacement and runs.
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+    wait_for(lambda: len(workers(server)) == 2, 30, "the pool to recover")
+
+
+def test_queue_full_then_queued_query_runs(tmp_path):
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        "[warehouses.default]\nworkers = 1\nmax_concurrency_per_worker = 1\nmax_queued = 1\nqueue_timeout = \"60s\"\n"
+    )
+    server = start_sluice("--config", str(config))
+    try:
+        results = {}
+
+        def run(name, sql):
+            try:
+                with psycopg.connect(server.dsn(), autocommit=True) as conn:
+                    results[name] = conn.execute(sql).fetchall()
+            except psycopg.Error as e:
+                results[name] = e
+
+        long_query = threading.Thread(target=run, args=("long", LONG_QUERY))
+        long_query.start()
+        wait_for(lambda: any(w["running"] for w in workers(server)), 30, "the long query to start")
+        queued = threading.Thread(target=run, args=("queued", "select count(*) from tpch.region"))
+        queued.start()
+        wait_for(lambda: server.health()["warehouses"][0]["queued"] == 1, 30, "a queued query")
+
+        # The queue is full: the next query is refused at once with a clear error.
+        started = time.monotonic()
+        run("refused", "select 1")
+        assert isinstance(results["refused"], psycopg.Error)
+        assert results["refused"].sqlstate == "53300", results["refused"]
+        assert "busy" in str(results["refused"])
+        assert time.monotonic() - started < 5
+
+        # Free the only slot by killing its worker: the queued query then runs.
+        os.kill(workers(server)[0]["pid"], signal.SIGKILL)
+        long_query.join(timeout=10)
+        queued.join(timeout=60)
+        assert results["long"].sqlstate == "57P02"
+        assert results["queued"] == [(5,)]
+        assert server.health()["warehouses"][0]["queued"] == 0
+    finally:
+        server.stop()
