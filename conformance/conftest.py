@@ -68,7 +68,7 @@ class Sluice:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=False, timeout=300) -> Sluice:
+def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=False, timeout=300, env=None) -> Sluice:
     """Start `sluice serve` and wait until /healthz answers 200."""
     owns_dir = data_dir is None and cwd is None
     if owns_dir:
@@ -84,8 +84,10 @@ def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=Fals
         cmd += ["--demo-scale", scale]
     cmd += list(args)
     log_path = tempfile.mktemp(prefix="sluice-log-", suffix=".txt")
+    extra_env = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     env.setdefault("SLUICE_LOG", "info")
+    env.update(extra_env)
     proc = subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=cwd, env=env)
     deadline = time.time() + timeout
     endpoints = pathlib.Path(data_dir) / "endpoints.json"

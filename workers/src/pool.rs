@@ -26,6 +26,9 @@ use crate::protocol::{
     ExecuteRequest, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, SECRET_ENV,
 };
 
+/// Per-query HTTP/2 receive window on the gateway side of the worker channel.
+const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
 /// How long a new worker may take to report its address.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -363,6 +366,11 @@ impl Warehouse {
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| QueryError::internal(e.to_string()))?
             .tcp_nodelay(true)
+            // HTTP/2 flow control bounds what a worker can send ahead of the client: enough
+            // to keep the loopback busy (the 64 KiB default throttles bulk results), small
+            // enough that a slow client holds only a few MiB per query in the gateway.
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(STREAM_WINDOW_BYTES * 4)
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::*;
 use datafusion::arrow::datatypes::{DataType, IntervalUnit, SchemaRef, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -253,11 +253,10 @@ impl<'a> ColumnWriter<'a> {
                 }
             }
             Kind::Dec128(a, scale) => {
-                let text = decimal_text(a.value(row), *scale);
                 if binary {
-                    numeric_binary(buf, &text)
+                    numeric_binary_i128(buf, a.value(row), *scale)
                 } else {
-                    buf.put_slice(text.as_bytes())
+                    decimal_write(buf, a.value(row), *scale)
                 }
             }
             Kind::Utf8(a) => buf.put_slice(a.value(row).as_bytes()),
@@ -270,9 +269,7 @@ impl<'a> ColumnWriter<'a> {
                 if binary {
                     buf.put_i32((days - PG_EPOCH_DAYS) as i32)
                 } else {
-                    let date = NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32)
-                        .ok_or_else(|| format!("date out of range: {days} days"))?;
-                    buf.put_slice(date.format("%Y-%m-%d").to_string().as_bytes())
+                    date_text(buf, days)?
                 }
             }
             Kind::TsMicros(a, tz) => timestamp(buf, binary, a.value(row), *tz)?,
@@ -302,14 +299,10 @@ impl<'a> ColumnWriter<'a> {
                 let micros = a.value(row);
                 if binary {
                     buf.put_i64(micros)
+                } else if (0..86_400_000_000).contains(&micros) {
+                    time_text(buf, micros)
                 } else {
-                    let secs = (micros / 1_000_000) as u32;
-                    let time = NaiveTime::from_num_seconds_from_midnight_opt(
-                        secs,
-                        ((micros % 1_000_000) * 1000) as u32,
-                    )
-                    .ok_or_else(|| "time out of range".to_string())?;
-                    buf.put_slice(time.format("%H:%M:%S%.f").to_string().as_bytes())
+                    return Err(format!("time of day out of range: {micros} µs"));
                 }
             }
             Kind::IntervalMdn(a) => {
@@ -364,14 +357,21 @@ fn timestamp(buf: &mut BytesMut, binary: bool, micros: i64, tz: bool) -> Result<
         buf.put_i64(micros - PG_EPOCH_MICROS);
         return Ok(());
     }
-    let ts = DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| "timestamp out of range".to_string())?;
-    buf.put_slice(
-        ts.naive_utc()
-            .format("%Y-%m-%d %H:%M:%S%.f")
-            .to_string()
-            .as_bytes(),
-    );
+    let days = micros.div_euclid(86_400_000_000);
+    if (1..=9999).contains(&civil_from_days(days).0) {
+        date_text(buf, days)?;
+        buf.put_u8(b' ');
+        time_text(buf, micros.rem_euclid(86_400_000_000));
+    } else {
+        let ts = DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| "timestamp out of range".to_string())?;
+        buf.put_slice(
+            ts.naive_utc()
+                .format("%Y-%m-%d %H:%M:%S%.f")
+                .to_string()
+                .as_bytes(),
+        );
+    }
     if tz {
         buf.put_slice(b"+00");
     }
@@ -405,6 +405,138 @@ pub fn float_text(buf: &mut BytesMut, v: f64, single: bool) {
     } else {
         buf.put_slice(mantissa.as_bytes());
         buf.put_slice(format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).as_bytes());
+    }
+}
+
+/// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// `value` in decimal, left-padded with zeros to at least `width` digits.
+fn put_digits(buf: &mut BytesMut, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut v = value;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = (digits.len() - i).max(width);
+    buf.put_slice(&digits[digits.len() - len..]);
+}
+
+/// `YYYY-MM-DD` (ISO, as PostgreSQL's default DateStyle prints it).
+fn date_text(buf: &mut BytesMut, days: i64) -> Result<(), String> {
+    let (year, month, day) = civil_from_days(days);
+    if (1..=9999).contains(&year) {
+        put_digits(buf, year as u64, 4);
+        buf.put_u8(b'-');
+        put_digits(buf, month as u64, 2);
+        buf.put_u8(b'-');
+        put_digits(buf, day as u64, 2);
+    } else {
+        let date = NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32)
+            .ok_or_else(|| format!("date out of range: {days} days"))?;
+        buf.put_slice(date.format("%Y-%m-%d").to_string().as_bytes());
+    }
+    Ok(())
+}
+
+/// `HH:MM:SS[.ffffff]`, trailing zeros of the fraction dropped, as PostgreSQL prints.
+fn time_text(buf: &mut BytesMut, micros_in_day: i64) {
+    let m = micros_in_day as u64;
+    put_digits(buf, m / 3_600_000_000, 2);
+    buf.put_u8(b':');
+    put_digits(buf, m / 60_000_000 % 60, 2);
+    buf.put_u8(b':');
+    put_digits(buf, m / 1_000_000 % 60, 2);
+    let mut frac = m % 1_000_000;
+    if frac > 0 {
+        let mut width = 6;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        buf.put_u8(b'.');
+        put_digits(buf, frac, width);
+    }
+}
+
+/// A Decimal128's text, written straight into the row buffer.
+fn decimal_write(buf: &mut BytesMut, value: i128, scale: i8) {
+    if scale <= 0 {
+        return buf.put_slice(decimal_text(value, scale).as_bytes());
+    }
+    let pow = 10u128.pow(scale as u32);
+    let abs = value.unsigned_abs();
+    if value < 0 {
+        buf.put_u8(b'-');
+    }
+    buf.put_slice(itoa::Buffer::new().format(abs / pow).as_bytes());
+    buf.put_u8(b'.');
+    let mut frac = itoa::Buffer::new();
+    let frac = frac.format(abs % pow);
+    for _ in frac.len()..scale as usize {
+        buf.put_u8(b'0');
+    }
+    buf.put_slice(frac.as_bytes());
+}
+
+/// Binary numeric of a Decimal128, by arithmetic on base-10000 groups.
+fn numeric_binary_i128(buf: &mut BytesMut, value: i128, scale: i8) {
+    if !(0..=34).contains(&scale) {
+        return numeric_binary(buf, &decimal_text(value, scale));
+    }
+    let scale = scale as u32;
+    let abs = value.unsigned_abs();
+    let pow = 10u128.pow(scale);
+    let (mut int, frac) = (abs / pow, abs % pow);
+    let mut digits: Vec<i16> = Vec::with_capacity(12);
+    while int > 0 {
+        digits.push((int % 10_000) as i16);
+        int /= 10_000;
+    }
+    digits.reverse();
+    let mut weight = digits.len() as i16 - 1;
+    let pad = (4 - scale % 4) % 4;
+    let groups = (scale + pad) / 4;
+    let frac = frac * 10u128.pow(pad);
+    for i in (0..groups).rev() {
+        digits.push((frac / 10_000u128.pow(i) % 10_000) as i16);
+    }
+    let leading = digits.iter().take_while(|d| **d == 0).count();
+    digits.drain(..leading);
+    weight -= leading as i16;
+    while digits.last() == Some(&0) {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        weight = 0;
+    }
+    buf.put_i16(digits.len() as i16);
+    buf.put_i16(weight);
+    buf.put_u16(if value < 0 && !digits.is_empty() {
+        0x4000
+    } else {
+        0
+    });
+    buf.put_u16(scale as u16);
+    for d in digits {
+        buf.put_i16(d);
     }
 }
 
@@ -555,6 +687,48 @@ mod tests {
         assert_eq!(numeric("10000"), vec![0, 1, 0, 1, 0, 0, 0, 0, 0, 1]);
         // zero with scale 2
         assert_eq!(numeric("0.00"), vec![0, 0, 0, 0, 0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn fast_paths_match_the_reference_forms() {
+        for (value, scale) in [
+            (12345i128, 2i8),
+            (-5, 2),
+            (0, 2),
+            (1, 4),
+            (-98765432109876543, 4),
+            (7, 0),
+            (10000, 0),
+            (123, 3),
+            (i64::MAX as i128, 2),
+        ] {
+            let mut fast = BytesMut::new();
+            decimal_write(&mut fast, value, scale);
+            assert_eq!(
+                std::str::from_utf8(&fast).expect("utf8"),
+                decimal_text(value, scale)
+            );
+            let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+            numeric_binary_i128(&mut a, value, scale);
+            numeric_binary(&mut b, &decimal_text(value, scale));
+            assert_eq!(a, b, "{value} scale {scale}");
+        }
+        for days in [-719_162i64, -1, 0, 10_957, 9_000, 2_932_896] {
+            let mut fast = BytesMut::new();
+            date_text(&mut fast, days).expect("date");
+            let chrono =
+                NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32).expect("in range");
+            assert_eq!(
+                std::str::from_utf8(&fast).expect("utf8"),
+                chrono.format("%Y-%m-%d").to_string()
+            );
+        }
+        let mut t = BytesMut::new();
+        time_text(&mut t, 3_723_500_000);
+        assert_eq!(&t[..], b"01:02:03.5");
+        let mut ts = BytesMut::new();
+        timestamp(&mut ts, false, 1_700_000_000_123_456, true).expect("ts");
+        assert_eq!(&ts[..], b"2023-11-14 22:13:20.123456+00");
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! sluice-bench: the measuring side of `bench/run.sh`.
+//!
+//! ```text
+//! sluice-bench tpch-inprocess <tpch-dir> <queries-dir> <runs>
+//!     the 22 TPC-H queries in-process with DataFusion over the same Parquet files
+//! sluice-bench tpch-pg <conninfo> <queries-dir> <runs>
+//!     the same queries through a pg server (sluice or PostgreSQL)
+//! sluice-bench stream-pg <conninfo> <sql> <text|binary>
+//!     stream a large result and count rows without decoding values (rows/s, MB/s)
+//! ```
+//! Each prints one JSON object per line on stdout.
+
+use std::path::Path;
+use std::time::Instant;
+
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::{StreamExt, TryStreamExt};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+const TABLES: [&str; 8] = [
+    "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
+];
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("tpch-inprocess") if args.len() == 5 => {
+            tpch_inprocess(&args[2], &args[3], args[4].parse()?).await
+        }
+        Some("tpch-pg") if args.len() == 5 => tpch_pg(&args[2], &args[3], args[4].parse()?).await,
+        Some("stream-pg") if args.len() == 5 => stream_pg(&args[2], &args[3], &args[4]).await,
+        _ => {
+            eprintln!("usage: see the doc comment of bench/src/main.rs");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn query(dir: &str, n: usize) -> Result<String> {
+    Ok(std::fs::read_to_string(
+        Path::new(dir).join(format!("q{n}.sql")),
+    )?)
+}
+
+async fn tpch_inprocess(data: &str, queries: &str, runs: usize) -> Result<()> {
+    let threads = std::thread::available_parallelism()?.get();
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(threads));
+    ctx.sql("create schema tpch").await?.collect().await?;
+    for table in TABLES {
+        let path = format!("{}/{table}/", Path::new(data).canonicalize()?.display());
+        ctx.register_parquet(
+            format!("tpch.{table}"),
+            &path,
+            ParquetReadOptions::default(),
+        )
+        .await?;
+    }
+    for n in 1..=22 {
+        let sql = query(queries, n)?;
+        for run in 0..runs {
+            let started = Instant::now();
+            let batches = ctx.sql(&sql).await?.collect().await?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            println!(
+                r#"{{"engine":"datafusion","query":{n},"run":{run},"seconds":{},"rows":{rows}}}"#,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn connect(conninfo: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("connection error: {e}");
+        }
+    });
+    Ok(client)
+}
+
+async fn tpch_pg(conninfo: &str, queries: &str, runs: usize) -> Result<()> {
+    let client = connect(conninfo).await?;
+    for n in 1..=22 {
+        let sql = query(queries, n)?;
+        for run in 0..runs {
+            let started = Instant::now();
+            let messages = client.simple_query(&sql).await?;
+            let rows = messages
+                .iter()
+                .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+                .count();
+            println!(
+                r#"{{"engine":"pg","query":{n},"run":{run},"seconds":{},"rows":{rows}}}"#,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn stream_pg(conninfo: &str, sql: &str, format: &str) -> Result<()> {
+    let client = connect(conninfo).await?;
+    let started = Instant::now();
+    let mut rows = 0u64;
+    // Value bytes are counted for text rows only (binary rows do not expose their sizes).
+    let mut bytes = 0u64;
+    match format {
+        // Simple query protocol, text values (what psql and most BI traffic use).
+        "text" => {
+            let mut stream = std::pin::pin!(client.simple_query_raw(sql).await?);
+            while let Some(message) = stream.try_next().await? {
+                if let SimpleQueryMessage::Row(row) = message {
+                    rows += 1;
+                    for i in 0..row.len() {
+                        bytes += row.get(i).map_or(0, |v| v.len() as u64);
+                    }
+                }
+            }
+        }
+        // Extended protocol, binary values (what asyncpg and JDBC's binary mode use).
+        _ => {
+            let params: Vec<i32> = Vec::new();
+            let stream = client.query_raw(sql, params.iter()).await?;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(row) = stream.next().await {
+                row?;
+                rows += 1;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        r#"{{"format":"{format}","rows":{rows},"value_bytes":{bytes},"seconds":{seconds},"rows_per_second":{}}}"#,
+        rows as f64 / seconds
+    );
+    Ok(())
+}

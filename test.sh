@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test of sluice on a fresh machine: installs what the tests need (Debian
+# packages when missing, Python clients in conformance/.venv), builds, runs the Rust unit
+# tests, then the conformance suite (real clients against a running `sluice serve`).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# 1. System packages: pg clients, a JDK and PgJDBC, Python's venv.
+need=()
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
+[ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+# 2. Python clients and the reference engine, pinned, in a local venv.
+if [ ! -x conformance/.venv/bin/python ]; then
+  python3 -m venv conformance/.venv
+fi
+conformance/.venv/bin/pip install -q --disable-pip-version-check -r conformance/requirements.txt
+
+# 3. Build and Rust tests.
+cargo build --locked --workspace
+cargo test --locked --workspace
+
+# 4. Conformance: real clients against real servers.
+export SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/sluice"
+conformance/.venv/bin/python -m pytest conformance -q -p no:cacheprovider
