@@ -64,3 +64,29 @@ def test_environment_then_flag_precedence(tmp_path):
         assert len(server.health()["warehouses"][0]["workers"]) == 3
     finally:
         server.stop()
+
+
+def test_demo_data_and_dev_token_are_reused(tmp_path):
+    data = tmp_path / "data"
+    first = start_sluice(data_dir=data, scale="0.01")
+    token = first.token
+    parquet = data / "tpch" / "lineitem" / "part-0.parquet"
+    mtime = parquet.stat().st_mtime_ns
+    first.stop()
+    second = start_sluice(data_dir=data, scale="0.01")
+    try:
+        assert second.token == token
+        assert parquet.stat().st_mtime_ns == mtime
+        assert "reusing TPC-H demo data" in second.log()
+        with psycopg.connect(second.dsn(), autocommit=True) as conn:
+            assert conn.execute("select count(*) from tpch.lineitem").fetchone() == (60175,)
+    finally:
+        second.stop()
+    # A different scale regenerates.
+    third = start_sluice(data_dir=data, scale="0.02")
+    try:
+        with psycopg.connect(third.dsn(), autocommit=True) as conn:
+            assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+            assert conn.execute("select count(*) from tpch.lineitem").fetchone()[0] > 60175
+    finally:
+        third.stop()

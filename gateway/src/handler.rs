@@ -24,7 +24,7 @@ use planner::{ErrorKind, Planner, QueryError};
 use tracing::Instrument;
 use workers::{BatchStream, Warehouse};
 
-use crate::session::{default_setting, Session};
+use crate::session::Session;
 
 /// A statement parsed and planned, ready to run once its parameters are known.
 #[derive(Debug, Clone)]
@@ -347,12 +347,8 @@ fn run_session_command(
 }
 
 fn show_schema(name: &str) -> SchemaRef {
-    let column = if default_setting(name).is_some() || !name.is_empty() {
-        name
-    } else {
-        "setting"
-    };
-    Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
+    // PostgreSQL names SHOW's one column after the setting.
+    Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]))
 }
 
 #[cfg(test)]

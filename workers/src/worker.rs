@@ -304,6 +304,25 @@ mod tests {
     use datafusion::arrow::array::{Array, StringArray, StringViewArray};
 
     #[test]
+    fn calls_without_the_secret_are_refused() {
+        let with = |value: Option<&str>| {
+            let mut request = Request::new(());
+            if let Some(v) = value {
+                request
+                    .metadata_mut()
+                    .insert("authorization", v.parse().expect("ascii"));
+            }
+            check_secret("Bearer s3cret", request)
+        };
+        assert!(with(Some("Bearer s3cret")).is_ok());
+        let refused = with(Some("Bearer wrong")).expect_err("wrong secret");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(!refused.message().contains("s3cret"));
+        assert!(with(None).is_err());
+        assert!(with(Some("Bearer s3cre")).is_err());
+    }
+
+    #[test]
     fn sliced_views_are_compacted() {
         let long: Vec<String> = (0..10_000)
             .map(|i| format!("a fairly long string value number {i}"))

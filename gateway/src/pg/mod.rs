@@ -111,14 +111,14 @@ fn user_error(err: &QueryError) -> PgWireError {
 // ---------------------------------------------------------------------------------------
 // Startup and authentication
 
-#[derive(Debug)]
+/// Checks the password of a pg login as a token.
 struct TokenSource {
     handler: Arc<dyn Handler>,
 }
 
-impl Debug for dyn Handler {
+impl Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Handler")
+        f.write_str("TokenSource")
     }
 }
 
