@@ -73,3 +73,26 @@ def test_large_result_streams_in_bounded_memory(demo):
     for name in pids:
         if name.startswith("worker"):
             assert growth[name] < 160, growth
+
+
+def test_extended_protocol_without_row_limit_streams(demo):
+    """psycopg's cursor.stream(): Parse/Bind/Execute with no row limit, read row by row.
+    The gateway must pass rows on as they come, not gather the portal's result first."""
+    import psycopg
+
+    gateway = demo.proc.pid
+    before = rss_mib(gateway)
+    rows = 0
+    with psycopg.connect(demo.dsn(), autocommit=True) as conn:
+        with conn.cursor(binary=True) as cur:
+            for _ in cur.stream("select * from tpch.lineitem"):
+                rows += 1
+                if rows == 50_000:
+                    import time
+                    time.sleep(3)
+                    during = rss_mib(gateway)
+                    running = sum(w["running"] for w in demo.health()["warehouses"][0]["workers"])
+                    assert running == 1, "the query should still be running on its worker"
+    assert rows == 600572
+    print("gateway RSS growth while paused (MiB):", during - before)
+    assert during - before < 64

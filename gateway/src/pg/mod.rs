@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use auth::Principal;
 use datafusion::arrow::datatypes::SchemaRef;
-use futures::{stream, Sink, Stream, StreamExt};
+use futures::{stream, Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::auth::cleartext::CleartextPasswordAuth;
 use pgwire::api::auth::mechanism::AuthMechanismFactory;
 use pgwire::api::auth::{
@@ -21,17 +21,19 @@ use pgwire::api::auth::{
     LoginInfo, Password, ServerParameterProvider, StartupHandler,
 };
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type,
-    METADATA_DATABASE, METADATA_USER,
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
+    Type, DEFAULT_NAME, METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::{Execute, PortalSuspended};
+use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use planner::{ErrorKind, QueryError};
 use tokio::sync::Mutex;
@@ -468,6 +470,104 @@ impl ExtendedQueryHandler for PgQueries {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// Execute a portal, streaming its rows to the socket.
+    ///
+    /// pgwire's default collects all of a portal's rows into memory when Execute has no
+    /// row limit (the usual case), which would hold a whole result in the gateway. Here
+    /// rows go from the portal's stream to the socket one by one; a row limit suspends the
+    /// portal with its stream intact for the next Execute.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let portal_name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(portal_name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(portal_name.to_owned())),
+        };
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut transaction_status = client.transaction_status();
+        let state = portal.state();
+        let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Initial) {
+            let tag = match ExtendedQueryHandler::do_query(self, client, &portal, 0).await? {
+                Response::Query(results) => {
+                    *state = PortalExecutionState::Suspended(results);
+                    None
+                }
+                Response::Execution(tag) => Some(tag),
+                Response::TransactionStart(tag) => {
+                    transaction_status = transaction_status.to_in_transaction_state();
+                    Some(tag)
+                }
+                Response::TransactionEnd(tag) => {
+                    transaction_status = transaction_status.to_idle_state();
+                    Some(tag)
+                }
+                _ => Some(Tag::new("SELECT").with_rows(0)),
+            };
+            if let Some(tag) = tag {
+                *state = PortalExecutionState::Finished;
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+                client.set_transaction_status(transaction_status);
+                client.set_state(PgWireConnectionState::ReadyForQuery);
+                return Ok(());
+            }
+        }
+        let max_rows = usize::try_from(message.max_rows).unwrap_or(0);
+        let mut sent = 0usize;
+        let mut suspended = false;
+        if let PortalExecutionState::Suspended(results) = &mut *state {
+            let tag = results.command_tag().to_owned();
+            while let Some(row) = results.data_rows().next().await {
+                client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                sent += 1;
+                if max_rows > 0 && sent == max_rows {
+                    suspended = true;
+                    break;
+                }
+            }
+            if suspended {
+                client
+                    .feed(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+                    .await?;
+            } else {
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(
+                        Tag::new(&tag).with_rows(sent).into(),
+                    ))
+                    .await?;
+            }
+        } else {
+            client
+                .feed(PgWireBackendMessage::CommandComplete(
+                    Tag::new("SELECT").with_rows(0).into(),
+                ))
+                .await?;
+        }
+        if !suspended {
+            *state = PortalExecutionState::Finished;
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
     }
 
     async fn do_query<C>(
