@@ -19,8 +19,9 @@ def medians(rows):
     return {q: statistics.median(v) for q, v in sorted(by_query.items())}
 
 
-inproc = medians(load("tpch-inprocess.jsonl"))
-gateway = medians(load("tpch-gateway.jsonl"))
+tpch = load("tpch.jsonl")
+inproc = medians([r for r in tpch if r["engine"] == "datafusion"])
+gateway = medians([r for r in tpch if r["engine"] == "pg"])
 print(f"TPC-H SF{scale}: median seconds per query")
 print("query  in-process  gateway  ratio")
 for q in inproc:

@@ -29,9 +29,8 @@ PG_PORT=$(python3 -c "import json;print(json.load(open('$DATA/endpoints.json'))[
 SLUICE_DSN="host=127.0.0.1 port=$PG_PORT user=bench password=$(cat "$DATA/dev-token") dbname=default sslmode=disable"
 POSTGRES_DSN="host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable"
 
-echo "== TPC-H SF$SCALE, $RUNS runs per query"
-"$BENCH" tpch-inprocess "$DATA/tpch" conformance/tpch/queries "$RUNS" >"$OUT/tpch-inprocess.jsonl"
-"$BENCH" tpch-pg "$SLUICE_DSN" conformance/tpch/queries "$RUNS" >"$OUT/tpch-gateway.jsonl"
+echo "== TPC-H SF$SCALE, $RUNS runs per query, in-process and gateway interleaved"
+"$BENCH" tpch-compare "$DATA/tpch" "$SLUICE_DSN" conformance/tpch/queries "$RUNS" >"$OUT/tpch.jsonl"
 
 echo "== loading lineitem SF$SCALE into PostgreSQL (once)"
 TABLE=bench_lineitem_sf${SCALE//./_}

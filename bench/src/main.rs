@@ -1,12 +1,12 @@
 //! sluice-bench: the measuring side of `bench/run.sh`.
 //!
 //! ```text
-//! sluice-bench tpch-inprocess <tpch-dir> <queries-dir> <runs>
-//!     the 22 TPC-H queries in-process with DataFusion over the same Parquet files
-//! sluice-bench tpch-pg <conninfo> <queries-dir> <runs>
-//!     the same queries through a pg server (sluice or PostgreSQL)
+//! sluice-bench tpch-compare <tpch-dir> <conninfo> <queries-dir> <runs>
+//!     the 22 TPC-H queries in-process with DataFusion over the Parquet files, and through
+//!     a pg server, interleaved run by run for each query so that drift in the machine's
+//!     speed affects both sides alike
 //! sluice-bench stream-pg <conninfo> <sql> <text|binary>
-//!     stream a large result and count rows without decoding values (rows/s, MB/s)
+//!     stream a large result and count rows without decoding values (rows/s)
 //! ```
 //! Each prints one JSON object per line on stdout.
 
@@ -27,10 +27,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("tpch-inprocess") if args.len() == 5 => {
-            tpch_inprocess(&args[2], &args[3], args[4].parse()?).await
+        Some("tpch-compare") if args.len() == 6 => {
+            tpch_compare(&args[2], &args[3], &args[4], args[5].parse()?).await
         }
-        Some("tpch-pg") if args.len() == 5 => tpch_pg(&args[2], &args[3], args[4].parse()?).await,
         Some("stream-pg") if args.len() == 5 => stream_pg(&args[2], &args[3], &args[4]).await,
         _ => {
             eprintln!("usage: see the doc comment of bench/src/main.rs");
@@ -45,7 +44,8 @@ fn query(dir: &str, n: usize) -> Result<String> {
     )?)
 }
 
-async fn tpch_inprocess(data: &str, queries: &str, runs: usize) -> Result<()> {
+/// DataFusion in this process, configured as sluice's workers are (parallelism = cores).
+async fn tpch_context(data: &str) -> Result<SessionContext> {
     let threads = std::thread::available_parallelism()?.get();
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(threads));
     ctx.sql("create schema tpch").await?.collect().await?;
@@ -58,19 +58,7 @@ async fn tpch_inprocess(data: &str, queries: &str, runs: usize) -> Result<()> {
         )
         .await?;
     }
-    for n in 1..=22 {
-        let sql = query(queries, n)?;
-        for run in 0..runs {
-            let started = Instant::now();
-            let batches = ctx.sql(&sql).await?.collect().await?;
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            println!(
-                r#"{{"engine":"datafusion","query":{n},"run":{run},"seconds":{},"rows":{rows}}}"#,
-                started.elapsed().as_secs_f64()
-            );
-        }
-    }
-    Ok(())
+    Ok(ctx)
 }
 
 async fn connect(conninfo: &str) -> Result<tokio_postgres::Client> {
@@ -83,20 +71,29 @@ async fn connect(conninfo: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-async fn tpch_pg(conninfo: &str, queries: &str, runs: usize) -> Result<()> {
+async fn tpch_compare(data: &str, conninfo: &str, queries: &str, runs: usize) -> Result<()> {
+    let ctx = tpch_context(data).await?;
     let client = connect(conninfo).await?;
     for n in 1..=22 {
         let sql = query(queries, n)?;
         for run in 0..runs {
+            let started = Instant::now();
+            let batches = ctx.sql(&sql).await?.collect().await?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                r#"{{"engine":"datafusion","query":{n},"run":{run},"seconds":{seconds},"rows":{rows}}}"#
+            );
+
             let started = Instant::now();
             let messages = client.simple_query(&sql).await?;
             let rows = messages
                 .iter()
                 .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
                 .count();
+            let seconds = started.elapsed().as_secs_f64();
             println!(
-                r#"{{"engine":"pg","query":{n},"run":{run},"seconds":{},"rows":{rows}}}"#,
-                started.elapsed().as_secs_f64()
+                r#"{{"engine":"pg","query":{n},"run":{run},"seconds":{seconds},"rows":{rows}}}"#
             );
         }
     }
@@ -107,26 +104,20 @@ async fn stream_pg(conninfo: &str, sql: &str, format: &str) -> Result<()> {
     let client = connect(conninfo).await?;
     let started = Instant::now();
     let mut rows = 0u64;
-    // Value bytes are counted for text rows only (binary rows do not expose their sizes).
-    let mut bytes = 0u64;
     match format {
         // Simple query protocol, text values (what psql and most BI traffic use).
         "text" => {
             let mut stream = std::pin::pin!(client.simple_query_raw(sql).await?);
             while let Some(message) = stream.try_next().await? {
-                if let SimpleQueryMessage::Row(row) = message {
+                if let SimpleQueryMessage::Row(_) = message {
                     rows += 1;
-                    for i in 0..row.len() {
-                        bytes += row.get(i).map_or(0, |v| v.len() as u64);
-                    }
                 }
             }
         }
         // Extended protocol, binary values (what asyncpg and JDBC's binary mode use).
         _ => {
             let params: Vec<i32> = Vec::new();
-            let stream = client.query_raw(sql, params.iter()).await?;
-            let mut stream = std::pin::pin!(stream);
+            let mut stream = std::pin::pin!(client.query_raw(sql, params.iter()).await?);
             while let Some(row) = stream.next().await {
                 row?;
                 rows += 1;
@@ -135,7 +126,7 @@ async fn stream_pg(conninfo: &str, sql: &str, format: &str) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        r#"{{"format":"{format}","rows":{rows},"value_bytes":{bytes},"seconds":{seconds},"rows_per_second":{}}}"#,
+        r#"{{"format":"{format}","rows":{rows},"seconds":{seconds},"rows_per_second":{}}}"#,
         rows as f64 / seconds
     );
     Ok(())

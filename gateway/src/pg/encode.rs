@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::*;
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, IntervalUnit, SchemaRef, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::api::results::{FieldFormat, FieldInfo};
@@ -98,8 +99,14 @@ pub fn encode_batch(batch: &RecordBatch, formats: &[FieldFormat]) -> Result<Vec<
         })
         .collect::<Result<_, _>>()?;
     let mut rows = Vec::with_capacity(batch.num_rows());
-    let mut buf = BytesMut::with_capacity(256);
+    // Rows are split off one shared buffer, refilled in large chunks: one allocation per
+    // few hundred rows instead of a grow-and-copy per row.
+    const CHUNK: usize = 256 * 1024;
+    let mut buf = BytesMut::with_capacity(CHUNK);
     for row in 0..batch.num_rows() {
+        if buf.capacity() < 4096 {
+            buf = BytesMut::with_capacity(CHUNK);
+        }
         for column in &columns {
             column.write(row, &mut buf)?;
         }
@@ -110,7 +117,9 @@ pub fn encode_batch(batch: &RecordBatch, formats: &[FieldFormat]) -> Result<Vec<
 
 /// Writes one column's values, each as a length-prefixed field.
 struct ColumnWriter<'a> {
-    array: &'a ArrayRef,
+    /// Validity, looked up once per batch instead of a dynamic call per cell (logical, so
+    /// that `NULL`-typed and dictionary columns are right too).
+    nulls: Option<NullBuffer>,
     binary: bool,
     kind: Kind<'a>,
 }
@@ -199,14 +208,14 @@ impl<'a> ColumnWriter<'a> {
             }
         };
         Ok(Self {
-            array,
+            nulls: array.logical_nulls(),
             binary,
             kind,
         })
     }
 
     fn write(&self, row: usize, buf: &mut BytesMut) -> Result<(), String> {
-        if self.array.is_null(row) {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
             buf.put_i32(-1);
             return Ok(());
         }
@@ -481,15 +490,22 @@ fn decimal_write(buf: &mut BytesMut, value: i128, scale: i8) {
     if scale <= 0 {
         return buf.put_slice(decimal_text(value, scale).as_bytes());
     }
-    let pow = 10u128.pow(scale as u32);
     let abs = value.unsigned_abs();
     if value < 0 {
         buf.put_u8(b'-');
     }
-    buf.put_slice(itoa::Buffer::new().format(abs / pow).as_bytes());
-    buf.put_u8(b'.');
+    let mut int = itoa::Buffer::new();
     let mut frac = itoa::Buffer::new();
-    let frac = frac.format(abs % pow);
+    // 64-bit arithmetic for the usual case (it is much cheaper than 128-bit).
+    let (int, frac) = match (u64::try_from(abs), 10u64.checked_pow(scale as u32)) {
+        (Ok(abs), Some(pow)) => (int.format(abs / pow), frac.format(abs % pow)),
+        _ => {
+            let pow = 10u128.pow(scale as u32);
+            (int.format(abs / pow), frac.format(abs % pow))
+        }
+    };
+    buf.put_slice(int.as_bytes());
+    buf.put_u8(b'.');
     for _ in frac.len()..scale as usize {
         buf.put_u8(b'0');
     }
