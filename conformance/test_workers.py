@@ -123,3 +123,26 @@ def test_queue_full_then_queued_query_runs(tmp_path):
         assert server.health()["warehouses"][0]["queued"] == 0
     finally:
         server.stop()
+
+
+def test_workers_exit_when_gateway_is_killed():
+    server = start_sluice("--workers", "2")
+    pids = [w["pid"] for w in workers(server)]
+    server.proc.kill()  # SIGKILL: no chance to stop its workers itself
+    server.proc.wait()
+
+    def gone():
+        return all(not os.path.exists(f"/proc/{pid}") or _is_zombie(pid) for pid in pids)
+
+    try:
+        wait_for(gone, 10, "the workers to exit after their gateway died")
+    finally:
+        server.stop()
+
+
+def _is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
