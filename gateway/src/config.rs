@@ -244,11 +244,11 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let err = toml::from_str::<FileConfig>("pg_adress = \"127.0.0.1:1\"")
-            .unwrap_err()
+            .expect_err("unknown key")
             .to_string();
         assert!(err.contains("pg_adress"), "{err}");
         let err = toml::from_str::<FileConfig>("[warehouses.default]\nworkerz = 1")
-            .unwrap_err()
+            .expect_err("unknown key")
             .to_string();
         assert!(err.contains("workerz"), "{err}");
     }

@@ -68,6 +68,9 @@ pub struct WorkerHandle {
     /// Cleared as soon as a call finds the worker unreachable, before its process
     /// monitor has noticed the exit: admission then skips it.
     reachable: AtomicBool,
+    /// Cancelled to retire the worker: its monitor kills the process (if it is still
+    /// alive but not answering) and starts a replacement.
+    retire: CancellationToken,
 }
 
 /// A snapshot of a warehouse for health checks and system tables.
@@ -224,6 +227,7 @@ impl Warehouse {
                     let err = status_error(&status);
                     if err.kind == ErrorKind::WorkerLost {
                         slot.worker.reachable.store(false, Ordering::Relaxed);
+                        slot.worker.retire.cancel();
                         if attempt < ATTEMPTS {
                             tracing::warn!(
                                 query_id,
@@ -389,6 +393,7 @@ impl Warehouse {
                 client,
                 running: AtomicUsize::new(0),
                 reachable: AtomicBool::new(true),
+                retire: CancellationToken::new(),
             });
             state.workers.push(handle.clone());
             handle
@@ -402,6 +407,11 @@ impl Warehouse {
             let started = Instant::now();
             let exit = tokio::select! {
                 status = child.wait() => Some(status),
+                _ = handle.retire.cancelled() => {
+                    // Unreachable but maybe still running: make sure it is gone.
+                    let _ = child.kill().await;
+                    Some(child.wait().await)
+                }
                 _ = warehouse.stopping.cancelled() => {
                     let _ = child.kill().await;
                     None

@@ -476,7 +476,7 @@ fn time_text(buf: &mut BytesMut, micros_in_day: i64) {
     let mut frac = m % 1_000_000;
     if frac > 0 {
         let mut width = 6;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             width -= 1;
         }

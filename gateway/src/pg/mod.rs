@@ -101,13 +101,18 @@ fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<PgSession>> {
         })
 }
 
-/// A query error as a pg ErrorResponse.
-fn user_error(err: &QueryError) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
+/// A query error as pg error fields (SQLSTATE from the one error table).
+fn error_info(err: &QueryError) -> ErrorInfo {
+    ErrorInfo::new(
         "ERROR".to_string(),
         crate::error::sqlstate(err.kind).to_string(),
         err.message.clone(),
-    )))
+    )
+}
+
+/// A query error as a pg ErrorResponse.
+fn user_error(err: &QueryError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(err)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -380,11 +385,7 @@ impl SimpleQueryHandler for PgQueries {
                     {
                         Ok(outcome) => responses.push(outcome_response(outcome, Vec::new())),
                         Err(e) => {
-                            responses.push(Response::Error(Box::new(ErrorInfo::new(
-                                "ERROR".into(),
-                                crate::error::sqlstate(e.kind).into(),
-                                e.message,
-                            ))));
+                            responses.push(Response::Error(Box::new(error_info(&e))));
                             break;
                         }
                     }

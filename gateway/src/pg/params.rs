@@ -214,7 +214,7 @@ mod tests {
             &Type::UNKNOWN,
             Some(&DataType::Int64),
         )
-        .unwrap_err();
+        .expect_err("not an integer");
         assert_eq!(err.kind, ErrorKind::InvalidParameter);
         assert!(err.message.starts_with("parameter $2"));
         let v = decode(0, None, false, &Type::INT4, Some(&DataType::Int32)).expect("null");
