@@ -527,13 +527,26 @@ fn numeric_binary_i128(buf: &mut BytesMut, value: i128, scale: i8) {
         int /= 10_000;
     }
     digits.reverse();
-    let mut weight = digits.len() as i16 - 1;
+    let weight = digits.len() as i16 - 1;
     let pad = (4 - scale % 4) % 4;
     let groups = (scale + pad) / 4;
     let frac = frac * 10u128.pow(pad);
     for i in (0..groups).rev() {
         digits.push((frac / 10_000u128.pow(i) % 10_000) as i16);
     }
+    put_numeric(buf, digits, weight, value < 0, scale as u16);
+}
+
+/// Write a binary numeric from base-10000 digits (most significant first) whose first
+/// digit has weight `weight`: leading and trailing zero digits are dropped, as PostgreSQL
+/// does, and zero has no digits and no sign.
+fn put_numeric(
+    buf: &mut BytesMut,
+    mut digits: Vec<i16>,
+    mut weight: i16,
+    negative: bool,
+    dscale: u16,
+) {
     let leading = digits.iter().take_while(|d| **d == 0).count();
     digits.drain(..leading);
     weight -= leading as i16;
@@ -545,12 +558,12 @@ fn numeric_binary_i128(buf: &mut BytesMut, value: i128, scale: i8) {
     }
     buf.put_i16(digits.len() as i16);
     buf.put_i16(weight);
-    buf.put_u16(if value < 0 && !digits.is_empty() {
+    buf.put_u16(if negative && !digits.is_empty() {
         0x4000
     } else {
         0
     });
-    buf.put_u16(scale as u16);
+    buf.put_u16(dscale);
     for d in digits {
         buf.put_i16(d);
     }
@@ -596,33 +609,13 @@ pub fn numeric_binary(buf: &mut BytesMut, text: &str) {
             .collect()
     };
     let int_groups = group(&int_padded);
-    let mut digits: Vec<i16> = int_groups
+    let digits: Vec<i16> = int_groups
         .iter()
         .copied()
         .chain(group(&frac_padded))
         .collect();
-    let mut weight = int_groups.len() as i16 - 1;
-    while digits.first() == Some(&0) {
-        digits.remove(0);
-        weight -= 1;
-    }
-    while digits.last() == Some(&0) {
-        digits.pop();
-    }
-    if digits.is_empty() {
-        weight = 0;
-    }
-    buf.put_i16(digits.len() as i16);
-    buf.put_i16(weight);
-    buf.put_u16(if negative && !digits.is_empty() {
-        0x4000
-    } else {
-        0
-    });
-    buf.put_u16(frac.len() as u16);
-    for d in digits {
-        buf.put_i16(d);
-    }
+    let weight = int_groups.len() as i16 - 1;
+    put_numeric(buf, digits, weight, negative, frac.len() as u16);
 }
 
 fn interval_text(months: i32, days: i32, micros: i64) -> String {
