@@ -146,3 +146,39 @@ def _is_zombie(pid):
             return f.read().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_cancel_request_stops_a_running_query(server):
+    """psycopg's conn.cancel() (extended protocol) and psql's Ctrl-C (simple protocol) send
+    a CancelRequest: the query ends with 57014 and its worker slot is freed."""
+    import subprocess
+
+    conn = psycopg.connect(server.dsn(), autocommit=True)
+    result = {}
+
+    def run():
+        try:
+            conn.execute(LONG_QUERY).fetchall()
+        except psycopg.Error as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: any(w["running"] for w in workers(server)), 30, "the query to start")
+    started = time.monotonic()
+    conn.cancel()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert result["error"].sqlstate == "57014", result["error"]
+    assert time.monotonic() - started < 2
+    wait_for(lambda: not any(w["running"] for w in workers(server)), 2, "the worker slot to be freed")
+    assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+    conn.close()
+
+    psql = subprocess.Popen(["psql", "-X", "-c", LONG_QUERY, server.dsn()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(w["running"] for w in workers(server)), 30, "the psql query to start")
+    psql.send_signal(signal.SIGINT)  # what Ctrl-C does: psql sends a CancelRequest
+    _, stderr = psql.communicate(timeout=10)
+    assert "canceling statement due to user request" in stderr, stderr
+    wait_for(lambda: not any(w["running"] for w in workers(server)), 2, "the worker slot to be freed")

@@ -20,15 +20,14 @@ use pgwire::api::auth::{
     protocol_negotiation, save_startup_parameters_to_metadata, AuthDriver, AuthOutcome, AuthSource,
     LoginInfo, Password, ServerParameterProvider, StartupHandler,
 };
-use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
-    Type, DEFAULT_NAME, METADATA_DATABASE, METADATA_USER,
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type, DEFAULT_NAME,
+    METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
@@ -37,6 +36,7 @@ use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use planner::{ErrorKind, QueryError};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use workers::BatchStream;
 
 use crate::handler::{Handler, Outcome, Prepared};
@@ -46,14 +46,15 @@ use crate::session::Session;
 pub struct PgFrontend {
     startup: Arc<PgStartup>,
     queries: Arc<PgQueries>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancels: Arc<CancelRegistry>,
 }
 
 impl PgFrontend {
     pub fn new(handler: Arc<dyn Handler>) -> Self {
-        let connections = Arc::new(ConnectionManager::new());
+        let cancels = Arc::new(CancelRegistry::default());
         let startup = PgStartup {
-            driver: AuthDriver::new(ServerParameters).with_connection_manager(connections.clone()),
+            driver: AuthDriver::new(ServerParameters),
+            cancels: cancels.clone(),
             tokens: CleartextPasswordAuth::new(Arc::new(TokenSource {
                 handler: handler.clone(),
             })),
@@ -66,7 +67,7 @@ impl PgFrontend {
                 }),
                 handler,
             }),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            cancels,
         }
     }
 }
@@ -82,12 +83,93 @@ impl PgWireServerHandlers for PgFrontend {
         self.startup.clone()
     }
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
+        self.cancels.clone()
     }
 }
 
-/// The session of one pg connection, kept in pgwire's per-connection extensions.
-struct PgSession(Mutex<Session>);
+/// The session of one pg connection, kept in pgwire's per-connection extensions, with
+/// the cancel token of the statement it is running.
+struct PgSession(Mutex<Session>, Arc<CurrentQuery>);
+
+/// The token of the statement a connection is running; a CancelRequest cancels it.
+#[derive(Default)]
+struct CurrentQuery(std::sync::Mutex<CancellationToken>);
+
+impl CurrentQuery {
+    /// A fresh token for the statement that starts now.
+    fn start(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = token.clone();
+        token
+    }
+
+    fn cancel(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+    }
+}
+
+/// Connections by `(pid, secret key)` from BackendKeyData, for CancelRequest.
+///
+/// pgwire's own cancel support only interrupts planning; here a cancel also stops a
+/// statement whose rows are streaming (dropping its stream stops it on the worker).
+#[derive(Default)]
+struct CancelRegistry(std::sync::Mutex<HashMap<(i32, bytes::Bytes), Arc<CurrentQuery>>>);
+
+impl CancelRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, bytes::Bytes), Arc<CurrentQuery>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a connection from the registry when the connection ends.
+struct CancelGuard {
+    registry: Arc<CancelRegistry>,
+    key: (i32, bytes::Bytes),
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.key);
+    }
+}
+
+#[async_trait]
+impl pgwire::api::cancel::CancelHandler for CancelRegistry {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        let key = (request.pid, request.secret_key.to_bytes());
+        let current = self.lock().get(&key).cloned();
+        match current {
+            Some(current) => {
+                tracing::info!(pid = request.pid, "cancel request");
+                current.cancel();
+            }
+            None => tracing::debug!(
+                pid = request.pid,
+                "cancel request for an unknown connection"
+            ),
+        }
+    }
+}
+
+/// Stop a row stream when its statement is cancelled, ending it with 57014.
+fn cancellable(
+    rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+    token: CancellationToken,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    let cancelled = token.clone();
+    rows.take_until(token.cancelled_owned()).chain(stream::iter(
+        std::iter::once(())
+            .filter(move |_| cancelled.is_cancelled())
+            .map(|_| Err(user_error(&cancel_error()))),
+    ))
+}
+
+fn cancel_error() -> QueryError {
+    QueryError::new(
+        ErrorKind::Cancelled,
+        "canceling statement due to user request",
+    )
+}
 
 fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<PgSession>> {
     client
@@ -164,6 +246,7 @@ impl AuthSource<Principal> for TokenSource {
 
 struct PgStartup {
     driver: AuthDriver<ServerParameters, Principal>,
+    cancels: Arc<CancelRegistry>,
     tokens: CleartextPasswordAuth<TokenSource>,
 }
 
@@ -218,12 +301,20 @@ impl StartupHandler for PgStartup {
                     );
                 }
             }
+            let current = Arc::new(CurrentQuery::default());
             client
                 .session_extensions()
-                .insert(PgSession(Mutex::new(session)));
+                .insert(PgSession(Mutex::new(session), current.clone()));
             self.driver
                 .complete_authentication(client, final_message)
                 .await?;
+            let (pid, secret) = client.pid_and_secret_key();
+            let key = (pid, secret.to_bytes());
+            self.cancels.lock().insert(key.clone(), current);
+            client.session_extensions().insert(CancelGuard {
+                registry: self.cancels.clone(),
+                key,
+            });
         }
         Ok(())
     }
@@ -363,6 +454,7 @@ impl SimpleQueryHandler for PgQueries {
                     let (handler, session, schema) =
                         (self.handler.clone(), session.clone(), schema.clone());
                     let encode_formats = formats.clone();
+                    let token = session.1.start();
                     let lazy = stream::once(async move {
                         let mut guard = session.0.lock().await;
                         match handler.execute(&mut guard, &statement, Vec::new()).await {
@@ -374,6 +466,7 @@ impl SimpleQueryHandler for PgQueries {
                         }
                     })
                     .flatten();
+                    let lazy = cancellable(lazy, token);
                     responses.push(Response::Query(query_response(&schema, formats, lazy)));
                 }
                 Prepared::Session(_) => {
@@ -601,15 +694,25 @@ impl ExtendedQueryHandler for PgQueries {
         }
         let session = session_of(client)?;
         let mut guard = session.0.lock().await;
-        let outcome = self
-            .handler
-            .execute(&mut guard, &statement.prepared, values)
-            .await
-            .map_err(|e| user_error(&e))?;
+        // A cancel stops the statement while it waits for a worker, and while it streams.
+        let token = session.1.start();
+        let outcome = tokio::select! {
+            outcome = self.handler.execute(&mut guard, &statement.prepared, values) => {
+                outcome.map_err(|e| user_error(&e))?
+            }
+            _ = token.cancelled() => return Err(user_error(&cancel_error())),
+        };
         let columns = statement.prepared.schema().fields().len();
-        let formats = (0..columns)
+        let formats: Vec<FieldFormat> = (0..columns)
             .map(|i| format_for(&portal.result_column_format, i))
             .collect();
-        Ok(outcome_response(outcome, formats))
+        Ok(match outcome {
+            Outcome::Rows { schema, batches } => Response::Query(query_response(
+                &schema,
+                formats.clone(),
+                cancellable(rows(batches, formats), token),
+            )),
+            other => outcome_response(other, formats),
+        })
     }
 }
