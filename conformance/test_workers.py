@@ -175,7 +175,8 @@ def test_cancel_request_stops_a_running_query(server):
     assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
     conn.close()
 
-    psql = subprocess.Popen(["psql", "-X", "-c", LONG_QUERY, server.dsn()],
+    # Two statements in one simple Query message: the cancel must reach the running one.
+    psql = subprocess.Popen(["psql", "-X", "-c", LONG_QUERY + "; select 1", server.dsn()],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: any(w["running"] for w in workers(server)), 30, "the psql query to start")
     psql.send_signal(signal.SIGINT)  # what Ctrl-C does: psql sends a CancelRequest

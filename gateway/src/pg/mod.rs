@@ -444,6 +444,9 @@ impl SimpleQueryHandler for PgQueries {
                 .await
                 .map_err(|e| user_error(&e))?
         };
+        // One cancel token for the whole message: a cancel stops the statement running
+        // and, as in PostgreSQL, the error ends the rest of the message.
+        let token = session.1.start();
         let mut responses = Vec::with_capacity(prepared.len());
         for statement in prepared {
             match statement {
@@ -454,7 +457,6 @@ impl SimpleQueryHandler for PgQueries {
                     let (handler, session, schema) =
                         (self.handler.clone(), session.clone(), schema.clone());
                     let encode_formats = formats.clone();
-                    let token = session.1.start();
                     let lazy = stream::once(async move {
                         let mut guard = session.0.lock().await;
                         match handler.execute(&mut guard, &statement, Vec::new()).await {
@@ -466,7 +468,7 @@ impl SimpleQueryHandler for PgQueries {
                         }
                     })
                     .flatten();
-                    let lazy = cancellable(lazy, token);
+                    let lazy = cancellable(lazy, token.clone());
                     responses.push(Response::Query(query_response(&schema, formats, lazy)));
                 }
                 Prepared::Session(_) => {
