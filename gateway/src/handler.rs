@@ -321,22 +321,13 @@ fn run_session_command(
                 batches: Box::pin(futures::stream::once(async move { Ok(batch) })),
             })
         }
-        SessionCommand::Begin => {
-            session.in_transaction = true;
-            Ok(Outcome::TransactionStart)
-        }
-        SessionCommand::Commit => {
-            session.in_transaction = false;
-            Ok(Outcome::TransactionEnd {
-                tag: "COMMIT".into(),
-            })
-        }
-        SessionCommand::Rollback => {
-            session.in_transaction = false;
-            Ok(Outcome::TransactionEnd {
-                tag: "ROLLBACK".into(),
-            })
-        }
+        SessionCommand::Begin => Ok(Outcome::TransactionStart),
+        SessionCommand::Commit => Ok(Outcome::TransactionEnd {
+            tag: "COMMIT".into(),
+        }),
+        SessionCommand::Rollback => Ok(Outcome::TransactionEnd {
+            tag: "ROLLBACK".into(),
+        }),
         SessionCommand::Accept(t) => {
             if *t == "DISCARD ALL" {
                 session.settings.clear();

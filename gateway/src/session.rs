@@ -15,8 +15,6 @@ pub struct Session {
     pub database: String,
     /// `SET` variables, lower-cased names.
     pub settings: BTreeMap<String, String>,
-    /// Inside BEGIN … COMMIT (read-only transactions: nothing to commit).
-    pub in_transaction: bool,
 }
 
 impl Session {
@@ -26,7 +24,6 @@ impl Session {
             user,
             database,
             settings: BTreeMap::new(),
-            in_transaction: false,
         }
     }
 

@@ -5,8 +5,6 @@
 //! cell of every result, and the formats (numeric's base-10000 digits, dates since
 //! 2000-01-01) are simple to state exactly here.
 
-use std::sync::Arc;
-
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::*;
@@ -653,11 +651,6 @@ fn interval_text(months: i32, days: i32, micros: i64) -> String {
         parts.push(format!("{sign}{h:02}:{min:02}:{s:02}{frac}"));
     }
     parts.join(" ")
-}
-
-/// A shared empty field list, for statements that return no rows.
-pub fn no_fields() -> Arc<Vec<FieldInfo>> {
-    Arc::new(Vec::new())
 }
 
 #[cfg(test)]
