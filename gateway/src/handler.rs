@@ -136,13 +136,20 @@ impl Engine {
         )
     }
 
-    async fn plan_statement(&self, statement: &DfStatement) -> Result<Prepared, QueryError> {
+    async fn plan_statement(
+        &self,
+        session: &Session,
+        statement: &DfStatement,
+    ) -> Result<Prepared, QueryError> {
         if let DfStatement::Statement(sql) = statement {
             if let Some(command) = session_command(sql)? {
                 return Ok(Prepared::Session(command));
             }
         }
-        let logical = self.planner.logical_plan(statement).await?;
+        let logical = self
+            .planner
+            .logical_plan(statement, &session.info())
+            .await?;
         let param_types = Planner::parameter_types(&logical)?;
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
@@ -160,11 +167,11 @@ impl Handler for Engine {
         self.authenticator.authenticate(token)
     }
 
-    async fn prepare(&self, _session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
         let statements = self.planner.parse(sql)?;
         let mut prepared = Vec::with_capacity(statements.len());
         for statement in &statements {
-            prepared.push(self.plan_statement(statement).await?);
+            prepared.push(self.plan_statement(session, statement).await?);
         }
         Ok(prepared)
     }
@@ -195,10 +202,20 @@ impl Handler for Engine {
                 let query_id = self.query_id();
                 let span = tracing::info_span!("query", %query_id, principal = %session.principal.name, warehouse = %self.warehouse.name());
                 async {
-                    let planned = self.planner.plan_query(logical.clone(), params).await?;
-                    let plan = planner::codec::encode_plan(&planned.physical)?;
-                    tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
-                    let batches = self.warehouse.execute(&query_id, plan).await?;
+                    let info = session.info();
+                    let planned = self
+                        .planner
+                        .plan_query(logical.clone(), params, &info)
+                        .await?;
+                    let batches = if Planner::reads_data(logical) {
+                        let plan = planner::codec::encode_plan(&planned.physical)?;
+                        tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
+                        self.warehouse.execute(&query_id, plan).await?
+                    } else {
+                        // Catalog and table-free queries: answered here, no worker needed.
+                        tracing::debug!("answering in the gateway");
+                        local_batches(self.planner.run_locally(&planned, &info)?)
+                    };
                     // Report the names the statement was prepared with (PostgreSQL style).
                     let schema = prepared.schema();
                     debug_assert_eq!(schema.fields().len(), planned.schema.fields().len());
@@ -209,6 +226,11 @@ impl Handler for Engine {
             }
         }
     }
+}
+
+fn local_batches(stream: datafusion::execution::SendableRecordBatchStream) -> BatchStream {
+    use futures::StreamExt;
+    Box::pin(stream.map(|batch| batch.map_err(QueryError::from)))
 }
 
 /// Recognise the statements the gateway answers itself.
@@ -285,15 +307,15 @@ fn run_session_command(
     let tag = |t: &str| Ok(Outcome::Command { tag: t.to_string() });
     match command {
         SessionCommand::Set { name, value } => {
-            session.settings.insert(name.clone(), value.clone());
+            session.settings.set(name, value.clone());
             tag("SET")
         }
         SessionCommand::Reset(Some(name)) => {
-            session.settings.remove(name);
+            session.settings.reset(name);
             tag("RESET")
         }
         SessionCommand::Reset(None) => {
-            session.settings.clear();
+            session.settings.reset_all();
             tag("RESET")
         }
         SessionCommand::Show(name) => {
@@ -330,7 +352,7 @@ fn run_session_command(
         }),
         SessionCommand::Accept(t) => {
             if *t == "DISCARD ALL" {
-                session.settings.clear();
+                session.settings.reset_all();
             }
             tag(t)
         }

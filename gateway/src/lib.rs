@@ -21,6 +21,3 @@ pub mod http;
 pub mod pg;
 pub mod server;
 pub mod session;
-
-/// The PostgreSQL version sluice reports (clients parse it to pick features).
-pub const SERVER_VERSION: &str = "16.6";

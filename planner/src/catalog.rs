@@ -23,6 +23,13 @@ use serde::Deserialize;
 
 use crate::error::{ErrorKind, QueryError};
 
+/// Whether a table holds data (a table of the catalog, scanned on a worker) rather than
+/// being computed by the gateway (pg_catalog, table functions). Every kind of data table
+/// the catalog registers must be recognised here.
+pub fn is_data_table(table: &dyn datafusion::datasource::TableProvider) -> bool {
+    (table as &dyn std::any::Any).is::<ListingTable>()
+}
+
 /// The DataFusion catalog every table lives in.
 pub const CATALOG: &str = "sluice";
 /// The schema an unqualified table name resolves to.

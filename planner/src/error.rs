@@ -199,7 +199,9 @@ pub fn classify(err: &DataFusionError) -> QueryError {
         }
         DataFusionError::Configuration(msg) => QueryError::new(ErrorKind::InvalidValue, clean(msg)),
         DataFusionError::External(e) => {
-            if let Some(arrow_error) = e.downcast_ref::<ArrowError>() {
+            if let Some(query_error) = e.downcast_ref::<QueryError>() {
+                query_error.clone()
+            } else if let Some(arrow_error) = e.downcast_ref::<ArrowError>() {
                 classify_arrow(arrow_error)
             } else {
                 QueryError::internal(clean(&e.to_string()))

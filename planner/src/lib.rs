@@ -13,7 +13,10 @@
 
 pub mod catalog;
 pub mod codec;
+pub mod compat;
 pub mod error;
+pub mod pg_catalog;
+pub mod session;
 pub mod tpch;
 
 use std::collections::HashMap;
@@ -21,9 +24,12 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::CatalogProvider;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -34,6 +40,9 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 pub use catalog::{TableDef, TableFormat, CATALOG, DEFAULT_SCHEMA};
 pub use error::{ErrorKind, QueryError};
+pub use session::{SessionInfo, Settings};
+
+use pg_catalog::PgCatalog;
 
 /// Deepest nesting of SQL the parser accepts before it refuses the statement (protects the
 /// gateway's stack from hostile input).
@@ -45,6 +54,9 @@ pub struct Planner {
     /// The session state every query starts from: configuration, functions and the
     /// `sluice` catalog. Cloned per statement (cheap: it holds `Arc`s).
     base: SessionState,
+    pg: PgCatalog,
+    /// pg_catalog and information_schema names, for the SQL rewrites.
+    catalog_names: compat::CatalogNames,
 }
 
 /// A query ready to run: its result schema, and the physical plan for a worker.
@@ -66,30 +78,103 @@ impl Planner {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_type_planner(Arc::new(compat::PgTypePlanner))
             .build();
         let catalog = catalog::build_catalog(&state, tables).await?;
+        let pg = PgCatalog::new(catalog.as_ref()).await?;
+        catalog
+            .register_schema(pg_catalog::PG_CATALOG, pg.pg_catalog.clone())
+            .map_err(QueryError::from)?;
+        catalog
+            .register_schema(
+                pg_catalog::INFORMATION_SCHEMA,
+                pg.information_schema.clone(),
+            )
+            .map_err(QueryError::from)?;
+        let mut catalog_names = compat::CatalogNames::default();
+        for (schema, is_pg_catalog) in [(&pg.pg_catalog, true), (&pg.information_schema, false)] {
+            for table in schema.table_names() {
+                if let Some(provider) = schema.table(&table).await.map_err(QueryError::from)? {
+                    let columns = provider
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect();
+                    catalog_names.columns.insert(table.clone(), columns);
+                }
+                if is_pg_catalog {
+                    catalog_names.pg_catalog.insert(table);
+                }
+            }
+        }
         state
             .catalog_list()
             .register_catalog(CATALOG.to_string(), catalog as Arc<dyn CatalogProvider>);
         state.config_mut().options_mut().sql_parser.dialect =
             datafusion::config::Dialect::PostgreSQL;
-        Ok(Self { base: state })
+        if let Some(series) = state.table_functions().get("generate_series").cloned() {
+            state.register_udtf(
+                "generate_series",
+                Arc::new(compat::PgGenerateSeries(series.function().clone())),
+            );
+        }
+        for function in pg_catalog::functions::static_functions(pg.names.clone()) {
+            state
+                .register_udf(Arc::new(function))
+                .map_err(QueryError::from)?;
+        }
+        Ok(Self {
+            base: state,
+            pg,
+            catalog_names,
+        })
     }
 
-    /// Split SQL text into statements (PostgreSQL dialect).
+    /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs
+    /// DataFusion does not plan rewritten ([`compat`]).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
         let mut parser = DFParserBuilder::new(sql)
             .with_dialect(&PostgreSqlDialect {})
             .with_recursion_limit(SQL_RECURSION_LIMIT)
             .build()
             .map_err(QueryError::from)?;
-        Ok(parser.parse_statements().map_err(QueryError::from)?.into())
+        let mut statements: Vec<Statement> =
+            parser.parse_statements().map_err(QueryError::from)?.into();
+        for statement in &mut statements {
+            if let Statement::Statement(sql) = statement {
+                compat::rewrite(sql, &self.catalog_names);
+            }
+        }
+        Ok(statements)
+    }
+
+    /// The state a statement of this session is planned and run with: the session's
+    /// functions registered, and the session itself for the catalog tables to read.
+    fn session_state(&self, session: &SessionInfo) -> Result<SessionState, QueryError> {
+        let mut state = self.base.clone();
+        state.config_mut().set_extension(Arc::new(session.clone()));
+        for function in pg_catalog::functions::session_functions(self.pg.names.clone(), session) {
+            state
+                .register_udf(Arc::new(function))
+                .map_err(QueryError::from)?;
+        }
+        // Correlated catalog subqueries run per row in this same state (compat).
+        let subquery = pg_catalog::subquery::function(state.clone());
+        state
+            .register_udf(Arc::new(subquery))
+            .map_err(QueryError::from)?;
+        Ok(state)
     }
 
     /// The logical plan of a query, with `$n` placeholders left in place.
-    pub async fn logical_plan(&self, statement: &Statement) -> Result<LogicalPlan, QueryError> {
+    pub async fn logical_plan(
+        &self,
+        statement: &Statement,
+        session: &SessionInfo,
+    ) -> Result<LogicalPlan, QueryError> {
         let plan = self
-            .base
+            .session_state(session)?
             .statement_to_plan(statement.clone())
             .await
             .map_err(QueryError::from)?;
@@ -135,6 +220,7 @@ impl Planner {
         &self,
         logical: LogicalPlan,
         params: Vec<ScalarValue>,
+        session: &SessionInfo,
     ) -> Result<PlannedQuery, QueryError> {
         let logical = if params.is_empty() {
             logical
@@ -148,7 +234,7 @@ impl Planner {
         let schema = Arc::new(logical.schema().as_arrow().clone());
         // Each query gets its own start time: `now()` and friends are folded into constants
         // here, once, so every worker and every row sees the same instant.
-        let mut state = self.base.clone();
+        let mut state = self.session_state(session)?;
         let options = Arc::new(state.config_options().as_ref().clone());
         state.execution_props_mut().mark_start_execution(options);
         let physical = state
@@ -165,9 +251,45 @@ impl Planner {
         Ok(PlannedQuery { schema, physical })
     }
 
+    /// Run a plan in this process (catalog queries: see [`Planner::reads_data`]).
+    pub fn run_locally(
+        &self,
+        planned: &PlannedQuery,
+        session: &SessionInfo,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        let state = self.session_state(session)?;
+        datafusion::physical_plan::execute_stream(planned.physical.clone(), state.task_ctx())
+            .map_err(QueryError::from)
+    }
+
+    /// Whether a plan reads data tables (and so runs on a worker). Plans that read only
+    /// pg_catalog / information_schema, table functions, or no table at all, are answered
+    /// by the gateway.
+    pub fn reads_data(plan: &LogicalPlan) -> bool {
+        let mut data = false;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let is_data = datafusion::datasource::source_as_provider(&scan.source)
+                    .map(|p| catalog::is_data_table(p.as_ref()))
+                    .unwrap_or(true);
+                if is_data {
+                    data = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        data
+    }
+
     /// The state plans are made with (for the worker side of tests and benchmarks).
-    pub fn session_state(&self) -> &SessionState {
+    pub fn base_state(&self) -> &SessionState {
         &self.base
+    }
+
+    /// pg_catalog's names and OIDs.
+    pub fn pg_names(&self) -> &Arc<pg_catalog::Names> {
+        &self.pg.names
     }
 }
 
@@ -193,6 +315,11 @@ pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
     for item in &select.projection {
         match item {
             SelectItem::UnnamedExpr(expr) => names.push(Some(pg_expr_name(expr))),
+            SelectItem::ExprWithAlias { expr, alias }
+                if alias.value.starts_with(compat::DUPLICATE_ALIAS) =>
+            {
+                names.push(Some(pg_expr_name(expr)))
+            }
             SelectItem::ExprWithAlias { .. } => names.push(None),
             // A wildcard expands to several columns: keep the plan's names.
             _ => return schema.clone(),

@@ -54,6 +54,10 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
     let runtime = runtime.build_arc()?;
     let config = SessionConfig::new().with_target_partitions(options.target_partitions.max(1));
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    // The PostgreSQL functions a data query may call (format_type, …), as in the gateway.
+    for function in planner::pg_catalog::functions::builtin().await? {
+        ctx.register_udf(function);
+    }
 
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;

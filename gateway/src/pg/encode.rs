@@ -9,65 +9,25 @@ use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate};
 use datafusion::arrow::array::*;
 use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::datatypes::{DataType, IntervalUnit, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, SchemaRef, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
+use planner::pg_catalog::types;
 
 /// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_DAYS: i64 = 10_957;
 const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
 
-/// The PostgreSQL type a column of this Arrow type is sent as.
-pub fn pg_type(data_type: &DataType) -> Type {
-    match data_type {
-        DataType::Boolean => Type::BOOL,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
-        DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
-        DataType::UInt64 => Type::NUMERIC,
-        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 => Type::FLOAT8,
-        DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Type::NUMERIC,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => Type::BYTEA,
-        DataType::Date32 | DataType::Date64 => Type::DATE,
-        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Interval(_) => Type::INTERVAL,
-        DataType::Dictionary(_, value) => pg_type(value),
-        // Anything else (lists, structs, maps, null) is sent as its text rendering.
-        _ => Type::TEXT,
-    }
+/// The PostgreSQL type a column is sent as (one mapping, shared with pg_catalog).
+pub fn pg_type(field: &Field) -> Type {
+    Type::from_oid(types::field_type_oid(field)).unwrap_or(Type::TEXT)
 }
 
-/// `atttypmod` for a column: numeric precision and scale, else -1.
-fn type_modifier(data_type: &DataType) -> i32 {
-    match data_type {
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *s >= 0 => {
-            ((*p as i32) << 16 | *s as i32) + 4
-        }
-        _ => -1,
-    }
-}
-
-fn type_size(t: &Type) -> i16 {
-    match *t {
-        Type::BOOL => 1,
-        Type::INT2 => 2,
-        Type::INT4 | Type::FLOAT4 | Type::DATE => 4,
-        Type::INT8 | Type::FLOAT8 | Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME => 8,
-        Type::INTERVAL => 16,
-        _ => -1,
-    }
+/// The PostgreSQL type of a value of this Arrow type.
+pub fn pg_type_of(data_type: &DataType) -> Type {
+    Type::from_oid(types::type_oid(data_type)).unwrap_or(Type::TEXT)
 }
 
 /// RowDescription fields for a schema, with the requested result formats.
@@ -77,10 +37,10 @@ pub fn fields(schema: &SchemaRef, format: impl Fn(usize) -> FieldFormat) -> Vec<
         .iter()
         .enumerate()
         .map(|(i, field)| {
-            let t = pg_type(field.data_type());
-            let size = type_size(&t);
+            let t = pg_type(field);
+            let size = types::type_len(t.oid());
             FieldInfo::new(field.name().clone(), None, None, t, format(i))
-                .with_type_modifier(type_modifier(field.data_type()))
+                .with_type_modifier(types::type_modifier(field.data_type()))
                 .with_type_size(size)
         })
         .collect()
@@ -145,6 +105,13 @@ enum Kind<'a> {
     Ts(&'a dyn Array, TimeUnit, bool),
     Time64Micros(&'a Time64MicrosecondArray),
     IntervalMdn(&'a IntervalMonthDayNanoArray),
+    /// A one-dimensional array: `{a,b}` in text, PostgreSQL's array format in binary.
+    List {
+        offsets: &'a [i32],
+        elements: Box<ColumnWriter<'a>>,
+        element_oid: u32,
+        quote: bool,
+    },
     /// Everything else: Arrow's own text rendering. Sent as `text` (whose binary form is
     /// the same bytes), except numeric-typed columns (flag set), which a binary-format
     /// client gets as binary numeric.
@@ -189,6 +156,18 @@ impl<'a> ColumnWriter<'a> {
             DataType::Interval(IntervalUnit::MonthDayNano) => {
                 Kind::IntervalMdn(get!(IntervalMonthDayNanoArray))
             }
+            DataType::List(item) => {
+                let list = get!(ListArray);
+                Kind::List {
+                    offsets: list.value_offsets(),
+                    elements: Box::new(ColumnWriter::new(list.values(), format)?),
+                    element_oid: types::field_type_oid(item),
+                    quote: matches!(
+                        item.data_type(),
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                    ),
+                }
+            }
             other => {
                 let options = FormatOptions::default().with_null("");
                 let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
@@ -212,8 +191,12 @@ impl<'a> ColumnWriter<'a> {
         })
     }
 
+    fn is_null(&self, row: usize) -> bool {
+        self.nulls.as_ref().is_some_and(|n| n.is_null(row))
+    }
+
     fn write(&self, row: usize, buf: &mut BytesMut) -> Result<(), String> {
-        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+        if self.is_null(row) {
             buf.put_i32(-1);
             return Ok(());
         }
@@ -242,7 +225,14 @@ impl<'a> ColumnWriter<'a> {
             Kind::I64(a) => int(buf, binary, a.value(row), 8),
             Kind::U8(a) => int(buf, binary, a.value(row) as i64, 2),
             Kind::U16(a) => int(buf, binary, a.value(row) as i64, 4),
-            Kind::U32(a) => int(buf, binary, a.value(row) as i64, 8),
+            // Unsigned 32-bit columns are OIDs: four bytes unsigned.
+            Kind::U32(a) => {
+                if binary {
+                    buf.put_u32(a.value(row))
+                } else {
+                    put_digits(buf, a.value(row) as u64, 1)
+                }
+            }
             Kind::F32(a) => {
                 let v = a.value(row);
                 if binary {
@@ -323,6 +313,51 @@ impl<'a> ColumnWriter<'a> {
                     buf.put_slice(interval_text(v.months, v.days, micros).as_bytes())
                 }
             }
+            Kind::List {
+                offsets,
+                elements,
+                element_oid,
+                quote,
+            } => {
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                if binary {
+                    let has_null = (start..end).any(|i| elements.is_null(i));
+                    buf.put_i32(1);
+                    buf.put_i32(has_null as i32);
+                    buf.put_u32(*element_oid);
+                    buf.put_i32((end - start) as i32);
+                    buf.put_i32(1);
+                    for i in start..end {
+                        elements.write(i, buf)?;
+                    }
+                } else {
+                    buf.put_u8(b'{');
+                    for i in start..end {
+                        if i > start {
+                            buf.put_u8(b',');
+                        }
+                        if elements.is_null(i) {
+                            buf.put_slice(b"NULL");
+                            continue;
+                        }
+                        let mut item = BytesMut::new();
+                        elements.write_value(i, &mut item)?;
+                        if *quote && needs_quotes(&item) {
+                            buf.put_u8(b'"');
+                            for &c in item.iter() {
+                                if c == b'"' || c == b'\\' {
+                                    buf.put_u8(b'\\');
+                                }
+                                buf.put_u8(c);
+                            }
+                            buf.put_u8(b'"');
+                        } else {
+                            buf.put_slice(&item);
+                        }
+                    }
+                    buf.put_u8(b'}');
+                }
+            }
             Kind::Display(formatter, numeric) => {
                 use std::fmt::Write;
                 let mut s = String::new();
@@ -336,6 +371,18 @@ impl<'a> ColumnWriter<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether an array element must be double-quoted in an array's text form.
+fn needs_quotes(item: &[u8]) -> bool {
+    item.is_empty()
+        || item.eq_ignore_ascii_case(b"null")
+        || item.iter().any(|c| {
+            matches!(
+                c,
+                b'{' | b'}' | b',' | b'"' | b'\\' | b' ' | b'\t' | b'\n' | b'\r'
+            )
+        })
 }
 
 fn int(buf: &mut BytesMut, binary: bool, v: i64, width: usize) {

@@ -295,12 +295,13 @@ impl StartupHandler for PgStartup {
                     name.as_str(),
                     "user" | "database" | "options" | "replication"
                 ) {
-                    session.settings.insert(
-                        name.to_ascii_lowercase(),
-                        value.trim_matches('\'').to_string(),
-                    );
+                    session
+                        .settings
+                        .set(name, value.trim_matches('\'').to_string());
                 }
             }
+            let (pid, secret) = client.pid_and_secret_key();
+            session.backend_pid = pid;
             let current = Arc::new(CurrentQuery::default());
             client
                 .session_extensions()
@@ -308,7 +309,6 @@ impl StartupHandler for PgStartup {
             self.driver
                 .complete_authentication(client, final_message)
                 .await?;
-            let (pid, secret) = client.pid_and_secret_key();
             let key = (pid, secret.to_bytes());
             self.cancels.lock().insert(key.clone(), current);
             client.session_extensions().insert(CancelGuard {
@@ -337,7 +337,10 @@ impl ServerParameterProvider for ServerParameters {
             .cloned()
             .unwrap_or_default();
         let params = [
-            ("server_version", crate::SERVER_VERSION.to_string()),
+            (
+                "server_version",
+                planner::pg_catalog::SERVER_VERSION.to_string(),
+            ),
             ("server_encoding", "UTF8".into()),
             ("client_encoding", "UTF8".into()),
             ("DateStyle", "ISO, MDY".into()),

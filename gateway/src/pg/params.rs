@@ -6,14 +6,14 @@ use datafusion::common::ScalarValue;
 use pgwire::api::Type;
 use planner::{ErrorKind, QueryError};
 
-use crate::pg::encode::pg_type;
+use crate::pg::encode::pg_type_of;
 
 /// The type a client should bind parameter `i` as: what it declared, else what the
 /// planner inferred, else text.
 pub fn param_pg_type(declared: Option<&Type>, inferred: Option<&DataType>) -> Type {
     match (declared, inferred) {
         (Some(t), _) if *t != Type::UNKNOWN => t.clone(),
-        (_, Some(dt)) => pg_type(dt),
+        (_, Some(dt)) => pg_type_of(dt),
         _ => Type::TEXT,
     }
 }
@@ -68,9 +68,13 @@ fn decode_binary(raw: &[u8], wire_type: &Type) -> Result<ScalarValue, String> {
             need(2, b)?;
             ScalarValue::Int16(Some(b.get_i16()))
         }
-        Type::INT4 | Type::OID => {
+        Type::INT4 => {
             need(4, b)?;
             ScalarValue::Int32(Some(b.get_i32()))
+        }
+        Type::OID => {
+            need(4, b)?;
+            ScalarValue::UInt32(Some(b.get_u32()))
         }
         Type::INT8 => {
             need(8, b)?;

@@ -1,0 +1,887 @@
+//! PostgreSQL syntax DataFusion does not plan, rewritten on the parsed statement into
+//! equivalent SQL it does. Every rule is about a SQL construct, never about a client's
+//! query text, so it holds for any client and any version of it.
+//!
+//! | PostgreSQL                                  | becomes                                  |
+//! |---------------------------------------------|------------------------------------------|
+//! | `pg_type` (unqualified catalog table)       | `pg_catalog.pg_type` (pg_catalog is always searched first) |
+//! | `pg_catalog.f(…)`, `information_schema.f(…)`| `f(…)`                                   |
+//! | `x::regclass`, `x::regtype`, `x::regproc`…  | `sluice_regclass_in(x)` (name → OID)     |
+//! | `x::regclass::text` (any reg type)          | `sluice_regclass_out(…)` (OID → name)    |
+//! | `a OPERATOR(pg_catalog.~) b`                | `a ~ b`                                  |
+//! | `x COLLATE "C"`                             | `x` (one collation)                      |
+//!
+//! Types DataFusion does not know (`oid`, `name`, `"char"`, `int2vector`, …) are planned by
+//! [`PgTypePlanner`].
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::logical_expr::Expr as LogicalExpr;
+use datafusion::sql::sqlparser::ast::{
+    self, BinaryOperator, DataType as SqlType, Expr, Function, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, TableFactor, VisitMut, VisitorMut,
+};
+
+use crate::pg_catalog::types::{oids, PG_TYPE_KEY};
+use crate::pg_catalog::{INFORMATION_SCHEMA, PG_CATALOG};
+
+/// What the rewrites know of the catalog schemas.
+#[derive(Debug, Default)]
+pub struct CatalogNames {
+    /// Tables of pg_catalog (found unqualified, as in PostgreSQL).
+    pub pg_catalog: HashSet<String>,
+    /// Columns of each pg_catalog and information_schema table, by table name.
+    pub columns: std::collections::HashMap<String, HashSet<String>>,
+}
+
+/// Rewrite one statement in place.
+pub fn rewrite(statement: &mut ast::Statement, catalog: &CatalogNames) {
+    let mut ctes = HashSet::new();
+    // CTE names shadow catalog tables: collect them first.
+    let _ = statement.visit(&mut CteNames(&mut ctes));
+    let mut rewriter = Rewriter { catalog, ctes };
+    let _ = statement.visit(&mut rewriter);
+}
+
+struct CteNames<'a>(&'a mut HashSet<String>);
+
+impl VisitorMut for CteNames<'_> {
+    type Break = ();
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.0.insert(cte.alias.name.value.to_ascii_lowercase());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct Rewriter<'a> {
+    catalog: &'a CatalogNames,
+    ctes: HashSet<String>,
+}
+
+/// The parts of an object name, lower-cased unless quoted.
+fn parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) if i.quote_style.is_some() => i.value.clone(),
+            ObjectNamePart::Identifier(i) => i.value.to_ascii_lowercase(),
+            ObjectNamePart::Function(f) => f.name.value.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+fn strip_system_qualifier(name: &mut ObjectName) {
+    let p = parts(name);
+    if p.len() == 2 && (p[0] == PG_CATALOG || p[0] == INFORMATION_SCHEMA) {
+        name.0.remove(0);
+    }
+}
+
+impl VisitorMut for Rewriter<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        alias_duplicate_columns(query.body.as_mut());
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name, args, alias, ..
+        } = factor
+        {
+            if args.is_some() {
+                // A table function: `pg_catalog.generate_series(1, 32)`.
+                strip_system_qualifier(name);
+                // `generate_series(…) s`: in PostgreSQL `s` also names its one column.
+                if let Some(alias) = alias {
+                    if alias.columns.is_empty() {
+                        alias.columns.push(ast::TableAliasColumnDef::from_name(
+                            alias.name.value.clone(),
+                        ));
+                    }
+                }
+            } else {
+                let p = parts(name);
+                if p.len() == 1
+                    && self.catalog.pg_catalog.contains(&p[0])
+                    && !self.ctes.contains(&p[0])
+                {
+                    name.0
+                        .insert(0, ObjectNamePart::Identifier(Ident::new(PG_CATALOG)));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Function(f) => {
+                strip_system_qualifier(&mut f.name);
+                self.rewrite_array_subquery(expr);
+            }
+            Expr::Subquery(_) => self.rewrite_scalar_subquery(expr),
+            Expr::Collate { expr: inner, .. } => {
+                *expr = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+            }
+            Expr::BinaryOp { op, left, right } => {
+                if let BinaryOperator::PGCustomBinaryOperator(path) = op {
+                    if let Some(plain) = path.last().and_then(|o| builtin_operator(o)) {
+                        *op = plain;
+                    }
+                }
+                // `roles = '{0}'`: an array compared with an array literal compares their
+                // text forms (the literal's type comes from the other side in PostgreSQL).
+                if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {
+                    let target = match (is_array_literal(left), is_array_literal(right)) {
+                        (false, true) => Some(left),
+                        (true, false) => Some(right),
+                        _ => None,
+                    };
+                    if let Some(target) = target {
+                        let arg = std::mem::replace(target.as_mut(), Expr::value(ast::Value::Null));
+                        **target = call("sluice_array_text", vec![arg]);
+                    }
+                }
+            }
+            Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } => {
+                unqualify_type(data_type);
+                if let Some(reg) = reg_type(data_type) {
+                    let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                    *expr = call(&format!("sluice_{reg}_in"), vec![arg]);
+                } else if is_text_type(data_type) {
+                    if let Some(reg) = reg_in_call(inner) {
+                        let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                        *expr = call(&format!("sluice_{reg}_out"), vec![arg]);
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Rewriter<'_> {
+    /// Correlated scalar subqueries over catalog tables. DataFusion decorrelates one only if
+    /// it aggregates and relates outer and inner columns by equality, so:
+    ///
+    /// * a lookup by equality, `(SELECT x FROM … WHERE t.oid = a.oid ORDER BY y LIMIT 1)`,
+    ///   becomes `(SELECT first_value(x ORDER BY y) FROM … WHERE t.oid = a.oid)` — catalog
+    ///   lookups are by key, so this is the row PostgreSQL returns;
+    /// * anything else (`oid = ANY(a.roles)`, `a.c <> t.c`, conditions on outer columns
+    ///   only, aggregates) becomes `sluice_subquery('<SQL with $1…>', a.roles, …)`, run once
+    ///   per outer row as PostgreSQL does (`pg_catalog::subquery`).
+    ///
+    /// Uncorrelated subqueries and subqueries over data tables are left to DataFusion.
+    fn rewrite_scalar_subquery(&self, expr: &mut Expr) {
+        let Expr::Subquery(query) = expr else {
+            return;
+        };
+        if !self.query_reads_only_catalog(query) {
+            return;
+        }
+        let scope = self.scope(query);
+        let outer = outer_references(query, &scope);
+        if outer.is_empty() {
+            return;
+        }
+        if first_value_lookup(query, &scope) {
+            return;
+        }
+        let mut sql = query.as_ref().clone();
+        let _ = ast::visit_expressions_mut(&mut sql, |e| {
+            if let Expr::CompoundIdentifier(idents) = e {
+                if let Some(i) = outer.iter().position(|o| same_ref(o, idents)) {
+                    *e = Expr::value(ast::Value::Placeholder(format!("${}", i + 1)));
+                }
+            } else if let Expr::Identifier(ident) = e {
+                if let Some(i) = outer
+                    .iter()
+                    .position(|o| same_ref(o, std::slice::from_ref(ident)))
+                {
+                    *e = Expr::value(ast::Value::Placeholder(format!("${}", i + 1)));
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let mut args = vec![Expr::value(ast::Value::SingleQuotedString(sql.to_string()))];
+        args.extend(outer.into_iter().map(|mut o| {
+            if o.len() == 1 {
+                Expr::Identifier(o.remove(0))
+            } else {
+                Expr::CompoundIdentifier(o)
+            }
+        }));
+        *expr = call(crate::pg_catalog::subquery::NAME, args);
+    }
+
+    /// `ARRAY(SELECT x FROM … ORDER BY y)` → `(SELECT array_agg(x ORDER BY y) FROM …)`.
+    fn rewrite_array_subquery(&self, expr: &mut Expr) {
+        let Expr::Function(f) = expr else {
+            return;
+        };
+        if parts(&f.name) != ["array"] {
+            return;
+        }
+        let FunctionArguments::Subquery(query) = &mut f.args else {
+            return;
+        };
+        let mut query = query.as_ref().clone();
+        let order_by = match query.order_by.take() {
+            Some(ast::OrderBy {
+                kind: ast::OrderByKind::Expressions(exprs),
+                ..
+            }) => exprs,
+            _ => Vec::new(),
+        };
+        let ast::SetExpr::Select(select) = query.body.as_mut() else {
+            return;
+        };
+        let (ast::SelectItem::UnnamedExpr(value)
+        | ast::SelectItem::ExprWithAlias { expr: value, .. }) = &mut select.projection[0]
+        else {
+            return;
+        };
+        let arg = std::mem::replace(value, Expr::value(ast::Value::Null));
+        *value = with_order_by(call("array_agg", vec![arg]), order_by);
+        *expr = Expr::Subquery(Box::new(query));
+        self.rewrite_scalar_subquery(expr);
+    }
+
+    fn query_reads_only_catalog(&self, query: &Query) -> bool {
+        let mut only = true;
+        let _ = ast::visit_relations(query, |name| {
+            let p = parts(name);
+            let system = match p.as_slice() {
+                [schema, _] => schema == PG_CATALOG || schema == INFORMATION_SCHEMA,
+                [table] => {
+                    self.ctes.contains(table)
+                        || self.catalog.pg_catalog.contains(table)
+                        || TABLE_FUNCTIONS.contains(&table.as_str())
+                }
+                _ => false,
+            };
+            if !system {
+                only = false;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        only
+    }
+}
+
+/// A correlated lookup DataFusion decorrelates once it aggregates: one output column,
+/// no grouping, and outer columns only in `outer = inner` conditions of WHERE. Rewrites
+/// `SELECT x … ORDER BY y LIMIT 1` to `SELECT first_value(x ORDER BY y) …`.
+fn first_value_lookup(query: &mut Query, scope: &Scope) -> bool {
+    let ast::SetExpr::Select(select) = query.body.as_mut() else {
+        return false;
+    };
+    let plain = select.projection.len() == 1
+        && select.distinct.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+        && query.fetch.is_none()
+        && query.with.is_none();
+    if !plain {
+        return false;
+    }
+    let (ast::SelectItem::UnnamedExpr(value) | ast::SelectItem::ExprWithAlias { expr: value, .. }) =
+        &select.projection[0]
+    else {
+        return false;
+    };
+    if contains_aggregate(value) {
+        return false;
+    }
+    // Outer columns anywhere but WHERE (select list, JOIN … ON): not a plain lookup.
+    let selection = select.selection.take();
+    let elsewhere = !outer_references(query, scope).is_empty();
+    let ast::SetExpr::Select(select) = query.body.as_mut() else {
+        return false;
+    };
+    select.selection = selection;
+    if elsewhere {
+        return false;
+    }
+    let conjuncts = select.selection.clone().map(split_and).unwrap_or_default();
+    if conjuncts.iter().any(|c| is_non_equi_correlation(c, scope)) {
+        return false;
+    }
+    let order_by = match query.order_by.take() {
+        Some(ast::OrderBy {
+            kind: ast::OrderByKind::Expressions(exprs),
+            ..
+        }) => exprs,
+        _ => Vec::new(),
+    };
+    query.limit_clause = None;
+    let ast::SetExpr::Select(select) = query.body.as_mut() else {
+        return false;
+    };
+    if let ast::SelectItem::UnnamedExpr(value)
+    | ast::SelectItem::ExprWithAlias { expr: value, .. } = &mut select.projection[0]
+    {
+        let arg = std::mem::replace(value, Expr::value(ast::Value::Null));
+        *value = with_order_by(call("first_value", vec![arg]), order_by);
+    }
+    true
+}
+
+fn with_order_by(mut aggregate: Expr, order_by: Vec<ast::OrderByExpr>) -> Expr {
+    if let (Expr::Function(f), false) = (&mut aggregate, order_by.is_empty()) {
+        if let FunctionArguments::List(list) = &mut f.args {
+            list.clauses
+                .push(ast::FunctionArgumentClause::OrderBy(order_by));
+        }
+    }
+    aggregate
+}
+
+/// The names a subquery itself defines: its relations (by alias or name) and their columns.
+#[derive(Debug, Default)]
+struct Scope {
+    relations: HashSet<String>,
+    columns: HashSet<String>,
+}
+
+impl Rewriter<'_> {
+    fn scope(&self, query: &mut Query) -> Scope {
+        struct Collect<'a>(&'a CatalogNames, Scope);
+        impl VisitorMut for Collect<'_> {
+            type Break = ();
+            fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+                let (name, alias, is_function) = match factor {
+                    TableFactor::Table {
+                        name, alias, args, ..
+                    } => (parts(name).last().cloned(), alias.as_ref(), args.is_some()),
+                    TableFactor::Derived { alias, .. } => (None, alias.as_ref(), false),
+                    TableFactor::UNNEST { alias, .. } => (None, alias.as_ref(), true),
+                    _ => (None, None, false),
+                };
+                if let Some(columns) = name.as_ref().and_then(|n| self.0.columns.get(n)) {
+                    self.1.columns.extend(columns.iter().cloned());
+                }
+                self.1.relations.extend(name);
+                if let Some(alias) = alias {
+                    let a = alias.name.value.to_ascii_lowercase();
+                    if is_function && alias.columns.is_empty() {
+                        // `generate_series(…) s`: `s` is also its column.
+                        self.1.columns.insert(a.clone());
+                    }
+                    self.1.columns.extend(
+                        alias
+                            .columns
+                            .iter()
+                            .map(|c| c.name.value.to_ascii_lowercase()),
+                    );
+                    self.1.relations.insert(a);
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut collect = Collect(self.catalog, Scope::default());
+        let _ = query.visit(&mut collect);
+        collect.1
+    }
+}
+
+/// `q.col` references whose qualifier is not a relation of the query: the outer columns
+/// it depends on, each once, in order of appearance.
+fn outer_references(query: &mut Query, scope: &Scope) -> Vec<Vec<Ident>> {
+    let mut outer: Vec<Vec<Ident>> = Vec::new();
+    let _ = ast::visit_expressions_mut(query, |e| {
+        let idents = match e {
+            Expr::CompoundIdentifier(idents)
+                if idents.len() == 2
+                    && !scope
+                        .relations
+                        .contains(&idents[0].value.to_ascii_lowercase()) =>
+            {
+                idents.clone()
+            }
+            // Unqualified: outer when no relation of the subquery has such a column.
+            Expr::Identifier(ident)
+                if ident.quote_style.is_none()
+                    && !scope.columns.contains(&ident.value.to_ascii_lowercase()) =>
+            {
+                vec![ident.clone()]
+            }
+            _ => return ControlFlow::<()>::Continue(()),
+        };
+        if !outer.iter().any(|o| same_ref(o, &idents)) {
+            outer.push(idents);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    outer
+}
+
+fn same_ref(a: &[Ident], b: &[Ident]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.value.eq_ignore_ascii_case(&y.value))
+}
+
+fn split_and(expr: Expr) -> Vec<Expr> {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut all = split_and(*left);
+            all.extend(split_and(*right));
+            all
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and(*inner)
+        }
+        other => vec![other],
+    }
+}
+
+/// Whether a condition uses outer columns other than as `outer = inner`.
+fn is_non_equi_correlation(condition: &Expr, scope: &Scope) -> bool {
+    let side = |e: &Expr| {
+        let (mut outer, mut inside) = (false, false);
+        let _ = ast::visit_expressions(e, |e| {
+            match e {
+                Expr::CompoundIdentifier(idents) if idents.len() == 2 => {
+                    if scope
+                        .relations
+                        .contains(&idents[0].value.to_ascii_lowercase())
+                    {
+                        inside = true;
+                    } else {
+                        outer = true;
+                    }
+                }
+                Expr::Identifier(i) => {
+                    if scope.columns.contains(&i.value.to_ascii_lowercase()) {
+                        inside = true;
+                    } else {
+                        outer = true;
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        (outer, inside)
+    };
+    let (outer, inside) = side(condition);
+    if !outer {
+        return false;
+    }
+    if !inside {
+        // Only outer columns: DataFusion cannot pull it up through the aggregate either.
+        return true;
+    }
+    match condition {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => {
+            let (l, r) = (side(left), side(right));
+            // outer = inner (either way round) is what DataFusion decorrelates.
+            !((l == (true, false) && r == (false, true))
+                || (l == (false, true) && r == (true, false)))
+        }
+        _ => true,
+    }
+}
+
+fn contains_aggregate(expr: &Expr) -> bool {
+    const AGGREGATES: &[&str] = &[
+        "count",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "array_agg",
+        "string_agg",
+        "bool_and",
+        "bool_or",
+        "every",
+        "json_agg",
+        "first_value",
+        "last_value",
+    ];
+    let mut found = false;
+    let _ = ast::visit_expressions(expr, |e| {
+        if let Expr::Function(f) = e {
+            if parts(&f.name)
+                .last()
+                .is_some_and(|n| AGGREGATES.contains(&n.as_str()))
+            {
+                found = true;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// `pg_catalog.text` → `text`: built-in type names may be schema-qualified.
+fn unqualify_type(data_type: &mut SqlType) {
+    if let SqlType::Array(
+        ast::ArrayElemTypeDef::SquareBracket(inner, _)
+        | ast::ArrayElemTypeDef::AngleBracket(inner)
+        | ast::ArrayElemTypeDef::Parenthesis(inner),
+    ) = data_type
+    {
+        return unqualify_type(inner);
+    }
+    let SqlType::Custom(name, modifiers) = data_type else {
+        return;
+    };
+    let p = parts(name);
+    if p.len() != 2 || p[0] != PG_CATALOG || !modifiers.is_empty() {
+        return;
+    }
+    let bare = match name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) if i.quote_style.is_some() => i.to_string(),
+        _ => p[1].clone(),
+    };
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&bare)
+        .and_then(|mut p| p.parse_data_type())
+    {
+        *data_type = parsed;
+    }
+}
+
+/// The OID-alias types, by the name their in/out functions use.
+fn reg_type(data_type: &SqlType) -> Option<&'static str> {
+    let name = match data_type {
+        SqlType::Regclass => return Some("regclass"),
+        SqlType::Custom(name, _) => name,
+        _ => return None,
+    };
+    Some(match parts(name).last()?.as_str() {
+        "regclass" => "regclass",
+        "regtype" => "regtype",
+        "regproc" | "regprocedure" => "regproc",
+        "regnamespace" => "regnamespace",
+        "regrole" => "regrole",
+        _ => return None,
+    })
+}
+
+fn reg_in_call(expr: &Expr) -> Option<String> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let name = parts(&f.name).join(".");
+    name.strip_prefix("sluice_")
+        .and_then(|n| n.strip_suffix("_in"))
+        .map(str::to_string)
+}
+
+fn is_text_type(data_type: &SqlType) -> bool {
+    match data_type {
+        SqlType::Text | SqlType::Varchar(_) | SqlType::CharacterVarying(_) | SqlType::String(_) => {
+            true
+        }
+        SqlType::Custom(name, _) => parts(name).last().is_some_and(|n| n == "name"),
+        _ => false,
+    }
+}
+
+/// Table functions catalog SQL uses in FROM (they read no data).
+const TABLE_FUNCTIONS: &[&str] = &["generate_series", "generate_subscripts", "unnest", "range"];
+
+/// Prefix of the aliases given to repeated select-list expressions (`SELECT NULL, NULL`):
+/// DataFusion needs distinct names, PostgreSQL allows repeats. The reported column name is
+/// still PostgreSQL's (`postgres_names` looks through these aliases).
+pub const DUPLICATE_ALIAS: &str = "__sluice_dup_";
+
+fn alias_duplicate_columns(body: &mut ast::SetExpr) {
+    match body {
+        ast::SetExpr::Select(select) => {
+            let mut seen = HashSet::new();
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                if let ast::SelectItem::UnnamedExpr(expr) = item {
+                    if !seen.insert(expr.to_string()) {
+                        let expr = std::mem::replace(expr, Expr::value(ast::Value::Null));
+                        *item = ast::SelectItem::ExprWithAlias {
+                            expr,
+                            alias: Ident::with_quote('"', format!("{DUPLICATE_ALIAS}{i}")),
+                        };
+                    }
+                }
+            }
+        }
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            alias_duplicate_columns(left);
+            alias_duplicate_columns(right);
+        }
+        ast::SetExpr::Query(q) => alias_duplicate_columns(q.body.as_mut()),
+        _ => {}
+    }
+}
+
+fn is_array_literal(expr: &Expr) -> bool {
+    matches!(expr, Expr::Value(v) if matches!(&v.value,
+        ast::Value::SingleQuotedString(s) if s.starts_with('{') && s.ends_with('}')))
+}
+
+fn builtin_operator(op: &str) -> Option<BinaryOperator> {
+    Some(match op {
+        "~" => BinaryOperator::PGRegexMatch,
+        "~*" => BinaryOperator::PGRegexIMatch,
+        "!~" => BinaryOperator::PGRegexNotMatch,
+        "!~*" => BinaryOperator::PGRegexNotIMatch,
+        "~~" => BinaryOperator::PGLikeMatch,
+        "~~*" => BinaryOperator::PGILikeMatch,
+        "!~~" => BinaryOperator::PGNotLikeMatch,
+        "!~~*" => BinaryOperator::PGNotILikeMatch,
+        "=" => BinaryOperator::Eq,
+        "<>" => BinaryOperator::NotEq,
+        "<" => BinaryOperator::Lt,
+        "<=" => BinaryOperator::LtEq,
+        ">" => BinaryOperator::Gt,
+        ">=" => BinaryOperator::GtEq,
+        "+" => BinaryOperator::Plus,
+        "-" => BinaryOperator::Minus,
+        "*" => BinaryOperator::Multiply,
+        "/" => BinaryOperator::Divide,
+        "||" => BinaryOperator::StringConcat,
+        _ => return None,
+    })
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// `generate_series` as PostgreSQL takes it: int4 bounds (`array_upper(…)`) and typed
+/// NULLs, which DataFusion's own accepts only as int8 and untyped NULL.
+#[derive(Debug)]
+pub struct PgGenerateSeries(pub Arc<dyn TableFunctionImpl>);
+
+impl TableFunctionImpl for PgGenerateSeries {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        use datafusion::common::ScalarValue;
+        let exprs: Vec<LogicalExpr> = args
+            .exprs()
+            .iter()
+            .map(|e| match e {
+                LogicalExpr::Literal(v, m) if v.is_null() => {
+                    LogicalExpr::Literal(ScalarValue::Null, m.clone())
+                }
+                LogicalExpr::Literal(v, m) if v.data_type().is_integer() => {
+                    match v.cast_to(&DataType::Int64) {
+                        Ok(v) => LogicalExpr::Literal(v, m.clone()),
+                        Err(_) => e.clone(),
+                    }
+                }
+                other => other.clone(),
+            })
+            .collect();
+        self.0
+            .call_with_args(TableFunctionArgs::new(&exprs, args.session()))
+    }
+}
+
+/// PostgreSQL's system types as Arrow types.
+#[derive(Debug, Default)]
+pub struct PgTypePlanner;
+
+impl TypePlanner for PgTypePlanner {
+    fn plan_type_field(&self, sql_type: &SqlType) -> DfResult<Option<FieldRef>> {
+        let SqlType::Custom(name, _) = sql_type else {
+            return Ok(None);
+        };
+        let Some(last) = name.0.last() else {
+            return Ok(None);
+        };
+        let ObjectNamePart::Identifier(ident) = last else {
+            return Ok(None);
+        };
+        let lower = ident.value.to_ascii_lowercase();
+        let pinned = |t: DataType, oid: u32| {
+            Field::new("", t, true).with_metadata(
+                [(PG_TYPE_KEY.to_string(), oid.to_string())]
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        let field = match lower.as_str() {
+            "oid" | "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace"
+            | "regrole" | "regoper" | "regoperator" | "regconfig" | "regdictionary" | "xid"
+            | "cid" => Field::new("", DataType::UInt32, true),
+            "name" => pinned(DataType::Utf8, oids::NAME),
+            "char" if ident.quote_style.is_some() => pinned(DataType::Utf8, oids::CHAR),
+            "pg_node_tree" | "aclitem" | "regconfig_text" => Field::new("", DataType::Utf8, true),
+            "int2vector" => Field::new(
+                "",
+                DataType::List(Arc::new(Field::new("item", DataType::Int16, true))),
+                true,
+            ),
+            "oidvector" => Field::new(
+                "",
+                DataType::List(Arc::new(Field::new("item", DataType::UInt32, true))),
+                true,
+            ),
+            _ => return Ok(None),
+        };
+        Ok(Some(Arc::new(field)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
+        let mut catalog = CatalogNames::default();
+        for (table, columns) in [
+            ("pg_type", &["oid", "typname", "typcollation"][..]),
+            ("pg_class", &["oid", "relname", "reltype"]),
+            ("pg_collation", &["oid", "collname"]),
+            ("pg_attribute", &["attrelid", "attname", "attcollation"]),
+            ("pg_roles", &["oid", "rolname"]),
+            ("pg_policy", &["polroles"]),
+        ] {
+            catalog.pg_catalog.insert(table.to_string());
+            catalog.columns.insert(
+                table.into(),
+                columns.iter().map(|c| c.to_string()).collect(),
+            );
+        }
+        rewrite(&mut statements[0], &catalog);
+        statements[0].to_string()
+    }
+
+    #[test]
+    fn catalog_tables_are_qualified_unless_a_cte_shadows_them() {
+        assert_eq!(
+            rewritten("SELECT oid FROM pg_type"),
+            "SELECT oid FROM pg_catalog.pg_type"
+        );
+        assert_eq!(
+            rewritten("WITH pg_class AS (SELECT 1) SELECT * FROM pg_class, pg_type"),
+            "WITH pg_class AS (SELECT 1) SELECT * FROM pg_class, pg_catalog.pg_type"
+        );
+        assert_eq!(rewritten("SELECT * FROM trips"), "SELECT * FROM trips");
+    }
+
+    #[test]
+    fn reg_casts_become_lookups() {
+        assert_eq!(
+            rewritten("SELECT 'pg_class'::regclass, oid::regtype::text FROM pg_type"),
+            "SELECT sluice_regclass_in('pg_class'), sluice_regtype_out(sluice_regtype_in(oid)) FROM pg_catalog.pg_type"
+        );
+        assert_eq!(
+            rewritten("SELECT x::pg_catalog.text, y::pg_catalog.regtype::pg_catalog.text"),
+            "SELECT x::TEXT, sluice_regtype_out(sluice_regtype_in(y))"
+        );
+        assert_eq!(
+            rewritten("SELECT CAST($2 AS REGCLASS)"),
+            "SELECT sluice_regclass_in($2)"
+        );
+    }
+
+    #[test]
+    fn catalog_scalar_subqueries_aggregate() {
+        assert_eq!(
+            rewritten("SELECT (SELECT t.typname FROM pg_type t WHERE t.oid = c.reltype ORDER BY 1 LIMIT 1) FROM pg_class c"),
+            "SELECT (SELECT first_value(t.typname ORDER BY 1) FROM pg_catalog.pg_type t WHERE t.oid = c.reltype) FROM pg_catalog.pg_class c"
+        );
+        // Over data tables a second row stays an error: no rewrite.
+        assert_eq!(
+            rewritten("SELECT (SELECT x FROM trips WHERE id = 1)"),
+            "SELECT (SELECT x FROM trips WHERE id = 1)"
+        );
+    }
+
+    #[test]
+    fn other_correlations_run_per_outer_row() {
+        assert_eq!(
+            rewritten(
+                "SELECT (SELECT c.collname FROM pg_collation c, pg_type t \
+                 WHERE c.oid = a.attcollation AND a.attcollation <> t.typcollation) \
+                 FROM pg_attribute a"
+            ),
+            "SELECT sluice_subquery('SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t \
+             WHERE c.oid = $1 AND $1 <> t.typcollation', a.attcollation) FROM pg_catalog.pg_attribute a"
+        );
+        assert_eq!(
+            rewritten("SELECT array(SELECT rolname FROM pg_roles WHERE oid = ANY(p.polroles) ORDER BY 1) FROM pg_policy p"),
+            "SELECT sluice_subquery('SELECT array_agg(rolname ORDER BY 1) FROM pg_catalog.pg_roles \
+             WHERE oid = ANY($1)', p.polroles) FROM pg_catalog.pg_policy p"
+        );
+        // Uncorrelated: left to DataFusion.
+        assert_eq!(
+            rewritten("SELECT (SELECT max(oid) FROM pg_type)"),
+            "SELECT (SELECT max(oid) FROM pg_catalog.pg_type)"
+        );
+    }
+
+    #[test]
+    fn operators_collations_and_qualified_functions() {
+        assert_eq!(
+            rewritten(
+                "SELECT pg_catalog.format_type(1, 2) FROM pg_class c \
+                 WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default"
+            ),
+            "SELECT format_type(1, 2) FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$'"
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM pg_catalog.generate_series(1, 32) pos(n)"),
+            "SELECT * FROM generate_series(1, 32) pos (n)"
+        );
+        assert_eq!(
+            rewritten("SELECT s FROM generate_series(1, 2) s"),
+            "SELECT s FROM generate_series(1, 2) s (s)"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Regenerate planner/src/pg_catalog/data/*.tsv from a real PostgreSQL server.
+
+sluice's pg_catalog and information_schema have the exact column names and types of
+PostgreSQL's, and the built-in rows (types, functions, ranges, access methods, …) are
+PostgreSQL's own. This script reads both from a running server and writes one TSV per table:
+
+    line 1:  column:type <TAB> column:type …      (types: oid bool int2 int4 int8 float4
+                                                    text name char timestamptz, `[]` for arrays)
+    line 2+: rows in PostgreSQL COPY text format   (\\N is NULL; arrays as {a,b,"c d"})
+
+Tables listed in STATIC keep their rows (the server's built-in objects only: oid < 16384);
+the others are written with no rows — sluice fills them from its own catalog at run time.
+
+    python3 planner/src/pg_catalog/extract.py "host=127.0.0.1 user=postgres dbname=test"
+"""
+import os
+import sys
+
+import psycopg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "data")
+
+# table -> WHERE clause for the rows we keep (None: schema only).
+STATIC = {
+    "pg_catalog.pg_type": "oid < 16384",
+    "pg_catalog.pg_proc": "oid < 16384",
+    "pg_catalog.pg_range": "rngtypid < 16384",
+    "pg_catalog.pg_am": "oid < 16384",
+    "pg_catalog.pg_collation": "collname in ('default', 'C', 'POSIX', 'ucs_basic')",
+    "pg_catalog.pg_tablespace": "oid < 16384",
+    "pg_catalog.pg_extension": "oid < 16384",
+    "pg_catalog.pg_language": "oid < 16384",
+    "pg_catalog.pg_cast": "oid < 16384",
+    "pg_catalog.pg_operator": "oid < 16384",
+}
+SCHEMA_ONLY = [
+    "pg_catalog.pg_namespace", "pg_catalog.pg_class", "pg_catalog.pg_attribute",
+    "pg_catalog.pg_database", "pg_catalog.pg_roles", "pg_catalog.pg_user",
+    "pg_catalog.pg_settings", "pg_catalog.pg_description", "pg_catalog.pg_index",
+    "pg_catalog.pg_constraint", "pg_catalog.pg_attrdef", "pg_catalog.pg_inherits",
+    "pg_catalog.pg_sequence", "pg_catalog.pg_enum", "pg_catalog.pg_policy",
+    "pg_catalog.pg_statistic_ext", "pg_catalog.pg_publication", "pg_catalog.pg_publication_rel",
+    "pg_catalog.pg_publication_namespace", "pg_catalog.pg_trigger", "pg_catalog.pg_rewrite",
+    "pg_catalog.pg_depend", "pg_catalog.pg_foreign_table", "pg_catalog.pg_partitioned_table",
+    "pg_catalog.pg_event_trigger", "pg_catalog.pg_shdescription", "pg_catalog.pg_tables",
+    "pg_catalog.pg_views", "pg_catalog.pg_matviews", "pg_catalog.pg_auth_members",
+    "pg_catalog.pg_stat_user_tables", "pg_catalog.pg_opclass", "pg_catalog.pg_foreign_server",
+    "pg_catalog.pg_foreign_data_wrapper", "pg_catalog.pg_user_mapping",
+    "information_schema.schemata", "information_schema.tables", "information_schema.columns",
+    "information_schema.views",
+]
+
+# PostgreSQL type (after resolving domains) -> the TSV type name.
+TYPES = {
+    "oid": "oid", "regproc": "oid", "regtype": "oid", "xid": "oid", "cid": "oid",
+    "boolean": "bool", "smallint": "int2", "integer": "int4", "bigint": "int8",
+    "real": "float4", "double precision": "float8", "text": "text", "name": "name",
+    '"char"': "char", "character varying": "text", "character": "text",
+    "pg_node_tree": "text", "anyarray": "text", "aclitem": "text", "pg_lsn": "text",
+    "timestamp with time zone": "timestamptz", "interval": "text", "inet": "text",
+    "oidvector": "oid[]", "int2vector": "int2[]", "oid[]": "oid[]", "smallint[]": "int2[]",
+    "text[]": "text[]", '"char"[]': "char[]", "aclitem[]": "text[]", "name[]": "name[]",
+    "real[]": "text[]", "anyarray[]": "text[]", "bytea": "text",
+    "double precision[]": "text[]", "regproc[]": "oid[]", "regtype[]": "oid[]", "char[]": "text",
+}
+
+
+def column_types(cur, table):
+    # Domains (information_schema.sql_identifier, …) are described by their base type.
+    cur.execute(
+        """
+        SELECT a.attname,
+               format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+                           NULL)
+        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """,
+        (table,),
+    )
+    cols = []
+    for name, pgtype in cur.fetchall():
+        if pgtype not in TYPES:
+            sys.exit(f"{table}.{name}: no mapping for type {pgtype}")
+        cols.append((name, TYPES[pgtype]))
+    return cols
+
+
+def main():
+    dsn = sys.argv[1] if len(sys.argv) > 1 else "host=127.0.0.1 user=postgres dbname=test"
+    os.makedirs(OUT, exist_ok=True)
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SHOW server_version")
+        version = cur.fetchone()[0]
+        for table in list(STATIC) + SCHEMA_ONLY:
+            cols = column_types(cur, table)
+            header = "\t".join(f"{n}:{t}" for n, t in cols)
+            rows = b""
+            where = STATIC.get(table)
+            if where is not None:
+                # Text output of every column; arrays keep PostgreSQL's literal syntax and
+                # vectors (oidvector, int2vector) become arrays.
+                exprs = []
+                for n, t in cols:
+                    q = f'"{n}"'
+                    exprs.append(f"({q}::oid[])::text" if t == "oid[]" else
+                                 f"({q}::int2[])::text" if t == "int2[]" else
+                                 f"({q}::oid)::text" if t == "oid" else f"{q}::text")
+                sql = f"COPY (SELECT {', '.join(exprs)} FROM {table} WHERE {where} ORDER BY 1) TO STDOUT"
+                with cur.copy(sql) as copy:
+                    rows = b"".join(bytes(chunk) for chunk in copy)
+            name = table.replace("pg_catalog.", "")
+            with open(os.path.join(OUT, f"{name}.tsv"), "wb") as f:
+                f.write(header.encode() + b"\n" + rows)
+        # The real OIDs of the catalog relations themselves (pg_class rows for pg_type, …),
+        # so that pg_type's row types and `'pg_class'::regclass` agree with PostgreSQL.
+        names = ", ".join(f"'{t}'::regclass" for t in list(STATIC) + SCHEMA_ONLY)
+        with cur.copy(
+            f"""COPY (SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltype
+                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.oid IN ({names}) ORDER BY 1) TO STDOUT"""
+        ) as copy:
+            rows = b"".join(bytes(chunk) for chunk in copy)
+        with open(os.path.join(OUT, "relations.tsv"), "wb") as f:
+            f.write(b"oid:oid\tnspname:name\trelname:name\trelkind:char\treltype:oid\n" + rows)
+        with open(os.path.join(OUT, "VERSION"), "w") as f:
+            f.write(f"extracted from PostgreSQL {version}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,733 @@
+//! PostgreSQL functions that clients call in their catalog SQL (`format_type`,
+//! `pg_get_expr`, `current_schemas`, `has_table_privilege`, …) and the functions behind the
+//! `::regclass` / `::regtype` / `::regproc` casts (see `compat`).
+//!
+//! Each is a small closure over scalar values, evaluated row by row: catalog queries touch
+//! hundreds of rows, not millions. Functions of the session (`current_user`,
+//! `current_setting`, …) are made per statement and fold to constants when their arguments
+//! are constants, so they also work in queries that run on a worker.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+
+use super::{user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION};
+use crate::error::{ErrorKind, QueryError};
+use crate::session::SessionInfo;
+
+type Eval = Arc<dyn Fn(&[ScalarValue]) -> Result<ScalarValue, QueryError> + Send + Sync>;
+
+/// A function defined by a closure over its argument values.
+struct PgFn {
+    name: String,
+    signature: Signature,
+    return_type: DataType,
+    eval: Eval,
+    /// Replace the call by its value at planning time when the arguments are constants.
+    fold: bool,
+}
+
+impl std::fmt::Debug for PgFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgFn").field("name", &self.name).finish()
+    }
+}
+
+impl PartialEq for PgFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.eval, &other.eval)
+    }
+}
+impl Eq for PgFn {}
+impl Hash for PgFn {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for PgFn {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(self.return_type.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let external = |e: QueryError| DataFusionError::External(Box::new(e));
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
+            let values: Vec<ScalarValue> = args
+                .args
+                .iter()
+                .map(|a| match a {
+                    ColumnarValue::Scalar(s) => s.clone(),
+                    ColumnarValue::Array(_) => ScalarValue::Null,
+                })
+                .collect();
+            let value = (self.eval)(&values).map_err(external)?;
+            return Ok(ColumnarValue::Scalar(cast_to(value, &self.return_type)?));
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            let values = arrays
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row))
+                .collect::<DfResult<Vec<_>>>()?;
+            out.push(cast_to(
+                (self.eval)(&values).map_err(external)?,
+                &self.return_type,
+            )?);
+        }
+        if out.is_empty() {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&self.return_type),
+            ));
+        }
+        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+    }
+
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        if !self.fold {
+            return Ok(ExprSimplifyResult::Original(args));
+        }
+        let mut values = Vec::with_capacity(args.len());
+        for arg in &args {
+            match arg {
+                Expr::Literal(value, _) => values.push(value.clone()),
+                _ => return Ok(ExprSimplifyResult::Original(args)),
+            }
+        }
+        let value = (self.eval)(&values).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(ExprSimplifyResult::Simplified(Expr::Literal(
+            cast_to(value, &self.return_type)?,
+            None,
+        )))
+    }
+}
+
+fn cast_to(value: ScalarValue, data_type: &DataType) -> DfResult<ScalarValue> {
+    if &value.data_type() == data_type {
+        Ok(value)
+    } else {
+        value.cast_to(data_type)
+    }
+}
+
+/// Argument counts a function accepts (any types: the closures convert).
+fn arity(counts: &[usize], volatility: Volatility) -> Signature {
+    match counts {
+        [0] => Signature::nullary(volatility),
+        [n] => Signature::any(*n, volatility),
+        many => Signature::one_of(
+            many.iter()
+                .map(|n| {
+                    if *n == 0 {
+                        TypeSignature::Nullary
+                    } else {
+                        TypeSignature::Any(*n)
+                    }
+                })
+                .collect(),
+            volatility,
+        ),
+    }
+}
+
+/// Volatility as PostgreSQL's: `IMMUTABLE` functions are folded by DataFusion itself;
+/// `STABLE` ones (the session's) fold here, once per statement; `VOLATILE` never fold.
+const IMMUTABLE: Volatility = Volatility::Immutable;
+const STABLE: Volatility = Volatility::Stable;
+const VOLATILE: Volatility = Volatility::Volatile;
+
+fn udf(
+    name: &str,
+    counts: &[usize],
+    return_type: DataType,
+    volatility: Volatility,
+    eval: impl Fn(&[ScalarValue]) -> Result<ScalarValue, QueryError> + Send + Sync + 'static,
+) -> ScalarUDF {
+    ScalarUDF::new_from_impl(PgFn {
+        name: name.to_string(),
+        signature: arity(counts, volatility),
+        return_type,
+        eval: Arc::new(eval),
+        fold: volatility == Volatility::Stable,
+    })
+}
+
+// --- argument helpers ---------------------------------------------------------------------
+
+fn text(v: &ScalarValue) -> Option<String> {
+    match v {
+        ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => s.clone(),
+        v if v.is_null() => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn int(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::Int8(x) => x.map(i64::from),
+        ScalarValue::Int16(x) => x.map(i64::from),
+        ScalarValue::Int32(x) => x.map(i64::from),
+        ScalarValue::Int64(x) => *x,
+        ScalarValue::UInt8(x) => x.map(i64::from),
+        ScalarValue::UInt16(x) => x.map(i64::from),
+        ScalarValue::UInt32(x) => x.map(i64::from),
+        ScalarValue::UInt64(x) => x.map(|x| x as i64),
+        other => text(other).and_then(|s| s.trim().parse().ok()),
+    }
+}
+
+fn oid(v: &ScalarValue) -> Option<u32> {
+    int(v).and_then(|v| u32::try_from(v).ok())
+}
+
+fn boolean(v: &ScalarValue) -> Option<bool> {
+    match v {
+        ScalarValue::Boolean(b) => *b,
+        other => text(other).map(|s| matches!(s.as_str(), "t" | "true" | "on" | "1")),
+    }
+}
+
+fn is_text(v: &ScalarValue) -> bool {
+    matches!(
+        v,
+        ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_)
+    )
+}
+
+fn utf8(v: Option<String>) -> ScalarValue {
+    ScalarValue::Utf8(v)
+}
+
+fn arg(args: &[ScalarValue], i: usize) -> &ScalarValue {
+    args.get(i).unwrap_or(&ScalarValue::Null)
+}
+
+/// `'name'::reg…` of a string, the OID itself of a number.
+fn reg_in(
+    value: &ScalarValue,
+    what: &str,
+    kind: ErrorKind,
+    lookup: impl Fn(&str) -> Option<u32>,
+) -> Result<ScalarValue, QueryError> {
+    if value.is_null() {
+        return Ok(ScalarValue::UInt32(None));
+    }
+    if !is_text(value) {
+        return Ok(ScalarValue::UInt32(oid(value)));
+    }
+    let name = text(value).unwrap_or_default();
+    if let Ok(n) = name.trim().parse::<u32>() {
+        return Ok(ScalarValue::UInt32(Some(n)));
+    }
+    match lookup(&name) {
+        Some(o) => Ok(ScalarValue::UInt32(Some(o))),
+        None => Err(QueryError::new(
+            kind,
+            format!("{what} \"{name}\" does not exist"),
+        )),
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+fn size_pretty(bytes: i64) -> String {
+    let mut size = bytes as f64;
+    for unit in ["bytes", "kB", "MB", "GB", "TB"] {
+        if size.abs() < 10240.0 || unit == "TB" {
+            return format!("{} {unit}", size.round() as i64);
+        }
+        size /= 1024.0;
+    }
+    format!("{bytes} bytes")
+}
+
+/// The functions that do not depend on the session: registered once in the planner and
+/// in every worker (so a data query that calls one can be shipped).
+pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
+    use DataType::*;
+    let mut f = Vec::new();
+    let n = names.clone();
+    f.push(udf("version", &[0], Utf8, IMMUTABLE, |_| {
+        Ok(utf8(Some(format!(
+            "PostgreSQL {SERVER_VERSION} (sluice {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
+            env!("CARGO_PKG_VERSION")
+        ))))
+    }));
+    f.push(udf("format_type", &[2], Utf8, IMMUTABLE, move |a| {
+        let Some(t) = oid(arg(a, 0)) else {
+            return Ok(utf8(None));
+        };
+        let typmod = int(arg(a, 1)).unwrap_or(-1) as i32;
+        Ok(utf8(Some(
+            n.type_name(t, typmod).unwrap_or_else(|| "???".into()),
+        )))
+    }));
+    let n = names.clone();
+    f.push(udf("to_regtype", &[1], UInt32, IMMUTABLE, move |a| {
+        Ok(ScalarValue::UInt32(
+            text(arg(a, 0)).and_then(|t| n.type_oid(&t)),
+        ))
+    }));
+    let n = names.clone();
+    f.push(udf(
+        "sluice_regtype_in",
+        &[1],
+        UInt32,
+        IMMUTABLE,
+        move |a| {
+            reg_in(arg(a, 0), "type", ErrorKind::UndefinedObject, |t| {
+                n.type_oid(t)
+            })
+        },
+    ));
+    let n = names.clone();
+    f.push(udf("sluice_regtype_out", &[1], Utf8, IMMUTABLE, move |a| {
+        Ok(utf8(oid(arg(a, 0)).map(|t| {
+            n.type_name(t, -1).unwrap_or_else(|| t.to_string())
+        })))
+    }));
+    let n = names.clone();
+    f.push(udf(
+        "sluice_regproc_in",
+        &[1],
+        UInt32,
+        IMMUTABLE,
+        move |a| {
+            reg_in(arg(a, 0), "function", ErrorKind::UndefinedFunction, |p| {
+                let p = p.trim().to_ascii_lowercase();
+                n.proc_by_name
+                    .get(p.strip_prefix("pg_catalog.").unwrap_or(&p))
+                    .copied()
+            })
+        },
+    ));
+    let n = names.clone();
+    f.push(udf("sluice_regproc_out", &[1], Utf8, IMMUTABLE, move |a| {
+        Ok(utf8(oid(arg(a, 0)).map(|p| match n.procs.get(&p) {
+            Some(proc) => proc.name.clone(),
+            None if p == 0 => "-".into(),
+            None => p.to_string(),
+        })))
+    }));
+    let n = names.clone();
+    f.push(udf(
+        "sluice_regnamespace_in",
+        &[1],
+        UInt32,
+        IMMUTABLE,
+        move |a| {
+            reg_in(arg(a, 0), "schema", ErrorKind::UndefinedObject, |s| {
+                n.namespaces
+                    .iter()
+                    .find(|(_, name)| name.as_str() == s.trim())
+                    .map(|(o, _)| *o)
+            })
+        },
+    ));
+    let n = names.clone();
+    f.push(udf(
+        "sluice_regnamespace_out",
+        &[1],
+        Utf8,
+        IMMUTABLE,
+        move |a| {
+            Ok(utf8(oid(arg(a, 0)).map(|o| {
+                n.namespaces
+                    .get(&o)
+                    .cloned()
+                    .unwrap_or_else(|| o.to_string())
+            })))
+        },
+    ));
+    let n = names.clone();
+    f.push(udf(
+        "pg_type_is_visible",
+        &[1],
+        Boolean,
+        IMMUTABLE,
+        move |a| {
+            Ok(ScalarValue::Boolean(oid(arg(a, 0)).map(|t| {
+                n.types
+                    .get(&t)
+                    .is_some_and(|(ns, _)| *ns == super::PG_CATALOG_OID)
+            })))
+        },
+    ));
+    for name in [
+        "pg_function_is_visible",
+        "pg_collation_is_visible",
+        "pg_opclass_is_visible",
+        "pg_operator_is_visible",
+        "pg_conversion_is_visible",
+    ] {
+        f.push(udf(name, &[1], Boolean, IMMUTABLE, |a| {
+            Ok(ScalarValue::Boolean(oid(arg(a, 0)).map(|_| true)))
+        }));
+    }
+    // sluice keeps no expression trees: defaults, index and constraint definitions are none.
+    f.push(udf("pg_get_expr", &[2, 3], Utf8, IMMUTABLE, |a| {
+        Ok(utf8(text(arg(a, 0))))
+    }));
+    for (name, counts) in [
+        ("pg_get_indexdef", &[1usize, 3][..]),
+        ("pg_get_constraintdef", &[1, 2]),
+        ("pg_get_triggerdef", &[1, 2]),
+        ("pg_get_ruledef", &[1, 2]),
+        ("pg_get_viewdef", &[1, 2]),
+        ("pg_get_partkeydef", &[1]),
+        ("pg_get_statisticsobjdef_columns", &[1]),
+        ("pg_get_serial_sequence", &[2]),
+        ("obj_description", &[1, 2]),
+        ("col_description", &[2]),
+        ("shobj_description", &[2]),
+        ("pg_get_functiondef", &[1]),
+    ] {
+        f.push(udf(name, counts, Utf8, IMMUTABLE, |_| Ok(utf8(None))));
+    }
+    let n = names.clone();
+    f.push(udf(
+        "pg_get_function_result",
+        &[1],
+        Utf8,
+        IMMUTABLE,
+        move |a| {
+            Ok(utf8(oid(arg(a, 0)).and_then(|p| n.procs.get(&p)).map(
+                |p| {
+                    let t = n.type_name(p.result, -1).unwrap_or_default();
+                    if p.returns_set {
+                        format!("SETOF {t}")
+                    } else {
+                        t
+                    }
+                },
+            )))
+        },
+    ));
+    for name in [
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
+    ] {
+        let n = names.clone();
+        f.push(udf(name, &[1], Utf8, IMMUTABLE, move |a| {
+            Ok(utf8(oid(arg(a, 0)).and_then(|p| n.procs.get(&p)).map(
+                |p| {
+                    p.args
+                        .iter()
+                        .map(|t| n.type_name(*t, -1).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            )))
+        }));
+    }
+    f.push(udf("sluice_array_text", &[1], Utf8, IMMUTABLE, |a| {
+        Ok(utf8(array_text(arg(a, 0))))
+    }));
+    f.push(udf("pg_encoding_to_char", &[1], Utf8, IMMUTABLE, |a| {
+        Ok(utf8(int(arg(a, 0)).map(|e| {
+            match e {
+                0 => "SQL_ASCII",
+                6 => "UTF8",
+                _ => "",
+            }
+            .to_string()
+        })))
+    }));
+    f.push(udf("pg_char_to_encoding", &[1], Int32, IMMUTABLE, |a| {
+        Ok(ScalarValue::Int32(text(arg(a, 0)).map(|e| {
+            if e.eq_ignore_ascii_case("utf8") {
+                6
+            } else {
+                0
+            }
+        })))
+    }));
+    f.push(udf(
+        "pg_relation_is_publishable",
+        &[1],
+        Boolean,
+        IMMUTABLE,
+        |_| Ok(ScalarValue::Boolean(Some(false))),
+    ));
+    // Grants arrive with authorization (issue 4); until then every principal reads everything.
+    for name in [
+        "has_table_privilege",
+        "has_schema_privilege",
+        "has_database_privilege",
+        "has_column_privilege",
+        "has_any_column_privilege",
+        "has_function_privilege",
+        "has_sequence_privilege",
+        "has_type_privilege",
+        "has_tablespace_privilege",
+    ] {
+        f.push(udf(name, &[2, 3, 4], Boolean, IMMUTABLE, |_| {
+            Ok(ScalarValue::Boolean(Some(true)))
+        }));
+    }
+    f.push(udf("array_upper", &[2], Int32, IMMUTABLE, |a| {
+        Ok(ScalarValue::Int32(array_len(arg(a, 0), arg(a, 1))))
+    }));
+    f.push(udf("array_lower", &[2], Int32, IMMUTABLE, |a| {
+        Ok(ScalarValue::Int32(
+            array_len(arg(a, 0), arg(a, 1)).map(|_| 1),
+        ))
+    }));
+    f.push(udf("pg_is_in_recovery", &[0], Boolean, IMMUTABLE, |_| {
+        Ok(ScalarValue::Boolean(Some(false)))
+    }));
+    for name in [
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+    ] {
+        f.push(udf(name, &[1, 2], Int64, IMMUTABLE, |a| {
+            Ok(ScalarValue::Int64(oid(arg(a, 0)).map(|_| 0)))
+        }));
+    }
+    f.push(udf("pg_size_pretty", &[1], Utf8, IMMUTABLE, |a| {
+        Ok(utf8(int(arg(a, 0)).map(size_pretty)))
+    }));
+    f.push(udf("quote_ident", &[1], Utf8, IMMUTABLE, |a| {
+        Ok(utf8(text(arg(a, 0)).map(|s| quote_ident(&s))))
+    }));
+    f.push(udf("pg_my_temp_schema", &[0], UInt32, IMMUTABLE, |_| {
+        Ok(ScalarValue::UInt32(Some(0)))
+    }));
+    f.push(udf(
+        "pg_is_other_temp_schema",
+        &[1],
+        Boolean,
+        IMMUTABLE,
+        |_| Ok(ScalarValue::Boolean(Some(false))),
+    ));
+    f.push(udf("pg_tablespace_location", &[1], Utf8, IMMUTABLE, |_| {
+        Ok(utf8(Some(String::new())))
+    }));
+    f
+}
+
+/// The session-independent functions over the built-in catalog only (for workers).
+pub async fn builtin() -> Result<Vec<ScalarUDF>, QueryError> {
+    let empty = datafusion::catalog::MemoryCatalogProvider::new();
+    let catalog = super::PgCatalog::new(&empty).await?;
+    Ok(static_functions(catalog.names))
+}
+
+/// An array in PostgreSQL's text form (`{1,2}`); other values as text.
+fn array_text(value: &ScalarValue) -> Option<String> {
+    let ScalarValue::List(list) = value else {
+        return text(value);
+    };
+    let rows = ScalarValue::convert_array_to_scalar_vec(list.as_ref()).ok()?;
+    let items = rows.into_iter().next().flatten()?;
+    let items: Vec<String> = items
+        .iter()
+        .map(|item| match text(item) {
+            None => "NULL".to_string(),
+            Some(s) if s.is_empty() || s.contains([',', '{', '}', '"', '\\', ' ']) => {
+                format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+            Some(s) => s,
+        })
+        .collect();
+    Some(format!("{{{}}}", items.join(",")))
+}
+
+/// `array_upper(a, 1)`: the length of a one-dimensional array (NULL if empty).
+fn array_len(array: &ScalarValue, dim: &ScalarValue) -> Option<i32> {
+    use datafusion::arrow::array::Array;
+    if int(dim) != Some(1) {
+        return None;
+    }
+    let len = match array {
+        ScalarValue::List(a) if !a.is_null(0) => a.value(0).len(),
+        ScalarValue::LargeList(a) if !a.is_null(0) => a.value(0).len(),
+        ScalarValue::FixedSizeList(a) if !a.is_null(0) => a.value(0).len(),
+        _ => return None,
+    };
+    (len > 0).then_some(len as i32)
+}
+
+/// The functions of one session (who it is, its database and settings).
+pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<ScalarUDF> {
+    use DataType::*;
+    let mut f = Vec::new();
+    let user = session.user.clone();
+    for name in ["current_user", "session_user", "user", "current_role"] {
+        let user = user.clone();
+        f.push(udf(name, &[0], Utf8, STABLE, move |_| {
+            Ok(utf8(Some(user.clone())))
+        }));
+    }
+    let database = session.database.clone();
+    for name in ["current_database", "current_catalog"] {
+        let database = database.clone();
+        f.push(udf(name, &[0], Utf8, STABLE, move |_| {
+            Ok(utf8(Some(database.clone())))
+        }));
+    }
+    let path = session.search_path();
+    let existing: Vec<String> = path
+        .iter()
+        .filter(|s| names.namespaces.values().any(|n| n == *s))
+        .cloned()
+        .collect();
+    let first = existing.first().cloned();
+    f.push(udf("current_schema", &[0], Utf8, STABLE, move |_| {
+        Ok(utf8(first.clone()))
+    }));
+    let schemas = existing.clone();
+    f.push(udf(
+        "current_schemas",
+        &[1],
+        List(Arc::new(Field::new("item", Utf8, true))),
+        STABLE,
+        move |a| {
+            let mut list: Vec<ScalarValue> = Vec::new();
+            if boolean(arg(a, 0)).unwrap_or(false) {
+                list.push(utf8(Some(PG_CATALOG.into())));
+            }
+            list.extend(schemas.iter().map(|s| utf8(Some(s.clone()))));
+            Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+                &list, &Utf8,
+            )))
+        },
+    ));
+    let settings = session.settings.clone();
+    f.push(udf("current_setting", &[1, 2], Utf8, STABLE, move |a| {
+        let Some(name) = text(arg(a, 0)) else {
+            return Ok(utf8(None));
+        };
+        match settings.get(&name) {
+            Some(v) => Ok(utf8(Some(v))),
+            None if boolean(arg(a, 1)).unwrap_or(false) => Ok(utf8(None)),
+            None => Err(QueryError::new(
+                ErrorKind::UndefinedObject,
+                format!("unrecognized configuration parameter \"{name}\""),
+            )),
+        }
+    }));
+    let settings = session.settings.clone();
+    f.push(udf("set_config", &[3], Utf8, VOLATILE, move |a| {
+        let (Some(name), value) = (text(arg(a, 0)), text(arg(a, 1))) else {
+            return Err(QueryError::new(
+                ErrorKind::InvalidValue,
+                "set_config: the setting name must not be NULL",
+            ));
+        };
+        let value = value.unwrap_or_default();
+        settings.set(&name, value.clone());
+        Ok(utf8(Some(value)))
+    }));
+    let pid = session.backend_pid;
+    f.push(udf("pg_backend_pid", &[0], Int32, STABLE, move |_| {
+        Ok(ScalarValue::Int32(Some(pid)))
+    }));
+
+    // Relation names resolve along the session's search_path.
+    let visible: Vec<String> = std::iter::once(PG_CATALOG.to_string())
+        .chain(path.iter().cloned())
+        .collect();
+    let n = names.clone();
+    let p = path.clone();
+    f.push(udf("to_regclass", &[1], UInt32, STABLE, move |a| {
+        Ok(ScalarValue::UInt32(
+            text(arg(a, 0)).and_then(|t| n.relation_oid(&t, &p)),
+        ))
+    }));
+    let n = names.clone();
+    let p = path.clone();
+    f.push(udf("sluice_regclass_in", &[1], UInt32, STABLE, move |a| {
+        reg_in(arg(a, 0), "relation", ErrorKind::UndefinedTable, |t| {
+            n.relation_oid(t, &p)
+        })
+    }));
+    let n = names.clone();
+    let v = visible.clone();
+    f.push(udf("sluice_regclass_out", &[1], Utf8, STABLE, move |a| {
+        Ok(utf8(oid(arg(a, 0)).map(|o| match n.relation(o) {
+            Some(r) if v.contains(&r.schema) => quote_ident(&r.name),
+            Some(r) => format!("{}.{}", quote_ident(&r.schema), quote_ident(&r.name)),
+            None => o.to_string(),
+        })))
+    }));
+    let n = names.clone();
+    let v = visible;
+    f.push(udf(
+        "pg_table_is_visible",
+        &[1],
+        Boolean,
+        STABLE,
+        move |a| {
+            Ok(ScalarValue::Boolean(oid(arg(a, 0)).map(|o| {
+                n.relation(o).is_some_and(|r| v.contains(&r.schema))
+            })))
+        },
+    ));
+    let me = user_oid(&user);
+    f.push(udf("pg_get_userbyid", &[1], Utf8, STABLE, move |a| {
+        Ok(utf8(oid(arg(a, 0)).map(|o| {
+            if o == OWNER_OID {
+                OWNER_NAME.to_string()
+            } else if o == me {
+                user.clone()
+            } else {
+                format!("unknown (OID={o})")
+            }
+        })))
+    }));
+    f.push(udf("sluice_regrole_in", &[1], UInt32, STABLE, |a| {
+        reg_in(arg(a, 0), "role", ErrorKind::UndefinedObject, |r| {
+            Some(user_oid(r.trim().trim_matches('"')))
+        })
+    }));
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_quote_like_postgres() {
+        assert_eq!(quote_ident("lineitem"), "lineitem");
+        assert_eq!(quote_ident("LineItem"), "\"LineItem\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(size_pretty(123), "123 bytes");
+        assert_eq!(size_pretty(20 * 1024 * 1024), "20 MB");
+    }
+}

@@ -1,0 +1,135 @@
+//! What planning needs to know about the session a statement runs in: who, which database,
+//! and its settings (shared with the gateway's session, so `set_config()` in a query and
+//! `SET` as a statement change the same values).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::pg_catalog::{SERVER_VERSION, SERVER_VERSION_NUM};
+
+/// The session a statement is planned for.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The user name the client sent.
+    pub user: String,
+    /// The database name the client asked for.
+    pub database: String,
+    pub settings: Settings,
+    /// The id the session's cancel key carries (`pg_backend_pid()`).
+    pub backend_pid: i32,
+}
+
+impl Default for SessionInfo {
+    fn default() -> Self {
+        Self {
+            user: crate::pg_catalog::OWNER_NAME.into(),
+            database: crate::CATALOG.into(),
+            settings: Settings::default(),
+            backend_pid: 0,
+        }
+    }
+}
+
+impl SessionInfo {
+    /// Schemas unqualified names are looked up in, from `search_path` (`"$user"` and
+    /// schemas that do not exist are skipped, as in PostgreSQL).
+    pub fn search_path(&self) -> Vec<String> {
+        let path = self.settings.get("search_path").unwrap_or_default();
+        path.split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty() && s != "$user")
+            .collect()
+    }
+}
+
+/// Session settings: those `SET` in the session over the server defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Settings(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl Settings {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        // A panic while holding this lock cannot leave the map half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A setting's current value: set in this session, else the server default.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let name = canonical_name(name);
+        self.lock()
+            .get(&name)
+            .cloned()
+            .or_else(|| default_setting(&name).map(str::to_string))
+    }
+
+    pub fn set(&self, name: &str, value: String) {
+        self.lock().insert(canonical_name(name), value);
+    }
+
+    pub fn reset(&self, name: &str) {
+        self.lock().remove(&canonical_name(name));
+    }
+
+    pub fn reset_all(&self) {
+        self.lock().clear();
+    }
+
+    /// Every setting with its value and where it comes from (`default` or `session`).
+    pub fn all(&self) -> Vec<(String, String, &'static str)> {
+        let set = self.lock().clone();
+        let mut all: BTreeMap<String, (String, &'static str)> = DEFAULTS
+            .iter()
+            .map(|(n, v)| (n.to_string(), (v.to_string(), "default")))
+            .collect();
+        for (name, value) in set {
+            all.insert(name, (value, "session"));
+        }
+        all.into_iter().map(|(n, (v, s))| (n, v, s)).collect()
+    }
+}
+
+fn canonical_name(name: &str) -> String {
+    match name.trim().to_ascii_lowercase().as_str() {
+        // `SHOW TRANSACTION ISOLATION LEVEL` is the SQL-standard spelling.
+        "transaction isolation level" => "transaction_isolation".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Server defaults of the settings clients read.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("server_version", SERVER_VERSION),
+    ("server_version_num", SERVER_VERSION_NUM),
+    ("server_encoding", "UTF8"),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("intervalstyle", "postgres"),
+    ("timezone", "UTC"),
+    ("integer_datetimes", "on"),
+    ("standard_conforming_strings", "on"),
+    ("transaction_isolation", "read committed"),
+    ("default_transaction_isolation", "read committed"),
+    ("transaction_read_only", "on"),
+    ("default_transaction_read_only", "on"),
+    ("extra_float_digits", "1"),
+    ("search_path", "\"$user\", public"),
+    ("application_name", ""),
+    ("max_identifier_length", "63"),
+    ("max_index_keys", "32"),
+    ("block_size", "8192"),
+    ("lc_collate", "C.UTF-8"),
+    ("lc_ctype", "C.UTF-8"),
+    ("lc_messages", "C.UTF-8"),
+    ("statement_timeout", "0"),
+    ("jit", "off"),
+    ("is_superuser", "off"),
+    ("in_hot_standby", "off"),
+    ("bytea_output", "hex"),
+    ("escape_string_warning", "on"),
+    ("client_min_messages", "notice"),
+];
+
+pub fn default_setting(name: &str) -> Option<&'static str> {
+    DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
