@@ -153,6 +153,7 @@ impl Engine {
         let param_types = Planner::parameter_types(&logical)?;
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
+        let schema = self.planner.with_column_origins(&logical, schema);
         Ok(Prepared::Query {
             logical,
             schema,

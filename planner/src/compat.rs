@@ -359,6 +359,9 @@ fn with_order_by(mut aggregate: Expr, order_by: Vec<ast::OrderByExpr>) -> Expr {
 struct Scope {
     relations: HashSet<String>,
     columns: HashSet<String>,
+    /// Some relation's columns are unknown (a CTE, a derived table): unqualified names
+    /// are then taken as its own.
+    opaque: bool,
 }
 
 impl Rewriter<'_> {
@@ -375,8 +378,12 @@ impl Rewriter<'_> {
                     TableFactor::UNNEST { alias, .. } => (None, alias.as_ref(), true),
                     _ => (None, None, false),
                 };
-                if let Some(columns) = name.as_ref().and_then(|n| self.0.columns.get(n)) {
-                    self.1.columns.extend(columns.iter().cloned());
+                match name.as_ref().and_then(|n| self.0.columns.get(n)) {
+                    Some(columns) => self.1.columns.extend(columns.iter().cloned()),
+                    None if !is_function && alias.is_none_or(|a| a.columns.is_empty()) => {
+                        self.1.opaque = true
+                    }
+                    None => {}
                 }
                 self.1.relations.extend(name);
                 if let Some(alias) = alias {
@@ -419,6 +426,7 @@ fn outer_references(query: &mut Query, scope: &Scope) -> Vec<Vec<Ident>> {
             // Unqualified: outer when no relation of the subquery has such a column.
             Expr::Identifier(ident)
                 if ident.quote_style.is_none()
+                    && !scope.opaque
                     && !scope.columns.contains(&ident.value.to_ascii_lowercase()) =>
             {
                 vec![ident.clone()]
@@ -483,7 +491,7 @@ fn is_non_equi_correlation(condition: &Expr, scope: &Scope) -> bool {
                     }
                 }
                 Expr::Identifier(i) => {
-                    if scope.columns.contains(&i.value.to_ascii_lowercase()) {
+                    if scope.opaque || scope.columns.contains(&i.value.to_ascii_lowercase()) {
                         inside = true;
                     } else {
                         outer = true;

@@ -287,9 +287,77 @@ impl Planner {
         &self.base
     }
 
+    /// The reported schema with, for each column that is a table's column as it is (not
+    /// computed), the table's OID and the column's number in field metadata
+    /// ([`pg_catalog::types::TABLE_OID_KEY`], [`pg_catalog::types::ATTNUM_KEY`]): pg's
+    /// RowDescription carries them, and PgJDBC / psqlODBC look up nullability by them.
+    pub fn with_column_origins(&self, plan: &LogicalPlan, schema: SchemaRef) -> SchemaRef {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use pg_catalog::types::{ATTNUM_KEY, TABLE_OID_KEY};
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let origin = column_origin(plan, i).and_then(|(table, column)| {
+                    let schema_name = table.schema().unwrap_or(DEFAULT_SCHEMA);
+                    let relation = self
+                        .pg
+                        .names
+                        .relations
+                        .iter()
+                        .find(|r| r.schema == schema_name && r.name == table.table())?;
+                    let attnum = relation.columns.iter().position(|c| c.name == column)?;
+                    Some((relation.oid, attnum + 1))
+                });
+                match origin {
+                    Some((oid, attnum)) => {
+                        let mut metadata = field.metadata().clone();
+                        metadata.insert(TABLE_OID_KEY.into(), oid.to_string());
+                        metadata.insert(ATTNUM_KEY.into(), attnum.to_string());
+                        field.as_ref().clone().with_metadata(metadata)
+                    }
+                    None => field.as_ref().clone(),
+                }
+            })
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    }
+
     /// pg_catalog's names and OIDs.
     pub fn pg_names(&self) -> &Arc<pg_catalog::Names> {
         &self.pg.names
+    }
+}
+
+/// The table and column an output column passes through unchanged, if any.
+fn column_origin(
+    plan: &LogicalPlan,
+    index: usize,
+) -> Option<(datafusion::common::TableReference, String)> {
+    use datafusion::logical_expr::Expr;
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let field = plan.schema().field(index);
+            Some((scan.table_name.clone(), field.name().clone()))
+        }
+        LogicalPlan::Projection(projection) => {
+            let mut expr = projection.expr.get(index)?;
+            if let Expr::Alias(alias) = expr {
+                expr = alias.expr.as_ref();
+            }
+            let Expr::Column(column) = expr else {
+                return None;
+            };
+            let input = projection.input.as_ref();
+            let at = input.schema().index_of_column(column).ok()?;
+            column_origin(input, at)
+        }
+        LogicalPlan::SubqueryAlias(alias) => column_origin(&alias.input, index),
+        LogicalPlan::Filter(filter) => column_origin(&filter.input, index),
+        LogicalPlan::Sort(sort) => column_origin(&sort.input, index),
+        LogicalPlan::Limit(limit) => column_origin(&limit.input, index),
+        _ => None,
     }
 }
 

@@ -39,7 +39,10 @@ pub fn fields(schema: &SchemaRef, format: impl Fn(usize) -> FieldFormat) -> Vec<
         .map(|(i, field)| {
             let t = pg_type(field);
             let size = types::type_len(t.oid());
-            FieldInfo::new(field.name().clone(), None, None, t, format(i))
+            let origin = |key: &str| field.metadata().get(key).and_then(|v| v.parse().ok());
+            let table = origin(types::TABLE_OID_KEY).map(|n: i64| n as i32);
+            let column = origin(types::ATTNUM_KEY).map(|n: i64| n as i16);
+            FieldInfo::new(field.name().clone(), table, column, t, format(i))
                 .with_type_modifier(types::type_modifier(field.data_type()))
                 .with_type_size(size)
         })

@@ -7,6 +7,11 @@ use datafusion::arrow::datatypes::{DataType, Field};
 /// columns), overriding the mapping from its Arrow type.
 pub const PG_TYPE_KEY: &str = "sluice.pg_type_oid";
 
+/// Field metadata keys for where a result column comes from (RowDescription's table OID
+/// and column number).
+pub const TABLE_OID_KEY: &str = "sluice.table_oid";
+pub const ATTNUM_KEY: &str = "sluice.attnum";
+
 /// OIDs of the built-in types sluice produces (PostgreSQL's fixed values).
 pub mod oids {
     pub const BOOL: u32 = 16;

@@ -1,0 +1,231 @@
+"""pg_catalog and information_schema as BI tools and psql use them.
+
+Reference answers come from a real PostgreSQL (127.0.0.1:5432) holding tables of the same
+shape as sluice's `tpch` schema: psql's meta-commands must print the same thing against
+both, and client metadata calls must return the same columns and types.
+"""
+import os
+import subprocess
+
+import psycopg
+import pytest
+from psycopg.types import TypeInfo
+
+from pgraw import PgRaw
+
+PG = "host=127.0.0.1 port=5432 user=postgres"
+REFERENCE_DB = "sluice_conformance"
+
+
+@pytest.fixture(scope="module")
+def reference(sluice):
+    """A PostgreSQL database with sluice's tpch tables recreated (same columns, types,
+    nullability), built from sluice's own information_schema."""
+    with psycopg.connect(PG + " dbname=postgres", autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REFERENCE_DB,)).fetchone():
+            c.execute(f"CREATE DATABASE {REFERENCE_DB}")
+    with psycopg.connect(sluice.dsn(), autocommit=True) as s:
+        columns = s.execute(
+            "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale, is_nullable "
+            "FROM information_schema.columns WHERE table_schema = 'tpch' "
+            "ORDER BY table_name, ordinal_position").fetchall()
+    assert columns, "sluice's information_schema lists no tpch columns"
+    tables = {}
+    for table, column, data_type, precision, scale, nullable in columns:
+        if data_type == "numeric" and precision is not None:
+            data_type = f"numeric({precision},{scale})"
+        tables.setdefault(table, []).append(
+            f"{column} {data_type}{' NOT NULL' if nullable == 'NO' else ''}")
+    dsn = PG + f" dbname={REFERENCE_DB}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP SCHEMA IF EXISTS tpch CASCADE")
+        c.execute("CREATE SCHEMA tpch")
+        for table, cols in tables.items():
+            c.execute(f"CREATE TABLE tpch.{table} ({', '.join(cols)})")
+    return dsn
+
+
+def psql_sluice(sluice, command):
+    env = dict(os.environ, PGPASSWORD=sluice.token)
+    out = subprocess.run(
+        ["psql", "-X", "-h", sluice.pg_host, "-p", str(sluice.pg_port), "-U", "tester",
+         "-d", "sluice", "-c", command],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "ERROR" not in out.stderr, out.stderr
+    return out.stdout
+
+
+def psql_reference(command):
+    out = subprocess.run(
+        ["psql", "-X", "-h", "127.0.0.1", "-U", "postgres", "-d", REFERENCE_DB, "-c", command],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("command", [r"\dt tpch.*", r"\d tpch.lineitem", r"\d tpch.nation",
+                                     r"\df format_type", r"\df pg_catalog.array_to_string",
+                                     r"\dT pg_catalog.int4"])
+def test_psql_meta_command_matches_postgresql(sluice, reference, command):
+    ours = psql_sluice(sluice, command)
+    theirs = psql_reference(command)
+
+    def cells(text):
+        # Same table, cell by cell (the owner's name and so the column widths differ).
+        lines = [l for l in text.splitlines() if l.strip() and set(l.strip()) > {"-", "+"}]
+        return [[c.strip() for c in l.split("|")] for l in lines]
+
+    theirs_cells = [[("sluice" if c == "postgres" else c) for c in row] for row in cells(theirs)]
+    assert cells(ours) == theirs_cells, f"sluice:\n{ours}\nPostgreSQL:\n{theirs}"
+
+
+def test_psql_lists_schemas_and_databases(sluice):
+    schemas = psql_sluice(sluice, r"\dn")
+    assert "public" in schemas and "tpch" in schemas and "(2 rows)" in schemas
+    databases = psql_sluice(sluice, r"\l")
+    row = [line for line in databases.splitlines() if line.strip().startswith("sluice ")]
+    assert row and "UTF8" in row[0], databases
+
+
+def test_npgsql_type_loading_batch(sluice):
+    """Npgsql (Power BI) sends four statements in one Query message on first connect:
+    version, the type-loading query (arrays told apart by typreceive = array_recv), the
+    composite-fields query and the enum-labels query. Four results, one ReadyForQuery."""
+    batch = """SELECT version();
+
+SELECT ns.nspname, t.oid, t.typname, t.typtype, t.typnotnull, t.elemtypoid
+FROM (
+    SELECT typ.oid, typ.typnamespace, typ.typname, typ.typtype, typ.typrelid, typ.typnotnull, typ.relkind,
+        elemtyp.oid AS elemtypoid, elemtyp.typname AS elemtypname, elemcls.relkind AS elemrelkind,
+        CASE WHEN elemproc.proname='array_recv' THEN 'a' ELSE elemtyp.typtype END AS elemtyptype
+    FROM (
+        SELECT typ.oid, typnamespace, typname, typrelid, typnotnull, relkind, typelem AS elemoid,
+            CASE WHEN proc.proname='array_recv' THEN 'a' ELSE typ.typtype END AS typtype,
+            CASE WHEN proc.proname='array_recv' THEN typ.typelem
+                 WHEN typ.typtype='r' THEN rngsubtype
+                 WHEN typ.typtype='d' THEN typ.typbasetype END AS elemtypoid
+        FROM pg_type AS typ
+        LEFT JOIN pg_class AS cls ON (cls.oid = typ.typrelid)
+        LEFT JOIN pg_proc AS proc ON proc.oid = typ.typreceive
+        LEFT JOIN pg_range ON (pg_range.rngtypid = typ.oid)
+    ) AS typ
+    LEFT JOIN pg_type AS elemtyp ON elemtyp.oid = elemtypoid
+    LEFT JOIN pg_class AS elemcls ON (elemcls.oid = elemtyp.typrelid)
+    LEFT JOIN pg_proc AS elemproc ON elemproc.oid = elemtyp.typreceive
+) AS t
+JOIN pg_namespace AS ns ON (ns.oid = typnamespace)
+WHERE typtype IN ('b', 'r', 'm', 'e', 'd')
+   OR (typtype = 'c' AND relkind = 'c')
+   OR (typtype = 'p' AND typname IN ('record', 'void'))
+   OR (typtype = 'a' AND (elemtyptype IN ('b', 'r', 'm', 'e', 'd')
+                          OR (elemtyptype = 'p' AND elemtypname IN ('record', 'void'))
+                          OR (elemtyptype = 'c' AND elemrelkind = 'c')))
+ORDER BY CASE WHEN typtype IN ('b', 'e', 'p') THEN 0 WHEN typtype = 'r' THEN 1
+              WHEN typtype = 'm' THEN 2 WHEN typtype = 'c' THEN 3
+              WHEN typtype = 'd' AND elemtyptype <> 'a' THEN 4 WHEN typtype = 'a' THEN 5
+              WHEN typtype = 'd' AND elemtyptype = 'a' THEN 6 END;
+
+-- composite fields
+SELECT typ.oid, att.attname, att.atttypid
+FROM pg_type AS typ
+JOIN pg_namespace AS ns ON (ns.oid = typ.typnamespace)
+JOIN pg_class AS cls ON (cls.oid = typ.typrelid)
+JOIN pg_attribute AS att ON (att.attrelid = typ.typrelid)
+WHERE (typ.typtype = 'c' AND cls.relkind = 'c') AND attnum > 0 AND NOT attisdropped
+ORDER BY typ.oid, att.attnum;
+
+-- enum labels
+SELECT pg_type.oid, enumlabel
+FROM pg_enum
+JOIN pg_type ON pg_type.oid = enumtypid
+ORDER BY oid, enumsortorder;
+"""
+    conn = PgRaw(sluice.pg_host, sluice.pg_port, "powerbi", sluice.token)
+    try:
+        results, kinds = conn.query(batch)
+        assert [r.get("error") for r in results] == [None] * 4, results
+        assert kinds.count(b"Z") == 1 and kinds.count(b"C") == 4
+        version, types, composites, enums = results
+        assert version["rows"][0][0].startswith("PostgreSQL 15")
+        assert "redshift" not in version["rows"][0][0].lower()
+        by_name = {row[2]: row for row in types["rows"]}
+        # Base types, then arrays identified through array_recv, with their element OID.
+        assert by_name["int4"][3] == "b" and by_name["int4"][1] == "23"
+        assert by_name["_int4"][3] == "a" and by_name["_int4"][5] == "23"
+        assert by_name["numeric"][3] == "b" and by_name["_text"][5] == "25"
+        order = [row[3] for row in types["rows"]]
+        assert order.index("a") > max(i for i, t in enumerate(order) if t == "b")
+        assert len(types["rows"]) > 150
+        assert composites["rows"] == [] and enums["rows"] == []
+        # The connection goes on: DISCARD ALL when Npgsql reuses it, then DirectQuery SQL.
+        results, _ = conn.query("DISCARD ALL")
+        assert results[0]["tag"] == "DISCARD ALL"
+        results, _ = conn.query(
+            "SELECT n_regionkey, count(*) AS c FROM tpch.nation GROUP BY n_regionkey "
+            "ORDER BY n_regionkey LIMIT 3")
+        assert [r[1] for r in results[0]["rows"]] == ["5", "5", "5"]
+    finally:
+        conn.close()
+
+
+def test_row_description_names_table_and_column(sluice):
+    """PgJDBC and psqlODBC look up nullability by (table OID, column number)."""
+    conn = PgRaw(sluice.pg_host, sluice.pg_port, "tester", sluice.token)
+    try:
+        results, _ = conn.query("SELECT n_name, n_nationkey, 1 AS one FROM tpch.nation LIMIT 1")
+        cols = results[0]["columns"]
+        results, _ = conn.query(
+            "SELECT c.oid, a.attnum FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid "
+            "WHERE n.nspname = 'tpch' AND c.relname = 'nation' AND a.attname IN ('n_name', 'n_nationkey') "
+            "ORDER BY a.attnum")
+        (key_oid, key_num), (name_oid, name_num) = results[0]["rows"]
+        assert (cols[0][2], cols[0][3]) == (int(name_oid), int(name_num))
+        assert (cols[1][2], cols[1][3]) == (int(key_oid), int(key_num))
+        assert (cols[2][2], cols[2][3]) == (0, 0)
+    finally:
+        conn.close()
+
+
+def test_psycopg_type_info(sluice):
+    """psycopg's TypeInfo.fetch (SQLAlchemy runs it at first connect)."""
+    with psycopg.connect(sluice.dsn()) as conn:
+        text = TypeInfo.fetch(conn, "text")
+        assert (text.oid, text.array_oid) == (25, 1009)
+        assert TypeInfo.fetch(conn, "hstore") is None
+
+
+def test_catalog_functions_and_casts(sluice):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT 'pg_class'::regclass::oid, 23::regtype::text, format_type(1700, 983046), "
+            "to_regtype('integer'), current_schema(), current_schemas(true), "
+            "current_setting('server_version_num'), pg_catalog.pg_get_userbyid(10), "
+            "has_table_privilege('tpch.nation', 'SELECT')").fetchone()
+        assert row == (1259, "integer", "numeric(15,2)", 23, "public", ["pg_catalog", "public"],
+                       "150020", "sluice", True)
+        # A recursive CTE, a window function and a regex over the catalog.
+        rows = conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3) "
+            "SELECT c.relname, row_number() OVER (ORDER BY c.relname) "
+            "FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace "
+            "WHERE s.nspname = 'tpch' AND c.relname ~ '^(n|r)' AND c.relname !~ 'x' "
+            "AND (SELECT max(i) FROM n) = 3 ORDER BY 1").fetchall()
+        assert rows == [("nation", 1), ("region", 2)]
+        # set_config changes the session's setting, as SET does.
+        assert conn.execute("SELECT set_config('application_name', 'bi', false)").fetchone() == ("bi",)
+        assert conn.execute("SHOW application_name").fetchone() == ("bi",)
+
+
+@pytest.mark.parametrize("sql, code", [
+    ("SELECT no_such_function(1)", "42883"),
+    ("SELECT * FROM pg_catalog.pg_no_such_table", "42P01"),
+    ("SELECT 'no_such_type'::regtype", "42704"),
+    ("SELECT 'tpch.no_such'::regclass", "42P01"),
+])
+def test_unknown_catalog_objects_are_named(sluice, sql, code):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(sql)
+        assert err.value.sqlstate == code, err.value
+        assert conn.execute("SELECT 1").fetchone() == (1,)
