@@ -229,3 +229,56 @@ def test_unknown_catalog_objects_are_named(sluice, sql, code):
             conn.execute(sql)
         assert err.value.sqlstate == code, err.value
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_sqlalchemy_inspector_matches_postgresql(sluice, reference):
+    """SQLAlchemy 2 + psycopg: dialect initialisation, Inspector listings, a query; the
+    Inspector returns the same columns and types as against PostgreSQL."""
+    import sqlalchemy as sa
+
+    ours = sa.create_engine(
+        f"postgresql+psycopg://tester:{sluice.token}@{sluice.pg_host}:{sluice.pg_port}/sluice")
+    theirs = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{REFERENCE_DB}")
+    try:
+        ours_inspect, theirs_inspect = sa.inspect(ours), sa.inspect(theirs)
+        assert {"public", "tpch"} <= set(ours_inspect.get_schema_names())
+        tables = ours_inspect.get_table_names(schema="tpch")
+        assert sorted(tables) == sorted(theirs_inspect.get_table_names(schema="tpch"))
+        for table in ["nation", "lineitem"]:
+            def shape(inspector):
+                return [(c["name"], str(c["type"]), c["nullable"], c["default"])
+                        for c in inspector.get_columns(table, schema="tpch")]
+            assert shape(ours_inspect) == shape(theirs_inspect)
+            assert ours_inspect.get_pk_constraint(table, schema="tpch")["constrained_columns"] == []
+        with ours.connect() as conn:
+            count = conn.execute(
+                sa.text("SELECT count(*) FROM tpch.nation WHERE n_regionkey = :r"), {"r": 1}).scalar()
+            assert count == 5
+    finally:
+        ours.dispose()
+        theirs.dispose()
+
+
+def test_asyncpg_parameters_and_fetchval(sluice):
+    import asyncio
+
+    import asyncpg
+
+    async def run():
+        conn = await asyncpg.connect(host=sluice.pg_host, port=sluice.pg_port, user="tester",
+                                     password=sluice.token, database="sluice")
+        try:
+            name = await conn.fetchval("SELECT n_name FROM tpch.nation WHERE n_nationkey = $1", 3)
+            rows = await conn.fetch(
+                "SELECT oid, typname FROM pg_type WHERE oid = ANY($1::oid[]) ORDER BY oid", [23, 25])
+            count = await conn.fetchval(
+                "SELECT count(*) FROM tpch.nation WHERE n_regionkey = $1", 2)
+            return name, [tuple(r) for r in rows], count
+        finally:
+            await conn.close()
+
+    name, rows, count = asyncio.run(run())
+    assert name == "CANADA"
+    # An oid[] parameter, sent in binary.
+    assert rows == [(23, "int4"), (25, "text")]
+    assert count == 5

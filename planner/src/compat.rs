@@ -129,9 +129,58 @@ impl VisitorMut for Rewriter<'_> {
         match expr {
             Expr::Function(f) => {
                 strip_system_qualifier(&mut f.name);
+                // generate_subscripts(a, 1) in a select list: unnest(range(1, cardinality(a) + 1)).
+                if parts(&f.name) == ["generate_subscripts"] {
+                    if let FunctionArguments::List(list) = &mut f.args {
+                        if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array))) =
+                            list.args.first().cloned()
+                        {
+                            let one = || Expr::value(ast::Value::Number("1".into(), false));
+                            let upper = Expr::BinaryOp {
+                                left: Box::new(Expr::Cast {
+                                    kind: ast::CastKind::Cast,
+                                    expr: Box::new(call("cardinality", vec![array])),
+                                    data_type: SqlType::BigInt(None),
+                                    array: false,
+                                    format: None,
+                                }),
+                                op: BinaryOperator::Plus,
+                                right: Box::new(one()),
+                            };
+                            *expr = call("unnest", vec![call("range", vec![one(), upper])]);
+                            return ControlFlow::Continue(());
+                        }
+                    }
+                }
                 self.rewrite_array_subquery(expr);
             }
             Expr::Subquery(_) => self.rewrite_scalar_subquery(expr),
+            Expr::Like {
+                pattern,
+                escape_char,
+                ..
+            }
+            | Expr::ILike {
+                pattern,
+                escape_char,
+                ..
+            } => {
+                // DataFusion's LIKE escapes with backslash only: `ESCAPE '/'` becomes the
+                // same pattern written with backslashes.
+                if let Some(ast::Value::SingleQuotedString(c)) =
+                    escape_char.as_ref().map(|e| &e.value)
+                {
+                    if c != "\\" && c.chars().count() == 1 {
+                        let c = c.clone();
+                        let text = |t: &str| Expr::value(ast::Value::SingleQuotedString(t.into()));
+                        let inner =
+                            std::mem::replace(pattern.as_mut(), Expr::value(ast::Value::Null));
+                        let doubled = call("replace", vec![inner, text("\\"), text("\\\\")]);
+                        **pattern = call("replace", vec![doubled, text(&c), text("\\")]);
+                        *escape_char = None;
+                    }
+                }
+            }
             Expr::Collate { expr: inner, .. } => {
                 *expr = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
             }
@@ -416,10 +465,7 @@ fn outer_references(query: &mut Query, scope: &Scope) -> Vec<Vec<Ident>> {
     let _ = ast::visit_expressions_mut(query, |e| {
         let idents = match e {
             Expr::CompoundIdentifier(idents)
-                if idents.len() == 2
-                    && !scope
-                        .relations
-                        .contains(&idents[0].value.to_ascii_lowercase()) =>
+                if idents.len() >= 2 && !scope.relations.contains(&qualifier(idents)) =>
             {
                 idents.clone()
             }
@@ -439,6 +485,11 @@ fn outer_references(query: &mut Query, scope: &Scope) -> Vec<Vec<Ident>> {
         ControlFlow::<()>::Continue(())
     });
     outer
+}
+
+/// The relation a `[schema.]table.column` reference names.
+fn qualifier(idents: &[Ident]) -> String {
+    idents[idents.len() - 2].value.to_ascii_lowercase()
 }
 
 fn same_ref(a: &[Ident], b: &[Ident]) -> bool {
@@ -480,11 +531,8 @@ fn is_non_equi_correlation(condition: &Expr, scope: &Scope) -> bool {
         let (mut outer, mut inside) = (false, false);
         let _ = ast::visit_expressions(e, |e| {
             match e {
-                Expr::CompoundIdentifier(idents) if idents.len() == 2 => {
-                    if scope
-                        .relations
-                        .contains(&idents[0].value.to_ascii_lowercase())
-                    {
+                Expr::CompoundIdentifier(idents) if idents.len() >= 2 => {
+                    if scope.relations.contains(&qualifier(idents)) {
                         inside = true;
                     } else {
                         outer = true;
@@ -871,6 +919,14 @@ mod tests {
         assert_eq!(
             rewritten("SELECT (SELECT max(oid) FROM pg_type)"),
             "SELECT (SELECT max(oid) FROM pg_catalog.pg_type)"
+        );
+    }
+
+    #[test]
+    fn like_escape_characters_become_backslashes() {
+        assert_eq!(
+            rewritten("SELECT 1 WHERE 'a_b' NOT LIKE 'a/_' || '%' ESCAPE '/'"),
+            "SELECT 1 WHERE 'a_b' NOT LIKE replace(replace('a/_' || '%', '\\', '\\\\'), '/', '\\')"
         );
     }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::CatalogProvider;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -196,8 +196,25 @@ impl Planner {
 
     /// The types DataFusion inferred for `$1…$n` (None where it could not tell).
     pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
-        let types: HashMap<String, Option<DataType>> =
+        let mut types: HashMap<String, Option<DataType>> =
             plan.get_parameter_types().map_err(QueryError::from)?;
+        // `$1::oid[]`: a parameter cast straight away has the type it is cast to, as in
+        // PostgreSQL (DataFusion infers types from comparisons only).
+        let _ = plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|expr| {
+                expr.apply(|e| {
+                    if let datafusion::logical_expr::Expr::Cast(cast) = e {
+                        if let datafusion::logical_expr::Expr::Placeholder(p) = cast.expr.as_ref() {
+                            let slot = types.entry(p.id.clone()).or_insert(None);
+                            if slot.is_none() {
+                                *slot = Some(cast.field.data_type().clone());
+                            }
+                        }
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        });
         let mut max = 0;
         for name in types.keys() {
             match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {

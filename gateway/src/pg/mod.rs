@@ -288,7 +288,7 @@ impl StartupHandler for PgStartup {
                 .get(METADATA_DATABASE)
                 .cloned()
                 .unwrap_or_else(|| user.clone());
-            let mut session = Session::new(principal, user, database);
+            let session = Session::new(principal, user, database);
             // Startup parameters (application_name, DateStyle, …) are session settings.
             for (name, value) in client.metadata().iter() {
                 if !matches!(
@@ -300,8 +300,6 @@ impl StartupHandler for PgStartup {
                         .set(name, value.trim_matches('\'').to_string());
                 }
             }
-            let (pid, secret) = client.pid_and_secret_key();
-            session.backend_pid = pid;
             let current = Arc::new(CurrentQuery::default());
             client
                 .session_extensions()
@@ -309,6 +307,9 @@ impl StartupHandler for PgStartup {
             self.driver
                 .complete_authentication(client, final_message)
                 .await?;
+            // The cancel key exists once authentication completed (BackendKeyData).
+            let (pid, secret) = client.pid_and_secret_key();
+            session_of(client)?.0.lock().await.backend_pid = pid;
             let key = (pid, secret.to_bytes());
             self.cancels.lock().insert(key.clone(), current);
             client.session_extensions().insert(CancelGuard {

@@ -36,6 +36,15 @@ pub fn decode(
     let Some(raw) = raw else {
         return ScalarValue::try_from(&target).map_err(|e| bad(e.to_string()));
     };
+    if let DataType::List(item) = &target {
+        let list = if binary {
+            decode_binary_array(raw, wire_type, item.data_type()).map_err(bad)?
+        } else {
+            let text = std::str::from_utf8(raw).map_err(|_| bad("not valid UTF-8".into()))?;
+            decode_text_array(text, item.data_type()).map_err(bad)?
+        };
+        return Ok(list);
+    }
     let value = if binary {
         decode_binary(raw, wire_type).map_err(bad)?
     } else {
@@ -48,6 +57,72 @@ pub fn decode(
     value
         .cast_to(&target)
         .map_err(|_| bad(format!("cannot read {value} as {target}")))
+}
+
+/// A one-dimensional array in PostgreSQL's binary format.
+fn decode_binary_array(
+    raw: &[u8],
+    wire_type: &Type,
+    item: &DataType,
+) -> Result<ScalarValue, String> {
+    let element = planner::pg_catalog::types::element_of(wire_type.oid())
+        .and_then(Type::from_oid)
+        .ok_or_else(|| format!("binary parameters of type {wire_type} are not supported"))?;
+    let mut b = raw;
+    if b.len() < 12 {
+        return Err("array too short".into());
+    }
+    let ndim = b.get_i32();
+    let _has_null = b.get_i32();
+    let _element_oid = b.get_u32();
+    let mut count = 0usize;
+    match ndim {
+        0 => {}
+        1 if b.len() >= 8 => {
+            count = usize::try_from(b.get_i32()).map_err(|_| "negative array size".to_string())?;
+            let _lower_bound = b.get_i32();
+        }
+        1 => return Err("array too short".into()),
+        n => return Err(format!("arrays of {n} dimensions are not supported")),
+    }
+    let mut values = Vec::with_capacity(count.min(65_536));
+    for _ in 0..count {
+        if b.len() < 4 {
+            return Err("array element missing".into());
+        }
+        let len = b.get_i32();
+        if len < 0 {
+            values.push(ScalarValue::try_from(item).map_err(|e| e.to_string())?);
+            continue;
+        }
+        let len = len as usize;
+        if b.len() < len {
+            return Err("array element truncated".into());
+        }
+        let value = decode_binary(&b[..len], &element)?;
+        b = &b[len..];
+        values.push(value.cast_to(item).map_err(|e| e.to_string())?);
+    }
+    Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+        &values, item,
+    )))
+}
+
+/// A one-dimensional array in PostgreSQL's text form (`{1,2,NULL}`).
+fn decode_text_array(text: &str, item: &DataType) -> Result<ScalarValue, String> {
+    let elements = planner::pg_catalog::parse_array_literal(text.trim()).map_err(|e| e.message)?;
+    let values = elements
+        .into_iter()
+        .map(|e| match e {
+            None => ScalarValue::try_from(item).map_err(|e| e.to_string()),
+            Some(v) => ScalarValue::Utf8(Some(v))
+                .cast_to(item)
+                .map_err(|_| format!("cannot read array element as {item}")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+        &values, item,
+    )))
 }
 
 fn decode_binary(raw: &[u8], wire_type: &Type) -> Result<ScalarValue, String> {

@@ -452,6 +452,25 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             )))
         }));
     }
+    f.push(udf(
+        "json_build_object",
+        &[0, 2, 4, 6, 8, 10, 12, 14, 16],
+        Utf8,
+        IMMUTABLE,
+        |a| {
+            let mut out = String::from("{");
+            for (i, pair) in a.chunks(2).enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&json_value(&pair[0]));
+                out.push_str(" : ");
+                out.push_str(&json_value(&pair[1]));
+            }
+            out.push('}');
+            Ok(utf8(Some(out)))
+        },
+    ));
     f.push(udf("sluice_array_text", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(array_text(arg(a, 0))))
     }));
@@ -545,6 +564,33 @@ pub async fn builtin() -> Result<Vec<ScalarUDF>, QueryError> {
     let empty = datafusion::catalog::MemoryCatalogProvider::new();
     let catalog = super::PgCatalog::new(&empty).await?;
     Ok(static_functions(catalog.names))
+}
+
+/// A value as JSON (as `json_build_object` writes it).
+fn json_value(value: &ScalarValue) -> String {
+    if value.is_null() {
+        return "null".into();
+    }
+    match value {
+        ScalarValue::Boolean(Some(b)) => b.to_string(),
+        v if v.data_type().is_numeric() => v.to_string(),
+        other => {
+            let s = text(other).unwrap_or_default();
+            let mut out = String::with_capacity(s.len() + 2);
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+    }
 }
 
 /// An array in PostgreSQL's text form (`{1,2}`); other values as text.

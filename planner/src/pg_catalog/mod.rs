@@ -336,6 +336,8 @@ impl PgCatalog {
         })
     }
 
+    // Parallel columns of the data files are read by row index.
+    #[allow(clippy::needless_range_loop)]
     async fn names(
         data: &dyn CatalogProvider,
         files: &HashMap<&str, Rows>,

@@ -367,26 +367,27 @@ mod tests {
     fn array_literals() {
         let s = |v: &[Option<&str>]| v.iter().map(|x| x.map(str::to_string)).collect::<Vec<_>>();
         assert_eq!(
-            parse_array_literal("{23,25}").unwrap(),
+            parse_array_literal("{23,25}").expect("valid"),
             s(&[Some("23"), Some("25")])
         );
         assert_eq!(
-            parse_array_literal("[0:1]={23,23}").unwrap(),
+            parse_array_literal("[0:1]={23,23}").expect("valid"),
             s(&[Some("23"), Some("23")])
         );
         assert_eq!(
-            parse_array_literal(r#"{"",x,NULL,"a \"b\""}"#).unwrap(),
+            parse_array_literal(r#"{"",x,NULL,"a \"b\""}"#).expect("valid"),
             s(&[Some(""), Some("x"), None, Some("a \"b\"")])
         );
-        assert!(parse_array_literal("{}").unwrap().is_empty());
+        assert!(parse_array_literal("{}").expect("valid").is_empty());
     }
 
     #[test]
     fn rows_round_trip_through_arrow() {
         let mut rows =
-            Rows::from_tsv("oid:oid\tname:name\tflag:bool\targs:oid[]\n1\ta\tt\t{1,2}\n").unwrap();
+            Rows::from_tsv("oid:oid\tname:name\tflag:bool\targs:oid[]\n1\ta\tt\t{1,2}\n")
+                .expect("valid");
         rows.push(&[("oid", Some("7".into())), ("name", Some("b".into()))]);
-        let batch = rows.to_batch().unwrap();
+        let batch = rows.to_batch().expect("valid");
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.column(0).data_type(), &DataType::UInt32);
         // A column the run-time row left out gets the neutral value.
@@ -394,7 +395,7 @@ mod tests {
             .column(2)
             .as_any()
             .downcast_ref::<BooleanArray>()
-            .unwrap();
+            .expect("valid");
         assert!(flags.value(0) && !flags.value(1));
     }
 }
