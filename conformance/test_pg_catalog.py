@@ -259,7 +259,7 @@ def test_sqlalchemy_inspector_matches_postgresql(sluice, reference):
         theirs.dispose()
 
 
-def test_asyncpg_parameters_and_fetchval(sluice):
+def test_asyncpg_parameters_fetchval_and_introspection(sluice):
     import asyncio
 
     import asyncpg
@@ -273,11 +273,17 @@ def test_asyncpg_parameters_and_fetchval(sluice):
                 "SELECT oid, typname FROM pg_type WHERE oid = ANY($1::oid[]) ORDER BY oid", [23, 25])
             count = await conn.fetchval(
                 "SELECT count(*) FROM tpch.nation WHERE n_regionkey = $1", 2)
-            return name, [tuple(r) for r in rows], count
+            # What asyncpg runs for a type it has no codec for (an enum, a range, a
+            # composite): its recursive introspection CTE over pg_type, pg_namespace,
+            # pg_range, pg_attribute, pg_class with `$1::oid[]` — here for int4 and int4[].
+            types = await conn._introspect_types([23, 1007], 10)
+            found = {(r["oid"], r["name"], r["elemtype_name"]) for r in types[0]}
+            return name, [tuple(r) for r in rows], count, found
         finally:
             await conn.close()
 
-    name, rows, count = asyncio.run(run())
+    name, rows, count, found = asyncio.run(run())
+    assert found == {(23, "int4", "-"), (1007, "_int4", "integer")}
     assert name == "CANADA"
     # An oid[] parameter, sent in binary.
     assert rows == [(23, "int4"), (25, "text")]

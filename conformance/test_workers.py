@@ -184,3 +184,24 @@ def test_cancel_request_stops_a_running_query(server):
     _, stderr = psql.communicate(timeout=10)
     assert "canceling statement due to user request" in stderr, stderr
     wait_for(lambda: not any(w["running"] for w in workers(server)), 2, "the worker slot to be freed")
+
+
+def test_statement_timeout_stops_a_long_query(server):
+    """`SET statement_timeout` (PostgreSQL units) ends a query that runs too long with
+    57014, frees its worker slot, and leaves the session usable."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("SET statement_timeout = '500ms'")
+        started = time.monotonic()
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(LONG_QUERY).fetchall()
+        assert err.value.sqlstate == "57014", err.value
+        assert "statement timeout" in str(err.value)
+        assert time.monotonic() - started < 3
+        wait_for(lambda: not any(w["running"] for w in workers(server)), 5, "the worker slot to be freed")
+        assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("SET statement_timeout = 'soon'")
+            conn.execute("select count(*) from tpch.region")
+        assert err.value.sqlstate == "22023", err.value
+        conn.execute("SET statement_timeout = 0")
+        assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)

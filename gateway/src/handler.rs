@@ -202,7 +202,9 @@ impl Handler for Engine {
                 }
                 let query_id = self.query_id();
                 let span = tracing::info_span!("query", %query_id, principal = %session.principal.name, warehouse = %self.warehouse.name());
-                async {
+                let deadline =
+                    statement_timeout(session)?.map(|limit| tokio::time::Instant::now() + limit);
+                let run = async {
                     let info = session.info();
                     let planned = self
                         .planner
@@ -222,11 +224,71 @@ impl Handler for Engine {
                     debug_assert_eq!(schema.fields().len(), planned.schema.fields().len());
                     Ok(Outcome::Rows { schema, batches })
                 }
-                .instrument(span)
-                .await
+                .instrument(span);
+                match deadline {
+                    None => run.await,
+                    Some(deadline) => match tokio::time::timeout_at(deadline, run).await {
+                        Err(_) => Err(timed_out()),
+                        Ok(Ok(Outcome::Rows { schema, batches })) => Ok(Outcome::Rows {
+                            schema,
+                            batches: with_deadline(batches, deadline),
+                        }),
+                        Ok(other) => other,
+                    },
+                }
             }
         }
     }
+}
+
+/// The session's `statement_timeout` (PostgreSQL units: a bare number is milliseconds).
+fn statement_timeout(session: &Session) -> Result<Option<std::time::Duration>, QueryError> {
+    let value = session.setting("statement_timeout").unwrap_or_default();
+    let value = value.trim().trim_matches('\'');
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let invalid = || {
+        QueryError::new(
+            ErrorKind::InvalidValue,
+            format!("invalid value for parameter \"statement_timeout\": \"{value}\""),
+        )
+    };
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let millis = match unit.trim() {
+        "" | "ms" => number,
+        "s" => number * 1e3,
+        "min" => number * 60e3,
+        "h" => number * 3600e3,
+        "d" => number * 86400e3,
+        _ => return Err(invalid()),
+    };
+    Ok((millis >= 1.0).then(|| std::time::Duration::from_millis(millis as u64)))
+}
+
+fn timed_out() -> QueryError {
+    QueryError::new(
+        ErrorKind::Cancelled,
+        "canceling statement due to statement timeout",
+    )
+}
+
+/// End a result stream with a timeout error once the deadline passes.
+fn with_deadline(batches: BatchStream, deadline: tokio::time::Instant) -> BatchStream {
+    use futures::StreamExt;
+    Box::pin(futures::stream::unfold(
+        Some(batches),
+        move |state| async move {
+            let mut batches = state?;
+            match tokio::time::timeout_at(deadline, batches.next()).await {
+                Ok(Some(item)) => Some((item, Some(batches))),
+                Ok(None) => None,
+                // Dropping the stream stops the query on its worker.
+                Err(_) => Some((Err(timed_out()), None)),
+            }
+        },
+    ))
 }
 
 fn local_batches(stream: datafusion::execution::SendableRecordBatchStream) -> BatchStream {

@@ -250,8 +250,14 @@ impl Rewriter<'_> {
         if outer.is_empty() {
             return;
         }
-        if first_value_lookup(query, &scope) {
-            return;
+        if equality_correlated(query, &scope) {
+            if contains_aggregate_projection(query) {
+                // `(SELECT array_agg(x) … WHERE inner = outer)`: DataFusion's own.
+                return;
+            }
+            if first_value_lookup(query) {
+                return;
+            }
         }
         let mut sql = query.as_ref().clone();
         let _ = ast::visit_expressions_mut(&mut sql, |e| {
@@ -335,10 +341,9 @@ impl Rewriter<'_> {
     }
 }
 
-/// A correlated lookup DataFusion decorrelates once it aggregates: one output column,
-/// no grouping, and outer columns only in `outer = inner` conditions of WHERE. Rewrites
-/// `SELECT x … ORDER BY y LIMIT 1` to `SELECT first_value(x ORDER BY y) …`.
-fn first_value_lookup(query: &mut Query, scope: &Scope) -> bool {
+/// Whether a subquery is one select, without grouping, whose outer columns appear only
+/// in `outer = inner` conditions of its WHERE: what DataFusion decorrelates.
+fn equality_correlated(query: &mut Query, scope: &Scope) -> bool {
     let ast::SetExpr::Select(select) = query.body.as_mut() else {
         return false;
     };
@@ -349,14 +354,6 @@ fn first_value_lookup(query: &mut Query, scope: &Scope) -> bool {
         && query.fetch.is_none()
         && query.with.is_none();
     if !plain {
-        return false;
-    }
-    let (ast::SelectItem::UnnamedExpr(value) | ast::SelectItem::ExprWithAlias { expr: value, .. }) =
-        &select.projection[0]
-    else {
-        return false;
-    };
-    if contains_aggregate(value) {
         return false;
     }
     // Outer columns anywhere but WHERE (select list, JOIN … ON): not a plain lookup.
@@ -370,9 +367,24 @@ fn first_value_lookup(query: &mut Query, scope: &Scope) -> bool {
         return false;
     }
     let conjuncts = select.selection.clone().map(split_and).unwrap_or_default();
-    if conjuncts.iter().any(|c| is_non_equi_correlation(c, scope)) {
-        return false;
+    !conjuncts.iter().any(|c| is_non_equi_correlation(c, scope))
+}
+
+fn contains_aggregate_projection(query: &Query) -> bool {
+    match query.body.as_ref() {
+        ast::SetExpr::Select(select) => select.projection.iter().any(|item| match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                contains_aggregate(e)
+            }
+            _ => false,
+        }),
+        _ => false,
     }
+}
+
+/// An equality-correlated lookup becomes an aggregate DataFusion decorrelates:
+/// `SELECT x … ORDER BY y LIMIT 1` → `SELECT first_value(x ORDER BY y) …`.
+fn first_value_lookup(query: &mut Query) -> bool {
     let order_by = match query.order_by.take() {
         Some(ast::OrderBy {
             kind: ast::OrderByKind::Expressions(exprs),

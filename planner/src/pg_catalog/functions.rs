@@ -314,8 +314,9 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     ));
     let n = names.clone();
     f.push(udf("sluice_regtype_out", &[1], Utf8, IMMUTABLE, move |a| {
-        Ok(utf8(oid(arg(a, 0)).map(|t| {
-            n.type_name(t, -1).unwrap_or_else(|| t.to_string())
+        Ok(utf8(oid(arg(a, 0)).map(|t| match t {
+            0 => "-".to_string(),
+            t => n.type_name(t, -1).unwrap_or_else(|| t.to_string()),
         })))
     }));
     let n = names.clone();

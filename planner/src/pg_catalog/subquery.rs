@@ -118,6 +118,20 @@ fn type_sql(data_type: &DataType) -> String {
     }
 }
 
+/// Run a subquery's future to completion from inside a function call. On the gateway's
+/// multi-threaded runtime the worker thread first hands its queued tasks to the others
+/// (`block_in_place`): a task the subquery spawns must not wait behind the thread that is
+/// waiting for it.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
+        _ => futures::executor::block_on(future),
+    }
+}
+
 impl CorrelatedSubquery {
     /// Run the subquery with `$1…$n` bound to `values`: its one value (NULL for no row).
     fn run(&self, statement: &Statement, values: &[ScalarValue]) -> DfResult<ScalarValue> {
@@ -144,7 +158,7 @@ impl CorrelatedSubquery {
             return Err(err);
         }
         let state = self.state.clone();
-        let batches = futures::executor::block_on(async move {
+        let batches = block_on(async move {
             let plan = state
                 .statement_to_plan(DfStatement::Statement(Box::new(statement)))
                 .await?;
@@ -223,7 +237,7 @@ impl ScalarUDFImpl for CorrelatedSubquery {
             return Err(err);
         }
         let state = self.state.clone();
-        let plan = futures::executor::block_on(async move {
+        let plan = block_on(async move {
             state
                 .statement_to_plan(DfStatement::Statement(Box::new(typed)))
                 .await
