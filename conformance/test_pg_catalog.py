@@ -288,3 +288,32 @@ def test_asyncpg_parameters_fetchval_and_introspection(sluice):
     # An oid[] parameter, sent in binary.
     assert rows == [(23, "int4"), (25, "text")]
     assert count == 5
+
+
+def test_pgjdbc_database_metadata_matches_postgresql(sluice, reference, tmp_path):
+    """PgJDBC's DatabaseMetaData (getCatalogs, getSchemas, getTables, getColumns,
+    getPrimaryKeys, getImportedKeys, getIndexInfo, getTypeInfo, getTableTypes) and a
+    query's ResultSetMetaData — DBeaver's and Tableau's path — give the same columns,
+    java.sql types and rows as PostgreSQL for tables of the same shape."""
+    jar = "/usr/share/java/postgresql.jar"
+    assert os.path.exists(jar), f"{jar} missing: install libpostgresql-jdbc-java"
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run(["javac", "-d", str(tmp_path), os.path.join(here, "jdbc", "Metadata.java")],
+                   check=True, timeout=300)
+
+    def run(url, user, password):
+        out = subprocess.run(["java", "-cp", f"{tmp_path}:{jar}", "Metadata", url, user, password],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    # Same database name on both sides: getCatalogs reports the connection's database.
+    ours = run(f"jdbc:postgresql://{sluice.pg_host}:{sluice.pg_port}/{REFERENCE_DB}?sslmode=disable",
+               "tester", sluice.token)
+    theirs = run(f"jdbc:postgresql://127.0.0.1:5432/{REFERENCE_DB}?sslmode=disable", "postgres", "")
+    assert ours == theirs
+    sections = {s.split("\n", 1)[0]: s for s in ours.split("## ")[1:]}
+    assert "count\t8" in sections["tables"] and "\tlineitem\t" in sections["tables"]
+    assert "count\t4" in sections["columns"] and "\tn_nationkey\t-5\tint8\t" in sections["columns"]
+    assert int(sections["type_info"].rsplit("count\t", 1)[1]) > 300
+    assert "row\tn_name\ttext\t0\tnation\t" in sections["result_metadata"]

@@ -45,8 +45,37 @@ pub fn rewrite(statement: &mut ast::Statement, catalog: &CatalogNames) {
     let mut ctes = HashSet::new();
     // CTE names shadow catalog tables: collect them first.
     let _ = statement.visit(&mut CteNames(&mut ctes));
-    let mut rewriter = Rewriter { catalog, ctes };
+    let catalog_only = reads_only_catalog(statement, catalog, &ctes);
+    let mut rewriter = Rewriter {
+        catalog,
+        ctes,
+        catalog_only,
+    };
     let _ = statement.visit(&mut rewriter);
+}
+
+/// Whether every relation a statement reads is a catalog table, a CTE or a table function.
+fn reads_only_catalog(
+    statement: &ast::Statement,
+    catalog: &CatalogNames,
+    ctes: &HashSet<String>,
+) -> bool {
+    let mut only = true;
+    let _ = ast::visit_relations(statement, |name| {
+        let p = parts(name);
+        let system = match p.as_slice() {
+            [schema, _] => schema == PG_CATALOG || schema == INFORMATION_SCHEMA,
+            [table] => {
+                ctes.contains(table)
+                    || catalog.pg_catalog.contains(table)
+                    || TABLE_FUNCTIONS.contains(&table.as_str())
+            }
+            _ => false,
+        };
+        only &= system;
+        ControlFlow::<()>::Continue(())
+    });
+    only
 }
 
 struct CteNames<'a>(&'a mut HashSet<String>);
@@ -66,6 +95,8 @@ impl VisitorMut for CteNames<'_> {
 struct Rewriter<'a> {
     catalog: &'a CatalogNames,
     ctes: HashSet<String>,
+    /// The statement reads catalog tables only (or no table).
+    catalog_only: bool,
 }
 
 /// The parts of an object name, lower-cased unless quoted.
@@ -129,6 +160,13 @@ impl VisitorMut for Rewriter<'_> {
         match expr {
             Expr::Function(f) => {
                 strip_system_qualifier(&mut f.name);
+                // information_schema._pg_expandarray(a): unnest of its (x, n) records.
+                if parts(&f.name) == ["_pg_expandarray"] {
+                    f.name = ObjectName::from(vec![Ident::new("sluice_expandarray")]);
+                    let inner = std::mem::replace(expr, Expr::value(ast::Value::Null));
+                    *expr = call("unnest", vec![inner]);
+                    return ControlFlow::Continue(());
+                }
                 // generate_subscripts(a, 1) in a select list: unnest(range(1, cardinality(a) + 1)).
                 if parts(&f.name) == ["generate_subscripts"] {
                     if let FunctionArguments::List(list) = &mut f.args {
@@ -155,6 +193,55 @@ impl VisitorMut for Rewriter<'_> {
                 self.rewrite_array_subquery(expr);
             }
             Expr::Subquery(_) => self.rewrite_scalar_subquery(expr),
+            // In catalog SQL, `CASE … THEN 0 …` is int4 as in PostgreSQL (DataFusion reads
+            // integer literals as int8), so clients see the column types PostgreSQL sends.
+            Expr::Case {
+                conditions,
+                else_result,
+                ..
+            } if self.catalog_only => {
+                for result in conditions
+                    .iter_mut()
+                    .map(|c| &mut c.result)
+                    .chain(else_result.iter_mut().map(|e| e.as_mut()))
+                {
+                    if let Expr::Value(v) = result {
+                        if let ast::Value::Number(n, _) = &v.value {
+                            if n.parse::<i32>().is_ok() {
+                                let literal =
+                                    std::mem::replace(result, Expr::value(ast::Value::Null));
+                                *result = Expr::Cast {
+                                    kind: ast::CastKind::Cast,
+                                    expr: Box::new(literal),
+                                    data_type: SqlType::Integer(None),
+                                    array: false,
+                                    format: None,
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+            // `(record).field` on a computed record: get_field(record, 'field').
+            Expr::CompoundFieldAccess { root, access_chain }
+                if !matches!(
+                    root.as_ref(),
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+                ) && access_chain
+                    .iter()
+                    .all(|a| matches!(a, ast::AccessExpr::Dot(Expr::Identifier(_)))) =>
+            {
+                let mut value = std::mem::replace(root.as_mut(), Expr::value(ast::Value::Null));
+                for access in access_chain.iter() {
+                    if let ast::AccessExpr::Dot(Expr::Identifier(field)) = access {
+                        let name = Expr::value(ast::Value::SingleQuotedString(
+                            field.value.to_ascii_lowercase(),
+                        ));
+                        value = call("get_field", vec![value, name]);
+                    }
+                }
+                *expr = value;
+            }
             Expr::Like {
                 pattern,
                 escape_char,
@@ -320,24 +407,11 @@ impl Rewriter<'_> {
     }
 
     fn query_reads_only_catalog(&self, query: &Query) -> bool {
-        let mut only = true;
-        let _ = ast::visit_relations(query, |name| {
-            let p = parts(name);
-            let system = match p.as_slice() {
-                [schema, _] => schema == PG_CATALOG || schema == INFORMATION_SCHEMA,
-                [table] => {
-                    self.ctes.contains(table)
-                        || self.catalog.pg_catalog.contains(table)
-                        || TABLE_FUNCTIONS.contains(&table.as_str())
-                }
-                _ => false,
-            };
-            if !system {
-                only = false;
-            }
-            ControlFlow::<()>::Continue(())
-        });
-        only
+        reads_only_catalog(
+            &ast::Statement::Query(Box::new(query.clone())),
+            self.catalog,
+            &self.ctes,
+        )
     }
 }
 
@@ -791,8 +865,34 @@ impl TableFunctionImpl for PgGenerateSeries {
                 other => other.clone(),
             })
             .collect();
-        self.0
-            .call_with_args(TableFunctionArgs::new(&exprs, args.session()))
+        let series = self
+            .0
+            .call_with_args(TableFunctionArgs::new(&exprs, args.session()))?;
+        // int4 bounds give an int4 series, as PostgreSQL types it.
+        let int4 = exprs.iter().all(|e| match e {
+            LogicalExpr::Literal(ScalarValue::Int64(Some(v)), _) => i32::try_from(*v).is_ok(),
+            _ => false,
+        });
+        if !int4 {
+            return Ok(series);
+        }
+        use datafusion::logical_expr::{cast, col, LogicalPlanBuilder};
+        let value = series
+            .schema()
+            .fields()
+            .first()
+            .map(|f| f.name().clone())
+            .unwrap_or_else(|| "value".into());
+        let plan = LogicalPlanBuilder::scan(
+            "generate_series",
+            datafusion::catalog::default_table_source::provider_as_source(series),
+            None,
+        )?
+        .project(vec![cast(col(value.as_str()), DataType::Int32).alias(value)])?
+        .build()?;
+        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
+            plan, None,
+        )))
     }
 }
 

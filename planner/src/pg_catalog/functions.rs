@@ -472,6 +472,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             Ok(utf8(Some(out)))
         },
     ));
+    f.push(ExpandArray::udf());
     f.push(udf("sluice_array_text", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(array_text(arg(a, 0))))
     }));
@@ -776,5 +777,87 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(size_pretty(123), "123 bytes");
         assert_eq!(size_pretty(20 * 1024 * 1024), "20 MB");
+    }
+}
+
+/// `information_schema._pg_expandarray(a)`: the elements of an array with their positions,
+/// as `(x, n)` records. Here it returns the list of records; `compat` unnests it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ExpandArray {
+    signature: Signature,
+}
+
+impl ExpandArray {
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    }
+
+    fn record(item: &DataType) -> DataType {
+        DataType::Struct(
+            vec![
+                Field::new("x", item.clone(), true),
+                Field::new("n", DataType::Int32, false),
+            ]
+            .into(),
+        )
+    }
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        "sluice_expandarray"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        let item = match arg_types.first() {
+            Some(DataType::List(item)) => item.data_type().clone(),
+            _ => DataType::Null,
+        };
+        Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            Self::record(&item),
+            true,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, Int32Array, ListArray, StructArray};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(input) = arrays.first().and_then(|a| a.as_list_opt::<i32>()) else {
+            return Err(DataFusionError::External(Box::new(QueryError::new(
+                ErrorKind::DatatypeMismatch,
+                "_pg_expandarray needs an array",
+            ))));
+        };
+        let offsets = input.offsets();
+        // n counts 1, 2, … within each array.
+        let mut positions = Vec::with_capacity(input.values().len());
+        for window in offsets.windows(2) {
+            positions.extend(1..=(window[1] - window[0]));
+        }
+        let values = input.values().slice(
+            offsets[0] as usize,
+            (offsets[offsets.len() - 1] - offsets[0]) as usize,
+        );
+        let DataType::Struct(fields) = Self::record(values.data_type()) else {
+            unreachable!("record() builds a struct")
+        };
+        let records = StructArray::try_new(
+            fields.clone(),
+            vec![values, Arc::new(Int32Array::from(positions))],
+            None,
+        )?;
+        let rebased: Vec<i32> = offsets.iter().map(|o| o - offsets[0]).collect();
+        let list = ListArray::try_new(
+            Arc::new(Field::new("item", DataType::Struct(fields), true)),
+            datafusion::arrow::buffer::OffsetBuffer::new(rebased.into()),
+            Arc::new(records),
+            input.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(list)))
     }
 }

@@ -325,6 +325,8 @@ impl PgCatalog {
                 Arc::new(CatalogTable { schema, rows }),
             )?;
         }
+        let types = fill_row_types(take(&mut files, "pg_type")?, &names);
+        register(&pg_catalog, "pg_type", fixed(&types)?)?;
         // The rest: PostgreSQL's built-in rows (or none).
         for (name, rows) in files {
             register(&pg_catalog, name, fixed(&rows)?)?;
@@ -472,6 +474,12 @@ impl PgCatalog {
                         not_null: !f.is_nullable(),
                     })
                     .collect();
+                // Every table has a row type and an array of it, as in PostgreSQL.
+                let rowtype = stable_oid(&format!("type {schema_name}.{table_name}"), &mut used);
+                let array = stable_oid(&format!("type {schema_name}._{table_name}"), &mut used);
+                names.types.insert(rowtype, (ns, table_name.clone()));
+                names.types.insert(array, (ns, format!("_{table_name}")));
+                names.array_types.insert(rowtype, array);
                 names.relations.push(Relation {
                     oid,
                     namespace: ns,
@@ -482,7 +490,7 @@ impl PgCatalog {
                     } else {
                         'r'
                     },
-                    rowtype: 0,
+                    rowtype,
                     columns,
                 });
             }
@@ -534,6 +542,54 @@ fn fill_namespaces(mut rows: Rows, names: &Names) -> Rows {
             ("nspname", s(name)),
             ("nspowner", s(OWNER_OID)),
         ]);
+    }
+    rows
+}
+
+/// The row type of each of sluice's tables, and its array type (PostgreSQL's functions
+/// for records and arrays).
+fn fill_row_types(mut rows: Rows, names: &Names) -> Rows {
+    for r in user_relations(names) {
+        let array = names.array_types.get(&r.rowtype).copied().unwrap_or(0);
+        let common = |name: String, oid: u32| {
+            vec![
+                ("oid", s(oid)),
+                ("typname", s(name)),
+                ("typnamespace", s(r.namespace)),
+                ("typowner", s(OWNER_OID)),
+                ("typlen", s(-1)),
+                ("typisdefined", s(true)),
+                ("typdelim", s(',')),
+                ("typalign", s('d')),
+                ("typstorage", s('x')),
+                ("typtypmod", s(-1)),
+            ]
+        };
+        let mut row = common(r.name.clone(), r.rowtype);
+        row.extend([
+            ("typtype", s('c')),
+            ("typcategory", s('C')),
+            ("typrelid", s(r.oid)),
+            ("typarray", s(array)),
+            ("typinput", s(2290)),
+            ("typoutput", s(2291)),
+            ("typreceive", s(2402)),
+            ("typsend", s(2403)),
+        ]);
+        rows.push(&row);
+        let mut row = common(format!("_{}", r.name), array);
+        row.extend([
+            ("typtype", s('b')),
+            ("typcategory", s('A')),
+            ("typsubscript", s(6179)),
+            ("typelem", s(r.rowtype)),
+            ("typinput", s(750)),
+            ("typoutput", s(751)),
+            ("typreceive", s(2400)),
+            ("typsend", s(2401)),
+            ("typanalyze", s(3816)),
+        ]);
+        rows.push(&row);
     }
     rows
 }
