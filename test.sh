@@ -11,6 +11,9 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v pgbench >/dev/null 2>&1 || need+=(postgresql-client)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
@@ -25,6 +28,8 @@ if [ ! -x conformance/.venv/bin/python ]; then
   python3 -m venv conformance/.venv
 fi
 conformance/.venv/bin/pip install -q --disable-pip-version-check -r conformance/requirements.txt
+# node-postgres, pinned by conformance/node/package-lock.json.
+npm ci --prefix conformance/node --no-audit --no-fund --loglevel=error
 
 # 3. Build and Rust tests.
 cargo build --locked --workspace
