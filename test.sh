@@ -14,6 +14,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v pgbench >/dev/null 2>&1 || need+=(postgresql-client)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -f /usr/lib/x86_64-linux-gnu/odbc/psqlodbcw.so ] || need+=(odbc-postgresql)
+command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner};
 use datafusion::logical_expr::Expr as LogicalExpr;
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, DataType as SqlType, Expr, Function, FunctionArgumentList,
@@ -893,6 +893,65 @@ impl TableFunctionImpl for PgGenerateSeries {
         Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
             plan, None,
         )))
+    }
+}
+
+/// PostgreSQL's untyped string literals in comparisons: `indisprimary = 't'`,
+/// `oid = '16384'`, `d = '2024-01-01'` compare as the other side's type, as PostgreSQL
+/// reads an unknown-typed literal (DataFusion would refuse `Boolean = Utf8`).
+#[derive(Debug)]
+pub struct UnknownLiteralPlanner;
+
+impl ExprPlanner for UnknownLiteralPlanner {
+    fn plan_binary_op(
+        &self,
+        mut expr: RawBinaryExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> DfResult<PlannerResult<RawBinaryExpr>> {
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::ExprSchemable;
+        let comparison = matches!(
+            expr.op,
+            BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+        );
+        if !comparison {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let coerce = |literal: &mut LogicalExpr, other: &LogicalExpr| {
+            let LogicalExpr::Literal(ScalarValue::Utf8(Some(text)), _) = literal else {
+                return;
+            };
+            let Ok(target) = other.get_type(schema) else {
+                return;
+            };
+            let readable = target == DataType::Boolean
+                || target.is_integer()
+                || target.is_floating()
+                || matches!(
+                    target,
+                    DataType::Date32 | DataType::Timestamp(..) | DataType::Decimal128(..)
+                );
+            if !readable {
+                return;
+            }
+            let text = match (target == DataType::Boolean, text.trim()) {
+                (true, "t" | "true" | "yes" | "on" | "1") => "true".to_string(),
+                (true, "f" | "false" | "no" | "off" | "0") => "false".to_string(),
+                (_, other) => other.to_string(),
+            };
+            if let Ok(value) = ScalarValue::Utf8(Some(text)).cast_to(&target) {
+                *literal = LogicalExpr::Literal(value, None);
+            }
+        };
+        let (left, right) = (expr.left.clone(), expr.right.clone());
+        coerce(&mut expr.left, &right);
+        coerce(&mut expr.right, &left);
+        Ok(PlannerResult::Original(expr))
     }
 }
 

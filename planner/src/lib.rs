@@ -75,9 +75,16 @@ impl Planner {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .with_target_partitions(target_partitions.max(1));
-        let mut state = SessionStateBuilder::new()
-            .with_config(config)
+        let defaults = SessionStateBuilder::new()
+            .with_config(config.clone())
             .with_default_features()
+            .build();
+        // PostgreSQL's reading of untyped literals comes before DataFusion's planners.
+        let mut expr_planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
+            vec![Arc::new(compat::UnknownLiteralPlanner)];
+        expr_planners.extend(defaults.expr_planners().iter().cloned());
+        let mut state = SessionStateBuilder::new_from_existing(defaults)
+            .with_expr_planners(expr_planners)
             .with_type_planner(Arc::new(compat::PgTypePlanner))
             .build();
         let catalog = catalog::build_catalog(&state, tables).await?;
