@@ -72,3 +72,40 @@ def test_wrong_password_is_refused_without_echoing_it(sluice):
     assert "password authentication failed" in str(err.value)
     assert secret not in str(err.value)
     assert secret not in sluice.log()
+
+
+def test_malformed_protocol_messages_close_only_that_connection(sluice):
+    """A broken message (impossible length, unknown type, a huge length that never comes)
+    ends that connection with an error or a close; the server and other sessions carry on."""
+    import socket
+    import struct
+
+    from pgraw import PgRaw
+
+    def broken(payload):
+        conn = PgRaw(sluice.pg_host, sluice.pg_port, "tester", sluice.token)
+        conn.sock.settimeout(10)
+        conn.sock.sendall(payload)
+        received = b""
+        try:
+            while True:
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+        finally:
+            conn.sock.close()
+        return received
+
+    # A length below the minimum of 4, and a message type that does not exist: the server
+    # answers (pgwire reads the first as an empty query) or closes, and never crashes.
+    broken(b"Q" + struct.pack("!i", 2))
+    assert broken(b"!" + struct.pack("!i", 4))[:1] in (b"E", b"")
+    # A length far beyond what is sent, then the client goes away.
+    conn = PgRaw(sluice.pg_host, sluice.pg_port, "tester", sluice.token)
+    conn.sock.sendall(b"Q" + struct.pack("!i", 1_000_000_000) + b"SELECT")
+    conn.sock.close()
+    with psycopg.connect(sluice.dsn(), autocommit=True) as other:
+        assert other.execute("SELECT count(*) FROM tpch.region").fetchone() == (5,)

@@ -317,3 +317,44 @@ def test_pgjdbc_database_metadata_matches_postgresql(sluice, reference, tmp_path
     assert "count\t4" in sections["columns"] and "\tn_nationkey\t-5\tint8\t" in sections["columns"]
     assert int(sections["type_info"].rsplit("count\t", 1)[1]) > 300
     assert "row\tn_name\ttext\t0\tnation\t" in sections["result_metadata"]
+
+
+def test_copy_to_stdout_text_and_csv(sluice):
+    """COPY (query) TO STDOUT in text and CSV, as psql's \\copy and COPY send it."""
+    env = dict(os.environ, PGPASSWORD=sluice.token)
+
+    def psql(sql):
+        out = subprocess.run(
+            ["psql", "-X", "-h", sluice.pg_host, "-p", str(sluice.pg_port), "-U", "tester",
+             "-d", "sluice", "-c", sql],
+            env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    text = psql("COPY (SELECT n_nationkey, n_name, NULL::text AS nothing FROM tpch.nation "
+                "WHERE n_nationkey < 3 ORDER BY 1) TO STDOUT")
+    assert text == "0\tALGERIA\t\\N\n1\tARGENTINA\t\\N\n2\tBRAZIL\t\\N\n"
+    csv = psql("COPY (SELECT n_nationkey AS key, n_name || ', ' || 'x\"y' AS name FROM tpch.nation "
+               "WHERE n_nationkey < 2 ORDER BY 1) TO STDOUT WITH (FORMAT csv, HEADER)")
+    assert csv == 'key,name\n0,"ALGERIA, x""y"\n1,"ARGENTINA, x""y"\n'
+    table = psql("COPY tpch.region TO STDOUT CSV")
+    assert len(table.splitlines()) == 5
+    # Writing files or reading into tables is refused: read-only, and no server files.
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute("COPY tpch.region TO '/tmp/region.csv'")
+        assert err.value.sqlstate == "25006", err.value
+
+
+def test_statements_after_set_in_one_message_see_it(sluice):
+    """One Query message: `SET search_path` then a query relying on it."""
+    conn = PgRaw(sluice.pg_host, sluice.pg_port, "tester", sluice.token)
+    try:
+        results, kinds = conn.query(
+            "SET search_path = tpch, public; SELECT count(*) FROM nation; SHOW search_path")
+        assert [r.get("tag") for r in results][:2] == ["SET", "SELECT 1"]
+        assert results[1]["rows"] == [["25"]]
+        assert results[2]["rows"] == [["tpch, public"]]
+        assert kinds.count(b"Z") == 1
+    finally:
+        conn.close()

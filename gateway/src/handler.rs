@@ -35,6 +35,8 @@ pub enum Prepared {
         schema: SchemaRef,
         /// Types of `$1…$n` as the planner inferred them (None: unknown, taken as text).
         param_types: Vec<Option<DataType>>,
+        /// `COPY (query) TO STDOUT`: the rows go out in this format instead.
+        copy: Option<CopyFormat>,
     },
     /// A statement about the session, answered by the gateway.
     Session(SessionCommand),
@@ -55,6 +57,80 @@ impl Prepared {
             Prepared::Query { param_types, .. } => param_types,
             Prepared::Session(_) => &[],
         }
+    }
+}
+
+/// How `COPY … TO STDOUT` writes rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyFormat {
+    pub csv: bool,
+    pub header: bool,
+    pub delimiter: u8,
+    pub null: String,
+}
+
+impl CopyFormat {
+    fn from_options(
+        options: &[ast::CopyOption],
+        legacy: &[ast::CopyLegacyOption],
+    ) -> Result<Self, QueryError> {
+        let unsupported = |what: String| {
+            QueryError::new(
+                ErrorKind::NotSupported,
+                format!("COPY option {what} is not supported"),
+            )
+        };
+        let mut csv = false;
+        let (mut header, mut delimiter, mut null) = (false, None, None);
+        for option in options {
+            match option {
+                ast::CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
+                    "csv" => csv = true,
+                    "text" => csv = false,
+                    other => return Err(unsupported(format!("FORMAT {other}"))),
+                },
+                ast::CopyOption::Header(h) => header = *h,
+                ast::CopyOption::Delimiter(d) => delimiter = Some(*d),
+                ast::CopyOption::Null(n) => null = Some(n.clone()),
+                other => return Err(unsupported(other.to_string())),
+            }
+        }
+        for option in legacy {
+            match option {
+                ast::CopyLegacyOption::Csv(csv_options) => {
+                    csv = true;
+                    for o in csv_options {
+                        match o {
+                            ast::CopyLegacyCsvOption::Header => header = true,
+                            other => return Err(unsupported(other.to_string())),
+                        }
+                    }
+                }
+                ast::CopyLegacyOption::Header => header = true,
+                ast::CopyLegacyOption::Delimiter(d) => delimiter = Some(*d),
+                ast::CopyLegacyOption::Null(n) => null = Some(n.clone()),
+                other => return Err(unsupported(other.to_string())),
+            }
+        }
+        let delimiter = delimiter.unwrap_or(if csv { ',' } else { '\t' });
+        if !delimiter.is_ascii() {
+            return Err(QueryError::new(
+                ErrorKind::InvalidValue,
+                "COPY delimiter must be a single one-byte character",
+            ));
+        }
+        if header && !csv {
+            return Err(QueryError::new(
+                ErrorKind::NotSupported,
+                "COPY HEADER available only in CSV mode",
+            ));
+        }
+        Ok(Self {
+            csv,
+            header,
+            delimiter: delimiter as u8,
+            null: null.unwrap_or_else(|| if csv { String::new() } else { "\\N".into() }),
+        })
     }
 }
 
@@ -145,6 +221,52 @@ impl Engine {
             if let Some(command) = session_command(sql)? {
                 return Ok(Prepared::Session(command));
             }
+            if let SqlStatement::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } = sql.as_ref()
+            {
+                if !*to || *target != ast::CopyTarget::Stdout {
+                    return Err(QueryError::new(
+                        ErrorKind::ReadOnly,
+                        "only COPY … TO STDOUT is supported: this warehouse is read-only and \
+                         the server writes no files",
+                    ));
+                }
+                let format = CopyFormat::from_options(options, legacy_options)?;
+                let query = match source {
+                    ast::CopySource::Query(query) => {
+                        DfStatement::Statement(Box::new(SqlStatement::Query(query.clone())))
+                    }
+                    ast::CopySource::Table {
+                        table_name,
+                        columns,
+                    } => {
+                        let columns = if columns.is_empty() {
+                            "*".to_string()
+                        } else {
+                            columns
+                                .iter()
+                                .map(|c| c.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        let sql = format!("SELECT {columns} FROM {table_name}");
+                        self.planner.parse(&sql)?.pop().ok_or_else(|| {
+                            QueryError::new(ErrorKind::Syntax, "COPY needs a table or a query")
+                        })?
+                    }
+                };
+                let mut prepared = Box::pin(self.plan_statement(session, &query)).await?;
+                if let Prepared::Query { copy, .. } = &mut prepared {
+                    *copy = Some(format);
+                }
+                return Ok(prepared);
+            }
         }
         let logical = self
             .planner
@@ -158,6 +280,7 @@ impl Engine {
             logical,
             schema,
             param_types,
+            copy: None,
         })
     }
 }
@@ -171,8 +294,23 @@ impl Handler for Engine {
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
         let statements = self.planner.parse(sql)?;
         let mut prepared = Vec::with_capacity(statements.len());
+        // Statements after a SET in the same message are planned with its value
+        // (`SET search_path = tpch; SELECT * FROM nation`), on a copy of the settings: the
+        // session's own change when the SET runs.
+        let mut ahead: Option<Session> = None;
         for statement in &statements {
-            prepared.push(self.plan_statement(session, statement).await?);
+            let planned = self
+                .plan_statement(ahead.as_ref().unwrap_or(session), statement)
+                .await?;
+            if let Prepared::Session(SessionCommand::Set { name, value }) = &planned {
+                let copy = ahead.get_or_insert_with(|| {
+                    let mut copy = session.clone();
+                    copy.settings = session.settings.snapshot();
+                    copy
+                });
+                copy.settings.set(name, value.clone());
+            }
+            prepared.push(planned);
         }
         Ok(prepared)
     }

@@ -146,8 +146,28 @@ impl Planner {
             .with_recursion_limit(SQL_RECURSION_LIMIT)
             .build()
             .map_err(QueryError::from)?;
-        let mut statements: Vec<Statement> =
-            parser.parse_statements().map_err(QueryError::from)?.into();
+        let mut statements: Vec<Statement> = match parser.parse_statements() {
+            Ok(statements) => statements.into(),
+            // DataFusion's parser reads `COPY … TO` as its own file export; PostgreSQL's
+            // forms (`COPY (query) TO STDOUT WITH (FORMAT csv)`) parse with sqlparser's.
+            Err(e) => match datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+                .with_recursion_limit(SQL_RECURSION_LIMIT)
+                .try_with_sql(sql)
+                .and_then(|mut p| p.parse_statements())
+            {
+                Ok(statements)
+                    if statements.iter().any(|s| {
+                        matches!(s, datafusion::sql::sqlparser::ast::Statement::Copy { .. })
+                    }) =>
+                {
+                    statements
+                        .into_iter()
+                        .map(|s| Statement::Statement(Box::new(s)))
+                        .collect()
+                }
+                _ => return Err(QueryError::from(e)),
+            },
+        };
         for statement in &mut statements {
             if let Statement::Statement(sql) = statement {
                 compat::rewrite(sql, &self.catalog_names);
@@ -161,6 +181,14 @@ impl Planner {
     fn session_state(&self, session: &SessionInfo) -> Result<SessionState, QueryError> {
         let mut state = self.base.clone();
         state.config_mut().set_extension(Arc::new(session.clone()));
+        // Unqualified table names resolve in the first schema of `search_path` that exists.
+        if let Some(schema) = session
+            .search_path()
+            .into_iter()
+            .find(|s| self.pg.names.namespaces.values().any(|n| n == s))
+        {
+            state.config_mut().options_mut().catalog.default_schema = schema;
+        }
         for function in pg_catalog::functions::session_functions(self.pg.names.clone(), session) {
             state
                 .register_udf(Arc::new(function))

@@ -63,6 +63,11 @@ impl Settings {
             .or_else(|| default_setting(&name).map(str::to_string))
     }
 
+    /// An independent copy (for planning ahead of statements that change settings).
+    pub fn snapshot(&self) -> Settings {
+        Settings(Arc::new(Mutex::new(self.lock().clone())))
+    }
+
     pub fn set(&self, name: &str, value: String) {
         self.lock().insert(canonical_name(name), value);
     }

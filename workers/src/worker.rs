@@ -84,13 +84,16 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
             let _ = tokio::signal::ctrl_c().await;
         }
     };
+    // The builder's `tcp_nodelay` applies only to listeners tonic binds itself: set it on
+    // each accepted connection, or small responses wait out the peer's delayed ACK (~40 ms).
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|socket| {
+        socket.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop,
-        )
+        .serve_with_incoming_shutdown(incoming, stop)
         .await?;
     Ok(())
 }

@@ -16,6 +16,8 @@ use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 use planner::pg_catalog::types;
 
+use crate::handler::CopyFormat;
+
 /// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_DAYS: i64 = 10_957;
 const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
@@ -108,6 +110,8 @@ enum Kind<'a> {
     Ts(&'a dyn Array, TimeUnit, bool),
     Time64Micros(&'a Time64MicrosecondArray),
     IntervalMdn(&'a IntervalMonthDayNanoArray),
+    /// 16-byte values (Parquet's UUID): `uuid`, text `8-4-4-4-12` hex or 16 raw bytes.
+    Uuid(&'a FixedSizeBinaryArray),
     /// A one-dimensional array: `{a,b}` in text, PostgreSQL's array format in binary.
     List {
         offsets: &'a [i32],
@@ -147,6 +151,7 @@ impl<'a> ColumnWriter<'a> {
             DataType::LargeUtf8 => Kind::LargeUtf8(get!(LargeStringArray)),
             DataType::Utf8View => Kind::Utf8View(get!(StringViewArray)),
             DataType::Binary => Kind::Binary(get!(BinaryArray)),
+            DataType::FixedSizeBinary(16) => Kind::Uuid(get!(FixedSizeBinaryArray)),
             DataType::BinaryView => Kind::BinaryView(get!(BinaryViewArray)),
             DataType::Date32 => Kind::Date32(get!(Date32Array)),
             DataType::Timestamp(TimeUnit::Microsecond, tz) => {
@@ -316,6 +321,21 @@ impl<'a> ColumnWriter<'a> {
                     buf.put_slice(interval_text(v.months, v.days, micros).as_bytes())
                 }
             }
+            Kind::Uuid(a) => {
+                let v = a.value(row);
+                if binary {
+                    buf.put_slice(v)
+                } else {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    for (i, byte) in v.iter().enumerate() {
+                        if matches!(i, 4 | 6 | 8 | 10) {
+                            buf.put_u8(b'-');
+                        }
+                        buf.put_u8(HEX[(byte >> 4) as usize]);
+                        buf.put_u8(HEX[(byte & 15) as usize]);
+                    }
+                }
+            }
             Kind::List {
                 offsets,
                 elements,
@@ -373,6 +393,84 @@ impl<'a> ColumnWriter<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// `COPY … TO STDOUT` rows of a batch, each a complete line.
+pub fn copy_batch(batch: &RecordBatch, format: &CopyFormat) -> Result<Vec<BytesMut>, String> {
+    let columns: Vec<ColumnWriter> = batch
+        .columns()
+        .iter()
+        .map(|c| ColumnWriter::new(c, FieldFormat::Text))
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut value = BytesMut::new();
+    for row in 0..batch.num_rows() {
+        let mut line = BytesMut::with_capacity(64);
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                line.put_u8(format.delimiter);
+            }
+            if column.is_null(row) {
+                line.put_slice(format.null.as_bytes());
+                continue;
+            }
+            value.clear();
+            column.write_value(row, &mut value)?;
+            copy_value(&mut line, &value, format);
+        }
+        line.put_u8(b'\n');
+        rows.push(line);
+    }
+    Ok(rows)
+}
+
+/// The CSV header line: the column names.
+pub fn copy_header(schema: &SchemaRef, format: &CopyFormat) -> BytesMut {
+    let mut line = BytesMut::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        if i > 0 {
+            line.put_u8(format.delimiter);
+        }
+        copy_value(&mut line, field.name().as_bytes(), format);
+    }
+    line.put_u8(b'\n');
+    line
+}
+
+fn copy_value(line: &mut BytesMut, value: &[u8], format: &CopyFormat) {
+    if format.csv {
+        let quote = value.is_empty() && format.null.is_empty()
+            || value == format.null.as_bytes()
+            || value
+                .iter()
+                .any(|&c| c == format.delimiter || matches!(c, b'"' | b'\n' | b'\r'));
+        if quote {
+            line.put_u8(b'"');
+            for &c in value {
+                if c == b'"' {
+                    line.put_u8(b'"');
+                }
+                line.put_u8(c);
+            }
+            line.put_u8(b'"');
+        } else {
+            line.put_slice(value);
+        }
+    } else {
+        for &c in value {
+            match c {
+                b'\\' => line.put_slice(b"\\\\"),
+                b'\n' => line.put_slice(b"\\n"),
+                b'\r' => line.put_slice(b"\\r"),
+                b'\t' => line.put_slice(b"\\t"),
+                c if c == format.delimiter => {
+                    line.put_u8(b'\\');
+                    line.put_u8(c);
+                }
+                c => line.put_u8(c),
+            }
+        }
     }
 }
 
@@ -805,5 +903,108 @@ mod tests {
             "1 year 2 mons 3 days 01:02:03"
         );
         assert_eq!(interval_text(0, 0, 0), "00:00:00");
+    }
+
+    fn text_cells(batch: &RecordBatch) -> Vec<String> {
+        let rows = encode_batch(batch, &[FieldFormat::Text]).expect("encodes");
+        let columns = batch.columns().to_vec();
+        let writer = ColumnWriter::new(&columns[0], FieldFormat::Text).expect("writer");
+        (0..rows.len())
+            .map(|row| {
+                let mut b = BytesMut::new();
+                writer.write_value(row, &mut b).expect("value");
+                String::from_utf8(b.to_vec()).expect("utf8")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrays_and_uuids_like_postgres() {
+        use datafusion::arrow::datatypes::{Field, Int32Type, Schema};
+        use std::sync::Arc;
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), None, Some(3)]),
+            Some(vec![]),
+        ]);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "a",
+            list.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(list)]).expect("batch");
+        assert_eq!(text_cells(&batch), ["{1,NULL,3}", "{}"]);
+        let texts = ListArray::new(
+            Arc::new(Field::new("item", DataType::Utf8, true)),
+            datafusion::arrow::buffer::OffsetBuffer::new(vec![0, 3].into()),
+            Arc::new(StringArray::from(vec!["a b", "", "x"])),
+            None,
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "t",
+            texts.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(texts)]).expect("batch");
+        assert_eq!(text_cells(&batch), [r#"{"a b","",x}"#]);
+        let uuid = FixedSizeBinaryArray::try_from_iter(
+            vec![[
+                0x12u8, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8,
+            ]]
+            .into_iter(),
+        )
+        .expect("uuid");
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "u",
+            uuid.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(uuid)]).expect("batch");
+        assert_eq!(text_cells(&batch), ["12345678-9abc-def0-0102-030405060708"]);
+    }
+
+    #[test]
+    fn copy_lines_escape_like_postgres() {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use std::sync::Arc;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![Some("x\ty,\"z\""), None])),
+                Arc::new(Int64Array::from(vec![Some(1), Some(2)])),
+            ],
+        )
+        .expect("batch");
+        let text = CopyFormat {
+            csv: false,
+            header: false,
+            delimiter: b'\t',
+            null: "\\N".into(),
+        };
+        let lines: Vec<_> = copy_batch(&batch, &text)
+            .expect("copy")
+            .into_iter()
+            .map(|l| l.to_vec())
+            .collect();
+        assert_eq!(lines, [b"x\\ty,\"z\"\t1\n".to_vec(), b"\\N\t2\n".to_vec()]);
+        let csv = CopyFormat {
+            csv: true,
+            header: true,
+            delimiter: b',',
+            null: String::new(),
+        };
+        let lines: Vec<_> = copy_batch(&batch, &csv)
+            .expect("copy")
+            .into_iter()
+            .map(|l| l.to_vec())
+            .collect();
+        assert_eq!(
+            lines,
+            [b"\"x\ty,\"\"z\"\"\",1\n".to_vec(), b",2\n".to_vec()]
+        );
+        assert_eq!(&copy_header(&schema, &csv)[..], b"a,b\n");
     }
 }

@@ -22,7 +22,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
@@ -30,6 +30,7 @@ use pgwire::api::{
     METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::{Execute, PortalSuspended};
 use pgwire::messages::response::EmptyQueryResponse;
@@ -39,7 +40,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use workers::BatchStream;
 
-use crate::handler::{Handler, Outcome, Prepared};
+use crate::handler::{CopyFormat, Handler, Outcome, Prepared};
 use crate::session::Session;
 
 /// The pgwire handlers of one gateway (shared by all pg connections).
@@ -152,10 +153,10 @@ impl pgwire::api::cancel::CancelHandler for CancelRegistry {
 }
 
 /// Stop a row stream when its statement is cancelled, ending it with 57014.
-fn cancellable(
-    rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+fn cancellable<T: Send + 'static>(
+    rows: impl Stream<Item = PgWireResult<T>> + Send + 'static,
     token: CancellationToken,
-) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
     let cancelled = token.clone();
     rows.take_until(token.cancelled_owned()).chain(stream::iter(
         std::iter::once(())
@@ -418,6 +419,39 @@ fn query_response(
     QueryResponse::new(Arc::new(fields), rows)
 }
 
+/// Result batches as COPY data: one CopyData message per row (the header, in CSV with
+/// HEADER, goes with the first).
+fn copy_rows(
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: BatchStream,
+    format: CopyFormat,
+) -> impl Stream<Item = PgWireResult<CopyData>> + Send {
+    let header = format.header.then(|| encode::copy_header(&schema, &format));
+    let mut header = header;
+    batches.flat_map(move |batch| {
+        let messages: Vec<PgWireResult<CopyData>> = match batch {
+            Ok(batch) => match encode::copy_batch(&batch, &format) {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|row| {
+                        let row = match header.take() {
+                            Some(mut h) => {
+                                h.extend_from_slice(&row);
+                                h.freeze()
+                            }
+                            None => row.freeze(),
+                        };
+                        Ok(CopyData::new(row))
+                    })
+                    .collect(),
+                Err(e) => vec![Err(user_error(&QueryError::internal(e)))],
+            },
+            Err(e) => vec![Err(user_error(&e))],
+        };
+        stream::iter(messages)
+    })
+}
+
 fn outcome_response(outcome: Outcome, formats: Vec<FieldFormat>) -> Response {
     match outcome {
         Outcome::Rows { schema, batches } => Response::Query(query_response(
@@ -456,6 +490,28 @@ impl SimpleQueryHandler for PgQueries {
             match statement {
                 // Queries start when pgwire reaches their turn, not all at once: a message
                 // with many SELECTs must not claim a worker slot for each up front.
+                Prepared::Query {
+                    ref schema,
+                    copy: Some(ref format),
+                    ..
+                } => {
+                    let (handler, session, format) =
+                        (self.handler.clone(), session.clone(), format.clone());
+                    let columns = schema.fields().len();
+                    let lazy = stream::once(async move {
+                        let mut guard = session.0.lock().await;
+                        match handler.execute(&mut guard, &statement, Vec::new()).await {
+                            Ok(Outcome::Rows { schema, batches }) => {
+                                copy_rows(schema, batches, format).boxed()
+                            }
+                            Ok(_) => stream::empty().boxed(),
+                            Err(e) => stream::once(async move { Err(user_error(&e)) }).boxed(),
+                        }
+                    })
+                    .flatten();
+                    let lazy = cancellable(lazy, token.clone());
+                    responses.push(Response::CopyOut(CopyResponse::new(0, columns, lazy)));
+                }
                 Prepared::Query { ref schema, .. } => {
                     let formats = vec![FieldFormat::Text; schema.fields().len()];
                     let (handler, session, schema) =
@@ -529,6 +585,12 @@ impl QueryParser for PgParser {
         let Some(prepared) = prepared.pop() else {
             return Ok(None);
         };
+        if matches!(prepared, Prepared::Query { copy: Some(_), .. }) {
+            return Err(user_error(&QueryError::new(
+                ErrorKind::NotSupported,
+                "COPY … TO STDOUT runs as a simple query (send it without parameters)",
+            )));
+        }
         let inferred = prepared.param_types();
         let count = inferred.len().max(types.len());
         let param_types = (0..count)
