@@ -205,3 +205,22 @@ def test_statement_timeout_stops_a_long_query(server):
         assert err.value.sqlstate == "22023", err.value
         conn.execute("SET statement_timeout = 0")
         assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+
+
+def test_client_disconnect_mid_result_stops_the_query(server):
+    """A client that goes away while rows stream: the gateway's next write fails, the
+    stream is dropped and the query stops on its worker (its slot is freed)."""
+    from pgraw import PgRaw
+
+    conn = PgRaw(server.pg_host, server.pg_port, "tester", server.token)
+    conn.send(b"Q", b"SELECT * FROM tpch.lineitem a, tpch.region b\0")
+    kind, _ = conn.read()
+    assert kind == b"T"
+    for _ in range(10):
+        assert conn.read()[0] == b"D"
+    wait_for(lambda: any(w["running"] for w in workers(server)), 10, "the query to run")
+    conn.sock.close()
+    wait_for(lambda: not any(w["running"] for w in workers(server)), 10,
+             "the worker slot to be freed after the client left")
+    with psycopg.connect(server.dsn(), autocommit=True) as other:
+        assert other.execute("select count(*) from tpch.region").fetchone() == (5,)
