@@ -178,7 +178,7 @@ impl Planner {
 
     /// The state a statement of this session is planned and run with: the session's
     /// functions registered, and the session itself for the catalog tables to read.
-    fn session_state(&self, session: &SessionInfo) -> Result<SessionState, QueryError> {
+    fn session_state(&self, session: &SessionInfo) -> SessionState {
         let mut state = self.base.clone();
         state.config_mut().set_extension(Arc::new(session.clone()));
         // Unqualified table names resolve in the first schema of `search_path` that exists.
@@ -189,16 +189,30 @@ impl Planner {
         {
             state.config_mut().options_mut().catalog.default_schema = schema;
         }
+        state
+    }
+
+    /// The state a statement is planned with: the session's, plus its functions (a plan
+    /// holds the functions it calls, so optimizing and running it later needs only
+    /// [`Planner::session_state`]).
+    fn planning_state(
+        &self,
+        session: &SessionInfo,
+        statement: &Statement,
+    ) -> Result<SessionState, QueryError> {
+        let mut state = self.session_state(session);
         for function in pg_catalog::functions::session_functions(self.pg.names.clone(), session) {
             state
                 .register_udf(Arc::new(function))
                 .map_err(QueryError::from)?;
         }
-        // Correlated catalog subqueries run per row in this same state (compat).
-        let subquery = pg_catalog::subquery::function(state.clone());
-        state
-            .register_udf(Arc::new(subquery))
-            .map_err(QueryError::from)?;
+        // Correlated catalog subqueries (compat) run per row in a copy of this state.
+        if statement.to_string().contains(pg_catalog::subquery::NAME) {
+            let subquery = pg_catalog::subquery::function(state.clone());
+            state
+                .register_udf(Arc::new(subquery))
+                .map_err(QueryError::from)?;
+        }
         Ok(state)
     }
 
@@ -209,7 +223,7 @@ impl Planner {
         session: &SessionInfo,
     ) -> Result<LogicalPlan, QueryError> {
         let plan = self
-            .session_state(session)?
+            .planning_state(session, statement)?
             .statement_to_plan(statement.clone())
             .await
             .map_err(QueryError::from)?;
@@ -286,7 +300,7 @@ impl Planner {
         let schema = Arc::new(logical.schema().as_arrow().clone());
         // Each query gets its own start time: `now()` and friends are folded into constants
         // here, once, so every worker and every row sees the same instant.
-        let mut state = self.session_state(session)?;
+        let mut state = self.session_state(session);
         let options = Arc::new(state.config_options().as_ref().clone());
         state.execution_props_mut().mark_start_execution(options);
         let physical = state
@@ -309,7 +323,7 @@ impl Planner {
         planned: &PlannedQuery,
         session: &SessionInfo,
     ) -> Result<SendableRecordBatchStream, QueryError> {
-        let state = self.session_state(session)?;
+        let state = self.session_state(session);
         datafusion::physical_plan::execute_stream(planned.physical.clone(), state.task_ctx())
             .map_err(QueryError::from)
     }
