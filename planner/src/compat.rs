@@ -31,6 +31,18 @@ use datafusion::sql::sqlparser::ast::{
 use crate::pg_catalog::types::{oids, PG_TYPE_KEY};
 use crate::pg_catalog::{INFORMATION_SCHEMA, PG_CATALOG};
 
+/// Whether a (rewritten) statement calls the named function anywhere.
+pub fn calls_function(statement: &datafusion::sql::parser::Statement, name: &str) -> bool {
+    let datafusion::sql::parser::Statement::Statement(sql) = statement else {
+        return false;
+    };
+    ast::visit_expressions(sql.as_ref(), |e| match e {
+        Expr::Function(f) if parts(&f.name) == [name] => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 /// What the rewrites know of the catalog schemas.
 #[derive(Debug, Default)]
 pub struct CatalogNames {
@@ -56,7 +68,7 @@ pub fn rewrite(statement: &mut ast::Statement, catalog: &CatalogNames) {
 
 /// Whether every relation a statement reads is a catalog table, a CTE or a table function.
 fn reads_only_catalog(
-    statement: &ast::Statement,
+    statement: &impl ast::Visit,
     catalog: &CatalogNames,
     ctes: &HashSet<String>,
 ) -> bool {
@@ -407,11 +419,7 @@ impl Rewriter<'_> {
     }
 
     fn query_reads_only_catalog(&self, query: &Query) -> bool {
-        reads_only_catalog(
-            &ast::Statement::Query(Box::new(query.clone())),
-            self.catalog,
-            &self.ctes,
-        )
+        reads_only_catalog(query, self.catalog, &self.ctes)
     }
 }
 

@@ -207,7 +207,7 @@ impl Planner {
                 .map_err(QueryError::from)?;
         }
         // Correlated catalog subqueries (compat) run per row in a copy of this state.
-        if statement.to_string().contains(pg_catalog::subquery::NAME) {
+        if compat::calls_function(statement, pg_catalog::subquery::NAME) {
             let subquery = pg_catalog::subquery::function(state.clone());
             state
                 .register_udf(Arc::new(subquery))

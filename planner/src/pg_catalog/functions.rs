@@ -83,23 +83,9 @@ impl ScalarUDFImpl for PgFn {
             return Ok(ColumnarValue::Scalar(cast_to(value, &self.return_type)?));
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let mut out = Vec::with_capacity(args.number_rows);
-        for row in 0..args.number_rows {
-            let values = arrays
-                .iter()
-                .map(|a| ScalarValue::try_from_array(a, row))
-                .collect::<DfResult<Vec<_>>>()?;
-            out.push(cast_to(
-                (self.eval)(&values).map_err(external)?,
-                &self.return_type,
-            )?);
-        }
-        if out.is_empty() {
-            return Ok(ColumnarValue::Array(
-                datafusion::arrow::array::new_empty_array(&self.return_type),
-            ));
-        }
-        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+        map_rows(&arrays, args.number_rows, &self.return_type, |values| {
+            (self.eval)(values).map_err(external)
+        })
     }
 
     fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
@@ -121,7 +107,34 @@ impl ScalarUDFImpl for PgFn {
     }
 }
 
+/// Evaluate a function row by row over its argument columns, into a column of
+/// `return_type` (catalog queries touch hundreds of rows, not millions).
+pub(super) fn map_rows(
+    arrays: &[datafusion::arrow::array::ArrayRef],
+    rows: usize,
+    return_type: &DataType,
+    mut f: impl FnMut(&[ScalarValue]) -> DfResult<ScalarValue>,
+) -> DfResult<ColumnarValue> {
+    let mut out = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let values = arrays
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, row))
+            .collect::<DfResult<Vec<_>>>()?;
+        out.push(cast_to(f(&values)?, return_type)?);
+    }
+    if out.is_empty() {
+        return Ok(ColumnarValue::Array(
+            datafusion::arrow::array::new_empty_array(return_type),
+        ));
+    }
+    Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+}
+
 fn cast_to(value: ScalarValue, data_type: &DataType) -> DfResult<ScalarValue> {
+    if value.is_null() {
+        return ScalarValue::try_from(data_type);
+    }
     if &value.data_type() == data_type {
         Ok(value)
     } else {

@@ -296,31 +296,59 @@ impl PgCatalog {
         }
 
         // Tables whose rows depend on the session.
-        for name in ["pg_database", "pg_roles", "pg_user", "pg_settings"] {
-            let empty = take(&mut files, name)?;
+        type Fill = fn(&str, &mut Rows, &SessionInfo, &Names);
+        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 8] = [
+            (
+                &pg_catalog,
+                "pg_database",
+                "pg_database",
+                fill_session_table,
+            ),
+            (&pg_catalog, "pg_roles", "pg_roles", fill_session_table),
+            (&pg_catalog, "pg_user", "pg_user", fill_session_table),
+            (
+                &pg_catalog,
+                "pg_settings",
+                "pg_settings",
+                fill_session_table,
+            ),
+            (
+                &information_schema,
+                "schemata",
+                "information_schema.schemata",
+                fill_information_schema,
+            ),
+            (
+                &information_schema,
+                "tables",
+                "information_schema.tables",
+                fill_information_schema,
+            ),
+            (
+                &information_schema,
+                "columns",
+                "information_schema.columns",
+                fill_information_schema,
+            ),
+            (
+                &information_schema,
+                "views",
+                "information_schema.views",
+                fill_information_schema,
+            ),
+        ];
+        for (schema_provider, name, file, fill) in per_session {
+            let empty = take(&mut files, file)?;
             let names = names.clone();
             let table = name.to_string();
             let schema = empty.columns.schema.clone();
             let rows = TableRows::PerSession(Arc::new(move |session: &SessionInfo| {
                 let mut rows = empty.empty_like();
-                fill_session_table(&table, &mut rows, session, &names);
-                rows.to_batch()
-            }));
-            register(&pg_catalog, name, Arc::new(CatalogTable { schema, rows }))?;
-        }
-        for name in ["schemata", "tables", "columns", "views"] {
-            let file = format!("information_schema.{name}");
-            let empty = take(&mut files, &file)?;
-            let names = names.clone();
-            let table = name.to_string();
-            let schema = empty.columns.schema.clone();
-            let rows = TableRows::PerSession(Arc::new(move |session: &SessionInfo| {
-                let mut rows = empty.empty_like();
-                fill_information_schema(&table, &mut rows, session, &names);
+                fill(&table, &mut rows, session, &names);
                 rows.to_batch()
             }));
             register(
-                &information_schema,
+                schema_provider,
                 name,
                 Arc::new(CatalogTable { schema, rows }),
             )?;

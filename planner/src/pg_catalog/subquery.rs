@@ -9,7 +9,6 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::new_empty_array;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -132,31 +131,37 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// The statement with each `$n` replaced by the n-th value as a typed literal.
+fn bind(statement: &Statement, values: &[ScalarValue]) -> DfResult<Statement> {
+    let mut statement = statement.clone();
+    let mut failure = None;
+    let _ = ast::visit_expressions_mut(&mut statement, |e| {
+        if let Expr::Value(v) = e {
+            if let ast::Value::Placeholder(p) = &v.value {
+                let value = p
+                    .trim_start_matches('$')
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| values.get(i.wrapping_sub(1)));
+                match value.map(literal) {
+                    Some(Ok(lit)) => *e = lit,
+                    Some(Err(err)) => failure = Some(err),
+                    None => {}
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(statement),
+    }
+}
+
 impl CorrelatedSubquery {
     /// Run the subquery with `$1…$n` bound to `values`: its one value (NULL for no row).
     fn run(&self, statement: &Statement, values: &[ScalarValue]) -> DfResult<ScalarValue> {
-        let mut statement = statement.clone();
-        let mut failure = None;
-        let _ = ast::visit_expressions_mut(&mut statement, |e| {
-            if let Expr::Value(v) = e {
-                if let ast::Value::Placeholder(p) = &v.value {
-                    let index = p
-                        .trim_start_matches('$')
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|i| values.get(i.wrapping_sub(1)));
-                    match index.map(literal) {
-                        Some(Ok(lit)) => *e = lit,
-                        Some(Err(err)) => failure = Some(err),
-                        None => {}
-                    }
-                }
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
-        if let Some(err) = failure {
-            return Err(err);
-        }
+        let statement = bind(statement, values)?;
         let state = self.state.clone();
         let batches = block_on(async move {
             let plan = state
@@ -213,29 +218,7 @@ impl ScalarUDFImpl for CorrelatedSubquery {
             .iter()
             .map(|f| ScalarValue::try_from(f.data_type()))
             .collect::<DfResult<Vec<_>>>()?;
-        let mut typed = statement.clone();
-        let mut failure = None;
-        let _ = ast::visit_expressions_mut(&mut typed, |e| {
-            if let Expr::Value(v) = e {
-                if let ast::Value::Placeholder(p) = &v.value {
-                    if let Some(value) = p
-                        .trim_start_matches('$')
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|i| nulls.get(i.wrapping_sub(1)))
-                    {
-                        match literal(value) {
-                            Ok(lit) => *e = lit,
-                            Err(err) => failure = Some(err),
-                        }
-                    }
-                }
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
-        if let Some(err) = failure {
-            return Err(err);
-        }
+        let typed = bind(&statement, &nulls)?;
         let state = self.state.clone();
         let plan = block_on(async move {
             state
@@ -252,24 +235,12 @@ impl ScalarUDFImpl for CorrelatedSubquery {
             _ => Self::sql(None)?,
         };
         let statement = parse(&sql)?;
-        let return_type = args.return_field.data_type().clone();
         let outer = ColumnarValue::values_to_arrays(&args.args[1..])?;
-        let mut out = Vec::with_capacity(args.number_rows);
-        for row in 0..args.number_rows {
-            let values = outer
-                .iter()
-                .map(|a| ScalarValue::try_from_array(a, row))
-                .collect::<DfResult<Vec<_>>>()?;
-            let value = self.run(&statement, &values)?;
-            out.push(if value.is_null() {
-                ScalarValue::try_from(&return_type)?
-            } else {
-                value
-            });
-        }
-        if out.is_empty() {
-            return Ok(ColumnarValue::Array(new_empty_array(&return_type)));
-        }
-        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+        super::functions::map_rows(
+            &outer,
+            args.number_rows,
+            args.return_field.data_type(),
+            |values| self.run(&statement, values),
+        )
     }
 }
