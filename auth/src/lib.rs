@@ -1,29 +1,70 @@
-//! # auth — who is asking
+//! # auth — who is asking, and what they may read
 //!
 //! Turns the token a client presents (as a pg password, a Flight SQL bearer token or a
-//! Databricks access token) into a [`Principal`]. Every front-end authenticates through
+//! Databricks access token) into a [`Principal`], and answers whether a principal may read
+//! a table ([`Grants`]). Every front-end authenticates through
 //! [`Authenticator::authenticate`]; none of them looks at a token itself.
 //!
 //! ```text
 //!  token ──► Authenticator ──► static tokens (SHA-256 hashes, constant-time compare)
-//!                         └──► (OIDC / Entra ID JWT validation: the auth issue)
-//!        ◄── Principal { id, name, roles }  or  AuthError (reason, never the token)
+//!                 │       └──► token cache (SHA-256 → principal, until `exp`)
+//!                 └──────────► OIDC issuers (Entra ID v1/v2 or any OIDC provider):
+//!                              discovery → JWKS cache (refetch on unknown kid, single
+//!                              flight, rate-limited) → RS256/ES256 signature, iss, tid,
+//!                              aud, exp/nbf (60 s skew), required roles
+//!        ◄── Principal { id, name, tenant, roles, groups }  or  AuthError (reason, never
+//!            the token)
 //! ```
 //!
 //! Tokens never appear in errors or logs: use [`fingerprint`] to refer to one.
 
+mod grants;
+mod oidc;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use grants::{Grant, GrantError, Grants, TableName};
+pub use oidc::{IssuerStats, OidcSettings};
+
 /// The authenticated identity a session acts as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Principal {
-    /// Stable identifier (Entra `oid`, else `sub`; for static tokens the configured name).
+    /// Stable identifier: Entra `oid`, else `sub`; for static tokens the configured name.
     pub id: String,
-    /// Human-readable name for logs and query history.
+    /// Human-readable name for logs and query history (`upn`, `preferred_username`,
+    /// `appid`, `azp`, else the id).
     pub name: String,
-    /// Roles the principal holds; grants may be given to roles.
+    /// Entra tenant (`tid`), when the token has one.
+    pub tenant: Option<String>,
+    /// App roles (`roles`); grants may be given to roles.
     pub roles: Vec<String>,
+    /// Group object ids (`groups`); grants may be given to groups.
+    pub groups: Vec<String>,
+    /// The token said the principal is in more groups than fit in it (Entra's groups
+    /// overage). Its `groups` are then incomplete: grants to groups do not see them.
+    pub groups_overage: bool,
+    /// Delegated scopes (`scp`).
+    pub scopes: Vec<String>,
+    /// Who vouched for the principal: the token's issuer, or "static".
+    pub issuer: String,
+}
+
+impl Principal {
+    /// A principal of a static (service or development) token.
+    pub fn service(name: &str, roles: &[&str]) -> Self {
+        Self {
+            id: name.to_string(),
+            name: name.to_string(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            issuer: "static".into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// Why a token was refused. The message is safe to show to the client: it names the
@@ -32,15 +73,74 @@ pub struct Principal {
 pub enum AuthError {
     #[error("no token was presented")]
     Missing,
-    #[error("the token is not valid for this server")]
-    UnknownToken,
     #[error("the token is too long ({0} bytes; at most {MAX_TOKEN_BYTES})")]
     TooLong(usize),
+    #[error("the token is neither a known service token nor a JWT")]
+    UnknownToken,
+    #[error("the token is not a well-formed JWT: {0}")]
+    Malformed(String),
+    #[error("tokens signed with {0} are not accepted (RS256 or ES256 only)")]
+    Algorithm(String),
+    #[error("JWT access tokens are not accepted: no OIDC issuer is configured (--oidc-issuer)")]
+    NoIssuers,
+    #[error("the token's issuer {0} is not trusted")]
+    UntrustedIssuer(String),
+    #[error("the token's tenant {0} is not the issuer's tenant")]
+    WrongTenant(String),
+    #[error("the token was signed with key {0}, which its issuer does not publish")]
+    UnknownKey(String),
+    #[error("the token's signature is not valid")]
+    BadSignature,
+    #[error("the token expired {0} s ago")]
+    Expired(u64),
+    #[error("the token is not valid yet (nbf is {0} s in the future)")]
+    NotYetValid(u64),
+    #[error("the token's audience {0} is not this server's (expected {1})")]
+    WrongAudience(String, String),
+    #[error("the token has no {0} claim")]
+    MissingClaim(String),
+    #[error("the token carries none of the required roles or scopes ({0})")]
+    MissingRole(String),
+    #[error("the signing keys of {0} cannot be fetched right now; try again shortly")]
+    IssuerUnavailable(String),
+}
+
+impl AuthError {
+    /// A short word for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::TooLong(_) => "too_long",
+            Self::UnknownToken => "unknown_token",
+            Self::Malformed(_) => "malformed",
+            Self::Algorithm(_) => "algorithm",
+            Self::NoIssuers => "no_issuers",
+            Self::UntrustedIssuer(_) => "untrusted_issuer",
+            Self::WrongTenant(_) => "wrong_tenant",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired(_) => "expired",
+            Self::NotYetValid(_) => "not_yet_valid",
+            Self::WrongAudience(..) => "wrong_audience",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::MissingRole(_) => "missing_role",
+            Self::IssuerUnavailable(_) => "issuer_unavailable",
+        }
+    }
+
+    /// The server, not the token, is at fault (the issuer's keys are out of reach): the
+    /// client may retry.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::IssuerUnavailable(_))
+    }
 }
 
 /// Longest token we look at. Entra access tokens with many groups stay well below this;
 /// anything larger is refused before it is hashed or parsed.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Most validated tokens kept; beyond it the expired ones go, then all of them.
+const MAX_CACHED_TOKENS: usize = 100_000;
 
 /// A service or development token, kept only as its SHA-256 hash.
 #[derive(Clone)]
@@ -61,7 +161,7 @@ impl StaticToken {
     /// A static token from its clear text (the hash is all that is kept).
     pub fn from_secret(secret: &str, principal: Principal) -> Self {
         Self {
-            hash: sha256(secret.as_bytes()),
+            hash: sha256(secret.trim().as_bytes()),
             principal,
         }
     }
@@ -76,19 +176,74 @@ impl StaticToken {
     }
 }
 
+/// A validated JWT, remembered until it expires.
+struct Cached {
+    principal: Principal,
+    /// Unix seconds.
+    exp: u64,
+    issuer: usize,
+    kid: String,
+}
+
 /// Validates tokens. Cheap to share (`Arc`) between all front-ends.
-#[derive(Debug, Default)]
 pub struct Authenticator {
     static_tokens: Vec<StaticToken>,
+    oidc: Option<oidc::Oidc>,
+    cache: RwLock<HashMap<[u8; 32], Cached>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("static_tokens", &self.static_tokens.len())
+            .field("oidc", &self.oidc.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Authenticator {
+    /// Static tokens only.
     pub fn new(static_tokens: Vec<StaticToken>) -> Self {
-        Self { static_tokens }
+        Self {
+            static_tokens,
+            oidc: None,
+            cache: RwLock::default(),
+        }
+    }
+
+    /// Static tokens and OIDC issuers. Fails on a setting that cannot work (no audience, a
+    /// plain-HTTP issuer that is not on loopback, …); fetches nothing yet.
+    pub fn with_oidc(
+        static_tokens: Vec<StaticToken>,
+        settings: OidcSettings,
+    ) -> Result<Self, String> {
+        let oidc = if settings.issuers.is_empty() {
+            None
+        } else {
+            Some(oidc::Oidc::new(settings)?)
+        };
+        Ok(Self {
+            static_tokens,
+            oidc,
+            cache: RwLock::default(),
+        })
+    }
+
+    /// Fetch every issuer's keys now and keep them fresh in the background. Needs a tokio
+    /// runtime; without it keys are fetched when the first token arrives.
+    pub fn start_refresh(self: &Arc<Self>) {
+        if let Some(oidc) = &self.oidc {
+            oidc.start_refresh();
+        }
+    }
+
+    /// Per-issuer key fetch counts (for metrics and tests).
+    pub fn issuer_stats(&self) -> Vec<IssuerStats> {
+        self.oidc.as_ref().map(|o| o.stats()).unwrap_or_default()
     }
 
     /// The principal a token stands for, or why it was refused.
-    pub fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -97,17 +252,64 @@ impl Authenticator {
             return Err(AuthError::TooLong(token.len()));
         }
         let presented = sha256(token.as_bytes());
+        if let Some(principal) = self.static_token(&presented) {
+            return Ok(principal);
+        }
+        if let Some(principal) = self.cached(&presented) {
+            return Ok(principal);
+        }
+        if token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Err(AuthError::UnknownToken);
+        }
+        let oidc = self.oidc.as_ref().ok_or(AuthError::NoIssuers)?;
+        let valid = oidc.validate(token).await?;
+        self.remember(presented, &valid);
+        Ok(valid.principal)
+    }
+
+    fn static_token(&self, presented: &[u8; 32]) -> Option<Principal> {
         // Compare against every entry, without an early exit, so the time taken does not
         // tell which entry (if any) nearly matched.
         let mut found: Option<&StaticToken> = None;
         for entry in &self.static_tokens {
-            if bool::from(entry.hash.ct_eq(&presented)) {
+            if bool::from(entry.hash.ct_eq(presented)) {
                 found = Some(entry);
             }
         }
-        found
-            .map(|entry| entry.principal.clone())
-            .ok_or(AuthError::UnknownToken)
+        found.map(|entry| entry.principal.clone())
+    }
+
+    fn cached(&self, presented: &[u8; 32]) -> Option<Principal> {
+        let now = unix_now();
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let entry = cache.get(presented)?;
+        // A token signed by a key its issuer no longer publishes is validated again (and
+        // refused): rotation must not leave old tokens working from the cache.
+        let key_current = self
+            .oidc
+            .as_ref()
+            .is_some_and(|o| o.has_key(entry.issuer, &entry.kid));
+        (entry.exp > now && key_current).then(|| entry.principal.clone())
+    }
+
+    fn remember(&self, presented: [u8; 32], valid: &oidc::Validated) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_TOKENS {
+            let now = unix_now();
+            cache.retain(|_, c| c.exp > now);
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            presented,
+            Cached {
+                principal: valid.principal.clone(),
+                exp: valid.exp,
+                issuer: valid.issuer,
+                kid: valid.kid.clone(),
+            },
+        );
     }
 }
 
@@ -117,13 +319,25 @@ pub fn generate_token() -> String {
     format!("sluice_{}", hex::encode(bytes))
 }
 
-/// A short, non-reversible name for a token, for logs ("token sha256:1a2b3c4d").
+/// A short, non-reversible name for a token, for logs ("sha256:1a2b3c4d5e6f").
 pub fn fingerprint(token: &str) -> String {
-    format!("sha256:{}", &hex::encode(sha256(token.as_bytes()))[..12])
+    format!("sha256:{}", &hex::encode(sha256(token.trim().as_bytes()))[..12])
+}
+
+/// The hex SHA-256 of a token, as `[[auth.tokens]]` entries store it.
+pub fn token_hash_hex(token: &str) -> String {
+    hex::encode(sha256(token.trim().as_bytes()))
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 #[cfg(test)]
@@ -131,35 +345,44 @@ mod tests {
     use super::*;
 
     fn dev() -> Principal {
-        Principal {
-            id: "dev".into(),
-            name: "dev".into(),
-            roles: vec!["admin".into()],
-        }
+        Principal::service("dev", &["admin"])
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
     }
 
     #[test]
     fn static_token_round_trip() {
         let token = generate_token();
         let auth = Authenticator::new(vec![StaticToken::from_secret(&token, dev())]);
-        assert_eq!(auth.authenticate(&token), Ok(dev()));
-        assert_eq!(auth.authenticate(&format!(" {token}\n")), Ok(dev()));
-        assert_eq!(auth.authenticate("nope"), Err(AuthError::UnknownToken));
-        assert_eq!(auth.authenticate(""), Err(AuthError::Missing));
-        let huge = "x".repeat(MAX_TOKEN_BYTES + 1);
-        assert_eq!(
-            auth.authenticate(&huge),
-            Err(AuthError::TooLong(MAX_TOKEN_BYTES + 1))
-        );
+        block_on(async {
+            assert_eq!(auth.authenticate(&token).await, Ok(dev()));
+            assert_eq!(auth.authenticate(&format!(" {token}\n")).await, Ok(dev()));
+            assert_eq!(
+                auth.authenticate("nope").await,
+                Err(AuthError::UnknownToken)
+            );
+            assert_eq!(auth.authenticate("").await, Err(AuthError::Missing));
+            assert_eq!(auth.authenticate("a.b.c").await, Err(AuthError::NoIssuers));
+            let huge = "x".repeat(MAX_TOKEN_BYTES + 1);
+            assert_eq!(
+                auth.authenticate(&huge).await,
+                Err(AuthError::TooLong(MAX_TOKEN_BYTES + 1))
+            );
+        });
     }
 
     #[test]
     fn hash_from_config() {
         let token = "service-secret";
-        let hash = hex::encode(sha256(token.as_bytes()));
-        let entry = StaticToken::from_hash_hex(&hash, dev()).expect("valid hash");
+        let entry = StaticToken::from_hash_hex(&token_hash_hex(token), dev()).expect("valid");
         let auth = Authenticator::new(vec![entry]);
-        assert!(auth.authenticate(token).is_ok());
+        assert!(block_on(auth.authenticate(token)).is_ok());
         assert!(StaticToken::from_hash_hex("abcd", dev()).is_err());
     }
 

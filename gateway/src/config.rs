@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -37,6 +38,25 @@ pub struct ServeArgs {
     /// Log format [default: human].
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_parser = ["human", "json"])]
     pub log_format: Option<String>,
+    /// Trusted OIDC issuer of access tokens (repeatable), e.g.
+    /// https://login.microsoftonline.com/<tenant-id>/v2.0 (its v1 form is accepted too).
+    #[arg(long = "oidc-issuer", env = "SLUICE_OIDC_ISSUER", value_delimiter = ',')]
+    pub oidc_issuers: Vec<String>,
+    /// Accepted token audience (repeatable): the App ID URI and/or the client id.
+    #[arg(long = "oidc-audience", env = "SLUICE_OIDC_AUDIENCE", value_delimiter = ',')]
+    pub oidc_audiences: Vec<String>,
+    /// TLS certificate chain (PEM) for every listener.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for every listener.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a self-signed certificate kept in the data dir (local use).
+    #[arg(long, env = "SLUICE_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// Accept tokens over plain TCP on a listener that is not loopback-only (unsafe).
+    #[arg(long, env = "SLUICE_ALLOW_INSECURE_PASSWORD")]
+    pub allow_insecure_password: bool,
 }
 
 /// The config file. Unknown keys are errors that name the key.
@@ -53,6 +73,56 @@ pub struct FileConfig {
     pub tables: Vec<TableDef>,
     #[serde(default)]
     pub warehouses: BTreeMap<String, WarehouseFile>,
+    #[serde(default)]
+    pub auth: AuthFile,
+    #[serde(default)]
+    pub tls: TlsFile,
+    /// `[[grants]]`: who may SELECT which tables.
+    #[serde(default)]
+    pub grants: Vec<auth::Grant>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    #[serde(default)]
+    pub oidc_issuers: Vec<String>,
+    #[serde(default)]
+    pub oidc_audiences: Vec<String>,
+    /// A token must carry one of these roles or scopes.
+    #[serde(default)]
+    pub required_roles: Vec<String>,
+    /// How often signing keys are refreshed, e.g. "1h".
+    pub jwks_refresh: Option<String>,
+    /// Least time between refetches caused by unknown key ids, e.g. "10s".
+    pub jwks_min_refetch: Option<String>,
+    /// Create and accept the development token (default true).
+    pub dev_token: Option<bool>,
+    pub allow_insecure_password: Option<bool>,
+    /// `[[auth.tokens]]`: static service tokens, stored as SHA-256 hashes.
+    #[serde(default)]
+    pub tokens: Vec<TokenFile>,
+}
+
+/// `[[auth.tokens]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    pub name: String,
+    /// Hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub self_signed: Option<bool>,
 }
 
 /// `[warehouses.<name>]`. In this version only `default` exists, with a fixed pool size.
@@ -79,6 +149,26 @@ pub struct Settings {
     pub tables: Vec<TableDef>,
     pub warehouse: WarehouseSettings,
     pub log_json: bool,
+    pub auth: AuthSettings,
+    pub tls: Option<TlsSource>,
+}
+
+/// Who may connect and what they may read.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub oidc: auth::OidcSettings,
+    pub dev_token: bool,
+    pub allow_insecure_password: bool,
+    pub tokens: Vec<auth::StaticToken>,
+    pub grants: Arc<auth::Grants>,
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generated once and kept in the data dir.
+    SelfSigned,
 }
 
 #[derive(Debug, Clone)]
@@ -170,7 +260,88 @@ impl Settings {
                     .map_err(|e| format!("warehouses.default.worker_memory_limit: {e}"))?,
             },
             log_json: log_format == "json",
+            auth: resolve_auth(args, file.auth, file.grants)?,
+            tls: resolve_tls(args, file.tls, &base)?,
         })
+    }
+}
+
+fn resolve_auth(
+    args: &ServeArgs,
+    file: AuthFile,
+    grants: Vec<auth::Grant>,
+) -> Result<AuthSettings, String> {
+    let pick = |flag: &Vec<String>, file: Vec<String>| {
+        if flag.is_empty() {
+            file
+        } else {
+            flag.clone()
+        }
+    };
+    let duration = |value: Option<String>, key: &str, default: u64| {
+        value
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| format!("auth.{key}: {e}"))
+            .map(|d| d.unwrap_or(Duration::from_secs(default)))
+    };
+    let oidc = auth::OidcSettings {
+        issuers: pick(&args.oidc_issuers, file.oidc_issuers),
+        audiences: pick(&args.oidc_audiences, file.oidc_audiences),
+        required_roles: file.required_roles,
+        refresh_interval: duration(file.jwks_refresh, "jwks_refresh", 3600)?,
+        min_refetch_interval: duration(file.jwks_min_refetch, "jwks_min_refetch", 10)?,
+        ..auth::OidcSettings::default()
+    };
+    if !oidc.issuers.is_empty() && oidc.audiences.is_empty() {
+        return Err("--oidc-issuer needs --oidc-audience (the App ID URI or client id tokens are issued for)".into());
+    }
+    let tokens = file
+        .tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let principal = auth::Principal {
+                roles: t.roles,
+                ..auth::Principal::service(&t.name, &[])
+            };
+            auth::StaticToken::from_hash_hex(&t.sha256, principal)
+                .map_err(|e| format!("auth.tokens[{i}] ({}): {e}", t.name))
+        })
+        .collect::<Result<_, _>>()?;
+    let grants = auth::Grants::new(grants).map_err(|e| e.to_string())?;
+    Ok(AuthSettings {
+        oidc,
+        dev_token: file.dev_token.unwrap_or(true),
+        allow_insecure_password: args.allow_insecure_password
+            || file.allow_insecure_password.unwrap_or(false),
+        tokens,
+        grants: Arc::new(grants),
+    })
+}
+
+fn resolve_tls(args: &ServeArgs, file: TlsFile, base: &Path) -> Result<Option<TlsSource>, String> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }));
+    }
+    if args.tls_self_signed {
+        return Ok(Some(TlsSource::SelfSigned));
+    }
+    match (file.cert, file.key, file.self_signed.unwrap_or(false)) {
+        (Some(cert), Some(key), false) => Ok(Some(TlsSource::Files {
+            cert: base.join(cert),
+            key: base.join(key),
+        })),
+        (None, None, true) => Ok(Some(TlsSource::SelfSigned)),
+        (None, None, false) => Ok(None),
+        (Some(_), None, _) | (None, Some(_), _) => {
+            Err("[tls] needs both cert and key".into())
+        }
+        (Some(_), Some(_), true) => Err("[tls]: cert/key and self_signed exclude each other".into()),
     }
 }
 

@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auth::{AuthError, Authenticator, Principal};
+use auth::{AuthError, Authenticator, Grants, Principal};
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
-use planner::{ErrorKind, Planner, QueryError};
+use planner::{Access, ErrorKind, Planner, QueryError};
 use tracing::Instrument;
 use workers::{BatchStream, Warehouse};
 
@@ -168,8 +168,9 @@ pub enum Outcome {
 /// Database behaviour shared by all front-ends.
 #[async_trait]
 pub trait Handler: Send + Sync {
-    /// The principal a token stands for.
-    fn authenticate(&self, token: &str) -> Result<Principal, AuthError>;
+    /// A session for the principal a token stands for (`user` and `database` are what
+    /// the client asked for), or why the token was refused.
+    async fn login(&self, token: &str, user: &str, database: &str) -> Result<Session, AuthError>;
     /// Parse and plan SQL text (one or more statements).
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError>;
     /// Run a prepared statement with its parameter values.
@@ -181,25 +182,41 @@ pub trait Handler: Send + Sync {
     ) -> Result<Outcome, QueryError>;
 }
 
-/// The handler of a gateway: planner, warehouse and authenticator together.
+/// The handler of a gateway: planner, warehouse, authenticator and grants together.
 pub struct Engine {
     pub planner: Arc<Planner>,
     pub warehouse: Arc<Warehouse>,
     pub authenticator: Arc<Authenticator>,
+    pub grants: Arc<Grants>,
     next_query: AtomicU64,
 }
+
+/// The role that, on a static token (the operator's own: the dev token, `[[auth.tokens]]`),
+/// reads every table without grants.
+pub const ADMIN_ROLE: &str = "admin";
 
 impl Engine {
     pub fn new(
         planner: Arc<Planner>,
         warehouse: Arc<Warehouse>,
         authenticator: Arc<Authenticator>,
+        grants: Arc<Grants>,
     ) -> Self {
         Self {
             planner,
             warehouse,
             authenticator,
+            grants,
             next_query: AtomicU64::new(1),
+        }
+    }
+
+    /// What a principal may read: everything for an admin static token, else its grants.
+    pub fn access(&self, principal: &Principal) -> Access {
+        if principal.issuer == "static" && principal.roles.iter().any(|r| r == ADMIN_ROLE) {
+            Access::All
+        } else {
+            Access::granted(principal.clone(), self.grants.clone())
         }
     }
 
@@ -287,8 +304,18 @@ impl Engine {
 
 #[async_trait]
 impl Handler for Engine {
-    fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.authenticator.authenticate(token)
+    async fn login(&self, token: &str, user: &str, database: &str) -> Result<Session, AuthError> {
+        let principal = self.authenticator.authenticate(token).await?;
+        if principal.groups_overage {
+            tracing::warn!(principal = %principal.name, "the token's groups did not fit in it (groups overage): grants to groups do not apply to this principal");
+        }
+        let access = self.access(&principal);
+        Ok(Session::new(
+            principal,
+            access,
+            user.to_string(),
+            database.to_string(),
+        ))
     }
 
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {

@@ -21,3 +21,4 @@ pub mod http;
 pub mod pg;
 pub mod server;
 pub mod session;
+pub mod tls;

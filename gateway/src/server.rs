@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use auth::{Authenticator, Principal, StaticToken};
@@ -34,15 +34,27 @@ impl Server {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.data_dir)?;
         let data_dir = std::fs::canonicalize(&settings.data_dir)?;
-        let token = dev_token(&data_dir)?;
-        let authenticator = Arc::new(Authenticator::new(vec![StaticToken::from_secret(
-            &token,
-            Principal {
-                id: "dev".into(),
-                name: "dev".into(),
-                roles: vec!["admin".into()],
-            },
-        )]));
+        let auth_settings = &settings.auth;
+        let mut static_tokens = auth_settings.tokens.clone();
+        let token = if auth_settings.dev_token {
+            let token = dev_token(&data_dir)?;
+            static_tokens.push(StaticToken::from_secret(
+                &token,
+                Principal::service("dev", &[crate::handler::ADMIN_ROLE]),
+            ));
+            Some(token)
+        } else {
+            None
+        };
+        let authenticator = Arc::new(
+            Authenticator::with_oidc(static_tokens, auth_settings.oidc.clone())
+                .map_err(anyhow::Error::msg)?,
+        );
+        authenticator.start_refresh();
+        let tls = match &settings.tls {
+            Some(source) => Some(crate::tls::identity(source, &data_dir)?),
+            None => None,
+        };
 
         let mut tables = Vec::new();
         if let Some(scale) = settings.demo_scale {
@@ -76,8 +88,12 @@ impl Server {
         .await
         .map_err(|e| anyhow::anyhow!("warehouse default: {e}"))?;
 
-        let handler: Arc<dyn Handler> =
-            Arc::new(Engine::new(planner, warehouse.clone(), authenticator));
+        let handler: Arc<dyn Handler> = Arc::new(Engine::new(
+            planner,
+            warehouse.clone(),
+            authenticator,
+            auth_settings.grants.clone(),
+        ));
         let pg_listener = TcpListener::bind(settings.pg_addr)
             .await
             .map_err(|e| anyhow::anyhow!("pg listener {}: {e}", settings.pg_addr))?;
@@ -87,26 +103,63 @@ impl Server {
         let pg_addr = pg_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 
+        // Tokens travel in the clear only where nobody else can listen: on loopback, or
+        // where the operator said so.
+        let require_tls = !pg_addr.ip().is_loopback() && !auth_settings.allow_insecure_password;
+        if require_tls && tls.is_none() {
+            tracing::warn!(%pg_addr, "the pg listener is not loopback-only and has no TLS: every login will be refused (set --tls-cert/--tls-key or --tls-self-signed)");
+        }
+        let pg_tls = match &tls {
+            Some(identity) => Some(pgwire::tokio::TlsAcceptor::from(crate::tls::server_config(
+                identity,
+                &[b"postgresql"],
+            )?)),
+            None => None,
+        };
+
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(serve_pg(
             pg_listener,
-            Arc::new(PgFrontend::new(handler)),
+            pg_tls,
+            Arc::new(PgFrontend::new(handler.clone(), require_tls)),
             shutdown.clone(),
         )));
-        let router = crate::http::router(warehouse.clone());
-        let http_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(http_listener, router)
-                .with_graceful_shutdown(http_shutdown.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http listener failed");
+        let router = crate::http::router(warehouse.clone(), handler);
+        let http_shutdown = shutdown.clone().cancelled_owned();
+        match &tls {
+            Some(identity) => {
+                let config = crate::tls::server_config(identity, &[b"http/1.1"])?;
+                let listener = crate::tls::TlsListener::new(
+                    http_listener,
+                    pgwire::tokio::TlsAcceptor::from(config),
+                )?;
+                tasks.push(tokio::spawn(async move {
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(http_shutdown);
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "https listener failed");
+                    }
+                }));
             }
-        }));
+            None => tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(http_listener, router).with_graceful_shutdown(http_shutdown);
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "http listener failed");
+                }
+            })),
+        }
 
-        write_endpoints(&data_dir, pg_addr, http_addr)?;
-        tracing::info!(%pg_addr, %http_addr, data_dir = %data_dir.display(), "sluice is ready");
-        println!("sluice is ready\n  pg:   {pg_addr}\n  http: {http_addr}\n  dev token (use it as the password): {token}\n  token file: {}", data_dir.join("dev-token").display());
+        let tls_cert = tls.as_ref().map(|t| t.cert.clone());
+        write_endpoints(&data_dir, pg_addr, http_addr, tls_cert.as_deref())?;
+        tracing::info!(%pg_addr, %http_addr, tls = tls.is_some(), data_dir = %data_dir.display(), "sluice is ready");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("sluice is ready\n  pg:   {pg_addr}{}\n  http: {scheme}://{http_addr}", if tls.is_some() { " (TLS: sslmode=require)" } else { "" });
+        if let Some(cert) = &tls_cert {
+            println!("  TLS certificate: {}", cert.display());
+        }
+        if let Some(token) = &token {
+            println!("  dev token (use it as the password): {token}\n  token file: {}", data_dir.join("dev-token").display());
+        }
         Ok(Self {
             pg_addr,
             http_addr,
@@ -126,7 +179,12 @@ impl Server {
     }
 }
 
-async fn serve_pg(listener: TcpListener, frontend: Arc<PgFrontend>, shutdown: CancellationToken) {
+async fn serve_pg(
+    listener: TcpListener,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    frontend: Arc<PgFrontend>,
+    shutdown: CancellationToken,
+) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -144,8 +202,9 @@ async fn serve_pg(listener: TcpListener, frontend: Arc<PgFrontend>, shutdown: Ca
             Ok((socket, peer)) => {
                 let _ = socket.set_nodelay(true);
                 let frontend = frontend.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = pgwire::tokio::process_socket(socket, None, frontend).await {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, frontend).await {
                         tracing::debug!(%peer, error = %e, "pg connection ended with an error");
                     }
                     drop(permit);
@@ -175,7 +234,7 @@ fn dev_token(data_dir: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -190,9 +249,18 @@ fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-/// `<data-dir>/endpoints.json`: where each listener really is (port 0 picks one).
-fn write_endpoints(data_dir: &Path, pg: SocketAddr, http: SocketAddr) -> std::io::Result<()> {
-    let json = serde_json::json!({ "pg": pg.to_string(), "http": http.to_string() });
+/// `<data-dir>/endpoints.json`: where each listener really is (port 0 picks one), and the
+/// TLS certificate when the listeners speak TLS.
+fn write_endpoints(
+    data_dir: &Path,
+    pg: SocketAddr,
+    http: SocketAddr,
+    tls_cert: Option<&Path>,
+) -> std::io::Result<()> {
+    let mut json = serde_json::json!({ "pg": pg.to_string(), "http": http.to_string() });
+    if let Some(cert) = tls_cert {
+        json["tls"] = serde_json::json!({ "cert": cert.display().to_string() });
+    }
     let path = data_dir.join("endpoints.json");
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;

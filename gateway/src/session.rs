@@ -1,12 +1,14 @@
 //! A client session: who it is, where it points, and the settings it changed.
 
 use auth::Principal;
-use planner::{SessionInfo, Settings};
+use planner::{Access, SessionInfo, Settings};
 
 /// Per-connection state shared by every front-end.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub principal: Principal,
+    /// What the principal may read (decided by the handler at login).
+    pub access: Access,
     /// The user name the client sent (BI tools make users type one; the principal decides
     /// what the session may do).
     pub user: String,
@@ -20,9 +22,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(principal: Principal, user: String, database: String) -> Self {
+    pub fn new(principal: Principal, access: Access, user: String, database: String) -> Self {
         Self {
             principal,
+            access,
             user,
             database,
             settings: Settings::default(),
@@ -42,6 +45,7 @@ impl Session {
             database: self.database.clone(),
             settings: self.settings.clone(),
             backend_pid: self.backend_pid,
+            access: self.access.clone(),
         }
     }
 }

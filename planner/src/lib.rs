@@ -40,7 +40,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 pub use catalog::{TableDef, TableFormat, CATALOG, DEFAULT_SCHEMA};
 pub use error::{ErrorKind, QueryError};
-pub use session::{SessionInfo, Settings};
+pub use session::{Access, SessionInfo, Settings};
 
 use pg_catalog::PgCatalog;
 
@@ -222,8 +222,8 @@ impl Planner {
         statement: &Statement,
         session: &SessionInfo,
     ) -> Result<LogicalPlan, QueryError> {
-        let plan = self
-            .planning_state(session, statement)?
+        let state = self.planning_state(session, statement)?;
+        let plan = state
             .statement_to_plan(statement.clone())
             .await
             .map_err(QueryError::from)?;
@@ -240,6 +240,7 @@ impl Planner {
                     "this warehouse is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) can run",
                 )
             })?;
+        authorize(&plan, &state, &session.access)?;
         Ok(plan)
     }
 
@@ -425,6 +426,50 @@ fn column_origin(
         LogicalPlan::Limit(limit) => column_origin(&limit.input, index),
         _ => None,
     }
+}
+
+/// Refuse a plan that reads a table the session has no grant on: every table scan counts,
+/// in joins, subqueries, CTEs, `EXPLAIN` and the plans of views. pg_catalog,
+/// information_schema and table functions are open to every session.
+fn authorize(plan: &LogicalPlan, state: &SessionState, access: &Access) -> Result<(), QueryError> {
+    if access.reads_all() {
+        return Ok(());
+    }
+    let options = state.config_options();
+    let (catalog, schema) = (
+        options.catalog.default_catalog.as_str(),
+        options.catalog.default_schema.as_str(),
+    );
+    let mut denied: Option<QueryError> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let LogicalPlan::TableScan(scan) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        if let Some(view) = scan.source.get_logical_plan() {
+            if let Err(e) = authorize(&view, state, access) {
+                denied = Some(e);
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        let is_data = datafusion::datasource::source_as_provider(&scan.source)
+            .map(|p| catalog::is_data_table(p.as_ref()))
+            .unwrap_or(true);
+        let name = scan.table_name.clone().resolve(catalog, schema);
+        if is_data && !access.can_read(&name.catalog, &name.schema, &name.table) {
+            denied = Some(QueryError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "permission denied for table {}.{}: {} has no SELECT grant on {name}",
+                    name.schema,
+                    name.table,
+                    access.who()
+                ),
+            ));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    denied.map_or(Ok(()), Err)
 }
 
 /// The result schema with output columns named the way PostgreSQL names them: an

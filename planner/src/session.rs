@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use auth::{Grants, Principal, TableName};
+
 use crate::pg_catalog::{SERVER_VERSION, SERVER_VERSION_NUM};
 
 /// The session a statement is planned for.
@@ -17,6 +19,62 @@ pub struct SessionInfo {
     pub settings: Settings,
     /// The id the session's cancel key carries (`pg_backend_pid()`).
     pub backend_pid: i32,
+    /// What the session may read: the planner refuses plans that read anything else, and
+    /// pg_catalog / information_schema list only what it may read.
+    pub access: Access,
+}
+
+/// What a session may read.
+#[derive(Debug, Clone, Default)]
+pub enum Access {
+    /// Every table (sluice's own planning, tests).
+    #[default]
+    All,
+    /// The tables the grants give this principal.
+    Granted {
+        principal: Arc<Principal>,
+        grants: Arc<Grants>,
+    },
+}
+
+impl Access {
+    pub fn granted(principal: Principal, grants: Arc<Grants>) -> Self {
+        Self::Granted {
+            principal: Arc::new(principal),
+            grants,
+        }
+    }
+
+    /// May the session read every table?
+    pub fn reads_all(&self) -> bool {
+        match self {
+            Self::All => true,
+            Self::Granted { principal, grants } => grants.allows_all(principal),
+        }
+    }
+
+    /// May the session read `catalog.schema.table`?
+    pub fn can_read(&self, catalog: &str, schema: &str, table: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Granted { principal, grants } => grants.allows(
+                principal,
+                &TableName {
+                    catalog: catalog.to_string(),
+                    schema: schema.to_string(),
+                    table: table.to_string(),
+                },
+            ),
+        }
+    }
+
+    /// Who the session is, for error messages.
+    pub fn who(&self) -> String {
+        match self {
+            Self::All => "sluice".into(),
+            Self::Granted { principal, .. } => principal.name.clone(),
+        }
+    }
 }
 
 impl Default for SessionInfo {
@@ -26,6 +84,7 @@ impl Default for SessionInfo {
             database: crate::CATALOG.into(),
             settings: Settings::default(),
             backend_pid: 0,
+            access: Access::All,
         }
     }
 }

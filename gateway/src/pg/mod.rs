@@ -11,7 +11,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auth::Principal;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::{stream, Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::auth::cleartext::CleartextPasswordAuth;
@@ -27,7 +26,7 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type, DEFAULT_NAME,
-    METADATA_DATABASE, METADATA_USER,
+    METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::CopyData;
@@ -51,7 +50,8 @@ pub struct PgFrontend {
 }
 
 impl PgFrontend {
-    pub fn new(handler: Arc<dyn Handler>) -> Self {
+    /// `require_tls`: refuse logins over plain TCP (a listener that is not loopback-only).
+    pub fn new(handler: Arc<dyn Handler>, require_tls: bool) -> Self {
         let cancels = Arc::new(CancelRegistry::default());
         let startup = PgStartup {
             driver: AuthDriver::new(ServerParameters),
@@ -59,6 +59,7 @@ impl PgFrontend {
             tokens: CleartextPasswordAuth::new(Arc::new(TokenSource {
                 handler: handler.clone(),
             })),
+            require_tls,
         };
         Self {
             startup: Arc::new(startup),
@@ -213,7 +214,7 @@ impl Debug for TokenSource {
 }
 
 #[async_trait]
-impl AuthSource<Principal> for TokenSource {
+impl AuthSource<Session> for TokenSource {
     async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
         // Only `verify_password` is used: a token is checked, never looked up.
         Err(user_error(&QueryError::internal(
@@ -225,19 +226,23 @@ impl AuthSource<Principal> for TokenSource {
         &self,
         login: &LoginInfo,
         presented: &[u8],
-    ) -> PgWireResult<Option<Principal>> {
+    ) -> PgWireResult<Option<Session>> {
         let user = login.user().unwrap_or_default().to_string();
+        let database = login.database().unwrap_or(&user).to_string();
         let token = String::from_utf8_lossy(presented);
-        match self.handler.authenticate(&token) {
-            Ok(principal) => {
-                tracing::info!(user, principal = %principal.name, "pg login");
-                Ok(Some(principal))
+        match self.handler.login(&token, &user, &database).await {
+            Ok(session) => {
+                tracing::info!(user, principal = %session.principal.name, id = %session.principal.id, "pg login");
+                Ok(Some(session))
             }
             Err(reason) => {
-                tracing::warn!(user, token = %auth::fingerprint(&token), %reason, "pg login refused");
+                tracing::warn!(user, host = %login.host(), token = %auth::fingerprint(&token), reason = reason.code(), "pg login refused: {reason}");
+                // The issuer being out of reach is not the client's fault: "cannot connect
+                // now", which clients may retry.
+                let code = if reason.is_unavailable() { "57P03" } else { "28P01" };
                 Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                     "FATAL".to_string(),
-                    "28P01".to_string(),
+                    code.to_string(),
                     format!("password authentication failed for user \"{user}\": {reason}"),
                 ))))
             }
@@ -246,9 +251,12 @@ impl AuthSource<Principal> for TokenSource {
 }
 
 struct PgStartup {
-    driver: AuthDriver<ServerParameters, Principal>,
+    driver: AuthDriver<ServerParameters, Session>,
     cancels: Arc<CancelRegistry>,
     tokens: CleartextPasswordAuth<TokenSource>,
+    /// Tokens only over TLS (the listener is not loopback-only and insecure passwords are
+    /// not allowed).
+    require_tls: bool,
 }
 
 #[async_trait]
@@ -265,6 +273,16 @@ impl StartupHandler for PgStartup {
     {
         let outcome = match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.require_tls && !client.is_secure() {
+                    // Refused before the client sends its token in the clear.
+                    tracing::warn!(peer = %client.socket_addr(), "pg login refused: plain connection on a listener that requires TLS");
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".to_string(),
+                        "28000".to_string(),
+                        "this server accepts tokens only over TLS: connect with sslmode=require"
+                            .to_string(),
+                    ))));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 self.driver
@@ -281,15 +299,8 @@ impl StartupHandler for PgStartup {
             final_message,
         } = outcome
         {
-            let principal = identity
+            let session = identity
                 .ok_or_else(|| user_error(&QueryError::internal("no identity after login")))?;
-            let metadata = client.metadata();
-            let user = metadata.get(METADATA_USER).cloned().unwrap_or_default();
-            let database = metadata
-                .get(METADATA_DATABASE)
-                .cloned()
-                .unwrap_or_else(|| user.clone());
-            let session = Session::new(principal, user, database);
             // Startup parameters (application_name, DateStyle, …) are session settings.
             for (name, value) in client.metadata().iter() {
                 if !matches!(

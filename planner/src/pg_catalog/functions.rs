@@ -19,7 +19,9 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::{user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION};
+use super::{
+    user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION, SYSTEM_SCHEMAS,
+};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::SessionInfo;
 
@@ -515,13 +517,10 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         IMMUTABLE,
         |_| Ok(ScalarValue::Boolean(Some(false))),
     ));
-    // Grants arrive with authorization (issue 4); until then every principal reads everything.
+    // Table privileges depend on the session's grants (see `session_functions`).
     for name in [
-        "has_table_privilege",
         "has_schema_privilege",
         "has_database_privilege",
-        "has_column_privilege",
-        "has_any_column_privilege",
         "has_function_privilege",
         "has_sequence_privilege",
         "has_type_privilege",
@@ -723,6 +722,36 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
     let visible: Vec<String> = std::iter::once(PG_CATALOG.to_string())
         .chain(path.iter().cloned())
         .collect();
+    // SELECT on what the grants allow (and on the system catalogs); nothing else: the
+    // warehouse is read-only.
+    // The table is the first argument, or the second when a user name comes first.
+    for (name, arities) in [
+        ("has_table_privilege", &[2, 3]),
+        ("has_any_column_privilege", &[2, 3]),
+        ("has_column_privilege", &[3, 4]),
+    ] {
+        let n = names.clone();
+        let p = path.clone();
+        let access = session.access.clone();
+        f.push(udf(name, arities, Boolean, STABLE, move |a| {
+            let table = &a[a.len() - arities[0]];
+            let relation = if is_text(table) {
+                text(table).and_then(|t| n.relation_oid(&t, &p))
+            } else {
+                oid(table)
+            }
+            .and_then(|o| n.relation(o));
+            let privilege = text(&a[a.len() - 1]).unwrap_or_default();
+            let select = privilege
+                .split(',')
+                .all(|p| p.trim().to_ascii_uppercase().starts_with("SELECT"));
+            Ok(ScalarValue::Boolean(relation.map(|r| {
+                select
+                    && (SYSTEM_SCHEMAS.contains(&r.schema.as_str())
+                        || access.can_read(crate::CATALOG, &r.schema, &r.name))
+            })))
+        }));
+    }
     let n = names.clone();
     let p = path.clone();
     f.push(udf("to_regclass", &[1], UInt32, STABLE, move |a| {

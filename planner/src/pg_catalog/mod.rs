@@ -25,8 +25,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider, Session};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
@@ -35,7 +36,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::QueryError;
-use crate::session::SessionInfo;
+use crate::session::{Access, SessionInfo};
 pub use table::parse_array_literal;
 use table::Rows;
 use types::{field_type_oid, format_type, oids, type_len, type_modifier};
@@ -268,7 +269,25 @@ impl PgCatalog {
         let fixed = |rows: &Rows| -> Result<Arc<dyn TableProvider>, QueryError> {
             Ok(Arc::new(CatalogTable {
                 schema: rows.columns.schema.clone(),
-                rows: TableRows::Fixed(rows.to_batch()?),
+                rows: TableRows::Fixed(rows.to_batch()?, None),
+            }))
+        };
+        // Rows about a user table show only to sessions that may read the table.
+        let filtered = |rows: &Rows, key: RowKey| -> Result<Arc<dyn TableProvider>, QueryError> {
+            let column = |name: &str| {
+                rows.columns
+                    .schema
+                    .index_of(name)
+                    .map_err(|e| QueryError::internal(format!("catalog data: {e}")))
+            };
+            let key = match key {
+                RowKey::Relation(c) => Key::Relation(column(c)?),
+                RowKey::Namespace(c) => Key::Namespace(column(c)?),
+                RowKey::Name(schema, table) => Key::Name(column(schema)?, column(table)?),
+            };
+            Ok(Arc::new(CatalogTable {
+                schema: rows.columns.schema.clone(),
+                rows: TableRows::Fixed(rows.to_batch()?, Some((key, names.clone()))),
             }))
         };
         let take = |files: &mut HashMap<&str, Rows>, name: &str| -> Result<Rows, QueryError> {
@@ -284,15 +303,15 @@ impl PgCatalog {
         let tables = fill_pg_tables(take(&mut files, "pg_tables")?, &names, 'r');
         let views = fill_pg_tables(take(&mut files, "pg_views")?, &names, 'v');
         let stats = fill_stat_tables(take(&mut files, "pg_stat_user_tables")?, &names);
-        for (name, rows) in [
-            ("pg_namespace", namespace),
-            ("pg_class", class),
-            ("pg_attribute", attribute),
-            ("pg_tables", tables),
-            ("pg_views", views),
-            ("pg_stat_user_tables", stats),
+        for (name, rows, key) in [
+            ("pg_namespace", namespace, RowKey::Namespace("oid")),
+            ("pg_class", class, RowKey::Relation("oid")),
+            ("pg_attribute", attribute, RowKey::Relation("attrelid")),
+            ("pg_tables", tables, RowKey::Name("schemaname", "tablename")),
+            ("pg_views", views, RowKey::Name("schemaname", "viewname")),
+            ("pg_stat_user_tables", stats, RowKey::Relation("relid")),
         ] {
-            register(&pg_catalog, name, fixed(&rows)?)?;
+            register(&pg_catalog, name, filtered(&rows, key)?)?;
         }
 
         // Tables whose rows depend on the session.
@@ -354,7 +373,11 @@ impl PgCatalog {
             )?;
         }
         let types = fill_row_types(take(&mut files, "pg_type")?, &names);
-        register(&pg_catalog, "pg_type", fixed(&types)?)?;
+        register(
+            &pg_catalog,
+            "pg_type",
+            filtered(&types, RowKey::Relation("typrelid"))?,
+        )?;
         // The rest: PostgreSQL's built-in rows (or none).
         for (name, rows) in files {
             register(&pg_catalog, name, fixed(&rows)?)?;
@@ -793,7 +816,11 @@ fn fill_information_schema(table: &str, rows: &mut Rows, session: &SessionInfo, 
     let db = &session.database;
     match table {
         "schemata" => {
-            for name in names.namespaces.values() {
+            let hidden = hidden_namespaces(names, &session.access);
+            for (oid, name) in &names.namespaces {
+                if hidden.contains(oid) {
+                    continue;
+                }
                 rows.push(&[
                     ("catalog_name", s(db)),
                     ("schema_name", s(name)),
@@ -802,7 +829,7 @@ fn fill_information_schema(table: &str, rows: &mut Rows, session: &SessionInfo, 
             }
         }
         "tables" => {
-            for r in &names.relations {
+            for r in visible_relations(names, session) {
                 rows.push(&[
                     ("table_catalog", s(db)),
                     ("table_schema", s(&r.schema)),
@@ -817,7 +844,7 @@ fn fill_information_schema(table: &str, rows: &mut Rows, session: &SessionInfo, 
             }
         }
         "views" => {
-            for r in names.relations.iter().filter(|r| r.kind == 'v') {
+            for r in visible_relations(names, session).filter(|r| r.kind == 'v') {
                 rows.push(&[
                     ("table_catalog", s(db)),
                     ("table_schema", s(&r.schema)),
@@ -832,7 +859,7 @@ fn fill_information_schema(table: &str, rows: &mut Rows, session: &SessionInfo, 
             }
         }
         "columns" => {
-            for r in &names.relations {
+            for r in visible_relations(names, session) {
                 for (i, c) in r.columns.iter().enumerate() {
                     let udt = names
                         .types
@@ -906,11 +933,104 @@ fn datetime_precision(c: &Column) -> Option<String> {
     }
 }
 
+/// The relations a session may see: the system catalogs, and the tables it may read.
+fn visible_relations<'a>(
+    names: &'a Names,
+    session: &'a SessionInfo,
+) -> impl Iterator<Item = &'a Relation> + 'a {
+    let all = session.access.reads_all();
+    names.relations.iter().filter(move |r| {
+        all || SYSTEM_SCHEMAS.contains(&r.schema.as_str())
+            || session.access.can_read(crate::CATALOG, &r.schema, &r.name)
+    })
+}
+
+/// User relations a session may not read.
+fn hidden_relations(names: &Names, access: &Access) -> HashSet<u32> {
+    user_relations(names)
+        .filter(|r| !access.can_read(crate::CATALOG, &r.schema, &r.name))
+        .map(|r| r.oid)
+        .collect()
+}
+
+/// Schemas that hold tables, none of which the session may read.
+fn hidden_namespaces(names: &Names, access: &Access) -> HashSet<u32> {
+    if access.reads_all() {
+        return HashSet::new();
+    }
+    let mut readable: HashMap<u32, bool> = HashMap::new();
+    for r in user_relations(names) {
+        let can = access.can_read(crate::CATALOG, &r.schema, &r.name);
+        *readable.entry(r.namespace).or_default() |= can;
+    }
+    readable
+        .into_iter()
+        .filter(|(_, can)| !can)
+        .map(|(oid, _)| oid)
+        .collect()
+}
+
 type SessionRows = Arc<dyn Fn(&SessionInfo) -> Result<RecordBatch, QueryError> + Send + Sync>;
 
+/// The columns of a catalog table that say which relation or schema a row is about.
+enum RowKey {
+    Relation(&'static str),
+    Namespace(&'static str),
+    Name(&'static str, &'static str),
+}
+
+/// [`RowKey`] resolved to column indexes.
+enum Key {
+    Relation(usize),
+    Namespace(usize),
+    Name(usize, usize),
+}
+
 enum TableRows {
-    Fixed(RecordBatch),
+    /// Rows fixed at start; with a key, rows about tables the session may not read are
+    /// left out.
+    Fixed(RecordBatch, Option<(Key, Arc<Names>)>),
     PerSession(SessionRows),
+}
+
+/// `batch` without the rows about relations the session may not read.
+fn visible_rows(
+    batch: &RecordBatch,
+    key: &Key,
+    names: &Names,
+    access: &Access,
+) -> Result<RecordBatch, QueryError> {
+    if access.reads_all() {
+        return Ok(batch.clone());
+    }
+    let err = |e: datafusion::arrow::error::ArrowError| QueryError::internal(format!("catalog filter: {e}"));
+    let oids = |column: usize, hidden: HashSet<u32>| -> Result<BooleanArray, QueryError> {
+        let values = cast(batch.column(column), &DataType::Int64).map_err(err)?;
+        let values = values.as_primitive::<Int64Type>();
+        Ok(values
+            .iter()
+            .map(|v| Some(!v.is_some_and(|v| hidden.contains(&(v as u32)))))
+            .collect())
+    };
+    let mask = match key {
+        Key::Relation(c) => oids(*c, hidden_relations(names, access))?,
+        Key::Namespace(c) => oids(*c, hidden_namespaces(names, access))?,
+        Key::Name(schema, table) => {
+            let hidden: HashSet<(&str, &str)> = user_relations(names)
+                .filter(|r| !access.can_read(crate::CATALOG, &r.schema, &r.name))
+                .map(|r| (r.schema.as_str(), r.name.as_str()))
+                .collect();
+            let schemas = cast(batch.column(*schema), &DataType::Utf8).map_err(err)?;
+            let tables = cast(batch.column(*table), &DataType::Utf8).map_err(err)?;
+            schemas
+                .as_string::<i32>()
+                .iter()
+                .zip(tables.as_string::<i32>().iter())
+                .map(|(s, t)| Some(!hidden.contains(&(s.unwrap_or(""), t.unwrap_or("")))))
+                .collect()
+        }
+    };
+    filter_record_batch(batch, &mask).map_err(err)
 }
 
 /// A catalog table: its rows are fixed when sluice starts, or computed for the session
@@ -945,16 +1065,20 @@ impl TableProvider for CatalogTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let session = || {
+            state
+                .config()
+                .get_extension::<SessionInfo>()
+                .unwrap_or_default()
+        };
         let batch = match &self.rows {
-            TableRows::Fixed(batch) => batch.clone(),
-            TableRows::PerSession(rows) => {
-                let session = state
-                    .config()
-                    .get_extension::<SessionInfo>()
-                    .unwrap_or_default();
-                rows(&session)
+            TableRows::Fixed(batch, None) => batch.clone(),
+            TableRows::Fixed(batch, Some((key, names))) => {
+                visible_rows(batch, key, names, &session().access)
                     .map_err(|e| datafusion::error::DataFusionError::Execution(e.message))?
             }
+            TableRows::PerSession(rows) => rows(&session())
+                .map_err(|e| datafusion::error::DataFusionError::Execution(e.message))?,
         };
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],

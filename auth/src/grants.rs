@@ -1,0 +1,233 @@
+//! Grants: which principals may SELECT which tables.
+//!
+//! A `[[grants]]` entry names principals (by id or name), roles and groups, and the tables
+//! they may read as `catalog.schema.table` or `schema.table` patterns, where `*` matches
+//! any run of characters within one part. Nothing is readable without a grant.
+
+use serde::Deserialize;
+
+use crate::Principal;
+
+/// One `[[grants]]` entry of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Principal ids (Entra `oid`) or names (`upn`, app id, static token name).
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// App roles (`roles` claim, or a static token's roles).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Group object ids (`groups` claim).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Table patterns: `catalog.schema.table` or `schema.table`, `*` as a wildcard.
+    pub select: Vec<String>,
+}
+
+/// A fully qualified table name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    pub catalog: String,
+    pub schema: String,
+    pub table: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.catalog, self.schema, self.table)
+    }
+}
+
+/// A grant that cannot work, named for the config error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("grants[{index}]: {reason}")]
+pub struct GrantError {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// All grants, checked.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    grants: Vec<(Grant, Vec<[String; 3]>)>,
+}
+
+impl Grants {
+    pub fn new(grants: Vec<Grant>) -> Result<Self, GrantError> {
+        let mut checked = Vec::new();
+        for (index, grant) in grants.into_iter().enumerate() {
+            let err = |reason: String| GrantError { index, reason };
+            if grant.principals.is_empty() && grant.roles.is_empty() && grant.groups.is_empty() {
+                return Err(err(
+                    "give it to at least one of principals, roles or groups".into(),
+                ));
+            }
+            if grant.select.is_empty() {
+                return Err(err("select lists no tables".into()));
+            }
+            let patterns = grant
+                .select
+                .iter()
+                .map(|p| pattern(p).map_err(err))
+                .collect::<Result<_, _>>()?;
+            checked.push((grant, patterns));
+        }
+        Ok(Self { grants: checked })
+    }
+
+    /// May `principal` read `table`?
+    pub fn allows(&self, principal: &Principal, table: &TableName) -> bool {
+        let name = [&table.catalog, &table.schema, &table.table];
+        self.applicable(principal).any(|patterns| {
+            patterns
+                .iter()
+                .any(|p| p.iter().zip(name).all(|(p, n)| glob(p, n)))
+        })
+    }
+
+    /// May `principal` read every table (a `*.*.*` grant)? Lets catalog listings skip
+    /// per-table checks.
+    pub fn allows_all(&self, principal: &Principal) -> bool {
+        self.applicable(principal)
+            .any(|patterns| patterns.iter().any(|p| p.iter().all(|part| part == "*")))
+    }
+
+    fn applicable<'a>(
+        &'a self,
+        principal: &'a Principal,
+    ) -> impl Iterator<Item = &'a Vec<[String; 3]>> + 'a {
+        self.grants
+            .iter()
+            .filter(|(g, _)| {
+                g.principals
+                    .iter()
+                    .any(|p| *p == principal.id || *p == principal.name)
+                    || g.roles.iter().any(|r| principal.roles.contains(r))
+                    || g.groups.iter().any(|gr| principal.groups.contains(gr))
+            })
+            .map(|(_, patterns)| patterns)
+    }
+}
+
+fn pattern(text: &str) -> Result<[String; 3], String> {
+    let parts: Vec<String> = text
+        .split('.')
+        .map(|p| p.trim().to_ascii_lowercase())
+        .collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(format!("{text:?}: empty name part"));
+    }
+    match parts.as_slice() {
+        [schema, table] => Ok(["*".into(), schema.clone(), table.clone()]),
+        [catalog, schema, table] => Ok([catalog.clone(), schema.clone(), table.clone()]),
+        _ => Err(format!(
+            "{text:?}: expected schema.table or catalog.schema.table (* matches anything)"
+        )),
+    }
+}
+
+/// `*` matches any run of characters; the rest compares case-insensitively.
+fn glob(pattern: &str, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str) -> TableName {
+        let p: Vec<&str> = name.split('.').collect();
+        TableName {
+            catalog: p[0].into(),
+            schema: p[1].into(),
+            table: p[2].into(),
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", "anything"));
+        assert!(glob("nation", "NATION"));
+        assert!(!glob("nation", "nations"));
+        assert!(glob("n*", "nation"));
+        assert!(glob("*ion", "nation"));
+        assert!(glob("n*t*n", "nation"));
+        assert!(!glob("n*x*", "nation"));
+        assert!(!glob("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn grants_by_principal_role_and_group() {
+        let grants = Grants::new(vec![
+            Grant {
+                roles: vec!["Warehouse.Read".into()],
+                select: vec!["tpch.nation".into()],
+                ..Grant::default()
+            },
+            Grant {
+                principals: vec!["alice@contoso.com".into()],
+                select: vec!["sluice.tpch.*".into()],
+                ..Grant::default()
+            },
+            Grant {
+                groups: vec!["g1".into()],
+                select: vec!["*.*.*".into()],
+                ..Grant::default()
+            },
+        ])
+        .expect("valid");
+        let reader = Principal {
+            roles: vec!["Warehouse.Read".into()],
+            ..Principal::default()
+        };
+        assert!(grants.allows(&reader, &t("sluice.tpch.nation")));
+        assert!(!grants.allows(&reader, &t("sluice.tpch.orders")));
+        assert!(!grants.allows_all(&reader));
+        let alice = Principal {
+            name: "alice@contoso.com".into(),
+            ..Principal::default()
+        };
+        assert!(grants.allows(&alice, &t("sluice.tpch.orders")));
+        assert!(!grants.allows(&alice, &t("sluice.other.orders")));
+        let member = Principal {
+            groups: vec!["g1".into()],
+            ..Principal::default()
+        };
+        assert!(grants.allows_all(&member));
+        assert!(!grants.allows(&Principal::default(), &t("sluice.tpch.nation")));
+    }
+
+    #[test]
+    fn bad_grants_are_named() {
+        let err = Grants::new(vec![Grant {
+            select: vec!["x.y".into()],
+            ..Grant::default()
+        }])
+        .expect_err("no grantee");
+        assert_eq!(err.index, 0);
+        let err = Grants::new(vec![Grant {
+            roles: vec!["r".into()],
+            select: vec!["a.b.c.d".into()],
+            ..Grant::default()
+        }])
+        .expect_err("four parts");
+        assert!(err.to_string().contains("a.b.c.d"), "{err}");
+    }
+}

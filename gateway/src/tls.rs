@@ -1,0 +1,133 @@
+//! TLS for every listener: a certificate from files (`--tls-cert`, `--tls-key`) or a
+//! self-signed one generated once for local use (`--tls-self-signed`) and kept in the
+//! data dir, so clients that pinned it keep working across restarts.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::tokio::tokio_rustls::server::TlsStream;
+use pgwire::tokio::tokio_rustls::TlsAcceptor;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::config::TlsSource;
+
+/// Longest a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The certificate and key in PEM, loaded or generated.
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the certificate is (generated first if it is self-signed and missing).
+pub fn identity(source: &TlsSource, data_dir: &Path) -> anyhow::Result<Identity> {
+    match source {
+        TlsSource::Files { cert, key } => Ok(Identity {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        TlsSource::SelfSigned => {
+            let dir = data_dir.join("tls");
+            let identity = Identity {
+                cert: dir.join("self-signed.crt"),
+                key: dir.join("self-signed.key"),
+            };
+            if !identity.cert.exists() || !identity.key.exists() {
+                std::fs::create_dir_all(&dir)?;
+                let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+                let generated = rcgen::generate_simple_self_signed(names)
+                    .map_err(|e| anyhow::anyhow!("cannot generate a certificate: {e}"))?;
+                crate::server::write_private(&identity.key, &generated.signing_key.serialize_pem())?;
+                std::fs::write(&identity.cert, generated.cert.pem())?;
+                tracing::info!(cert = %identity.cert.display(), "generated a self-signed TLS certificate");
+            }
+            Ok(identity)
+        }
+    }
+}
+
+/// A rustls server configuration offering `alpn` (e.g. "postgresql", "http/1.1").
+pub fn server_config(identity: &Identity, alpn: &[&[u8]]) -> anyhow::Result<Arc<ServerConfig>> {
+    let certs = CertificateDer::pem_file_iter(&identity.cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", identity.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("TLS certificate {}: no certificate in it", identity.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&identity.key)
+        .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", identity.key.display()))?;
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not go together: {e}"))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A listener that hands out TLS streams; handshakes run concurrently, so a slow client
+/// does not hold up the others.
+pub struct TlsListener {
+    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, accepted) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = tx.closed() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let (socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { accepted, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(accepted) => accepted,
+            // The accept loop ended: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
