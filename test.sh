@@ -17,6 +17,7 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -f /usr/lib/x86_64-linux-gnu/odbc/psqlodbcw.so ] || need+=(odbc-postgresql)
 command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""

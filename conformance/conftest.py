@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -41,7 +42,11 @@ class Sluice:
         self.pg_host, port = endpoints["pg"].rsplit(":", 1)
         self.pg_port = int(port)
         self.http = endpoints["http"]
-        self.token = (self.data_dir / "dev-token").read_text().strip()
+        # With TLS on, every listener speaks it; the certificate verifies the server.
+        self.tls_cert = endpoints.get("tls", {}).get("cert")
+        self.http_url = f"{'https' if self.tls_cert else 'http'}://{self.http}"
+        token_file = self.data_dir / "dev-token"
+        self.token = token_file.read_text().strip() if token_file.exists() else None
 
     def dsn(self, **extra) -> str:
         params = dict(host=self.pg_host, port=self.pg_port, user="tester", dbname="default",
@@ -49,8 +54,11 @@ class Sluice:
         params.update(extra)
         return " ".join(f"{k}={v}" for k, v in params.items())
 
+    def ssl_context(self):
+        return ssl.create_default_context(cafile=self.tls_cert) if self.tls_cert else None
+
     def health(self) -> dict:
-        with urllib.request.urlopen(f"http://{self.http}/healthz", timeout=5) as r:
+        with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5, context=self.ssl_context()) as r:
             return json.loads(r.read())
 
     def log(self) -> str:
@@ -68,12 +76,14 @@ class Sluice:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=False, timeout=300, env=None) -> Sluice:
-    """Start `sluice serve` and wait until /healthz answers 200."""
+def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=False, timeout=300, env=None,
+                 wrap=()) -> Sluice:
+    """Start `sluice serve` and wait until /healthz answers 200. `wrap` runs it under another
+    command (e.g. `ip netns exec NAME`)."""
     owns_dir = data_dir is None and cwd is None
     if owns_dir:
         data_dir = tempfile.mkdtemp(prefix="sluice-test-")
-    cmd = [sluice_bin(), "serve"]
+    cmd = [*wrap, sluice_bin(), "serve"]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
     else:

@@ -358,3 +358,15 @@ def test_statements_after_set_in_one_message_see_it(sluice):
         assert kinds.count(b"Z") == 1
     finally:
         conn.close()
+
+
+def test_reset_restores_the_default(sluice):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        default = conn.execute("SHOW search_path").fetchone()[0]
+        conn.execute("SET search_path = tpch")
+        conn.execute("SET application_name = 'probe'")
+        assert conn.execute("SHOW search_path").fetchone() == ("tpch",)
+        conn.execute("RESET search_path")
+        assert conn.execute("SHOW search_path").fetchone() == (default,)
+        conn.execute("RESET ALL")
+        assert conn.execute("SELECT current_setting('application_name')").fetchone() != ("probe",)

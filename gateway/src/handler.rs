@@ -234,6 +234,15 @@ impl Engine {
         session: &Session,
         statement: &DfStatement,
     ) -> Result<Prepared, QueryError> {
+        // DataFusion's parser reads RESET itself (`RESET ALL` is the variable "all").
+        if let DfStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(name)) =
+            statement
+        {
+            let name = name.to_string().to_ascii_lowercase();
+            return Ok(Prepared::Session(SessionCommand::Reset(
+                (name != "all").then_some(name),
+            )));
+        }
         if let DfStatement::Statement(sql) = statement {
             if let Some(command) = session_command(sql)? {
                 return Ok(Prepared::Session(command));

@@ -51,8 +51,18 @@ impl Server {
                 .map_err(anyhow::Error::msg)?,
         );
         authenticator.start_refresh();
+        // A self-signed certificate names the listeners' addresses and this host.
+        let mut names: Vec<String> = [settings.pg_addr.ip(), settings.http_addr.ip()]
+            .iter()
+            .filter(|ip| !ip.is_unspecified())
+            .map(|ip| ip.to_string())
+            .collect();
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            names.push(host.trim().to_string());
+        }
+        names.retain(|n| !n.is_empty());
         let tls = match &settings.tls {
-            Some(source) => Some(crate::tls::identity(source, &data_dir)?),
+            Some(source) => Some(crate::tls::identity(source, &data_dir, &names)?),
             None => None,
         };
 

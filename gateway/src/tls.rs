@@ -27,8 +27,9 @@ pub struct Identity {
     pub key: PathBuf,
 }
 
-/// Where the certificate is (generated first if it is self-signed and missing).
-pub fn identity(source: &TlsSource, data_dir: &Path) -> anyhow::Result<Identity> {
+/// Where the certificate is (generated first if it is self-signed and missing, or does not
+/// name every address in `names`: the listeners' own addresses, so clients can verify it).
+pub fn identity(source: &TlsSource, data_dir: &Path, names: &[String]) -> anyhow::Result<Identity> {
     match source {
         TlsSource::Files { cert, key } => Ok(Identity {
             cert: cert.clone(),
@@ -40,14 +41,25 @@ pub fn identity(source: &TlsSource, data_dir: &Path) -> anyhow::Result<Identity>
                 cert: dir.join("self-signed.crt"),
                 key: dir.join("self-signed.key"),
             };
-            if !identity.cert.exists() || !identity.key.exists() {
+            let mut wanted: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+            for name in names {
+                if !wanted.contains(name) {
+                    wanted.push(name.clone());
+                }
+            }
+            let names_file = dir.join("self-signed.names");
+            let covered = std::fs::read_to_string(&names_file).is_ok_and(|have| {
+                let have: Vec<&str> = have.lines().collect();
+                wanted.iter().all(|w| have.contains(&w.as_str()))
+            });
+            if !covered || !identity.cert.exists() || !identity.key.exists() {
                 std::fs::create_dir_all(&dir)?;
-                let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
-                let generated = rcgen::generate_simple_self_signed(names)
+                let generated = rcgen::generate_simple_self_signed(wanted.clone())
                     .map_err(|e| anyhow::anyhow!("cannot generate a certificate: {e}"))?;
                 crate::server::write_private(&identity.key, &generated.signing_key.serialize_pem())?;
                 std::fs::write(&identity.cert, generated.cert.pem())?;
-                tracing::info!(cert = %identity.cert.display(), "generated a self-signed TLS certificate");
+                std::fs::write(&names_file, wanted.join("\n"))?;
+                tracing::info!(cert = %identity.cert.display(), names = ?wanted, "generated a self-signed TLS certificate");
             }
             Ok(identity)
         }
