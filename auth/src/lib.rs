@@ -321,7 +321,10 @@ pub fn generate_token() -> String {
 
 /// A short, non-reversible name for a token, for logs ("sha256:1a2b3c4d5e6f").
 pub fn fingerprint(token: &str) -> String {
-    format!("sha256:{}", &hex::encode(sha256(token.trim().as_bytes()))[..12])
+    format!(
+        "sha256:{}",
+        &hex::encode(sha256(token.trim().as_bytes()))[..12]
+    )
 }
 
 /// The hex SHA-256 of a token, as `[[auth.tokens]]` entries store it.

@@ -151,7 +151,10 @@ impl Oidc {
     }
 
     pub fn has_key(&self, issuer: usize, kid: &str) -> bool {
-        self.issuers.get(issuer).is_some_and(|i| i.lookup(kid).is_some())
+        self.issuers.get(issuer).is_some_and(|i| {
+            let state = i.state.read().unwrap_or_else(|p| p.into_inner());
+            state.keys.contains_key(kid)
+        })
     }
 
     pub async fn validate(&self, token: &str) -> Result<Validated, AuthError> {
@@ -159,7 +162,9 @@ impl Oidc {
         let (Some(header), Some(payload), Some(_signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(AuthError::Malformed("expected three dot-separated parts".into()));
+            return Err(AuthError::Malformed(
+                "expected three dot-separated parts".into(),
+            ));
         };
         let header: RawHeader = decode_part(header, "header")?;
         let alg = match header.alg.as_str() {
@@ -385,8 +390,7 @@ const ENTRA_V1_HOST: &str = "sts.windows.net";
 
 impl Issuer {
     fn new(url: &str, settings: &OidcSettings, client: reqwest::Client) -> Result<Self, String> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|e| format!("OIDC issuer {url:?}: {e}"))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("OIDC issuer {url:?}: {e}"))?;
         let host = parsed.host_str().unwrap_or_default().to_string();
         let loopback = matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]" | "::1");
         match parsed.scheme() {
@@ -500,10 +504,15 @@ impl Issuer {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(keys) => {
-                let removed: Vec<&String> =
-                    state.keys.keys().filter(|k| !keys.contains_key(*k)).collect();
-                let added: Vec<&String> =
-                    keys.keys().filter(|k| !state.keys.contains_key(*k)).collect();
+                let removed: Vec<&String> = state
+                    .keys
+                    .keys()
+                    .filter(|k| !keys.contains_key(*k))
+                    .collect();
+                let added: Vec<&String> = keys
+                    .keys()
+                    .filter(|k| !state.keys.contains_key(*k))
+                    .collect();
                 if !removed.is_empty() || !added.is_empty() {
                     tracing::info!(issuer = %self.url, ?added, ?removed, keys = keys.len(), "OIDC signing keys updated");
                 }
@@ -555,12 +564,16 @@ impl Issuer {
             .content_length()
             .is_some_and(|n| n > MAX_BODY_BYTES as u64)
         {
-            return Err(format!("{url}: the response is larger than {MAX_BODY_BYTES} bytes"));
+            return Err(format!(
+                "{url}: the response is larger than {MAX_BODY_BYTES} bytes"
+            ));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(format!("{url}: the response is larger than {MAX_BODY_BYTES} bytes"));
+                return Err(format!(
+                    "{url}: the response is larger than {MAX_BODY_BYTES} bytes"
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -572,7 +585,9 @@ impl Issuer {
 fn usable_keys(set: &JwkSet) -> HashMap<String, (DecodingKey, Algorithm)> {
     let mut keys = HashMap::new();
     for jwk in &set.keys {
-        let Some(kid) = &jwk.common.key_id else { continue };
+        let Some(kid) = &jwk.common.key_id else {
+            continue;
+        };
         if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
             continue;
         }
@@ -621,7 +636,9 @@ mod tests {
         assert!(!v2.accepts("https://sts.windows.net/99999999-2222-3333-4444-555555555555/"));
         let v1 = issuer(&format!("https://sts.windows.net/{TID}/")).expect("ok");
         assert!(v1.accepts(&format!("https://login.microsoftonline.com/{TID}/v2.0")));
-        assert!(v1.discovery_url.starts_with("https://login.microsoftonline.com/"));
+        assert!(v1
+            .discovery_url
+            .starts_with("https://login.microsoftonline.com/"));
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!     speed affects both sides alike
 //! sluice-bench stream-pg <conninfo> <sql> <text|binary>
 //!     stream a large result and count rows without decoding values (rows/s)
+//! sluice-bench auth-validate <issuer> <audience> <token> <iterations>
+//!     validate a real OIDC token with sluice's Authenticator: the first (uncached) check,
+//!     then the cached path, and a static token for comparison (ns per validation)
 //! ```
 //! Each prints one JSON object per line on stdout.
 
@@ -31,6 +34,9 @@ async fn main() -> Result<()> {
             tpch_compare(&args[2], &args[3], &args[4], args[5].parse()?).await
         }
         Some("stream-pg") if args.len() == 5 => stream_pg(&args[2], &args[3], &args[4]).await,
+        Some("auth-validate") if args.len() == 6 => {
+            auth_validate(&args[2], &args[3], &args[4], args[5].parse()?).await
+        }
         _ => {
             eprintln!("usage: see the doc comment of bench/src/main.rs");
             std::process::exit(2)
@@ -128,6 +134,68 @@ async fn stream_pg(conninfo: &str, sql: &str, format: &str) -> Result<()> {
     println!(
         r#"{{"format":"{format}","rows":{rows},"seconds":{seconds},"rows_per_second":{}}}"#,
         rows as f64 / seconds
+    );
+    Ok(())
+}
+
+/// Nanoseconds per call of `authenticate` for one token, `iterations` times.
+async fn time_validations(
+    auth: &auth::Authenticator,
+    token: &str,
+    iterations: usize,
+) -> Result<Vec<u64>> {
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        auth.authenticate(token).await?;
+        samples.push(start.elapsed().as_nanos() as u64);
+    }
+    samples.sort_unstable();
+    Ok(samples)
+}
+
+fn summary(samples: &[u64]) -> String {
+    let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    format!(
+        "{{\"mean_ns\": {mean:.0}, \"p50_ns\": {}, \"p99_ns\": {}, \"n\": {}}}",
+        at(0.5),
+        at(0.99),
+        samples.len()
+    )
+}
+
+async fn auth_validate(issuer: &str, audience: &str, token: &str, iterations: usize) -> Result<()> {
+    let static_token = auth::generate_token();
+    let authenticator = auth::Authenticator::with_oidc(
+        vec![auth::StaticToken::from_secret(
+            &static_token,
+            auth::Principal::service("bench", &[]),
+        )],
+        auth::OidcSettings {
+            issuers: vec![issuer.to_string()],
+            audiences: vec![audience.to_string()],
+            ..auth::OidcSettings::default()
+        },
+    )?;
+    // First sight of the token: discovery, key set, signature and claims.
+    let start = Instant::now();
+    let principal = authenticator.authenticate(token).await?;
+    let first = start.elapsed();
+    let cached = time_validations(&authenticator, token, iterations).await?;
+    let static_samples = time_validations(&authenticator, &static_token, iterations).await?;
+    println!(
+        "{{\"principal\": \"{}\", \"token_bytes\": {}, \"first_validation_us\": {:.1}, \"cached\": {}, \"static\": {}, \"jwks_fetches\": {}}}",
+        principal.name,
+        token.len(),
+        first.as_secs_f64() * 1e6,
+        summary(&cached),
+        summary(&static_samples),
+        authenticator
+            .issuer_stats()
+            .iter()
+            .map(|s| s.jwks_fetches)
+            .sum::<u64>()
     );
     Ok(())
 }

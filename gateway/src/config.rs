@@ -40,10 +40,18 @@ pub struct ServeArgs {
     pub log_format: Option<String>,
     /// Trusted OIDC issuer of access tokens (repeatable), e.g.
     /// https://login.microsoftonline.com/<tenant-id>/v2.0 (its v1 form is accepted too).
-    #[arg(long = "oidc-issuer", env = "SLUICE_OIDC_ISSUER", value_delimiter = ',')]
+    #[arg(
+        long = "oidc-issuer",
+        env = "SLUICE_OIDC_ISSUER",
+        value_delimiter = ','
+    )]
     pub oidc_issuers: Vec<String>,
     /// Accepted token audience (repeatable): the App ID URI and/or the client id.
-    #[arg(long = "oidc-audience", env = "SLUICE_OIDC_AUDIENCE", value_delimiter = ',')]
+    #[arg(
+        long = "oidc-audience",
+        env = "SLUICE_OIDC_AUDIENCE",
+        value_delimiter = ','
+    )]
     pub oidc_audiences: Vec<String>,
     /// TLS certificate chain (PEM) for every listener.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
@@ -166,7 +174,10 @@ pub struct AuthSettings {
 /// Where the TLS certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsSource {
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// Generated once and kept in the data dir.
     SelfSigned,
 }
@@ -338,10 +349,10 @@ fn resolve_tls(args: &ServeArgs, file: TlsFile, base: &Path) -> Result<Option<Tl
         })),
         (None, None, true) => Ok(Some(TlsSource::SelfSigned)),
         (None, None, false) => Ok(None),
-        (Some(_), None, _) | (None, Some(_), _) => {
-            Err("[tls] needs both cert and key".into())
+        (Some(_), None, _) | (None, Some(_), _) => Err("[tls] needs both cert and key".into()),
+        (Some(_), Some(_), true) => {
+            Err("[tls]: cert/key and self_signed exclude each other".into())
         }
-        (Some(_), Some(_), true) => Err("[tls]: cert/key and self_signed exclude each other".into()),
     }
 }
 

@@ -152,7 +152,8 @@ impl Server {
                 }));
             }
             None => tasks.push(tokio::spawn(async move {
-                let serve = axum::serve(http_listener, router).with_graceful_shutdown(http_shutdown);
+                let serve =
+                    axum::serve(http_listener, router).with_graceful_shutdown(http_shutdown);
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "http listener failed");
                 }
@@ -163,12 +164,22 @@ impl Server {
         write_endpoints(&data_dir, pg_addr, http_addr, tls_cert.as_deref())?;
         tracing::info!(%pg_addr, %http_addr, tls = tls.is_some(), data_dir = %data_dir.display(), "sluice is ready");
         let scheme = if tls.is_some() { "https" } else { "http" };
-        println!("sluice is ready\n  pg:   {pg_addr}{}\n  http: {scheme}://{http_addr}", if tls.is_some() { " (TLS: sslmode=require)" } else { "" });
+        println!(
+            "sluice is ready\n  pg:   {pg_addr}{}\n  http: {scheme}://{http_addr}",
+            if tls.is_some() {
+                " (TLS: sslmode=require)"
+            } else {
+                ""
+            }
+        );
         if let Some(cert) = &tls_cert {
             println!("  TLS certificate: {}", cert.display());
         }
         if let Some(token) = &token {
-            println!("  dev token (use it as the password): {token}\n  token file: {}", data_dir.join("dev-token").display());
+            println!(
+                "  dev token (use it as the password): {token}\n  token file: {}",
+                data_dir.join("dev-token").display()
+            );
         }
         Ok(Self {
             pg_addr,

@@ -41,7 +41,8 @@ pub fn identity(source: &TlsSource, data_dir: &Path, names: &[String]) -> anyhow
                 cert: dir.join("self-signed.crt"),
                 key: dir.join("self-signed.key"),
             };
-            let mut wanted: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+            let mut wanted: Vec<String> =
+                ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
             for name in names {
                 if !wanted.contains(name) {
                     wanted.push(name.clone());
@@ -56,7 +57,10 @@ pub fn identity(source: &TlsSource, data_dir: &Path, names: &[String]) -> anyhow
                 std::fs::create_dir_all(&dir)?;
                 let generated = rcgen::generate_simple_self_signed(wanted.clone())
                     .map_err(|e| anyhow::anyhow!("cannot generate a certificate: {e}"))?;
-                crate::server::write_private(&identity.key, &generated.signing_key.serialize_pem())?;
+                crate::server::write_private(
+                    &identity.key,
+                    &generated.signing_key.serialize_pem(),
+                )?;
                 std::fs::write(&identity.cert, generated.cert.pem())?;
                 std::fs::write(&names_file, wanted.join("\n"))?;
                 tracing::info!(cert = %identity.cert.display(), names = ?wanted, "generated a self-signed TLS certificate");
@@ -72,7 +76,10 @@ pub fn server_config(identity: &Identity, alpn: &[&[u8]]) -> anyhow::Result<Arc<
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", identity.cert.display()))?;
     if certs.is_empty() {
-        anyhow::bail!("TLS certificate {}: no certificate in it", identity.cert.display());
+        anyhow::bail!(
+            "TLS certificate {}: no certificate in it",
+            identity.cert.display()
+        );
     }
     let key = PrivateKeyDer::from_pem_file(&identity.key)
         .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", identity.key.display()))?;

@@ -239,7 +239,11 @@ impl AuthSource<Session> for TokenSource {
                 tracing::warn!(user, host = %login.host(), token = %auth::fingerprint(&token), reason = reason.code(), "pg login refused: {reason}");
                 // The issuer being out of reach is not the client's fault: "cannot connect
                 // now", which clients may retry.
-                let code = if reason.is_unavailable() { "57P03" } else { "28P01" };
+                let code = if reason.is_unavailable() {
+                    "57P03"
+                } else {
+                    "28P01"
+                };
                 Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                     "FATAL".to_string(),
                     code.to_string(),

@@ -19,9 +19,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::{
-    user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION, SYSTEM_SCHEMAS,
-};
+use super::{user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION, SYSTEM_SCHEMAS};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::SessionInfo;
 

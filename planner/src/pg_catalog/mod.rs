@@ -1003,7 +1003,9 @@ fn visible_rows(
     if access.reads_all() {
         return Ok(batch.clone());
     }
-    let err = |e: datafusion::arrow::error::ArrowError| QueryError::internal(format!("catalog filter: {e}"));
+    let err = |e: datafusion::arrow::error::ArrowError| {
+        QueryError::internal(format!("catalog filter: {e}"))
+    };
     let oids = |column: usize, hidden: HashSet<u32>| -> Result<BooleanArray, QueryError> {
         let values = cast(batch.column(column), &DataType::Int64).map_err(err)?;
         let values = values.as_primitive::<Int64Type>();
