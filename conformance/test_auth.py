@@ -6,6 +6,7 @@ Grants in this server: role Warehouse.Read (readonly-app) may SELECT tpch.nation
 role Warehouse.Write (gateway-tests) may SELECT every tpch table; no-roles-app has none.
 """
 import asyncio
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -21,7 +22,7 @@ import psycopg
 import pytest
 
 from conftest import HERE, start_sluice
-from oidc import AUDIENCE, OTHER_TENANT, OidcProvider, b64
+from oidc import AUDIENCE, OTHER_TENANT, TENANT, OidcProvider, b64, free_port
 from pgraw import PgRaw
 
 GRANTS = """
@@ -54,9 +55,13 @@ def secure(idp, tmp_path_factory):
     config.write_text(GRANTS)
     server = start_sluice("--config", str(config), "--tls-self-signed",
                           "--oidc-issuer", v2.issuer, "--oidc-issuer", v1.issuer,
-                          "--oidc-audience", AUDIENCE)
+                          "--oidc-issuer", DOWN_ISSUER, "--oidc-audience", AUDIENCE)
     yield server
     server.stop()
+
+
+# A trusted issuer nobody answers for: its tokens cannot be checked.
+DOWN_ISSUER = f"http://127.0.0.1:{free_port()}/{TENANT}/v2.0"
 
 
 def tls_dsn(server, token, **extra):
@@ -202,6 +207,15 @@ def test_bad_tokens_are_refused_with_the_reason_and_never_echoed(idp, secure):
     assert "reason=\"expired\"" in log or "reason=expired" in log
 
 
+def test_an_unreachable_issuer_is_the_servers_problem(idp, secure):
+    v2, _ = idp
+    token = v2.sign(v2.claims(iss=DOWN_ISSUER))
+    fields = refusal(secure, token)
+    assert fields["C"] == "57P03" and "cannot be fetched right now" in fields["M"], fields
+    status, body, _ = whoami(secure, token)
+    assert status == 503 and body["error"] == "temporarily_unavailable"
+
+
 def test_groups_overage_is_reported(idp, secure):
     v2, _ = idp
     token = v2.sign(v2.claims(_claim_names={"groups": "src1"}, _claim_sources={"src1": {"endpoint": "x"}}))
@@ -214,7 +228,8 @@ def test_groups_overage_is_reported(idp, secure):
 def test_key_rotation_costs_one_fetch_and_retires_old_tokens(tmp_path):
     provider = OidcProvider("v2").start()
     config = tmp_path / "sluice.toml"
-    config.write_text(GRANTS)
+    # This server also demands a role: apps without one are refused at login.
+    config.write_text(GRANTS.replace("[auth]\n", '[auth]\nrequired_roles = ["Warehouse.Read", "sql.admin"]\n'))
     server = start_sluice("--config", str(config), "--oidc-issuer", provider.issuer, "--oidc-audience", AUDIENCE)
     try:
         old = provider.token("readonly-app")
@@ -222,9 +237,16 @@ def test_key_rotation_costs_one_fetch_and_retires_old_tokens(tmp_path):
             assert conn.execute("SELECT count(*) FROM tpch.nation").fetchone() == (25,)
         provider.restart_with_new_key()
         time.sleep(1.2)  # the server's least time between refetches (jwks_min_refetch)
-        new = provider.token("readonly-app")
-        with psycopg.connect(server.dsn(password=new)) as conn:
-            assert conn.execute("SELECT count(*) FROM tpch.nation").fetchone() == (25,)
+        # Twenty logins at once, each with a new token signed by the new key: they share
+        # one refetch (single flight) and all succeed.
+        fresh = [provider.token("readonly-app") for _ in range(20)]
+
+        def login(token):
+            with psycopg.connect(server.dsn(password=token)) as conn:
+                return conn.execute("SELECT count(*) FROM tpch.nation").fetchone()[0]
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            assert list(pool.map(login, fresh)) == [25] * 20
         # The restarted provider counts its own fetches: exactly the one refetch.
         assert provider.jwks_fetches() == 1
         for _ in range(20):
@@ -233,6 +255,8 @@ def test_key_rotation_costs_one_fetch_and_retires_old_tokens(tmp_path):
         assert provider.jwks_fetches() == 1
         fields = refusal(server, old)
         assert fields["C"] == "28P01" and "does not publish" in fields["M"], fields
+        fields = refusal(server, provider.token("no-roles-app"))
+        assert fields["C"] == "28P01" and "none of the required roles" in fields["M"], fields
     finally:
         server.stop()
         provider.stop()
@@ -392,3 +416,19 @@ def test_http_bearer_and_401s(idp, secure):
     assert expired.split(".")[2] not in json.dumps(body) + json.dumps(headers)
     status, _, _ = whoami(secure, raw_header=f"Basic {token}")
     assert status == 401
+
+
+def test_tls_from_certificate_files(secure, tmp_path):
+    """--tls-cert/--tls-key: a certificate the operator provides (here: a copy of another
+    server's), verified by the client."""
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    cert.write_bytes(pathlib.Path(secure.tls_cert).read_bytes())
+    key.write_bytes((pathlib.Path(secure.tls_cert).parent / "self-signed.key").read_bytes())
+    server = start_sluice("--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert server.tls_cert == str(cert)
+        with psycopg.connect(server.dsn(sslmode="verify-full", sslrootcert=str(cert))) as conn:
+            assert conn.info.pgconn.ssl_in_use
+            assert conn.execute("SELECT count(*) FROM tpch.region").fetchone() == (5,)
+    finally:
+        server.stop()

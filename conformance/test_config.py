@@ -3,6 +3,7 @@ import pathlib
 import subprocess
 
 import psycopg
+import pytest
 
 from conftest import ROOT, sluice_bin, start_sluice
 
@@ -28,6 +29,12 @@ def test_example_config_serves_its_tables(tmp_path):
             assert abs(float(rows[1][2]) - 42.75) < 1e-9
             # The demo schema is still there next to the configured tables.
             assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+        # The example's static service token ("test", kept as its SHA-256) has role
+        # Warehouse.Read, whose grant is mobility.* only.
+        with psycopg.connect(server.dsn(password="test"), autocommit=True) as conn:
+            assert conn.execute("select count(*) from mobility.trips").fetchone() == (6,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("select count(*) from tpch.region")
     finally:
         server.stop()
 

@@ -7,9 +7,10 @@
 //!     speed affects both sides alike
 //! sluice-bench stream-pg <conninfo> <sql> <text|binary>
 //!     stream a large result and count rows without decoding values (rows/s)
-//! sluice-bench auth-validate <issuer> <audience> <token> <iterations>
-//!     validate a real OIDC token with sluice's Authenticator: the first (uncached) check,
-//!     then the cached path, and a static token for comparison (ns per validation)
+//! sluice-bench auth-validate <issuer> <audience> <iterations> <token> [<token>…]
+//!     validate real OIDC tokens with sluice's Authenticator: the first token's first check
+//!     (discovery and key fetch included), each further token's first check (signature and
+//!     claims, keys held), then the cached path, and a static token for comparison
 //! ```
 //! Each prints one JSON object per line on stdout.
 
@@ -34,8 +35,8 @@ async fn main() -> Result<()> {
             tpch_compare(&args[2], &args[3], &args[4], args[5].parse()?).await
         }
         Some("stream-pg") if args.len() == 5 => stream_pg(&args[2], &args[3], &args[4]).await,
-        Some("auth-validate") if args.len() == 6 => {
-            auth_validate(&args[2], &args[3], &args[4], args[5].parse()?).await
+        Some("auth-validate") if args.len() >= 6 => {
+            auth_validate(&args[2], &args[3], args[4].parse()?, &args[5..]).await
         }
         _ => {
             eprintln!("usage: see the doc comment of bench/src/main.rs");
@@ -165,7 +166,13 @@ fn summary(samples: &[u64]) -> String {
     )
 }
 
-async fn auth_validate(issuer: &str, audience: &str, token: &str, iterations: usize) -> Result<()> {
+async fn auth_validate(
+    issuer: &str,
+    audience: &str,
+    iterations: usize,
+    tokens: &[String],
+) -> Result<()> {
+    let token = tokens[0].as_str();
     let static_token = auth::generate_token();
     let authenticator = auth::Authenticator::with_oidc(
         vec![auth::StaticToken::from_secret(
@@ -182,13 +189,22 @@ async fn auth_validate(issuer: &str, audience: &str, token: &str, iterations: us
     let start = Instant::now();
     let principal = authenticator.authenticate(token).await?;
     let first = start.elapsed();
+    // New tokens with the keys already held: what each new login costs.
+    let mut fresh = Vec::new();
+    for other in &tokens[1..] {
+        let start = Instant::now();
+        authenticator.authenticate(other).await?;
+        fresh.push(start.elapsed().as_nanos() as u64);
+    }
+    fresh.sort_unstable();
     let cached = time_validations(&authenticator, token, iterations).await?;
     let static_samples = time_validations(&authenticator, &static_token, iterations).await?;
     println!(
-        "{{\"principal\": \"{}\", \"token_bytes\": {}, \"first_validation_us\": {:.1}, \"cached\": {}, \"static\": {}, \"jwks_fetches\": {}}}",
+        "{{\"principal\": \"{}\", \"token_bytes\": {}, \"first_validation_us\": {:.1}, \"new_token\": {}, \"cached\": {}, \"static\": {}, \"jwks_fetches\": {}}}",
         principal.name,
         token.len(),
         first.as_secs_f64() * 1e6,
+        if fresh.is_empty() { "null".to_string() } else { summary(&fresh) },
         summary(&cached),
         summary(&static_samples),
         authenticator

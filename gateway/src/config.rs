@@ -465,5 +465,53 @@ mod tests {
             .tables
             .iter()
             .any(|t| t.format == planner::TableFormat::Csv));
+        assert_eq!(s.auth.tokens.len(), 1);
+        let etl = auth::Principal::service("etl", &["Warehouse.Read"]);
+        let table = |schema: &str, table: &str| auth::TableName {
+            catalog: "sluice".into(),
+            schema: schema.into(),
+            table: table.into(),
+        };
+        assert!(s.auth.grants.allows(&etl, &table("mobility", "trips")));
+        assert!(!s.auth.grants.allows(&etl, &table("tpch", "orders")));
+        assert_eq!(s.tls, None);
+    }
+
+    #[test]
+    fn auth_flags_beat_the_file_and_bad_grants_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[auth]\noidc_issuers = [\"https://file.example/\"]\noidc_audiences = [\"a\"]\n[tls]\nself_signed = true\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            oidc_issuers: vec!["https://flag.example/".into()],
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).expect("resolves");
+        assert_eq!(
+            s.auth.oidc.issuers,
+            vec!["https://flag.example/".to_string()]
+        );
+        assert_eq!(s.auth.oidc.audiences, vec!["a".to_string()]);
+        assert_eq!(s.tls, Some(TlsSource::SelfSigned));
+
+        std::fs::write(&path, "[[grants]]\nselect = [\"tpch.nation\"]\n").expect("write");
+        let err = Settings::resolve(&ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .expect_err("no grantee");
+        assert!(err.contains("grants[0]"), "{err}");
+        std::fs::write(&path, "[auth]\noidc_issuers = [\"https://x.example/\"]\n").expect("write");
+        let err = Settings::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .expect_err("no audience");
+        assert!(err.contains("--oidc-audience"), "{err}");
     }
 }

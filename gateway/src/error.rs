@@ -37,6 +37,28 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// A refused login: its SQLSTATE and HTTP status. The issuer's keys being out of reach is
+/// the server's problem ("cannot connect now", 503: clients may retry); anything else is
+/// the token's (28P01, 401).
+pub fn login_sqlstate(err: &auth::AuthError) -> &'static str {
+    if err.is_unavailable() {
+        "57P03"
+    } else {
+        "28P01"
+    }
+}
+
+pub fn login_http_status(err: &auth::AuthError) -> u16 {
+    if err.is_unavailable() {
+        503
+    } else {
+        401
+    }
+}
+
+/// A token offered over plain TCP where TLS is required (invalid_authorization_specification).
+pub const TLS_REQUIRED: &str = "28000";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +80,15 @@ mod tests {
         assert_eq!(sqlstate(ErrorKind::UndefinedColumn), "42703");
         assert_eq!(sqlstate(ErrorKind::DivisionByZero), "22012");
         assert_eq!(sqlstate(ErrorKind::NotSupported), "0A000");
+    }
+
+    #[test]
+    fn refused_logins() {
+        use auth::AuthError;
+        assert_eq!(login_sqlstate(&AuthError::Expired(5)), "28P01");
+        assert_eq!(login_http_status(&AuthError::BadSignature), 401);
+        let down = AuthError::IssuerUnavailable("https://idp.example/".into());
+        assert_eq!(login_sqlstate(&down), "57P03");
+        assert_eq!(login_http_status(&down), 503);
     }
 }

@@ -102,7 +102,7 @@ pub async fn bearer_session(
         Ok(session) => Ok(session),
         Err(reason) => {
             tracing::warn!(token = %auth::fingerprint(token), reason = reason.code(), "http request refused: {reason}");
-            if reason.is_unavailable() {
+            if crate::error::login_http_status(&reason) == StatusCode::SERVICE_UNAVAILABLE {
                 return Err((
                     StatusCode::SERVICE_UNAVAILABLE,
                     Json(json!({ "error": "temporarily_unavailable", "message": reason.to_string() })),

@@ -237,16 +237,9 @@ impl AuthSource<Session> for TokenSource {
             }
             Err(reason) => {
                 tracing::warn!(user, host = %login.host(), token = %auth::fingerprint(&token), reason = reason.code(), "pg login refused: {reason}");
-                // The issuer being out of reach is not the client's fault: "cannot connect
-                // now", which clients may retry.
-                let code = if reason.is_unavailable() {
-                    "57P03"
-                } else {
-                    "28P01"
-                };
                 Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                     "FATAL".to_string(),
-                    code.to_string(),
+                    crate::error::login_sqlstate(&reason).to_string(),
                     format!("password authentication failed for user \"{user}\": {reason}"),
                 ))))
             }
@@ -282,7 +275,7 @@ impl StartupHandler for PgStartup {
                     tracing::warn!(peer = %client.socket_addr(), "pg login refused: plain connection on a listener that requires TLS");
                     return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                         "FATAL".to_string(),
-                        "28000".to_string(),
+                        crate::error::TLS_REQUIRED.to_string(),
                         "this server accepts tokens only over TLS: connect with sslmode=require"
                             .to_string(),
                     ))));
