@@ -324,6 +324,9 @@ def test_a_principal_sees_and_reads_only_its_grants(idp, secure):
                     "WHERE n.nspname = 'tpch'") == [("nation",)]
         assert rows("SELECT count(DISTINCT attrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tpch'") == [(1,)]
+        # Row types and their arrays: only nation's.
+        assert rows("SELECT typname FROM pg_type WHERE typname IN ('nation', '_nation', 'orders', '_orders', "
+                    "'region', '_region') ORDER BY 1") == [("_nation",), ("nation",)]
         assert rows("SELECT has_table_privilege('tpch.nation', 'SELECT'), "
                     "has_table_privilege('tpch.orders', 'SELECT'), "
                     "has_table_privilege('tpch.nation', 'INSERT')") == [(True, False, False)]

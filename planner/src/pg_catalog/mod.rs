@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::kernels::boolean::and;
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider, Session};
@@ -284,6 +285,7 @@ impl PgCatalog {
                 RowKey::Relation(c) => Key::Relation(column(c)?),
                 RowKey::Namespace(c) => Key::Namespace(column(c)?),
                 RowKey::Name(schema, table) => Key::Name(column(schema)?, column(table)?),
+                RowKey::Type(relid, elem) => Key::Type(column(relid)?, column(elem)?),
             };
             Ok(Arc::new(CatalogTable {
                 schema: rows.columns.schema.clone(),
@@ -376,7 +378,7 @@ impl PgCatalog {
         register(
             &pg_catalog,
             "pg_type",
-            filtered(&types, RowKey::Relation("typrelid"))?,
+            filtered(&types, RowKey::Type("typrelid", "typelem"))?,
         )?;
         // The rest: PostgreSQL's built-in rows (or none).
         for (name, rows) in files {
@@ -977,6 +979,8 @@ enum RowKey {
     Relation(&'static str),
     Namespace(&'static str),
     Name(&'static str, &'static str),
+    /// pg_type: a table's row type (by its relation) or the array of one (by its element).
+    Type(&'static str, &'static str),
 }
 
 /// [`RowKey`] resolved to column indexes.
@@ -984,6 +988,7 @@ enum Key {
     Relation(usize),
     Namespace(usize),
     Name(usize, usize),
+    Type(usize, usize),
 }
 
 enum TableRows {
@@ -1006,7 +1011,7 @@ fn visible_rows(
     let err = |e: datafusion::arrow::error::ArrowError| {
         QueryError::internal(format!("catalog filter: {e}"))
     };
-    let oids = |column: usize, hidden: HashSet<u32>| -> Result<BooleanArray, QueryError> {
+    let oids = |column: usize, hidden: &HashSet<u32>| -> Result<BooleanArray, QueryError> {
         let values = cast(batch.column(column), &DataType::Int64).map_err(err)?;
         let values = values.as_primitive::<Int64Type>();
         Ok(values
@@ -1015,8 +1020,16 @@ fn visible_rows(
             .collect())
     };
     let mask = match key {
-        Key::Relation(c) => oids(*c, hidden_relations(names, access))?,
-        Key::Namespace(c) => oids(*c, hidden_namespaces(names, access))?,
+        Key::Relation(c) => oids(*c, &hidden_relations(names, access))?,
+        Key::Namespace(c) => oids(*c, &hidden_namespaces(names, access))?,
+        Key::Type(relid, elem) => {
+            let hidden = hidden_relations(names, access);
+            let row_types: HashSet<u32> = user_relations(names)
+                .filter(|r| hidden.contains(&r.oid))
+                .map(|r| r.rowtype)
+                .collect();
+            and(&oids(*relid, &hidden)?, &oids(*elem, &row_types)?).map_err(err)?
+        }
         Key::Name(schema, table) => {
             let hidden: HashSet<(&str, &str)> = user_relations(names)
                 .filter(|r| !access.can_read(crate::CATALOG, &r.schema, &r.name))
