@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// PostgreSQL wire listener [default: 127.0.0.1:5433]. Port 0 picks a free port.
     #[arg(long, env = "SLUICE_PG_ADDR")]
     pub pg_addr: Option<SocketAddr>,
+    /// Arrow Flight SQL listener [default: 127.0.0.1:50051]. Port 0 picks a free port.
+    #[arg(long, env = "SLUICE_FLIGHT_ADDR")]
+    pub flight_addr: Option<SocketAddr>,
     /// HTTP listener (/healthz) [default: 127.0.0.1:8080]. Port 0 picks a free port.
     #[arg(long, env = "SLUICE_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -72,6 +75,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub pg_addr: Option<SocketAddr>,
+    pub flight_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub demo: Option<bool>,
@@ -151,6 +155,7 @@ pub struct WarehouseFile {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub pg_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub demo_scale: Option<f64>,
@@ -241,6 +246,10 @@ impl Settings {
                 .pg_addr
                 .or(file.pg_addr)
                 .unwrap_or_else(|| ([127, 0, 0, 1], 5433).into()),
+            flight_addr: args
+                .flight_addr
+                .or(file.flight_addr)
+                .unwrap_or_else(|| ([127, 0, 0, 1], 50051).into()),
             http_addr: args
                 .http_addr
                 .or(file.http_addr)

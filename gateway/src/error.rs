@@ -37,6 +37,25 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// The gRPC status code a Flight SQL client sees for each kind of error.
+pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
+    use tonic::Code;
+    use ErrorKind::*;
+    match kind {
+        Syntax | UndefinedColumn | UndefinedFunction | Ambiguous | DatatypeMismatch
+        | DivisionByZero | InvalidValue | InvalidText | InvalidParameter | ReadOnly
+        | ProtocolViolation => Code::InvalidArgument,
+        UndefinedTable | UndefinedObject => Code::NotFound,
+        NotSupported => Code::Unimplemented,
+        PermissionDenied => Code::PermissionDenied,
+        Cancelled => Code::Cancelled,
+        StatementTimeout => Code::DeadlineExceeded,
+        ResourcesExhausted | QueueFull => Code::ResourceExhausted,
+        WorkerLost | Unavailable | DataUnreadable => Code::Unavailable,
+        Internal => Code::Internal,
+    }
+}
+
 /// A refused login: its SQLSTATE and HTTP status. The issuer's keys being out of reach is
 /// the server's problem ("cannot connect now", 503: clients may retry); anything else is
 /// the token's (28P01, 401).
@@ -53,6 +72,14 @@ pub fn login_http_status(err: &auth::AuthError) -> u16 {
         503
     } else {
         401
+    }
+}
+
+pub fn login_grpc_code(err: &auth::AuthError) -> tonic::Code {
+    if err.is_unavailable() {
+        tonic::Code::Unavailable
+    } else {
+        tonic::Code::Unauthenticated
     }
 }
 
@@ -74,6 +101,7 @@ mod tests {
             ErrorKind::WorkerLost,
         ] {
             assert_ne!(sqlstate(kind), "XX000", "{kind:?}");
+            assert_ne!(grpc_code(kind), tonic::Code::Internal, "{kind:?}");
         }
         assert_eq!(sqlstate(ErrorKind::Syntax), "42601");
         assert_eq!(sqlstate(ErrorKind::UndefinedTable), "42P01");
@@ -90,5 +118,10 @@ mod tests {
         let down = AuthError::IssuerUnavailable("https://idp.example/".into());
         assert_eq!(login_sqlstate(&down), "57P03");
         assert_eq!(login_http_status(&down), 503);
+        assert_eq!(login_grpc_code(&down), tonic::Code::Unavailable);
+        assert_eq!(
+            login_grpc_code(&AuthError::BadSignature),
+            tonic::Code::Unauthenticated
+        );
     }
 }

@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod flight;
 pub mod handler;
 pub mod http;
 pub mod pg;

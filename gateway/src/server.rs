@@ -23,6 +23,7 @@ const MAX_CONNECTIONS: usize = 4096;
 /// A running gateway.
 pub struct Server {
     pub pg_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub warehouse: Arc<Warehouse>,
     shutdown: CancellationToken,
@@ -52,7 +53,11 @@ impl Server {
         );
         authenticator.start_refresh();
         // A self-signed certificate names the listeners' addresses and this host.
-        let mut names: Vec<String> = [settings.pg_addr.ip(), settings.http_addr.ip()]
+        let mut names: Vec<String> = [
+            settings.pg_addr.ip(),
+            settings.flight_addr.ip(),
+            settings.http_addr.ip(),
+        ]
             .iter()
             .filter(|ip| !ip.is_unspecified())
             .map(|ip| ip.to_string())
@@ -110,7 +115,11 @@ impl Server {
         let http_listener = TcpListener::bind(settings.http_addr)
             .await
             .map_err(|e| anyhow::anyhow!("http listener {}: {e}", settings.http_addr))?;
+        let flight_listener = TcpListener::bind(settings.flight_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("flight listener {}: {e}", settings.flight_addr))?;
         let pg_addr = pg_listener.local_addr()?;
+        let flight_addr = flight_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 
         // Tokens travel in the clear only where nobody else can listen: on loopback, or
@@ -135,6 +144,36 @@ impl Server {
             Arc::new(PgFrontend::new(handler.clone(), require_tls)),
             shutdown.clone(),
         )));
+        // Flight SQL: gRPC over TLS when configured (tonic's own rustls acceptor).
+        let flight_plain_refused = tls.is_none()
+            && !flight_addr.ip().is_loopback()
+            && !auth_settings.allow_insecure_password;
+        let flight = arrow_flight::flight_service_server::FlightServiceServer::new(
+            crate::flight::FlightSqlFrontend::new(handler.clone(), flight_plain_refused),
+        )
+        .max_decoding_message_size(64 * 1024 * 1024);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(identity) = &tls {
+            let cert = std::fs::read(&identity.cert)?;
+            let key = std::fs::read(&identity.key)?;
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(
+                    tonic::transport::Identity::from_pem(cert, key),
+                ))
+                .map_err(|e| anyhow::anyhow!("flight TLS: {e}"))?;
+        }
+        let flight_shutdown = shutdown.clone().cancelled_owned();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener);
+        let flight_router = builder.add_service(flight);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = flight_router
+                .serve_with_incoming_shutdown(incoming, flight_shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "flight listener failed");
+            }
+        }));
+
         let router = crate::http::router(warehouse.clone(), handler);
         let http_shutdown = shutdown.clone().cancelled_owned();
         match &tls {
@@ -161,16 +200,17 @@ impl Server {
         }
 
         let tls_cert = tls.as_ref().map(|t| t.cert.clone());
-        write_endpoints(&data_dir, pg_addr, http_addr, tls_cert.as_deref())?;
-        tracing::info!(%pg_addr, %http_addr, tls = tls.is_some(), data_dir = %data_dir.display(), "sluice is ready");
+        write_endpoints(&data_dir, pg_addr, flight_addr, http_addr, tls_cert.as_deref())?;
+        tracing::info!(%pg_addr, %flight_addr, %http_addr, tls = tls.is_some(), data_dir = %data_dir.display(), "sluice is ready");
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!(
-            "sluice is ready\n  pg:   {pg_addr}{}\n  http: {scheme}://{http_addr}",
+            "sluice is ready\n  pg:     {pg_addr}{}\n  flight: {}://{flight_addr}\n  http:   {scheme}://{http_addr}",
             if tls.is_some() {
                 " (TLS: sslmode=require)"
             } else {
                 ""
-            }
+            },
+            if tls.is_some() { "grpc+tls" } else { "grpc" }
         );
         if let Some(cert) = &tls_cert {
             println!("  TLS certificate: {}", cert.display());
@@ -183,6 +223,7 @@ impl Server {
         }
         Ok(Self {
             pg_addr,
+            flight_addr,
             http_addr,
             warehouse,
             shutdown,
@@ -275,10 +316,15 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
 fn write_endpoints(
     data_dir: &Path,
     pg: SocketAddr,
+    flight: SocketAddr,
     http: SocketAddr,
     tls_cert: Option<&Path>,
 ) -> std::io::Result<()> {
-    let mut json = serde_json::json!({ "pg": pg.to_string(), "http": http.to_string() });
+    let mut json = serde_json::json!({
+        "pg": pg.to_string(),
+        "flight": flight.to_string(),
+        "http": http.to_string(),
+    });
     if let Some(cert) = tls_cert {
         json["tls"] = serde_json::json!({ "cert": cert.display().to_string() });
     }
