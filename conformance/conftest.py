@@ -42,6 +42,7 @@ class Sluice:
         self.pg_host, port = endpoints["pg"].rsplit(":", 1)
         self.pg_port = int(port)
         self.http = endpoints["http"]
+        self.flight = endpoints.get("flight")
         # With TLS on, every listener speaks it; the certificate verifies the server.
         self.tls_cert = endpoints.get("tls", {}).get("cert")
         self.http_url = f"{'https' if self.tls_cert else 'http'}://{self.http}"
@@ -89,7 +90,7 @@ def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=Fals
     else:
         data_dir = pathlib.Path(cwd) / "sluice-data"
     if not default_ports:
-        cmd += ["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]
+        cmd += ["--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"]
     if scale is not None:
         cmd += ["--demo-scale", scale]
     cmd += list(args)

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway (with no config: a demo warehouse with the TPC-H tables).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a query worker (normally started by the gateway).
     Worker(WorkerArgs),
 }
@@ -58,7 +58,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Worker(args) => worker(args).await,
         }
     });

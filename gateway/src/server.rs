@@ -58,10 +58,10 @@ impl Server {
             settings.flight_addr.ip(),
             settings.http_addr.ip(),
         ]
-            .iter()
-            .filter(|ip| !ip.is_unspecified())
-            .map(|ip| ip.to_string())
-            .collect();
+        .iter()
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| ip.to_string())
+        .collect();
         if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
             names.push(host.trim().to_string());
         }
@@ -157,9 +157,10 @@ impl Server {
             let cert = std::fs::read(&identity.cert)?;
             let key = std::fs::read(&identity.key)?;
             builder = builder
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(
-                    tonic::transport::Identity::from_pem(cert, key),
-                ))
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
                 .map_err(|e| anyhow::anyhow!("flight TLS: {e}"))?;
         }
         let flight_shutdown = shutdown.clone().cancelled_owned();
@@ -200,7 +201,13 @@ impl Server {
         }
 
         let tls_cert = tls.as_ref().map(|t| t.cert.clone());
-        write_endpoints(&data_dir, pg_addr, flight_addr, http_addr, tls_cert.as_deref())?;
+        write_endpoints(
+            &data_dir,
+            pg_addr,
+            flight_addr,
+            http_addr,
+            tls_cert.as_deref(),
+        )?;
         tracing::info!(%pg_addr, %flight_addr, %http_addr, tls = tls.is_some(), data_dir = %data_dir.display(), "sluice is ready");
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!(

@@ -31,9 +31,9 @@ use arrow_flight::sql::{
     ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, ActionEndSavepointRequest, ActionEndTransactionRequest,
-    Any, CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas,
-    CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo,
-    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    Any, CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
     CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
     DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
     TicketStatementQuery, XdbcDataType,
@@ -315,7 +315,10 @@ fn wire_schema(schema: &Schema) -> SchemaRef {
 }
 
 /// A batch in the wire schema (columns cast where their type differs).
-fn to_wire(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+fn to_wire(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }
@@ -392,9 +395,7 @@ fn owner(session: &Session) -> (String, String) {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) << 64,
-    );
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) << 64);
     h.finish()
 }
 
@@ -405,7 +406,9 @@ fn token_from(metadata: &MetadataMap) -> Result<String, Status> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            Status::unauthenticated("send authorization: Bearer <token> (or Basic with the token as password)")
+            Status::unauthenticated(
+                "send authorization: Bearer <token> (or Basic with the token as password)",
+            )
         })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("bearer") {
@@ -510,7 +513,8 @@ static SQL_INFO: std::sync::LazyLock<SqlInfoData> = std::sync::LazyLock::new(|| 
     b.append(SqlInfo::SqlCorrelatedSubqueriesSupported, true);
     b.append(SqlInfo::SqlBatchUpdatesSupported, false);
     b.append(SqlInfo::SqlSavepointsSupported, false);
-    b.build().unwrap_or_else(|e| panic!("static SqlInfo table: {e}"))
+    b.build()
+        .unwrap_or_else(|e| panic!("static SqlInfo table: {e}"))
 });
 
 static XDBC_TYPES: std::sync::LazyLock<XdbcTypeInfoData> = std::sync::LazyLock::new(|| {
@@ -525,7 +529,12 @@ static XDBC_TYPES: std::sync::LazyLock<XdbcTypeInfoData> = std::sync::LazyLock::
         ("numeric", XdbcDataType::XdbcDecimal, Some(38), None),
         ("varchar", XdbcDataType::XdbcVarchar, None, Some("'")),
         ("date", XdbcDataType::XdbcDate, None, Some("DATE '")),
-        ("timestamp", XdbcDataType::XdbcTimestamp, None, Some("TIMESTAMP '")),
+        (
+            "timestamp",
+            XdbcDataType::XdbcTimestamp,
+            None,
+            Some("TIMESTAMP '"),
+        ),
     ] {
         b.append(XdbcTypeInfo {
             type_name: name.into(),
@@ -549,12 +558,16 @@ static XDBC_TYPES: std::sync::LazyLock<XdbcTypeInfoData> = std::sync::LazyLock::
             interval_precision: None,
         });
     }
-    b.build().unwrap_or_else(|e| panic!("static XDBC type table: {e}"))
+    b.build()
+        .unwrap_or_else(|e| panic!("static XDBC type table: {e}"))
 });
 
 /// Bound parameter values: the first row of the batch DoPut sent, cast to the types the
 /// planner expects.
-fn params_from(batches: &[RecordBatch], expected: &[Option<DataType>]) -> Result<Vec<ScalarValue>, Status> {
+fn params_from(
+    batches: &[RecordBatch],
+    expected: &[Option<DataType>],
+) -> Result<Vec<ScalarValue>, Status> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     if rows > 1 {
         return Err(Status::invalid_argument(format!(
@@ -589,8 +602,9 @@ fn params_from(batches: &[RecordBatch], expected: &[Option<DataType>]) -> Result
                         ))
                     })
                 }
-                Some(ty) if value.is_null() => ScalarValue::try_from(ty)
-                    .map_err(|e| Status::invalid_argument(e.to_string())),
+                Some(ty) if value.is_null() => {
+                    ScalarValue::try_from(ty).map_err(|e| Status::invalid_argument(e.to_string()))
+                }
                 _ => Ok(value),
             }
         })
@@ -602,7 +616,13 @@ fn parameter_schema(types: &[Option<DataType>]) -> Schema {
         types
             .iter()
             .enumerate()
-            .map(|(i, t)| Field::new(format!("${}", i + 1), t.clone().unwrap_or(DataType::Utf8), true))
+            .map(|(i, t)| {
+                Field::new(
+                    format!("${}", i + 1),
+                    t.clone().unwrap_or(DataType::Utf8),
+                    true,
+                )
+            })
             .collect::<Vec<_>>(),
     )
 }
@@ -623,7 +643,11 @@ impl FlightSqlFrontend {
     fn cancel_info(&self, info: &FlightInfo) -> CancelStatus {
         let mut found = false;
         for endpoint in &info.endpoint {
-            if let Some(handle) = endpoint.ticket.as_ref().and_then(|t| handle_of_ticket(&t.ticket)) {
+            if let Some(handle) = endpoint
+                .ticket
+                .as_ref()
+                .and_then(|t| handle_of_ticket(&t.ticket))
+            {
                 if let Some(s) = self.statements().get(&handle) {
                     s.cancel.cancel();
                     found = true;
@@ -675,7 +699,11 @@ impl FlightSqlService for FlightSqlFrontend {
         let ticket = TicketStatementQuery {
             statement_handle: handle.into(),
         };
-        info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn get_flight_info_prepared_statement(
@@ -705,7 +733,8 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(request.metadata()).await?;
-        self.run(session, &cmd.prepared_statement_handle, false).await
+        self.run(session, &cmd.prepared_statement_handle, false)
+            .await
     }
 
     async fn do_put_prepared_statement_query(
@@ -725,7 +754,9 @@ impl FlightSqlService for FlightSqlFrontend {
             .await
             .map_err(|e| Status::invalid_argument(format!("parameters: {e}")))?;
         let params = params_from(&batches, &expected)?;
-        self.owned(&session, &cmd.prepared_statement_handle, |s| s.params = params)?;
+        self.owned(&session, &cmd.prepared_statement_handle, |s| {
+            s.params = params
+        })?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(cmd.prepared_statement_handle),
         })
@@ -752,8 +783,11 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<Action>,
     ) -> Result<(), Status> {
         let session = self.session(request.metadata()).await?;
-        self.owned(&session, &query.prepared_statement_handle, |s| s.cancel.cancel())?;
-        self.statements().remove(query.prepared_statement_handle.as_ref());
+        self.owned(&session, &query.prepared_statement_handle, |s| {
+            s.cancel.cancel()
+        })?;
+        self.statements()
+            .remove(query.prepared_statement_handle.as_ref());
         Ok(())
     }
 
@@ -777,8 +811,9 @@ impl FlightSqlService for FlightSqlFrontend {
         self.session(request.metadata()).await?;
         let action = request.into_inner();
         if action.r#type == "CancelFlightInfo" {
-            let req = CancelFlightInfoRequest::decode(action.body)
-                .map_err(|e| Status::invalid_argument(format!("not a CancelFlightInfoRequest: {e}")))?;
+            let req = CancelFlightInfoRequest::decode(action.body).map_err(|e| {
+                Status::invalid_argument(format!("not a CancelFlightInfoRequest: {e}"))
+            })?;
             let info = req.info.unwrap_or_default();
             let result = CancelFlightInfoResult::new(self.cancel_info(&info));
             let body = arrow_flight::Result::new(result.encode_to_vec());
@@ -846,8 +881,12 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
-        let schema = query.clone().into_builder().schema();
-        info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        let schema = query.into_builder().schema();
+        info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_catalogs(
@@ -868,7 +907,11 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
-        info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_schemas(
@@ -878,7 +921,10 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<DoGetStream>, Status> {
         let session = self.session(request.metadata()).await?;
         let batches = self
-            .rows(&session, "SELECT schema_name FROM information_schema.schemata ORDER BY 1")
+            .rows(
+                &session,
+                "SELECT schema_name FROM information_schema.schemata ORDER BY 1",
+            )
             .await?;
         let mut builder = query.into_builder();
         for batch in batches {
@@ -900,7 +946,11 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
         let schema = query.clone().into_builder().schema();
-        info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_tables(
@@ -912,7 +962,11 @@ impl FlightSqlService for FlightSqlFrontend {
         let include_schema = query.include_schema;
         let mut builder = query.into_builder();
         for (schema_name, table, kind) in self.tables(&session).await? {
-            let kind = if kind == "BASE TABLE" { "TABLE" } else { kind.as_str() };
+            let kind = if kind == "BASE TABLE" {
+                "TABLE"
+            } else {
+                kind.as_str()
+            };
             let table_schema = if include_schema {
                 let sql = format!(
                     "SELECT * FROM \"{}\".\"{}\"",
@@ -942,8 +996,12 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
-        let schema = query.clone().into_builder().schema();
-        info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        let schema = query.into_builder().schema();
+        info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_table_types(
@@ -965,7 +1023,11 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
         let schema = query.clone().into_builder(&SQL_INFO).schema();
-        info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_sql_info(
@@ -984,8 +1046,12 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
-        let schema = query.clone().into_builder(&XDBC_TYPES).schema();
-        info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        let schema = query.into_builder(&XDBC_TYPES).schema();
+        info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_xdbc_type_info(
@@ -1006,7 +1072,11 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
-        info(&primary_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &primary_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_primary_keys(
@@ -1016,7 +1086,10 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(request.metadata()).await?;
         let schema = Arc::new(primary_keys_schema());
-        Ok(one_batch(schema.clone(), Ok::<_, FlightError>(RecordBatch::new_empty(schema))))
+        Ok(one_batch(
+            schema.clone(),
+            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
+        ))
     }
 
     async fn get_flight_info_exported_keys(
@@ -1025,7 +1098,11 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
-        info(&foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &foreign_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_exported_keys(
@@ -1035,7 +1112,10 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(request.metadata()).await?;
         let schema = Arc::new(foreign_keys_schema());
-        Ok(one_batch(schema.clone(), Ok::<_, FlightError>(RecordBatch::new_empty(schema))))
+        Ok(one_batch(
+            schema.clone(),
+            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
+        ))
     }
 
     async fn get_flight_info_imported_keys(
@@ -1044,7 +1124,11 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
-        info(&foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &foreign_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_imported_keys(
@@ -1054,7 +1138,10 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(request.metadata()).await?;
         let schema = Arc::new(foreign_keys_schema());
-        Ok(one_batch(schema.clone(), Ok::<_, FlightError>(RecordBatch::new_empty(schema))))
+        Ok(one_batch(
+            schema.clone(),
+            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
+        ))
     }
 
     async fn get_flight_info_cross_reference(
@@ -1063,7 +1150,11 @@ impl FlightSqlService for FlightSqlFrontend {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.session(request.metadata()).await?;
-        info(&foreign_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
+        info(
+            &foreign_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_cross_reference(
@@ -1073,7 +1164,10 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(request.metadata()).await?;
         let schema = Arc::new(foreign_keys_schema());
-        Ok(one_batch(schema.clone(), Ok::<_, FlightError>(RecordBatch::new_empty(schema))))
+        Ok(one_batch(
+            schema.clone(),
+            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
+        ))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
@@ -1124,7 +1218,10 @@ mod tests {
     fn tokens_from_bearer_and_basic_with_or_without_padding() {
         assert_eq!(token_from(&metadata("Bearer abc")).expect("ok"), "abc");
         // "user:tok1" in base64 is "dXNlcjp0b2sx" (no padding needed); "u:tok" needs one '='.
-        assert_eq!(token_from(&metadata("Basic dXNlcjp0b2sx")).expect("ok"), "tok1");
+        assert_eq!(
+            token_from(&metadata("Basic dXNlcjp0b2sx")).expect("ok"),
+            "tok1"
+        );
         assert_eq!(token_from(&metadata("Basic dTp0b2s=")).expect("ok"), "tok");
         assert_eq!(token_from(&metadata("Basic dTp0b2s")).expect("ok"), "tok");
         assert!(token_from(&metadata("Digest x")).is_err());
@@ -1134,7 +1231,9 @@ mod tests {
     #[test]
     fn question_marks_become_numbered_outside_strings_and_comments() {
         assert_eq!(
-            numbered_placeholders("SELECT ?, '?', \"a?\" FROM t WHERE x = ? -- ?\n AND y = ? /* ? */"),
+            numbered_placeholders(
+                "SELECT ?, '?', \"a?\" FROM t WHERE x = ? -- ?\n AND y = ? /* ? */"
+            ),
             "SELECT $1, '?', \"a?\" FROM t WHERE x = $2 -- ?\n AND y = $3 /* ? */"
         );
         assert_eq!(numbered_placeholders("SELECT $1"), "SELECT $1");
@@ -1147,7 +1246,7 @@ mod tests {
             Arc::new(datafusion::arrow::array::Int64Array::from(vec![7])) as _,
         )])
         .expect("batch");
-        let params = params_from(&[batch.clone()], &[Some(DataType::Int32)]).expect("ok");
+        let params = params_from(std::slice::from_ref(&batch), &[Some(DataType::Int32)]).expect("ok");
         assert_eq!(params, vec![ScalarValue::Int32(Some(7))]);
         assert!(params_from(&[batch], &[]).is_err());
     }
