@@ -15,6 +15,7 @@ def test_example_config_serves_its_tables(tmp_path):
     config.write_text(
         example.replace('pg_addr = "127.0.0.1:5433"', 'pg_addr = "127.0.0.1:0"')
         .replace('http_addr = "127.0.0.1:8080"', 'http_addr = "127.0.0.1:0"')
+        .replace('flight_addr = "127.0.0.1:50051"', 'flight_addr = "127.0.0.1:0"')
         .replace('"examples/data/', f'"{ROOT}/examples/data/')
     )
     server = start_sluice("--config", str(config), data_dir=tmp_path / "data", scale="0.01")
