@@ -47,6 +47,20 @@ def test_info_table_types_and_objects(conn):
     assert schema.names == columns
 
 
+def test_basic_handshake_with_the_token_as_password(sluice):
+    """The Go driver sends Basic credentials without base64 padding; the handshake answers
+    with the bearer token it then uses on every call."""
+    with flight_sql.connect(f"grpc://{sluice.flight}", autocommit=True,
+                            db_kwargs={"username": "powerbi-user", "password": sluice.token}) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM tpch.region")
+            assert cur.fetchall() == [(5,)]
+    with pytest.raises(adbc_driver_manager.Error) as refused:
+        flight_sql.connect(f"grpc://{sluice.flight}", autocommit=True,
+                           db_kwargs={"username": "powerbi-user", "password": "wrong"}).cursor().execute("SELECT 1")
+    assert "(Unauthenticated" in str(refused.value) or "UNAUTHENTICATED" in str(refused.value)
+
+
 def test_execute_with_parameters(conn):
     with conn.cursor() as cur:
         cur.execute("SELECT n_name FROM tpch.nation WHERE n_regionkey = ? AND n_nationkey > ? ORDER BY n_name",
