@@ -117,6 +117,7 @@ def main():
                 cur.execute("SELECT * FROM tpch.lineitem")
                 return cur.fetch_arrow_table()
 
+        gateway_before_mib = round(rss_kib(sluice.pid) / 1024, 1)
         peak = Peak(sluice.pid)
         via_adbc = measure("sluice Flight SQL (ADBC)", adbc)
         gateway_peak_mib = round(peak.stop() / 1024, 1)
@@ -133,6 +134,7 @@ def main():
         summary = {
             "adbc_vs_raw_flight": round(via_adbc["rows_per_s"] / raw["rows_per_s"], 2),
             "adbc_vs_pg": round(via_adbc["rows_per_s"] / pg_rows_per_s, 2),
+            "gateway_rss_mib_before": gateway_before_mib,
             "gateway_peak_rss_mib_during_adbc": gateway_peak_mib,
         }
         print(json.dumps(summary), flush=True)
