@@ -3,6 +3,8 @@ pyarrow.flight as a raw client, against a running `sluice serve`."""
 import hashlib
 import json
 import pathlib
+import subprocess
+import sys
 import threading
 import time
 
@@ -195,6 +197,38 @@ def test_raw_statement_query_and_ticket_replay(two_principals):
     with pytest.raises(pa.ArrowException) as gone:
         client.do_get(endpoint.ticket, options(server.token)).read_all()
     assert "no such statement" in str(gone.value)
+
+
+def test_cancel_flight_info_stops_a_running_statement(two_principals):
+    server = two_principals
+    client = flight.FlightClient(f"grpc://{server.flight}")
+    token = options(server.token)
+    long_query = b"SELECT count(*) FROM tpch.lineitem a, tpch.lineitem b WHERE a.l_orderkey + b.l_partkey < 0"
+    info = client.get_flight_info(
+        flight.FlightDescriptor.for_command(command("CommandStatementQuery", field(1, long_query))), token)
+    # The reader runs in its own process: pyarrow turns a CANCELLED stream into an
+    # interrupt of the process that reads it.
+    script = (
+        "import sys, pyarrow.flight as f\n"
+        f"c = f.FlightClient('grpc://{server.flight}')\n"
+        f"o = f.FlightCallOptions(headers=[(b'authorization', b'Bearer {server.token}')])\n"
+        "try:\n"
+        f"    c.do_get(f.Ticket({info.endpoints[0].ticket.ticket!r}), o).read_all()\n"
+        "    print('completed')\n"
+        "except BaseException as e:\n"
+        "    print('error:', type(e).__name__, e)\n"
+    )
+    reader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    (result,) = list(client.do_action(flight.Action("CancelFlightInfo", field(1, info.serialize())), token))
+    assert result.body.to_pybytes() == b"\x08\x01"  # CancelFlightInfoResult{status: CANCELLED}
+    out, _ = reader.communicate(timeout=30)
+    # pyarrow reports a CANCELLED status as KeyboardInterrupt; the stream did not complete.
+    assert out.startswith("error:") and ("cancel" in out.lower() or "KeyboardInterrupt" in out), out
+    deadline = time.time() + 20
+    while time.time() < deadline and any(w["running"] for w in server.health()["warehouses"][0]["workers"]):
+        time.sleep(0.2)
+    assert not any(w["running"] for w in server.health()["warehouses"][0]["workers"])
 
 
 def test_grants_through_flight(two_principals):

@@ -77,12 +77,32 @@ struct Statement {
     params: Vec<ScalarValue>,
     cancel: CancellationToken,
     used: Instant,
+    /// A statement ticket that has started: it cannot run again, but stays (cancellable)
+    /// until its stream ends.
+    started: bool,
+}
+
+type Statements = Arc<Mutex<HashMap<Vec<u8>, Statement>>>;
+
+/// Removes a one-shot statement when its result stream ends or is dropped.
+struct Forget {
+    statements: Statements,
+    handle: Vec<u8>,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.handle);
+    }
 }
 
 /// The Flight SQL service of one gateway.
 pub struct FlightSqlFrontend {
     handler: Arc<dyn Handler>,
-    statements: Mutex<HashMap<Vec<u8>, Statement>>,
+    statements: Statements,
     next: AtomicU64,
     /// Tokens over plain TCP are refused (a non-loopback listener without TLS).
     refuse_plain: bool,
@@ -92,7 +112,7 @@ impl FlightSqlFrontend {
     pub fn new(handler: Arc<dyn Handler>, refuse_plain: bool) -> Self {
         Self {
             handler,
-            statements: Mutex::default(),
+            statements: Statements::default(),
             next: AtomicU64::new(1),
             refuse_plain,
         }
@@ -168,6 +188,7 @@ impl FlightSqlFrontend {
                 params: Vec::new(),
                 cancel: CancellationToken::new(),
                 used: Instant::now(),
+                started: false,
             },
         );
         Ok((handle, schema))
@@ -200,18 +221,27 @@ impl FlightSqlFrontend {
         handle: &[u8],
         once: bool,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (prepared, params, cancel, sql) = self.owned(&session, handle, |s| {
+        let (prepared, params, cancel, sql, again) = self.owned(&session, handle, |s| {
+            let again = once && s.started;
+            s.started = true;
             (
                 s.prepared.clone(),
                 s.params.clone(),
                 s.cancel.clone(),
                 s.sql.clone(),
+                again,
             )
         })?;
-        if once {
-            // A statement ticket runs once.
-            self.statements().remove(handle);
+        if again {
+            return Err(Status::not_found(
+                "no such statement: it was closed, already run, or never existed",
+            ));
         }
+        // A statement ticket runs once; it is forgotten when its stream ends.
+        let forget = once.then(|| Forget {
+            statements: self.statements.clone(),
+            handle: handle.to_vec(),
+        });
         let mut session = session;
         tracing::debug!(principal = %session.principal.name, sql = %sql, "flight query");
         let outcome = tokio::select! {
@@ -224,8 +254,22 @@ impl FlightSqlFrontend {
         };
         let schema = wire_schema(&schema);
         let target = schema.clone();
+        // A cancelled stream ends with CANCELLED, not as if the result were complete.
+        let cancelled = cancel.clone();
         let batches = batches
             .take_until(cancel.cancelled_owned())
+            .chain(
+                stream::once(async move {
+                    let _forget = forget;
+                    cancelled.is_cancelled().then(|| {
+                        Err(QueryError::new(
+                            ErrorKind::Cancelled,
+                            "the query was cancelled",
+                        ))
+                    })
+                })
+                .filter_map(|end| async move { end }),
+            )
             .map_err(|e| FlightError::Tonic(Box::new(status(&e))))
             .and_then(move |batch| {
                 let target = target.clone();
@@ -1246,7 +1290,8 @@ mod tests {
             Arc::new(datafusion::arrow::array::Int64Array::from(vec![7])) as _,
         )])
         .expect("batch");
-        let params = params_from(std::slice::from_ref(&batch), &[Some(DataType::Int32)]).expect("ok");
+        let params =
+            params_from(std::slice::from_ref(&batch), &[Some(DataType::Int32)]).expect("ok");
         assert_eq!(params, vec![ScalarValue::Int32(Some(7))]);
         assert!(params_from(&[batch], &[]).is_err());
     }
