@@ -180,6 +180,20 @@ pub trait Handler: Send + Sync {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> Result<Outcome, QueryError>;
+    /// Run a query for a front-end that sends Arrow on: where a worker runs it, its Arrow
+    /// IPC messages come back undecoded.
+    async fn execute_arrow(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<(SchemaRef, ArrowRows), QueryError>;
+}
+
+/// A query's rows: record batches, or a worker's Arrow IPC messages (schema first).
+pub enum ArrowRows {
+    Batches(BatchStream),
+    Ipc(workers::FlightStream),
 }
 
 /// The handler of a gateway: planner, warehouse, authenticator and grants together.
@@ -359,6 +373,41 @@ impl Handler for Engine {
     ) -> Result<Outcome, QueryError> {
         match prepared {
             Prepared::Session(command) => run_session_command(session, command),
+            Prepared::Query { .. } => match self.run_query(session, prepared, params, false).await?
+            {
+                (schema, ArrowRows::Batches(batches)) => Ok(Outcome::Rows { schema, batches }),
+                (_, ArrowRows::Ipc(_)) => Err(QueryError::internal(
+                    "undecoded rows for a front-end that needs batches",
+                )),
+            },
+        }
+    }
+
+    async fn execute_arrow(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<(SchemaRef, ArrowRows), QueryError> {
+        self.run_query(session, prepared, params, true).await
+    }
+}
+
+impl Engine {
+    /// Plan a query with its parameters and run it: on a worker if it reads data (its
+    /// Arrow IPC messages passed on undecoded when `ipc`), else here.
+    async fn run_query(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+        ipc: bool,
+    ) -> Result<(SchemaRef, ArrowRows), QueryError> {
+        match prepared {
+            Prepared::Session(command) => Err(QueryError::new(
+                ErrorKind::NotSupported,
+                format!("{command:?} returns no rows"),
+            )),
             Prepared::Query {
                 logical,
                 param_types,
@@ -384,30 +433,38 @@ impl Handler for Engine {
                         .planner
                         .plan_query(logical.clone(), params, &info)
                         .await?;
-                    let batches = if Planner::reads_data(logical) {
+                    let rows = if Planner::reads_data(logical) {
                         let plan = planner::codec::encode_plan(&planned.physical)?;
                         tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
-                        self.warehouse.execute(&query_id, plan).await?
+                        if ipc {
+                            ArrowRows::Ipc(self.warehouse.execute_flight(&query_id, plan).await?)
+                        } else {
+                            ArrowRows::Batches(self.warehouse.execute(&query_id, plan).await?)
+                        }
                     } else {
                         // Catalog and table-free queries: answered here, no worker needed.
                         tracing::debug!("answering in the gateway");
-                        local_batches(self.planner.run_locally(&planned, &info)?)
+                        ArrowRows::Batches(local_batches(
+                            self.planner.run_locally(&planned, &info)?,
+                        ))
                     };
                     // Report the names the statement was prepared with (PostgreSQL style).
                     let schema = prepared.schema();
                     debug_assert_eq!(schema.fields().len(), planned.schema.fields().len());
-                    Ok(Outcome::Rows { schema, batches })
+                    Ok((schema, rows))
                 }
                 .instrument(span);
                 match deadline {
                     None => run.await,
                     Some(deadline) => match tokio::time::timeout_at(deadline, run).await {
                         Err(_) => Err(timed_out()),
-                        Ok(Ok(Outcome::Rows { schema, batches })) => Ok(Outcome::Rows {
-                            schema,
-                            batches: with_deadline(batches, deadline),
-                        }),
-                        Ok(other) => other,
+                        Ok(Ok((schema, ArrowRows::Batches(batches)))) => {
+                            Ok((schema, ArrowRows::Batches(with_deadline(batches, deadline))))
+                        }
+                        Ok(Ok((schema, ArrowRows::Ipc(messages)))) => {
+                            Ok((schema, ArrowRows::Ipc(with_deadline(messages, deadline))))
+                        }
+                        Ok(Err(e)) => Err(e),
                     },
                 }
             }
@@ -449,7 +506,12 @@ fn timed_out() -> QueryError {
 }
 
 /// End a result stream with a timeout error once the deadline passes.
-fn with_deadline(batches: BatchStream, deadline: tokio::time::Instant) -> BatchStream {
+type Fallible<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, QueryError>> + Send>>;
+
+fn with_deadline<T: Send + 'static>(
+    batches: Fallible<T>,
+    deadline: tokio::time::Instant,
+) -> Fallible<T> {
     use futures::StreamExt;
     Box::pin(futures::stream::unfold(
         Some(batches),

@@ -20,4 +20,4 @@ pub mod pool;
 pub mod protocol;
 pub mod worker;
 
-pub use pool::{BatchStream, Warehouse, WarehouseConfig, WarehouseStatus};
+pub use pool::{BatchStream, FlightStream, Warehouse, WarehouseConfig, WarehouseStatus};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
-use arrow_flight::Ticket;
+use arrow_flight::{FlightData, Ticket};
 use datafusion::arrow::array::RecordBatch;
 use futures::{Stream, StreamExt, TryStreamExt};
 use planner::{ErrorKind, QueryError};
@@ -34,6 +34,9 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A stream of result batches, or the error that ended it.
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, QueryError>> + Send>>;
+
+/// A worker's Arrow IPC messages (schema first, then batches), undecoded.
+pub type FlightStream = Pin<Box<dyn Stream<Item = Result<FlightData, QueryError>> + Send>>;
 
 /// The settings of one warehouse.
 #[derive(Debug, Clone)]
@@ -194,6 +197,36 @@ impl Warehouse {
         query_id: &str,
         plan: Vec<u8>,
     ) -> Result<BatchStream, QueryError> {
+        let (flight, slot) = self.dispatch(query_id, plan).await?;
+        let batches =
+            FlightRecordBatchStream::new_from_flight_data(flight.map_err(FlightError::from));
+        Ok(Box::pin(batches.map(move |item| {
+            // The slot is held for as long as the stream lives.
+            let _held = &slot;
+            item.map_err(flight_error)
+        })))
+    }
+
+    /// Like [`Warehouse::execute`], but the worker's Arrow IPC messages as they arrive,
+    /// undecoded, for front-ends that send Arrow on (Flight SQL).
+    pub async fn execute_flight(
+        self: &Arc<Self>,
+        query_id: &str,
+        plan: Vec<u8>,
+    ) -> Result<FlightStream, QueryError> {
+        let (flight, slot) = self.dispatch(query_id, plan).await?;
+        Ok(Box::pin(flight.map(move |item| {
+            let _held = &slot;
+            item.map_err(|status| status_error(&status))
+        })))
+    }
+
+    /// Send a plan to a worker; its answer stream and the slot it holds.
+    async fn dispatch(
+        self: &Arc<Self>,
+        query_id: &str,
+        plan: Vec<u8>,
+    ) -> Result<(tonic::Streaming<FlightData>, Slot), QueryError> {
         let ticket = Ticket {
             ticket: ExecuteRequest {
                 query_id: query_id.to_string(),
@@ -213,16 +246,7 @@ impl Warehouse {
                 .metadata_mut()
                 .insert("authorization", self.bearer.clone());
             match client.do_get(request).await {
-                Ok(response) => {
-                    let flight = response.into_inner().map_err(FlightError::from);
-                    let batches = FlightRecordBatchStream::new_from_flight_data(flight);
-                    let stream = batches.map(move |item| {
-                        // The slot is held for as long as the stream lives.
-                        let _held = &slot;
-                        item.map_err(flight_error)
-                    });
-                    return Ok(Box::pin(stream));
-                }
+                Ok(response) => return Ok((response.into_inner(), slot)),
                 Err(status) => {
                     let err = status_error(&status);
                     if err.kind == ErrorKind::WorkerLost {

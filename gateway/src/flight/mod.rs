@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::handler::{Handler, Outcome, Prepared};
+use crate::handler::{ArrowRows, Handler, Outcome, Prepared};
 use crate::session::Session;
 
 /// Open statement handles kept at most; the oldest idle ones go first.
@@ -244,15 +244,40 @@ impl FlightSqlFrontend {
         });
         let mut session = session;
         tracing::debug!(principal = %session.principal.name, sql = %sql, "flight query");
-        let outcome = tokio::select! {
-            outcome = self.handler.execute(&mut session, &prepared, params) => outcome.map_err(|e| status(&e))?,
+        let (schema, rows) = tokio::select! {
+            outcome = self.handler.execute_arrow(&mut session, &prepared, params) => outcome.map_err(|e| status(&e))?,
             _ = cancel.cancelled() => return Err(Status::cancelled("the query was cancelled")),
         };
-        let (schema, batches) = match outcome {
-            Outcome::Rows { schema, batches } => (schema, batches),
-            _ => (Arc::new(Schema::empty()), Box::pin(stream::empty()) as _),
-        };
         let schema = wire_schema(&schema);
+        let batches = match rows {
+            ArrowRows::Batches(batches) => batches,
+            ArrowRows::Ipc(mut messages) => {
+                // The worker's messages go out as they are when its schema is the one the
+                // client was promised (names and types); otherwise they are decoded and
+                // re-encoded under the promised names.
+                let first = match messages.next().await {
+                    Some(first) => first.map_err(|e| status(&e))?,
+                    None => return Err(Status::unavailable("the worker sent no schema")),
+                };
+                let same =
+                    Schema::try_from(&first).is_ok_and(|worker| {
+                        worker.fields().len() == schema.fields().len()
+                            && worker.fields().iter().zip(schema.fields()).all(|(w, p)| {
+                                w.name() == p.name() && w.data_type() == p.data_type()
+                            })
+                    });
+                let messages = stream::once(async move { Ok(first) }).chain(messages);
+                tracing::debug!(pass_through = same, "flight result from a worker");
+                if same {
+                    return Ok(Response::new(pass_through(messages, cancel, forget)));
+                }
+                let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+                    messages.map_err(|e| FlightError::Tonic(Box::new(status(&e)))),
+                )
+                .map_err(|e| QueryError::new(ErrorKind::WorkerLost, e.to_string()));
+                Box::pin(decoded) as workers::BatchStream
+            }
+        };
         let target = schema.clone();
         // A cancelled stream ends with CANCELLED, not as if the result were complete.
         let cancelled = cancel.clone();
@@ -337,6 +362,32 @@ impl FlightSqlFrontend {
         }
         Ok(tables)
     }
+}
+
+/// A worker's IPC messages straight to the client, ending with CANCELLED if cancelled.
+fn pass_through(
+    messages: impl Stream<Item = Result<arrow_flight::FlightData, QueryError>> + Send + 'static,
+    cancel: CancellationToken,
+    forget: Option<Forget>,
+) -> DoGetStream {
+    let cancelled = cancel.clone();
+    Box::pin(
+        messages
+            .take_until(cancel.cancelled_owned())
+            .chain(
+                stream::once(async move {
+                    let _forget = forget;
+                    cancelled.is_cancelled().then(|| {
+                        Err(QueryError::new(
+                            ErrorKind::Cancelled,
+                            "the query was cancelled",
+                        ))
+                    })
+                })
+                .filter_map(|end| async move { end }),
+            )
+            .map_err(|e| status(&e)),
+    )
 }
 
 /// The schema sent to clients: view arrays (`Utf8View`, `BinaryView`) as their plain
