@@ -22,6 +22,16 @@ from tpch_answers import QUERIES, assert_matches, query
 OTHER_TOKEN = "another-principal-token"
 
 
+def workers_idle(server, timeout=20) -> bool:
+    """Whether every worker is idle within `timeout` seconds (a cancelled query's slot freed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not any(w["running"] for w in server.health()["warehouses"][0]["workers"]):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def connect(server, token=None, **extra):
     kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {token or server.token}", **extra}
     return flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True)
@@ -133,10 +143,7 @@ def test_cancel_a_long_query(conn, sluice):
         assert not worker.is_alive()
     assert errors and "cancel" in str(errors[0]).lower(), errors
     # The worker slot is freed and the server answers.
-    deadline = time.time() + 20
-    while time.time() < deadline and any(w["running"] for w in sluice.health()["warehouses"][0]["workers"]):
-        time.sleep(0.2)
-    assert not any(w["running"] for w in sluice.health()["warehouses"][0]["workers"])
+    assert workers_idle(sluice), sluice.health()
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM tpch.region")
         assert cur.fetchall() == [(5,)]
@@ -225,10 +232,7 @@ def test_cancel_flight_info_stops_a_running_statement(two_principals):
     out, _ = reader.communicate(timeout=30)
     # pyarrow reports a CANCELLED status as KeyboardInterrupt; the stream did not complete.
     assert out.startswith("error:") and ("cancel" in out.lower() or "KeyboardInterrupt" in out), out
-    deadline = time.time() + 20
-    while time.time() < deadline and any(w["running"] for w in server.health()["warehouses"][0]["workers"]):
-        time.sleep(0.2)
-    assert not any(w["running"] for w in server.health()["warehouses"][0]["workers"])
+    assert workers_idle(server), server.health()
 
 
 def test_grants_through_flight(two_principals):

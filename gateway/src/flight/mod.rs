@@ -55,6 +55,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use workers::worker::{for_transfer, transfer_schema};
+
 use crate::handler::{ArrowRows, Handler, Outcome, Prepared};
 use crate::session::Session;
 
@@ -163,11 +165,11 @@ impl FlightSqlFrontend {
                 "{command:?} is a session command: Flight SQL sessions have no settings; send queries"
             )));
         }
-        let schema = wire_schema(&prepared.schema());
+        let schema = transfer_schema(&prepared.schema());
         let handle = format!(
-            "s{}-{:016x}",
+            "s{}-{}",
             self.next.fetch_add(1, Ordering::Relaxed),
-            rand_u64()
+            auth::generate_token()
         )
         .into_bytes();
         let mut statements = self.statements();
@@ -248,7 +250,7 @@ impl FlightSqlFrontend {
             outcome = self.handler.execute_arrow(&mut session, &prepared, params) => outcome.map_err(|e| status(&e))?,
             _ = cancel.cancelled() => return Err(Status::cancelled("the query was cancelled")),
         };
-        let schema = wire_schema(&schema);
+        let schema = transfer_schema(&schema);
         let batches = match rows {
             ArrowRows::Batches(batches) => batches,
             ArrowRows::Ipc(mut messages) => {
@@ -269,7 +271,9 @@ impl FlightSqlFrontend {
                 let messages = stream::once(async move { Ok(first) }).chain(messages);
                 tracing::debug!(pass_through = same, "flight result from a worker");
                 if same {
-                    return Ok(Response::new(pass_through(messages, cancel, forget)));
+                    let messages =
+                        until_cancelled(messages, cancel, forget).map_err(|e| status(&e));
+                    return Ok(Response::new(Box::pin(messages)));
                 }
                 let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
                     messages.map_err(|e| FlightError::Tonic(Box::new(status(&e)))),
@@ -279,26 +283,11 @@ impl FlightSqlFrontend {
             }
         };
         let target = schema.clone();
-        // A cancelled stream ends with CANCELLED, not as if the result were complete.
-        let cancelled = cancel.clone();
-        let batches = batches
-            .take_until(cancel.cancelled_owned())
-            .chain(
-                stream::once(async move {
-                    let _forget = forget;
-                    cancelled.is_cancelled().then(|| {
-                        Err(QueryError::new(
-                            ErrorKind::Cancelled,
-                            "the query was cancelled",
-                        ))
-                    })
-                })
-                .filter_map(|end| async move { end }),
-            )
+        let batches = until_cancelled(batches, cancel, forget)
             .map_err(|e| FlightError::Tonic(Box::new(status(&e))))
             .and_then(move |batch| {
                 let target = target.clone();
-                async move { to_wire(batch, &target).map_err(FlightError::from) }
+                async move { for_transfer(batch, &target).map_err(FlightError::from) }
             });
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -345,91 +334,43 @@ impl FlightSqlFrontend {
             .await?;
         let mut tables = Vec::new();
         for batch in batches {
-            let column = |i: usize| {
-                datafusion::arrow::compute::cast(batch.column(i), &DataType::Utf8)
-                    .map_err(|e| Status::internal(e.to_string()))
-            };
-            let (s, t, k) = (column(0)?, column(1)?, column(2)?);
-            let text = |a: &datafusion::arrow::array::ArrayRef, i| {
-                a.as_any()
-                    .downcast_ref::<StringArray>()
-                    .map(|a| a.value(i).to_string())
-                    .unwrap_or_default()
-            };
-            for i in 0..batch.num_rows() {
-                tables.push((text(&s, i), text(&t, i), text(&k, i)));
-            }
+            let (schemas, names, kinds) = (
+                strings(&batch, 0)?,
+                strings(&batch, 1)?,
+                strings(&batch, 2)?,
+            );
+            tables.extend(
+                schemas
+                    .into_iter()
+                    .zip(names)
+                    .zip(kinds)
+                    .map(|((s, t), k)| (s, t, k)),
+            );
         }
         Ok(tables)
     }
 }
 
-/// A worker's IPC messages straight to the client, ending with CANCELLED if cancelled.
-fn pass_through(
-    messages: impl Stream<Item = Result<arrow_flight::FlightData, QueryError>> + Send + 'static,
+/// Stop a result stream when its statement is cancelled, ending it with CANCELLED (not as
+/// if the result were complete); a one-shot statement is forgotten when the stream ends.
+fn until_cancelled<T: Send + 'static>(
+    items: impl Stream<Item = Result<T, QueryError>> + Send + 'static,
     cancel: CancellationToken,
     forget: Option<Forget>,
-) -> DoGetStream {
+) -> impl Stream<Item = Result<T, QueryError>> + Send + 'static {
     let cancelled = cancel.clone();
-    Box::pin(
-        messages
-            .take_until(cancel.cancelled_owned())
-            .chain(
-                stream::once(async move {
-                    let _forget = forget;
-                    cancelled.is_cancelled().then(|| {
-                        Err(QueryError::new(
-                            ErrorKind::Cancelled,
-                            "the query was cancelled",
-                        ))
-                    })
-                })
-                .filter_map(|end| async move { end }),
-            )
-            .map_err(|e| status(&e)),
+    items.take_until(cancel.cancelled_owned()).chain(
+        stream::once(async move {
+            let _forget = forget;
+            cancelled.is_cancelled().then(|| {
+                Err(QueryError::new(
+                    ErrorKind::Cancelled,
+                    "the query was cancelled",
+                ))
+            })
+        })
+        .filter_map(|end| async move { end }),
     )
-}
-
-/// The schema sent to clients: view arrays (`Utf8View`, `BinaryView`) as their plain
-/// forms, which every Flight SQL client reads (and a sliced view batch cannot drag its
-/// parent's buffers along).
-fn wire_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let plain = match f.data_type() {
-                DataType::Utf8View => DataType::Utf8,
-                DataType::BinaryView => DataType::Binary,
-                other => other.clone(),
-            };
-            f.as_ref().clone().with_data_type(plain)
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-/// A batch in the wire schema (columns cast where their type differs).
-fn to_wire(
-    batch: RecordBatch,
-    schema: &SchemaRef,
-) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch);
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                datafusion::arrow::compute::cast(c, f.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// JDBC/ODBC-style `?` placeholders (what ADBC sends) as the `$1, $2, …` the planner reads;
@@ -480,18 +421,25 @@ fn numbered_placeholders(sql: &str) -> String {
     out
 }
 
+/// A text column of a catalog answer as strings.
+fn strings(batch: &RecordBatch, column: usize) -> Result<Vec<String>, Status> {
+    let text = datafusion::arrow::compute::cast(batch.column(column), &DataType::Utf8)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let text = text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Status::internal("catalog column is not text"))?;
+    Ok(text
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect())
+}
+
 fn owner(session: &Session) -> (String, String) {
     (
         session.principal.id.clone(),
         session.principal.issuer.clone(),
     )
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) << 64);
-    h.finish()
 }
 
 /// The token of a call: `Bearer <token>`, or `Basic base64(user:token)` (padding optional,
@@ -735,6 +683,31 @@ fn handle_of_ticket(ticket: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl FlightSqlFrontend {
+    /// The FlightInfo of a metadata command: the answer's schema, the command as ticket.
+    async fn describe(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: Any,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.session(request.metadata()).await?;
+        info(schema, command.encode_to_vec(), request.into_inner())
+    }
+
+    /// An empty answer with the right columns (sluice's tables have no keys).
+    async fn no_rows(
+        &self,
+        request: Request<Ticket>,
+        schema: Schema,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.session(request.metadata()).await?;
+        let schema = Arc::new(schema);
+        Ok(one_batch(
+            schema.clone(),
+            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
+        ))
+    }
+
     fn cancel_info(&self, info: &FlightInfo) -> CancelStatus {
         let mut found = false;
         for endpoint in &info.endpoint {
@@ -808,7 +781,7 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let schema = self.owned(&session, &cmd.prepared_statement_handle, |s| {
-            wire_schema(&s.prepared.schema())
+            transfer_schema(&s.prepared.schema())
         })?;
         info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())
     }
@@ -975,13 +948,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = query.into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &query.into_builder().schema(), query.as_any())
+            .await
     }
 
     async fn do_get_catalogs(
@@ -1000,13 +968,12 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = query.clone().into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        self.describe(
+            request,
+            &query.clone().into_builder().schema(),
+            query.as_any(),
         )
+        .await
     }
 
     async fn do_get_schemas(
@@ -1023,12 +990,8 @@ impl FlightSqlService for FlightSqlFrontend {
             .await?;
         let mut builder = query.into_builder();
         for batch in batches {
-            let names = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            if let Some(names) = names.as_any().downcast_ref::<StringArray>() {
-                for name in names.iter().flatten() {
-                    builder.append(planner::CATALOG, name);
-                }
+            for name in strings(&batch, 0)? {
+                builder.append(planner::CATALOG, name);
             }
         }
         Ok(one_batch(builder.schema(), builder.build()))
@@ -1039,13 +1002,12 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = query.clone().into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        self.describe(
+            request,
+            &query.clone().into_builder().schema(),
+            query.as_any(),
         )
+        .await
     }
 
     async fn do_get_tables(
@@ -1071,7 +1033,7 @@ impl FlightSqlService for FlightSqlFrontend {
                 match self.handler.prepare(&session, &sql).await {
                     Ok(p) => p
                         .first()
-                        .map(|p| wire_schema(&p.schema()))
+                        .map(|p| transfer_schema(&p.schema()))
                         .unwrap_or_else(|| Arc::new(Schema::empty())),
                     Err(_) => Arc::new(Schema::empty()),
                 }
@@ -1090,13 +1052,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = query.into_builder().schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &query.into_builder().schema(), query.as_any())
+            .await
     }
 
     async fn do_get_table_types(
@@ -1116,13 +1073,12 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = query.clone().into_builder(&SQL_INFO).schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        self.describe(
+            request,
+            &query.clone().into_builder(&SQL_INFO).schema(),
+            query.as_any(),
         )
+        .await
     }
 
     async fn do_get_sql_info(
@@ -1140,13 +1096,12 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = query.into_builder(&XDBC_TYPES).schema();
-        info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        self.describe(
+            request,
+            &query.into_builder(&XDBC_TYPES).schema(),
+            query.as_any(),
         )
+        .await
     }
 
     async fn do_get_xdbc_type_info(
@@ -1166,12 +1121,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        info(
-            &primary_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &primary_keys_schema(), query.as_any())
+            .await
     }
 
     async fn do_get_primary_keys(
@@ -1179,12 +1130,7 @@ impl FlightSqlService for FlightSqlFrontend {
         _query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = Arc::new(primary_keys_schema());
-        Ok(one_batch(
-            schema.clone(),
-            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
-        ))
+        self.no_rows(request, primary_keys_schema()).await
     }
 
     async fn get_flight_info_exported_keys(
@@ -1192,12 +1138,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &foreign_keys_schema(), query.as_any())
+            .await
     }
 
     async fn do_get_exported_keys(
@@ -1205,12 +1147,7 @@ impl FlightSqlService for FlightSqlFrontend {
         _query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = Arc::new(foreign_keys_schema());
-        Ok(one_batch(
-            schema.clone(),
-            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
-        ))
+        self.no_rows(request, foreign_keys_schema()).await
     }
 
     async fn get_flight_info_imported_keys(
@@ -1218,12 +1155,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &foreign_keys_schema(), query.as_any())
+            .await
     }
 
     async fn do_get_imported_keys(
@@ -1231,12 +1164,7 @@ impl FlightSqlService for FlightSqlFrontend {
         _query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = Arc::new(foreign_keys_schema());
-        Ok(one_batch(
-            schema.clone(),
-            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
-        ))
+        self.no_rows(request, foreign_keys_schema()).await
     }
 
     async fn get_flight_info_cross_reference(
@@ -1244,12 +1172,8 @@ impl FlightSqlService for FlightSqlFrontend {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.session(request.metadata()).await?;
-        info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.describe(request, &foreign_keys_schema(), query.as_any())
+            .await
     }
 
     async fn do_get_cross_reference(
@@ -1257,12 +1181,7 @@ impl FlightSqlService for FlightSqlFrontend {
         _query: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = Arc::new(foreign_keys_schema());
-        Ok(one_batch(
-            schema.clone(),
-            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
-        ))
+        self.no_rows(request, foreign_keys_schema()).await
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::{user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION, SYSTEM_SCHEMAS};
+use super::{readable, user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::SessionInfo;
 
@@ -743,11 +743,9 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             let select = privilege
                 .split(',')
                 .all(|p| p.trim().to_ascii_uppercase().starts_with("SELECT"));
-            Ok(ScalarValue::Boolean(relation.map(|r| {
-                select
-                    && (SYSTEM_SCHEMAS.contains(&r.schema.as_str())
-                        || access.can_read(crate::CATALOG, &r.schema, &r.name))
-            })))
+            Ok(ScalarValue::Boolean(
+                relation.map(|r| select && readable(&access, r)),
+            ))
         }));
     }
     let n = names.clone();

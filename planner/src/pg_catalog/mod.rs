@@ -935,22 +935,28 @@ fn datetime_precision(c: &Column) -> Option<String> {
     }
 }
 
-/// The relations a session may see: the system catalogs, and the tables it may read.
+/// May the session read this relation? The system catalogs are open to every session.
+pub(crate) fn readable(access: &Access, r: &Relation) -> bool {
+    SYSTEM_SCHEMAS.contains(&r.schema.as_str())
+        || access.can_read(crate::CATALOG, &r.schema, &r.name)
+}
+
+/// The relations a session may see.
 fn visible_relations<'a>(
     names: &'a Names,
     session: &'a SessionInfo,
 ) -> impl Iterator<Item = &'a Relation> + 'a {
     let all = session.access.reads_all();
-    names.relations.iter().filter(move |r| {
-        all || SYSTEM_SCHEMAS.contains(&r.schema.as_str())
-            || session.access.can_read(crate::CATALOG, &r.schema, &r.name)
-    })
+    names
+        .relations
+        .iter()
+        .filter(move |r| all || readable(&session.access, r))
 }
 
 /// User relations a session may not read.
 fn hidden_relations(names: &Names, access: &Access) -> HashSet<u32> {
     user_relations(names)
-        .filter(|r| !access.can_read(crate::CATALOG, &r.schema, &r.name))
+        .filter(|r| !readable(access, r))
         .map(|r| r.oid)
         .collect()
 }
@@ -960,12 +966,11 @@ fn hidden_namespaces(names: &Names, access: &Access) -> HashSet<u32> {
     if access.reads_all() {
         return HashSet::new();
     }
-    let mut readable: HashMap<u32, bool> = HashMap::new();
+    let mut any_readable: HashMap<u32, bool> = HashMap::new();
     for r in user_relations(names) {
-        let can = access.can_read(crate::CATALOG, &r.schema, &r.name);
-        *readable.entry(r.namespace).or_default() |= can;
+        *any_readable.entry(r.namespace).or_default() |= readable(access, r);
     }
-    readable
+    any_readable
         .into_iter()
         .filter(|(_, can)| !can)
         .map(|(oid, _)| oid)
@@ -1032,7 +1037,7 @@ fn visible_rows(
         }
         Key::Name(schema, table) => {
             let hidden: HashSet<(&str, &str)> = user_relations(names)
-                .filter(|r| !access.can_read(crate::CATALOG, &r.schema, &r.name))
+                .filter(|r| !readable(access, r))
                 .map(|r| (r.schema.as_str(), r.name.as_str()))
                 .collect();
             let schemas = cast(batch.column(*schema), &DataType::Utf8).map_err(err)?;
