@@ -92,6 +92,27 @@ pub struct FileConfig {
     /// `[[grants]]`: who may SELECT which tables.
     #[serde(default)]
     pub grants: Vec<auth::Grant>,
+    /// `[hs2]`: the HiveServer2 endpoint of the Databricks drivers.
+    #[serde(default)]
+    pub hs2: Hs2File,
+}
+
+/// `[hs2]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hs2File {
+    /// Largest Thrift request body, e.g. "16MiB".
+    pub max_request_size: Option<String>,
+    /// Results larger than this are downloaded by link (CloudFetch), e.g. "16MiB".
+    pub cloud_fetch_threshold: Option<String>,
+    /// Size of one downloadable chunk, e.g. "16MiB".
+    pub cloud_fetch_chunk_size: Option<String>,
+    /// How long a download link stays valid, e.g. "15m".
+    pub link_ttl: Option<String>,
+    /// A session nobody used for this long is closed, e.g. "1h".
+    pub session_idle_timeout: Option<String>,
+    /// An operation nobody read for this long is closed (its query stops), e.g. "10m".
+    pub operation_idle_timeout: Option<String>,
 }
 
 /// `[auth]`.
@@ -164,6 +185,7 @@ pub struct Settings {
     pub log_json: bool,
     pub auth: AuthSettings,
     pub tls: Option<TlsSource>,
+    pub hs2: crate::hs2::Hs2Config,
 }
 
 /// Who may connect and what they may read.
@@ -282,6 +304,7 @@ impl Settings {
             log_json: log_format == "json",
             auth: resolve_auth(args, file.auth, file.grants)?,
             tls: resolve_tls(args, file.tls, &base)?,
+            hs2: resolve_hs2(&file.hs2)?,
         })
     }
 }
@@ -339,6 +362,52 @@ fn resolve_auth(
         tokens,
         grants: Arc::new(grants),
     })
+}
+
+fn resolve_hs2(file: &Hs2File) -> Result<crate::hs2::Hs2Config, String> {
+    let mut config = crate::hs2::Hs2Config::default();
+    let size = |value: &Option<String>, key: &str, into: &mut usize| -> Result<(), String> {
+        if let Some(v) = value {
+            *into = parse_bytes(v).map_err(|e| format!("hs2.{key}: {e}"))? as usize;
+            if *into == 0 {
+                return Err(format!("hs2.{key} must be more than 0"));
+            }
+        }
+        Ok(())
+    };
+    let duration = |value: &Option<String>, key: &str, into: &mut Duration| -> Result<(), String> {
+        if let Some(v) = value {
+            *into = parse_duration(v).map_err(|e| format!("hs2.{key}: {e}"))?;
+        }
+        Ok(())
+    };
+    size(
+        &file.max_request_size,
+        "max_request_size",
+        &mut config.max_request_bytes,
+    )?;
+    size(
+        &file.cloud_fetch_threshold,
+        "cloud_fetch_threshold",
+        &mut config.cloud_fetch_threshold,
+    )?;
+    size(
+        &file.cloud_fetch_chunk_size,
+        "cloud_fetch_chunk_size",
+        &mut config.spool.chunk_bytes,
+    )?;
+    duration(&file.link_ttl, "link_ttl", &mut config.spool.link_ttl)?;
+    duration(
+        &file.session_idle_timeout,
+        "session_idle_timeout",
+        &mut config.session_idle,
+    )?;
+    duration(
+        &file.operation_idle_timeout,
+        "operation_idle_timeout",
+        &mut config.operation_idle,
+    )?;
+    Ok(config)
 }
 
 fn resolve_tls(args: &ServeArgs, file: TlsFile, base: &Path) -> Result<Option<TlsSource>, String> {

@@ -86,6 +86,18 @@ pub fn login_grpc_code(err: &auth::AuthError) -> tonic::Code {
 /// A token offered over plain TCP where TLS is required (invalid_authorization_specification).
 pub const TLS_REQUIRED: &str = "28000";
 
+/// HS2: every failed call is `TStatus` ERROR_STATUS with [`sqlstate`]'s code, except
+/// handles that name no live session (`08003`, connection_does_not_exist) or operation
+/// (`34000`, invalid_cursor_name), which are INVALID_HANDLE_STATUS.
+pub const HS2_INVALID_SESSION: &str = "08003";
+pub const HS2_INVALID_OPERATION: &str = "34000";
+/// HS2: OpenSession with a protocol version that is neither Hive's nor Spark's
+/// (08004, server rejected the connection).
+pub const HS2_BAD_PROTOCOL: &str = "08004";
+/// HS2: results asked for before the operation finished (55000, object not in
+/// prerequisite state).
+pub const HS2_STILL_RUNNING: &str = "55000";
+
 #[cfg(test)]
 mod tests {
     use super::*;

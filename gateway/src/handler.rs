@@ -472,6 +472,48 @@ impl Engine {
     }
 }
 
+/// Parameter values cast to the types the planner inferred for `$1…$n` (a typed NULL
+/// where the value is NULL), for front-ends whose parameters come with their own types.
+pub fn bind_parameters(
+    values: Vec<ScalarValue>,
+    expected: &[Option<DataType>],
+) -> Result<Vec<ScalarValue>, QueryError> {
+    if values.len() != expected.len() {
+        return Err(QueryError::new(
+            ErrorKind::InvalidParameter,
+            format!(
+                "the statement takes {} parameters, {} were given",
+                expected.len(),
+                values.len()
+            ),
+        ));
+    }
+    values
+        .into_iter()
+        .zip(expected)
+        .enumerate()
+        .map(|(i, (value, ty))| match ty {
+            Some(ty) if value.is_null() => ScalarValue::try_from(ty).map_err(|e| {
+                QueryError::new(
+                    ErrorKind::InvalidParameter,
+                    format!("parameter {}: {e}", i + 1),
+                )
+            }),
+            Some(ty) if value.data_type() != *ty => value.cast_to(ty).map_err(|_| {
+                QueryError::new(
+                    ErrorKind::InvalidParameter,
+                    format!(
+                        "parameter {}: {} cannot be used as {ty}",
+                        i + 1,
+                        value.data_type()
+                    ),
+                )
+            }),
+            _ => Ok(value),
+        })
+        .collect()
+}
+
 /// The session's `statement_timeout` (PostgreSQL units: a bare number is milliseconds).
 fn statement_timeout(session: &Session) -> Result<Option<std::time::Duration>, QueryError> {
     let value = session.setting("statement_timeout").unwrap_or_default();

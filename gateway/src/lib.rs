@@ -1,9 +1,9 @@
 //! # gateway — the `sluice` binary
 //!
 //! ```text
-//!  psql, drivers, BI tools ──pg wire──► pg/ (translate) ─┐
-//!                                                         ├─► handler.rs (the one trait):
-//!  (Flight SQL, HS2: next front-ends) ───────────────────┘     auth · plan · execute
+//!  psql, drivers, BI tools ──pg wire──────► pg/ ─────┐
+//!  ADBC, Flight SQL clients ──gRPC─────────► flight/ ──┼─► handler.rs (the one trait):
+//!  Databricks drivers, impyla ──HS2/HTTP──► hs2/ ─────┘     auth · plan · execute
 //!                                                                  │
 //!                     workers::Warehouse ◄── physical plan ────────┘
 //!                     (pool of `sluice worker` processes) ── record batches ──► client
@@ -18,8 +18,10 @@ pub mod config;
 pub mod error;
 pub mod flight;
 pub mod handler;
+pub mod hs2;
 pub mod http;
 pub mod pg;
 pub mod server;
 pub mod session;
+pub mod sqltext;
 pub mod tls;

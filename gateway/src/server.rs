@@ -175,7 +175,13 @@ impl Server {
             }
         }));
 
-        let router = crate::http::router(warehouse.clone(), handler);
+        let hs2 = crate::hs2::Hs2::new(
+            handler.clone(),
+            settings.hs2.clone(),
+            &data_dir,
+            tls.is_some(),
+        );
+        let router = crate::http::router(warehouse.clone(), handler, hs2);
         let http_shutdown = shutdown.clone().cancelled_owned();
         match &tls {
             Some(identity) => {

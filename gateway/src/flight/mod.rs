@@ -373,52 +373,15 @@ fn until_cancelled<T: Send + 'static>(
     )
 }
 
-/// JDBC/ODBC-style `?` placeholders (what ADBC sends) as the `$1, $2, …` the planner reads;
-/// question marks inside strings, quoted identifiers and comments stay as they are.
+/// JDBC/ODBC-style `?` placeholders (what ADBC sends) as the `$1, $2, …` the planner reads.
 fn numbered_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    let mut n = 0;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' | '"' => {
-                out.push(c);
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d == c {
-                        break;
-                    }
-                }
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                out.push(c);
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d == '\n' {
-                        break;
-                    }
-                }
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                out.push(c);
-                let mut last = ' ';
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if last == '*' && d == '/' {
-                        break;
-                    }
-                    last = d;
-                }
-            }
-            '?' => {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            }
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::sqltext::rewrite(
+        sql,
+        crate::sqltext::Rewrite {
+            question_marks: true,
+            ..Default::default()
+        },
+    )
 }
 
 /// A text column of a catalog answer as strings.
@@ -627,31 +590,16 @@ fn params_from(
             batch.num_columns()
         )));
     }
-    batch
+    let values = batch
         .columns()
         .iter()
-        .zip(expected)
         .enumerate()
-        .map(|(i, (column, ty))| {
-            let value = ScalarValue::try_from_array(column, 0)
-                .map_err(|e| Status::invalid_argument(format!("parameter {}: {e}", i + 1)))?;
-            match ty {
-                Some(ty) if value.data_type() != *ty && !value.is_null() => {
-                    value.cast_to(ty).map_err(|_| {
-                        Status::invalid_argument(format!(
-                            "parameter {}: {} cannot be used as {ty}",
-                            i + 1,
-                            value.data_type()
-                        ))
-                    })
-                }
-                Some(ty) if value.is_null() => {
-                    ScalarValue::try_from(ty).map_err(|e| Status::invalid_argument(e.to_string()))
-                }
-                _ => Ok(value),
-            }
+        .map(|(i, column)| {
+            ScalarValue::try_from_array(column, 0)
+                .map_err(|e| Status::invalid_argument(format!("parameter {}: {e}", i + 1)))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::handler::bind_parameters(values, expected).map_err(|e| status(&e))
 }
 
 fn parameter_schema(types: &[Option<DataType>]) -> Schema {
@@ -1240,17 +1188,6 @@ mod tests {
         assert_eq!(token_from(&metadata("Basic dTp0b2s")).expect("ok"), "tok");
         assert!(token_from(&metadata("Digest x")).is_err());
         assert!(token_from(&MetadataMap::new()).is_err());
-    }
-
-    #[test]
-    fn question_marks_become_numbered_outside_strings_and_comments() {
-        assert_eq!(
-            numbered_placeholders(
-                "SELECT ?, '?', \"a?\" FROM t WHERE x = ? -- ?\n AND y = ? /* ? */"
-            ),
-            "SELECT $1, '?', \"a?\" FROM t WHERE x = $2 -- ?\n AND y = $3 /* ? */"
-        );
-        assert_eq!(numbered_placeholders("SELECT $1"), "SELECT $1");
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! The HTTP listener: health, the caller's identity; HS2, metrics and the admin page as
-//! they land. Authenticated routes take `Authorization: Bearer <token>` through
-//! [`bearer_session`] and answer 401 with `WWW-Authenticate: Bearer` (RFC 6750) otherwise.
+//! The HTTP listener: health, the caller's identity, the HiveServer2 endpoint of the
+//! Databricks drivers ([`hs2`]); metrics and the admin page as they land. Authenticated
+//! routes take `Authorization: Bearer <token>` through [`bearer_login`] and answer 401
+//! with `WWW-Authenticate: Bearer` (RFC 6750) otherwise.
+
+mod hs2;
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use workers::Warehouse;
@@ -19,14 +22,38 @@ use crate::session::Session;
 struct AppState {
     warehouse: Arc<Warehouse>,
     handler: Arc<dyn Handler>,
+    hs2: Arc<crate::hs2::Hs2>,
 }
 
 /// Routes served on `--http-addr`.
-pub fn router(warehouse: Arc<Warehouse>, handler: Arc<dyn Handler>) -> Router {
+pub fn router(
+    warehouse: Arc<Warehouse>,
+    handler: Arc<dyn Handler>,
+    hs2: Arc<crate::hs2::Hs2>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/1.0/whoami", get(whoami))
-        .with_state(AppState { warehouse, handler })
+        // HiveServer2 over HTTP: the Databricks SQL warehouse path, its older name, and
+        // the paths Hive and Databricks clusters use (which mean the default warehouse).
+        .route("/sql/1.0/warehouses/{warehouse}", post(hs2::thrift))
+        .route("/sql/1.0/endpoints/{warehouse}", post(hs2::thrift))
+        .route(
+            "/sql/protocolv1/o/{org}/{cluster}",
+            post(hs2::thrift_default),
+        )
+        .route("/cliservice", post(hs2::thrift_default))
+        .route("/results/{operation}/{chunk}", get(hs2::download))
+        .route(
+            "/api/2.0/connector-service/feature-flags/{driver}/{version}",
+            get(hs2::feature_flags),
+        )
+        .route("/oidc/v1/token", post(hs2::token_exchange))
+        .with_state(AppState {
+            warehouse,
+            handler,
+            hs2,
+        })
 }
 
 /// 200 once every listener is up (this one answering means they are: they bind before the
@@ -78,13 +105,21 @@ async fn whoami(State(app): State<AppState>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-/// The session of the request's bearer token, or the 401 (503 when the issuer is out of
-/// reach) to answer with.
-pub async fn bearer_session(
+/// Why a bearer token was refused: the HTTP status, a message for the client, and the
+/// `WWW-Authenticate` challenge to send with a 401.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    pub challenge: Option<String>,
+}
+
+/// The session of the request's bearer token, or why it was refused (401; 503 when the
+/// issuer is out of reach).
+pub async fn bearer_login(
     handler: &dyn Handler,
     headers: &HeaderMap,
     database: &str,
-) -> Result<Session, Response> {
+) -> Result<Session, Refusal> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -93,29 +128,53 @@ pub async fn bearer_session(
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
     let Some(token) = presented else {
-        return Err(unauthorized(
-            "Bearer realm=\"sluice\"",
-            "send Authorization: Bearer <token>",
-        ));
+        return Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: "send Authorization: Bearer <token>".into(),
+            challenge: Some("Bearer realm=\"sluice\"".into()),
+        });
     };
-    match handler.login(token, "", database).await {
-        Ok(session) => Ok(session),
-        Err(reason) => {
-            tracing::warn!(token = %auth::fingerprint(token), reason = reason.code(), "http request refused: {reason}");
-            if crate::error::login_http_status(&reason) == StatusCode::SERVICE_UNAVAILABLE {
-                return Err((
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({ "error": "temporarily_unavailable", "message": reason.to_string() })),
-                )
-                    .into_response());
-            }
-            let description = reason.to_string().replace(['"', '\\'], "'");
-            Err(unauthorized(
-                &format!("Bearer realm=\"sluice\", error=\"invalid_token\", error_description=\"{description}\""),
-                &reason.to_string(),
-            ))
+    handler.login(token, "", database).await.map_err(|reason| {
+        tracing::warn!(token = %auth::fingerprint(token), reason = reason.code(), "http request refused: {reason}");
+        if crate::error::login_http_status(&reason) == StatusCode::SERVICE_UNAVAILABLE {
+            return Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: reason.to_string(),
+                challenge: None,
+            };
         }
-    }
+        let description = reason.to_string().replace(['"', '\\'], "'");
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: reason.to_string(),
+            challenge: Some(format!(
+                "Bearer realm=\"sluice\", error=\"invalid_token\", error_description=\"{description}\""
+            )),
+        }
+    })
+}
+
+/// The session of the request's bearer token, or the JSON 401/503 response to answer with.
+pub async fn bearer_session(
+    handler: &dyn Handler,
+    headers: &HeaderMap,
+    database: &str,
+) -> Result<Session, Response> {
+    bearer_login(handler, headers, database)
+        .await
+        .map_err(|refused| {
+            if refused.status == StatusCode::SERVICE_UNAVAILABLE {
+                return (
+                    refused.status,
+                    Json(json!({ "error": "temporarily_unavailable", "message": refused.message })),
+                )
+                    .into_response();
+            }
+            unauthorized(
+                refused.challenge.as_deref().unwrap_or("Bearer"),
+                &refused.message,
+            )
+        })
 }
 
 fn unauthorized(challenge: &str, message: &str) -> Response {
