@@ -113,6 +113,8 @@ pub struct Hs2File {
     pub session_idle_timeout: Option<String>,
     /// An operation nobody read for this long is closed (its query stops), e.g. "10m".
     pub operation_idle_timeout: Option<String>,
+    /// How long GetOperationStatus waits for a running statement to change, e.g. "500ms".
+    pub status_poll_wait: Option<String>,
 }
 
 /// `[auth]`.

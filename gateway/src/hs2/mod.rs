@@ -59,7 +59,9 @@ pub struct Hs2Config {
     pub spool: SpoolConfig,
     /// Largest inline page, whatever the client's maxBytes.
     pub max_page_bytes: usize,
-    /// How long GetOperationStatus waits for a change before answering RUNNING.
+    /// How long GetOperationStatus waits for a change before answering RUNNING. Short:
+    /// databricks-sql-connector sends one request at a time, so its `cursor.cancel()`
+    /// waits behind the poll in flight.
     pub poll_wait: Duration,
     /// How long ExecuteStatement waits for a result to send back directly.
     pub direct_wait: Duration,
@@ -80,7 +82,7 @@ impl Default for Hs2Config {
                 link_ttl: Duration::from_secs(900),
             },
             max_page_bytes: 64 * 1024 * 1024,
-            poll_wait: Duration::from_secs(5),
+            poll_wait: Duration::from_millis(500),
             direct_wait: Duration::from_secs(1),
             session_idle: Duration::from_secs(3600),
             operation_idle: Duration::from_secs(600),
@@ -785,9 +787,9 @@ impl Hs2 {
 
     /// Wait for an operation to finish (bounded); the error to answer with otherwise.
     async fn finished(&self, op: &Operation) -> Result<(), Status> {
-        let deadline = Instant::now() + self.config.poll_wait * 12;
+        let deadline = Instant::now() + RESULT_WAIT;
         loop {
-            match op.wait(self.config.poll_wait).await {
+            match op.wait(RESULT_WAIT).await {
                 State::Finished => return Ok(()),
                 State::Failed(e) => return Err(error_status(&e)),
                 State::Canceled => {
@@ -1065,7 +1067,7 @@ impl Hs2 {
             .await?;
         let mut names = Vec::new();
         for batch in &rows {
-            names.extend(strings(batch, 0)?);
+            names.extend(strings(batch, 0)?.into_iter().filter(|s| !postgres_only(s)));
         }
         Ok(names)
     }
@@ -1092,7 +1094,10 @@ impl Hs2 {
             let (schemas, names, kinds) =
                 (strings(batch, 0)?, strings(batch, 1)?, strings(batch, 2)?);
             for ((s, t), k) in schemas.into_iter().zip(names).zip(kinds) {
-                if metadata::matches(schema, &s) && metadata::matches(table, &t) {
+                if !postgres_only(&s)
+                    && metadata::matches(schema, &s)
+                    && metadata::matches(table, &t)
+                {
                     out.push(metadata::TableEntry {
                         schema: s,
                         name: t,
@@ -1219,6 +1224,10 @@ async fn reap(hs2: Weak<Hs2>) {
     }
 }
 
+/// How long GetResultSetMetadata / FetchResults wait for a running operation (clients
+/// normally poll GetOperationStatus until FINISHED first; PyHive fetches at once).
+const RESULT_WAIT: Duration = Duration::from_secs(60);
+
 /// The methods sluice answers; any other gets `TApplicationException(UNKNOWN_METHOD)`.
 const KNOWN_METHODS: &[&str] = &[
     "OpenSession",
@@ -1246,6 +1255,12 @@ const CLIENT_KEYS: &[&str] = &[
     "spark.thriftserver.arrowBasedRowSet.timestampAsString",
     "query_tags",
 ];
+
+/// PostgreSQL's own schemas (pg_catalog, pg_toast): there for pg clients, noise in a
+/// Databricks client's catalog browser. They stay queryable by name.
+fn postgres_only(schema: &str) -> bool {
+    schema.starts_with("pg_")
+}
 
 fn owner(session: &Session) -> Owner {
     (

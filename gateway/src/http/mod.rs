@@ -62,8 +62,10 @@ async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::V
     let warehouse = &app.warehouse;
     let status = warehouse.status();
     let ready = warehouse.is_ready();
+    let (hs2_sessions, hs2_operations) = app.hs2.counts();
     let body = json!({
         "status": if ready { "ok" } else { "starting" },
+        "hs2": { "sessions": hs2_sessions, "operations": hs2_operations },
         "warehouses": [{
             "name": status.name,
             "queued": status.queued,
