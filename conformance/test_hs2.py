@@ -211,6 +211,81 @@ def test_sessions_and_operations_are_released(sluice):
     assert after["sessions"] <= before["sessions"] and after["operations"] <= before["operations"], (before, after)
 
 
+def test_initial_namespace_and_session_settings(sluice):
+    with connect(sluice, catalog="sluice", schema="tpch",
+                 session_configuration={"statement_timeout": "1ms"}) as c, c.cursor() as cur:
+        # Unqualified names resolve in the initial schema; the session setting applies.
+        with pytest.raises(dbsql.exc.Error) as timed_out:
+            cur.execute(LONG_QUERY.replace("tpch.", ""))
+        assert "timeout" in str(timed_out.value)
+        cur.execute("SET statement_timeout = 0")
+        cur.execute("SELECT count(*) FROM nation")
+        assert cur.fetchall()[0][0] == 25
+    with pytest.raises(dbsql.exc.Error) as unknown:
+        connect(sluice, catalog="hive_metastore")
+    assert "hive_metastore" in str(unknown.value)
+
+
+def test_raw_metadata_calls_and_sqlstates(sluice):
+    client = raw_client(sluice)
+    session = open_session(client).sessionHandle
+
+    def rows(resp):
+        assert resp.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS, resp.status
+        op = resp.operationHandle
+        meta = client.GetResultSetMetadata(ttypes.TGetResultSetMetadataReq(operationHandle=op))
+        names = [c.columnName for c in meta.schema.columns]
+        fetched = client.FetchResults(ttypes.TFetchResultsReq(operationHandle=op, maxRows=10000, orientation=0))
+        columns = fetched.results.columns
+        values = [next(v for v in (c.boolVal, c.byteVal, c.i16Val, c.i32Val, c.i64Val, c.doubleVal, c.stringVal,
+                                   c.binaryVal) if v is not None).values for c in columns]
+        client.CloseOperation(ttypes.TCloseOperationReq(operationHandle=op))
+        return names, list(zip(*values))
+
+    names, types = rows(client.GetTypeInfo(ttypes.TGetTypeInfoReq(sessionHandle=session)))
+    assert names[:3] == ["TYPE_NAME", "DATA_TYPE", "PRECISION"] and len(names) == 18
+    assert ("DECIMAL", 3) in [(t[0], t[1]) for t in types]
+    names, kinds = rows(client.GetTableTypes(ttypes.TGetTableTypesReq(sessionHandle=session)))
+    assert names == ["TABLE_TYPE"] and kinds == [("TABLE",), ("VIEW",)]
+    names, functions = rows(client.GetFunctions(ttypes.TGetFunctionsReq(sessionHandle=session,
+                                                                        functionName="format_t%")))
+    assert names[:3] == ["FUNCTION_CAT", "FUNCTION_SCHEM", "FUNCTION_NAME"]
+    assert ("sluice", "pg_catalog", "format_type") in [f[:3] for f in functions]
+    names, keys = rows(client.GetPrimaryKeys(ttypes.TGetPrimaryKeysReq(sessionHandle=session, schemaName="tpch",
+                                                                       tableName="nation")))
+    assert names == ["TABLE_CAT", "TABLE_SCHEM", "TABLE_NAME", "COLUMN_NAME", "KEY_SEQ", "PK_NAME"] and keys == []
+    names, refs = rows(client.GetCrossReference(ttypes.TGetCrossReferenceReq(sessionHandle=session)))
+    assert len(names) == 14 and refs == []
+    # Errors carry the SQLSTATE of the one error table.
+    for sql, state in [("SELECT * FROM tpch.nope", "42P01"), ("SELECT nope FROM tpch.nation", "42703"),
+                       ("SELEC 1", "42601"), ("INSERT INTO tpch.region VALUES (9, 'X', 'y')", "25006")]:
+        resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(sessionHandle=session, statement=sql))
+        assert resp.status.statusCode == ttypes.TStatusCode.ERROR_STATUS
+        assert resp.status.sqlState == state, (sql, resp.status)
+    # A failure while running is the operation's ERROR_STATE with its message.
+    resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(
+        sessionHandle=session, statement="SELECT 1 / (n_nationkey - n_nationkey) FROM tpch.nation", runAsync=True))
+    status = client.GetOperationStatus(ttypes.TGetOperationStatusReq(operationHandle=resp.operationHandle))
+    while status.operationState in (ttypes.TOperationState.PENDING_STATE, ttypes.TOperationState.RUNNING_STATE):
+        status = client.GetOperationStatus(ttypes.TGetOperationStatusReq(operationHandle=resp.operationHandle))
+    assert status.operationState == ttypes.TOperationState.ERROR_STATE
+    assert status.sqlState == "22012" and "zero" in status.errorMessage.lower()
+    client.CloseSession(ttypes.TCloseSessionReq(sessionHandle=session))
+
+
+def test_hive_v1_clients_get_rows(sluice):
+    """Hive protocol versions before V6 read results as rows of TColumnValues."""
+    client = raw_client(sluice)
+    resp = client.OpenSession(ttypes.TOpenSessionReq(client_protocol=ttypes.TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V1))
+    assert resp.serverProtocolVersion == ttypes.TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V1
+    op = client.ExecuteStatement(ttypes.TExecuteStatementReq(
+        sessionHandle=resp.sessionHandle, statement="SELECT r_regionkey, r_name, CAST(NULL AS BIGINT) AS n "
+                                                    "FROM tpch.region ORDER BY 1 LIMIT 2")).operationHandle
+    fetched = client.FetchResults(ttypes.TFetchResultsReq(operationHandle=op, maxRows=100, orientation=0))
+    rows = [[v.i64Val.value if v.i64Val else v.stringVal.value for v in row.colVals] for row in fetched.results.rows]
+    assert rows == [[0, "AFRICA", None], [1, "AMERICA", None]]
+
+
 # --- large results by download links (CloudFetch) ----------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,218 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Int16Array, Int32Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use futures::future::BoxFuture;
+use futures::TryStreamExt;
 use planner::QueryError;
 
-use super::protocol::sql_type;
+use super::protocol::{op_type, sql_type};
+use super::results::WireOptions;
+use super::thrift::{Struct, Value};
+use super::{error_status, invalid_session, reply, status_only, Hs2, Reply};
+use crate::handler::{ArrowRows, Outcome};
+use crate::session::Session;
+
+impl Hs2 {
+    /// GetCatalogs, GetSchemas, GetTables, GetTableTypes, GetColumns, GetTypeInfo,
+    /// GetFunctions, GetPrimaryKeys, GetCrossReference: answered from the session's
+    /// (grant-filtered) catalog, as Thrift columns.
+    pub(super) async fn metadata_call(
+        &self,
+        name: &str,
+        req: &Struct,
+        login: &Session,
+        seqid: i32,
+    ) -> Result<Vec<u8>, Reply> {
+        let Some(hs2_session) = self.session_of(req, login) else {
+            return Ok(reply(name, seqid, status_only(&invalid_session())));
+        };
+        let session = hs2_session.session.clone();
+        let catalog = planner::CATALOG;
+        let (c, s, t) = (req.string(2), req.string(3), req.string(4));
+        let answer: Result<(i32, RecordBatch), QueryError> = async {
+            Ok(match name {
+                "GetCatalogs" => (op_type::GET_CATALOGS, catalogs(catalog)?),
+                "GetTableTypes" => (op_type::GET_TABLE_TYPES, table_types()?),
+                "GetTypeInfo" => (op_type::GET_TYPE_INFO, type_info()?),
+                "GetPrimaryKeys" => (op_type::UNKNOWN, primary_keys()?),
+                "GetCrossReference" => (op_type::UNKNOWN, cross_reference()?),
+                "GetSchemas" => {
+                    let schemas = self.schema_names(&session).await?;
+                    (op_type::GET_SCHEMAS, self::schemas(catalog, &schemas, c.as_deref(), s.as_deref())?)
+                }
+                "GetTables" => {
+                    let types: Option<Vec<String>> = req.list(5).map(|l| {
+                        l.iter()
+                            .filter_map(|v| match v {
+                                Value::Binary(b) => Some(String::from_utf8_lossy(b).to_uppercase()),
+                                _ => None,
+                            })
+                            .collect()
+                    });
+                    let tables: Vec<_> = self
+                        .visible_tables(&session, c.as_deref(), s.as_deref(), t.as_deref())
+                        .await?
+                        .into_iter()
+                        .filter(|t| types.as_ref().is_none_or(|types| types.is_empty() || types.iter().any(|k| k == t.jdbc_kind())))
+                        .collect();
+                    (op_type::GET_TABLES, self::tables(catalog, &tables)?)
+                }
+                "GetColumns" => {
+                    let mut columns = Vec::new();
+                    for table in self.visible_tables(&session, c.as_deref(), s.as_deref(), t.as_deref()).await? {
+                        let sql = format!(
+                            "SELECT * FROM \"{}\".\"{}\"",
+                            table.schema.replace('"', "\"\""),
+                            table.name.replace('"', "\"\"")
+                        );
+                        if let Ok(prepared) = self.handler.prepare(&session, &sql).await {
+                            if let Some(p) = prepared.first() {
+                                columns.push((table.schema, table.name, p.schema()));
+                            }
+                        }
+                    }
+                    (op_type::GET_COLUMNS, self::columns(catalog, &columns, req.string(5).as_deref())?)
+                }
+                "GetFunctions" => {
+                    // TGetFunctionsReq: 2 catalogName, 3 schemaName, 4 functionName.
+                    let rows = self
+                        .catalog_rows(
+                            &session,
+                            "SELECT DISTINCT n.nspname, p.proname FROM pg_catalog.pg_proc p \
+                             JOIN pg_catalog.pg_namespace n ON p.pronamespace = n.oid ORDER BY 1, 2",
+                        )
+                        .await?;
+                    let functions: Vec<(String, String)> = pairs(&rows)?
+                        .into_iter()
+                        .filter(|(schema, function)| {
+                            matches(c.as_deref(), catalog)
+                                && matches(s.as_deref(), schema)
+                                && matches(t.as_deref(), function)
+                        })
+                        .collect();
+                    (op_type::GET_FUNCTIONS, self::functions(catalog, &functions)?)
+                }
+                other => return Err(QueryError::internal(format!("{other} is not a metadata call"))),
+            })
+        }
+        .await;
+        let (kind, batch) = match answer {
+            Ok(answer) => answer,
+            Err(e) => return Ok(reply(name, seqid, status_only(&error_status(&e)))),
+        };
+        let schema = batch.schema();
+        let work: BoxFuture<'static, Result<(SchemaRef, ArrowRows), QueryError>> =
+            Box::pin(async move {
+                Ok((
+                    schema,
+                    ArrowRows::Batches(Box::pin(futures::stream::once(async move { Ok(batch) }))),
+                ))
+            });
+        let op = match self.start(
+            &hs2_session,
+            kind,
+            true,
+            name.to_string(),
+            WireOptions::columns(),
+            None,
+            work,
+        ) {
+            Ok(op) => op,
+            Err(e) => return Ok(reply(name, seqid, status_only(&error_status(&e)))),
+        };
+        // TGet*Req: 1281 getDirectResults, 1282 runAsync.
+        self.respond_started(name, seqid, req, req.bool(1282).unwrap_or(false), op)
+            .await
+    }
+
+    /// Rows of a catalog query, with the session's grants.
+    async fn catalog_rows(
+        &self,
+        session: &Session,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let mut session = session.clone();
+        let mut out = Vec::new();
+        for p in self.handler.prepare(&session, sql).await? {
+            if let Outcome::Rows { batches, .. } =
+                self.handler.execute(&mut session, &p, Vec::new()).await?
+            {
+                out.extend(batches.try_collect::<Vec<_>>().await?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn schema_names(&self, session: &Session) -> Result<Vec<String>, QueryError> {
+        let rows = self
+            .catalog_rows(
+                session,
+                "SELECT schema_name FROM information_schema.schemata ORDER BY 1",
+            )
+            .await?;
+        let mut names = Vec::new();
+        for batch in &rows {
+            names.extend(strings(batch, 0)?.into_iter().filter(|s| !postgres_only(s)));
+        }
+        Ok(names)
+    }
+
+    async fn visible_tables(
+        &self,
+        session: &Session,
+        catalog: Option<&str>,
+        schema: Option<&str>,
+        table: Option<&str>,
+    ) -> Result<Vec<TableEntry>, QueryError> {
+        if !matches(catalog, planner::CATALOG) {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .catalog_rows(
+                session,
+                "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+                 ORDER BY table_schema, table_name",
+            )
+            .await?;
+        let mut out = Vec::new();
+        for batch in &rows {
+            let (schemas, names, kinds) =
+                (strings(batch, 0)?, strings(batch, 1)?, strings(batch, 2)?);
+            for ((s, t), k) in schemas.into_iter().zip(names).zip(kinds) {
+                if !postgres_only(&s) && matches(schema, &s) && matches(table, &t) {
+                    out.push(TableEntry {
+                        schema: s,
+                        name: t,
+                        kind: k,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// PostgreSQL's own schemas (pg_catalog, pg_toast): there for pg clients, noise in a
+/// Databricks client's catalog browser. They stay queryable by name.
+fn postgres_only(schema: &str) -> bool {
+    schema.starts_with("pg_")
+}
+
+fn strings(batch: &RecordBatch, column: usize) -> Result<Vec<String>, QueryError> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let text = datafusion::arrow::compute::cast(batch.column(column), &DataType::Utf8)
+        .map_err(|e| QueryError::internal(e.to_string()))?;
+    let text = text.as_string::<i32>();
+    Ok((0..text.len()).map(|i| text.value(i).to_string()).collect())
+}
+
+fn pairs(batches: &[RecordBatch]) -> Result<Vec<(String, String)>, QueryError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        out.extend(strings(batch, 0)?.into_iter().zip(strings(batch, 1)?));
+    }
+    Ok(out)
+}
 
 /// Does `text` match the JDBC pattern? No pattern (or an empty one) matches everything.
 pub fn matches(pattern: Option<&str>, text: &str) -> bool {
@@ -292,33 +501,71 @@ pub fn columns(
     )
 }
 
+/// One row of `getTypeInfo`.
+struct TypeRow {
+    name: &'static str,
+    /// `java.sql.Types`.
+    jdbc: i32,
+    precision: i32,
+    /// LITERAL_PREFIX and _SUFFIX.
+    quote: Option<&'static str>,
+    /// 0 none, 2 all but LIKE, 3 searchable.
+    searchable: i16,
+    fixed_scale: bool,
+    radix: Option<i32>,
+}
+
+const fn row(
+    name: &'static str,
+    jdbc: i32,
+    precision: i32,
+    quote: Option<&'static str>,
+    searchable: i16,
+    radix: Option<i32>,
+) -> TypeRow {
+    TypeRow {
+        name,
+        jdbc,
+        precision,
+        quote,
+        searchable,
+        fixed_scale: false,
+        radix,
+    }
+}
+
 /// The types sluice's SQL knows, as JDBC `getTypeInfo` lists them.
 pub fn type_info() -> Result<RecordBatch, QueryError> {
-    // name, JDBC type, precision, literal quote, searchable, unsigned, fixed scale, radix
-    const TYPES: &[(&str, i32, i32, Option<&str>, i32, bool, bool, Option<i32>)] = &[
-        ("BOOLEAN", 16, 1, None, 2, false, false, None),
-        ("TINYINT", -6, 3, None, 2, false, false, Some(10)),
-        ("SMALLINT", 5, 5, None, 2, false, false, Some(10)),
-        ("INT", 4, 10, None, 2, false, false, Some(10)),
-        ("BIGINT", -5, 19, None, 2, false, false, Some(10)),
-        ("FLOAT", 6, 7, None, 2, false, false, Some(10)),
-        ("DOUBLE", 8, 15, None, 2, false, false, Some(10)),
-        ("DECIMAL", 3, 38, None, 2, false, true, Some(10)),
-        ("STRING", 12, i32::MAX, Some("'"), 3, false, false, None),
-        ("DATE", 91, 10, Some("'"), 2, false, false, None),
-        ("TIMESTAMP", 93, 29, Some("'"), 2, false, false, None),
-        ("BINARY", -2, i32::MAX, None, 0, false, false, None),
-        ("ARRAY", 2003, 0, None, 0, false, false, None),
-        ("MAP", 2000, 0, None, 0, false, false, None),
-        ("STRUCT", 2002, 0, None, 0, false, false, None),
-        ("INTERVAL", 1111, 0, None, 0, false, false, None),
-        ("VOID", 0, 0, None, 0, false, false, None),
+    const TYPES: &[TypeRow] = &[
+        row("BOOLEAN", 16, 1, None, 2, None),
+        row("TINYINT", -6, 3, None, 2, Some(10)),
+        row("SMALLINT", 5, 5, None, 2, Some(10)),
+        row("INT", 4, 10, None, 2, Some(10)),
+        row("BIGINT", -5, 19, None, 2, Some(10)),
+        row("FLOAT", 6, 7, None, 2, Some(10)),
+        row("DOUBLE", 8, 15, None, 2, Some(10)),
+        TypeRow {
+            fixed_scale: true,
+            ..row("DECIMAL", 3, 38, None, 2, Some(10))
+        },
+        row("STRING", 12, i32::MAX, Some("'"), 3, None),
+        row("DATE", 91, 10, Some("'"), 2, None),
+        row("TIMESTAMP", 93, 29, Some("'"), 2, None),
+        row("BINARY", -2, i32::MAX, None, 0, None),
+        row("ARRAY", 2003, 0, None, 0, None),
+        row("MAP", 2000, 0, None, 0, None),
+        row("STRUCT", 2002, 0, None, 0, None),
+        row("INTERVAL", 1111, 0, None, 0, None),
+        row("VOID", 0, 0, None, 0, None),
     ];
     let n = TYPES.len();
-    let strs = |f: &dyn Fn(
-        &(&str, i32, i32, Option<&str>, i32, bool, bool, Option<i32>),
-    ) -> Option<String>| { text(TYPES.iter().map(f).collect()) };
-    let bools = |values: Vec<bool>| -> ArrayRef { Arc::new(BooleanArray::from(values)) };
+    let strs = |f: fn(&TypeRow) -> Option<String>| text(TYPES.iter().map(f).collect());
+    let bools = |f: fn(&TypeRow) -> bool| -> ArrayRef {
+        Arc::new(BooleanArray::from(TYPES.iter().map(f).collect::<Vec<_>>()))
+    };
+    let smallints = |f: fn(&TypeRow) -> i16| -> ArrayRef {
+        Arc::new(Int16Array::from(TYPES.iter().map(f).collect::<Vec<_>>()))
+    };
     batch(
         &[
             ("TYPE_NAME", DataType::Utf8),
@@ -341,31 +588,24 @@ pub fn type_info() -> Result<RecordBatch, QueryError> {
             ("NUM_PREC_RADIX", DataType::Int32),
         ],
         vec![
-            strs(&|t| Some(t.0.to_string())),
-            ints(TYPES.iter().map(|t| Some(t.1)).collect()),
-            ints(TYPES.iter().map(|t| Some(t.2)).collect()),
-            strs(&|t| t.3.map(str::to_string)),
-            strs(&|t| t.3.map(str::to_string)),
-            strs(&|t| (t.0 == "DECIMAL").then(|| "PRECISION,SCALE".to_string())),
-            Arc::new(Int16Array::from(vec![1i16; n])),
-            bools(TYPES.iter().map(|t| t.0 == "STRING").collect()),
-            Arc::new(Int16Array::from(
-                TYPES.iter().map(|t| t.4 as i16).collect::<Vec<_>>(),
-            )),
-            bools(TYPES.iter().map(|t| t.5).collect()),
-            bools(TYPES.iter().map(|t| t.6).collect()),
-            bools(vec![false; n]),
-            strs(&|t| Some(t.0.to_string())),
-            Arc::new(Int16Array::from(vec![0i16; n])),
-            Arc::new(Int16Array::from(
-                TYPES
-                    .iter()
-                    .map(|t| if t.0 == "DECIMAL" { 38 } else { 0 })
-                    .collect::<Vec<i16>>(),
-            )),
+            strs(|t| Some(t.name.to_string())),
+            ints(TYPES.iter().map(|t| Some(t.jdbc)).collect()),
+            ints(TYPES.iter().map(|t| Some(t.precision)).collect()),
+            strs(|t| t.quote.map(str::to_string)),
+            strs(|t| t.quote.map(str::to_string)),
+            strs(|t| t.fixed_scale.then(|| "PRECISION,SCALE".to_string())),
+            smallints(|_| 1),
+            bools(|t| t.name == "STRING"),
+            smallints(|t| t.searchable),
+            bools(|_| false),
+            bools(|t| t.fixed_scale),
+            bools(|_| false),
+            strs(|t| Some(t.name.to_string())),
+            smallints(|_| 0),
+            smallints(|t| if t.fixed_scale { 38 } else { 0 }),
             ints(vec![None; n]),
             ints(vec![None; n]),
-            ints(TYPES.iter().map(|t| t.7).collect()),
+            ints(TYPES.iter().map(|t| t.radix).collect()),
         ],
     )
 }

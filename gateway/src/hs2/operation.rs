@@ -462,12 +462,15 @@ impl Operation {
     /// late finish).
     pub fn set_state(&self, next: State) {
         self.state.send_if_modified(|state| {
-            let allowed = match (&*state, &next) {
-                (State::Pending | State::Running, _) => true,
-                (State::Finished, State::Canceled | State::Closed | State::Failed(_)) => true,
-                (State::Canceled | State::Failed(_), State::Closed) => true,
-                _ => false,
-            };
+            let allowed = matches!(
+                (&*state, &next),
+                (State::Pending | State::Running, _)
+                    | (
+                        State::Finished,
+                        State::Canceled | State::Closed | State::Failed(_)
+                    )
+                    | (State::Canceled | State::Failed(_), State::Closed)
+            );
             if allowed {
                 *state = next;
             }

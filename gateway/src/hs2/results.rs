@@ -408,7 +408,10 @@ pub fn write_rows(w: &mut Writer, id: i16, batches: &[RecordBatch]) {
                     }),
                     _ => w.struct_field(7, |_| {}),
                 }
+                // End of this TColumnValue (a union: one member set).
+                w.stop();
             }
+            // End of the TRow.
             w.stop();
         }
     }
@@ -500,6 +503,36 @@ mod tests {
         assert_eq!(i32s.list(1).map(|v| v.len()), Some(6));
         // rows 1 and 4 are null: bits 1 and 4.
         assert_eq!(i32s.binary(2), Some(&[0b0001_0010u8][..]));
+    }
+
+    #[test]
+    fn rows_are_lists_of_column_values() {
+        let b = batch();
+        let wire = wire_schema(&b.schema(), &WireOptions::columns());
+        let converted = to_wire(&b, &wire).expect("convert");
+        let mut w = Writer::default();
+        w.struct_field(3, |w| write_rows(w, 2, &[converted]));
+        w.stop();
+        let s = Reader::new(&w.buf).read_struct().expect("decodes");
+        let rows = s.strukt(3).and_then(|r| r.list(2)).expect("rows");
+        assert_eq!(rows.len(), 3);
+        let Value::Struct(row) = &rows[1] else {
+            panic!("TRow")
+        };
+        let values = row.list(1).expect("colVals");
+        assert_eq!(values.len(), 5);
+        // Row 1's int is NULL: the i32Val member is there, without a value.
+        let Value::Struct(int) = &values[0] else {
+            panic!("TColumnValue")
+        };
+        assert_eq!(int.strukt(4).map(|v| v.get(1).is_none()), Some(true));
+        let Value::Struct(text) = &values[1] else {
+            panic!("TColumnValue")
+        };
+        assert_eq!(
+            text.strukt(7).and_then(|v| v.string(1)).as_deref(),
+            Some("-0.05")
+        );
     }
 
     #[test]
