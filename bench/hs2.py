@@ -3,8 +3,10 @@
 1. `SELECT * FROM tpch.lineitem` through databricks-sql-connector (`fetchall_arrow`): its
    defaults (download links, LZ4), inline pages with LZ4, inline pages without, against
    ADBC Flight SQL on the same server, in the same run.
-2. Per-query overhead of `SELECT 1` (connection open, connect excluded): the connector
-   against psycopg on sluice's pg front-end and on PostgreSQL (127.0.0.1:5432).
+2. Per-query overhead of `SELECT 1` (connection open, connect excluded): the connector,
+   and the same ExecuteStatement as a raw HTTP POST (the server's share: the connector's
+   own Python is most of its time), against psycopg on sluice's pg front-end and on
+   PostgreSQL (127.0.0.1:5432).
 """
 import json
 import os
@@ -15,10 +17,15 @@ import sys
 import threading
 import time
 
+import http.client
+
 import adbc_driver_flightsql as fs
 import adbc_driver_flightsql.dbapi as flight_sql
 import psycopg
 from databricks import sql as dbsql
+from databricks.sql.thrift_api.TCLIService import TCLIService, ttypes
+from thrift.protocol import TBinaryProtocol
+from thrift.transport import THttpClient, TTransport
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = pathlib.Path(os.environ["CARGO_TARGET_DIR"])
@@ -138,6 +145,28 @@ def main():
                 cur.execute("SELECT 1")
                 cur.fetchall()
             hs2_one = latencies("sluice HS2 (databricks-sql-connector) SELECT 1", hs2_select_one)
+        # The same statement as the connector sends it, as one pre-encoded POST.
+        transport = THttpClient.THttpClient(f"http://{ep['http']}/sql/1.0/warehouses/default")
+        transport.setCustomHeaders({"Authorization": f"Bearer {token}"})
+        client = TCLIService.Client(TBinaryProtocol.TBinaryProtocol(transport))
+        session = client.OpenSession(ttypes.TOpenSessionReq(client_protocol_i64=42247)).sessionHandle
+        buf = TTransport.TMemoryBuffer()
+        proto = TBinaryProtocol.TBinaryProtocol(buf)
+        proto.writeMessageBegin("ExecuteStatement", 1, 1)
+        TCLIService.ExecuteStatement_args(req=ttypes.TExecuteStatementReq(
+            sessionHandle=session, statement="SELECT 1", runAsync=True, canReadArrowResult=True,
+            getDirectResults=ttypes.TSparkGetDirectResults(maxRows=100000, maxBytes=104857600))).write(proto)
+        body = buf.getvalue()
+        raw = http.client.HTTPConnection(ep["http"])
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-thrift"}
+
+        def raw_select_one():
+            raw.request("POST", "/sql/1.0/warehouses/default", body=body, headers=headers)
+            response = raw.getresponse()
+            assert response.status == 200
+            response.read()
+        raw_one = latencies("sluice HS2, raw ExecuteStatement POST (direct results) SELECT 1", raw_select_one)
+
         dsn = f"host=127.0.0.1 port={ep['pg'].rsplit(':', 1)[1]} user=bench password={token} dbname=default sslmode=disable"
         with psycopg.connect(dsn, autocommit=True) as pg:
             pg_one = latencies("sluice pg (psycopg) SELECT 1", lambda: pg.execute("SELECT 1").fetchall())
@@ -150,6 +179,8 @@ def main():
             "hs2_inline_lz4_vs_flight": round(inline["rows_per_s"] / flight["rows_per_s"], 2),
             "hs2_inline_plain_vs_flight": round(plain["rows_per_s"] / flight["rows_per_s"], 2),
             "select1_hs2_p50_ms": hs2_one["p50_ms"],
+            "select1_raw_hs2_p50_ms": raw_one["p50_ms"],
+            "select1_raw_hs2_minus_sluice_pg_p50_ms": round(raw_one["p50_ms"] - pg_one["p50_ms"], 3),
             "select1_hs2_minus_sluice_pg_p50_ms": round(hs2_one["p50_ms"] - pg_one["p50_ms"], 3),
             "select1_hs2_vs_sluice_pg_p50": round(hs2_one["p50_ms"] / pg_one["p50_ms"], 2),
             "select1_hs2_vs_postgres_p50": round(hs2_one["p50_ms"] / postgres_one["p50_ms"], 2),
