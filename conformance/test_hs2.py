@@ -226,6 +226,23 @@ def test_initial_namespace_and_session_settings(sluice):
     assert "hive_metastore" in str(unknown.value)
 
 
+def test_session_statements_apply_before_their_answer(sluice):
+    """A SET sent with runAsync and no wait is in force for the very next statement."""
+    client = raw_client(sluice)
+    session = open_session(client).sessionHandle
+    for _ in range(5):
+        resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(
+            sessionHandle=session, statement="SET search_path = tpch", runAsync=True))
+        assert resp.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS
+        assert resp.operationHandle.hasResultSet is False
+        resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(
+            sessionHandle=session, statement="SELECT count(*) FROM nation", runAsync=False))
+        assert resp.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS, resp.status
+        client.ExecuteStatement(ttypes.TExecuteStatementReq(
+            sessionHandle=session, statement="SET search_path = public", runAsync=True))
+    client.CloseSession(ttypes.TCloseSessionReq(sessionHandle=session))
+
+
 def test_raw_metadata_calls_and_sqlstates(sluice):
     client = raw_client(sluice)
     session = open_session(client).sessionHandle

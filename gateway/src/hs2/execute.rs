@@ -88,27 +88,30 @@ impl Hs2 {
         tracing::debug!(principal = %login.principal.name, sql = %sql, "hs2 statement");
         let handler = self.handler.clone();
         let row_limit = req.int(1287).filter(|n| *n > 0);
+        // Session statements (SET, USE, SHOW, …) take effect before the answer: a client
+        // may send its next statement without waiting for this one to finish.
         let work: BoxFuture<'static, Result<(SchemaRef, ArrowRows), QueryError>> =
-            Box::pin(async move {
+            if let Prepared::Session(_) = &prepared {
                 let mut session = session;
-                match &prepared {
-                    Prepared::Session(_) => {
-                        match handler.execute(&mut session, &prepared, Vec::new()).await? {
-                            Outcome::Rows { schema, batches } => {
-                                Ok((schema, ArrowRows::Batches(batches)))
-                            }
-                            _ => Ok((
-                                Arc::new(datafusion::arrow::datatypes::Schema::empty()),
-                                ArrowRows::Batches(Box::pin(futures::stream::empty())),
-                            )),
-                        }
+                let outcome = handler.execute(&mut session, &prepared, Vec::new()).await;
+                let ready = match outcome {
+                    Ok(Outcome::Rows { schema, batches }) => {
+                        Ok((schema, ArrowRows::Batches(batches)))
                     }
-                    Prepared::Query { .. } => {
-                        let params = bind(params, prepared.param_types())?;
-                        handler.execute_arrow(&mut session, &prepared, params).await
-                    }
-                }
-            });
+                    Ok(_) => Ok((
+                        Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+                        ArrowRows::Batches(Box::pin(futures::stream::empty())) as ArrowRows,
+                    )),
+                    Err(e) => return Ok(respond_error(error_status(&e))),
+                };
+                Box::pin(async move { ready })
+            } else {
+                Box::pin(async move {
+                    let mut session = session;
+                    let params = bind(params, prepared.param_types())?;
+                    handler.execute_arrow(&mut session, &prepared, params).await
+                })
+            };
         let op = match self.start(
             &hs2_session,
             op_type::EXECUTE_STATEMENT,
