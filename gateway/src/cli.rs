@@ -28,7 +28,9 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct WorkerArgs {
-    /// Internal Flight endpoint; port 0 picks one (printed on stdout).
+    /// Internal Flight endpoint; port 0 picks one (printed on stdout). A worker for a
+    /// static warehouse on another host listens on a fixed address, with the secret in
+    /// SLUICE_WORKER_SECRET.
     #[arg(long, env = "SLUICE_WORKER_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Exit when standard input closes (set by the gateway for the workers it spawns).
@@ -40,6 +42,15 @@ struct WorkerArgs {
     /// Parallelism within one query [default: the number of cores].
     #[arg(long, env = "SLUICE_WORKER_THREADS")]
     threads: Option<usize>,
+    /// TLS certificate (PEM) of the internal endpoint (remote workers).
+    #[arg(long, env = "SLUICE_WORKER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) of the internal endpoint.
+    #[arg(long, env = "SLUICE_WORKER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Require gateway client certificates signed by this CA (mutual TLS).
+    #[arg(long, env = "SLUICE_WORKER_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -90,7 +101,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args).map_err(anyhow::Error::msg)?;
     init_tracing(settings.log_json);
     let server = crate::server::Server::start(settings).await?;
-    wait_for_signal().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = wait_for_signal() => break,
+            _ = hangup.recv() => {
+                // SIGHUP: read the configuration again and apply what can change live.
+                match Settings::resolve(&args) {
+                    Ok(settings) => match server.reload(&settings).await {
+                        Ok(()) => tracing::info!("configuration reloaded"),
+                        Err(e) => tracing::error!(error = %e, "reload failed; the previous configuration stays"),
+                    },
+                    Err(e) => tracing::error!(error = %e, "reload refused: the configuration is not valid; the previous one stays"),
+                }
+            }
+        }
+    }
     tracing::info!("shutting down");
     server.stop().await;
     Ok(())
@@ -118,6 +145,14 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         memory_limit: args.memory_limit,
         exit_with_parent: args.exit_with_parent,
         target_partitions: threads,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(workers::worker::WorkerServerTls {
+                cert,
+                key,
+                client_ca: args.tls_client_ca,
+            }),
+            _ => None,
+        },
     })
     .await
     .map_err(|e| anyhow::anyhow!("worker: {e}"))

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     /// Where sluice keeps its state: demo data, dev token, endpoints.json [default: ./sluice-data].
     #[arg(long, env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Worker processes of the default warehouse [default: 2].
+    /// Worker processes of the default warehouse, a fixed pool [default: 1 to 4, autoscaled].
     #[arg(long, env = "SLUICE_WORKERS")]
     pub workers: Option<usize>,
     /// Scale factor of the TPC-H demo tables [default: 0.1].
@@ -85,6 +85,9 @@ pub struct FileConfig {
     pub tables: Vec<TableDef>,
     #[serde(default)]
     pub warehouses: BTreeMap<String, WarehouseFile>,
+    /// `[[routing]]`: which warehouse a principal's sessions use by default.
+    #[serde(default)]
+    pub routing: Vec<crate::warehouses::Route>,
     #[serde(default)]
     pub auth: AuthFile,
     #[serde(default)]
@@ -160,18 +163,40 @@ pub struct TlsFile {
     pub self_signed: Option<bool>,
 }
 
-/// `[warehouses.<name>]`. In this version only `default` exists, with a fixed pool size.
+/// `[warehouses.<name>]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarehouseFile {
-    /// Worker processes kept running.
+    /// A fixed pool: `min_workers = max_workers = workers`.
     pub workers: Option<usize>,
+    pub min_workers: Option<usize>,
+    pub max_workers: Option<usize>,
     pub max_concurrency_per_worker: Option<usize>,
     pub max_queued: Option<usize>,
     /// e.g. "30s", "5m".
     pub queue_timeout: Option<String>,
+    /// Idle time after which workers above min_workers stop, e.g. "10m"; "0" never.
+    pub auto_stop: Option<String>,
+    /// Most workers starting at once.
+    pub max_starting_workers: Option<usize>,
     /// e.g. "2GiB", "512MB".
     pub worker_memory_limit: Option<String>,
+    /// Default `statement_timeout` of the warehouse's sessions, e.g. "15m".
+    pub statement_timeout: Option<String>,
+    /// "local" (child processes, the default) or "static" (`worker_addrs`).
+    pub launcher: Option<String>,
+    /// Static workers: `host:port` of each `sluice worker --listen`.
+    #[serde(default)]
+    pub worker_addrs: Vec<String>,
+    /// Static workers: the secret they were started with (or SLUICE_WORKER_SECRET).
+    pub worker_secret: Option<String>,
+    /// Static workers over TLS: the CA their certificates are checked against…
+    pub worker_tls_ca: Option<PathBuf>,
+    /// …the name those certificates carry (default: each address's host)…
+    pub worker_tls_domain: Option<String>,
+    /// …and a client certificate and key for mutual TLS.
+    pub worker_tls_cert: Option<PathBuf>,
+    pub worker_tls_key: Option<PathBuf>,
 }
 
 /// Everything resolved and validated.
@@ -183,7 +208,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub demo_scale: Option<f64>,
     pub tables: Vec<TableDef>,
-    pub warehouse: WarehouseSettings,
+    /// Every warehouse, `default` first.
+    pub warehouses: Vec<WarehouseSettings>,
+    pub routing: Vec<crate::warehouses::Route>,
     pub log_json: bool,
     pub auth: AuthSettings,
     pub tls: Option<TlsSource>,
@@ -211,13 +238,57 @@ pub enum TlsSource {
     SelfSigned,
 }
 
-#[derive(Debug, Clone)]
+/// One warehouse, resolved: everything but the worker command (the server knows it).
+#[derive(Debug, Clone, PartialEq)]
 pub struct WarehouseSettings {
-    pub workers: usize,
+    pub name: String,
+    pub min_workers: usize,
+    pub max_workers: usize,
     pub max_concurrency_per_worker: usize,
     pub max_queued: usize,
     pub queue_timeout: Duration,
+    pub auto_stop: Option<Duration>,
+    pub max_starting: usize,
     pub worker_memory_limit: Option<u64>,
+    pub statement_timeout: Option<Duration>,
+    /// Static workers' addresses (empty: local child processes).
+    pub static_addrs: Vec<String>,
+    pub secret: Option<String>,
+    pub tls: Option<workers::WorkerTls>,
+}
+
+impl WarehouseSettings {
+    /// The pool's config, starting local workers with `command`.
+    pub fn config(
+        &self,
+        command: &[std::ffi::OsString],
+        threads: usize,
+    ) -> workers::WarehouseConfig {
+        workers::WarehouseConfig {
+            name: self.name.clone(),
+            min_workers: self.min_workers,
+            max_workers: self.max_workers,
+            max_concurrency_per_worker: self.max_concurrency_per_worker,
+            max_queued: self.max_queued,
+            queue_timeout: self.queue_timeout,
+            auto_stop: self.auto_stop,
+            max_starting: self.max_starting,
+            worker_memory_limit: self.worker_memory_limit,
+            statement_timeout: self.statement_timeout,
+            launcher: if self.static_addrs.is_empty() {
+                workers::Launcher::Local {
+                    command: command.to_vec(),
+                    threads,
+                }
+            } else {
+                workers::Launcher::Static {
+                    addrs: self.static_addrs.clone(),
+                }
+            },
+            secret: self.secret.clone(),
+            tls: self.tls.clone(),
+        }
+    }
 }
 
 impl Settings {
@@ -226,16 +297,6 @@ impl Settings {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
-        if let Some(name) = file.warehouses.keys().find(|n| n.as_str() != "default") {
-            return Err(format!(
-                "[warehouses.{name}]: only the `default` warehouse is available in this version"
-            ));
-        }
-        let wh = file.warehouses.get("default").cloned().unwrap_or_default();
-        let workers = args.workers.or(wh.workers).unwrap_or(2);
-        if workers == 0 || workers > 256 {
-            return Err(format!("workers must be between 1 and 256, not {workers}"));
-        }
         let demo = !args.no_demo && file.demo.unwrap_or(true);
         let demo_scale = args.demo_scale.or(file.demo_scale).unwrap_or(0.1);
         let log_format = args
@@ -265,6 +326,18 @@ impl Settings {
                 t
             })
             .collect();
+        let warehouses = resolve_warehouses(args, &file.warehouses, &base)?;
+        for (i, route) in file.routing.iter().enumerate() {
+            if !warehouses.iter().any(|w| w.name == route.warehouse) {
+                return Err(format!(
+                    "routing[{i}]: warehouse {:?} is not configured",
+                    route.warehouse
+                ));
+            }
+            if route.principals.is_empty() && route.roles.is_empty() && route.groups.is_empty() {
+                return Err(format!("routing[{i}]: name principals, roles or groups"));
+            }
+        }
         Ok(Self {
             pg_addr: args
                 .pg_addr
@@ -285,24 +358,8 @@ impl Settings {
                 .unwrap_or_else(|| "sluice-data".into()),
             demo_scale: demo.then_some(demo_scale),
             tables,
-            warehouse: WarehouseSettings {
-                workers,
-                max_concurrency_per_worker: wh.max_concurrency_per_worker.unwrap_or(8).max(1),
-                max_queued: wh.max_queued.unwrap_or(1000),
-                queue_timeout: wh
-                    .queue_timeout
-                    .as_deref()
-                    .map(parse_duration)
-                    .transpose()
-                    .map_err(|e| format!("warehouses.default.queue_timeout: {e}"))?
-                    .unwrap_or(Duration::from_secs(300)),
-                worker_memory_limit: wh
-                    .worker_memory_limit
-                    .as_deref()
-                    .map(parse_bytes)
-                    .transpose()
-                    .map_err(|e| format!("warehouses.default.worker_memory_limit: {e}"))?,
-            },
+            warehouses,
+            routing: file.routing.clone(),
             log_json: log_format == "json",
             auth: resolve_auth(args, file.auth, file.grants)?,
             tls: resolve_tls(args, file.tls, &base)?,
@@ -364,6 +421,160 @@ fn resolve_auth(
         tokens,
         grants: Arc::new(grants),
     })
+}
+
+/// Every `[warehouses.<name>]`, and `default` when the file does not configure it. The
+/// default warehouse keeps one worker and grows to four; others stop when idle.
+fn resolve_warehouses(
+    args: &ServeArgs,
+    files: &BTreeMap<String, WarehouseFile>,
+    base: &Path,
+) -> Result<Vec<WarehouseSettings>, String> {
+    let mut names: Vec<&str> = files.keys().map(String::as_str).collect();
+    if !names.contains(&crate::warehouses::DEFAULT) {
+        names.insert(0, crate::warehouses::DEFAULT);
+    }
+    names.sort_by_key(|n| *n != crate::warehouses::DEFAULT);
+    let empty = WarehouseFile::default();
+    names
+        .into_iter()
+        .map(|name| {
+            let wh = files.get(name).unwrap_or(&empty);
+            let key = |k: &str| format!("warehouses.{name}.{k}");
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(format!(
+                    "[warehouses.{name}]: a warehouse name is letters, digits, - and _"
+                ));
+            }
+            let is_default = name == crate::warehouses::DEFAULT;
+            let fixed = if is_default {
+                args.workers.or(wh.workers)
+            } else {
+                wh.workers
+            };
+            let (min_default, max_default) = if is_default { (1, 4) } else { (0, 4) };
+            let mut min = fixed.or(wh.min_workers).unwrap_or(min_default);
+            let mut max = fixed.or(wh.max_workers).unwrap_or(max_default.max(min));
+            let launcher = wh
+                .launcher
+                .as_deref()
+                .unwrap_or(if wh.worker_addrs.is_empty() {
+                    "local"
+                } else {
+                    "static"
+                });
+            let static_addrs = match launcher {
+                "local" if wh.worker_addrs.is_empty() => Vec::new(),
+                "local" => {
+                    return Err(format!(
+                        "{}: worker_addrs needs launcher = \"static\"",
+                        key("worker_addrs")
+                    ))
+                }
+                "static" if wh.worker_addrs.is_empty() => {
+                    return Err(format!(
+                        "{}: a static warehouse needs worker_addrs",
+                        key("launcher")
+                    ))
+                }
+                "static" => {
+                    // A static pool is its addresses.
+                    min = wh.worker_addrs.len();
+                    max = wh.worker_addrs.len();
+                    wh.worker_addrs.clone()
+                }
+                other => {
+                    return Err(format!(
+                        "{}: {other:?} is not \"local\" or \"static\"",
+                        key("launcher")
+                    ))
+                }
+            };
+            if max == 0 || max > 256 {
+                return Err(format!(
+                    "{}: between 1 and 256, not {max}",
+                    key("max_workers")
+                ));
+            }
+            if min > max {
+                return Err(format!(
+                    "{}: min_workers ({min}) is more than max_workers ({max})",
+                    key("min_workers")
+                ));
+            }
+            let secret = match (&wh.worker_secret, static_addrs.is_empty()) {
+                (Some(s), _) => Some(s.clone()),
+                (None, true) => None,
+                (None, false) => {
+                    Some(std::env::var(workers::protocol::SECRET_ENV).map_err(|_| {
+                        format!(
+                            "{}: static workers need the secret they were started with (or {})",
+                            key("worker_secret"),
+                            workers::protocol::SECRET_ENV
+                        )
+                    })?)
+                }
+            };
+            let tls = match (&wh.worker_tls_ca, &wh.worker_tls_cert, &wh.worker_tls_key) {
+                (None, None, None) => None,
+                (Some(ca), cert, key_file) => Some(workers::WorkerTls {
+                    ca: base.join(ca),
+                    domain: wh.worker_tls_domain.clone(),
+                    identity: match (cert, key_file) {
+                        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+                        (None, None) => None,
+                        _ => {
+                            return Err(format!(
+                                "{}: needs both worker_tls_cert and worker_tls_key",
+                                key("worker_tls_cert")
+                            ))
+                        }
+                    },
+                }),
+                (None, _, _) => {
+                    return Err(format!(
+                        "{}: worker TLS needs worker_tls_ca",
+                        key("worker_tls_ca")
+                    ))
+                }
+            };
+            let duration = |v: &Option<String>, k: &str| -> Result<Option<Duration>, String> {
+                v.as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|e| format!("{}: {e}", key(k)))
+            };
+            Ok(WarehouseSettings {
+                name: name.to_string(),
+                min_workers: min,
+                max_workers: max,
+                max_concurrency_per_worker: wh.max_concurrency_per_worker.unwrap_or(8).max(1),
+                max_queued: wh.max_queued.unwrap_or(1000),
+                queue_timeout: duration(&wh.queue_timeout, "queue_timeout")?
+                    .unwrap_or(Duration::from_secs(300)),
+                auto_stop: match duration(&wh.auto_stop, "auto_stop")? {
+                    Some(d) if d.is_zero() => None,
+                    Some(d) => Some(d),
+                    None => Some(Duration::from_secs(600)),
+                },
+                max_starting: wh.max_starting_workers.unwrap_or(2).max(1),
+                worker_memory_limit: wh
+                    .worker_memory_limit
+                    .as_deref()
+                    .map(parse_bytes)
+                    .transpose()
+                    .map_err(|e| format!("{}: {e}", key("worker_memory_limit")))?,
+                statement_timeout: duration(&wh.statement_timeout, "statement_timeout")?
+                    .filter(|d| !d.is_zero()),
+                static_addrs,
+                secret,
+                tls,
+            })
+        })
+        .collect()
 }
 
 fn resolve_hs2(file: &Hs2File) -> Result<crate::hs2::Hs2Config, String> {
@@ -528,7 +739,11 @@ mod tests {
         let s = Settings::resolve(&args).expect("resolves");
         assert_eq!(s.pg_addr.port(), 9000); // flag (or env, which clap folds into the flag)
         assert_eq!(s.http_addr.port(), 7001); // file
-        assert_eq!(s.warehouse.workers, 3); // file
+        assert_eq!(s.warehouses[0].name, "default");
+        assert_eq!(
+            (s.warehouses[0].min_workers, s.warehouses[0].max_workers),
+            (3, 3)
+        ); // file
         assert_eq!(s.data_dir, PathBuf::from("sluice-data")); // default
     }
 

@@ -22,15 +22,20 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 use planner::{Access, ErrorKind, Planner, QueryError};
 use tracing::Instrument;
-use workers::{BatchStream, Warehouse};
+use workers::{BatchStream, QueryMeta};
 
-use crate::session::Session;
+use crate::session::{Session, WAREHOUSE_SETTING};
+use crate::warehouses::Warehouses;
 
 /// A statement parsed and planned, ready to run once its parameters are known.
+// A session holds a few of these: the size of the query variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Prepared {
     /// A query that runs on a worker.
     Query {
+        /// The statement as planned (for `system.queries`), at most [`TEXT_LIMIT`] bytes.
+        text: String,
         logical: LogicalPlan,
         schema: SchemaRef,
         /// Types of `$1…$n` as the planner inferred them (None: unknown, taken as text).
@@ -196,10 +201,13 @@ pub enum ArrowRows {
     Ipc(workers::FlightStream),
 }
 
-/// The handler of a gateway: planner, warehouse, authenticator and grants together.
+/// How much of a statement's text `system.queries` keeps.
+const TEXT_LIMIT: usize = 4096;
+
+/// The handler of a gateway: planner, warehouses, authenticator and grants together.
 pub struct Engine {
     pub planner: Arc<Planner>,
-    pub warehouse: Arc<Warehouse>,
+    pub warehouses: Arc<Warehouses>,
     pub authenticator: Arc<Authenticator>,
     pub grants: Arc<Grants>,
     next_query: AtomicU64,
@@ -212,13 +220,13 @@ pub const ADMIN_ROLE: &str = "admin";
 impl Engine {
     pub fn new(
         planner: Arc<Planner>,
-        warehouse: Arc<Warehouse>,
+        warehouses: Arc<Warehouses>,
         authenticator: Arc<Authenticator>,
         grants: Arc<Grants>,
     ) -> Self {
         Self {
             planner,
-            warehouse,
+            warehouses,
             authenticator,
             grants,
             next_query: AtomicU64::new(1),
@@ -316,7 +324,17 @@ impl Engine {
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
         let schema = self.planner.with_column_origins(&logical, schema);
+        let mut text = statement.to_string();
+        if text.len() > TEXT_LIMIT {
+            let mut end = TEXT_LIMIT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+        }
         Ok(Prepared::Query {
+            text,
             logical,
             schema,
             param_types,
@@ -333,11 +351,13 @@ impl Handler for Engine {
             tracing::warn!(principal = %principal.name, "the token's groups did not fit in it (groups overage): grants to groups do not apply to this principal");
         }
         let access = self.access(&principal);
+        let warehouse = self.warehouses.route(&principal, database);
         Ok(Session::new(
             principal,
             access,
             user.to_string(),
             database.to_string(),
+            warehouse,
         ))
     }
 
@@ -372,7 +392,14 @@ impl Handler for Engine {
         params: Vec<ScalarValue>,
     ) -> Result<Outcome, QueryError> {
         match prepared {
-            Prepared::Session(command) => run_session_command(session, command),
+            Prepared::Session(command) => {
+                if let SessionCommand::Set { name, value } = command {
+                    if name == WAREHOUSE_SETTING && !value.is_empty() {
+                        self.warehouses.named(value)?;
+                    }
+                }
+                run_session_command(session, command)
+            }
             Prepared::Query { .. } => match self.run_query(session, prepared, params, false).await?
             {
                 (schema, ArrowRows::Batches(batches)) => Ok(Outcome::Rows { schema, batches }),
@@ -409,6 +436,7 @@ impl Engine {
                 format!("{command:?} returns no rows"),
             )),
             Prepared::Query {
+                text,
                 logical,
                 param_types,
                 ..
@@ -424,9 +452,26 @@ impl Engine {
                     ));
                 }
                 let query_id = self.query_id();
-                let span = tracing::info_span!("query", %query_id, principal = %session.principal.name, warehouse = %self.warehouse.name());
-                let deadline =
-                    statement_timeout(session)?.map(|limit| tokio::time::Instant::now() + limit);
+                let warehouse_name = session.warehouse();
+                let span = tracing::info_span!("query", %query_id, principal = %session.principal.name, warehouse = %warehouse_name, protocol = session.protocol);
+                // A session's own statement_timeout, else its warehouse's.
+                let warehouse = self.warehouses.named(&warehouse_name);
+                let limit = match statement_timeout(session)? {
+                    Some(limit) => Some(limit),
+                    None if !session.settings.is_set("statement_timeout") => warehouse
+                        .as_ref()
+                        .ok()
+                        .and_then(|w| w.config().statement_timeout),
+                    None => None,
+                };
+                let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
+                let meta = QueryMeta {
+                    id: query_id.clone(),
+                    principal: session.principal.name.clone(),
+                    principal_id: session.principal.id.clone(),
+                    protocol: session.protocol.to_string(),
+                    text: text.clone(),
+                };
                 let run = async {
                     let info = session.info();
                     let planned = self
@@ -434,12 +479,13 @@ impl Engine {
                         .plan_query(logical.clone(), params, &info)
                         .await?;
                     let rows = if Planner::reads_data(logical) {
+                        let warehouse = warehouse?;
                         let plan = planner::codec::encode_plan(&planned.physical)?;
                         tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
                         if ipc {
-                            ArrowRows::Ipc(self.warehouse.execute_flight(&query_id, plan).await?)
+                            ArrowRows::Ipc(warehouse.execute_flight(meta, plan).await?)
                         } else {
-                            ArrowRows::Batches(self.warehouse.execute(&query_id, plan).await?)
+                            ArrowRows::Batches(warehouse.execute(meta, plan).await?)
                         }
                     } else {
                         // Catalog and table-free queries: answered here, no worker needed.

@@ -24,4 +24,6 @@ pub mod pg;
 pub mod server;
 pub mod session;
 pub mod sqltext;
+pub mod system;
 pub mod tls;
+pub mod warehouses;

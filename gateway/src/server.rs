@@ -11,11 +11,11 @@ use planner::Planner;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use workers::{Warehouse, WarehouseConfig};
 
 use crate::config::Settings;
 use crate::handler::{Engine, Handler};
 use crate::pg::PgFrontend;
+use crate::warehouses::Warehouses;
 
 /// Most client connections served at once; more wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 4096;
@@ -25,7 +25,11 @@ pub struct Server {
     pub pg_addr: SocketAddr,
     pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    pub warehouse: Arc<Warehouse>,
+    pub warehouses: Arc<Warehouses>,
+    /// How local workers are started (`[sluice, worker]`) and their parallelism, for
+    /// warehouses added on reload.
+    worker_command: Vec<OsString>,
+    threads: usize,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -83,29 +87,30 @@ impl Server {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let system = Arc::new(crate::system::SystemView::default());
         let planner = Arc::new(
-            Planner::new(&tables, threads)
+            Planner::new(&tables, threads, Some(system.clone()))
                 .await
                 .map_err(|e| anyhow::anyhow!("catalog: {e}"))?,
         );
 
-        let exe = std::env::current_exe()?;
-        let warehouse = Warehouse::start(WarehouseConfig {
-            name: "default".into(),
-            workers: settings.warehouse.workers,
-            max_concurrency_per_worker: settings.warehouse.max_concurrency_per_worker,
-            max_queued: settings.warehouse.max_queued,
-            queue_timeout: settings.warehouse.queue_timeout,
-            worker_memory_limit: settings.warehouse.worker_memory_limit,
-            worker_threads: threads,
-            worker_command: vec![exe.into_os_string(), OsString::from("worker")],
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("warehouse default: {e}"))?;
+        let worker_command = vec![
+            std::env::current_exe()?.into_os_string(),
+            OsString::from("worker"),
+        ];
+        let configs = settings
+            .warehouses
+            .iter()
+            .map(|w| w.config(&worker_command, threads))
+            .collect();
+        let warehouses = Warehouses::start(configs, settings.routing.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        system.attach(&warehouses);
 
         let handler: Arc<dyn Handler> = Arc::new(Engine::new(
             planner,
-            warehouse.clone(),
+            warehouses.clone(),
             authenticator,
             auth_settings.grants.clone(),
         ));
@@ -181,7 +186,7 @@ impl Server {
             &data_dir,
             tls.is_some(),
         );
-        let router = crate::http::router(warehouse.clone(), handler, hs2);
+        let router = crate::http::router(warehouses.clone(), handler, hs2);
         let http_shutdown = shutdown.clone().cancelled_owned();
         match &tls {
             Some(identity) => {
@@ -238,16 +243,32 @@ impl Server {
             pg_addr,
             flight_addr,
             http_addr,
-            warehouse,
+            warehouses,
+            worker_command,
+            threads,
             shutdown,
             tasks,
         })
     }
 
+    /// Apply a reloaded configuration (SIGHUP): warehouse sizes, limits and timeouts,
+    /// warehouses added or removed, routing rules. Sessions and running queries stay.
+    pub async fn reload(&self, settings: &Settings) -> anyhow::Result<()> {
+        let configs = settings
+            .warehouses
+            .iter()
+            .map(|w| w.config(&self.worker_command, self.threads))
+            .collect();
+        self.warehouses
+            .reload(configs, settings.routing.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// Stop accepting, stop the workers, and wait for the listeners to close.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.warehouse.stop();
+        self.warehouses.stop();
         for task in self.tasks {
             let _ = task.await;
         }

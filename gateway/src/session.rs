@@ -3,6 +3,10 @@
 use auth::Principal;
 use planner::{Access, SessionInfo, Settings};
 
+/// The setting that picks a session's warehouse (`SET warehouse = etl`, pg
+/// `options=-c warehouse=etl`).
+pub const WAREHOUSE_SETTING: &str = "warehouse";
+
 /// Per-connection state shared by every front-end.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -19,10 +23,20 @@ pub struct Session {
     pub settings: Settings,
     /// The process id the client was given in BackendKeyData (`pg_backend_pid()`).
     pub backend_pid: i32,
+    /// The warehouse the session was routed to at login (`SET warehouse` overrides it).
+    pub warehouse: String,
+    /// The front-end the session came through: `pg`, `flight`, `hs2`.
+    pub protocol: &'static str,
 }
 
 impl Session {
-    pub fn new(principal: Principal, access: Access, user: String, database: String) -> Self {
+    pub fn new(
+        principal: Principal,
+        access: Access,
+        user: String,
+        database: String,
+        warehouse: String,
+    ) -> Self {
         Self {
             principal,
             access,
@@ -30,12 +44,27 @@ impl Session {
             database,
             settings: Settings::default(),
             backend_pid: 0,
+            warehouse,
+            protocol: "",
         }
     }
 
     /// A setting's current value: set in this session, else the server default.
+    /// `warehouse` is the routed warehouse unless the session set another.
     pub fn setting(&self, name: &str) -> Option<String> {
-        self.settings.get(name)
+        match self.settings.get(name) {
+            Some(value) => Some(value),
+            None if name.eq_ignore_ascii_case(WAREHOUSE_SETTING) => Some(self.warehouse.clone()),
+            None => None,
+        }
+    }
+
+    /// The warehouse this session's next query runs on.
+    pub fn warehouse(&self) -> String {
+        self.settings
+            .get(WAREHOUSE_SETTING)
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| self.warehouse.clone())
     }
 
     /// What the planner needs to know about this session.

@@ -6,7 +6,8 @@
 //!      ──datafusion-proto────────────► bytes shipped to a worker (`codec`)
 //! ```
 //!
-//! The planner owns the catalog (config tables and the TPC-H demo, [`catalog`], [`tpch`]),
+//! The planner owns the catalog (config tables and the TPC-H demo, [`catalog`], [`tpch`];
+//! the `system.*` tables the gateway fills, [`system`]),
 //! the classification of errors into [`ErrorKind`]s ([`error`]) and the plan codec.
 //! Session statements (`SET`, `BEGIN`, …) are the gateway's business: the planner sees
 //! only queries.
@@ -17,6 +18,7 @@ pub mod compat;
 pub mod error;
 pub mod pg_catalog;
 pub mod session;
+pub mod system;
 pub mod tpch;
 
 use std::collections::HashMap;
@@ -68,8 +70,12 @@ pub struct PlannedQuery {
 
 impl Planner {
     /// A planner over the given tables; `target_partitions` is the parallelism a worker
-    /// uses for one query.
-    pub async fn new(tables: &[TableDef], target_partitions: usize) -> Result<Self, QueryError> {
+    /// uses for one query; `system` fills the `system.*` tables.
+    pub async fn new(
+        tables: &[TableDef],
+        target_partitions: usize,
+        system: Option<Arc<dyn system::SystemSource>>,
+    ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
@@ -88,6 +94,11 @@ impl Planner {
             .with_type_planner(Arc::new(compat::PgTypePlanner))
             .build();
         let catalog = catalog::build_catalog(&state, tables).await?;
+        if let Some(source) = system {
+            catalog
+                .register_schema(system::SYSTEM, system::schema(source)?)
+                .map_err(QueryError::from)?;
+        }
         let pg = PgCatalog::new(catalog.as_ref()).await?;
         catalog
             .register_schema(pg_catalog::PG_CATALOG, pg.pg_catalog.clone())

@@ -122,6 +122,11 @@ impl Settings {
             .or_else(|| default_setting(&name).map(str::to_string))
     }
 
+    /// Whether the session set `name` itself (rather than reading the server default).
+    pub fn is_set(&self, name: &str) -> bool {
+        self.lock().contains_key(&canonical_name(name))
+    }
+
     /// An independent copy (for planning ahead of statements that change settings).
     pub fn snapshot(&self) -> Settings {
         Settings(Arc::new(Mutex::new(self.lock().clone())))

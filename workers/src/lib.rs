@@ -9,8 +9,10 @@
 //!
 //! - [`worker`]: the worker process. It serves the internal Flight endpoint, executes
 //!   the plans it is handed, streams batches back, and exits when its gateway goes away.
-//! - [`pool`]: a warehouse's pool of worker processes: spawning, health (a dead worker is
-//!   noticed at once and replaced), admission and the choice of worker.
+//! - [`pool`]: a warehouse's pool of workers: admission (a bounded FIFO queue), the choice
+//!   of worker, the retry of a query whose worker was lost before it sent rows, and the
+//!   state `system.*` shows. The autoscaler (`scaler`) grows it under load, shrinks it
+//!   when idle, health-checks and replaces workers, local processes or static remote ones.
 //! - [`protocol`]: what travels between the two.
 //!
 //! A crash, leak or runaway query in a worker never takes the gateway down: the gateway
@@ -18,6 +20,12 @@
 
 pub mod pool;
 pub mod protocol;
+mod scaler;
 pub mod worker;
+mod yielding;
 
-pub use pool::{BatchStream, FlightStream, Warehouse, WarehouseConfig, WarehouseStatus};
+pub use pool::{
+    BatchStream, FlightStream, Launcher, QueryMeta, QueryState, Warehouse, WarehouseConfig,
+    WarehouseStatus, WorkerStatus, WorkerTls,
+};
+pub use protocol::WorkerReport;

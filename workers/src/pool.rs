@@ -1,11 +1,25 @@
-//! A warehouse: a pool of `sluice worker` processes, the admission of queries to them,
-//! and the replacement of workers that die.
+//! A warehouse: a pool of workers that grows under load, shrinks when idle (down to none:
+//! a stopped warehouse starts again on the next query), and admits queries to them through
+//! a bounded FIFO queue.
+//!
+//! ```text
+//!  execute(query) ─► acquire ─ free slot on the least-loaded ready worker ─► DoGet ─► stream
+//!                          └─ else wait in the queue (bounded, FIFO) ◄── slot freed / worker ready
+//!  autoscaler (every 250 ms and on every queue change):
+//!     below min_workers ─► start · queries waiting, none free ─► start (≤ max, ≤ max_starting at once)
+//!     idle ≥ auto_stop above min ─► stop · health check fails twice ─► replace
+//! ```
+//!
+//! Workers come from a [`Launcher`]: child processes on loopback, or `sluice worker
+//! --listen` processes on other hosts at fixed addresses (static). A query whose worker is
+//! lost before it sent any rows runs again, once, on another worker (every query is
+//! read-only); one that had started streaming ends with `WorkerLost`.
 
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,248 +31,530 @@ use datafusion::arrow::array::RecordBatch;
 use futures::{Stream, StreamExt, TryStreamExt};
 use planner::{ErrorKind, QueryError};
 use prost::Message;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::protocol::{
-    ExecuteRequest, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, SECRET_ENV,
-};
+use crate::protocol::{ExecuteRequest, WorkerReport, ERROR_KIND_HEADER};
 
 /// Per-query HTTP/2 receive window on the gateway side of the worker channel.
-const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
-
+pub(crate) const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 /// How long a new worker may take to report its address.
-const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the autoscaler looks, besides every queue change.
+pub(crate) const TICK: Duration = Duration::from_millis(250);
+/// How often workers are asked for their status (the health check).
+pub(crate) const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// A status answer slower than this counts as a failed check.
+pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Failed checks in a row after which a worker is replaced.
+pub(crate) const HEALTH_FAILURES: u32 = 2;
+/// With workers running, queries must have waited this long before more are started: a
+/// queue that drains by itself needs none (a stopped warehouse starts at once).
+pub(crate) const SCALE_UP_WAIT: Duration = Duration::from_millis(100);
 
 /// A stream of result batches, or the error that ended it.
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, QueryError>> + Send>>;
-
 /// A worker's Arrow IPC messages (schema first, then batches), undecoded.
 pub type FlightStream = Pin<Box<dyn Stream<Item = Result<FlightData, QueryError>> + Send>>;
 
-/// The settings of one warehouse.
-#[derive(Debug, Clone)]
+/// Where a warehouse's workers come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Launcher {
+    /// `sluice worker` child processes on loopback, started and stopped by the pool.
+    Local {
+        /// The program and leading arguments (`[sluice, worker]`).
+        command: Vec<OsString>,
+        /// Parallelism inside one query.
+        threads: usize,
+    },
+    /// Workers started elsewhere (`sluice worker --listen ADDR`), at these `host:port`s.
+    Static { addrs: Vec<String> },
+}
+
+/// TLS on the channel to remote workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerTls {
+    /// CA certificate (PEM) the workers' certificates are checked against.
+    pub ca: PathBuf,
+    /// The name their certificates carry (default: the host of each address).
+    pub domain: Option<String>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// The settings of one warehouse (all of them may change on reload).
+#[derive(Debug, Clone, PartialEq)]
 pub struct WarehouseConfig {
     pub name: String,
-    /// Workers kept running.
-    pub workers: usize,
+    /// Workers kept running even when idle (0: the warehouse stops when idle).
+    pub min_workers: usize,
+    /// Most workers under load.
+    pub max_workers: usize,
     /// Queries one worker runs at once.
     pub max_concurrency_per_worker: usize,
     /// Queries that may wait for a slot; the next one is refused at once.
     pub max_queued: usize,
     /// How long a query may wait for a slot.
     pub queue_timeout: Duration,
-    /// Memory limit of each worker's queries, in bytes.
+    /// Idle time after which workers above `min_workers` are stopped.
+    pub auto_stop: Option<Duration>,
+    /// Most workers starting at the same time.
+    pub max_starting: usize,
+    /// Memory each worker's queries may use together, in bytes.
     pub worker_memory_limit: Option<u64>,
-    /// Parallelism inside one query on a worker.
-    pub worker_threads: usize,
-    /// The program and leading arguments that start a worker (`[sluice, worker]`).
-    pub worker_command: Vec<OsString>,
+    /// The warehouse's default `statement_timeout` (sessions may set their own).
+    pub statement_timeout: Option<Duration>,
+    pub launcher: Launcher,
+    /// The secret every call to a worker carries: made up for local workers, configured
+    /// (and given to the remote workers) for static ones.
+    pub secret: Option<String>,
+    pub tls: Option<WorkerTls>,
 }
 
-/// One running worker process, as the gateway sees it.
+impl WarehouseConfig {
+    pub(crate) fn is_static(&self) -> bool {
+        matches!(self.launcher, Launcher::Static { .. })
+    }
+}
+
+pub(crate) const READY: u8 = 0;
+/// Stopping: takes no new queries, goes once its running ones end.
+pub(crate) const DRAINING: u8 = 1;
+/// Not answering (static workers come back by themselves).
+pub(crate) const DOWN: u8 = 2;
+
+/// One worker, as the gateway sees it.
 #[derive(Debug)]
 pub struct WorkerHandle {
     pub id: u64,
     pub pid: Option<u32>,
-    pub addr: SocketAddr,
+    pub addr: String,
     pub started: SystemTime,
-    client: FlightServiceClient<Channel>,
+    pub(crate) client: FlightServiceClient<Channel>,
     /// Queries running on this worker now (admission counts them).
-    running: AtomicUsize,
-    /// Cleared as soon as a call finds the worker unreachable, before its process
-    /// monitor has noticed the exit: admission then skips it.
-    reachable: AtomicBool,
-    /// Cancelled to retire the worker: its monitor kills the process (if it is still
-    /// alive but not answering) and starts a replacement.
-    retire: CancellationToken,
+    pub(crate) running: AtomicUsize,
+    pub(crate) state: AtomicU8,
+    /// Since when no query runs here (scale-down looks at it).
+    pub(crate) idle_since: Mutex<Instant>,
+    pub(crate) failed_checks: AtomicU32,
+    /// What the worker said in its last status answer.
+    pub(crate) report: Mutex<Option<WorkerReport>>,
+    /// Cancelled to stop the worker: its monitor kills a local process.
+    pub(crate) retire: CancellationToken,
 }
 
-/// A snapshot of a warehouse for health checks and system tables.
-#[derive(Debug, Clone)]
-pub struct WarehouseStatus {
-    pub name: String,
-    pub workers: Vec<WorkerStatus>,
-    pub queued: usize,
+impl WorkerHandle {
+    fn takes_queries(&self, max: usize) -> bool {
+        self.state.load(Ordering::Relaxed) == READY && self.running.load(Ordering::Relaxed) < max
+    }
 }
 
+/// A snapshot of a worker for health checks and system tables.
 #[derive(Debug, Clone)]
 pub struct WorkerStatus {
     pub id: u64,
     pub pid: Option<u32>,
-    pub addr: SocketAddr,
+    pub addr: String,
+    pub state: &'static str,
     pub running: usize,
     pub started: SystemTime,
+    pub report: Option<WorkerReport>,
 }
 
-#[derive(Debug, Default)]
-struct PoolState {
-    workers: Vec<Arc<WorkerHandle>>,
-    /// Queries waiting for a slot.
-    queued: usize,
-    next_id: u64,
+/// A snapshot of a warehouse.
+#[derive(Debug, Clone)]
+pub struct WarehouseStatus {
+    pub name: String,
+    /// `running`, `starting` (no worker ready yet), `stopped` (none, none starting).
+    pub state: &'static str,
+    pub config: WarehouseConfig,
+    pub workers: Vec<WorkerStatus>,
+    pub starting: usize,
+    pub queued: usize,
+    pub running: usize,
+    /// Scaling decisions so far, by reason (`min_workers`, `queue`, `replace`, `idle`,
+    /// `health`, `reload`).
+    pub scale_events: BTreeMap<&'static str, u64>,
 }
 
-/// A pool of worker processes that queries are admitted to.
+/// Who runs a query and what it is, for `system.queries`.
+#[derive(Debug, Clone, Default)]
+pub struct QueryMeta {
+    pub id: String,
+    /// The principal's name (for people) and id (to match it).
+    pub principal: String,
+    pub principal_id: String,
+    pub protocol: String,
+    pub text: String,
+}
+
+/// A query of this warehouse, queued or running.
+#[derive(Debug, Clone)]
+pub struct QueryState {
+    pub meta: QueryMeta,
+    pub warehouse: String,
+    /// `queued` or `running`.
+    pub state: &'static str,
+    pub worker: Option<u64>,
+    pub submitted: SystemTime,
+    pub waited: Duration,
+    pub running_for: Option<Duration>,
+}
+
 #[derive(Debug)]
+struct Tracked {
+    meta: QueryMeta,
+    submitted: SystemTime,
+    queued_at: Instant,
+    started: Option<(Instant, u64)>,
+}
+
+pub(crate) struct Waiter {
+    id: u64,
+    pub(crate) since: Instant,
+    grant: oneshot::Sender<Arc<WorkerHandle>>,
+}
+
+pub(crate) struct PoolState {
+    pub(crate) config: WarehouseConfig,
+    pub(crate) workers: Vec<Arc<WorkerHandle>>,
+    /// Workers being started now.
+    pub(crate) starting: usize,
+    pub(crate) queue: VecDeque<Waiter>,
+    pub(crate) next_id: u64,
+    next_waiter: u64,
+    queries: HashMap<String, Tracked>,
+    pub(crate) scale_events: BTreeMap<&'static str, u64>,
+    /// Worker starts that failed in a row (backoff).
+    pub(crate) start_failures: u32,
+    /// No start before this (after failures).
+    pub(crate) start_after: Option<Instant>,
+}
+
+/// A pool of workers that queries are admitted to.
 pub struct Warehouse {
-    config: WarehouseConfig,
-    /// The `authorization` value every call to a worker carries.
-    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
-    /// The secret itself, handed to spawned workers through their environment.
-    secret: String,
+    name: String,
+    /// The `authorization` value every call to a worker carries, and the secret itself
+    /// (handed to spawned workers in their environment).
+    pub(crate) bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    pub(crate) secret: String,
     state: Mutex<PoolState>,
-    /// Signalled whenever a slot frees up or a worker joins or leaves.
-    changed: Notify,
-    stopping: CancellationToken,
+    /// Wakes the autoscaler.
+    pub(crate) wake: Notify,
+    pub(crate) stopping: CancellationToken,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl Warehouse {
-    /// Start a warehouse and its workers. Fails if not even one worker starts, since then
-    /// the binary or the machine is broken and waiting will not help.
+    /// Start a warehouse: its autoscaler, and its `min_workers` (waiting for the first to
+    /// be ready). Fails if not even one of them starts: then the binary, the machine or
+    /// the addresses are broken and waiting will not help.
     pub async fn start(config: WarehouseConfig) -> Result<Arc<Self>, QueryError> {
-        let secret = auth_secret();
-        let bearer = format!("Bearer {secret}")
-            .parse()
-            .map_err(|_| QueryError::internal("worker secret is not ASCII"))?;
+        let secret = match (&config.secret, &config.launcher) {
+            (Some(secret), _) => secret.clone(),
+            (None, Launcher::Local { .. }) => auth_secret(),
+            (None, Launcher::Static { .. }) => {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "warehouse {}: static workers need the worker secret",
+                        config.name
+                    ),
+                ))
+            }
+        };
+        let bearer = format!("Bearer {secret}").parse().map_err(|_| {
+            QueryError::new(ErrorKind::InvalidValue, "the worker secret must be ASCII")
+        })?;
         let warehouse = Arc::new(Self {
-            config,
+            name: config.name.clone(),
             bearer,
             secret,
-            state: Mutex::new(PoolState::default()),
-            changed: Notify::new(),
+            state: Mutex::new(PoolState {
+                config,
+                workers: Vec::new(),
+                starting: 0,
+                queue: VecDeque::new(),
+                next_id: 0,
+                next_waiter: 0,
+                queries: HashMap::new(),
+                scale_events: BTreeMap::new(),
+                start_failures: 0,
+                start_after: None,
+            }),
+            wake: Notify::new(),
             stopping: CancellationToken::new(),
         });
-        let starts = (0..warehouse.config.workers.max(1)).map(|_| warehouse.clone().spawn_worker());
-        let results = futures::future::join_all(starts).await;
-        let started = results.iter().filter(|r| r.is_ok()).count();
-        if started == 0 {
-            if let Some(Err(e)) = results.into_iter().next() {
-                return Err(e);
-            }
-            return Err(QueryError::internal("no workers configured"));
-        }
-        for result in results {
-            if let Err(e) = result {
-                tracing::warn!(warehouse = %warehouse.config.name, error = %e, "a worker failed to start; retrying in the background");
-                warehouse.clone().replace_later();
-            }
-        }
-        tracing::info!(warehouse = %warehouse.config.name, workers = started, "warehouse ready");
+        let first = warehouse.initial_workers().await;
+        tokio::spawn(warehouse.clone().autoscale());
+        first?;
         Ok(warehouse)
     }
 
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.name
     }
 
-    /// Whether at least one worker can take queries.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A panic while holding this lock cannot leave the counts half-updated in a way
+        // that matters more than stopping the gateway would: keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn config(&self) -> WarehouseConfig {
+        self.lock().config.clone()
+    }
+
+    /// Whether queries can be taken: a worker is ready, or (a stopped warehouse) one can
+    /// be started for them.
     pub fn is_ready(&self) -> bool {
-        self.lock()
+        let state = self.lock();
+        state
             .workers
             .iter()
-            .any(|w| w.reachable.load(Ordering::Relaxed))
+            .any(|w| w.state.load(Ordering::Relaxed) == READY)
+            || (state.config.min_workers == 0 && !self.stopping.is_cancelled())
     }
 
     pub fn status(&self) -> WarehouseStatus {
         let state = self.lock();
+        let workers: Vec<WorkerStatus> = state
+            .workers
+            .iter()
+            .map(|w| WorkerStatus {
+                id: w.id,
+                pid: w.pid,
+                addr: w.addr.clone(),
+                state: match w.state.load(Ordering::Relaxed) {
+                    READY => "ready",
+                    DRAINING => "draining",
+                    _ => "down",
+                },
+                running: w.running.load(Ordering::Relaxed),
+                started: w.started,
+                report: w.report.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            })
+            .collect();
+        let ready = workers.iter().filter(|w| w.state == "ready").count();
         WarehouseStatus {
-            name: self.config.name.clone(),
-            queued: state.queued,
-            workers: state
-                .workers
-                .iter()
-                .map(|w| WorkerStatus {
-                    id: w.id,
-                    pid: w.pid,
-                    addr: w.addr,
-                    running: w.running.load(Ordering::Relaxed),
-                    started: w.started,
-                })
-                .collect(),
+            name: self.name.clone(),
+            state: if ready > 0 {
+                "running"
+            } else if state.starting > 0 {
+                "starting"
+            } else {
+                "stopped"
+            },
+            config: state.config.clone(),
+            running: workers.iter().map(|w| w.running).sum(),
+            workers,
+            starting: state.starting,
+            queued: state.queue.len(),
+            scale_events: state.scale_events.clone(),
         }
     }
 
-    /// Stop all workers (they are killed; running queries end with an error).
+    /// The queries queued or running here now.
+    pub fn queries(&self) -> Vec<QueryState> {
+        let state = self.lock();
+        state
+            .queries
+            .values()
+            .map(|q| QueryState {
+                meta: q.meta.clone(),
+                warehouse: self.name.clone(),
+                state: if q.started.is_some() {
+                    "running"
+                } else {
+                    "queued"
+                },
+                worker: q.started.map(|(_, w)| w),
+                submitted: q.submitted,
+                waited: q
+                    .started
+                    .map(|(at, _)| at - q.queued_at)
+                    .unwrap_or_else(|| q.queued_at.elapsed()),
+                running_for: q.started.map(|(at, _)| at.elapsed()),
+            })
+            .collect()
+    }
+
+    /// Take new settings (SIGHUP): sizes, limits and timeouts apply at once; workers above
+    /// a lower `max_workers` drain and stop; running queries and sessions are untouched.
+    /// A different launcher or memory limit applies to workers started from now on.
+    pub fn reconfigure(&self, config: WarehouseConfig) {
+        let mut state = self.lock();
+        if state.config == config {
+            return;
+        }
+        tracing::info!(warehouse = %self.name, min = config.min_workers, max = config.max_workers, "warehouse reconfigured");
+        state.config = config;
+        *state.scale_events.entry("reload").or_default() += 1;
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Stop all workers (running queries end with an error) and refuse new queries.
     pub fn stop(&self) {
         self.stopping.cancel();
-        self.changed.notify_waiters();
+        let mut state = self.lock();
+        state.queue.clear(); // waiters see their grant dropped: "shutting down"
+        for worker in &state.workers {
+            worker.retire.cancel();
+        }
+        drop(state);
+        self.wake.notify_one();
     }
 
     /// Run an encoded physical plan on a worker and stream its batches.
-    ///
-    /// Waits (bounded) for a free slot. If the chosen worker cannot be reached before it
-    /// sends anything, the query is retried on another worker (a few times at most):
-    /// nothing was returned yet and every query is read-only.
     pub async fn execute(
         self: &Arc<Self>,
-        query_id: &str,
+        meta: QueryMeta,
         plan: Vec<u8>,
     ) -> Result<BatchStream, QueryError> {
-        let (flight, slot) = self.dispatch(query_id, plan).await?;
-        let batches =
-            FlightRecordBatchStream::new_from_flight_data(flight.map_err(FlightError::from));
-        Ok(Box::pin(batches.map(move |item| {
-            // The slot is held for as long as the stream lives.
-            let _held = &slot;
-            item.map_err(flight_error)
+        let flight = self.execute_flight(meta, plan).await?;
+        let batches = FlightRecordBatchStream::new_from_flight_data(
+            flight.map_err(|e| FlightError::ExternalError(Box::new(e))),
+        );
+        Ok(Box::pin(batches.map_err(|e| match e {
+            FlightError::ExternalError(inner) => match inner.downcast::<QueryError>() {
+                Ok(q) => *q,
+                Err(other) => QueryError::new(ErrorKind::WorkerLost, other.to_string()),
+            },
+            FlightError::Arrow(e) => QueryError::internal(format!("bad data from worker: {e}")),
+            other => QueryError::new(
+                ErrorKind::WorkerLost,
+                format!("lost the worker running this query ({other}); the query can be retried"),
+            ),
         })))
     }
 
     /// Like [`Warehouse::execute`], but the worker's Arrow IPC messages as they arrive,
-    /// undecoded, for front-ends that send Arrow on (Flight SQL).
+    /// undecoded, for front-ends that send Arrow on (Flight SQL, HS2).
+    ///
+    /// Waits (bounded) for a free slot. If the worker is lost before it sent any rows, the
+    /// query runs again once on another worker: nothing reached the client yet and every
+    /// query is read-only.
     pub async fn execute_flight(
         self: &Arc<Self>,
-        query_id: &str,
+        meta: QueryMeta,
         plan: Vec<u8>,
     ) -> Result<FlightStream, QueryError> {
-        let (flight, slot) = self.dispatch(query_id, plan).await?;
-        Ok(Box::pin(flight.map(move |item| {
-            let _held = &slot;
-            item.map_err(|status| status_error(&status))
-        })))
-    }
-
-    /// Send a plan to a worker; its answer stream and the slot it holds.
-    async fn dispatch(
-        self: &Arc<Self>,
-        query_id: &str,
-        plan: Vec<u8>,
-    ) -> Result<(tonic::Streaming<FlightData>, Slot), QueryError> {
         let ticket = Ticket {
             ticket: ExecuteRequest {
-                query_id: query_id.to_string(),
+                query_id: meta.id.clone(),
                 plan,
             }
             .encode_to_vec()
             .into(),
         };
+        let tracking = Tracking::new(self.clone(), meta);
+        let attempt = self.dispatch(&ticket, &tracking, false).await?;
+        let state = Retrying {
+            warehouse: self.clone(),
+            ticket,
+            tracking,
+            current: Some(attempt),
+            rows_sent: false,
+            retried: false,
+            skip_schema: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |mut st| async move {
+                loop {
+                    let attempt = st.current.as_mut()?;
+                    match attempt.stream.next().await {
+                        Some(Ok(data)) => {
+                            let kind = message_kind(&data);
+                            if st.skip_schema && kind == MessageKind::Schema {
+                                st.skip_schema = false;
+                                continue;
+                            }
+                            if kind == MessageKind::Batch {
+                                st.rows_sent = true;
+                            }
+                            return Some((Ok(data), st));
+                        }
+                        // The end: the slot goes with the state.
+                        None => return None,
+                        Some(Err(status)) => {
+                            let err = status_error(&status);
+                            if err.kind == ErrorKind::WorkerLost && !st.rows_sent && !st.retried {
+                                st.retried = true;
+                                let lost = st.current.take().map(|a| a.slot.worker.clone());
+                                if let Some(worker) = lost {
+                                    st.warehouse.lost(&worker);
+                                    tracing::warn!(warehouse = %st.warehouse.name, query_id = %st.tracking.id, worker = worker.id, "worker lost before any rows; running the query on another worker");
+                                }
+                                st.warehouse.requeue(&st.tracking);
+                                match st.warehouse.dispatch(&st.ticket, &st.tracking, true).await {
+                                    Ok(attempt) => {
+                                        st.current = Some(attempt);
+                                        st.skip_schema = true;
+                                        continue;
+                                    }
+                                    Err(e) => return Some((Err(e), st)),
+                                }
+                            }
+                            if err.kind == ErrorKind::WorkerLost {
+                                if let Some(a) = st.current.as_ref() {
+                                    st.warehouse.lost(&a.slot.worker);
+                                }
+                            }
+                            st.current = None;
+                            return Some((Err(err), st));
+                        }
+                    }
+                }
+            },
+        )))
+    }
+
+    /// A slot, then the worker's answer stream. A worker that cannot be reached before it
+    /// answers is retired and another one tried (a few times at most).
+    async fn dispatch(
+        self: &Arc<Self>,
+        ticket: &Ticket,
+        tracking: &Tracking,
+        mut retry: bool,
+    ) -> Result<Attempt, QueryError> {
         const ATTEMPTS: usize = 3;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let slot = self.acquire().await?;
+            let slot = self.acquire(tracking, retry).await?;
             let mut client = slot.worker.client.clone();
             let mut request = tonic::Request::new(ticket.clone());
             request
                 .metadata_mut()
                 .insert("authorization", self.bearer.clone());
             match client.do_get(request).await {
-                Ok(response) => return Ok((response.into_inner(), slot)),
+                Ok(response) => {
+                    return Ok(Attempt {
+                        stream: response.into_inner(),
+                        slot,
+                    })
+                }
                 Err(status) => {
                     let err = status_error(&status);
                     if err.kind == ErrorKind::WorkerLost {
-                        slot.worker.reachable.store(false, Ordering::Relaxed);
-                        slot.worker.retire.cancel();
+                        self.lost(&slot.worker);
                         if attempt < ATTEMPTS {
-                            tracing::warn!(
-                                query_id,
-                                worker = slot.worker.id,
-                                attempt,
-                                "worker unreachable; retrying the query on another worker"
-                            );
+                            tracing::warn!(warehouse = %self.name, query_id = %tracking.id, worker = slot.worker.id, attempt, "worker unreachable; trying another worker");
+                            drop(slot);
+                            self.requeue(tracking);
+                            retry = true;
                             continue;
                         }
                     }
@@ -268,212 +564,115 @@ impl Warehouse {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // A panic while holding this lock cannot leave the counters half-updated in a way
-        // that matters more than stopping the gateway would: keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A worker failed a call: take it out of admission and have it replaced.
+    fn lost(&self, worker: &Arc<WorkerHandle>) {
+        if self.lock().config.is_static() {
+            worker.state.store(DOWN, Ordering::Relaxed);
+        } else {
+            worker.state.store(DRAINING, Ordering::Relaxed);
+            worker.retire.cancel();
+        }
+        self.wake.notify_one();
     }
 
-    /// Wait for a slot on the least-loaded worker.
-    async fn acquire(self: &Arc<Self>) -> Result<Slot, QueryError> {
-        let deadline = tokio::time::Instant::now() + self.config.queue_timeout;
-        let mut waiting: Option<QueueTicket<'_>> = None;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                let max = self.config.max_concurrency_per_worker.max(1);
-                let best = state
-                    .workers
-                    .iter()
-                    .filter(|w| {
-                        w.reachable.load(Ordering::Relaxed)
-                            && w.running.load(Ordering::Relaxed) < max
-                    })
-                    .min_by_key(|w| w.running.load(Ordering::Relaxed))
-                    .cloned();
-                if let Some(worker) = best {
+    /// Wait (FIFO, bounded) for a slot on the least-loaded ready worker.
+    async fn acquire(
+        self: &Arc<Self>,
+        tracking: &Tracking,
+        retry: bool,
+    ) -> Result<Slot, QueryError> {
+        let (id, grant, timeout) = {
+            let mut state = self.lock();
+            if self.stopping.is_cancelled() {
+                return Err(shutting_down());
+            }
+            let max = state.config.max_concurrency_per_worker.max(1);
+            if state.queue.is_empty() || retry {
+                if let Some(worker) = least_loaded(&state.workers, max) {
                     worker.running.fetch_add(1, Ordering::Relaxed);
-                    // Leave the queue only after releasing the lock: the ticket's drop
-                    // takes the lock itself.
-                    drop(state);
-                    drop(waiting);
+                    mark_started(&mut state, &tracking.id, worker.id);
                     return Ok(Slot {
                         warehouse: self.clone(),
                         worker,
                     });
                 }
-                if self.stopping.is_cancelled() {
-                    return Err(QueryError::new(
-                        ErrorKind::Unavailable,
-                        "the warehouse is shutting down",
-                    ));
-                }
-                if waiting.is_none() {
-                    if state.queued >= self.config.max_queued {
-                        return Err(QueryError::new(
-                            ErrorKind::QueueFull,
-                            format!(
-                                "warehouse {:?} is busy: {} queries are already waiting; try again shortly",
-                                self.config.name, state.queued
-                            ),
-                        ));
-                    }
-                    state.queued += 1;
-                    waiting = Some(QueueTicket { warehouse: self });
-                }
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            if state.queue.len() >= state.config.max_queued && !retry {
                 return Err(QueryError::new(
                     ErrorKind::QueueFull,
                     format!(
-                        "no worker of warehouse {:?} became free within {:?}",
-                        self.config.name, self.config.queue_timeout
+                        "warehouse {:?} is busy: {} queries are already waiting; try again shortly",
+                        self.name,
+                        state.queue.len()
                     ),
                 ));
             }
-        }
-    }
-
-    /// Start one worker process and add it to the pool.
-    async fn spawn_worker(self: Arc<Self>) -> Result<(), QueryError> {
-        let unavailable = |what: String| QueryError::new(ErrorKind::Unavailable, what);
-        let (program, args) = self
-            .config
-            .worker_command
-            .split_first()
-            .ok_or_else(|| QueryError::internal("no worker command configured"))?;
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--exit-with-parent")
-            .arg("--threads")
-            .arg(self.config.worker_threads.max(1).to_string());
-        if let Some(limit) = self.config.worker_memory_limit {
-            command.arg("--memory-limit").arg(limit.to_string());
-        }
-        command
-            .env(SECRET_ENV, &self.secret)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| unavailable(format!("could not start a worker process: {e}")))?;
-        let pid = child.id();
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| QueryError::internal("worker stdout not captured"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(WORKER_START_TIMEOUT, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix(READY_PREFIX) {
-                    return addr.trim().parse::<SocketAddr>().ok();
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| {
-            unavailable("a worker process exited or timed out before it was ready".into())
-        })?;
-        // Keep reading the worker's stdout so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| QueryError::internal(e.to_string()))?
-            .tcp_nodelay(true)
-            // HTTP/2 flow control bounds what a worker can send ahead of the client: enough
-            // to keep the loopback busy (the 64 KiB default throttles bulk results), small
-            // enough that a slow client holds only a few MiB per query in the gateway.
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(STREAM_WINDOW_BYTES * 4)
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| unavailable(format!("could not connect to a new worker: {e}")))?;
-        let client = FlightServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let handle = {
-            let mut state = self.lock();
-            state.next_id += 1;
-            let handle = Arc::new(WorkerHandle {
-                id: state.next_id,
-                pid,
-                addr,
-                started: SystemTime::now(),
-                client,
-                running: AtomicUsize::new(0),
-                reachable: AtomicBool::new(true),
-                retire: CancellationToken::new(),
-            });
-            state.workers.push(handle.clone());
-            handle
-        };
-        tracing::info!(warehouse = %self.config.name, worker = handle.id, pid, %addr, "worker started");
-        self.changed.notify_waiters();
-
-        // Watch the process: when it exits, take it out of the pool and start another.
-        let warehouse = self.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let exit = tokio::select! {
-                status = child.wait() => Some(status),
-                _ = handle.retire.cancelled() => {
-                    // Unreachable but maybe still running: make sure it is gone.
-                    let _ = child.kill().await;
-                    Some(child.wait().await)
-                }
-                _ = warehouse.stopping.cancelled() => {
-                    let _ = child.kill().await;
-                    None
-                }
+            let (tx, rx) = oneshot::channel();
+            state.next_waiter += 1;
+            let id = state.next_waiter;
+            let waiter = Waiter {
+                id,
+                since: Instant::now(),
+                grant: tx,
             };
-            drop(stdin);
-            warehouse.lock().workers.retain(|w| w.id != handle.id);
-            warehouse.changed.notify_waiters();
-            if let Some(status) = exit {
-                let status = status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
-                tracing::warn!(warehouse = %warehouse.config.name, worker = handle.id, pid, %status, "worker exited; starting a replacement");
-                if started.elapsed() < Duration::from_secs(5) {
-                    // It died young: do not spin if every new worker dies at once.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                warehouse.replace_later();
+            // A query run again after its worker was lost was admitted before everyone
+            // waiting: it goes first.
+            if retry {
+                state.queue.push_front(waiter);
+            } else {
+                state.queue.push_back(waiter);
             }
-        });
-        Ok(())
+            (id, rx, state.config.queue_timeout)
+        };
+        self.wake.notify_one();
+        let leave = |warehouse: &Self| {
+            let mut state = warehouse.lock();
+            state.queue.retain(|w| w.id != id);
+        };
+        match tokio::time::timeout(timeout, grant).await {
+            Ok(Ok(worker)) => {
+                mark_started(&mut self.lock(), &tracking.id, worker.id);
+                Ok(Slot {
+                    warehouse: self.clone(),
+                    worker,
+                })
+            }
+            Ok(Err(_)) => Err(shutting_down()),
+            Err(_) => {
+                leave(self);
+                Err(QueryError::new(
+                    ErrorKind::QueueFull,
+                    format!(
+                        "no worker of warehouse {:?} became free within {:?}",
+                        self.name, timeout
+                    ),
+                ))
+            }
+        }
     }
 
-    /// Start a replacement worker in the background, retrying with backoff.
-    fn replace_later(self: Arc<Self>) {
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            while !self.stopping.is_cancelled() {
-                match self.clone().spawn_worker().await {
-                    Ok(()) => return,
-                    Err(e) => {
-                        tracing::error!(warehouse = %self.config.name, error = %e, retry_in = ?backoff, "could not start a replacement worker");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
+    /// Hand free slots to the queries at the head of the queue.
+    pub(crate) fn pump(self: &Arc<Self>) {
+        let mut state = self.lock();
+        let max = state.config.max_concurrency_per_worker.max(1);
+        while !state.queue.is_empty() {
+            let Some(worker) = least_loaded(&state.workers, max) else {
+                break;
+            };
+            let Some(waiter) = state.queue.pop_front() else {
+                break;
+            };
+            worker.running.fetch_add(1, Ordering::Relaxed);
+            if let Err(worker) = waiter.grant.send(worker) {
+                // The query gave up waiting (cancelled): the slot stays free.
+                release(&worker);
             }
-        });
+        }
+    }
+
+    pub(crate) fn record(&self, state: &mut PoolState, reason: &'static str, detail: String) {
+        *state.scale_events.entry(reason).or_default() += 1;
+        tracing::info!(warehouse = %self.name, reason, "{detail}");
     }
 }
 
@@ -485,37 +684,110 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.worker.running.fetch_sub(1, Ordering::Relaxed);
-        self.warehouse.changed.notify_waiters();
+        release(&self.worker);
+        self.warehouse.pump();
+        self.warehouse.wake.notify_one();
     }
 }
 
-/// A place in the queue; given back if the waiting query is abandoned.
-struct QueueTicket<'a> {
-    warehouse: &'a Warehouse,
+fn release(worker: &WorkerHandle) {
+    if worker.running.fetch_sub(1, Ordering::Relaxed) == 1 {
+        *worker.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
 }
 
-impl Drop for QueueTicket<'_> {
+fn least_loaded(workers: &[Arc<WorkerHandle>], max: usize) -> Option<Arc<WorkerHandle>> {
+    workers
+        .iter()
+        .filter(|w| w.takes_queries(max))
+        .min_by_key(|w| w.running.load(Ordering::Relaxed))
+        .cloned()
+}
+
+fn mark_started(state: &mut PoolState, query: &str, worker: u64) {
+    if let Some(q) = state.queries.get_mut(query) {
+        q.started = Some((Instant::now(), worker));
+    }
+}
+
+fn shutting_down() -> QueryError {
+    QueryError::new(ErrorKind::Unavailable, "the warehouse is shutting down")
+}
+
+/// A query's entry in `system.queries`, removed when its stream ends.
+struct Tracking {
+    warehouse: Arc<Warehouse>,
+    id: String,
+}
+
+impl Tracking {
+    fn new(warehouse: Arc<Warehouse>, meta: QueryMeta) -> Self {
+        let id = meta.id.clone();
+        warehouse.lock().queries.insert(
+            id.clone(),
+            Tracked {
+                meta,
+                submitted: SystemTime::now(),
+                queued_at: Instant::now(),
+                started: None,
+            },
+        );
+        Self { warehouse, id }
+    }
+}
+
+impl Drop for Tracking {
     fn drop(&mut self) {
-        let mut state = self.warehouse.lock();
-        state.queued = state.queued.saturating_sub(1);
+        self.warehouse.lock().queries.remove(&self.id);
+    }
+}
+
+impl Warehouse {
+    fn requeue(&self, tracking: &Tracking) {
+        if let Some(q) = self.lock().queries.get_mut(&tracking.id) {
+            q.started = None;
+            q.queued_at = Instant::now();
+        }
+    }
+}
+
+struct Attempt {
+    stream: tonic::Streaming<FlightData>,
+    /// Held for as long as the stream lives.
+    slot: Slot,
+}
+
+struct Retrying {
+    warehouse: Arc<Warehouse>,
+    ticket: Ticket,
+    tracking: Tracking,
+    current: Option<Attempt>,
+    /// Record batches were passed on: a lost worker can no longer be retried.
+    rows_sent: bool,
+    retried: bool,
+    /// After a retry: the new worker's schema message was already sent.
+    skip_schema: bool,
+}
+
+#[derive(PartialEq)]
+enum MessageKind {
+    Schema,
+    Batch,
+    Other,
+}
+
+fn message_kind(data: &FlightData) -> MessageKind {
+    use datafusion::arrow::ipc::MessageHeader;
+    match datafusion::arrow::ipc::root_as_message(&data.data_header).map(|m| m.header_type()) {
+        Ok(MessageHeader::Schema) => MessageKind::Schema,
+        Ok(MessageHeader::RecordBatch) => MessageKind::Batch,
+        _ => MessageKind::Other,
     }
 }
 
 fn auth_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     hex::encode(bytes)
-}
-
-fn flight_error(err: FlightError) -> QueryError {
-    match err {
-        FlightError::Tonic(status) => status_error(&status),
-        FlightError::Arrow(e) => QueryError::internal(format!("bad data from worker: {e}")),
-        other => QueryError::new(
-            ErrorKind::WorkerLost,
-            format!("lost the worker running this query ({other}); the query can be retried"),
-        ),
-    }
 }
 
 /// Turn a status from a worker into a query error: the worker labels its own errors; any

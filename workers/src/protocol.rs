@@ -7,6 +7,8 @@
 //!   spawned workers in their environment (never on the command line).
 //! - Errors are gRPC statuses carrying [`ERROR_KIND_HEADER`] so the gateway can map them
 //!   to the right SQLSTATE without parsing messages.
+//! - `DoAction("status")` answers a [`WorkerReport`]: the gateway's health check, every
+//!   second, and what `system.workers` shows.
 
 /// Environment variable through which a spawned worker receives the shared secret.
 pub const SECRET_ENV: &str = "SLUICE_WORKER_SECRET";
@@ -16,6 +18,30 @@ pub const READY_PREFIX: &str = "SLUICE_WORKER_LISTENING ";
 pub const ERROR_KIND_HEADER: &str = "x-sluice-error-kind";
 /// Largest message either side accepts (plans in tickets, batches in Flight data).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The health-check action.
+pub const STATUS_ACTION: &str = "status";
+
+/// A worker's answer to [`STATUS_ACTION`].
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct WorkerReport {
+    /// Queries executing now.
+    #[prost(uint64, tag = "1")]
+    pub running: u64,
+    /// Bytes reserved in the worker's memory pool.
+    #[prost(uint64, tag = "2")]
+    pub memory_reserved: u64,
+    /// Resident memory of the worker process.
+    #[prost(uint64, tag = "3")]
+    pub rss_bytes: u64,
+    /// Queries started since the worker did.
+    #[prost(uint64, tag = "4")]
+    pub executed: u64,
+    /// Queries cancelled over a second ago that are still computing (DataFusion stops a
+    /// query only between batches): the gateway replaces a worker that has any.
+    #[prost(uint64, tag = "5")]
+    pub stuck: u64,
+}
 
 /// What the gateway asks a worker to run.
 #[derive(Clone, PartialEq, prost::Message)]

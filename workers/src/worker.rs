@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -16,7 +17,12 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -27,7 +33,9 @@ use tokio::io::AsyncReadExt;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::protocol::{ExecuteRequest, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX};
+use crate::protocol::{
+    ExecuteRequest, WorkerReport, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, STATUS_ACTION,
+};
 
 /// How a worker process is started.
 #[derive(Debug, Clone)]
@@ -43,7 +51,23 @@ pub struct WorkerOptions {
     pub exit_with_parent: bool,
     /// Parallelism inside one query.
     pub target_partitions: usize,
+    /// TLS on the internal endpoint (remote workers): certificate, key, and the CA of
+    /// gateway client certificates to require (mutual TLS).
+    pub tls: Option<WorkerServerTls>,
 }
+
+/// TLS of a worker's endpoint.
+#[derive(Debug, Clone)]
+pub struct WorkerServerTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// The share of its worker's memory one query may use: the worker's pool bounds the
+/// process, this bounds each query, so that one hungry query fails alone instead of
+/// starving the others.
+const QUERY_MEMORY_SHARE: f64 = 0.75;
 
 /// Run a worker until it is told to stop (or its gateway goes away).
 pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -66,9 +90,16 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
     tracing::info!(%addr, pid = std::process::id(), "worker listening");
 
     let secret = Arc::new(format!("Bearer {}", options.secret));
-    let service = FlightServiceServer::new(WorkerService { ctx })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = FlightServiceServer::new(WorkerService {
+        ctx,
+        runtimes: Arc::new(Runtimes::new(options.target_partitions)),
+        query_memory: options
+            .memory_limit
+            .map(|limit| ((limit as f64) * QUERY_MEMORY_SHARE) as usize),
+        stats: Arc::default(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(
         service,
         move |request: Request<()>| check_secret(&secret, request),
@@ -91,7 +122,20 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
             let _ = s.set_nodelay(true);
         })
     });
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?),
+        );
+        if let Some(ca) = &tls.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        server = server.tls_config(config)?;
+    }
+    server
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stop)
         .await?;
@@ -114,6 +158,238 @@ fn check_secret(expected: &str, request: Request<()>) -> Result<Request<()>, Sta
 
 struct WorkerService {
     ctx: SessionContext,
+    /// Where queries run: runtimes of their own (see [`Runtimes`]), so that the gRPC
+    /// server (status checks, cancellations, new calls) answers while every query thread
+    /// is busy.
+    runtimes: Arc<Runtimes>,
+    /// Memory one query may use ([`QUERY_MEMORY_SHARE`] of the limit), if limited.
+    query_memory: Option<usize>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    running: AtomicU64,
+    executed: AtomicU64,
+}
+
+/// A cancelled query still computing after this long is reported as stuck.
+const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Idle query runtimes kept for reuse.
+const IDLE_RUNTIMES: usize = 16;
+
+/// The runtimes queries run on: one per running query, so that a query's tasks (and the
+/// ones DataFusion spawns for its partitions) are known to be gone exactly when its
+/// runtime has none left. A finished query's runtime is reused; a cancelled one's is
+/// watched until its tasks stop, which DataFusion does only between batches.
+struct Runtimes {
+    threads: usize,
+    idle: std::sync::Mutex<Vec<tokio::runtime::Runtime>>,
+    /// Runtimes whose query ended but whose tasks may still run: (runtime, cancelled at).
+    settling: std::sync::Mutex<Vec<(tokio::runtime::Runtime, Option<std::time::Instant>)>>,
+}
+
+impl Runtimes {
+    fn new(threads: usize) -> Self {
+        Self {
+            threads: threads.max(1),
+            idle: Default::default(),
+            settling: Default::default(),
+        }
+    }
+
+    fn take(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        self.settle();
+        if let Some(rt) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(rt);
+        }
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.threads)
+            .thread_name("sluice-query")
+            .enable_all()
+            .build()
+    }
+
+    /// A query's runtime after its call ended (`cancelled`: before its result did).
+    fn give_back(&self, rt: tokio::runtime::Runtime, cancelled: bool) {
+        let at = cancelled.then(std::time::Instant::now);
+        self.settling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((rt, at));
+        self.settle();
+    }
+
+    /// Reuse the runtimes whose tasks are all gone; the number of cancelled queries still
+    /// computing after [`STUCK_AFTER`].
+    fn settle(&self) -> u64 {
+        let mut settling = self.settling.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stuck = 0;
+        let mut still = Vec::new();
+        for (rt, cancelled) in settling.drain(..) {
+            if rt.metrics().num_alive_tasks() == 0 {
+                if idle.len() < IDLE_RUNTIMES {
+                    idle.push(rt);
+                } else {
+                    rt.shutdown_background();
+                }
+            } else {
+                if cancelled.is_some_and(|at| at.elapsed() >= STUCK_AFTER) {
+                    stuck += 1;
+                }
+                still.push((rt, cancelled));
+            }
+        }
+        *settling = still;
+        stuck
+    }
+}
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        // Dropping a runtime may not block inside another: let their threads go.
+        for rt in self
+            .idle
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            rt.shutdown_background();
+        }
+        for (rt, _) in self
+            .settling
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Counts a query as running while its stream lives.
+struct Running(Arc<Stats>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// When a query's answer stream is dropped: its task is aborted (if the result did not
+/// reach its end) and its runtime goes back to the pool to settle.
+struct QueryGuard {
+    task: tokio::task::JoinHandle<()>,
+    runtime: Option<tokio::runtime::Runtime>,
+    runtimes: Arc<Runtimes>,
+    _running: Running,
+}
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        let cancelled = !self.task.is_finished();
+        self.task.abort();
+        if let Some(rt) = self.runtime.take() {
+            self.runtimes.give_back(rt, cancelled);
+        }
+    }
+}
+
+impl WorkerService {
+    /// The context a query runs in: the worker's, with the query's own memory share.
+    fn task_context(&self) -> Arc<TaskContext> {
+        let Some(limit) = self.query_memory else {
+            return self.ctx.task_ctx();
+        };
+        let state = self.ctx.state();
+        let mut runtime = (*state.runtime_env().clone()).clone();
+        runtime.memory_pool = Arc::new(QueryPool {
+            worker: runtime.memory_pool.clone(),
+            limit,
+            used: AtomicUsize::new(0),
+        });
+        Arc::new(TaskContext::from(&state).with_runtime(Arc::new(runtime)))
+    }
+
+    fn report(&self) -> WorkerReport {
+        WorkerReport {
+            running: self.stats.running.load(Ordering::Relaxed),
+            memory_reserved: self.ctx.runtime_env().memory_pool.reserved() as u64,
+            rss_bytes: rss_bytes(),
+            executed: self.stats.executed.load(Ordering::Relaxed),
+            stuck: self.runtimes.settle(),
+        }
+    }
+}
+
+/// This process's resident memory, from `/proc/self/statm` (0 where there is none).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// One query's view of its worker's memory pool, capped at its share.
+#[derive(Debug)]
+struct QueryPool {
+    worker: Arc<dyn MemoryPool>,
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl std::fmt::Display for QueryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "query share of {} bytes of {}", self.limit, self.worker)
+    }
+}
+
+impl MemoryPool for QueryPool {
+    fn name(&self) -> &str {
+        "sluice_query"
+    }
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.worker.register(consumer)
+    }
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.worker.unregister(consumer)
+    }
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.used.fetch_add(additional, Ordering::Relaxed);
+        self.worker.grow(reservation, additional)
+    }
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.used.fetch_sub(shrink, Ordering::Relaxed);
+        self.worker.shrink(reservation, shrink)
+    }
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> DfResult<()> {
+        let used = self.used.fetch_add(additional, Ordering::Relaxed) + additional;
+        if used > self.limit {
+            self.used.fetch_sub(additional, Ordering::Relaxed);
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "the query needs more than the {} MiB one query may use on a worker (worker_memory_limit {} MiB): filter or aggregate earlier, or raise the limit",
+                self.limit / (1024 * 1024),
+                ((self.limit as f64) / QUERY_MEMORY_SHARE) as usize / (1024 * 1024)
+            )));
+        }
+        if let Err(e) = self.worker.try_grow(reservation, additional) {
+            self.used.fetch_sub(additional, Ordering::Relaxed);
+            return Err(e);
+        }
+        Ok(())
+    }
+    fn reserved(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+    fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::Finite(self.limit)
+    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -150,32 +426,70 @@ impl FlightService for WorkerService {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let request = ExecuteRequest::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad execute request: {e}")))?;
-        let task_ctx = self.ctx.task_ctx();
+        let task_ctx = self.task_context();
         let plan =
             planner::codec::decode_plan(&request.plan, &task_ctx).map_err(|e| error_status(&e))?;
+        let plan = crate::yielding::wrap(plan).map_err(|e| error_status(&QueryError::from(e)))?;
         let query_id = request.query_id;
         tracing::debug!(%query_id, "executing");
-        let stream =
-            execute_stream(plan, task_ctx).map_err(|e| error_status(&QueryError::from(e)))?;
-        let schema = transfer_schema(&stream.schema());
-        let batch_schema = schema.clone();
-        let batches = stream.map(move |result| {
-            result
-                .map_err(|e| {
-                    let err = QueryError::from(e);
-                    tracing::debug!(%query_id, error = %err, "query failed");
-                    FlightError::Tonic(Box::new(error_status(&err)))
-                })
-                .and_then(|batch| for_transfer(batch, &batch_schema).map_err(FlightError::Arrow))
-        });
-        let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(|e| match e {
-                FlightError::Tonic(status) => *status,
-                other => error_status(&QueryError::internal(other.to_string())),
+        self.stats.executed.fetch_add(1, Ordering::Relaxed);
+        self.stats.running.fetch_add(1, Ordering::Relaxed);
+        let running = Running(self.stats.clone());
+        // The query runs on the execution runtime; its messages come here through a small
+        // channel. When the gateway drops the call (cancel, client gone, timeout) the
+        // receiver goes, and the task is aborted: it stops at its next batch boundary.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<FlightData, Status>>(2);
+        let runtime = self.runtimes.take().map_err(|e| {
+            error_status(&QueryError::new(
+                ErrorKind::ResourcesExhausted,
+                format!("no thread for the query: {e}"),
+            ))
+        })?;
+        let task = runtime.spawn(async move {
+            let stream = match execute_stream(plan, task_ctx) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let _ = tx.send(Err(error_status(&QueryError::from(e)))).await;
+                    return;
+                }
+            };
+            let schema = transfer_schema(&stream.schema());
+            let batch_schema = schema.clone();
+            let batches = stream.map(move |result| {
+                result
+                    .map_err(|e| {
+                        let err = QueryError::from(e);
+                        tracing::debug!(%query_id, error = %err, "query failed");
+                        FlightError::Tonic(Box::new(error_status(&err)))
+                    })
+                    .and_then(|batch| {
+                        for_transfer(batch, &batch_schema).map_err(FlightError::Arrow)
+                    })
             });
-        Ok(Response::new(Box::pin(flight)))
+            let mut flight = FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(batches)
+                .map_err(|e| match e {
+                    FlightError::Tonic(status) => *status,
+                    other => error_status(&QueryError::internal(other.to_string())),
+                });
+            while let Some(item) = flight.next().await {
+                if tx.send(item).await.is_err() {
+                    return; // the gateway went away
+                }
+            }
+        });
+        let abort = QueryGuard {
+            task,
+            runtime: Some(runtime),
+            runtimes: self.runtimes.clone(),
+            _running: running,
+        };
+        let stream = futures::stream::unfold((rx, abort), |(mut rx, abort)| async move {
+            let item = rx.recv().await?;
+            Some((item, (rx, abort)))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn handshake(
@@ -226,11 +540,12 @@ impl FlightService for WorkerService {
     ) -> Result<Response<Self::DoActionStream>, Status> {
         match request.into_inner().r#type.as_str() {
             // A cheap liveness probe for the pool.
-            "ping" => Ok(Response::new(Box::pin(futures::stream::once(async {
-                Ok(arrow_flight::Result {
-                    body: "pong".into(),
-                })
-            })))),
+            STATUS_ACTION => {
+                let body = self.report().encode_to_vec();
+                Ok(Response::new(Box::pin(futures::stream::once(async {
+                    Ok(arrow_flight::Result { body: body.into() })
+                }))))
+            }
             other => Err(Status::unimplemented(format!("unknown action {other:?}"))),
         }
     }

@@ -136,13 +136,12 @@ impl FlightSqlFrontend {
             .get(WAREHOUSE_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("default");
-        self.handler
-            .login(&token, "", database)
-            .await
-            .map_err(|reason| {
-                tracing::warn!(token = %auth::fingerprint(&token), reason = reason.code(), "flight call refused: {reason}");
-                Status::new(crate::error::login_grpc_code(&reason), reason.to_string())
-            })
+        let mut session = self.handler.login(&token, "", database).await.map_err(|reason| {
+            tracing::warn!(token = %auth::fingerprint(&token), reason = reason.code(), "flight call refused: {reason}");
+            Status::new(crate::error::login_grpc_code(&reason), reason.to_string())
+        })?;
+        session.protocol = "flight";
+        Ok(session)
     }
 
     /// Plan SQL for a later DoGet; returns the handle.

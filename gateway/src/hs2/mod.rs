@@ -371,7 +371,8 @@ impl Hs2 {
                 ))
             }
         };
-        let session = login;
+        let mut session = login;
+        session.protocol = "hs2";
         // The initial namespace: sluice has one catalog; a schema is where unqualified
         // names resolve.
         let namespace = req.strukt(1284);

@@ -13,21 +13,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use workers::Warehouse;
 
 use crate::handler::Handler;
 use crate::session::Session;
 
 #[derive(Clone)]
 struct AppState {
-    warehouse: Arc<Warehouse>,
+    warehouses: Arc<crate::warehouses::Warehouses>,
     handler: Arc<dyn Handler>,
     hs2: Arc<crate::hs2::Hs2>,
 }
 
 /// Routes served on `--http-addr`.
 pub fn router(
-    warehouse: Arc<Warehouse>,
+    warehouses: Arc<crate::warehouses::Warehouses>,
     handler: Arc<dyn Handler>,
     hs2: Arc<crate::hs2::Hs2>,
 ) -> Router {
@@ -50,31 +49,46 @@ pub fn router(
         )
         .route("/oidc/v1/token", post(hs2::token_exchange))
         .with_state(AppState {
-            warehouse,
+            warehouses,
             handler,
             hs2,
         })
 }
 
 /// 200 once every listener is up (this one answering means they are: they bind before the
-/// server starts serving) and the default warehouse has a worker ready; 503 otherwise.
+/// server starts serving) and the default warehouse can take queries (a worker is ready,
+/// or it cold-starts one); 503 otherwise. The body lists every warehouse.
 async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let warehouse = &app.warehouse;
-    let status = warehouse.status();
-    let ready = warehouse.is_ready();
+    let ready = app
+        .warehouses
+        .default_warehouse()
+        .is_some_and(|w| w.is_ready());
     let (hs2_sessions, hs2_operations) = app.hs2.counts();
+    let warehouses: Vec<serde_json::Value> = app
+        .warehouses
+        .all()
+        .iter()
+        .map(|w| {
+            let status = w.status();
+            json!({
+                "name": status.name,
+                "state": status.state,
+                "queued": status.queued,
+                "starting": status.starting,
+                "workers": status.workers.iter().map(|w| json!({
+                    "id": w.id,
+                    "pid": w.pid,
+                    "addr": w.addr,
+                    "state": w.state,
+                    "running": w.running,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     let body = json!({
         "status": if ready { "ok" } else { "starting" },
         "hs2": { "sessions": hs2_sessions, "operations": hs2_operations },
-        "warehouses": [{
-            "name": status.name,
-            "queued": status.queued,
-            "workers": status.workers.iter().map(|w| json!({
-                "id": w.id,
-                "pid": w.pid,
-                "running": w.running,
-            })).collect::<Vec<_>>(),
-        }],
+        "warehouses": warehouses,
     });
     (
         if ready {

@@ -231,8 +231,9 @@ impl AuthSource<Session> for TokenSource {
         let database = login.database().unwrap_or(&user).to_string();
         let token = String::from_utf8_lossy(presented);
         match self.handler.login(&token, &user, &database).await {
-            Ok(session) => {
-                tracing::info!(user, principal = %session.principal.name, id = %session.principal.id, "pg login");
+            Ok(mut session) => {
+                session.protocol = "pg";
+                tracing::info!(user, principal = %session.principal.name, id = %session.principal.id, warehouse = %session.warehouse, "pg login");
                 Ok(Some(session))
             }
             Err(reason) => {
@@ -298,15 +299,19 @@ impl StartupHandler for PgStartup {
         {
             let session = identity
                 .ok_or_else(|| user_error(&QueryError::internal("no identity after login")))?;
-            // Startup parameters (application_name, DateStyle, …) are session settings.
+            // Startup parameters (application_name, DateStyle, …) are session settings, and
+            // so are the `-c name=value` in `options` (`options=-c warehouse=etl`).
             for (name, value) in client.metadata().iter() {
-                if !matches!(
-                    name.as_str(),
-                    "user" | "database" | "options" | "replication"
-                ) {
-                    session
+                match name.as_str() {
+                    "user" | "database" | "replication" => {}
+                    "options" => {
+                        for (name, value) in startup_options(value) {
+                            session.settings.set(&name, value);
+                        }
+                    }
+                    _ => session
                         .settings
-                        .set(name, value.trim_matches('\'').to_string());
+                        .set(name, value.trim_matches('\'').to_string()),
                 }
             }
             let current = Arc::new(CurrentQuery::default());
@@ -790,5 +795,66 @@ impl ExtendedQueryHandler for PgQueries {
             )),
             other => outcome_response(other, formats),
         })
+    }
+}
+
+/// The settings in a startup `options` value: `-c name=value`, `-cname=value` or
+/// `--name=value`, separated by spaces (a backslash escapes a space, as libpq writes it).
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let setting = if w == "-c" {
+            words.next()
+        } else if let Some(rest) = w.strip_prefix("--") {
+            Some(rest.to_string())
+        } else {
+            w.strip_prefix("-c").map(str::to_string)
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            out.push((
+                name.replace('-', "_").to_ascii_lowercase(),
+                value.to_string(),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_options_are_settings() {
+        assert_eq!(
+            startup_options(
+                "-c warehouse=etl --search-path=tpch -cstatement_timeout=5s -c application_name=a\\ b"
+            ),
+            vec![
+                ("warehouse".to_string(), "etl".to_string()),
+                ("search_path".to_string(), "tpch".to_string()),
+                ("statement_timeout".to_string(), "5s".to_string()),
+                ("application_name".to_string(), "a b".to_string()),
+            ]
+        );
+        assert!(startup_options("").is_empty());
     }
 }

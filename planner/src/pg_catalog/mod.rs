@@ -938,6 +938,7 @@ fn datetime_precision(c: &Column) -> Option<String> {
 /// May the session read this relation? The system catalogs are open to every session.
 pub(crate) fn readable(access: &Access, r: &Relation) -> bool {
     SYSTEM_SCHEMAS.contains(&r.schema.as_str())
+        || r.schema == crate::system::SYSTEM
         || access.can_read(crate::CATALOG, &r.schema, &r.name)
 }
 

@@ -1,0 +1,200 @@
+//! The rows of `system.warehouses`, `system.workers` and `system.queries`, from the
+//! gateway's warehouses. A session sees every warehouse and worker, and its principal's
+//! own queries (all of them when it reads every table, as the operator's admin tokens do).
+
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use planner::system::{SystemSource, SystemTable};
+use planner::{Access, QueryError, SessionInfo};
+
+use crate::warehouses::Warehouses;
+
+/// The gateway's side of the system tables. It holds the warehouses weakly: the planner
+/// (which holds this) lives as long as they do.
+#[derive(Debug, Default)]
+pub struct SystemView {
+    warehouses: std::sync::OnceLock<Weak<Warehouses>>,
+}
+
+impl SystemView {
+    /// Connect the view to the warehouses once they exist.
+    pub fn attach(&self, warehouses: &Arc<Warehouses>) {
+        let _ = self.warehouses.set(Arc::downgrade(warehouses));
+    }
+
+    fn warehouses(&self) -> Option<Arc<Warehouses>> {
+        self.warehouses.get().and_then(Weak::upgrade)
+    }
+}
+
+fn text(values: Vec<String>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+fn maybe_text(values: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+fn counts(values: Vec<i64>) -> ArrayRef {
+    Arc::new(Int64Array::from(values))
+}
+fn maybe_counts(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from(values))
+}
+fn seconds(values: Vec<Option<f64>>) -> ArrayRef {
+    Arc::new(Float64Array::from(values))
+}
+fn times(values: Vec<Option<SystemTime>>) -> ArrayRef {
+    let micros = values
+        .into_iter()
+        .map(|t| {
+            t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_micros() as i64)
+        })
+        .collect::<Vec<_>>();
+    Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
+}
+
+/// Whether a session sees the queries of the principal with id `principal_id`.
+fn sees(access: &Access, principal_id: &str) -> bool {
+    match access {
+        Access::All => true,
+        Access::Granted { principal: me, .. } => access.reads_all() || me.id == principal_id,
+    }
+}
+
+impl SystemSource for SystemView {
+    fn rows(&self, table: SystemTable, session: &SessionInfo) -> Result<RecordBatch, QueryError> {
+        let statuses = self
+            .warehouses()
+            .map(|w| {
+                w.all()
+                    .into_iter()
+                    .map(|w| (w.status(), w.queries()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let columns: Vec<ArrayRef> = match table {
+            SystemTable::Warehouses => {
+                let s: Vec<_> = statuses.iter().map(|(s, _)| s).collect();
+                let up = |st: &&workers::WarehouseStatus| {
+                    ["min_workers", "queue", "replace"]
+                        .iter()
+                        .map(|r| st.scale_events.get(r).copied().unwrap_or(0))
+                        .sum::<u64>() as i64
+                };
+                let down = |st: &&workers::WarehouseStatus| {
+                    ["idle", "health", "reload", "stuck"]
+                        .iter()
+                        .map(|r| st.scale_events.get(r).copied().unwrap_or(0))
+                        .sum::<u64>() as i64
+                };
+                vec![
+                    text(s.iter().map(|w| w.name.clone()).collect()),
+                    text(s.iter().map(|w| w.state.to_string()).collect()),
+                    text(
+                        s.iter()
+                            .map(|w| match w.config.launcher {
+                                workers::Launcher::Local { .. } => "local".to_string(),
+                                workers::Launcher::Static { .. } => "static".to_string(),
+                            })
+                            .collect(),
+                    ),
+                    counts(s.iter().map(|w| w.config.min_workers as i64).collect()),
+                    counts(s.iter().map(|w| w.config.max_workers as i64).collect()),
+                    counts(
+                        s.iter()
+                            .map(|w| w.config.max_concurrency_per_worker as i64)
+                            .collect(),
+                    ),
+                    counts(s.iter().map(|w| w.config.max_queued as i64).collect()),
+                    seconds(
+                        s.iter()
+                            .map(|w| Some(w.config.queue_timeout.as_secs_f64()))
+                            .collect(),
+                    ),
+                    seconds(
+                        s.iter()
+                            .map(|w| w.config.auto_stop.map(|d| d.as_secs_f64()))
+                            .collect(),
+                    ),
+                    seconds(
+                        s.iter()
+                            .map(|w| w.config.statement_timeout.map(|d| d.as_secs_f64()))
+                            .collect(),
+                    ),
+                    maybe_counts(
+                        s.iter()
+                            .map(|w| w.config.worker_memory_limit.map(|b| b as i64))
+                            .collect(),
+                    ),
+                    counts(
+                        s.iter()
+                            .map(|w| w.workers.iter().filter(|x| x.state == "ready").count() as i64)
+                            .collect(),
+                    ),
+                    counts(s.iter().map(|w| w.starting as i64).collect()),
+                    counts(s.iter().map(|w| w.queued as i64).collect()),
+                    counts(s.iter().map(|w| w.running as i64).collect()),
+                    counts(s.iter().map(up).collect()),
+                    counts(s.iter().map(down).collect()),
+                ]
+            }
+            SystemTable::Workers => {
+                let w: Vec<(&str, &workers::WorkerStatus)> = statuses
+                    .iter()
+                    .flat_map(|(s, _)| s.workers.iter().map(move |w| (s.name.as_str(), w)))
+                    .collect();
+                let report = |f: fn(&workers::WorkerReport) -> u64| {
+                    maybe_counts(
+                        w.iter()
+                            .map(|(_, x)| x.report.as_ref().map(|r| f(r) as i64))
+                            .collect(),
+                    )
+                };
+                vec![
+                    text(w.iter().map(|(n, _)| n.to_string()).collect()),
+                    counts(w.iter().map(|(_, x)| x.id as i64).collect()),
+                    maybe_counts(w.iter().map(|(_, x)| x.pid.map(i64::from)).collect()),
+                    text(w.iter().map(|(_, x)| x.addr.clone()).collect()),
+                    text(w.iter().map(|(_, x)| x.state.to_string()).collect()),
+                    counts(w.iter().map(|(_, x)| x.running as i64).collect()),
+                    report(|r| r.running),
+                    report(|r| r.memory_reserved),
+                    report(|r| r.rss_bytes),
+                    report(|r| r.executed),
+                    times(w.iter().map(|(_, x)| Some(x.started)).collect()),
+                ]
+            }
+            SystemTable::Queries => {
+                let q: Vec<&workers::QueryState> = statuses
+                    .iter()
+                    .flat_map(|(_, queries)| queries.iter())
+                    .filter(|q| sees(&session.access, &q.meta.principal_id))
+                    .collect();
+                vec![
+                    text(q.iter().map(|q| q.meta.id.clone()).collect()),
+                    text(q.iter().map(|q| q.warehouse.clone()).collect()),
+                    text(q.iter().map(|q| q.meta.principal.clone()).collect()),
+                    text(q.iter().map(|q| q.meta.protocol.clone()).collect()),
+                    text(q.iter().map(|q| q.state.to_string()).collect()),
+                    maybe_counts(q.iter().map(|q| q.worker.map(|w| w as i64)).collect()),
+                    times(q.iter().map(|q| Some(q.submitted)).collect()),
+                    Arc::new(Float64Array::from(
+                        q.iter().map(|q| q.waited.as_secs_f64()).collect::<Vec<_>>(),
+                    )),
+                    seconds(
+                        q.iter()
+                            .map(|q| q.running_for.map(|d| d.as_secs_f64()))
+                            .collect(),
+                    ),
+                    maybe_text(q.iter().map(|q| Some(q.meta.text.clone())).collect()),
+                ]
+            }
+        };
+        RecordBatch::try_new(table.schema(), columns)
+            .map_err(|e| QueryError::internal(e.to_string()))
+    }
+}
