@@ -7,6 +7,9 @@
 //!     speed affects both sides alike
 //! sluice-bench stream-pg <conninfo> <sql> <text|binary>
 //!     stream a large result and count rows without decoding values (rows/s)
+//! sluice-bench overhead <tpch-dir> <conninfo> <runs> <sql> [<sql>…]
+//!     each query in-process with DataFusion and through a pg server (a warm warehouse),
+//!     interleaved; medians and the difference: what the gateway adds per query
 //! sluice-bench auth-validate <issuer> <audience> <iterations> <token> [<token>…]
 //!     validate real OIDC tokens with sluice's Authenticator: the first token's first check
 //!     (discovery and key fetch included), each further token's first check (signature and
@@ -35,6 +38,9 @@ async fn main() -> Result<()> {
             tpch_compare(&args[2], &args[3], &args[4], args[5].parse()?).await
         }
         Some("stream-pg") if args.len() == 5 => stream_pg(&args[2], &args[3], &args[4]).await,
+        Some("overhead") if args.len() >= 6 => {
+            overhead(&args[2], &args[3], args[4].parse()?, &args[5..]).await
+        }
         Some("auth-validate") if args.len() >= 6 => {
             auth_validate(&args[2], &args[3], args[4].parse()?, &args[5..]).await
         }
@@ -103,6 +109,35 @@ async fn tpch_compare(data: &str, conninfo: &str, queries: &str, runs: usize) ->
                 r#"{{"engine":"pg","query":{n},"run":{run},"seconds":{seconds},"rows":{rows}}}"#
             );
         }
+    }
+    Ok(())
+}
+
+async fn overhead(data: &str, conninfo: &str, runs: usize, queries: &[String]) -> Result<()> {
+    let ctx = tpch_context(data).await?;
+    let client = connect(conninfo).await?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for sql in queries {
+        // Warm both sides (file metadata, the worker's first query).
+        ctx.sql(sql).await?.collect().await?;
+        client.simple_query(sql).await?;
+        let (mut local, mut gateway) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let started = Instant::now();
+            ctx.sql(sql).await?.collect().await?;
+            local.push(started.elapsed().as_secs_f64() * 1e3);
+            let started = Instant::now();
+            client.simple_query(sql).await?;
+            gateway.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let (local, gateway) = (median(local), median(gateway));
+        println!(
+            r#"{{"sql":{sql:?},"runs":{runs},"in_process_ms":{local:.3},"gateway_ms":{gateway:.3},"overhead_ms":{:.3}}}"#,
+            gateway - local
+        );
     }
     Ok(())
 }

@@ -787,11 +787,15 @@ mod tests {
         let s = resolve("").expect("resolves");
         assert_eq!(s.warehouses.len(), 1);
         let d = &s.warehouses[0];
-        assert_eq!((d.name.as_str(), d.min_workers, d.max_workers), ("default", 1, 4));
+        assert_eq!(
+            (d.name.as_str(), d.min_workers, d.max_workers),
+            ("default", 1, 4)
+        );
         assert_eq!(d.auto_stop, Some(Duration::from_secs(600)));
         assert_eq!(d.max_queued, 1000);
         // Named warehouses stop when idle by default; default stays first.
-        let s = resolve("[warehouses.etl]
+        let s = resolve(
+            "[warehouses.etl]
 max_workers = 3
 auto_stop = \"30s\"
 statement_timeout = \"15m\"
@@ -799,7 +803,9 @@ statement_timeout = \"15m\"
 [[routing]]
 roles = [\"etl\"]
 warehouse = \"etl\"
-").expect("resolves");
+",
+        )
+        .expect("resolves");
         let names: Vec<&str> = s.warehouses.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, ["default", "etl"]);
         let etl = &s.warehouses[1];
@@ -808,49 +814,85 @@ warehouse = \"etl\"
         assert_eq!(etl.statement_timeout, Some(Duration::from_secs(900)));
         assert_eq!(s.routing[0].warehouse, "etl");
         // auto_stop = "0": never shrink.
-        let s = resolve("[warehouses.default]
+        let s = resolve(
+            "[warehouses.default]
 auto_stop = \"0\"
-").expect("resolves");
+",
+        )
+        .expect("resolves");
         assert_eq!(s.warehouses[0].auto_stop, None);
         // Static workers: their addresses are the pool; the secret is required.
-        let s = resolve("[warehouses.remote]
+        let s = resolve(
+            "[warehouses.remote]
 worker_addrs = [\"10.0.0.1:7000\", \"10.0.0.2:7000\"]
 worker_secret = \"s\"
-").expect("resolves");
+",
+        )
+        .expect("resolves");
         let remote = &s.warehouses[1];
         assert_eq!((remote.min_workers, remote.max_workers), (2, 2));
-        assert!(matches!(remote.config(&[], 1).launcher, workers::Launcher::Static { .. }));
+        assert!(matches!(
+            remote.config(&[], 1).launcher,
+            workers::Launcher::Static { .. }
+        ));
         for (text, named) in [
-            ("[warehouses.x]
+            (
+                "[warehouses.x]
 min_workers = 3
 max_workers = 2
-", "min_workers"),
-            ("[warehouses.x]
+",
+                "min_workers",
+            ),
+            (
+                "[warehouses.x]
 max_workers = 0
-", "max_workers"),
-            ("[warehouses.x]
+",
+                "max_workers",
+            ),
+            (
+                "[warehouses.x]
 launcher = \"static\"
-", "worker_addrs"),
-            ("[warehouses.x]
+",
+                "worker_addrs",
+            ),
+            (
+                "[warehouses.x]
 launcher = \"k8s\"
-", "launcher"),
-            ("[warehouses.x]
+",
+                "launcher",
+            ),
+            (
+                "[warehouses.x]
 auto_stop = \"soon\"
-", "auto_stop"),
-            ("[warehouses.x]
+",
+                "auto_stop",
+            ),
+            (
+                "[warehouses.x]
 worker_tls_cert = \"c.pem\"
-", "worker_tls_ca"),
-            ("[[routing]]
+",
+                "worker_tls_ca",
+            ),
+            (
+                "[[routing]]
 roles = [\"a\"]
 warehouse = \"nope\"
-", "routing[0]"),
-            ("[warehouses.x]
+",
+                "routing[0]",
+            ),
+            (
+                "[warehouses.x]
 
 [[routing]]
 warehouse = \"x\"
-", "routing[0]"),
-            ("[warehouses.\"a b\"]
-", "warehouse name"),
+",
+                "routing[0]",
+            ),
+            (
+                "[warehouses.\"a b\"]
+",
+                "warehouse name",
+            ),
         ] {
             let err = resolve(text).expect_err(text);
             assert!(err.contains(named), "{text}: {err}");
