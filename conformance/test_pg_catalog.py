@@ -20,7 +20,8 @@ REFERENCE_DB = "sluice_conformance"
 @pytest.fixture(scope="module")
 def reference(sluice):
     """A PostgreSQL database with sluice's tpch tables recreated (same columns, types,
-    nullability), built from sluice's own information_schema."""
+    nullability), built from sluice's own information_schema, and a `system` schema (where
+    sluice's warehouse state lives)."""
     with psycopg.connect(PG + " dbname=postgres", autocommit=True) as c:
         if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REFERENCE_DB,)).fetchone():
             c.execute(f"CREATE DATABASE {REFERENCE_DB}")
@@ -40,6 +41,12 @@ def reference(sluice):
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("DROP SCHEMA IF EXISTS tpch CASCADE")
         c.execute("CREATE SCHEMA tpch")
+        c.execute("DROP SCHEMA IF EXISTS system CASCADE")
+        c.execute("CREATE SCHEMA system")
+        # sluice's system tables are views over its own state (PostgreSQL gives views row
+        # types too, which getTypeInfo lists).
+        for view in ["warehouses", "workers", "queries"]:
+            c.execute(f"CREATE VIEW system.{view} AS SELECT 1 AS x")
         for table, cols in tables.items():
             c.execute(f"CREATE TABLE tpch.{table} ({', '.join(cols)})")
     return dsn
@@ -81,7 +88,7 @@ def test_psql_meta_command_matches_postgresql(sluice, reference, command):
 
 def test_psql_lists_schemas_and_databases(sluice):
     schemas = psql_sluice(sluice, r"\dn")
-    assert "public" in schemas and "tpch" in schemas and "(2 rows)" in schemas
+    assert "public" in schemas and "system" in schemas and "tpch" in schemas and "(3 rows)" in schemas
     databases = psql_sluice(sluice, r"\l")
     row = [line for line in databases.splitlines() if line.strip().startswith("sluice ")]
     assert row and "UTF8" in row[0], databases

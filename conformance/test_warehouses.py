@@ -30,7 +30,8 @@ LONG_QUERY = "select count(*) from tpch.lineitem a join tpch.lineitem b on a.l_r
 NESTED_LOOPS = "select count(*) from tpch.lineitem a, tpch.lineitem b where a.l_orderkey + b.l_orderkey < 0"
 # A few hundred ms each.
 SHORT_QUERY = "select count(*) from tpch.lineitem a, tpch.supplier b where a.l_orderkey + b.s_suppkey < 0"
-HUNGRY_QUERY = "select count(distinct concat(a.l_comment, b.n_name)) from tpch.lineitem a, tpch.nation b"
+# One array of 1.5 M strings: an accumulator that cannot spill, far over 12 MiB.
+HUNGRY_QUERY = "select cardinality(array_agg(concat(a.l_comment, b.n_name))) from tpch.lineitem a, tpch.nation b"
 ETL_TOKEN = "warehouse-etl-app-token"
 
 CONFIG = f"""
@@ -263,18 +264,30 @@ def test_killed_workers_retry_queued_and_fail_streaming(server, monitor):
 
 
 def test_a_memory_hungry_query_fails_alone(server, monitor):
+    """A query over its share of worker_memory_limit fails with 53200 while another query
+    runs on the same worker: that one completes, and the worker stays."""
     (worker_before,) = workers_of(monitor, "small")
-    hungry = run_in_thread(lambda: psycopg.connect(server.dsn(dbname="small"), autocommit=True)
-                           .execute(HUNGRY_QUERY).fetchall())
-    wait_for(lambda: queries_of(monitor, "small"), 30, "the hungry query to run")
-    # A small query on the same worker, meanwhile, answers.
+    # A query in flight on the same (only) worker: a few rows read, the rest pending.
+    other = PgRaw(server.pg_host, server.pg_port, "tester", server.token, database="small")
+    other.send(b"Q", b"SELECT o_orderkey FROM tpch.orders\0")
+    assert other.read()[0] == b"T"
+    for _ in range(10):
+        assert other.read()[0] == b"D"
+    assert len(queries_of(monitor, "small")) == 1
     with psycopg.connect(server.dsn(dbname="small"), autocommit=True) as conn:
-        for _ in range(3):
-            assert conn.execute("select count(*) from tpch.orders").fetchone() == (15000,)
-    hungry[0].join(120)
-    error = hungry[1].get("error")
-    assert isinstance(error, psycopg.Error) and error.sqlstate == "53200", hungry[1]
-    assert "worker_memory_limit" in str(error)
+        with pytest.raises(psycopg.Error) as error:
+            conn.execute(HUNGRY_QUERY)
+        assert error.value.sqlstate == "53200", error.value
+        assert "worker_memory_limit" in str(error.value)
+        # The same session goes on; so does the other query.
+        assert conn.execute("select count(*) from tpch.nation").fetchone() == (25,)
+    rows, kind = 10, None
+    while kind != b"C":
+        kind, body = other.read()
+        assert kind in (b"D", b"C"), body
+        rows += kind == b"D"
+    assert rows == 15000
+    other.sock.close()
     (worker_after,) = workers_of(monitor, "small")
     assert worker_after[:2] == worker_before[:2] and worker_after[2] == "ready"
 
