@@ -468,32 +468,55 @@ def start_worker(addr, secret, tls=None):
 
 
 def test_static_warehouse_on_remote_workers_survives_a_restart(tmp_path):
+    """A static warehouse over two `sluice worker --listen` processes on other loopback
+    addresses answers queries, keeps answering while one restarts and takes it back; a
+    third worker serves a warehouse over TLS."""
     secret = "remote-worker-secret-0123456789"
     a, b = f"127.0.0.2:{free_port('127.0.0.2')}", f"127.0.0.3:{free_port('127.0.0.3')}"
-    tls = self_signed(tmp_path, "127.0.0.3")
-    workers = {a: start_worker(a, secret), b: start_worker(b, secret, tls)}
+    c = f"127.0.0.4:{free_port('127.0.0.4')}"
+    tls = self_signed(tmp_path, "127.0.0.4")
+    workers = {a: start_worker(a, secret), b: start_worker(b, secret), c: start_worker(c, secret, tls)}
     config = tmp_path / "sluice.toml"
-    config.write_text(f'[warehouses.default]\nworkers = 1\n\n[warehouses.remote]\nworker_addrs = ["{a}"]\n'
+    config.write_text(f'[warehouses.default]\nworkers = 1\n\n[warehouses.remote]\nworker_addrs = ["{a}", "{b}"]\n'
                       f'worker_secret = "{secret}"\nmax_concurrency_per_worker = 1\n\n'
-                      f'[warehouses.secure]\nworker_addrs = ["{b}"]\nworker_secret = "{secret}"\n'
+                      f'[warehouses.secure]\nworker_addrs = ["{c}"]\nworker_secret = "{secret}"\n'
                       f'worker_tls_ca = "{tls[0]}"\n')
     server = start_sluice("--config", str(config))
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as monitor:
-            wait_for(lambda: [w for w in workers_of(monitor, "remote") if w[2] == "ready"], 15, "the remote worker")
-            assert workers_of(monitor, "remote")[0][1] is None and workers_of(monitor, "remote")[0][4] == a
-            assert monitor.execute("select launcher from system.warehouses where name = 'remote'").fetchone() == ("static",)
-            for name in ["remote", "secure"]:
-                with psycopg.connect(server.dsn(dbname=name), autocommit=True) as conn:
-                    assert conn.execute("select count(*) from tpch.orders").fetchone() == (15000,)
-            # The remote worker restarts: meanwhile it is down; then it is back by itself.
+            ready = lambda: {w[4]: w[2] for w in workers_of(monitor, "remote")}
+            wait_for(lambda: set(ready().values()) == {"ready"}, 15, "both remote workers")
+            assert set(ready()) == {a, b}
+            assert [w[1] for w in workers_of(monitor, "remote")] == [None, None]  # not our processes
+            assert monitor.execute("select launcher, workers from system.warehouses where name = 'remote'"
+                                   ).fetchone() == ("static", 2)
+            # Two queries at once: one on each worker (one slot each).
+            both = [run_in_thread(lambda: psycopg.connect(server.dsn(dbname="remote"), autocommit=True)
+                                  .execute(SLOW_QUERY).fetchall()) for _ in range(2)]
+            wait_for(lambda: len({q[2] for q in queries_of(monitor, "remote") if q[1] == "running"}) == 2, 30,
+                     "a query on each remote worker")
+            for thread, _ in both:
+                thread.join(120)
+            want = reference(server, SLOW_QUERY.replace("tpch.", ""))
+            assert [out.get("value") for _, out in both] == [want, want]
+            with psycopg.connect(server.dsn(dbname="secure"), autocommit=True) as conn:
+                assert conn.execute("select count(*) from tpch.orders").fetchone() == (15000,)
+            # One remote worker restarts: while it is down the other answers; then it is back.
             workers[a].kill()
             workers[a].wait()
-            wait_for(lambda: workers_of(monitor, "remote")[0][2] == "down", 15, "the worker to be seen down")
-            workers[a] = start_worker(a, secret)
-            wait_for(lambda: workers_of(monitor, "remote")[0][2] == "ready", 15, "the restarted worker")
+            wait_for(lambda: ready()[a] == "down", 15, "the stopped worker to be seen down")
             with psycopg.connect(server.dsn(dbname="remote"), autocommit=True) as conn:
-                assert conn.execute("select count(*) from tpch.orders").fetchone() == (15000,)
+                for _ in range(3):
+                    assert conn.execute("select count(*) from tpch.orders").fetchone() == (15000,)
+            workers[a] = start_worker(a, secret)
+            wait_for(lambda: ready()[a] == "ready", 15, "the restarted worker")
+            both = [run_in_thread(lambda: psycopg.connect(server.dsn(dbname="remote"), autocommit=True)
+                                  .execute(SLOW_QUERY).fetchall()) for _ in range(2)]
+            wait_for(lambda: len({q[2] for q in queries_of(monitor, "remote") if q[1] == "running"}) == 2, 30,
+                     "both workers in use again")
+            for thread, _ in both:
+                thread.join(120)
+            assert [out.get("value") for _, out in both] == [want, want]
             # The channel secret never reaches the log.
             assert secret not in server.log()
     finally:

@@ -98,6 +98,28 @@ pub struct FileConfig {
     /// `[hs2]`: the HiveServer2 endpoint of the Databricks drivers.
     #[serde(default)]
     pub hs2: Hs2File,
+    /// `[cache]`: the result cache.
+    #[serde(default)]
+    pub cache: CacheFile,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// Whether results are cached at all (default true).
+    pub enabled: Option<bool>,
+    /// Memory the kept results may take, e.g. "1GiB".
+    pub memory_budget: Option<String>,
+    /// Results larger than this stream through without being kept, e.g. "64MiB".
+    pub max_entry_size: Option<String>,
+    /// How long an entry is served, e.g. "24h".
+    pub ttl: Option<String>,
+    /// How old a table's file listing may be when a lookup relies on it, e.g. "1s".
+    pub metadata_refresh: Option<String>,
+    /// A directory (or object store URL) where entries are also kept, surviving restarts
+    /// and shared by gateways that point at the same place.
+    pub persistent: Option<String>,
 }
 
 /// `[hs2]`.
@@ -215,6 +237,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub tls: Option<TlsSource>,
     pub hs2: crate::hs2::Hs2Config,
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// Who may connect and what they may read.
@@ -364,6 +387,7 @@ impl Settings {
             auth: resolve_auth(args, file.auth, file.grants)?,
             tls: resolve_tls(args, file.tls, &base)?,
             hs2: resolve_hs2(&file.hs2)?,
+            cache: resolve_cache(&file.cache, &base)?,
         })
     }
 }
@@ -575,6 +599,55 @@ fn resolve_warehouses(
             })
         })
         .collect()
+}
+
+fn resolve_cache(file: &CacheFile, base: &Path) -> Result<crate::cache::CacheConfig, String> {
+    let mut config = crate::cache::CacheConfig::default();
+    if let Some(enabled) = file.enabled {
+        config.enabled = enabled;
+    }
+    for (value, key, into) in [
+        (
+            &file.memory_budget,
+            "memory_budget",
+            &mut config.memory_budget,
+        ),
+        (
+            &file.max_entry_size,
+            "max_entry_size",
+            &mut config.max_entry_bytes,
+        ),
+    ] {
+        if let Some(v) = value {
+            *into = parse_bytes(v).map_err(|e| format!("cache.{key}: {e}"))?;
+        }
+    }
+    for (value, key, into) in [
+        (&file.ttl, "ttl", &mut config.ttl),
+        (
+            &file.metadata_refresh,
+            "metadata_refresh",
+            &mut config.metadata_refresh,
+        ),
+    ] {
+        if let Some(v) = value {
+            *into = parse_duration(v).map_err(|e| format!("cache.{key}: {e}"))?;
+        }
+    }
+    if config.max_entry_bytes > config.memory_budget {
+        return Err(format!(
+            "cache.max_entry_size ({} bytes) is larger than cache.memory_budget ({} bytes)",
+            config.max_entry_bytes, config.memory_budget
+        ));
+    }
+    config.persistent = file.persistent.as_ref().map(|location| {
+        if location.contains("://") || Path::new(location).is_absolute() {
+            location.clone()
+        } else {
+            base.join(location).to_string_lossy().into_owned()
+        }
+    });
+    Ok(config)
 }
 
 fn resolve_hs2(file: &Hs2File) -> Result<crate::hs2::Hs2Config, String> {

@@ -24,6 +24,7 @@ use planner::{Access, ErrorKind, Planner, QueryError};
 use tracing::Instrument;
 use workers::{BatchStream, QueryMeta};
 
+use crate::cache::ResultCache;
 use crate::session::{Session, WAREHOUSE_SETTING};
 use crate::warehouses::Warehouses;
 
@@ -210,6 +211,7 @@ pub struct Engine {
     pub warehouses: Arc<Warehouses>,
     pub authenticator: Arc<Authenticator>,
     pub grants: Arc<Grants>,
+    pub cache: Arc<ResultCache>,
     next_query: AtomicU64,
 }
 
@@ -223,12 +225,14 @@ impl Engine {
         warehouses: Arc<Warehouses>,
         authenticator: Arc<Authenticator>,
         grants: Arc<Grants>,
+        cache: Arc<ResultCache>,
     ) -> Self {
         Self {
             planner,
             warehouses,
             authenticator,
             grants,
+            cache,
             next_query: AtomicU64::new(1),
         }
     }
@@ -474,10 +478,37 @@ impl Engine {
                 };
                 let run = async {
                     let info = session.info();
-                    let planned = self
-                        .planner
-                        .plan_query(logical.clone(), params, &info)
-                        .await?;
+                    let optimized = self.planner.optimize(logical.clone(), params, &info)?;
+                    if let Some(lookup) = self.cache.key(&info, logical, &optimized).await {
+                        // The execution belongs to the cache (identical queries share it),
+                        // so it owns what it needs.
+                        let planner = self.planner.clone();
+                        let warehouse = if Planner::reads_data(logical) {
+                            Some(warehouse.clone()?)
+                        } else {
+                            None
+                        };
+                        let (meta, info) = (meta.clone(), info.clone());
+                        let result_schema = optimized.schema.clone();
+                        let run = async move {
+                            let planned = planner.physical(&optimized).await?;
+                            match warehouse {
+                                Some(warehouse) => {
+                                    let plan = planner::codec::encode_plan(&planned.physical)?;
+                                    warehouse.execute(meta, plan).await
+                                }
+                                None => Ok(local_batches(planner.run_locally(&planned, &info)?)),
+                            }
+                        };
+                        let (batches, served) =
+                            self.cache.answer(lookup, text, result_schema, run).await?;
+                        tracing::debug!(
+                            cache = served.as_str(),
+                            "answered through the result cache"
+                        );
+                        return Ok((prepared.schema(), ArrowRows::Batches(batches)));
+                    }
+                    let planned = self.planner.physical(&optimized).await?;
                     let rows = if Planner::reads_data(logical) {
                         let warehouse = warehouse?;
                         let plan = planner::codec::encode_plan(&planned.physical)?;

@@ -13,6 +13,7 @@
 //! ([`error`]); front-ends only translate protocols; database behaviour lives behind
 //! [`handler::Handler`].
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

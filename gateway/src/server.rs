@@ -107,12 +107,20 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         system.attach(&warehouses);
+        let cache = crate::cache::ResultCache::new(settings.cache.clone(), &planner)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        system.attach_cache(&cache);
+        {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.sweep().await });
+        }
 
         let handler: Arc<dyn Handler> = Arc::new(Engine::new(
             planner,
             warehouses.clone(),
             authenticator,
             auth_settings.grants.clone(),
+            cache.clone(),
         ));
         let pg_listener = TcpListener::bind(settings.pg_addr)
             .await
@@ -186,7 +194,7 @@ impl Server {
             &data_dir,
             tls.is_some(),
         );
-        let router = crate::http::router(warehouses.clone(), handler, hs2);
+        let router = crate::http::router(warehouses.clone(), handler, hs2, cache);
         let http_shutdown = shutdown.clone().cancelled_owned();
         match &tls {
             Some(identity) => {

@@ -1,6 +1,8 @@
 //! The rows of `system.warehouses`, `system.workers` and `system.queries`, from the
-//! gateway's warehouses. A session sees every warehouse and worker, and its principal's
-//! own queries (all of them when it reads every table, as the operator's admin tokens do).
+//! gateway's warehouses, and of `system.cache`, from the result cache. A session sees every
+//! warehouse and worker, and its principal's own queries (all of them when it reads every
+//! table, as the operator's admin tokens do); cache entries over tables it may read (the
+//! statement text and catalog answers only when it reads every table).
 
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +13,7 @@ use datafusion::arrow::array::{
 use planner::system::{SystemSource, SystemTable};
 use planner::{Access, QueryError, SessionInfo};
 
+use crate::cache::ResultCache;
 use crate::warehouses::Warehouses;
 
 /// The gateway's side of the system tables. It holds the warehouses weakly: the planner
@@ -18,12 +21,18 @@ use crate::warehouses::Warehouses;
 #[derive(Debug, Default)]
 pub struct SystemView {
     warehouses: std::sync::OnceLock<Weak<Warehouses>>,
+    cache: std::sync::OnceLock<Weak<ResultCache>>,
 }
 
 impl SystemView {
     /// Connect the view to the warehouses once they exist.
     pub fn attach(&self, warehouses: &Arc<Warehouses>) {
         let _ = self.warehouses.set(Arc::downgrade(warehouses));
+    }
+
+    /// Connect the view to the result cache.
+    pub fn attach_cache(&self, cache: &Arc<ResultCache>) {
+        let _ = self.cache.set(Arc::downgrade(cache));
     }
 
     fn warehouses(&self) -> Option<Arc<Warehouses>> {
@@ -191,6 +200,51 @@ impl SystemSource for SystemView {
                             .collect(),
                     ),
                     maybe_text(q.iter().map(|q| Some(q.meta.text.clone())).collect()),
+                ]
+            }
+            SystemTable::Cache => {
+                let access = &session.access;
+                let everything = access.reads_all();
+                let entries: Vec<_> = self
+                    .cache
+                    .get()
+                    .and_then(Weak::upgrade)
+                    .map(|c| c.entries())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| {
+                        everything
+                            || (!e.tables.is_empty()
+                                && e.tables.iter().all(|t| {
+                                    let (schema, table) = t.split_once('.').unwrap_or(("", t));
+                                    access.can_read(planner::CATALOG, schema, table)
+                                }))
+                    })
+                    .collect();
+                vec![
+                    text(entries.iter().map(|e| hex::encode(e.key)).collect()),
+                    text(entries.iter().map(|e| e.tables.join(", ")).collect()),
+                    counts(entries.iter().map(|e| e.rows as i64).collect()),
+                    counts(entries.iter().map(|e| e.bytes as i64).collect()),
+                    counts(
+                        entries
+                            .iter()
+                            .map(|e| e.hits.load(std::sync::atomic::Ordering::Relaxed) as i64)
+                            .collect(),
+                    ),
+                    times(entries.iter().map(|e| Some(e.created)).collect()),
+                    text(
+                        entries
+                            .iter()
+                            .map(|e| if e.restored { "restored" } else { "memory" }.to_string())
+                            .collect(),
+                    ),
+                    maybe_text(
+                        entries
+                            .iter()
+                            .map(|e| everything.then(|| e.text.clone()))
+                            .collect(),
+                    ),
                 ]
             }
         };

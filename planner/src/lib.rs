@@ -12,6 +12,7 @@
 //! Session statements (`SET`, `BEGIN`, …) are the gateway's business: the planner sees
 //! only queries.
 
+pub mod cache_key;
 pub mod catalog;
 pub mod codec;
 pub mod compat;
@@ -61,6 +62,21 @@ pub struct Planner {
     catalog_names: compat::CatalogNames,
 }
 
+/// A query bound and optimized, with the state (and start time) it was optimized in.
+#[derive(Debug, Clone)]
+pub struct OptimizedQuery {
+    pub schema: SchemaRef,
+    pub plan: LogicalPlan,
+    state: SessionState,
+}
+
+impl OptimizedQuery {
+    /// The state it was optimized in (the session's: defaults, object stores).
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+}
+
 /// A query ready to run: its result schema, and the physical plan for a worker.
 #[derive(Debug, Clone)]
 pub struct PlannedQuery {
@@ -81,8 +97,16 @@ impl Planner {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .with_target_partitions(target_partitions.max(1));
+        // DataFusion keeps directory listings forever by default: a file added to a table
+        // would never be seen. sluice lists at every plan (the result cache keys on the
+        // same listing, so the two never disagree).
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_object_list_cache_limit(0)
+            .build_arc()
+            .map_err(QueryError::from)?;
         let defaults = SessionStateBuilder::new()
             .with_config(config.clone())
+            .with_runtime_env(runtime)
             .with_default_features()
             .build();
         // PostgreSQL's reading of untyped literals comes before DataFusion's planners.
@@ -300,6 +324,17 @@ impl Planner {
         params: Vec<ScalarValue>,
         session: &SessionInfo,
     ) -> Result<PlannedQuery, QueryError> {
+        self.physical(&self.optimize(logical, params, session)?)
+            .await
+    }
+
+    /// Bind parameter values and optimize: the plan the result cache fingerprints.
+    pub fn optimize(
+        &self,
+        logical: LogicalPlan,
+        params: Vec<ScalarValue>,
+        session: &SessionInfo,
+    ) -> Result<OptimizedQuery, QueryError> {
         let logical = if params.is_empty() {
             logical
         } else {
@@ -315,8 +350,20 @@ impl Planner {
         let mut state = self.session_state(session);
         let options = Arc::new(state.config_options().as_ref().clone());
         state.execution_props_mut().mark_start_execution(options);
+        let optimized = state.optimize(&logical).map_err(QueryError::from)?;
+        Ok(OptimizedQuery {
+            schema,
+            plan: optimized,
+            state,
+        })
+    }
+
+    /// The physical plan of an optimized query.
+    pub async fn physical(&self, query: &OptimizedQuery) -> Result<PlannedQuery, QueryError> {
+        let state = &query.state;
         let physical = state
-            .create_physical_plan(&logical)
+            .query_planner()
+            .create_physical_plan(&query.plan, state)
             .await
             .map_err(QueryError::from)?;
         // One output stream per query: the worker answers with a single ordered stream.
@@ -326,7 +373,10 @@ impl Planner {
             } else {
                 physical
             };
-        Ok(PlannedQuery { schema, physical })
+        Ok(PlannedQuery {
+            schema: query.schema.clone(),
+            physical,
+        })
     }
 
     /// Run a plan in this process (catalog queries: see [`Planner::reads_data`]).

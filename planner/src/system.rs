@@ -27,13 +27,15 @@ pub enum SystemTable {
     Warehouses,
     Workers,
     Queries,
+    Cache,
 }
 
 impl SystemTable {
-    pub const ALL: [SystemTable; 3] = [
+    pub const ALL: [SystemTable; 4] = [
         SystemTable::Warehouses,
         SystemTable::Workers,
         SystemTable::Queries,
+        SystemTable::Cache,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl SystemTable {
             SystemTable::Warehouses => "warehouses",
             SystemTable::Workers => "workers",
             SystemTable::Queries => "queries",
+            SystemTable::Cache => "cache",
         }
     }
 
@@ -108,6 +111,18 @@ impl SystemTable {
                 time("submitted"),
                 Field::new("wait_s", DataType::Float64, false),
                 seconds("run_s"),
+                maybe_text("statement_text"),
+            ],
+            SystemTable::Cache => vec![
+                text("key"),
+                // The data tables it was computed from (empty for a catalog answer).
+                text("tables"),
+                count("rows"),
+                count("bytes"),
+                count("hits"),
+                time("created"),
+                // memory | restored (read back from the persistent tier)
+                text("origin"),
                 maybe_text("statement_text"),
             ],
         }))

@@ -66,6 +66,8 @@ const MAX_STATEMENTS: usize = 10_000;
 const STATEMENT_IDLE: Duration = Duration::from_secs(3600);
 /// gRPC metadata naming the warehouse (database) a call runs in.
 pub const WAREHOUSE_HEADER: &str = "x-sluice-warehouse";
+/// gRPC metadata that turns the result cache off for a call: `x-sluice-use-cached-result: false`.
+pub const CACHE_HEADER: &str = "x-sluice-use-cached-result";
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
@@ -141,6 +143,11 @@ impl FlightSqlFrontend {
             Status::new(crate::error::login_grpc_code(&reason), reason.to_string())
         })?;
         session.protocol = "flight";
+        if let Some(value) = metadata.get(CACHE_HEADER).and_then(|v| v.to_str().ok()) {
+            session
+                .settings
+                .set(crate::cache::BYPASS_SETTING, value.to_string());
+        }
         Ok(session)
     }
 

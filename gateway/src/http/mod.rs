@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -22,6 +22,7 @@ struct AppState {
     warehouses: Arc<crate::warehouses::Warehouses>,
     handler: Arc<dyn Handler>,
     hs2: Arc<crate::hs2::Hs2>,
+    cache: Arc<crate::cache::ResultCache>,
 }
 
 /// Routes served on `--http-addr`.
@@ -29,6 +30,7 @@ pub fn router(
     warehouses: Arc<crate::warehouses::Warehouses>,
     handler: Arc<dyn Handler>,
     hs2: Arc<crate::hs2::Hs2>,
+    cache: Arc<crate::cache::ResultCache>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -48,10 +50,12 @@ pub fn router(
             get(hs2::feature_flags),
         )
         .route("/oidc/v1/token", post(hs2::token_exchange))
+        .route("/api/2.0/sluice/cache", delete(clear_cache))
         .with_state(AppState {
             warehouses,
             handler,
             hs2,
+            cache,
         })
 }
 
@@ -85,9 +89,24 @@ async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::V
             })
         })
         .collect();
+    let (entries, bytes) = app.cache.usage();
+    let stats = &app.cache.stats;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let body = json!({
         "status": if ready { "ok" } else { "starting" },
         "hs2": { "sessions": hs2_sessions, "operations": hs2_operations },
+        "cache": {
+            "entries": entries,
+            "bytes": bytes,
+            "budget": app.cache.config().memory_budget,
+            "hits": count(&stats.hits),
+            "restored": count(&stats.restored),
+            "shared": count(&stats.shared),
+            "misses": count(&stats.misses),
+            "stored": count(&stats.stored),
+            "too_large": count(&stats.too_large),
+            "evicted": count(&stats.evicted),
+        },
         "warehouses": warehouses,
     });
     (
@@ -119,6 +138,36 @@ async fn whoami(State(app): State<AppState>, headers: HeaderMap) -> Response {
         "reads_all_tables": session.access.reads_all(),
     }))
     .into_response()
+}
+
+/// Drop every result-cache entry (memory and persistent tier). Only for principals that
+/// read every table (the operator's admin tokens): 403 for others.
+async fn clear_cache(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match bearer_session(app.handler.as_ref(), &headers, "").await {
+        Ok(session) => session,
+        Err(refused) => return refused,
+    };
+    if !session.access.reads_all() {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": "permission_denied",
+                "message": format!("{} may not clear the result cache (it needs the admin role)", session.access.who()),
+            })),
+        )
+            .into_response();
+    }
+    match app.cache.clear().await {
+        Ok(cleared) => {
+            tracing::info!(principal = %session.principal.name, cleared, "result cache cleared");
+            Json(json!({ "cleared": cleared })).into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": "storage", "message": e.message })),
+        )
+            .into_response(),
+    }
 }
 
 /// Why a bearer token was refused: the HTTP status, a message for the client, and the

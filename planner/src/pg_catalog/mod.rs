@@ -1054,6 +1054,12 @@ fn visible_rows(
     filter_record_batch(batch, &mask).map_err(err)
 }
 
+/// Whether a table is one of pg_catalog's or information_schema's (computed here from the
+/// catalog and the session, never from data files).
+pub fn is_catalog_table(table: &dyn TableProvider) -> bool {
+    (table as &dyn std::any::Any).is::<CatalogTable>()
+}
+
 /// A catalog table: its rows are fixed when sluice starts, or computed for the session
 /// that scans it (the session comes in the `SessionConfig` as a [`SessionInfo`]).
 struct CatalogTable {

@@ -1,0 +1,628 @@
+//! The result cache: answers repeated queries without a worker, and never stale.
+//!
+//! ```text
+//!  optimized plan ─┐
+//!  table versions ─┼─sha256─► key ──► memory (LRU by bytes) ──► persistent tier ──► in flight?
+//!  security, tz  ──┘                    hit: stream it          hit: load, stream     join it
+//!                                                                                    else lead:
+//!                                            driver task runs the query, every subscriber
+//!                                            streams as batches arrive, result kept if small
+//! ```
+//!
+//! **The guarantee**: a table's version is the digest of its file listing (path, size,
+//! modification time, ETag), re-read at most `metadata_refresh` after it was last read, and
+//! every lookup uses a version at most that old. A file added, replaced or removed is
+//! therefore never answered from the cache more than `metadata_refresh` (default 1 s) after
+//! the change. Plans calling non-immutable functions (`now()`, `random()`, `current_user`)
+//! or reading live tables (`system.*`) are never cached. Authorization runs before the
+//! lookup, so a principal without a grant is refused, never served. Catalog answers
+//! (pg_catalog, information_schema) are keyed by the asking session as a whole and kept
+//! only in memory: the catalog does not change while the process runs.
+
+mod flight;
+mod lru;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use datafusion::arrow::ipc::CompressionType;
+use datafusion::datasource::listing::ListingTableUrl;
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use planner::cache_key::{self, Reads};
+use planner::{ErrorKind, OptimizedQuery, Planner, QueryError, SessionInfo};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+use workers::BatchStream;
+
+use flight::Flight;
+pub use flight::Subscriber;
+use lru::Lru;
+
+/// The session setting (and Flight SQL header, HS2 confOverlay key) that turns the cache
+/// off for a session's queries: `SET use_cached_result = false`.
+pub const BYPASS_SETTING: &str = "use_cached_result";
+
+/// `[cache]`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bytes of Arrow data the memory tier holds at most.
+    pub memory_budget: u64,
+    /// Results larger than this stream through without being kept.
+    pub max_entry_bytes: u64,
+    /// An entry older than this is not served.
+    pub ttl: Duration,
+    /// How old a table's listing may be when a lookup uses it.
+    pub metadata_refresh: Duration,
+    /// Where the persistent tier keeps entries (a directory, or an object store URL that
+    /// the catalog can read), if anywhere.
+    pub persistent: Option<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            memory_budget: 1 << 30,
+            max_entry_bytes: 64 << 20,
+            ttl: Duration::from_secs(24 * 3600),
+            metadata_refresh: Duration::from_secs(1),
+            persistent: None,
+        }
+    }
+}
+
+pub type Key = [u8; 32];
+
+/// A kept result.
+#[derive(Debug)]
+pub struct Entry {
+    pub key: Key,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub bytes: u64,
+    pub rows: u64,
+    /// The data tables it was computed from (empty: a catalog answer).
+    pub tables: Vec<String>,
+    pub text: String,
+    pub created: SystemTime,
+    pub hits: AtomicU64,
+    /// Whether it came back from the persistent tier.
+    pub restored: bool,
+}
+
+impl Entry {
+    fn stream(&self) -> BatchStream {
+        Box::pin(futures::stream::iter(
+            self.batches.clone().into_iter().map(Ok),
+        ))
+    }
+
+    fn age(&self) -> Duration {
+        self.created.elapsed().unwrap_or_default()
+    }
+}
+
+/// The key of one query, and what it was made from.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub key: Key,
+    tables: Vec<String>,
+    /// Catalog answers are kept in memory only.
+    persist: bool,
+}
+
+/// How a query was answered, for logs and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// From an entry in memory.
+    Hit,
+    /// From the persistent tier.
+    Restored,
+    /// Sharing a running identical query.
+    Shared,
+    /// Ran (and may be kept).
+    Miss,
+}
+
+impl Served {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Served::Hit => "hit",
+            Served::Restored => "restored",
+            Served::Shared => "shared",
+            Served::Miss => "miss",
+        }
+    }
+}
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub restored: AtomicU64,
+    pub shared: AtomicU64,
+    pub misses: AtomicU64,
+    /// Queries the cache did not consider (bypassed, or not cacheable).
+    pub uncached: AtomicU64,
+    pub stored: AtomicU64,
+    pub too_large: AtomicU64,
+    pub evicted: AtomicU64,
+}
+
+/// A table's version and when it was read.
+struct Version {
+    digest: String,
+    read: Instant,
+}
+
+pub struct ResultCache {
+    config: CacheConfig,
+    memory: Mutex<Lru>,
+    inflight: Mutex<HashMap<Key, Arc<Flight>>>,
+    versions: Mutex<HashMap<String, Version>>,
+    /// The persistent tier: where entries go, and the store that holds them.
+    persistent: Option<(ListingTableUrl, Arc<dyn object_store::ObjectStore>)>,
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for ResultCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultCache")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResultCache {
+    /// A cache; the persistent tier's store comes from the planner's object stores (the
+    /// ones tables are read from).
+    pub fn new(config: CacheConfig, planner: &Planner) -> Result<Arc<Self>, String> {
+        let persistent = match &config.persistent {
+            None => None,
+            Some(location) => {
+                let url = persistent_url(location)?;
+                let store = planner
+                    .base_state()
+                    .runtime_env()
+                    .object_store(url.object_store())
+                    .map_err(|e| format!("cache.persistent {location:?}: {e}"))?;
+                Some((url, store))
+            }
+        };
+        Ok(Arc::new(Self {
+            memory: Mutex::new(Lru::new(config.memory_budget)),
+            inflight: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            persistent,
+            stats: Stats::default(),
+            config,
+        }))
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cache key of a query, or None when its answer is not to be cached (turned off
+    /// for the session, a non-deterministic plan, a table that cannot be listed).
+    pub async fn key(
+        &self,
+        session: &SessionInfo,
+        logical: &datafusion::logical_expr::LogicalPlan,
+        optimized: &OptimizedQuery,
+    ) -> Option<Lookup> {
+        let bypass = session
+            .settings
+            .get(BYPASS_SETTING)
+            .is_some_and(|v| is_false(&v));
+        if !self.config.enabled || bypass {
+            return None;
+        }
+        let state = optimized.state();
+        let reads = match cache_key::cacheability(logical, state) {
+            Ok(reads) => reads,
+            Err(reason) => {
+                tracing::debug!("not cached: {reason}");
+                return None;
+            }
+        };
+        let fingerprint = cache_key::fingerprint(&optimized.plan)?;
+        let mut hasher = Sha256::new();
+        hasher.update(b"sluice-result-v1\0");
+        hasher.update(fingerprint);
+        // Settings that change what a plan computes (the pg encoder applies the rest).
+        hasher.update(b"\0tz=");
+        hasher.update(session.settings.get("timezone").unwrap_or_default());
+        let (tables, persist) = match reads {
+            Reads::Data(tables) => {
+                let mut names = Vec::with_capacity(tables.len());
+                for table in tables {
+                    let digest = match self.version(state, &table).await {
+                        Ok(digest) => digest,
+                        Err(e) => {
+                            tracing::debug!("not cached: {}", e.message);
+                            return None;
+                        }
+                    };
+                    hasher.update(b"\0table=");
+                    hasher.update(table.name.as_bytes());
+                    hasher.update(b"@");
+                    hasher.update(digest.as_bytes());
+                    names.push(table.name);
+                }
+                // Authorization ran before this and nothing about the principal shapes a
+                // plan over data tables: principals allowed to run it share the entry.
+                hasher.update(b"\0security=shared");
+                (names, true)
+            }
+            Reads::Catalog => {
+                // Rows are filtered by grants and some come from the session itself.
+                hasher.update(b"\0security=session:");
+                match &session.access {
+                    planner::Access::All => hasher.update(b"all"),
+                    planner::Access::Granted { principal, .. } => {
+                        // Grants apply by principal, role and group.
+                        let roles = principal.roles.join(",");
+                        let groups = principal.groups.join(",");
+                        for part in [&principal.issuer, &principal.id, &roles, &groups] {
+                            hasher.update(part.as_bytes());
+                            hasher.update(b"\0");
+                        }
+                    }
+                }
+                hasher.update(b"\0");
+                hasher.update(session.user.as_bytes());
+                hasher.update(b"\0");
+                hasher.update(session.database.as_bytes());
+                for (name, value, _) in session.settings.all() {
+                    hasher.update(b"\0");
+                    hasher.update(name.as_bytes());
+                    hasher.update(b"=");
+                    hasher.update(value.as_bytes());
+                }
+                (Vec::new(), false)
+            }
+        };
+        Some(Lookup {
+            key: hasher.finalize().into(),
+            tables,
+            persist,
+        })
+    }
+
+    /// A table's version, re-listed when the one known is older than `metadata_refresh`.
+    async fn version(
+        &self,
+        state: &datafusion::execution::SessionState,
+        table: &cache_key::DataTable,
+    ) -> Result<String, QueryError> {
+        let id = format!("{}|{:p}", table.name, Arc::as_ptr(&table.provider));
+        {
+            let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = versions.get(&id) {
+                if v.read.elapsed() < self.config.metadata_refresh {
+                    return Ok(v.digest.clone());
+                }
+            }
+        }
+        let read = Instant::now();
+        let digest = cache_key::table_version(state, table.provider.as_ref()).await?;
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                Version {
+                    digest: digest.clone(),
+                    read,
+                },
+            );
+        Ok(digest)
+    }
+
+    /// The answer of `lookup`: from memory, from the persistent tier, by joining the
+    /// identical query in flight, or by running `run` (on a task of its own, shared with
+    /// whoever asks the same while it runs). Errors before the first batch are returned.
+    pub async fn answer<F>(
+        self: &Arc<Self>,
+        lookup: Lookup,
+        text: &str,
+        schema: SchemaRef,
+        run: F,
+    ) -> Result<(BatchStream, Served), QueryError>
+    where
+        F: Future<Output = Result<BatchStream, QueryError>> + Send + 'static,
+    {
+        let key = lookup.key;
+        if let Some(entry) = self.memory().get(&key, self.config.ttl) {
+            entry.hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((entry.stream(), Served::Hit));
+        }
+        if lookup.persist {
+            if let Some(entry) = self.restore(&key, &lookup.tables).await {
+                entry.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.restored.fetch_add(1, Ordering::Relaxed);
+                let stream = entry.stream();
+                self.keep_in_memory(entry);
+                return Ok((stream, Served::Restored));
+            }
+        }
+        let (mut subscriber, served) = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match inflight.get(&key).and_then(|f| f.subscribe()) {
+                Some(subscriber) => (subscriber, Served::Shared),
+                None => {
+                    let flight = Flight::new(self.config.max_entry_bytes);
+                    let subscriber = flight.subscribe().ok_or_else(|| {
+                        QueryError::internal("a new flight refused its first reader")
+                    })?;
+                    inflight.insert(key, flight.clone());
+                    self.lead(flight, lookup, text.to_string(), schema, run);
+                    (subscriber, Served::Miss)
+                }
+            }
+        };
+        match served {
+            Served::Shared => self.stats.shared.fetch_add(1, Ordering::Relaxed),
+            _ => self.stats.misses.fetch_add(1, Ordering::Relaxed),
+        };
+        subscriber.ready().await?;
+        Ok((subscriber.into_stream(), served))
+    }
+
+    /// Run a query into `flight` on a task of its own; keep the result if it is complete
+    /// and small enough.
+    fn lead<F>(
+        self: &Arc<Self>,
+        flight: Arc<Flight>,
+        lookup: Lookup,
+        text: String,
+        schema: SchemaRef,
+        run: F,
+    ) where
+        F: Future<Output = Result<BatchStream, QueryError>> + Send + 'static,
+    {
+        let cache = self.clone();
+        let key = lookup.key;
+        tokio::spawn(
+            async move {
+                let started = tokio::select! {
+                    started = run => Some(started),
+                    _ = flight.abandoned() => None,
+                };
+                match started {
+                    Some(Ok(stream)) => {
+                        flight::drive(&flight, stream, || {
+                            cache.forget_flight(&key, &flight);
+                            cache.stats.too_large.fetch_add(1, Ordering::Relaxed);
+                        })
+                        .await
+                    }
+                    Some(Err(e)) => flight.finish(Err(e)),
+                    None => {}
+                }
+                cache.forget_flight(&key, &flight);
+                if let Some((batches, bytes)) = flight.kept() {
+                    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+                    let entry = Arc::new(Entry {
+                        key,
+                        schema,
+                        batches,
+                        bytes,
+                        rows,
+                        tables: lookup.tables,
+                        text,
+                        created: SystemTime::now(),
+                        hits: AtomicU64::new(0),
+                        restored: false,
+                    });
+                    cache.stats.stored.fetch_add(1, Ordering::Relaxed);
+                    if lookup.persist && cache.persistent.is_some() {
+                        let saving = entry.clone();
+                        let cache = cache.clone();
+                        tokio::spawn(async move { cache.save(&saving).await });
+                    }
+                    cache.keep_in_memory(entry);
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+    }
+
+    fn forget_flight(&self, key: &Key, flight: &Arc<Flight>) {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if inflight.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            inflight.remove(key);
+        }
+    }
+
+    fn keep_in_memory(&self, entry: Arc<Entry>) {
+        let evicted = self.memory().insert(entry);
+        self.stats
+            .evicted
+            .fetch_add(evicted as u64, Ordering::Relaxed);
+    }
+
+    /// Every entry in memory (for `system.cache`).
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        self.memory().entries()
+    }
+
+    /// Entries and bytes in memory.
+    pub fn usage(&self) -> (usize, u64) {
+        let memory = self.memory();
+        (memory.len(), memory.bytes())
+    }
+
+    /// Drop every entry, in memory and in the persistent tier; returns how many were in
+    /// memory.
+    pub async fn clear(&self) -> Result<usize, QueryError> {
+        let cleared = self.memory().clear();
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        if let Some((url, store)) = &self.persistent {
+            let mut listing = store.list(Some(url.prefix()));
+            while let Some(object) = listing.next().await {
+                let object = object.map_err(storage_error)?;
+                if object.location.as_ref().ends_with(".arrow") {
+                    store
+                        .delete(&object.location)
+                        .await
+                        .map_err(storage_error)?;
+                }
+            }
+        }
+        Ok(cleared)
+    }
+
+    /// Delete persistent entries older than the TTL (at start; they would not be served).
+    pub async fn sweep(&self) {
+        let Some((url, store)) = &self.persistent else {
+            return;
+        };
+        let ttl = chrono::Duration::from_std(self.config.ttl).unwrap_or(chrono::Duration::MAX);
+        let now = chrono::Utc::now();
+        let mut removed = 0usize;
+        let mut listing = store.list(Some(url.prefix()));
+        while let Some(Ok(object)) = listing.next().await {
+            if object.location.as_ref().ends_with(".arrow")
+                && now.signed_duration_since(object.last_modified) > ttl
+                && store.delete(&object.location).await.is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "result cache: expired persistent entries removed");
+        }
+    }
+
+    fn object_path(url: &ListingTableUrl, key: &Key) -> object_store::path::Path {
+        url.prefix()
+            .clone()
+            .join(format!("{}.arrow", hex::encode(key)))
+    }
+
+    /// Write an entry to the persistent tier as LZ4-compressed Arrow IPC (a failure only
+    /// costs the entry: it is logged).
+    async fn save(&self, entry: &Entry) {
+        let Some((url, store)) = &self.persistent else {
+            return;
+        };
+        let encoded = (|| -> Result<Vec<u8>, datafusion::arrow::error::ArrowError> {
+            let options = IpcWriteOptions::default()
+                .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+            let mut writer = FileWriter::try_new_with_options(Vec::new(), &entry.schema, options)?;
+            for batch in &entry.batches {
+                writer.write(batch)?;
+            }
+            writer.write_metadata("sluice.tables", entry.tables.join(","));
+            writer.write_metadata("sluice.text", entry.text.clone());
+            writer.finish()?;
+            writer.into_inner()
+        })();
+        let result = match encoded {
+            Ok(bytes) => store
+                .put(&Self::object_path(url, &entry.key), bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            tracing::warn!("result cache: could not save an entry to the persistent tier: {e}");
+        }
+    }
+
+    /// An entry from the persistent tier, if one is there and not expired.
+    async fn restore(&self, key: &Key, tables: &[String]) -> Option<Arc<Entry>> {
+        let (url, store) = self.persistent.as_ref()?;
+        let path = Self::object_path(url, key);
+        let object = store.get(&path).await.ok()?;
+        let modified = object.meta.last_modified;
+        let bytes = object.bytes().await.ok()?;
+        let age = chrono::Utc::now()
+            .signed_duration_since(modified)
+            .to_std()
+            .unwrap_or_default();
+        if age > self.config.ttl {
+            let _ = store.delete(&path).await;
+            return None;
+        }
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| tracing::warn!("result cache: unreadable persistent entry: {e}"))
+            .ok()?;
+        let schema = reader.schema();
+        let text = reader
+            .custom_metadata()
+            .get("sluice.text")
+            .cloned()
+            .unwrap_or_default();
+        let batches = reader.collect::<Result<Vec<_>, _>>().ok()?;
+        let bytes = batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum();
+        Some(Arc::new(Entry {
+            key: *key,
+            schema,
+            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+            batches,
+            bytes,
+            tables: tables.to_vec(),
+            text,
+            created: SystemTime::now() - age,
+            hits: AtomicU64::new(0),
+            restored: true,
+        }))
+    }
+}
+
+/// The persistent tier's location as a URL: a directory path or an object store URL.
+fn persistent_url(location: &str) -> Result<ListingTableUrl, String> {
+    let mut location = location.to_string();
+    if !location.contains("://") {
+        let path = std::path::Path::new(&location);
+        std::fs::create_dir_all(path).map_err(|e| format!("cache.persistent {location:?}: {e}"))?;
+        location = std::fs::canonicalize(path)
+            .map_err(|e| format!("cache.persistent {location:?}: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+    }
+    if !location.ends_with('/') {
+        location.push('/');
+    }
+    ListingTableUrl::parse(&location).map_err(|e| format!("cache.persistent {location:?}: {e}"))
+}
+
+fn storage_error(e: object_store::Error) -> QueryError {
+    QueryError::new(
+        ErrorKind::DataUnreadable,
+        format!("result cache persistent tier: {e}"),
+    )
+}
+
+/// Whether a setting's value means off.
+fn is_false(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "false" | "off" | "0" | "no" | "f" | "n"
+    )
+}
