@@ -16,7 +16,9 @@ DATA=bench/data/sf$SCALE
 OUT=bench/out
 mkdir -p "$DATA" "$OUT"
 
-"$BIN" serve --data-dir "$DATA" --demo-scale "$SCALE" --pg-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+# Every run must execute: the result cache is off (bench/cache.sh measures it).
+printf '[cache]\nenabled = false\n' >"$OUT/nocache.toml"
+"$BIN" serve --config "$OUT/nocache.toml" --data-dir "$DATA" --demo-scale "$SCALE" --pg-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
   >"$OUT/sluice.log" 2>&1 &
 SLUICE=$!
 trap 'kill $SLUICE 2>/dev/null || true' EXIT

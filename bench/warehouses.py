@@ -24,6 +24,10 @@ COLD_RUNS = 5
 BURST_PAIRS = 2
 
 CONFIG = """
+# Every query must run on a worker: the result cache is off (bench/cache.sh measures it).
+[cache]
+enabled = false
+
 [warehouses.default]
 workers = 1
 

@@ -35,6 +35,10 @@ HUNGRY_QUERY = "select cardinality(array_agg(concat(a.l_comment, b.n_name))) fro
 ETL_TOKEN = "warehouse-etl-app-token"
 
 CONFIG = f"""
+# These tests count what runs on workers: identical queries must each run.
+[cache]
+enabled = false
+
 [warehouses.default]
 workers = 1
 
@@ -477,7 +481,7 @@ def test_static_warehouse_on_remote_workers_survives_a_restart(tmp_path):
     tls = self_signed(tmp_path, "127.0.0.4")
     workers = {a: start_worker(a, secret), b: start_worker(b, secret), c: start_worker(c, secret, tls)}
     config = tmp_path / "sluice.toml"
-    config.write_text(f'[warehouses.default]\nworkers = 1\n\n[warehouses.remote]\nworker_addrs = ["{a}", "{b}"]\n'
+    config.write_text(f'[cache]\nenabled = false\n\n[warehouses.default]\nworkers = 1\n\n[warehouses.remote]\nworker_addrs = ["{a}", "{b}"]\n'
                       f'worker_secret = "{secret}"\nmax_concurrency_per_worker = 1\n\n'
                       f'[warehouses.secure]\nworker_addrs = ["{c}"]\nworker_secret = "{secret}"\n'
                       f'worker_tls_ca = "{tls[0]}"\n')
