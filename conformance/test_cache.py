@@ -333,6 +333,22 @@ def test_catalog_answers_are_cached_per_principal(server, admin, analyst):
     b = served_twice(server, analyst, sql)
     assert a != b, "the analyst must not get the admin's listing (it includes secret.salaries)"
     assert answer(analyst, "select count(*) from information_schema.tables where table_schema = 'secret'") == [(0,)]
+    # A plan over a data table and the catalog is the asker's too.
+    mixed = ("select count(*) from tpch.nation where n_nationkey < (select count(*) from information_schema.tables "
+             "where table_schema not in ('pg_catalog', 'information_schema'))")
+    a, b = served_twice(server, admin, mixed), served_twice(server, analyst, mixed)
+    assert a != b
+    # Metadata calls of the Databricks drivers are catalog answers: the second is a hit.
+    with dbsql.connect(server_hostname=server.http.split(":")[0], http_path="/sql/1.0/warehouses/default",
+                       access_token=ANALYST, enable_telemetry=False,
+                       _connection_uri=f"http://{server.http}/sql/1.0/warehouses/default") as c:
+        with c.cursor() as cur:
+            cur.tables(schema_name="lake")
+            first = cur.fetchall()
+            hits = stats(server)["hits"]
+            cur.tables(schema_name="lake")
+            assert cur.fetchall() == first and len(first) == 3
+            assert stats(server)["hits"] > hits
 
 
 def delete_cache(server, token):

@@ -2,7 +2,8 @@
 //! gateway's warehouses, and of `system.cache`, from the result cache. A session sees every
 //! warehouse and worker, and its principal's own queries (all of them when it reads every
 //! table, as the operator's admin tokens do); cache entries over tables it may read (the
-//! statement text and catalog answers only when it reads every table).
+//! statement text, and entries that depend on the catalog as one principal sees it, only
+//! when it reads every table).
 
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -214,7 +215,7 @@ impl SystemSource for SystemView {
                     .into_iter()
                     .filter(|e| {
                         everything
-                            || (!e.tables.is_empty()
+                            || (e.shared
                                 && e.tables.iter().all(|t| {
                                     let (schema, table) = t.split_once('.').unwrap_or(("", t));
                                     access.can_read(planner::CATALOG, schema, table)

@@ -32,13 +32,12 @@ use crate::error::{ErrorKind, QueryError};
 
 /// What a plan reads, when its answer may be cached.
 #[derive(Debug, Clone)]
-pub enum Reads {
-    /// Data tables: the answer is the same for every principal allowed to run the plan,
-    /// as long as these tables do not change.
-    Data(Vec<DataTable>),
-    /// Only pg_catalog / information_schema: the answer depends on the catalog and on who
-    /// asks (rows are filtered by grants, some come from the session).
-    Catalog,
+pub struct Reads {
+    /// Data tables, by name: the answer stays the same while they do not change.
+    pub tables: Vec<DataTable>,
+    /// Whether it reads pg_catalog / information_schema too: then the answer also depends
+    /// on who asks (rows are filtered by grants, some come from the session).
+    pub catalog: bool,
 }
 
 /// A data table a plan reads.
@@ -65,15 +64,12 @@ pub fn cacheability(plan: &LogicalPlan, state: &SessionState) -> Result<Reads, S
     if let Some(reason) = refusal {
         return Err(reason);
     }
-    if !tables.is_empty() {
-        tables.sort_by(|a, b| a.name.cmp(&b.name));
-        tables.dedup_by(|a, b| a.name == b.name);
-        Ok(Reads::Data(tables))
-    } else if catalog {
-        Ok(Reads::Catalog)
-    } else {
-        Err("it reads no table".into())
+    if tables.is_empty() && !catalog {
+        return Err("it reads no table".into());
     }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    tables.dedup_by(|a, b| a.name == b.name);
+    Ok(Reads { tables, catalog })
 }
 
 fn visit(

@@ -117,6 +117,7 @@ mod tests {
             bytes,
             rows: 0,
             tables: Vec::new(),
+            shared: true,
             text: String::new(),
             created: SystemTime::now(),
             hits: AtomicU64::new(0),

@@ -36,7 +36,7 @@ use datafusion::arrow::ipc::CompressionType;
 use datafusion::datasource::listing::ListingTableUrl;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
-use planner::cache_key::{self, Reads};
+use planner::cache_key;
 use planner::{ErrorKind, OptimizedQuery, Planner, QueryError, SessionInfo};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -90,8 +90,11 @@ pub struct Entry {
     pub batches: Vec<RecordBatch>,
     pub bytes: u64,
     pub rows: u64,
-    /// The data tables it was computed from (empty: a catalog answer).
+    /// The data tables it was computed from.
     pub tables: Vec<String>,
+    /// Served to any principal allowed to run its plan (false: to one session identity,
+    /// for plans that read the catalog).
+    pub shared: bool,
     pub text: String,
     pub created: SystemTime,
     pub hits: AtomicU64,
@@ -116,8 +119,10 @@ impl Entry {
 pub struct Lookup {
     pub key: Key,
     tables: Vec<String>,
-    /// Catalog answers are kept in memory only.
-    persist: bool,
+    /// Whether every principal allowed to run the plan may be served the entry: false when
+    /// the plan reads the catalog (then it is the session identity's alone, and kept in
+    /// memory only).
+    shared: bool,
 }
 
 /// How a query was answered, for logs and counters.
@@ -246,60 +251,56 @@ impl ResultCache {
         // Settings that change what a plan computes (the pg encoder applies the rest).
         hasher.update(b"\0tz=");
         hasher.update(session.settings.get("timezone").unwrap_or_default());
-        let (tables, persist) = match reads {
-            Reads::Data(tables) => {
-                let mut names = Vec::with_capacity(tables.len());
-                for table in tables {
-                    let digest = match self.version(state, &table).await {
-                        Ok(digest) => digest,
-                        Err(e) => {
-                            tracing::debug!("not cached: {}", e.message);
-                            return None;
-                        }
-                    };
-                    hasher.update(b"\0table=");
-                    hasher.update(table.name.as_bytes());
-                    hasher.update(b"@");
-                    hasher.update(digest.as_bytes());
-                    names.push(table.name);
+        let mut tables = Vec::with_capacity(reads.tables.len());
+        for table in reads.tables {
+            let digest = match self.version(state, &table).await {
+                Ok(digest) => digest,
+                Err(e) => {
+                    tracing::debug!("not cached: {}", e.message);
+                    return None;
                 }
-                // Authorization ran before this and nothing about the principal shapes a
-                // plan over data tables: principals allowed to run it share the entry.
-                hasher.update(b"\0security=shared");
-                (names, true)
-            }
-            Reads::Catalog => {
-                // Rows are filtered by grants and some come from the session itself.
-                hasher.update(b"\0security=session:");
-                match &session.access {
-                    planner::Access::All => hasher.update(b"all"),
-                    planner::Access::Granted { principal, .. } => {
-                        // Grants apply by principal, role and group.
-                        let roles = principal.roles.join(",");
-                        let groups = principal.groups.join(",");
-                        for part in [&principal.issuer, &principal.id, &roles, &groups] {
-                            hasher.update(part.as_bytes());
-                            hasher.update(b"\0");
-                        }
+            };
+            hasher.update(b"\0table=");
+            hasher.update(table.name.as_bytes());
+            hasher.update(b"@");
+            hasher.update(digest.as_bytes());
+            tables.push(table.name);
+        }
+        if reads.catalog {
+            // Catalog rows are filtered by grants and some come from the session itself:
+            // the entry is the session identity's alone, and the catalog is this process's.
+            hasher.update(b"\0security=session:");
+            match &session.access {
+                planner::Access::All => hasher.update(b"all"),
+                planner::Access::Granted { principal, .. } => {
+                    // Grants apply by principal, role and group.
+                    let roles = principal.roles.join(",");
+                    let groups = principal.groups.join(",");
+                    for part in [&principal.issuer, &principal.id, &roles, &groups] {
+                        hasher.update(part.as_bytes());
+                        hasher.update(b"\0");
                     }
                 }
-                hasher.update(b"\0");
-                hasher.update(session.user.as_bytes());
-                hasher.update(b"\0");
-                hasher.update(session.database.as_bytes());
-                for (name, value, _) in session.settings.all() {
-                    hasher.update(b"\0");
-                    hasher.update(name.as_bytes());
-                    hasher.update(b"=");
-                    hasher.update(value.as_bytes());
-                }
-                (Vec::new(), false)
             }
-        };
+            hasher.update(b"\0");
+            hasher.update(session.user.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(session.database.as_bytes());
+            for (name, value, _) in session.settings.all() {
+                hasher.update(b"\0");
+                hasher.update(name.as_bytes());
+                hasher.update(b"=");
+                hasher.update(value.as_bytes());
+            }
+        } else {
+            // Authorization ran before this and nothing about the principal shapes a plan
+            // over data tables: principals allowed to run it share the entry.
+            hasher.update(b"\0security=shared");
+        }
         Some(Lookup {
             key: hasher.finalize().into(),
             tables,
-            persist,
+            shared: !reads.catalog,
         })
     }
 
@@ -352,7 +353,7 @@ impl ResultCache {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok((entry.stream(), Served::Hit));
         }
-        if lookup.persist {
+        if lookup.shared {
             if let Some(entry) = self.restore(&key, &lookup.tables).await {
                 entry.hits.fetch_add(1, Ordering::Relaxed);
                 self.stats.restored.fetch_add(1, Ordering::Relaxed);
@@ -426,13 +427,14 @@ impl ResultCache {
                         bytes,
                         rows,
                         tables: lookup.tables,
+                        shared: lookup.shared,
                         text,
                         created: SystemTime::now(),
                         hits: AtomicU64::new(0),
                         restored: false,
                     });
                     cache.stats.stored.fetch_add(1, Ordering::Relaxed);
-                    if lookup.persist && cache.persistent.is_some() {
+                    if lookup.shared && cache.persistent.is_some() {
                         let saving = entry.clone();
                         let cache = cache.clone();
                         tokio::spawn(async move { cache.save(&saving).await });
@@ -587,6 +589,7 @@ impl ResultCache {
             batches,
             bytes,
             tables: tables.to_vec(),
+            shared: true,
             text,
             created: SystemTime::now() - age,
             hits: AtomicU64::new(0),
