@@ -338,6 +338,16 @@ def test_catalog_answers_are_cached_per_principal(server, admin, analyst):
              "where table_schema not in ('pg_catalog', 'information_schema'))")
     a, b = served_twice(server, admin, mixed), served_twice(server, analyst, mixed)
     assert a != b
+    # An empty catalog answer, kept and served again over Flight SQL (schema, no rows).
+    with flight_sql.connect(f"grpc://{server.flight}", db_kwargs={
+            fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {ANALYST}"}) as c:
+        for _ in range(2):
+            with c.cursor() as cur:
+                hits = stats(server)["hits"]
+                cur.execute("select table_name from information_schema.tables where table_name = 'nope'")
+                table = cur.fetch_arrow_table()
+                assert table.num_rows == 0 and table.column_names == ["table_name"]
+        assert stats(server)["hits"] == hits + 1
     # Metadata calls of the Databricks drivers are catalog answers: the second is a hit.
     with dbsql.connect(server_hostname=server.http.split(":")[0], http_path="/sql/1.0/warehouses/default",
                        access_token=ANALYST, enable_telemetry=False,

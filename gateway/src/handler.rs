@@ -495,18 +495,23 @@ impl Engine {
                             match warehouse {
                                 Some(warehouse) => {
                                     let plan = planner::codec::encode_plan(&planned.physical)?;
-                                    warehouse.execute(meta, plan).await
+                                    warehouse.execute_flight(meta, plan).await
                                 }
-                                None => Ok(local_batches(planner.run_locally(&planned, &info)?)),
+                                None => Ok(ipc_messages(planner.run_locally(&planned, &info)?)),
                             }
                         };
-                        let (batches, served) =
+                        let (messages, served) =
                             self.cache.answer(lookup, text, result_schema, run).await?;
                         tracing::debug!(
                             cache = served.as_str(),
                             "answered through the result cache"
                         );
-                        return Ok((prepared.schema(), ArrowRows::Batches(batches)));
+                        let rows = if ipc {
+                            ArrowRows::Ipc(messages)
+                        } else {
+                            ArrowRows::Batches(workers::decode(messages))
+                        };
+                        return Ok((prepared.schema(), rows));
                     }
                     let planned = self.planner.physical(&optimized).await?;
                     let rows = if Planner::reads_data(logical) {
@@ -644,6 +649,28 @@ fn with_deadline<T: Send + 'static>(
             }
         },
     ))
+}
+
+/// A local result as Arrow IPC messages (schema first, even with no rows), the form the
+/// result cache keeps.
+fn ipc_messages(stream: datafusion::execution::SendableRecordBatchStream) -> workers::FlightStream {
+    use futures::{StreamExt, TryStreamExt};
+    let encoded = arrow_flight::encode::FlightDataEncoderBuilder::new()
+        .with_schema(stream.schema())
+        .build(stream.map_err(|e| {
+            arrow_flight::error::FlightError::ExternalError(Box::new(QueryError::from(e)))
+        }));
+    Box::pin(encoded.map(|item| {
+        item.map_err(|e| match e {
+            arrow_flight::error::FlightError::ExternalError(inner) => {
+                match inner.downcast::<QueryError>() {
+                    Ok(q) => *q,
+                    Err(other) => QueryError::internal(other.to_string()),
+                }
+            }
+            other => QueryError::internal(format!("encoding a result: {other}")),
+        })
+    }))
 }
 
 fn local_batches(stream: datafusion::execution::SendableRecordBatchStream) -> BatchStream {

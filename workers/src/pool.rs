@@ -58,6 +58,24 @@ pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, QueryError>
 /// A worker's Arrow IPC messages (schema first, then batches), undecoded.
 pub type FlightStream = Pin<Box<dyn Stream<Item = Result<FlightData, QueryError>> + Send>>;
 
+/// A worker's Arrow IPC messages decoded into record batches.
+pub fn decode(messages: FlightStream) -> BatchStream {
+    let batches = FlightRecordBatchStream::new_from_flight_data(
+        messages.map_err(|e| FlightError::ExternalError(Box::new(e))),
+    );
+    Box::pin(batches.map_err(|e| match e {
+        FlightError::ExternalError(inner) => match inner.downcast::<QueryError>() {
+            Ok(q) => *q,
+            Err(other) => QueryError::new(ErrorKind::WorkerLost, other.to_string()),
+        },
+        FlightError::Arrow(e) => QueryError::internal(format!("bad data from worker: {e}")),
+        other => QueryError::new(
+            ErrorKind::WorkerLost,
+            format!("lost the worker running this query ({other}); the query can be retried"),
+        ),
+    }))
+}
+
 /// Where a warehouse's workers come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Launcher {
@@ -422,21 +440,7 @@ impl Warehouse {
         meta: QueryMeta,
         plan: Vec<u8>,
     ) -> Result<BatchStream, QueryError> {
-        let flight = self.execute_flight(meta, plan).await?;
-        let batches = FlightRecordBatchStream::new_from_flight_data(
-            flight.map_err(|e| FlightError::ExternalError(Box::new(e))),
-        );
-        Ok(Box::pin(batches.map_err(|e| match e {
-            FlightError::ExternalError(inner) => match inner.downcast::<QueryError>() {
-                Ok(q) => *q,
-                Err(other) => QueryError::new(ErrorKind::WorkerLost, other.to_string()),
-            },
-            FlightError::Arrow(e) => QueryError::internal(format!("bad data from worker: {e}")),
-            other => QueryError::new(
-                ErrorKind::WorkerLost,
-                format!("lost the worker running this query ({other}); the query can be retried"),
-            ),
-        })))
+        Ok(decode(self.execute_flight(meta, plan).await?))
     }
 
     /// Like [`Warehouse::execute`], but the worker's Arrow IPC messages as they arrive,

@@ -1,29 +1,37 @@
 //! Single flight: identical queries that arrive while one is running share its execution.
 //!
 //! ```text
-//!            ┌──────────── driver task ────────────┐
-//!  worker ──►│ push batch → buffer (all of it while │──► subscriber (the first client)
-//!            │ it may still be cached; then only    │──► subscriber (joined later: reads
-//!            │ what some subscriber has not read)   │    the buffer from its start)
-//!            └──────────────────────────────────────┘
+//!            ┌──────────── driver task ──────────────┐
+//!  worker ──►│ push message → buffer (all of it while │──► subscriber (the first client)
+//!            │ it may still be cached; then only      │──► subscriber (joined later: reads
+//!            │ what some subscriber has not read)     │    the buffer from its start)
+//!            └────────────────────────────────────────┘
+//!
+//! What flows is the worker's Arrow IPC messages (schema first), as the worker sent them:
+//! Flight SQL and HS2 clients get them passed through, pg decodes them.
 //! ```
 //!
 //! The driver runs on its own task, so no client owns the execution: a client that goes
 //! away only unsubscribes, and the query on the worker stops when the last one has gone.
-//! Past the entry size limit the flight stops taking new subscribers, keeps only batches
+//! Past the entry size limit the flight stops taking new subscribers, keeps only messages
 //! some subscriber has yet to read, and waits for the slowest (never buffered twice, never
 //! whole).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use datafusion::arrow::array::RecordBatch;
+use arrow_flight::FlightData;
 use futures::{Stream, StreamExt};
 use planner::QueryError;
 use tokio::sync::Notify;
-use workers::BatchStream;
+use workers::FlightStream;
 
-/// Batches a flight that is no longer a cache candidate holds for slow subscribers.
+/// The bytes a message holds.
+pub fn weight(message: &FlightData) -> u64 {
+    (message.data_header.len() + message.data_body.len() + message.app_metadata.len()) as u64
+}
+
+/// Messages a flight that is no longer a cache candidate holds for slow subscribers.
 const WINDOW: usize = 8;
 
 /// One shared execution.
@@ -41,7 +49,7 @@ pub struct Flight {
 struct State {
     /// Index of `buffer[0]` in the result.
     base: usize,
-    buffer: VecDeque<RecordBatch>,
+    buffer: VecDeque<FlightData>,
     bytes: u64,
     /// Every batch so far is in `buffer` and the total is within the entry limit.
     keep: bool,
@@ -101,10 +109,10 @@ impl Flight {
     }
 
     /// Add a batch (the driver).
-    pub fn push(&self, batch: RecordBatch) -> Pushed {
+    pub fn push(&self, batch: FlightData) -> Pushed {
         let mut state = self.lock();
         let mut pushed = Pushed::Kept;
-        state.bytes += batch.get_array_memory_size() as u64;
+        state.bytes += weight(&batch);
         if state.keep && state.bytes > self.max_bytes {
             state.keep = false;
             state.joinable = false;
@@ -130,7 +138,7 @@ impl Flight {
     }
 
     /// The whole result, when it completed within the size limit.
-    pub fn kept(&self) -> Option<(Vec<RecordBatch>, u64)> {
+    pub fn kept(&self) -> Option<(Vec<FlightData>, u64)> {
         let state = self.lock();
         match (&state.end, state.keep) {
             (Some(Ok(())), true) => Some((state.buffer.iter().cloned().collect(), state.bytes)),
@@ -195,7 +203,7 @@ pub struct Subscriber {
 }
 
 enum Next {
-    Batch(RecordBatch),
+    Batch(FlightData),
     End(Result<(), QueryError>),
     Wait,
 }
@@ -233,7 +241,7 @@ impl Subscriber {
         }
     }
 
-    async fn next(&mut self) -> Option<Result<RecordBatch, QueryError>> {
+    async fn next(&mut self) -> Option<Result<FlightData, QueryError>> {
         if self.done {
             return None;
         }
@@ -253,7 +261,7 @@ impl Subscriber {
         }
     }
 
-    pub fn into_stream(self) -> BatchStream {
+    pub fn into_stream(self) -> FlightStream {
         Box::pin(futures::stream::unfold(self, |mut me| async move {
             me.next().await.map(|item| (item, me))
         }))
@@ -274,7 +282,7 @@ impl Drop for Subscriber {
 /// Run `stream` into `flight` until it ends or nobody reads it any more.
 pub async fn drive<S>(flight: &Flight, mut stream: S, mut on_overflow: impl FnMut())
 where
-    S: Stream<Item = Result<RecordBatch, QueryError>> + Unpin,
+    S: Stream<Item = Result<FlightData, QueryError>> + Unpin,
 {
     loop {
         tokio::select! {
@@ -300,20 +308,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::Int64Array;
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-    fn batch(v: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).unwrap()
+    fn batch(v: u8) -> FlightData {
+        FlightData::new().with_data_body(vec![v; 4])
     }
 
-    fn value(b: &RecordBatch) -> i64 {
-        b.column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(0)
+    fn value(b: &FlightData) -> u8 {
+        b.data_body[0]
     }
 
     #[tokio::test]
@@ -325,14 +326,17 @@ mod tests {
         flight.push(batch(2));
         flight.finish(Ok(()));
         for sub in [first, second] {
-            let got: Vec<i64> = sub
+            let got: Vec<u8> = sub
                 .into_stream()
                 .map(|b| value(&b.unwrap()))
                 .collect()
                 .await;
             assert_eq!(got, vec![1, 2]);
         }
-        assert_eq!(flight.kept().map(|(b, _)| b.len()), Some(2));
+        assert_eq!(
+            flight.kept().map(|(b, bytes)| (b.len(), bytes)),
+            Some((2, 8))
+        );
         assert!(
             flight.subscribe().is_none(),
             "a finished flight takes no one"
@@ -340,7 +344,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn past_the_limit_nobody_joins_and_read_batches_are_dropped() {
+    async fn past_the_limit_nobody_joins_and_read_messages_are_dropped() {
         let flight = Flight::new(1);
         let mut sub = flight.subscribe().unwrap();
         assert!(matches!(flight.push(batch(1)), Pushed::Overflowed));
@@ -350,7 +354,7 @@ mod tests {
         assert_eq!(
             flight.lock().buffer.len(),
             1,
-            "batch 1 was read and dropped"
+            "message 1 was read and dropped"
         );
         flight.finish(Ok(()));
         assert_eq!(value(&sub.next().await.unwrap().unwrap()), 2);

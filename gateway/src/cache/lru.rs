@@ -113,7 +113,7 @@ mod tests {
         Arc::new(Entry {
             key: [id; 32],
             schema: Arc::new(Schema::empty()),
-            batches: Vec::new(),
+            messages: Vec::new(),
             bytes,
             rows: 0,
             tables: Vec::new(),

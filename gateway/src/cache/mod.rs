@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use datafusion::arrow::array::RecordBatch;
+use arrow_flight::FlightData;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::{FileWriter, IpcWriteOptions};
@@ -40,7 +40,7 @@ use planner::cache_key;
 use planner::{ErrorKind, OptimizedQuery, Planner, QueryError, SessionInfo};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
-use workers::BatchStream;
+use workers::FlightStream;
 
 use flight::Flight;
 pub use flight::Subscriber;
@@ -87,7 +87,8 @@ pub type Key = [u8; 32];
 pub struct Entry {
     pub key: Key,
     pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
+    /// The result as Arrow IPC messages, schema first, as the worker sent them.
+    pub messages: Vec<FlightData>,
     pub bytes: u64,
     pub rows: u64,
     /// The data tables it was computed from.
@@ -103,9 +104,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn stream(&self) -> BatchStream {
+    fn stream(&self) -> FlightStream {
         Box::pin(futures::stream::iter(
-            self.batches.clone().into_iter().map(Ok),
+            self.messages.clone().into_iter().map(Ok),
         ))
     }
 
@@ -343,9 +344,9 @@ impl ResultCache {
         text: &str,
         schema: SchemaRef,
         run: F,
-    ) -> Result<(BatchStream, Served), QueryError>
+    ) -> Result<(FlightStream, Served), QueryError>
     where
-        F: Future<Output = Result<BatchStream, QueryError>> + Send + 'static,
+        F: Future<Output = Result<FlightStream, QueryError>> + Send + 'static,
     {
         let key = lookup.key;
         if let Some(entry) = self.memory().get(&key, self.config.ttl) {
@@ -395,7 +396,7 @@ impl ResultCache {
         schema: SchemaRef,
         run: F,
     ) where
-        F: Future<Output = Result<BatchStream, QueryError>> + Send + 'static,
+        F: Future<Output = Result<FlightStream, QueryError>> + Send + 'static,
     {
         let cache = self.clone();
         let key = lookup.key;
@@ -417,13 +418,21 @@ impl ResultCache {
                     None => {}
                 }
                 cache.forget_flight(&key, &flight);
-                if let Some((batches, bytes)) = flight.kept() {
-                    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+                if let Some((messages, bytes)) = flight.kept() {
+                    let rows = messages
+                        .iter()
+                        .filter_map(crate::hs2::results::flight_rows)
+                        .map(|n| n as u64)
+                        .sum();
+                    let schema = messages
+                        .first()
+                        .and_then(|m| datafusion::arrow::datatypes::Schema::try_from(m).ok())
+                        .map(Arc::new)
+                        .unwrap_or(schema);
                     let entry = Arc::new(Entry {
                         key,
                         schema,
-                        batches,
+                        messages,
                         bytes,
                         rows,
                         tables: lookup.tables,
@@ -532,8 +541,8 @@ impl ResultCache {
             let options = IpcWriteOptions::default()
                 .try_with_compression(Some(CompressionType::LZ4_FRAME))?;
             let mut writer = FileWriter::try_new_with_options(Vec::new(), &entry.schema, options)?;
-            for batch in &entry.batches {
-                writer.write(batch)?;
+            for batch in arrow_flight::utils::flight_data_to_batches(&entry.messages)? {
+                writer.write(&batch)?;
             }
             writer.write_metadata("sluice.tables", entry.tables.join(","));
             writer.write_metadata("sluice.text", entry.text.clone());
@@ -578,15 +587,16 @@ impl ResultCache {
             .cloned()
             .unwrap_or_default();
         let batches = reader.collect::<Result<Vec<_>, _>>().ok()?;
-        let bytes = batches
-            .iter()
-            .map(|b| b.get_array_memory_size() as u64)
-            .sum();
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let messages = arrow_flight::utils::batches_to_flight_data(&schema, batches)
+            .map_err(|e| tracing::warn!("result cache: persistent entry not re-encoded: {e}"))
+            .ok()?;
+        let bytes = messages.iter().map(flight::weight).sum();
         Some(Arc::new(Entry {
             key: *key,
             schema,
-            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-            batches,
+            rows,
+            messages,
             bytes,
             tables: tables.to_vec(),
             shared: true,
