@@ -111,7 +111,7 @@ pub struct CacheFile {
     pub enabled: Option<bool>,
     /// Memory the kept results may take, e.g. "1GiB".
     pub memory_budget: Option<String>,
-    /// Results larger than this stream through without being kept, e.g. "64MiB".
+    /// Results larger than this stream through without being kept, e.g. "16MiB".
     pub max_entry_size: Option<String>,
     /// How long an entry is served, e.g. "24h".
     pub ttl: Option<String>,

@@ -72,7 +72,7 @@ impl Default for CacheConfig {
         Self {
             enabled: true,
             memory_budget: 1 << 30,
-            max_entry_bytes: 64 << 20,
+            max_entry_bytes: 16 << 20,
             ttl: Duration::from_secs(24 * 3600),
             metadata_refresh: Duration::from_secs(1),
             persistent: None,
