@@ -423,3 +423,29 @@ def test_the_persistent_tier_survives_a_restart_unless_the_data_changed(tmp_path
             assert stats(s)["restored"] == 0
     finally:
         s.stop()
+
+
+def test_gateways_sharing_a_persistent_directory_share_entries(tmp_path):
+    lake = tmp_path / "lake"
+    make_lake(lake)
+    path = tmp_path / "sluice.toml"
+    path.write_text(config(lake, f'persistent = "{tmp_path / "shared-results"}"'))
+    sql = "select k % 3 as g, count(*), sum(v) from lake.events group by 1 order by 1"
+    expected = duck("select k % 3 as g, count(*), sum(v) from events group by 1 order by 1", lake)
+    a = start_sluice("--config", str(path), data_dir=tmp_path / "a")
+    b = start_sluice("--config", str(path), data_dir=tmp_path / "b")
+    try:
+        with psycopg.connect(a.dsn(), autocommit=True) as c:
+            assert answer(c, sql) == expected
+        deadline = time.time() + 10
+        while not list((tmp_path / "shared-results").glob("*.arrow")) and time.time() < deadline:
+            time.sleep(0.1)
+        before = executions(b)
+        with psycopg.connect(b.dsn(), autocommit=True) as c:
+            assert answer(c, sql) == expected
+            assert answer(c, sql) == expected
+        assert (stats(b)["restored"], stats(b)["hits"]) == (1, 1)
+        assert executions(b) == before, "gateway b answered from a's entry without a worker"
+    finally:
+        a.stop()
+        b.stop()

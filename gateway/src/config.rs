@@ -846,6 +846,43 @@ mod tests {
     }
 
     #[test]
+    fn cache_settings_resolve_and_are_validated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(&ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let defaults = resolve("").expect("no [cache]").cache;
+        assert_eq!(defaults, crate::cache::CacheConfig::default());
+        assert!(defaults.enabled && defaults.persistent.is_none());
+        let c = resolve(
+            "[cache]\nmemory_budget = \"2MiB\"\nmax_entry_size = \"1MiB\"\nttl = \"1h\"\n\
+             metadata_refresh = \"250ms\"\npersistent = \"results\"\n",
+        )
+        .expect("resolves")
+        .cache;
+        assert_eq!((c.memory_budget, c.max_entry_bytes), (2 << 20, 1 << 20));
+        assert_eq!(c.ttl, Duration::from_secs(3600));
+        assert_eq!(c.metadata_refresh, Duration::from_millis(250));
+        // A relative directory is relative to the config file.
+        assert_eq!(
+            c.persistent.as_deref(),
+            Some(dir.path().join("results").to_string_lossy().as_ref())
+        );
+        let err = resolve("[cache]\nmemory_budget = \"1MiB\"\nmax_entry_size = \"2MiB\"\n")
+            .expect_err("entry larger than the budget");
+        assert!(err.contains("max_entry_size"), "{err}");
+        let err = resolve("[cache]\nttl = \"soon\"\n").expect_err("bad duration");
+        assert!(err.contains("cache.ttl"), "{err}");
+        let err = resolve("[cache]\nenable = false\n").expect_err("unknown key");
+        assert!(err.contains("enable"), "{err}");
+    }
+
+    #[test]
     fn warehouses_resolve_with_defaults_and_are_validated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
