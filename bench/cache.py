@@ -144,6 +144,7 @@ def main():
             with urllib.request.urlopen(f"{http}/healthz", timeout=5) as r:
                 return json.loads(r.read())
 
+        rss_at_start = rss_bytes(sluice.pid)
         # 1. Dashboard, cold then warm, a few times.
         passes = []
         for _ in range(PASSES):
@@ -186,7 +187,8 @@ def main():
         # 4. Memory.
         cache = health()["cache"]
         memory = {"measure": "memory", "cache_bytes": cache["bytes"], "budget": cache["budget"],
-                  "entries": cache["entries"], "gateway_rss_bytes": rss_bytes(sluice.pid)}
+                  "entries": cache["entries"], "gateway_rss_at_start": rss_at_start,
+                  "gateway_rss_bytes": rss_bytes(sluice.pid)}
         print(json.dumps(memory), flush=True)
 
         summary = {

@@ -9,8 +9,9 @@
 //!            ──execute(session, p, params)─► Outcome   (rows stream from a worker, or a command tag)
 //! ```
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use auth::{AuthError, Authenticator, Grants, Principal};
@@ -43,6 +44,8 @@ pub enum Prepared {
         param_types: Vec<Option<DataType>>,
         /// `COPY (query) TO STDOUT`: the rows go out in this format instead.
         copy: Option<CopyFormat>,
+        /// What the result cache needs, when it may keep the answer.
+        cache: Option<Arc<CacheHint>>,
     },
     /// A statement about the session, answered by the gateway.
     Session(SessionCommand),
@@ -140,6 +143,73 @@ impl CopyFormat {
     }
 }
 
+/// What the result cache knows of a statement once planned: what its answer depends on and,
+/// after its first run without parameters, its optimized plan's fingerprint (so a repeat
+/// skips optimizing).
+#[derive(Debug)]
+pub struct CacheHint {
+    pub reads: planner::cache_key::Reads,
+    pub fingerprint: OnceLock<Option<[u8; 32]>>,
+}
+
+/// Statements planned before, by SQL text and the session context planning reads (user,
+/// database, settings), for those whose answers may be cached: BI tools send the same text
+/// again and again. Plans hold nothing of the principal (authorization is checked again on
+/// every use), and the catalog does not change while the process runs.
+#[derive(Debug, Default)]
+struct PlanMemo {
+    plans: Mutex<HashMap<(String, String), Vec<Prepared>>>,
+}
+
+/// Texts the memo keeps at most.
+const MEMO_LIMIT: usize = 1024;
+
+impl PlanMemo {
+    fn context(session: &Session) -> String {
+        let mut context = format!("{}\0{}", session.user, session.database);
+        for (name, value, _) in session.settings.all() {
+            context.push('\0');
+            context.push_str(&name);
+            context.push('=');
+            context.push_str(&value);
+        }
+        context
+    }
+
+    /// The statements planned for this text, if the session may read every table they do.
+    fn get(&self, key: &(String, String), session: &Session) -> Option<Vec<Prepared>> {
+        let plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let prepared = plans.get(key)?;
+        let allowed = prepared.iter().all(|p| match p {
+            Prepared::Query {
+                cache: Some(hint), ..
+            } => hint.reads.tables.iter().all(|t| {
+                let (schema, table) = t.name.split_once('.').unwrap_or(("", t.name.as_str()));
+                session.access.can_read(planner::CATALOG, schema, table)
+            }),
+            _ => false,
+        });
+        allowed.then(|| prepared.clone())
+    }
+
+    fn put(&self, key: (String, String), prepared: &[Prepared]) {
+        let memoizable = !prepared.is_empty()
+            && prepared
+                .iter()
+                .all(|p| matches!(p, Prepared::Query { cache: Some(_), .. }));
+        if !memoizable {
+            return;
+        }
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if plans.len() >= MEMO_LIMIT {
+            if let Some(old) = plans.keys().next().cloned() {
+                plans.remove(&old);
+            }
+        }
+        plans.insert(key, prepared.to_vec());
+    }
+}
+
 /// Session statements the gateway answers itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCommand {
@@ -212,6 +282,7 @@ pub struct Engine {
     pub authenticator: Arc<Authenticator>,
     pub grants: Arc<Grants>,
     pub cache: Arc<ResultCache>,
+    memo: PlanMemo,
     next_query: AtomicU64,
 }
 
@@ -233,6 +304,7 @@ impl Engine {
             authenticator,
             grants,
             cache,
+            memo: PlanMemo::default(),
             next_query: AtomicU64::new(1),
         }
     }
@@ -337,12 +409,27 @@ impl Engine {
             text.truncate(end);
             text.push('…');
         }
+        let cache = if self.cache.config().enabled {
+            match self.planner.cache_reads(&logical, &session.info()) {
+                Ok(reads) => Some(Arc::new(CacheHint {
+                    reads,
+                    fingerprint: OnceLock::new(),
+                })),
+                Err(reason) => {
+                    tracing::debug!("not cacheable: {reason}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Prepared::Query {
             text,
             logical,
             schema,
             param_types,
             copy: None,
+            cache,
         })
     }
 }
@@ -366,6 +453,16 @@ impl Handler for Engine {
     }
 
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
+        let memo_key = self
+            .cache
+            .config()
+            .enabled
+            .then(|| (sql.to_string(), PlanMemo::context(session)));
+        if let Some(key) = &memo_key {
+            if let Some(prepared) = self.memo.get(key, session) {
+                return Ok(prepared);
+            }
+        }
         let statements = self.planner.parse(sql)?;
         let mut prepared = Vec::with_capacity(statements.len());
         // Statements after a SET in the same message are planned with its value
@@ -385,6 +482,9 @@ impl Handler for Engine {
                 copy.settings.set(name, value.clone());
             }
             prepared.push(planned);
+        }
+        if let Some(key) = memo_key {
+            self.memo.put(key, &prepared);
         }
         Ok(prepared)
     }
@@ -443,6 +543,7 @@ impl Engine {
                 text,
                 logical,
                 param_types,
+                cache,
                 ..
             } => {
                 if params.len() != param_types.len() {
@@ -478,41 +579,80 @@ impl Engine {
                 };
                 let run = async {
                     let info = session.info();
-                    let optimized = self.planner.optimize(logical.clone(), params, &info)?;
-                    if let Some(lookup) = self.cache.key(&info, logical, &optimized).await {
-                        // The execution belongs to the cache (identical queries share it),
-                        // so it owns what it needs.
-                        let planner = self.planner.clone();
-                        let warehouse = if Planner::reads_data(logical) {
-                            Some(warehouse.clone()?)
-                        } else {
-                            None
-                        };
-                        let (meta, info) = (meta.clone(), info.clone());
-                        let result_schema = optimized.schema.clone();
-                        let run = async move {
-                            let planned = planner.physical(&optimized).await?;
-                            match warehouse {
-                                Some(warehouse) => {
-                                    let plan = planner::codec::encode_plan(&planned.physical)?;
-                                    warehouse.execute_flight(meta, plan).await
+                    let hint = cache.as_ref().filter(|_| self.cache.applies(&info));
+                    // The optimized plan, when it was needed to know the fingerprint (a
+                    // statement without parameters that ran before skips optimizing).
+                    let mut optimized = None;
+                    if let Some(hint) = hint {
+                        let fingerprint = match hint.fingerprint.get() {
+                            Some(known) if params.is_empty() => *known,
+                            _ => {
+                                let o = self.planner.optimize(
+                                    logical.clone(),
+                                    params.clone(),
+                                    &info,
+                                )?;
+                                let fingerprint = planner::cache_key::fingerprint(&o.plan);
+                                if params.is_empty() {
+                                    let _ = hint.fingerprint.set(fingerprint);
                                 }
-                                None => Ok(ipc_messages(planner.run_locally(&planned, &info)?)),
+                                optimized = Some(o);
+                                fingerprint
                             }
                         };
-                        let (messages, served) =
-                            self.cache.answer(lookup, text, result_schema, run).await?;
-                        tracing::debug!(
-                            cache = served.as_str(),
-                            "answered through the result cache"
-                        );
-                        let rows = if ipc {
-                            ArrowRows::Ipc(messages)
-                        } else {
-                            ArrowRows::Batches(workers::decode(messages))
+                        let lookup = match fingerprint {
+                            Some(f) => {
+                                self.cache
+                                    .key(&info, &hint.reads, f, self.planner.base_state())
+                                    .await
+                            }
+                            None => None,
                         };
-                        return Ok((prepared.schema(), rows));
+                        if let Some(lookup) = lookup {
+                            // The execution belongs to the cache (identical queries share
+                            // it), so it owns what it needs.
+                            let planner = self.planner.clone();
+                            let warehouse = if Planner::reads_data(logical) {
+                                Some(warehouse.clone()?)
+                            } else {
+                                None
+                            };
+                            let (meta, info, logical) =
+                                (meta.clone(), info.clone(), logical.clone());
+                            let result_schema = Arc::new(logical.schema().as_arrow().clone());
+                            let optimized = optimized.take();
+                            let run = async move {
+                                let optimized = match optimized {
+                                    Some(o) => o,
+                                    None => planner.optimize(logical, Vec::new(), &info)?,
+                                };
+                                let planned = planner.physical(&optimized).await?;
+                                match warehouse {
+                                    Some(warehouse) => {
+                                        let plan = planner::codec::encode_plan(&planned.physical)?;
+                                        warehouse.execute_flight(meta, plan).await
+                                    }
+                                    None => Ok(ipc_messages(planner.run_locally(&planned, &info)?)),
+                                }
+                            };
+                            let (messages, served) =
+                                self.cache.answer(lookup, text, result_schema, run).await?;
+                            tracing::debug!(
+                                cache = served.as_str(),
+                                "answered through the result cache"
+                            );
+                            let rows = if ipc {
+                                ArrowRows::Ipc(messages)
+                            } else {
+                                ArrowRows::Batches(workers::decode(messages))
+                            };
+                            return Ok((prepared.schema(), rows));
+                        }
                     }
+                    let optimized = match optimized {
+                        Some(o) => o,
+                        None => self.planner.optimize(logical.clone(), params, &info)?,
+                    };
                     let planned = self.planner.physical(&optimized).await?;
                     let rows = if Planner::reads_data(logical) {
                         let warehouse = warehouse?;

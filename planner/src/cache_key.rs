@@ -50,16 +50,11 @@ pub struct DataTable {
 
 /// Whether the answer of `plan` (as planned, before optimization: `now()` is still a call)
 /// may be cached, and what it reads; `Err` says why not.
-/// Table names are resolved against `state`'s default catalog and schema.
-pub fn cacheability(plan: &LogicalPlan, state: &SessionState) -> Result<Reads, String> {
+/// Unqualified table names resolve in `defaults` (catalog, schema).
+pub fn cacheability(plan: &LogicalPlan, defaults: (&str, &str)) -> Result<Reads, String> {
     let mut tables: Vec<DataTable> = Vec::new();
     let mut catalog = false;
     let mut refusal: Option<String> = None;
-    let options = state.config_options();
-    let defaults = (
-        options.catalog.default_catalog.as_str(),
-        options.catalog.default_schema.as_str(),
-    );
     visit(plan, defaults, &mut tables, &mut catalog, &mut refusal);
     if let Some(reason) = refusal {
         return Err(reason);

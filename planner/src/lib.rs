@@ -217,13 +217,7 @@ impl Planner {
         let mut state = self.base.clone();
         state.config_mut().set_extension(Arc::new(session.clone()));
         // Unqualified table names resolve in the first schema of `search_path` that exists.
-        if let Some(schema) = session
-            .search_path()
-            .into_iter()
-            .find(|s| self.pg.names.namespaces.values().any(|n| n == s))
-        {
-            state.config_mut().options_mut().catalog.default_schema = schema;
-        }
+        state.config_mut().options_mut().catalog.default_schema = self.default_schema(session);
         state
     }
 
@@ -356,6 +350,26 @@ impl Planner {
             plan: optimized,
             state,
         })
+    }
+
+    /// What a query's answer depends on, if the result cache may keep it (see
+    /// [`cache_key::cacheability`]); names resolve as the session would resolve them.
+    pub fn cache_reads(
+        &self,
+        plan: &LogicalPlan,
+        session: &SessionInfo,
+    ) -> Result<cache_key::Reads, String> {
+        cache_key::cacheability(plan, (CATALOG, &self.default_schema(session)))
+    }
+
+    /// The schema unqualified table names resolve in: the first of `search_path` that
+    /// exists.
+    fn default_schema(&self, session: &SessionInfo) -> String {
+        session
+            .search_path()
+            .into_iter()
+            .find(|s| self.pg.names.namespaces.values().any(|n| n == s))
+            .unwrap_or_else(|| self.base.config_options().catalog.default_schema.clone())
     }
 
     /// The physical plan of an optimized query.

@@ -37,7 +37,7 @@ use datafusion::datasource::listing::ListingTableUrl;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use planner::cache_key;
-use planner::{ErrorKind, OptimizedQuery, Planner, QueryError, SessionInfo};
+use planner::{ErrorKind, Planner, QueryError, SessionInfo};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use workers::FlightStream;
@@ -157,8 +157,6 @@ pub struct Stats {
     pub restored: AtomicU64,
     pub shared: AtomicU64,
     pub misses: AtomicU64,
-    /// Queries the cache did not consider (bypassed, or not cacheable).
-    pub uncached: AtomicU64,
     pub stored: AtomicU64,
     pub too_large: AtomicU64,
     pub evicted: AtomicU64,
@@ -222,30 +220,25 @@ impl ResultCache {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cache key of a query, or None when its answer is not to be cached (turned off
-    /// for the session, a non-deterministic plan, a table that cannot be listed).
+    /// Whether the cache is to be used for a session's queries at all (on, and not turned
+    /// off with `use_cached_result = false`).
+    pub fn applies(&self, session: &SessionInfo) -> bool {
+        self.config.enabled
+            && !session
+                .settings
+                .get(BYPASS_SETTING)
+                .is_some_and(|v| is_false(&v))
+    }
+
+    /// The cache key of a query from what it reads and its optimized plan's fingerprint,
+    /// or None when a table cannot be listed (the query then runs and reports it).
     pub async fn key(
         &self,
         session: &SessionInfo,
-        logical: &datafusion::logical_expr::LogicalPlan,
-        optimized: &OptimizedQuery,
+        reads: &cache_key::Reads,
+        fingerprint: [u8; 32],
+        state: &datafusion::execution::SessionState,
     ) -> Option<Lookup> {
-        let bypass = session
-            .settings
-            .get(BYPASS_SETTING)
-            .is_some_and(|v| is_false(&v));
-        if !self.config.enabled || bypass {
-            return None;
-        }
-        let state = optimized.state();
-        let reads = match cache_key::cacheability(logical, state) {
-            Ok(reads) => reads,
-            Err(reason) => {
-                tracing::debug!("not cached: {reason}");
-                return None;
-            }
-        };
-        let fingerprint = cache_key::fingerprint(&optimized.plan)?;
         let mut hasher = Sha256::new();
         hasher.update(b"sluice-result-v1\0");
         hasher.update(fingerprint);
@@ -253,8 +246,8 @@ impl ResultCache {
         hasher.update(b"\0tz=");
         hasher.update(session.settings.get("timezone").unwrap_or_default());
         let mut tables = Vec::with_capacity(reads.tables.len());
-        for table in reads.tables {
-            let digest = match self.version(state, &table).await {
+        for table in &reads.tables {
+            let digest = match self.version(state, table).await {
                 Ok(digest) => digest,
                 Err(e) => {
                     tracing::debug!("not cached: {}", e.message);
@@ -265,7 +258,7 @@ impl ResultCache {
             hasher.update(table.name.as_bytes());
             hasher.update(b"@");
             hasher.update(digest.as_bytes());
-            tables.push(table.name);
+            tables.push(table.name.clone());
         }
         if reads.catalog {
             // Catalog rows are filtered by grants and some come from the session itself:
@@ -349,10 +342,8 @@ impl ResultCache {
         F: Future<Output = Result<FlightStream, QueryError>> + Send + 'static,
     {
         let key = lookup.key;
-        if let Some(entry) = self.memory().get(&key, self.config.ttl) {
-            entry.hits.fetch_add(1, Ordering::Relaxed);
-            self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((entry.stream(), Served::Hit));
+        if let Some(hit) = self.hit(&key) {
+            return Ok(hit);
         }
         if lookup.shared {
             if let Some(entry) = self.restore(&key, &lookup.tables).await {
@@ -365,6 +356,10 @@ impl ResultCache {
         }
         let (mut subscriber, served) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            // A flight that just ended put its entry in memory before leaving this map.
+            if let Some(hit) = self.hit(&key) {
+                return Ok(hit);
+            }
             match inflight.get(&key).and_then(|f| f.subscribe()) {
                 Some(subscriber) => (subscriber, Served::Shared),
                 None => {
@@ -384,6 +379,14 @@ impl ResultCache {
         };
         subscriber.ready().await?;
         Ok((subscriber.into_stream(), served))
+    }
+
+    /// The answer from memory, counted.
+    fn hit(&self, key: &Key) -> Option<(FlightStream, Served)> {
+        let entry = self.memory().get(key, self.config.ttl)?;
+        entry.hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        Some((entry.stream(), Served::Hit))
     }
 
     /// Run a query into `flight` on a task of its own; keep the result if it is complete
@@ -417,7 +420,6 @@ impl ResultCache {
                     Some(Err(e)) => flight.finish(Err(e)),
                     None => {}
                 }
-                cache.forget_flight(&key, &flight);
                 if let Some((messages, bytes)) = flight.kept() {
                     let rows = messages
                         .iter()
@@ -450,6 +452,8 @@ impl ResultCache {
                     }
                     cache.keep_in_memory(entry);
                 }
+                // After the entry is in memory: a query arriving now finds one or the other.
+                cache.forget_flight(&key, &flight);
             }
             .instrument(tracing::Span::current()),
         );
