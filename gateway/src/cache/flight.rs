@@ -320,15 +320,15 @@ mod tests {
     #[tokio::test]
     async fn late_subscribers_read_from_the_start_and_the_result_is_kept() {
         let flight = Flight::new(1 << 20);
-        let first = flight.subscribe().unwrap();
+        let first = flight.subscribe().expect("joinable");
         flight.push(batch(1));
-        let second = flight.subscribe().unwrap();
+        let second = flight.subscribe().expect("joinable");
         flight.push(batch(2));
         flight.finish(Ok(()));
         for sub in [first, second] {
             let got: Vec<u8> = sub
                 .into_stream()
-                .map(|b| value(&b.unwrap()))
+                .map(|b| value(&b.expect("a message")))
                 .collect()
                 .await;
             assert_eq!(got, vec![1, 2]);
@@ -346,10 +346,13 @@ mod tests {
     #[tokio::test]
     async fn past_the_limit_nobody_joins_and_read_messages_are_dropped() {
         let flight = Flight::new(1);
-        let mut sub = flight.subscribe().unwrap();
+        let mut sub = flight.subscribe().expect("joinable");
         assert!(matches!(flight.push(batch(1)), Pushed::Overflowed));
         assert!(flight.subscribe().is_none());
-        assert_eq!(value(&sub.next().await.unwrap().unwrap()), 1);
+        assert_eq!(
+            value(&sub.next().await.expect("more").expect("a message")),
+            1
+        );
         flight.push(batch(2));
         assert_eq!(
             flight.lock().buffer.len(),
@@ -357,7 +360,10 @@ mod tests {
             "message 1 was read and dropped"
         );
         flight.finish(Ok(()));
-        assert_eq!(value(&sub.next().await.unwrap().unwrap()), 2);
+        assert_eq!(
+            value(&sub.next().await.expect("more").expect("a message")),
+            2
+        );
         assert!(sub.next().await.is_none());
         assert!(flight.kept().is_none());
     }
@@ -365,14 +371,14 @@ mod tests {
     #[tokio::test]
     async fn errors_reach_every_subscriber_and_the_last_one_leaving_abandons() {
         let flight = Flight::new(1 << 20);
-        let mut a = flight.subscribe().unwrap();
-        let b = flight.subscribe().unwrap();
+        let mut a = flight.subscribe().expect("joinable");
+        let b = flight.subscribe().expect("joinable");
         drop(b);
         flight.finish(Err(QueryError::internal("boom")));
         assert!(a.ready().await.is_err());
         drop(a);
         tokio::time::timeout(std::time::Duration::from_secs(1), flight.abandoned())
             .await
-            .unwrap();
+            .expect("abandoned at once");
     }
 }
