@@ -49,7 +49,8 @@ class OidcProvider:
         self.log_path = pathlib.Path(self.dir) / f"provider-{time.time_ns()}.log"
         self.proc = subprocess.Popen(["node", str(HERE / "node" / "oidc_provider.mjs")], env=env,
                                      stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
+        # Node loads oidc-provider's modules from a cold disk cache on a fresh clone.
+        deadline = time.time() + 90
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the OIDC provider exited:\n{self.log_path.read_text()}")

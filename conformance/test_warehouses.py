@@ -271,9 +271,10 @@ def test_a_memory_hungry_query_fails_alone(server, monitor):
     """A query over its share of worker_memory_limit fails with 53200 while another query
     runs on the same worker: that one completes, and the worker stays."""
     (worker_before,) = workers_of(monitor, "small")
-    # A query in flight on the same (only) worker: a few rows read, the rest pending.
+    # A query in flight on the same (only) worker: a few rows read, the rest pending (far
+    # more than the sockets between the processes hold, so the worker cannot finish).
     other = PgRaw(server.pg_host, server.pg_port, "tester", server.token, database="small")
-    other.send(b"Q", b"SELECT o_orderkey FROM tpch.orders\0")
+    other.send(b"Q", b"SELECT a.o_orderkey, b.n_name FROM tpch.orders a, tpch.nation b\0")
     assert other.read()[0] == b"T"
     for _ in range(10):
         assert other.read()[0] == b"D"
@@ -290,7 +291,7 @@ def test_a_memory_hungry_query_fails_alone(server, monitor):
         kind, body = other.read()
         assert kind in (b"D", b"C"), body
         rows += kind == b"D"
-    assert rows == 15000
+    assert rows == 15000 * 25
     other.sock.close()
     (worker_after,) = workers_of(monitor, "small")
     assert worker_after[:2] == worker_before[:2] and worker_after[2] == "ready"
