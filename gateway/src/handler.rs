@@ -579,76 +579,21 @@ impl Engine {
                 };
                 let run = async {
                     let info = session.info();
-                    let hint = cache.as_ref().filter(|_| self.cache.applies(&info));
-                    // The optimized plan, when it was needed to know the fingerprint (a
-                    // statement without parameters that ran before skips optimizing).
-                    let mut optimized = None;
-                    if let Some(hint) = hint {
-                        let fingerprint = match hint.fingerprint.get() {
-                            Some(known) if params.is_empty() => *known,
-                            _ => {
-                                let o = self.planner.optimize(
-                                    logical.clone(),
-                                    params.clone(),
-                                    &info,
-                                )?;
-                                let fingerprint = planner::cache_key::fingerprint(&o.plan);
-                                if params.is_empty() {
-                                    let _ = hint.fingerprint.set(fingerprint);
-                                }
-                                optimized = Some(o);
-                                fingerprint
-                            }
-                        };
-                        let lookup = match fingerprint {
-                            Some(f) => {
-                                self.cache
-                                    .key(&info, &hint.reads, f, self.planner.base_state())
-                                    .await
-                            }
-                            None => None,
-                        };
-                        if let Some(lookup) = lookup {
-                            // The execution belongs to the cache (identical queries share
-                            // it), so it owns what it needs.
-                            let planner = self.planner.clone();
-                            let warehouse = if Planner::reads_data(logical) {
-                                Some(warehouse.clone()?)
-                            } else {
-                                None
-                            };
-                            let (meta, info, logical) =
-                                (meta.clone(), info.clone(), logical.clone());
-                            let result_schema = Arc::new(logical.schema().as_arrow().clone());
-                            let optimized = optimized.take();
-                            let run = async move {
-                                let optimized = match optimized {
-                                    Some(o) => o,
-                                    None => planner.optimize(logical, Vec::new(), &info)?,
-                                };
-                                let planned = planner.physical(&optimized).await?;
-                                match warehouse {
-                                    Some(warehouse) => {
-                                        let plan = planner::codec::encode_plan(&planned.physical)?;
-                                        warehouse.execute_flight(meta, plan).await
-                                    }
-                                    None => Ok(ipc_messages(planner.run_locally(&planned, &info)?)),
-                                }
-                            };
-                            let (messages, served) =
-                                self.cache.answer(lookup, text, result_schema, run).await?;
-                            tracing::debug!(
-                                cache = served.as_str(),
-                                "answered through the result cache"
-                            );
-                            let rows = if ipc {
-                                ArrowRows::Ipc(messages)
-                            } else {
-                                ArrowRows::Batches(workers::decode(messages))
-                            };
-                            return Ok((prepared.schema(), rows));
-                        }
-                    }
+                    let optimized = match self
+                        .through_cache(
+                            cache.as_deref(),
+                            &info,
+                            prepared,
+                            &params,
+                            &meta,
+                            &warehouse,
+                            ipc,
+                        )
+                        .await?
+                    {
+                        Cached::Answered(rows) => return Ok((prepared.schema(), rows)),
+                        Cached::Not(optimized) => optimized,
+                    };
                     let optimized = match optimized {
                         Some(o) => o,
                         None => self.planner.optimize(logical.clone(), params, &info)?,
@@ -691,6 +636,96 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// What [`Engine::through_cache`] did. (Made once per query: the size of the plan it may
+/// carry does not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Cached {
+    /// The answer: kept, shared with an identical running query, or run for the cache.
+    Answered(ArrowRows),
+    /// Not through the cache; the optimized plan if it was made on the way.
+    Not(Option<planner::OptimizedQuery>),
+}
+
+impl Engine {
+    /// Answer a query through the result cache when its plan allows it and the session
+    /// has not turned the cache off. A statement without parameters that ran before skips
+    /// the optimizer: its fingerprint is kept with the statement.
+    #[allow(clippy::too_many_arguments)]
+    async fn through_cache(
+        &self,
+        hint: Option<&CacheHint>,
+        info: &planner::SessionInfo,
+        prepared: &Prepared,
+        params: &[ScalarValue],
+        meta: &QueryMeta,
+        warehouse: &Result<Arc<workers::Warehouse>, QueryError>,
+        ipc: bool,
+    ) -> Result<Cached, QueryError> {
+        let (Some(hint), Prepared::Query { text, logical, .. }) = (hint, prepared) else {
+            return Ok(Cached::Not(None));
+        };
+        if !self.cache.applies(info) {
+            return Ok(Cached::Not(None));
+        }
+        let mut optimized = None;
+        let fingerprint = match hint.fingerprint.get() {
+            Some(known) if params.is_empty() => *known,
+            _ => {
+                let o = self
+                    .planner
+                    .optimize(logical.clone(), params.to_vec(), info)?;
+                let fingerprint = planner::cache_key::fingerprint(&o.plan);
+                if params.is_empty() {
+                    let _ = hint.fingerprint.set(fingerprint);
+                }
+                optimized = Some(o);
+                fingerprint
+            }
+        };
+        let Some(fingerprint) = fingerprint else {
+            return Ok(Cached::Not(optimized));
+        };
+        let Some(lookup) = self
+            .cache
+            .key(info, &hint.reads, fingerprint, self.planner.base_state())
+            .await
+        else {
+            return Ok(Cached::Not(optimized));
+        };
+        // The execution belongs to the cache (identical queries share it), so it owns
+        // what it needs.
+        let planner = self.planner.clone();
+        let warehouse = if Planner::reads_data(logical) {
+            Some(warehouse.clone()?)
+        } else {
+            None
+        };
+        let (meta, info, logical) = (meta.clone(), info.clone(), logical.clone());
+        let result_schema = Arc::new(logical.schema().as_arrow().clone());
+        let run = async move {
+            let optimized = match optimized {
+                Some(o) => o,
+                None => planner.optimize(logical, Vec::new(), &info)?,
+            };
+            let planned = planner.physical(&optimized).await?;
+            match warehouse {
+                Some(warehouse) => {
+                    let plan = planner::codec::encode_plan(&planned.physical)?;
+                    warehouse.execute_flight(meta, plan).await
+                }
+                None => Ok(ipc_messages(planner.run_locally(&planned, &info)?)),
+            }
+        };
+        let (messages, served) = self.cache.answer(lookup, text, result_schema, run).await?;
+        tracing::debug!(cache = served.as_str(), "answered through the result cache");
+        Ok(Cached::Answered(if ipc {
+            ArrowRows::Ipc(messages)
+        } else {
+            ArrowRows::Batches(workers::decode(messages))
+        }))
     }
 }
 
