@@ -6,7 +6,8 @@
 //!  security, tz  ──┘                    hit: stream it          hit: load, stream     join it
 //!                                                                                    else lead:
 //!                                            driver task runs the query, every subscriber
-//!                                            streams as batches arrive, result kept if small
+//!                                            streams its IPC messages as they arrive, the
+//!                                            result kept if small
 //! ```
 //!
 //! **The guarantee**: a table's version is the digest of its file listing (path, size,
@@ -15,9 +16,10 @@
 //! therefore never answered from the cache more than `metadata_refresh` (default 1 s) after
 //! the change. Plans calling non-immutable functions (`now()`, `random()`, `current_user`)
 //! or reading live tables (`system.*`) are never cached. Authorization runs before the
-//! lookup, so a principal without a grant is refused, never served. Catalog answers
-//! (pg_catalog, information_schema) are keyed by the asking session as a whole and kept
-//! only in memory: the catalog does not change while the process runs.
+//! lookup, so a principal without a grant is refused, never served. Answers that read
+//! pg_catalog or information_schema (alone or with data tables) are keyed by the asking
+//! session as a whole and kept only in memory: the catalog does not change while the
+//! process runs.
 
 mod flight;
 mod lru;
@@ -43,7 +45,6 @@ use tracing::Instrument;
 use workers::FlightStream;
 
 use flight::Flight;
-pub use flight::Subscriber;
 use lru::Lru;
 
 /// The session setting (and Flight SQL header, HS2 confOverlay key) that turns the cache
@@ -54,7 +55,7 @@ pub const BYPASS_SETTING: &str = "use_cached_result";
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheConfig {
     pub enabled: bool,
-    /// Bytes of Arrow data the memory tier holds at most.
+    /// Bytes of results (Arrow IPC messages) the memory tier holds at most.
     pub memory_budget: u64,
     /// Results larger than this stream through without being kept.
     pub max_entry_bytes: u64,
