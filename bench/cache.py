@@ -5,12 +5,13 @@ import pathlib
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
 import psycopg
+
+import serving
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = pathlib.Path(os.environ["CARGO_TARGET_DIR"])
@@ -98,29 +99,8 @@ def latencies(prefix):
     return values
 
 
-def rss_bytes(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def main():
-    config = OUT / "sluice.toml"
-    config.write_text(CONFIG)
-    endpoints = DATA / "endpoints.json"
-    endpoints.unlink(missing_ok=True)
-    sluice = subprocess.Popen([str(TARGET / "release" / "sluice"), "serve", "--config", str(config),
-                               "--data-dir", str(DATA), "--demo-scale", SCALE, "--pg-addr", "127.0.0.1:0",
-                               "--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"],
-                              stdout=open(OUT / "sluice.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        while not endpoints.exists():
-            if sluice.poll() is not None:
-                raise SystemExit((OUT / "sluice.log").read_text())
-            time.sleep(0.5)
-        ep = json.loads(endpoints.read_text())
-        token = (DATA / "dev-token").read_text().strip()
+    with serving.sluice(TARGET, DATA, OUT, SCALE, CONFIG) as (sluice, ep, token):
         host, port = ep["pg"].rsplit(":", 1)
         http = f"http://{ep['http']}"
         dsn = f"host={host} port={port} user=bench password={token} dbname=default sslmode=disable"
@@ -144,7 +124,7 @@ def main():
             with urllib.request.urlopen(f"{http}/healthz", timeout=5) as r:
                 return json.loads(r.read())
 
-        rss_at_start = rss_bytes(sluice.pid)
+        rss_at_start = serving.rss_bytes(sluice.pid)
         # 1. Dashboard, cold then warm, a few times.
         passes = []
         for _ in range(PASSES):
@@ -188,7 +168,7 @@ def main():
         cache = health()["cache"]
         memory = {"measure": "memory", "cache_bytes": cache["bytes"], "budget": cache["budget"],
                   "entries": cache["entries"], "gateway_rss_at_start": rss_at_start,
-                  "gateway_rss_bytes": rss_bytes(sluice.pid)}
+                  "gateway_rss_bytes": serving.rss_bytes(sluice.pid)}
         print(json.dumps(memory), flush=True)
 
         summary = {
@@ -201,9 +181,6 @@ def main():
             "errors": sum(p["errors"] for p in passes) + sum(t["failed"] for t in throughput),
         }
         print(json.dumps(summary), flush=True)
-    finally:
-        sluice.terminate()
-        sluice.wait(30)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import time
 
 import psycopg
 
+import serving
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = pathlib.Path(os.environ["CARGO_TARGET_DIR"])
 SCALE = sys.argv[1]
@@ -121,22 +123,8 @@ def burst(dsn, monitor, name):
 
 
 def main():
-    config = OUT / "sluice.toml"
-    config.write_text(CONFIG)
-    endpoints = DATA / "endpoints.json"
-    endpoints.unlink(missing_ok=True)
-    sluice = subprocess.Popen([str(TARGET / "release" / "sluice"), "serve", "--config", str(config),
-                               "--data-dir", str(DATA), "--demo-scale", SCALE, "--pg-addr", "127.0.0.1:0",
-                               "--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0"],
-                              stdout=open(OUT / "sluice.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        while not endpoints.exists():
-            if sluice.poll() is not None:
-                raise SystemExit((OUT / "sluice.log").read_text())
-            time.sleep(0.5)
+    with serving.sluice(TARGET, DATA, OUT, SCALE, CONFIG) as (_, ep, token):
         time.sleep(3)
-        ep = json.loads(endpoints.read_text())
-        token = (DATA / "dev-token").read_text().strip()
         port = ep["pg"].rsplit(":", 1)[1]
 
         def dsn(db):
@@ -166,9 +154,6 @@ def main():
             "overhead_ms": {f["sql"][:40]: f["overhead_ms"] for f in overhead},
         }
         print(json.dumps(summary), flush=True)
-    finally:
-        sluice.terminate()
-        sluice.wait(30)
 
 
 if __name__ == "__main__":

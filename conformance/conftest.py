@@ -117,6 +117,17 @@ def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=Fals
     raise RuntimeError(f"sluice did not become healthy:\n{pathlib.Path(log_path).read_text()}")
 
 
+def wait_for(predicate, timeout, what):
+    """The first truthy value of `predicate()`, polled every 50 ms for `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def sluice():
     server = start_sluice()

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from databricks import sql as dbsql
 
-from conftest import sluice_bin, start_sluice
+from conftest import wait_for, sluice_bin, start_sluice
 from pgraw import PgRaw
 
 # A hash join of orders with itself: seconds of work on a worker (debug build), yielding
@@ -81,16 +81,6 @@ select = ["tpch.*"]
 roles = ["etl"]
 warehouse = "etl"
 """
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

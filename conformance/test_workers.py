@@ -10,7 +10,7 @@ import duckdb
 import psycopg
 import pytest
 
-from conftest import start_sluice
+from conftest import wait_for, start_sluice
 
 # A hash join of lineitem with itself on a three-valued key: minutes of work, no rows until
 # the end, and it stops between batches when cancelled.
@@ -28,16 +28,6 @@ def server():
 
 def workers(server):
     return server.health()["warehouses"][0]["workers"]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_worker_while_its_query_streams(server):

@@ -154,8 +154,8 @@ pub struct CacheHint {
 
 /// Statements planned before, by SQL text and the session context planning reads (user,
 /// database, settings), for those whose answers may be cached: BI tools send the same text
-/// again and again. Plans hold nothing of the principal (authorization is checked again on
-/// every use), and the catalog does not change while the process runs.
+/// again and again. Plans hold nothing of the principal (the planner authorizes them again
+/// for every session that uses them), and the catalog does not change while the process runs.
 #[derive(Debug, Default)]
 struct PlanMemo {
     plans: Mutex<HashMap<(String, String), Vec<Prepared>>>,
@@ -176,20 +176,10 @@ impl PlanMemo {
         context
     }
 
-    /// The statements planned for this text, if the session may read every table they do.
-    fn get(&self, key: &(String, String), session: &Session) -> Option<Vec<Prepared>> {
+    /// The statements planned for this text (to be authorized for the session using them).
+    fn get(&self, key: &(String, String)) -> Option<Vec<Prepared>> {
         let plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        let prepared = plans.get(key)?;
-        let allowed = prepared.iter().all(|p| match p {
-            Prepared::Query {
-                cache: Some(hint), ..
-            } => hint.reads.tables.iter().all(|t| {
-                let (schema, table) = t.name.split_once('.').unwrap_or(("", t.name.as_str()));
-                session.access.can_read(planner::CATALOG, schema, table)
-            }),
-            _ => false,
-        });
-        allowed.then(|| prepared.clone())
+        plans.get(key).cloned()
     }
 
     fn put(&self, key: (String, String), prepared: &[Prepared]) {
@@ -392,10 +382,8 @@ impl Engine {
                 return Ok(prepared);
             }
         }
-        let logical = self
-            .planner
-            .logical_plan(statement, &session.info())
-            .await?;
+        let info = session.info();
+        let logical = self.planner.logical_plan(statement, &info).await?;
         let param_types = Planner::parameter_types(&logical)?;
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
@@ -410,7 +398,7 @@ impl Engine {
             text.push('…');
         }
         let cache = if self.cache.config().enabled {
-            match self.planner.cache_reads(&logical, &session.info()) {
+            match self.planner.cache_reads(&logical, &info) {
                 Ok(reads) => Some(Arc::new(CacheHint {
                     reads,
                     fingerprint: OnceLock::new(),
@@ -459,7 +447,13 @@ impl Handler for Engine {
             .enabled
             .then(|| (sql.to_string(), PlanMemo::context(session)));
         if let Some(key) = &memo_key {
-            if let Some(prepared) = self.memo.get(key, session) {
+            if let Some(prepared) = self.memo.get(key) {
+                let info = session.info();
+                for statement in &prepared {
+                    if let Prepared::Query { logical, .. } = statement {
+                        self.planner.authorize(logical, &info)?;
+                    }
+                }
                 return Ok(prepared);
             }
         }

@@ -269,7 +269,7 @@ impl Planner {
                     "this warehouse is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) can run",
                 )
             })?;
-        authorize(&plan, &state, &session.access)?;
+        self.authorize(&plan, session)?;
         Ok(plan)
     }
 
@@ -350,6 +350,16 @@ impl Planner {
             plan: optimized,
             state,
         })
+    }
+
+    /// Check that the session may read every data table `plan` reads (views and subqueries
+    /// included): planning does, and so does every reuse of a plan made for another session.
+    pub fn authorize(&self, plan: &LogicalPlan, session: &SessionInfo) -> Result<(), QueryError> {
+        authorize(
+            plan,
+            (CATALOG, &self.default_schema(session)),
+            &session.access,
+        )
     }
 
     /// What a query's answer depends on, if the result cache may keep it (see
@@ -506,22 +516,22 @@ fn column_origin(
 /// Refuse a plan that reads a table the session has no grant on: every table scan counts,
 /// in joins, subqueries, CTEs, `EXPLAIN` and the plans of views. pg_catalog,
 /// information_schema and table functions are open to every session.
-fn authorize(plan: &LogicalPlan, state: &SessionState, access: &Access) -> Result<(), QueryError> {
+fn authorize(
+    plan: &LogicalPlan,
+    defaults: (&str, &str),
+    access: &Access,
+) -> Result<(), QueryError> {
     if access.reads_all() {
         return Ok(());
     }
-    let options = state.config_options();
-    let (catalog, schema) = (
-        options.catalog.default_catalog.as_str(),
-        options.catalog.default_schema.as_str(),
-    );
+    let (catalog, schema) = defaults;
     let mut denied: Option<QueryError> = None;
     let _ = plan.apply_with_subqueries(|node| {
         let LogicalPlan::TableScan(scan) = node else {
             return Ok(TreeNodeRecursion::Continue);
         };
         if let Some(view) = scan.source.get_logical_plan() {
-            if let Err(e) = authorize(&view, state, access) {
+            if let Err(e) = authorize(&view, defaults, access) {
                 denied = Some(e);
                 return Ok(TreeNodeRecursion::Stop);
             }

@@ -1,0 +1,43 @@
+"""What the bench harnesses share: a release `sluice serve` started on free ports for the
+length of a `with` block, and the resident memory of a process."""
+import contextlib
+import json
+import pathlib
+import subprocess
+import time
+
+
+@contextlib.contextmanager
+def sluice(target, data, out, scale, config_text=None):
+    """Start `<target>/release/sluice serve` on `data` (generating TPC-H at `scale` there if
+    needed), logging to `out/sluice.log`; yields (process, endpoints, dev token) once the
+    endpoints are written, and stops the server on exit."""
+    out = pathlib.Path(out)
+    cmd = [str(pathlib.Path(target) / "release" / "sluice"), "serve", "--data-dir", str(data),
+           "--demo-scale", str(scale), "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+           "--flight-addr", "127.0.0.1:0"]
+    if config_text is not None:
+        config = out / "sluice.toml"
+        config.write_text(config_text)
+        cmd += ["--config", str(config)]
+    endpoints = pathlib.Path(data) / "endpoints.json"
+    endpoints.unlink(missing_ok=True)
+    proc = subprocess.Popen(cmd, stdout=open(out / "sluice.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        while not endpoints.exists():
+            if proc.poll() is not None:
+                raise SystemExit((out / "sluice.log").read_text())
+            time.sleep(0.5)
+        token = (pathlib.Path(data) / "dev-token").read_text().strip()
+        yield proc, json.loads(endpoints.read_text()), token
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
