@@ -99,13 +99,7 @@ impl Grants {
     ) -> impl Iterator<Item = &'a Vec<[String; 3]>> + 'a {
         self.grants
             .iter()
-            .filter(|(g, _)| {
-                g.principals
-                    .iter()
-                    .any(|p| *p == principal.id || *p == principal.name)
-                    || g.roles.iter().any(|r| principal.roles.contains(r))
-                    || g.groups.iter().any(|gr| principal.groups.contains(gr))
-            })
+            .filter(|(g, _)| names(principal, &g.principals, &g.roles, &g.groups))
             .map(|(_, patterns)| patterns)
     }
 }
@@ -146,6 +140,21 @@ fn glob(pattern: &str, name: &str) -> bool {
         }
     }
     rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Whether a config entry that names principals (by id or name), roles and groups names
+/// this principal: the rule of `[[grants]]` and of `[[routing]]`.
+pub fn names(
+    principal: &Principal,
+    principals: &[String],
+    roles: &[String],
+    groups: &[String],
+) -> bool {
+    principals
+        .iter()
+        .any(|p| *p == principal.id || *p == principal.name)
+        || roles.iter().any(|r| principal.roles.contains(r))
+        || groups.iter().any(|g| principal.groups.contains(g))
 }
 
 #[cfg(test)]

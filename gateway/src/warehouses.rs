@@ -31,9 +31,7 @@ pub struct Route {
 
 impl Route {
     fn matches(&self, p: &Principal) -> bool {
-        self.principals.iter().any(|n| *n == p.name || *n == p.id)
-            || self.roles.iter().any(|r| p.roles.contains(r))
-            || self.groups.iter().any(|g| p.groups.contains(g))
+        auth::names(p, &self.principals, &self.roles, &self.groups)
     }
 }
 

@@ -355,6 +355,9 @@ impl Planner {
     /// Check that the session may read every data table `plan` reads (views and subqueries
     /// included): planning does, and so does every reuse of a plan made for another session.
     pub fn authorize(&self, plan: &LogicalPlan, session: &SessionInfo) -> Result<(), QueryError> {
+        if session.access.reads_all() {
+            return Ok(());
+        }
         authorize(
             plan,
             (CATALOG, &self.default_schema(session)),
