@@ -1,8 +1,13 @@
-//! Grants: which principals may SELECT which tables.
+//! Grants: which principals may SELECT which tables, and who holds the warehouse-wide
+//! privileges (`MONITOR`: every principal's queries, the admin page).
 //!
 //! A `[[grants]]` entry names principals (by id or name), roles and groups, and the tables
 //! they may read as `catalog.schema.table` or `schema.table` patterns, where `*` matches
-//! any run of characters within one part. Nothing is readable without a grant.
+//! any run of characters within one part, and/or `privileges`. Nothing is readable
+//! without a grant. The set is replaced as a whole on reload ([`Grants::replace`]):
+//! sessions already open see the new grants from their next statement.
+
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
@@ -22,8 +27,19 @@ pub struct Grant {
     #[serde(default)]
     pub groups: Vec<String>,
     /// Table patterns: `catalog.schema.table` or `schema.table`, `*` as a wildcard.
+    #[serde(default)]
     pub select: Vec<String>,
+    /// Warehouse-wide privileges: [`MONITOR`].
+    #[serde(default)]
+    pub privileges: Vec<String>,
 }
+
+/// Sees every principal's queries (`system.query_history`, `system.queries`), `/metrics`
+/// aside, and uses the admin page (`/ui`) with its cancel button.
+pub const MONITOR: &str = "MONITOR";
+
+/// The privileges a grant may give.
+pub const PRIVILEGES: &[&str] = &[MONITOR];
 
 /// A fully qualified table name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,14 +63,34 @@ pub struct GrantError {
     pub reason: String,
 }
 
-/// All grants, checked.
-#[derive(Debug, Clone, Default)]
+type Checked = Vec<(Grant, Vec<[String; 3]>)>;
+
+/// All grants, checked; replaced as a whole on reload.
+#[derive(Debug, Default)]
 pub struct Grants {
-    grants: Vec<(Grant, Vec<[String; 3]>)>,
+    grants: RwLock<Arc<Checked>>,
 }
 
 impl Grants {
     pub fn new(grants: Vec<Grant>) -> Result<Self, GrantError> {
+        Ok(Self {
+            grants: RwLock::new(Arc::new(Self::check(grants)?)),
+        })
+    }
+
+    /// Take another (checked) set of grants: every session sees them from its next check.
+    pub fn replace(&self, other: &Grants) {
+        *self.grants.write().unwrap_or_else(|e| e.into_inner()) = other.current();
+    }
+
+    fn current(&self) -> Arc<Checked> {
+        self.grants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn check(grants: Vec<Grant>) -> Result<Checked, GrantError> {
         let mut checked = Vec::new();
         for (index, grant) in grants.into_iter().enumerate() {
             let err = |reason: String| GrantError { index, reason };
@@ -63,8 +99,20 @@ impl Grants {
                     "give it to at least one of principals, roles or groups".into(),
                 ));
             }
-            if grant.select.is_empty() {
-                return Err(err("select lists no tables".into()));
+            if grant.select.is_empty() && grant.privileges.is_empty() {
+                return Err(err(
+                    "it gives nothing: list tables in select or privileges".into()
+                ));
+            }
+            if let Some(unknown) = grant
+                .privileges
+                .iter()
+                .find(|p| !PRIVILEGES.contains(&p.to_ascii_uppercase().as_str()))
+            {
+                return Err(err(format!(
+                    "unknown privilege {unknown:?} (known: {})",
+                    PRIVILEGES.join(", ")
+                )));
             }
             let patterns = grant
                 .select
@@ -73,35 +121,44 @@ impl Grants {
                 .collect::<Result<_, _>>()?;
             checked.push((grant, patterns));
         }
-        Ok(Self { grants: checked })
+        Ok(checked)
     }
 
     /// May `principal` read `table`?
     pub fn allows(&self, principal: &Principal, table: &TableName) -> bool {
         let name = [&table.catalog, &table.schema, &table.table];
-        self.applicable(principal).any(|patterns| {
+        applicable(&self.current(), principal).any(|(_, patterns)| {
             patterns
                 .iter()
                 .any(|p| p.iter().zip(name).all(|(p, n)| glob(p, n)))
         })
     }
 
+    /// Does a grant give `principal` the warehouse-wide `privilege`?
+    pub fn has_privilege(&self, principal: &Principal, privilege: &str) -> bool {
+        applicable(&self.current(), principal).any(|(grant, _)| {
+            grant
+                .privileges
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(privilege))
+        })
+    }
+
     /// May `principal` read every table (a `*.*.*` grant)? Lets catalog listings skip
     /// per-table checks.
     pub fn allows_all(&self, principal: &Principal) -> bool {
-        self.applicable(principal)
-            .any(|patterns| patterns.iter().any(|p| p.iter().all(|part| part == "*")))
+        applicable(&self.current(), principal)
+            .any(|(_, patterns)| patterns.iter().any(|p| p.iter().all(|part| part == "*")))
     }
+}
 
-    fn applicable<'a>(
-        &'a self,
-        principal: &'a Principal,
-    ) -> impl Iterator<Item = &'a Vec<[String; 3]>> + 'a {
-        self.grants
-            .iter()
-            .filter(|(g, _)| names(principal, &g.principals, &g.roles, &g.groups))
-            .map(|(_, patterns)| patterns)
-    }
+fn applicable<'a>(
+    grants: &'a Checked,
+    principal: &'a Principal,
+) -> impl Iterator<Item = &'a (Grant, Vec<[String; 3]>)> + 'a {
+    grants
+        .iter()
+        .filter(|(g, _)| names(principal, &g.principals, &g.roles, &g.groups))
 }
 
 fn pattern(text: &str) -> Result<[String; 3], String> {
@@ -238,5 +295,41 @@ mod tests {
         }])
         .expect_err("four parts");
         assert!(err.to_string().contains("a.b.c.d"), "{err}");
+    }
+
+    #[test]
+    fn privileges_and_replacing_the_set() {
+        let ops = Principal {
+            roles: vec!["Ops".into()],
+            ..Principal::default()
+        };
+        let grants = Grants::new(vec![Grant {
+            roles: vec!["Ops".into()],
+            privileges: vec!["monitor".into()],
+            ..Grant::default()
+        }])
+        .expect("a privilege alone is a grant");
+        assert!(grants.has_privilege(&ops, MONITOR));
+        assert!(!grants.has_privilege(&Principal::default(), MONITOR));
+        assert!(!grants.allows(&ops, &t("sluice.tpch.nation")));
+        let err = Grants::new(vec![Grant {
+            roles: vec!["Ops".into()],
+            privileges: vec!["SUPERUSER".into()],
+            ..Grant::default()
+        }])
+        .expect_err("unknown privilege");
+        assert!(err.to_string().contains("SUPERUSER"), "{err}");
+        Grants::new(vec![Grant::default()]).expect_err("gives nothing");
+        // A replacement applies at once to every holder of the set.
+        grants.replace(
+            &Grants::new(vec![Grant {
+                roles: vec!["Ops".into()],
+                select: vec!["tpch.*".into()],
+                ..Grant::default()
+            }])
+            .expect("valid"),
+        );
+        assert!(!grants.has_privilege(&ops, MONITOR));
+        assert!(grants.allows(&ops, &t("sluice.tpch.nation")));
     }
 }

@@ -100,6 +100,7 @@ fn init_tracing(json: bool) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args).map_err(anyhow::Error::msg)?;
     init_tracing(settings.log_json);
+    let mut drain = settings.drain_timeout;
     let server = crate::server::Server::start(settings).await?;
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup())?;
@@ -110,7 +111,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 // SIGHUP: read the configuration again and apply what can change live.
                 match Settings::resolve(&args) {
                     Ok(settings) => match server.reload(&settings).await {
-                        Ok(()) => tracing::info!("configuration reloaded"),
+                        Ok(()) => {
+                            drain = settings.drain_timeout;
+                            tracing::info!("configuration reloaded");
+                        }
                         Err(e) => tracing::error!(error = %e, "reload failed; the previous configuration stays"),
                     },
                     Err(e) => tracing::error!(error = %e, "reload refused: the configuration is not valid; the previous one stays"),
@@ -119,7 +123,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    server.stop().await;
+    server.stop(drain).await;
     Ok(())
 }
 

@@ -101,6 +101,55 @@ pub struct FileConfig {
     /// `[cache]`: the result cache.
     #[serde(default)]
     pub cache: CacheFile,
+    /// `[metadata]`: where history (and, later, the managed catalog) persists.
+    #[serde(default)]
+    pub metadata: MetadataFile,
+    /// `[history]`: the query history.
+    #[serde(default)]
+    pub history: HistoryFile,
+    /// `[metrics]`: Prometheus metrics at /metrics.
+    #[serde(default)]
+    pub metrics: MetricsFile,
+    /// `[shutdown]`: how SIGTERM drains.
+    #[serde(default)]
+    pub shutdown: ShutdownFile,
+}
+
+/// `[metadata]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataFile {
+    /// `postgres://user:password@host:port/db`: a PostgreSQL store several gateways share.
+    /// Unset: an embedded store in the data dir. Also `SLUICE_METADATA_URL`.
+    pub url: Option<String>,
+}
+
+/// `[history]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryFile {
+    /// Keep a record of every statement (default true).
+    pub enabled: Option<bool>,
+    /// Records older than this are removed, e.g. "30d".
+    pub retention: Option<String>,
+    /// At most this many records are kept (default 1000000).
+    pub max_records: Option<usize>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// Serve and count metrics (default true).
+    pub enabled: Option<bool>,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownFile {
+    /// How long SIGTERM lets running statements finish before cancelling them, e.g. "30s".
+    pub drain_timeout: Option<String>,
 }
 
 /// `[cache]`.
@@ -238,6 +287,11 @@ pub struct Settings {
     pub tls: Option<TlsSource>,
     pub hs2: crate::hs2::Hs2Config,
     pub cache: crate::cache::CacheConfig,
+    /// PostgreSQL URL of the metadata store (None: embedded).
+    pub metadata_url: Option<String>,
+    pub history: crate::history::HistoryConfig,
+    pub metrics: bool,
+    pub drain_timeout: Duration,
 }
 
 /// Who may connect and what they may read.
@@ -388,6 +442,16 @@ impl Settings {
             tls: resolve_tls(args, file.tls, &base)?,
             hs2: resolve_hs2(&file.hs2)?,
             cache: resolve_cache(&file.cache, &base)?,
+            metadata_url: std::env::var("SLUICE_METADATA_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .or(file.metadata.url.clone()),
+            history: resolve_history(&file.history)?,
+            metrics: file.metrics.enabled.unwrap_or(true),
+            drain_timeout: match &file.shutdown.drain_timeout {
+                Some(v) => parse_duration(v).map_err(|e| format!("shutdown.drain_timeout: {e}"))?,
+                None => Duration::from_secs(30),
+            },
         })
     }
 }
@@ -647,6 +711,25 @@ fn resolve_cache(file: &CacheFile, base: &Path) -> Result<crate::cache::CacheCon
             base.join(location).to_string_lossy().into_owned()
         }
     });
+    Ok(config)
+}
+
+fn resolve_history(file: &HistoryFile) -> Result<crate::history::HistoryConfig, String> {
+    let mut config = crate::history::HistoryConfig::default();
+    if let Some(enabled) = file.enabled {
+        config.enabled = enabled;
+    }
+    if let Some(v) = &file.retention {
+        config.retention = parse_duration(v).map_err(|e| format!("history.retention: {e}"))?;
+    }
+    if let Some(n) = file.max_records {
+        if n == 0 {
+            return Err(
+                "history.max_records must be at least 1 (to keep none, set enabled = false)".into(),
+            );
+        }
+        config.max_records = n;
+    }
     Ok(config)
 }
 

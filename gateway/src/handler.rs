@@ -25,6 +25,7 @@ use planner::{Access, ErrorKind, Planner, QueryError};
 use tracing::Instrument;
 use workers::{BatchStream, QueryMeta};
 
+use crate::activity::{tracked_stream, Activity, StatementInfo};
 use crate::cache::ResultCache;
 use crate::session::{Session, WAREHOUSE_SETTING};
 use crate::warehouses::Warehouses;
@@ -262,8 +263,20 @@ pub enum ArrowRows {
     Ipc(workers::FlightStream),
 }
 
-/// How much of a statement's text `system.queries` keeps.
+/// How much of a statement's text `system.queries` and the history keep.
 const TEXT_LIMIT: usize = 4096;
+
+/// A statement's text cut to [`TEXT_LIMIT`] bytes.
+fn truncated(text: &str) -> String {
+    if text.len() <= TEXT_LIMIT {
+        return text.to_string();
+    }
+    let mut end = TEXT_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
 
 /// The handler of a gateway: planner, warehouses, authenticator and grants together.
 pub struct Engine {
@@ -272,6 +285,8 @@ pub struct Engine {
     pub authenticator: Arc<Authenticator>,
     pub grants: Arc<Grants>,
     pub cache: Arc<ResultCache>,
+    /// Running statements, history, metrics.
+    pub activity: Arc<Activity>,
     memo: PlanMemo,
     next_query: AtomicU64,
 }
@@ -287,6 +302,7 @@ impl Engine {
         authenticator: Arc<Authenticator>,
         grants: Arc<Grants>,
         cache: Arc<ResultCache>,
+        activity: Arc<Activity>,
     ) -> Self {
         Self {
             planner,
@@ -294,6 +310,7 @@ impl Engine {
             authenticator,
             grants,
             cache,
+            activity,
             memo: PlanMemo::default(),
             next_query: AtomicU64::new(1),
         }
@@ -306,6 +323,33 @@ impl Engine {
         } else {
             Access::granted(principal.clone(), self.grants.clone())
         }
+    }
+
+    /// Who runs a statement, for its history record.
+    fn statement_info(
+        &self,
+        session: &Session,
+        id: String,
+        text: &str,
+        warehouse: Option<String>,
+    ) -> StatementInfo {
+        StatementInfo {
+            id,
+            text: text.to_string(),
+            principal: session.principal.name.clone(),
+            principal_id: session.principal.id.clone(),
+            protocol: session.protocol.to_string(),
+            warehouse,
+        }
+    }
+
+    /// Forget plans made against the catalog as it was (tables reloaded).
+    pub fn catalog_changed(&self) {
+        self.memo
+            .plans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn query_id(&self) -> String {
@@ -388,15 +432,7 @@ impl Engine {
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
         let schema = self.planner.with_column_origins(&logical, schema);
-        let mut text = statement.to_string();
-        if text.len() > TEXT_LIMIT {
-            let mut end = TEXT_LIMIT;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-            text.push('…');
-        }
+        let text = truncated(&statement.to_string());
         let cache = if self.cache.config().enabled {
             match self.planner.cache_reads(&logical, &info) {
                 Ok(reads) => Some(Arc::new(CacheHint {
@@ -425,7 +461,15 @@ impl Engine {
 #[async_trait]
 impl Handler for Engine {
     async fn login(&self, token: &str, user: &str, database: &str) -> Result<Session, AuthError> {
-        let principal = self.authenticator.authenticate(token).await?;
+        let principal = match self.authenticator.authenticate(token).await {
+            Ok(principal) => principal,
+            Err(e) => {
+                if let Some(metrics) = &self.activity.metrics {
+                    metrics.auth_failure(e.code());
+                }
+                return Err(e);
+            }
+        };
         if principal.groups_overage {
             tracing::warn!(principal = %principal.name, "the token's groups did not fit in it (groups overage): grants to groups do not apply to this principal");
         }
@@ -441,6 +485,52 @@ impl Handler for Engine {
     }
 
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
+        let prepared = self.prepare_all(session, sql).await;
+        if let Err(e) = &prepared {
+            let info = self.statement_info(session, self.query_id(), &truncated(sql), None);
+            self.activity.failed(info, e);
+        }
+        prepared
+    }
+
+    async fn execute(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome, QueryError> {
+        match prepared {
+            Prepared::Session(command) => {
+                if let SessionCommand::Set { name, value } = command {
+                    if name == WAREHOUSE_SETTING && !value.is_empty() {
+                        self.warehouses.named(value)?;
+                    }
+                }
+                run_session_command(session, command)
+            }
+            Prepared::Query { .. } => match self.run_query(session, prepared, params, false).await?
+            {
+                (schema, ArrowRows::Batches(batches)) => Ok(Outcome::Rows { schema, batches }),
+                (_, ArrowRows::Ipc(_)) => Err(QueryError::internal(
+                    "undecoded rows for a front-end that needs batches",
+                )),
+            },
+        }
+    }
+
+    async fn execute_arrow(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<(SchemaRef, ArrowRows), QueryError> {
+        self.run_query(session, prepared, params, true).await
+    }
+}
+
+impl Engine {
+    /// Plan every statement of a text (from the memo when it planned it before).
+    async fn prepare_all(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
         let memo_key = self
             .cache
             .config()
@@ -482,40 +572,6 @@ impl Handler for Engine {
         }
         Ok(prepared)
     }
-
-    async fn execute(
-        &self,
-        session: &mut Session,
-        prepared: &Prepared,
-        params: Vec<ScalarValue>,
-    ) -> Result<Outcome, QueryError> {
-        match prepared {
-            Prepared::Session(command) => {
-                if let SessionCommand::Set { name, value } = command {
-                    if name == WAREHOUSE_SETTING && !value.is_empty() {
-                        self.warehouses.named(value)?;
-                    }
-                }
-                run_session_command(session, command)
-            }
-            Prepared::Query { .. } => match self.run_query(session, prepared, params, false).await?
-            {
-                (schema, ArrowRows::Batches(batches)) => Ok(Outcome::Rows { schema, batches }),
-                (_, ArrowRows::Ipc(_)) => Err(QueryError::internal(
-                    "undecoded rows for a front-end that needs batches",
-                )),
-            },
-        }
-    }
-
-    async fn execute_arrow(
-        &self,
-        session: &mut Session,
-        prepared: &Prepared,
-        params: Vec<ScalarValue>,
-    ) -> Result<(SchemaRef, ArrowRows), QueryError> {
-        self.run_query(session, prepared, params, true).await
-    }
 }
 
 impl Engine {
@@ -540,6 +596,7 @@ impl Engine {
                 cache,
                 ..
             } => {
+                self.activity.refuse_if_draining()?;
                 if params.len() != param_types.len() {
                     return Err(QueryError::new(
                         ErrorKind::InvalidParameter,
@@ -564,13 +621,23 @@ impl Engine {
                     None => None,
                 };
                 let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
+                let progress = Arc::new(workers::Progress::default());
                 let meta = QueryMeta {
                     id: query_id.clone(),
                     principal: session.principal.name.clone(),
                     principal_id: session.principal.id.clone(),
                     protocol: session.protocol.to_string(),
                     text: text.clone(),
+                    progress: progress.clone(),
                 };
+                let reads_data = Planner::reads_data(logical);
+                let mut tracked = self.activity.begin(self.statement_info(
+                    session,
+                    query_id.clone(),
+                    text,
+                    reads_data.then(|| warehouse_name.clone()),
+                ));
+                tracked.set_progress(progress);
                 let run = async {
                     let info = session.info();
                     let optimized = match self
@@ -585,7 +652,9 @@ impl Engine {
                         )
                         .await?
                     {
-                        Cached::Answered(rows) => return Ok((prepared.schema(), rows)),
+                        Cached::Answered(rows, served) => {
+                            return Ok((prepared.schema(), rows, served.as_str()))
+                        }
                         Cached::Not(optimized) => optimized,
                     };
                     let optimized = match optimized {
@@ -593,7 +662,7 @@ impl Engine {
                         None => self.planner.optimize(logical.clone(), params, &info)?,
                     };
                     let planned = self.planner.physical(&optimized).await?;
-                    let rows = if Planner::reads_data(logical) {
+                    let rows = if reads_data {
                         let warehouse = warehouse?;
                         let plan = planner::codec::encode_plan(&planned.physical)?;
                         tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
@@ -612,21 +681,52 @@ impl Engine {
                     // Report the names the statement was prepared with (PostgreSQL style).
                     let schema = prepared.schema();
                     debug_assert_eq!(schema.fields().len(), planned.schema.fields().len());
-                    Ok((schema, rows))
+                    Ok((schema, rows, "none"))
                 }
                 .instrument(span);
-                match deadline {
-                    None => run.await,
-                    Some(deadline) => match tokio::time::timeout_at(deadline, run).await {
-                        Err(_) => Err(timed_out()),
-                        Ok(Ok((schema, ArrowRows::Batches(batches)))) => {
-                            Ok((schema, ArrowRows::Batches(with_deadline(batches, deadline))))
-                        }
-                        Ok(Ok((schema, ArrowRows::Ipc(messages)))) => {
-                            Ok((schema, ArrowRows::Ipc(with_deadline(messages, deadline))))
-                        }
-                        Ok(Err(e)) => Err(e),
-                    },
+                let cancel = tracked.cancelled();
+                let started = async {
+                    match deadline {
+                        None => run.await,
+                        Some(deadline) => match tokio::time::timeout_at(deadline, run).await {
+                            Err(_) => Err(timed_out()),
+                            Ok(Ok((schema, ArrowRows::Batches(batches), served))) => Ok((
+                                schema,
+                                ArrowRows::Batches(with_deadline(batches, deadline)),
+                                served,
+                            )),
+                            Ok(Ok((schema, ArrowRows::Ipc(messages), served))) => Ok((
+                                schema,
+                                ArrowRows::Ipc(with_deadline(messages, deadline)),
+                                served,
+                            )),
+                            Ok(Err(e)) => Err(e),
+                        },
+                    }
+                };
+                let started = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => Err(tracked.cancel_error()),
+                    started = started => started,
+                };
+                match started {
+                    Err(e) => {
+                        tracked.end(Some(&e));
+                        Err(e)
+                    }
+                    Ok((schema, rows, served)) => {
+                        tracked.set_cache(served);
+                        tracked.ready();
+                        Ok((
+                            schema,
+                            match rows {
+                                ArrowRows::Batches(b) => {
+                                    ArrowRows::Batches(tracked_stream(b, tracked))
+                                }
+                                ArrowRows::Ipc(m) => ArrowRows::Ipc(tracked_stream(m, tracked)),
+                            },
+                        ))
+                    }
                 }
             }
         }
@@ -638,7 +738,7 @@ impl Engine {
 #[allow(clippy::large_enum_variant)]
 enum Cached {
     /// The answer: kept, shared with an identical running query, or run for the cache.
-    Answered(ArrowRows),
+    Answered(ArrowRows, crate::cache::Served),
     /// Not through the cache; the optimized plan if it was made on the way.
     Not(Option<planner::OptimizedQuery>),
 }
@@ -715,11 +815,14 @@ impl Engine {
         };
         let (messages, served) = self.cache.answer(lookup, text, result_schema, run).await?;
         tracing::debug!(cache = served.as_str(), "answered through the result cache");
-        Ok(Cached::Answered(if ipc {
-            ArrowRows::Ipc(messages)
-        } else {
-            ArrowRows::Batches(workers::decode(messages))
-        }))
+        Ok(Cached::Answered(
+            if ipc {
+                ArrowRows::Ipc(messages)
+            } else {
+                ArrowRows::Batches(workers::decode(messages))
+            },
+            served,
+        ))
     }
 }
 

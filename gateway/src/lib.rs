@@ -13,14 +13,18 @@
 //! ([`error`]); front-ends only translate protocols; database behaviour lives behind
 //! [`handler::Handler`].
 
+pub mod activity;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod flight;
 pub mod handler;
+pub mod history;
 pub mod hs2;
 pub mod http;
+pub mod metadata;
+pub mod metrics;
 pub mod pg;
 pub mod server;
 pub mod session;

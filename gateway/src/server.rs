@@ -30,8 +30,12 @@ pub struct Server {
     /// warehouses added on reload.
     worker_command: Vec<OsString>,
     threads: usize,
+    pub engine: Arc<Engine>,
+    pub activity: Arc<crate::activity::Activity>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The history writer: stopped last, after the drain, so every record is written.
+    history: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Server {
@@ -115,13 +119,34 @@ impl Server {
             tokio::spawn(async move { cache.sweep().await });
         }
 
-        let handler: Arc<dyn Handler> = Arc::new(Engine::new(
-            planner,
+        let store = crate::metadata::Store::open(settings.metadata_url.as_deref(), &data_dir)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(store = %store.describe(), "metadata store open");
+        let history = settings
+            .history
+            .enabled
+            .then(|| crate::history::History::new(store.clone(), settings.history.clone()));
+        let history_task = history.as_ref().map(|h| {
+            let stop = CancellationToken::new();
+            (stop.clone(), tokio::spawn(h.clone().run(stop)))
+        });
+        if let Some(h) = &history {
+            system.attach_history(h);
+        }
+        let metrics = settings
+            .metrics
+            .then(|| Arc::new(crate::metrics::Metrics::default()));
+        let activity = crate::activity::Activity::new(history, metrics.clone());
+        let engine = Arc::new(Engine::new(
+            planner.clone(),
             warehouses.clone(),
             authenticator,
             auth_settings.grants.clone(),
             cache.clone(),
+            activity.clone(),
         ));
+        let handler: Arc<dyn Handler> = engine.clone();
         let pg_listener = TcpListener::bind(settings.pg_addr)
             .await
             .map_err(|e| anyhow::anyhow!("pg listener {}: {e}", settings.pg_addr))?;
@@ -156,6 +181,7 @@ impl Server {
             pg_tls,
             Arc::new(PgFrontend::new(handler.clone(), require_tls)),
             shutdown.clone(),
+            metrics.clone(),
         )));
         // Flight SQL: gRPC over TLS when configured (tonic's own rustls acceptor).
         let flight_plain_refused = tls.is_none()
@@ -194,7 +220,14 @@ impl Server {
             &data_dir,
             tls.is_some(),
         );
-        let router = crate::http::router(warehouses.clone(), handler, hs2, cache);
+        let router = crate::http::router(crate::http::AppState {
+            warehouses: warehouses.clone(),
+            handler,
+            hs2,
+            cache,
+            activity: activity.clone(),
+            metrics,
+        });
         let http_shutdown = shutdown.clone().cancelled_owned();
         match &tls {
             Some(identity) => {
@@ -254,14 +287,19 @@ impl Server {
             warehouses,
             worker_command,
             threads,
+            engine,
+            activity,
             shutdown,
             tasks,
+            history: history_task,
         })
     }
 
     /// Apply a reloaded configuration (SIGHUP): warehouse sizes, limits and timeouts,
-    /// warehouses added or removed, routing rules. Sessions and running queries stay.
+    /// warehouses added or removed, routing rules, grants (open sessions see them from
+    /// their next statement). Sessions and running queries stay.
     pub async fn reload(&self, settings: &Settings) -> anyhow::Result<()> {
+        self.engine.grants.replace(&settings.auth.grants);
         let configs = settings
             .warehouses
             .iter()
@@ -273,11 +311,30 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// Stop accepting, stop the workers, and wait for the listeners to close.
-    pub async fn stop(self) {
+    /// SIGTERM: stop accepting connections and statements, let running statements finish
+    /// for up to `drain`, cancel what still runs, stop the workers, write the last history.
+    pub async fn stop(self, drain: std::time::Duration) {
+        self.activity.drain();
         self.shutdown.cancel();
+        let running = self.activity.running();
+        if running > 0 {
+            tracing::info!(running, drain_timeout = ?drain, "draining: waiting for running statements to finish");
+        }
+        if !self.activity.idle(drain).await {
+            let cancelled = self.activity.cancel_all("the server shutting down");
+            tracing::warn!(
+                cancelled,
+                "drain timeout passed: cancelling the statements still running"
+            );
+            self.activity.idle(std::time::Duration::from_secs(5)).await;
+        }
         self.warehouses.stop();
         for task in self.tasks {
+            // Listeners close once their connections end; idle ones do not hold us.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+        if let Some((stop, task)) = self.history {
+            stop.cancel();
             let _ = task.await;
         }
     }
@@ -288,6 +345,7 @@ async fn serve_pg(
     tls: Option<pgwire::tokio::TlsAcceptor>,
     frontend: Arc<PgFrontend>,
     shutdown: CancellationToken,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 ) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -307,7 +365,9 @@ async fn serve_pg(
                 let _ = socket.set_nodelay(true);
                 let frontend = frontend.clone();
                 let tls = tls.clone();
+                let open = crate::metrics::PgConnection::open(metrics.clone());
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = pgwire::tokio::process_socket(socket, tls, frontend).await {
                         tracing::debug!(%peer, error = %e, "pg connection ended with an error");
                     }

@@ -3,7 +3,8 @@
 //! warehouse and worker, and its principal's own queries (all of them when it reads every
 //! table, as the operator's admin tokens do); cache entries over tables it may read (the
 //! statement text, and entries that depend on the catalog as one principal sees it, only
-//! when it reads every table).
+//! when it reads every table), and of `system.query_history`, from the history (its own
+//! statements, everyone's with `MONITOR`).
 
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +24,7 @@ use crate::warehouses::Warehouses;
 pub struct SystemView {
     warehouses: std::sync::OnceLock<Weak<Warehouses>>,
     cache: std::sync::OnceLock<Weak<ResultCache>>,
+    history: std::sync::OnceLock<Arc<crate::history::History>>,
 }
 
 impl SystemView {
@@ -34,6 +36,11 @@ impl SystemView {
     /// Connect the view to the result cache.
     pub fn attach_cache(&self, cache: &Arc<ResultCache>) {
         let _ = self.cache.set(Arc::downgrade(cache));
+    }
+
+    /// Connect the view to the query history.
+    pub fn attach_history(&self, history: &Arc<crate::history::History>) {
+        let _ = self.history.set(history.clone());
     }
 
     fn warehouses(&self) -> Option<Arc<Warehouses>> {
@@ -67,16 +74,30 @@ fn times(values: Vec<Option<SystemTime>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
 }
 
-/// Whether a session sees the queries of the principal with id `principal_id`.
+/// Whether a session sees the queries of the principal with id `principal_id`: its own,
+/// everyone's with `MONITOR`.
 fn sees(access: &Access, principal_id: &str) -> bool {
     match access {
         Access::All => true,
-        Access::Granted { principal: me, .. } => access.reads_all() || me.id == principal_id,
+        Access::Granted { principal: me, .. } => me.id == principal_id || access.monitors(),
     }
 }
 
+/// The principal whose queries alone a session sees (None: everyone's).
+pub fn own_queries_only(access: &Access) -> Option<String> {
+    match access {
+        Access::Granted { principal, .. } if !access.monitors() => Some(principal.id.clone()),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
 impl SystemSource for SystemView {
-    fn rows(&self, table: SystemTable, session: &SessionInfo) -> Result<RecordBatch, QueryError> {
+    async fn rows(
+        &self,
+        table: SystemTable,
+        session: &SessionInfo,
+    ) -> Result<RecordBatch, QueryError> {
         let statuses = self
             .warehouses()
             .map(|w| {
@@ -203,6 +224,7 @@ impl SystemSource for SystemView {
                     maybe_text(q.iter().map(|q| Some(q.meta.text.clone())).collect()),
                 ]
             }
+            SystemTable::QueryHistory => return self.history_rows(session).await,
             SystemTable::Cache => {
                 let access = &session.access;
                 let everything = access.reads_all();
@@ -249,6 +271,58 @@ impl SystemSource for SystemView {
                 ]
             }
         };
+        RecordBatch::try_new(table.schema(), columns)
+            .map_err(|e| QueryError::internal(e.to_string()))
+    }
+}
+
+impl SystemView {
+    async fn history_rows(&self, session: &SessionInfo) -> Result<RecordBatch, QueryError> {
+        let table = SystemTable::QueryHistory;
+        let records = match self.history.get() {
+            Some(history) => history
+                .read(crate::metadata::HistoryFilter {
+                    principal_id: own_queries_only(&session.access),
+                    limit: 0,
+                })
+                .await
+                .map_err(|e| QueryError::new(planner::ErrorKind::Unavailable, e.to_string()))?,
+            None => Vec::new(),
+        };
+        let r = &records;
+        let us = |f: fn(&crate::metadata::QueryRecord) -> u64| {
+            seconds(r.iter().map(|x| Some(f(x) as f64 / 1e6)).collect())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            text(r.iter().map(|x| x.statement_id.clone()).collect()),
+            text(r.iter().map(|x| x.statement_text.clone()).collect()),
+            text(r.iter().map(|x| x.principal.clone()).collect()),
+            text(r.iter().map(|x| x.principal_id.clone()).collect()),
+            text(r.iter().map(|x| x.protocol.clone()).collect()),
+            maybe_text(r.iter().map(|x| x.warehouse.clone()).collect()),
+            maybe_counts(r.iter().map(|x| x.worker_id.map(|w| w as i64)).collect()),
+            text(r.iter().map(|x| x.state.clone()).collect()),
+            maybe_text(r.iter().map(|x| x.sqlstate.clone()).collect()),
+            maybe_text(r.iter().map(|x| x.error_message.clone()).collect()),
+            counts(r.iter().map(|x| x.rows as i64).collect()),
+            counts(r.iter().map(|x| x.bytes as i64).collect()),
+            times(
+                r.iter()
+                    .map(|x| Some(crate::metadata::from_micros(x.start_us)))
+                    .collect(),
+            ),
+            times(
+                r.iter()
+                    .map(|x| Some(crate::metadata::from_micros(x.end_us)))
+                    .collect(),
+            ),
+            us(|x| x.queued_us),
+            us(|x| x.planning_us),
+            us(|x| x.executing_us),
+            us(|x| (x.end_us - x.start_us).max(0) as u64),
+            text(r.iter().map(|x| x.from_cache.clone()).collect()),
+            text(r.iter().map(|x| x.gateway.clone()).collect()),
+        ];
         RecordBatch::try_new(table.schema(), columns)
             .map_err(|e| QueryError::internal(e.to_string()))
     }

@@ -68,6 +68,15 @@ impl Access {
         }
     }
 
+    /// May the session see every principal's queries and use the admin page (the
+    /// `MONITOR` privilege; the operator's admin tokens have it)?
+    pub fn monitors(&self) -> bool {
+        match self {
+            Self::All => true,
+            Self::Granted { principal, grants } => grants.has_privilege(principal, auth::MONITOR),
+        }
+    }
+
     /// Who the session is, for error messages.
     pub fn who(&self) -> String {
         match self {

@@ -1,5 +1,5 @@
 //! `system.*`: the warehouse's own state as tables — `system.warehouses`,
-//! `system.workers`, `system.queries` — filled at scan time by the gateway through a
+//! `system.workers`, `system.queries`, `system.cache`, `system.query_history` — filled at scan time by the gateway through a
 //! [`SystemSource`]. Like the catalog tables they are answered in the gateway, from every
 //! front-end; which rows a session sees (other principals' queries) is the source's call.
 
@@ -28,14 +28,16 @@ pub enum SystemTable {
     Workers,
     Queries,
     Cache,
+    QueryHistory,
 }
 
 impl SystemTable {
-    pub const ALL: [SystemTable; 4] = [
+    pub const ALL: [SystemTable; 5] = [
         SystemTable::Warehouses,
         SystemTable::Workers,
         SystemTable::Queries,
         SystemTable::Cache,
+        SystemTable::QueryHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +46,7 @@ impl SystemTable {
             SystemTable::Workers => "workers",
             SystemTable::Queries => "queries",
             SystemTable::Cache => "cache",
+            SystemTable::QueryHistory => "query_history",
         }
     }
 
@@ -125,14 +128,46 @@ impl SystemTable {
                 text("origin"),
                 maybe_text("statement_text"),
             ],
+            SystemTable::QueryHistory => vec![
+                text("statement_id"),
+                // Secrets (passwords, keys, tokens) replaced by '***'.
+                text("statement_text"),
+                text("principal"),
+                text("principal_id"),
+                // pg | flight | hs2 | rest
+                text("protocol"),
+                maybe_text("warehouse"),
+                maybe_count("worker_id"),
+                // FINISHED | FAILED | CANCELED
+                text("state"),
+                maybe_text("sqlstate"),
+                maybe_text("error_message"),
+                count("rows"),
+                count("bytes"),
+                time("start_time"),
+                time("end_time"),
+                seconds("queued_s"),
+                seconds("planning_s"),
+                seconds("executing_s"),
+                seconds("total_s"),
+                // none | hit | shared | restored | miss (ran through the cache)
+                text("from_cache"),
+                // The gateway (host:pid) that ran it: several may share one store.
+                text("gateway"),
+            ],
         }))
     }
 }
 
 /// Where the rows of the system tables come from (the gateway).
+#[async_trait]
 pub trait SystemSource: Send + Sync + std::fmt::Debug {
     /// The rows of `table` as `session` may see them, in [`SystemTable::schema`].
-    fn rows(&self, table: SystemTable, session: &SessionInfo) -> Result<RecordBatch, QueryError>;
+    async fn rows(
+        &self,
+        table: SystemTable,
+        session: &SessionInfo,
+    ) -> Result<RecordBatch, QueryError>;
 }
 
 /// The `system` schema over a source.
@@ -182,6 +217,7 @@ impl TableProvider for SystemTableProvider {
         let batch = self
             .source
             .rows(self.table, &session)
+            .await
             .map_err(|e| datafusion::error::DataFusionError::Execution(e.message))?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],

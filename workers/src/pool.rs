@@ -205,6 +205,35 @@ pub struct QueryMeta {
     pub principal_id: String,
     pub protocol: String,
     pub text: String,
+    /// What admission learns of the query as it goes (for its history record).
+    pub progress: Arc<Progress>,
+}
+
+/// Where a query ran and how long it waited for a slot, filled in by admission.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The worker's id + 1 (0: none yet).
+    worker: std::sync::atomic::AtomicU64,
+    /// Time spent queued, in microseconds, over every attempt.
+    queued_micros: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    /// The worker that ran (or runs) the query.
+    pub fn worker(&self) -> Option<u64> {
+        self.worker.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// How long the query waited for a worker slot.
+    pub fn queued(&self) -> Duration {
+        Duration::from_micros(self.queued_micros.load(Ordering::Relaxed))
+    }
+
+    fn started(&self, worker: u64, waited: Duration) {
+        self.worker.store(worker + 1, Ordering::Relaxed);
+        self.queued_micros
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 /// A query of this warehouse, queued or running.
@@ -710,7 +739,9 @@ fn least_loaded(workers: &[Arc<WorkerHandle>], max: usize) -> Option<Arc<WorkerH
 
 fn mark_started(state: &mut PoolState, query: &str, worker: u64) {
     if let Some(q) = state.queries.get_mut(query) {
-        q.started = Some((Instant::now(), worker));
+        let now = Instant::now();
+        q.meta.progress.started(worker, now - q.queued_at);
+        q.started = Some((now, worker));
     }
 }
 

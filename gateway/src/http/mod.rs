@@ -1,5 +1,6 @@
-//! The HTTP listener: health, the caller's identity, the HiveServer2 endpoint of the
-//! Databricks drivers ([`hs2`]); metrics and the admin page as they land. Authenticated
+//! The HTTP listener: health (`/healthz`, `/readyz`), Prometheus metrics (`/metrics`), the
+//! caller's identity, the HiveServer2 endpoint of the Databricks drivers ([`hs2`]), the
+//! Statement Execution API ([`statements`]) and the admin page ([`ui`]). Authenticated
 //! routes take `Authorization: Bearer <token>` through [`bearer_login`] and answer 401
 //! with `WWW-Authenticate: Bearer` (RFC 6750) otherwise.
 
@@ -17,23 +18,23 @@ use serde_json::json;
 use crate::handler::Handler;
 use crate::session::Session;
 
+/// What the HTTP routes reach.
 #[derive(Clone)]
-struct AppState {
-    warehouses: Arc<crate::warehouses::Warehouses>,
-    handler: Arc<dyn Handler>,
-    hs2: Arc<crate::hs2::Hs2>,
-    cache: Arc<crate::cache::ResultCache>,
+pub struct AppState {
+    pub warehouses: Arc<crate::warehouses::Warehouses>,
+    pub handler: Arc<dyn Handler>,
+    pub hs2: Arc<crate::hs2::Hs2>,
+    pub cache: Arc<crate::cache::ResultCache>,
+    pub activity: Arc<crate::activity::Activity>,
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Routes served on `--http-addr`.
-pub fn router(
-    warehouses: Arc<crate::warehouses::Warehouses>,
-    handler: Arc<dyn Handler>,
-    hs2: Arc<crate::hs2::Hs2>,
-    cache: Arc<crate::cache::ResultCache>,
-) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/1.0/whoami", get(whoami))
         // HiveServer2 over HTTP: the Databricks SQL warehouse path, its older name, and
         // the paths Hive and Databricks clusters use (which mean the default warehouse).
@@ -51,12 +52,250 @@ pub fn router(
         )
         .route("/oidc/v1/token", post(hs2::token_exchange))
         .route("/api/2.0/sluice/cache", delete(clear_cache))
-        .with_state(AppState {
-            warehouses,
-            handler,
-            hs2,
-            cache,
-        })
+        .with_state(state)
+}
+
+/// For a load balancer: 200 while this gateway takes new statements (the default warehouse
+/// can run them), 503 while it starts or drains after SIGTERM.
+async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let draining = app.activity.is_draining();
+    let ready = !draining
+        && app
+            .warehouses
+            .default_warehouse()
+            .is_some_and(|w| w.is_ready());
+    let status = if draining {
+        "draining"
+    } else if ready {
+        "ready"
+    } else {
+        "starting"
+    };
+    (
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(json!({ "status": status, "running": app.activity.running() })),
+    )
+}
+
+/// Prometheus text exposition: the query path's counters, and the state of warehouses,
+/// workers, the result cache, sessions and the history, read now.
+async fn metrics(State(app): State<AppState>) -> Response {
+    use crate::metrics::{header as help, sample};
+    let Some(metrics) = &app.metrics else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are turned off ([metrics] enabled = false)\n",
+        )
+            .into_response();
+    };
+    let mut out = String::with_capacity(8192);
+    metrics.render(&mut out);
+    let statuses: Vec<_> = app.warehouses.all().iter().map(|w| w.status()).collect();
+    help(
+        &mut out,
+        "sluice_workers",
+        "gauge",
+        "Workers by warehouse and state (starting: being started).",
+    );
+    for s in &statuses {
+        for state in ["ready", "draining", "down"] {
+            let n = s.workers.iter().filter(|w| w.state == state).count();
+            sample(
+                &mut out,
+                "sluice_workers",
+                &[("warehouse", &s.name), ("state", state)],
+                n,
+            );
+        }
+        sample(
+            &mut out,
+            "sluice_workers",
+            &[("warehouse", &s.name), ("state", "starting")],
+            s.starting,
+        );
+    }
+    help(
+        &mut out,
+        "sluice_queue_depth",
+        "gauge",
+        "Statements waiting for a worker slot.",
+    );
+    for s in &statuses {
+        sample(
+            &mut out,
+            "sluice_queue_depth",
+            &[("warehouse", &s.name)],
+            s.queued,
+        );
+    }
+    help(
+        &mut out,
+        "sluice_running_queries",
+        "gauge",
+        "Statements running on workers.",
+    );
+    for s in &statuses {
+        sample(
+            &mut out,
+            "sluice_running_queries",
+            &[("warehouse", &s.name)],
+            s.running,
+        );
+    }
+    help(
+        &mut out,
+        "sluice_scale_events_total",
+        "counter",
+        "Autoscaler decisions by warehouse and reason.",
+    );
+    for s in &statuses {
+        for (reason, n) in &s.scale_events {
+            sample(
+                &mut out,
+                "sluice_scale_events_total",
+                &[("warehouse", &s.name), ("reason", reason)],
+                n,
+            );
+        }
+    }
+    let stats = &app.cache.stats;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    help(
+        &mut out,
+        "sluice_cache_lookups_total",
+        "counter",
+        "Result cache lookups by result.",
+    );
+    for (result, n) in [
+        ("hit", count(&stats.hits)),
+        ("restored", count(&stats.restored)),
+        ("shared", count(&stats.shared)),
+        ("miss", count(&stats.misses)),
+    ] {
+        sample(
+            &mut out,
+            "sluice_cache_lookups_total",
+            &[("result", result)],
+            n,
+        );
+    }
+    help(
+        &mut out,
+        "sluice_cache_stored_total",
+        "counter",
+        "Results kept by the result cache.",
+    );
+    sample(
+        &mut out,
+        "sluice_cache_stored_total",
+        &[],
+        count(&stats.stored),
+    );
+    help(
+        &mut out,
+        "sluice_cache_evicted_total",
+        "counter",
+        "Result cache entries evicted.",
+    );
+    sample(
+        &mut out,
+        "sluice_cache_evicted_total",
+        &[],
+        count(&stats.evicted),
+    );
+    let (entries, bytes) = app.cache.usage();
+    help(
+        &mut out,
+        "sluice_cache_bytes",
+        "gauge",
+        "Memory the kept results take.",
+    );
+    sample(&mut out, "sluice_cache_bytes", &[], bytes);
+    help(
+        &mut out,
+        "sluice_cache_entries",
+        "gauge",
+        "Results kept in memory.",
+    );
+    sample(&mut out, "sluice_cache_entries", &[], entries);
+    let (hs2_sessions, hs2_operations) = app.hs2.counts();
+    help(
+        &mut out,
+        "sluice_open_connections",
+        "gauge",
+        "Open client connections (pg) and sessions (hs2) by protocol.",
+    );
+    sample(
+        &mut out,
+        "sluice_open_connections",
+        &[("protocol", "pg")],
+        metrics
+            .pg_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    sample(
+        &mut out,
+        "sluice_open_connections",
+        &[("protocol", "hs2")],
+        hs2_sessions,
+    );
+    help(
+        &mut out,
+        "sluice_hs2_operations",
+        "gauge",
+        "Open HS2 operations.",
+    );
+    sample(&mut out, "sluice_hs2_operations", &[], hs2_operations);
+    help(
+        &mut out,
+        "sluice_statements_running",
+        "gauge",
+        "Statements between arrival and last row.",
+    );
+    sample(
+        &mut out,
+        "sluice_statements_running",
+        &[],
+        app.activity.running(),
+    );
+    if let Some(history) = &app.activity.history {
+        help(
+            &mut out,
+            "sluice_history_written_total",
+            "counter",
+            "History records written to the metadata store.",
+        );
+        sample(
+            &mut out,
+            "sluice_history_written_total",
+            &[],
+            count(&history.written),
+        );
+        help(
+            &mut out,
+            "sluice_history_dropped_total",
+            "counter",
+            "History records lost while the store was unavailable.",
+        );
+        sample(
+            &mut out,
+            "sluice_history_dropped_total",
+            &[],
+            count(&history.dropped),
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 /// 200 once every listener is up (this one answering means they are: they bind before the

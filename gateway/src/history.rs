@@ -1,0 +1,278 @@
+//! Query history: records reach the metadata store in batches, written by one task, so a
+//! statement never waits on the store. Until a batch is written its records are read from
+//! memory; a store that is down holds at most [`PENDING_LIMIT`] of them (the oldest go
+//! first, counted in `sluice_history_dropped_total`). Retention: records older than
+//! `[history] retention` and beyond `max_records` are pruned every few minutes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metadata::{HistoryFilter, QueryRecord, Store, StoreError};
+
+/// Records held in memory while the store cannot take them.
+const PENDING_LIMIT: usize = 100_000;
+/// A batch is written at least this often…
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// …or as soon as this many wait.
+const BATCH: usize = 512;
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
+
+/// `[history]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryConfig {
+    pub enabled: bool,
+    /// Records older than this are removed.
+    pub retention: Duration,
+    /// At most this many records are kept.
+    pub max_records: usize,
+    /// Rows a `system.query_history` scan reads at most (newest first).
+    pub scan_limit: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention: Duration::from_secs(30 * 86_400),
+            max_records: 1_000_000,
+            scan_limit: 100_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+pub struct History {
+    store: Arc<Store>,
+    config: HistoryConfig,
+    pending: Mutex<VecDeque<QueryRecord>>,
+    wake: Notify,
+    pub dropped: AtomicU64,
+    pub written: AtomicU64,
+}
+
+impl History {
+    pub fn new(store: Arc<Store>, config: HistoryConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            pending: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &HistoryConfig {
+        &self.config
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, VecDeque<QueryRecord>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keep a record (written to the store shortly).
+    pub fn record(&self, record: QueryRecord) {
+        let mut pending = self.pending();
+        if pending.len() >= PENDING_LIMIT {
+            pending.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        pending.push_back(record);
+        if pending.len() >= BATCH {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Write what waits. Records stay readable from memory until the store has them.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        loop {
+            let batch: Vec<QueryRecord> = self.pending().iter().take(BATCH).cloned().collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let n = batch.len();
+            self.store.append(batch).await?;
+            self.written.fetch_add(n as u64, Ordering::Relaxed);
+            let mut pending = self.pending();
+            // Records dropped meanwhile (a full queue) were the oldest: the same ones.
+            let n = n.min(pending.len());
+            pending.drain(..n);
+        }
+    }
+
+    /// The writer: flushes until `shutdown`, then once more; prunes now and then.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut last_prune: Option<tokio::time::Instant> = None;
+        let mut failing = false;
+        loop {
+            let stop = tokio::select! {
+                _ = shutdown.cancelled() => true,
+                _ = self.wake.notified() => false,
+                _ = tokio::time::sleep(FLUSH_EVERY) => false,
+            };
+            match self.flush().await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("query history is being written again");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "query history cannot be written; records wait in memory");
+                }
+                Err(_) => {}
+            }
+            if stop {
+                return;
+            }
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(tokio::time::Instant::now());
+                let before = SystemTime::now() - self.config.retention;
+                match self.store.prune(before, self.config.max_records).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "query history pruned"),
+                    Err(e) => tracing::warn!(error = %e, "query history could not be pruned"),
+                }
+            }
+        }
+    }
+
+    /// Records newest first: those not yet written, then the store's.
+    pub async fn read(&self, mut filter: HistoryFilter) -> Result<Vec<QueryRecord>, StoreError> {
+        if filter.limit == 0 {
+            filter.limit = self.config.scan_limit;
+        }
+        let stored = self.store.history(filter.clone()).await?;
+        let mut out: Vec<QueryRecord> = self
+            .pending()
+            .iter()
+            .rev()
+            .filter(|r| filter.admits(r))
+            .take(filter.limit)
+            .cloned()
+            .collect();
+        // A batch written while we read is in both.
+        let known: std::collections::HashSet<String> =
+            out.iter().map(|r| r.statement_id.clone()).collect();
+        out.extend(
+            stored
+                .into_iter()
+                .filter(|r| !known.contains(&r.statement_id)),
+        );
+        out.sort_by(|a, b| b.end_us.cmp(&a.end_us));
+        out.truncate(filter.limit);
+        Ok(out)
+    }
+}
+
+/// A statement's text with secrets replaced: the string after a key that names one
+/// (`password`, `secret`, `token`, `account_key`, `sas`, `credential`…) and anything shaped
+/// like a JWT.
+pub fn redact(text: &str) -> String {
+    const SECRET_WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "account_key",
+        "access_key",
+        "accountkey",
+        "sas",
+        "credential",
+        "signature",
+        "client_secret",
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // The text read since the last literal, lowercased: does a secret's name precede?
+    let mut before = String::new();
+    // The previous literal was a secret's name (`OPTIONS ('account_key' '…')`).
+    let mut secret_next = false;
+    while let Some(start) = rest.find('\'') {
+        let (head, tail) = rest.split_at(start);
+        out.push_str(head);
+        before.push_str(&head.to_ascii_lowercase());
+        // The literal, with '' as an escaped quote.
+        let body = &tail[1..];
+        let mut end = None;
+        let mut i = 0;
+        let bytes = body.as_bytes();
+        while i < bytes.len() {
+            if bytes[i] == b'\'' {
+                if bytes.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                    continue;
+                }
+                end = Some(i);
+                break;
+            }
+            i += 1;
+        }
+        let Some(end) = end else {
+            out.push_str(tail);
+            rest = "";
+            break;
+        };
+        let literal = &body[..end];
+        let tail_words: String = before
+            .chars()
+            .rev()
+            .take(40)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect();
+        let names_secret = |t: &str| SECRET_WORDS.iter().any(|w| t.contains(w));
+        let secret = secret_next
+            || (names_secret(&tail_words) && !names_secret(&literal.to_ascii_lowercase()))
+            || looks_like_jwt(literal);
+        secret_next = !secret && names_secret(&literal.to_ascii_lowercase());
+        if secret {
+            out.push_str("'***'");
+        } else {
+            out.push('\'');
+            out.push_str(literal);
+            out.push('\'');
+        }
+        before.clear();
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.matches('.').count() == 2 && s.len() > 30
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact("CREATE EXTERNAL TABLE t LOCATION 'az://c/p' OPTIONS ('account_key' 'abc==', 'x' 'y')"),
+            "CREATE EXTERNAL TABLE t LOCATION 'az://c/p' OPTIONS ('account_key' '***', 'x' 'y')"
+        );
+        assert_eq!(redact("SET password = 'hunter2'"), "SET password = '***'");
+        assert_eq!(
+            redact("select 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'"),
+            "select '***'"
+        );
+        assert_eq!(redact("select 'it''s', 2"), "select 'it''s', 2");
+        assert_eq!(redact("select 'open"), "select 'open");
+    }
+}

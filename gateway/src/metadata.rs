@@ -1,0 +1,471 @@
+//! The metadata store: what outlives the process and what several gateways share. Today it
+//! holds the query history; an embedded database file under the data dir by default
+//! (`<data-dir>/metadata.redb`), PostgreSQL when `[metadata] url = "postgres://…"` is set
+//! (then every gateway pointed at it writes to and reads from one history).
+//!
+//! The store's errors name the store and the cause, never the URL's password.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+/// One statement's history record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryRecord {
+    pub statement_id: String,
+    /// With secrets replaced by `'***'`.
+    pub statement_text: String,
+    pub principal: String,
+    pub principal_id: String,
+    pub protocol: String,
+    pub warehouse: Option<String>,
+    pub worker_id: Option<u64>,
+    /// `FINISHED`, `FAILED` or `CANCELED`.
+    pub state: String,
+    pub sqlstate: Option<String>,
+    pub error_message: Option<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Microseconds since the Unix epoch.
+    pub start_us: i64,
+    pub end_us: i64,
+    pub queued_us: u64,
+    pub planning_us: u64,
+    pub executing_us: u64,
+    /// `none`, `hit`, `shared`, `restored` or `miss`.
+    pub from_cache: String,
+    /// `host:pid` of the gateway that ran it.
+    pub gateway: String,
+}
+
+/// Which records a reader wants, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    /// Only this principal's (by id).
+    pub principal_id: Option<String>,
+    pub limit: usize,
+}
+
+impl HistoryFilter {
+    pub fn admits(&self, record: &QueryRecord) -> bool {
+        self.principal_id
+            .as_ref()
+            .is_none_or(|id| *id == record.principal_id)
+    }
+}
+
+/// A store that failed (its name and the cause, without secrets).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("metadata store ({store}): {cause}")]
+pub struct StoreError {
+    pub store: &'static str,
+    pub cause: String,
+}
+
+fn embedded_error(cause: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        store: "embedded",
+        cause: cause.to_string(),
+    }
+}
+
+fn postgres_error(cause: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        store: "postgresql",
+        cause: cause.to_string(),
+    }
+}
+
+const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("query_history");
+
+/// Where history lives.
+pub enum Store {
+    Embedded(Arc<redb::Database>),
+    Postgres(PgStore),
+}
+
+/// PostgreSQL: one connection, made again when it breaks.
+pub struct PgStore {
+    config: tokio_postgres::Config,
+    /// For messages: host, port and database only.
+    display: String,
+    client: Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Embedded(_) => f.write_str("Store::Embedded"),
+            Store::Postgres(pg) => write!(f, "Store::Postgres({})", pg.display),
+        }
+    }
+}
+
+impl Store {
+    /// Open the store: PostgreSQL at `url` (its tables made if missing), else the embedded
+    /// file under `data_dir`.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let store = match url {
+            Some(url) => {
+                let config: tokio_postgres::Config = url.parse().map_err(|e| {
+                    postgres_error(format!("[metadata] url is not a PostgreSQL URL: {e}"))
+                })?;
+                let display = describe(&config);
+                let pg = PgStore {
+                    config,
+                    display,
+                    client: Mutex::new(None),
+                };
+                drop(pg.client().await?);
+                Store::Postgres(pg)
+            }
+            None => {
+                let path = data_dir.join("metadata.redb");
+                let db = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+                    let db = redb::Database::create(&path).map_err(|e| {
+                        embedded_error(format!("cannot open {}: {e}", path.display()))
+                    })?;
+                    let tx = db.begin_write().map_err(embedded_error)?;
+                    tx.open_table(HISTORY).map_err(embedded_error)?;
+                    tx.commit().map_err(embedded_error)?;
+                    Ok(db)
+                })
+                .await
+                .map_err(embedded_error)??;
+                Store::Embedded(Arc::new(db))
+            }
+        };
+        Ok(Arc::new(store))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Embedded(_) => "embedded (metadata.redb in the data dir)".into(),
+            Store::Postgres(pg) => format!("postgresql ({})", pg.display),
+        }
+    }
+
+    /// Add records (a record already there is kept as it is).
+    pub async fn append(&self, records: Vec<QueryRecord>) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_write().map_err(embedded_error)?;
+                    {
+                        let mut table = tx.open_table(HISTORY).map_err(embedded_error)?;
+                        for record in &records {
+                            let value = serde_json::to_vec(record).map_err(embedded_error)?;
+                            table
+                                .insert(key(record).as_slice(), value.as_slice())
+                                .map_err(embedded_error)?;
+                        }
+                    }
+                    tx.commit().map_err(embedded_error)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => pg.append(records).await,
+        }
+    }
+
+    /// Records newest first, as the filter admits them.
+    pub async fn history(&self, filter: HistoryFilter) -> Result<Vec<QueryRecord>, StoreError> {
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_read().map_err(embedded_error)?;
+                    let table = tx.open_table(HISTORY).map_err(embedded_error)?;
+                    let mut out = Vec::new();
+                    for item in table.iter().map_err(embedded_error)?.rev() {
+                        if out.len() >= filter.limit {
+                            break;
+                        }
+                        let (_, value) = item.map_err(embedded_error)?;
+                        match serde_json::from_slice::<QueryRecord>(value.value()) {
+                            Ok(record) if filter.admits(&record) => out.push(record),
+                            Ok(_) => {}
+                            // A record of another version: skipped, not fatal.
+                            Err(e) => tracing::debug!(error = %e, "unreadable history record"),
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => pg.history(filter).await,
+        }
+    }
+
+    /// Drop records that ended before `before`, and all but the newest `keep`.
+    pub async fn prune(&self, before: SystemTime, keep: usize) -> Result<u64, StoreError> {
+        let cutoff = micros(before);
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_write().map_err(embedded_error)?;
+                    let removed;
+                    {
+                        let mut table = tx.open_table(HISTORY).map_err(embedded_error)?;
+                        let total = table.len().map_err(embedded_error)? as usize;
+                        let over = total.saturating_sub(keep);
+                        let mut doomed = Vec::new();
+                        for (i, item) in table.iter().map_err(embedded_error)?.enumerate() {
+                            let (k, _) = item.map_err(embedded_error)?;
+                            let k = k.value();
+                            let ended = i64::from_be_bytes(
+                                k.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]),
+                            );
+                            if i < over || ended < cutoff {
+                                doomed.push(k.to_vec());
+                            } else {
+                                break;
+                            }
+                        }
+                        removed = doomed.len() as u64;
+                        for k in doomed {
+                            table.remove(k.as_slice()).map_err(embedded_error)?;
+                        }
+                    }
+                    tx.commit().map_err(embedded_error)?;
+                    Ok(removed)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => pg.prune(cutoff, keep).await,
+        }
+    }
+}
+
+/// End time first (big-endian, so keys sort by it), then the id.
+fn key(record: &QueryRecord) -> Vec<u8> {
+    let mut key = record.end_us.to_be_bytes().to_vec();
+    key.extend_from_slice(record.statement_id.as_bytes());
+    key
+}
+
+pub fn micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+pub fn from_micros(us: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+/// `host:port/dbname` of a PostgreSQL config: what messages may show.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port}/{}",
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
+const PG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sluice_query_history (
+    statement_id text PRIMARY KEY,
+    end_us bigint NOT NULL,
+    principal_id text NOT NULL,
+    record text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sluice_query_history_end ON sluice_query_history (end_us);
+";
+
+impl PgStore {
+    /// The connection, made (and the tables with it) when there is none or it broke.
+    async fn client(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<tokio_postgres::Client>>, StoreError> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            let connect = self.config.connect(tokio_postgres::NoTls);
+            let (client, connection) = tokio::time::timeout(Duration::from_secs(10), connect)
+                .await
+                .map_err(|_| postgres_error(format!("{}: no answer within 10 s", self.display)))?
+                .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+            let name = self.display.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(store = %name, error = %e, "metadata store connection lost");
+                }
+            });
+            // Two gateways may create the tables at once: one wins, the other retries.
+            if let Err(e) = client.batch_execute(PG_SCHEMA).await {
+                tracing::debug!(error = %e, "creating the metadata tables raced; retrying");
+                client.batch_execute(PG_SCHEMA).await.map_err(|e| {
+                    postgres_error(format!("{}: creating tables: {e}", self.display))
+                })?;
+            }
+            *guard = Some(client);
+        }
+        Ok(guard)
+    }
+
+    async fn append(&self, records: Vec<QueryRecord>) -> Result<(), StoreError> {
+        let mut ids = Vec::with_capacity(records.len());
+        let mut ends = Vec::with_capacity(records.len());
+        let mut principals = Vec::with_capacity(records.len());
+        let mut values = Vec::with_capacity(records.len());
+        for r in &records {
+            ids.push(r.statement_id.clone());
+            ends.push(r.end_us);
+            principals.push(r.principal_id.clone());
+            values.push(serde_json::to_string(r).map_err(postgres_error)?);
+        }
+        let guard = self.client().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| postgres_error("not connected"))?;
+        client
+            .execute(
+                "INSERT INTO sluice_query_history (statement_id, end_us, principal_id, record) \
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
+                 ON CONFLICT (statement_id) DO NOTHING",
+                &[&ids, &ends, &principals, &values],
+            )
+            .await
+            .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+        Ok(())
+    }
+
+    async fn history(&self, filter: HistoryFilter) -> Result<Vec<QueryRecord>, StoreError> {
+        let guard = self.client().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| postgres_error("not connected"))?;
+        let limit = filter.limit as i64;
+        let rows = match &filter.principal_id {
+            Some(id) => {
+                client
+                    .query(
+                        "SELECT record FROM sluice_query_history WHERE principal_id = $1 \
+                         ORDER BY end_us DESC LIMIT $2",
+                        &[id, &limit],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        "SELECT record FROM sluice_query_history ORDER BY end_us DESC LIMIT $1",
+                        &[&limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| serde_json::from_str(row.get::<_, &str>(0)).ok())
+            .collect())
+    }
+
+    async fn prune(&self, cutoff: i64, keep: usize) -> Result<u64, StoreError> {
+        let guard = self.client().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| postgres_error("not connected"))?;
+        let keep = keep as i64;
+        let old = client
+            .execute(
+                "DELETE FROM sluice_query_history WHERE end_us < $1",
+                &[&cutoff],
+            )
+            .await
+            .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+        let over = client
+            .execute(
+                "DELETE FROM sluice_query_history WHERE end_us < (SELECT end_us FROM \
+                 sluice_query_history ORDER BY end_us DESC OFFSET $1 LIMIT 1)",
+                &[&keep],
+            )
+            .await
+            .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+        Ok(old + over)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, end_us: i64, principal: &str) -> QueryRecord {
+        QueryRecord {
+            statement_id: id.into(),
+            statement_text: "select 1".into(),
+            principal: principal.into(),
+            principal_id: principal.into(),
+            protocol: "pg".into(),
+            warehouse: Some("default".into()),
+            worker_id: None,
+            state: "FINISHED".into(),
+            sqlstate: None,
+            error_message: None,
+            rows: 1,
+            bytes: 8,
+            start_us: end_us - 10,
+            end_us,
+            queued_us: 0,
+            planning_us: 1,
+            executing_us: 2,
+            from_cache: "none".into(),
+            gateway: "test:1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn embedded_store_keeps_filters_and_prunes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(None, dir.path()).await.expect("opens");
+        store
+            .append(vec![
+                record("a", 1_000, "alice"),
+                record("b", 2_000, "bob"),
+                record("c", 3_000, "alice"),
+            ])
+            .await
+            .expect("appends");
+        let all = HistoryFilter {
+            principal_id: None,
+            limit: 10,
+        };
+        let ids = |rs: Vec<QueryRecord>| rs.into_iter().map(|r| r.statement_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.history(all.clone()).await.expect("reads")),
+            ["c", "b", "a"]
+        );
+        let alice = HistoryFilter {
+            principal_id: Some("alice".into()),
+            limit: 10,
+        };
+        assert_eq!(ids(store.history(alice).await.expect("reads")), ["c", "a"]);
+        drop(store);
+        // Reopened: still there. Pruning by age, then by count.
+        let store = Store::open(None, dir.path()).await.expect("reopens");
+        assert_eq!(
+            store.prune(from_micros(1_500), 100).await.expect("prunes"),
+            1
+        );
+        assert_eq!(store.prune(from_micros(0), 1).await.expect("prunes"), 1);
+        assert_eq!(ids(store.history(all).await.expect("reads")), ["c"]);
+    }
+}

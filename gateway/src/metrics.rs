@@ -1,0 +1,280 @@
+//! Prometheus metrics at `GET /metrics` (text exposition format 0.0.4). Counters the query
+//! path moves are kept here; gauges of state that lives elsewhere (workers, queues, the
+//! result cache, sessions) are read from their owners at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency buckets.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// What the gateway counts itself.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (protocol, warehouse, outcome) → statements.
+    queries: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// protocol → statement latency (start to last row).
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// warehouse → time waited for a worker slot.
+    queue_wait: Mutex<BTreeMap<String, Histogram>>,
+    /// reason → refused logins.
+    auth_failures: Mutex<BTreeMap<String, u64>>,
+    pub rows: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Open pg connections.
+    pub pg_connections: AtomicI64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Label values escaped as the format asks.
+pub fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// A statement ended (`outcome`: finished, failed, canceled).
+    pub fn statement(
+        &self,
+        protocol: &str,
+        warehouse: &str,
+        outcome: &'static str,
+        total: Duration,
+        queued: Option<Duration>,
+    ) {
+        *lock(&self.queries)
+            .entry((protocol.to_string(), warehouse.to_string(), outcome))
+            .or_default() += 1;
+        lock(&self.latency)
+            .entry(protocol.to_string())
+            .or_default()
+            .observe(total.as_secs_f64());
+        if let Some(queued) = queued {
+            lock(&self.queue_wait)
+                .entry(warehouse.to_string())
+                .or_default()
+                .observe(queued.as_secs_f64());
+        }
+    }
+
+    pub fn auth_failure(&self, reason: &str) {
+        *lock(&self.auth_failures)
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// The counters kept here, in exposition format.
+    pub fn render(&self, out: &mut String) {
+        header(
+            out,
+            "sluice_queries_total",
+            "counter",
+            "Statements ended, by protocol, warehouse and outcome.",
+        );
+        for ((protocol, warehouse, outcome), n) in lock(&self.queries).iter() {
+            let _ = writeln!(
+                out,
+                "sluice_queries_total{{protocol=\"{}\",warehouse=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(protocol),
+                label(warehouse)
+            );
+        }
+        header(
+            out,
+            "sluice_query_duration_seconds",
+            "histogram",
+            "Statement latency from arrival to the last row, by protocol.",
+        );
+        for (protocol, h) in lock(&self.latency).iter() {
+            h.render(
+                out,
+                "sluice_query_duration_seconds",
+                &format!("protocol=\"{}\"", label(protocol)),
+            );
+        }
+        header(
+            out,
+            "sluice_queue_wait_seconds",
+            "histogram",
+            "Time statements waited for a worker slot, by warehouse.",
+        );
+        for (warehouse, h) in lock(&self.queue_wait).iter() {
+            h.render(
+                out,
+                "sluice_queue_wait_seconds",
+                &format!("warehouse=\"{}\"", label(warehouse)),
+            );
+        }
+        header(
+            out,
+            "sluice_auth_failures_total",
+            "counter",
+            "Refused logins, by reason.",
+        );
+        for (reason, n) in lock(&self.auth_failures).iter() {
+            let _ = writeln!(
+                out,
+                "sluice_auth_failures_total{{reason=\"{}\"}} {n}",
+                label(reason)
+            );
+        }
+        header(
+            out,
+            "sluice_result_rows_total",
+            "counter",
+            "Rows sent to clients.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_result_rows_total {}",
+            self.rows.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            "sluice_result_bytes_total",
+            "counter",
+            "Arrow bytes of the rows sent to clients.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_result_bytes_total {}",
+            self.bytes.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// `# HELP` and `# TYPE` lines.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample line.
+pub fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+        return;
+    }
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+        .collect();
+    let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+}
+
+/// A pg connection, counted while it lives.
+pub struct PgConnection(Option<std::sync::Arc<Metrics>>);
+
+impl PgConnection {
+    pub fn open(metrics: Option<std::sync::Arc<Metrics>>) -> Self {
+        if let Some(m) = &metrics {
+            m.pg_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        Self(metrics)
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        if let Some(m) = &self.0 {
+            m.pg_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let m = Metrics::default();
+        m.statement(
+            "pg",
+            "default",
+            "finished",
+            Duration::from_millis(3),
+            Some(Duration::ZERO),
+        );
+        m.statement("pg", "default", "failed", Duration::from_secs(2), None);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("sluice_queries_total{protocol=\"pg\",warehouse=\"default\",outcome=\"finished\"} 1"), "{out}");
+        assert!(
+            out.contains("sluice_query_duration_seconds_bucket{protocol=\"pg\",le=\"0.005\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("sluice_query_duration_seconds_bucket{protocol=\"pg\",le=\"2.5\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("sluice_query_duration_seconds_count{protocol=\"pg\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("sluice_queue_wait_seconds_count{warehouse=\"default\"} 1"),
+            "{out}"
+        );
+    }
+}
