@@ -227,6 +227,7 @@ impl Server {
             cache,
             activity: activity.clone(),
             metrics,
+            statements: crate::http::statements::Statements::new(&data_dir, tls.is_some()),
         });
         let http_shutdown = shutdown.clone().cancelled_owned();
         match &tls {

@@ -636,7 +636,8 @@ fn parameter_value(p: &Struct) -> Result<ScalarValue, QueryError> {
         .map_err(|_| invalid(format!("{scalar} is not a valid {type_name}")))
 }
 
-fn parameter_type(name: &str) -> Option<DataType> {
+/// The Arrow type of a Databricks parameter type name (`INT`, `DECIMAL(10,2)`…).
+pub(crate) fn parameter_type(name: &str) -> Option<DataType> {
     use datafusion::arrow::datatypes::TimeUnit;
     Some(match name {
         "STRING" | "VARCHAR" | "CHAR" => DataType::Utf8,

@@ -17,6 +17,7 @@
 
 pub mod cloudfetch;
 mod execute;
+pub(crate) use execute::parameter_type;
 pub mod metadata;
 pub mod operation;
 pub mod protocol;

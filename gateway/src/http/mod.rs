@@ -5,6 +5,7 @@
 //! with `WWW-Authenticate: Bearer` (RFC 6750) otherwise.
 
 mod hs2;
+pub mod statements;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub struct AppState {
     pub cache: Arc<crate::cache::ResultCache>,
     pub activity: Arc<crate::activity::Activity>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub statements: Arc<statements::Statements>,
 }
 
 /// Routes served on `--http-addr`.
@@ -52,6 +54,23 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oidc/v1/token", post(hs2::token_exchange))
         .route("/api/2.0/sluice/cache", delete(clear_cache))
+        .route("/api/2.0/sql/statements", post(statements::execute))
+        .route(
+            "/api/2.0/sql/statements/{id}",
+            get(statements::get).delete(statements::close),
+        )
+        .route(
+            "/api/2.0/sql/statements/{id}/cancel",
+            post(statements::cancel),
+        )
+        .route(
+            "/api/2.0/sql/statements/{id}/result/chunks/{n}",
+            get(statements::chunk),
+        )
+        .route(
+            "/api/2.0/sql/statements/{id}/result/chunks/{n}/download",
+            get(statements::download),
+        )
         .with_state(state)
 }
 
