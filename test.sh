@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# 1. System packages: pg clients, a JDK and PgJDBC, Python's venv.
+# 1. System packages: pg clients, a JDK and PgJDBC, Python's venv, Chromium.
 need=()
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
@@ -18,6 +18,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# Headless Chromium for the admin page test (driven by playwright-core from npm).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""

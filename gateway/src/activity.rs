@@ -33,6 +33,19 @@ struct Running {
     cancel: CancellationToken,
     /// Who cancelled it, once someone did.
     by: Arc<Mutex<Option<String>>>,
+    view: RunningStatement,
+}
+
+/// A running statement, for the admin page.
+#[derive(Debug, Clone)]
+pub struct RunningStatement {
+    pub id: String,
+    pub text: String,
+    pub principal: String,
+    pub principal_id: String,
+    pub protocol: String,
+    pub warehouse: Option<String>,
+    pub started: SystemTime,
 }
 
 /// Who runs a statement and what it is.
@@ -107,17 +120,27 @@ impl Activity {
     pub fn begin(self: &Arc<Self>, info: StatementInfo) -> Tracked {
         let cancel = CancellationToken::new();
         let by = Arc::new(Mutex::new(None));
+        let start = SystemTime::now();
         self.lock().insert(
             info.id.clone(),
             Running {
                 cancel: cancel.clone(),
                 by: by.clone(),
+                view: RunningStatement {
+                    id: info.id.clone(),
+                    text: redact(&info.text),
+                    principal: info.principal.clone(),
+                    principal_id: info.principal_id.clone(),
+                    protocol: info.protocol.clone(),
+                    warehouse: info.warehouse.clone(),
+                    started: start,
+                },
             },
         );
         Tracked(Some(Inner {
             activity: self.clone(),
             info,
-            start: SystemTime::now(),
+            start,
             started: Instant::now(),
             ready: None,
             progress: None,
@@ -139,6 +162,13 @@ impl Activity {
             }
             None => false,
         }
+    }
+
+    /// The statements running now, oldest first.
+    pub fn snapshot(&self) -> Vec<RunningStatement> {
+        let mut all: Vec<RunningStatement> = self.lock().values().map(|r| r.view.clone()).collect();
+        all.sort_by_key(|r| r.started);
+        all
     }
 
     /// Statements running now.
@@ -259,6 +289,14 @@ impl Inner {
             Some(_) => ("FAILED", "failed"),
         };
         let warehouse = self.info.warehouse.clone();
+        tracing::debug!(
+            query_id = %self.info.id,
+            state,
+            rows = self.rows,
+            total_ms = total.as_secs_f64() * 1e3,
+            error = error.map(|e| e.message.as_str()),
+            "statement ended"
+        );
         if let Some(metrics) = &activity.metrics {
             metrics.statement(
                 &self.info.protocol,

@@ -926,6 +926,42 @@ mod tests {
         assert!(s.auth.grants.allows(&etl, &table("mobility", "trips")));
         assert!(!s.auth.grants.allows(&etl, &table("tpch", "orders")));
         assert_eq!(s.tls, None);
+        let ops = auth::Principal::service("ops", &["Warehouse.Monitor"]);
+        assert!(s.auth.grants.has_privilege(&ops, auth::MONITOR));
+        assert!(!s.auth.grants.has_privilege(&etl, auth::MONITOR));
+        assert_eq!(s.history, crate::history::HistoryConfig::default());
+        assert_eq!(s.drain_timeout, Duration::from_secs(30));
+        assert!(s.metrics && s.metadata_url.is_none());
+    }
+
+    #[test]
+    fn history_and_shutdown_sections() {
+        let resolve = |text: &str| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(&ServeArgs {
+                config: Some(path),
+                ..Default::default()
+            })
+        };
+        let s = resolve(
+            "[history]\nretention = \"7d\"\nmax_records = 10\n[shutdown]\ndrain_timeout = \"5s\"\n\
+             [metrics]\nenabled = false\n[metadata]\nurl = \"postgres://u@h/db\"\n",
+        )
+        .expect("resolves");
+        assert_eq!(s.history.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.history.max_records, 10);
+        assert_eq!(s.drain_timeout, Duration::from_secs(5));
+        assert!(!s.metrics);
+        assert_eq!(s.metadata_url.as_deref(), Some("postgres://u@h/db"));
+        let err = resolve("[history]\nmax_records = 0\n").expect_err("zero records");
+        assert!(err.contains("history.max_records"), "{err}");
+        let err = resolve("[shutdown]\ndrain_timeout = \"later\"\n").expect_err("bad duration");
+        assert!(err.contains("shutdown.drain_timeout"), "{err}");
+        let err = resolve("[[grants]]\nroles = [\"r\"]\nprivileges = [\"ROOT\"]\n")
+            .expect_err("privilege");
+        assert!(err.contains("ROOT"), "{err}");
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl History {
                 .into_iter()
                 .filter(|r| !known.contains(&r.statement_id)),
         );
-        out.sort_by(|a, b| b.end_us.cmp(&a.end_us));
+        out.sort_by_key(|r| std::cmp::Reverse(r.end_us));
         out.truncate(filter.limit);
         Ok(out)
     }

@@ -85,7 +85,7 @@ const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("query_histo
 /// Where history lives.
 pub enum Store {
     Embedded(Arc<redb::Database>),
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 /// PostgreSQL: one connection, made again when it breaks.
@@ -121,7 +121,7 @@ impl Store {
                     client: Mutex::new(None),
                 };
                 drop(pg.client().await?);
-                Store::Postgres(pg)
+                Store::Postgres(Box::new(pg))
             }
             None => {
                 let path = data_dir.join("metadata.redb");

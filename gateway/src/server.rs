@@ -32,7 +32,11 @@ pub struct Server {
     threads: usize,
     pub engine: Arc<Engine>,
     pub activity: Arc<crate::activity::Activity>,
+    /// Stops the pg and Flight SQL listeners taking connections (the start of a drain).
     shutdown: CancellationToken,
+    /// Stops the HTTP listener: after the drain, since draining HS2 and REST clients fetch
+    /// their results over it, and load balancers read `/readyz` from it.
+    http_shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The history writer: stopped last, after the drain, so every record is written.
     history: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
@@ -175,6 +179,7 @@ impl Server {
         };
 
         let shutdown = CancellationToken::new();
+        let http_stop = CancellationToken::new();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(serve_pg(
             pg_listener,
@@ -228,8 +233,9 @@ impl Server {
             activity: activity.clone(),
             metrics,
             statements: crate::http::statements::Statements::new(&data_dir, tls.is_some()),
+            tls: tls.is_some(),
         });
-        let http_shutdown = shutdown.clone().cancelled_owned();
+        let http_shutdown = http_stop.clone().cancelled_owned();
         match &tls {
             Some(identity) => {
                 let config = crate::tls::server_config(identity, &[b"http/1.1"])?;
@@ -291,6 +297,7 @@ impl Server {
             engine,
             activity,
             shutdown,
+            http_shutdown: http_stop,
             tasks,
             history: history_task,
         })
@@ -329,6 +336,7 @@ impl Server {
             );
             self.activity.idle(std::time::Duration::from_secs(5)).await;
         }
+        self.http_shutdown.cancel();
         self.warehouses.stop();
         for task in self.tasks {
             // Listeners close once their connections end; idle ones do not hold us.

@@ -6,6 +6,7 @@
 
 mod hs2;
 pub mod statements;
+mod ui;
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub activity: Arc<crate::activity::Activity>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     pub statements: Arc<statements::Statements>,
+    /// Whether the listener speaks TLS (cookies are then `Secure`).
+    pub tls: bool,
 }
 
 /// Routes served on `--http-addr`.
@@ -54,6 +57,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oidc/v1/token", post(hs2::token_exchange))
         .route("/api/2.0/sluice/cache", delete(clear_cache))
+        .route("/ui", get(ui::overview))
+        .route("/ui/history", get(ui::history))
+        .route("/ui/running", get(ui::running))
+        .route("/ui/login", post(ui::login))
+        .route("/ui/logout", post(ui::logout))
+        .route("/ui/queries/{id}/cancel", post(ui::cancel))
         .route("/api/2.0/sql/statements", post(statements::execute))
         .route(
             "/api/2.0/sql/statements/{id}",
