@@ -72,22 +72,7 @@ def dashboard_pass(dsn):
 
 
 def pgbench(dsn_args, password, sql, clients, seconds, log_prefix=None):
-    script = OUT / "bench.sql"
-    script.write_text(sql + ";\n")
-    cmd = ["pgbench", "-n", "-M", "simple", "-f", str(script), "-c", str(clients), "-j", "2", "-T", str(seconds)]
-    if log_prefix:
-        for old in OUT.glob(pathlib.Path(log_prefix).name + "*"):
-            old.unlink()
-        cmd += ["-l", f"--log-prefix={log_prefix}"]
-    env = dict(os.environ, PGPASSWORD=password) if password else dict(os.environ)
-    out = subprocess.run(cmd + dsn_args, capture_output=True, text=True, env=env, cwd=OUT)
-    if out.returncode != 0:
-        raise SystemExit(out.stdout + out.stderr)
-    tps = next(float(line.split("=")[1].split()[0]) for line in out.stdout.splitlines()
-               if line.startswith("tps"))
-    failed = next((int(line.split(":")[1].split()[0]) for line in out.stdout.splitlines()
-                   if "failed transactions" in line), 0)
-    return tps, failed
+    return serving.pgbench(OUT, dsn_args, password, sql, clients, seconds, log_prefix)
 
 
 def latencies(prefix):

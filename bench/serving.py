@@ -1,7 +1,8 @@
 """What the bench harnesses share: a release `sluice serve` started on free ports for the
-length of a `with` block, and the resident memory of a process."""
+length of a `with` block, the resident memory of a process, and pgbench."""
 import contextlib
 import json
+import os
 import pathlib
 import subprocess
 import time
@@ -41,3 +42,25 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def pgbench(out, dsn_args, password, sql, clients, seconds, log_prefix=None):
+    """pgbench running `sql` (simple protocol) from `clients` connections for `seconds`, in
+    `out`: (transactions per second, failed transactions)."""
+    out = pathlib.Path(out)
+    script = out / "bench.sql"
+    script.write_text(sql + ";\n")
+    cmd = ["pgbench", "-n", "-M", "simple", "-f", str(script), "-c", str(clients), "-j", "2", "-T", str(seconds)]
+    if log_prefix:
+        for old in out.glob(pathlib.Path(log_prefix).name + "*"):
+            old.unlink()
+        cmd += ["-l", f"--log-prefix={log_prefix}"]
+    env = dict(os.environ, PGPASSWORD=password) if password else dict(os.environ)
+    run = subprocess.run(cmd + dsn_args, capture_output=True, text=True, env=env, cwd=out)
+    if run.returncode != 0:
+        raise SystemExit(run.stdout + run.stderr)
+    tps = next(float(line.split("=")[1].split()[0]) for line in run.stdout.splitlines()
+               if line.startswith("tps"))
+    failed = next((int(line.split(":")[1].split()[0]) for line in run.stdout.splitlines()
+                   if "failed transactions" in line), 0)
+    return tps, failed

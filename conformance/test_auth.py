@@ -318,8 +318,8 @@ def test_a_principal_sees_and_reads_only_its_grants(idp, secure):
         # only the granted one.
         user_tables = "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
         assert rows(f"SELECT table_schema, table_name FROM information_schema.tables {user_tables}") == \
-            [("system", "cache"), ("system", "queries"), ("system", "warehouses"), ("system", "workers"),
-             ("tpch", "nation")]
+            [("system", "cache"), ("system", "queries"), ("system", "query_history"), ("system", "warehouses"),
+             ("system", "workers"), ("tpch", "nation")]
         assert rows("SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'tpch'") == \
             [("nation",)]
         assert rows("SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'tpch'") == [("tpch", "nation")]

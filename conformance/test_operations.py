@@ -30,7 +30,7 @@ from databricks.sdk.service.sql import (Disposition, ExecuteStatementRequestOnWa
                                         StatementParameterListItem, StatementState)
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import HERE, ROOT, start_sluice, wait_for
+from conftest import HERE, ROOT, self_signed, start_sluice, wait_for
 
 ALICE = "alice-analyst-token"
 OPS = "ops-monitor-token"
@@ -536,6 +536,55 @@ def test_sighup_reloads_grants_for_open_sessions(tmp_path):
             server.proc.send_signal(signal.SIGHUP)
             wait_for(lambda: "SUPERUSER" in server.log(), 10, "the refusal")
             assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+    finally:
+        server.stop()
+
+
+def test_sighup_reloads_the_tls_certificate(tmp_path):
+    cert, key = self_signed(tmp_path, "127.0.0.1", "first")
+    live_cert, live_key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    shutil.copy(cert, live_cert)
+    shutil.copy(key, live_key)
+    server = start_sluice("--tls-cert", str(live_cert), "--tls-key", str(live_key), data_dir=tmp_path / "data")
+
+    def pg_tls(root):
+        return psycopg.connect(server.dsn(sslmode="verify-full", sslrootcert=str(root)), autocommit=True)
+
+    def flight_tls(root):
+        kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {server.token}",
+                  "adbc.flight.sql.client_option.tls_root_certs": pathlib.Path(root).read_text()}
+        return flight_sql.connect(f"grpc+tls://{server.flight}", db_kwargs=kwargs, autocommit=True)
+
+    try:
+        held = pg_tls(cert)
+        with flight_tls(cert) as conn, conn.cursor() as cur:
+            cur.execute("select count(*) from tpch.region")
+            assert cur.fetchall() == [(5,)]
+        # A new certificate (another key) in the same files, then SIGHUP.
+        second, second_key = self_signed(tmp_path, "127.0.0.1", "second")
+        shutil.copy(second, live_cert)
+        shutil.copy(second_key, live_key)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "TLS certificate reloaded" in server.log(), 10, "the reload")
+        with pg_tls(second) as conn:
+            assert conn.execute("select count(*) from tpch.nation").fetchone() == (25,)
+        with pytest.raises(psycopg.OperationalError):
+            pg_tls(cert).close()
+        with flight_tls(second) as conn, conn.cursor() as cur:
+            cur.execute("select count(*) from tpch.nation")
+            assert cur.fetchall() == [(25,)]
+        status = urllib.request.urlopen(f"{server.http_url}/readyz", timeout=10,
+                                        context=__import__("ssl").create_default_context(cafile=str(second))).status
+        assert status == 200
+        # The session opened before the reload goes on.
+        assert held.execute("select count(*) from tpch.region").fetchone() == (5,)
+        held.close()
+        # A key that does not go with the certificate is refused; the old one stays.
+        shutil.copy(cert, live_cert)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "do not go together" in server.log(), 10, "the refusal")
+        with pg_tls(second) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
     finally:
         server.stop()
 

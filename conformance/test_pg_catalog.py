@@ -45,7 +45,7 @@ def reference(sluice):
         c.execute("CREATE SCHEMA system")
         # sluice's system tables are views over its own state (PostgreSQL gives views row
         # types too, which getTypeInfo lists).
-        for view in ["warehouses", "workers", "queries", "cache"]:
+        for view in ["warehouses", "workers", "queries", "cache", "query_history"]:
             c.execute(f"CREATE VIEW system.{view} AS SELECT 1 AS x")
         for table, cols in tables.items():
             c.execute(f"CREATE TABLE tpch.{table} ({', '.join(cols)})")

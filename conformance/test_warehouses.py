@@ -2,9 +2,7 @@
 limits, survive killed workers, isolate a memory-hungry query, cancel promptly from every
 front-end, reload on SIGHUP, route sessions, and run on remote workers — watched through
 system.warehouses / system.workers / system.queries."""
-import datetime
 import hashlib
-import ipaddress
 import os
 import signal
 import socket
@@ -19,7 +17,7 @@ import psycopg
 import pytest
 from databricks import sql as dbsql
 
-from conftest import wait_for, sluice_bin, start_sluice
+from conftest import self_signed, wait_for, sluice_bin, start_sluice
 from pgraw import PgRaw
 
 # A hash join of orders with itself: seconds of work on a worker (debug build), yielding
@@ -428,27 +426,6 @@ def free_port(host):
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def self_signed(tmp_path, ip):
-    """A certificate for `ip` (and its key), made with `cryptography`."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sluice-worker")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / f"{ip}.crt", tmp_path / f"{ip}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def start_worker(addr, secret, tls=None):

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::{Settings, TlsSource};
 use crate::handler::{Engine, Handler};
 use crate::pg::PgFrontend;
 use crate::warehouses::Warehouses;
@@ -32,6 +32,14 @@ pub struct Server {
     threads: usize,
     pub engine: Arc<Engine>,
     pub activity: Arc<crate::activity::Activity>,
+    /// What SIGHUP reloads the certificate from: its source, the names a self-signed one
+    /// carries, the data dir.
+    tls: Option<(
+        TlsSource,
+        Vec<String>,
+        std::path::PathBuf,
+        Arc<crate::tls::Certificates>,
+    )>,
     /// Stops the pg and Flight SQL listeners taking connections (the start of a drain).
     shutdown: CancellationToken,
     /// Stops the HTTP listener: after the drain, since draining HS2 and REST clients fetch
@@ -170,13 +178,17 @@ impl Server {
         if require_tls && tls.is_none() {
             tracing::warn!(%pg_addr, "the pg listener is not loopback-only and has no TLS: every login will be refused (set --tls-cert/--tls-key or --tls-self-signed)");
         }
-        let pg_tls = match &tls {
-            Some(identity) => Some(pgwire::tokio::TlsAcceptor::from(crate::tls::server_config(
-                identity,
-                &[b"postgresql"],
-            )?)),
+        // One certificate for every listener, reloaded on SIGHUP.
+        let certificates = match &tls {
+            Some(identity) => Some(crate::tls::Certificates::load(identity)?),
             None => None,
         };
+        let acceptor = |alpn: &[&[u8]]| {
+            certificates
+                .as_ref()
+                .map(|c| pgwire::tokio::TlsAcceptor::from(crate::tls::server_config(c, alpn)))
+        };
+        let pg_tls = acceptor(&[b"postgresql"]);
 
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();
@@ -188,7 +200,7 @@ impl Server {
             shutdown.clone(),
             metrics.clone(),
         )));
-        // Flight SQL: gRPC over TLS when configured (tonic's own rustls acceptor).
+        // Flight SQL: gRPC, over TLS (HTTP/2 by ALPN) when configured.
         let flight_plain_refused = tls.is_none()
             && !flight_addr.ip().is_loopback()
             && !auth_settings.allow_insecure_password;
@@ -196,28 +208,36 @@ impl Server {
             crate::flight::FlightSqlFrontend::new(handler.clone(), flight_plain_refused),
         )
         .max_decoding_message_size(64 * 1024 * 1024);
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(identity) = &tls {
-            let cert = std::fs::read(&identity.cert)?;
-            let key = std::fs::read(&identity.key)?;
-            builder = builder
-                .tls_config(
-                    tonic::transport::ServerTlsConfig::new()
-                        .identity(tonic::transport::Identity::from_pem(cert, key)),
-                )
-                .map_err(|e| anyhow::anyhow!("flight TLS: {e}"))?;
-        }
         let flight_shutdown = shutdown.clone().cancelled_owned();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener);
-        let flight_router = builder.add_service(flight);
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = flight_router
-                .serve_with_incoming_shutdown(incoming, flight_shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "flight listener failed");
+        let flight_router = tonic::transport::Server::builder().add_service(flight);
+        let flight_failed = |e: tonic::transport::Error| {
+            tracing::error!(error = %e, "flight listener failed");
+        };
+        match acceptor(&[b"h2"]) {
+            Some(acceptor) => {
+                let incoming =
+                    crate::tls::TlsListener::new(flight_listener, acceptor)?.into_stream();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = flight_router
+                        .serve_with_incoming_shutdown(incoming, flight_shutdown)
+                        .await
+                    {
+                        flight_failed(e);
+                    }
+                }));
             }
-        }));
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener);
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = flight_router
+                        .serve_with_incoming_shutdown(incoming, flight_shutdown)
+                        .await
+                    {
+                        flight_failed(e);
+                    }
+                }));
+            }
+        }
 
         let hs2 = crate::hs2::Hs2::new(
             handler.clone(),
@@ -236,13 +256,9 @@ impl Server {
             tls: tls.is_some(),
         });
         let http_shutdown = http_stop.clone().cancelled_owned();
-        match &tls {
-            Some(identity) => {
-                let config = crate::tls::server_config(identity, &[b"http/1.1"])?;
-                let listener = crate::tls::TlsListener::new(
-                    http_listener,
-                    pgwire::tokio::TlsAcceptor::from(config),
-                )?;
+        match acceptor(&[b"http/1.1"]) {
+            Some(acceptor) => {
+                let listener = crate::tls::TlsListener::new(http_listener, acceptor)?;
                 tasks.push(tokio::spawn(async move {
                     let serve = axum::serve(listener, router).with_graceful_shutdown(http_shutdown);
                     if let Err(e) = serve.await {
@@ -296,6 +312,12 @@ impl Server {
             threads,
             engine,
             activity,
+            tls: match (&settings.tls, certificates) {
+                (Some(source), Some(certificates)) => {
+                    Some((source.clone(), names, data_dir.clone(), certificates))
+                }
+                _ => None,
+            },
             shutdown,
             http_shutdown: http_stop,
             tasks,
@@ -303,10 +325,24 @@ impl Server {
         })
     }
 
-    /// Apply a reloaded configuration (SIGHUP): warehouse sizes, limits and timeouts,
-    /// warehouses added or removed, routing rules, grants (open sessions see them from
-    /// their next statement). Sessions and running queries stay.
+    /// Apply a reloaded configuration (SIGHUP): the TLS certificate (new handshakes present
+    /// it), grants (open sessions see them from their next statement), warehouse sizes,
+    /// limits and timeouts, warehouses added or removed, routing rules. Sessions and
+    /// running queries stay.
     pub async fn reload(&self, settings: &Settings) -> anyhow::Result<()> {
+        // The certificate first: a file that does not load fails the reload before
+        // anything else changed.
+        match (&self.tls, &settings.tls) {
+            (Some((_, names, data_dir, certificates)), Some(source)) => {
+                let identity = crate::tls::identity(source, data_dir, names)?;
+                certificates.reload(&identity)?;
+                tracing::info!(cert = %identity.cert.display(), "TLS certificate reloaded");
+            }
+            (None, None) => {}
+            _ => tracing::warn!(
+                "turning TLS on or off needs a restart; the listeners keep their current setting"
+            ),
+        }
         self.engine.grants.replace(&settings.auth.grants);
         let configs = settings
             .warehouses

@@ -1,15 +1,20 @@
 //! TLS for every listener: a certificate from files (`--tls-cert`, `--tls-key`) or a
 //! self-signed one generated once for local use (`--tls-self-signed`) and kept in the
-//! data dir, so clients that pinned it keep working across restarts.
+//! data dir, so clients that pinned it keep working across restarts. Every listener (pg,
+//! Flight SQL, HTTPS) presents the one [`Certificates`], which SIGHUP reloads from the
+//! files: new handshakes get the new certificate, open connections keep theirs.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt;
 use pgwire::tokio::tokio_rustls::server::TlsStream;
 use pgwire::tokio::tokio_rustls::TlsAcceptor;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -70,8 +75,39 @@ pub fn identity(source: &TlsSource, data_dir: &Path, names: &[String]) -> anyhow
     }
 }
 
-/// A rustls server configuration offering `alpn` (e.g. "postgresql", "http/1.1").
-pub fn server_config(identity: &Identity, alpn: &[&[u8]]) -> anyhow::Result<Arc<ServerConfig>> {
+/// The certificate and key every TLS listener presents; replaced whole on reload.
+#[derive(Debug)]
+pub struct Certificates {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Certificates {
+    pub fn load(identity: &Identity) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            current: RwLock::new(Arc::new(certified_key(identity)?)),
+        }))
+    }
+
+    /// Read the files again; a certificate or key that does not load changes nothing.
+    pub fn reload(&self, identity: &Identity) -> anyhow::Result<()> {
+        let key = Arc::new(certified_key(identity)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn certified_key(identity: &Identity) -> anyhow::Result<CertifiedKey> {
     let certs = CertificateDer::pem_file_iter(&identity.cert)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", identity.cert.display()))?;
@@ -83,12 +119,19 @@ pub fn server_config(identity: &Identity, alpn: &[&[u8]]) -> anyhow::Result<Arc<
     }
     let key = PrivateKeyDer::from_pem_file(&identity.key)
         .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", identity.key.display()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    CertifiedKey::from_der(certs, key, &provider)
+        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not go together: {e}"))
+}
+
+/// A rustls server configuration presenting `certificates` and offering `alpn` (e.g.
+/// "postgresql", "http/1.1", "h2").
+pub fn server_config(certificates: &Arc<Certificates>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not go together: {e}"))?;
+        .with_cert_resolver(certificates.clone());
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 /// A listener that hands out TLS streams; handshakes run concurrently, so a slow client
@@ -131,6 +174,15 @@ impl TlsListener {
             }
         });
         Ok(Self { accepted, local })
+    }
+}
+
+impl TlsListener {
+    /// The accepted streams, for a server that takes a stream of connections (tonic).
+    pub fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+        tokio_stream::wrappers::ReceiverStream::new(self.accepted).map(|(stream, _)| Ok(stream))
     }
 }
 

@@ -1,0 +1,83 @@
+"""The cost of operating sluice: `SELECT 1` throughput with the query history and the metrics
+on (the default) against both off, through pg with pgbench (simple protocol, N clients).
+The two configurations run alternately, `rounds` times each, on one release binary and one
+data dir; medians are compared. Also: what one /metrics scrape costs, and how many history
+records the on-runs wrote (all of them must reach the store).
+
+Usage: bench/operations.py [clients=8] [seconds=10] [rounds=3]
+"""
+import json
+import pathlib
+import statistics
+import sys
+import time
+import urllib.request
+
+from serving import pgbench, sluice
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out" / "operations"
+DATA = ROOT / "bench" / "data" / "operations"
+TARGET = pathlib.Path(__import__("os").environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+
+ON = "[warehouses.default]\nworkers = 1\n"
+OFF = ON + "\n[history]\nenabled = false\n\n[metrics]\nenabled = false\n"
+
+
+def metrics(http):
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def sample(text, name):
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def main():
+    clients = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    OUT.mkdir(parents=True, exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
+    tps = {"on": [], "off": []}
+    written = []
+    scrape_ms = []
+    for r in range(rounds):
+        for name, config in (("on", ON), ("off", OFF)):
+            with sluice(TARGET, DATA, OUT, 0.01, config) as (proc, endpoints, token):
+                host, port = endpoints["pg"].rsplit(":", 1)
+                args = ["-h", host, "-p", port, "-U", "bench", "default"]
+                pgbench(OUT, args, token, "SELECT 1", clients, 2)  # warm-up: connections, plan memo
+                t, failed = pgbench(OUT, args, token, "SELECT 1", clients, seconds)
+                if failed:
+                    raise SystemExit(f"{failed} failed transactions")
+                tps[name].append(t)
+                if name == "on":
+                    for _ in range(20):
+                        started = time.perf_counter()
+                        text = metrics(endpoints["http"])
+                        scrape_ms.append((time.perf_counter() - started) * 1e3)
+                    queries = sample(text, "sluice_queries_total")
+                    # Wait for the writer to drain (it flushes every 250 ms).
+                    deadline = time.time() + 10
+                    while time.time() < deadline:
+                        text = metrics(endpoints["http"])
+                        if sample(text, "sluice_history_written_total") >= queries:
+                            break
+                        time.sleep(0.25)
+                    written.append((queries, sample(text, "sluice_history_written_total"),
+                                    sample(text, "sluice_history_dropped_total")))
+            print(f"round {r + 1} {name}: {t:.0f} tps", flush=True)
+    on, off = statistics.median(tps["on"]), statistics.median(tps["off"])
+    print(json.dumps({
+        "clients": clients, "seconds": seconds, "rounds": rounds,
+        "tps_on": tps["on"], "tps_off": tps["off"],
+        "median_on": on, "median_off": off, "ratio": on / off,
+        "history": [{"statements": q, "written": w, "dropped": d} for q, w, d in written],
+        "metrics_scrape_ms_p50": statistics.median(scrape_ms),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
