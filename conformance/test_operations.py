@@ -540,6 +540,35 @@ def test_sighup_reloads_grants_for_open_sessions(tmp_path):
         server.stop()
 
 
+def test_sighup_reloads_tables(tmp_path):
+    (tmp_path / "trips.csv").write_text("id,city\n1,Oslo\n2,Lima\n3,Oslo\n")
+    (tmp_path / "fares.csv").write_text("id,amount\n1,10.5\n2,7.25\n")
+    config = tmp_path / "sluice.toml"
+    table = '[[tables]]\nname = "mobility.{0}"\nlocation = "{0}.csv"\nformat = "csv"\n\n'
+    config.write_text(table.format("trips"))
+    server = start_sluice("--config", str(config), data_dir=tmp_path / "data")
+    try:
+        with pg(server) as conn:
+            query = "select city, count(*) from mobility.trips group by city order by city"
+            assert conn.execute(query).fetchall() == [("Lima", 1), ("Oslo", 2)]
+            # A table added and one removed, seen by the open session after SIGHUP.
+            config.write_text(table.format("fares"))
+            server.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "tables reloaded" in server.log(), 30, "the reload")
+            assert conn.execute("select sum(amount) from mobility.fares").fetchone()[0] == pytest.approx(17.75)
+            with pytest.raises(psycopg.Error) as gone:
+                conn.execute(query)  # answered from the cache before: not any more
+            assert gone.value.sqlstate == "42P01"
+            assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
+            # A table that cannot load refuses the whole reload.
+            config.write_text(table.format("fares") + table.format("missing"))
+            server.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "reload failed" in server.log(), 30, "the refusal")
+            assert conn.execute("select count(*) from mobility.fares").fetchone() == (2,)
+    finally:
+        server.stop()
+
+
 def test_sighup_reloads_the_tls_certificate(tmp_path):
     cert, key = self_signed(tmp_path, "127.0.0.1", "first")
     live_cert, live_key = tmp_path / "tls.crt", tmp_path / "tls.key"

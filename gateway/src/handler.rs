@@ -280,7 +280,8 @@ fn truncated(text: &str) -> String {
 
 /// The handler of a gateway: planner, warehouses, authenticator and grants together.
 pub struct Engine {
-    pub planner: Arc<Planner>,
+    /// Replaced whole when the tables change (SIGHUP); a statement keeps the one it began with.
+    planner: std::sync::RwLock<Arc<Planner>>,
     pub warehouses: Arc<Warehouses>,
     pub authenticator: Arc<Authenticator>,
     pub grants: Arc<Grants>,
@@ -305,7 +306,7 @@ impl Engine {
         activity: Arc<Activity>,
     ) -> Self {
         Self {
-            planner,
+            planner: std::sync::RwLock::new(planner),
             warehouses,
             authenticator,
             grants,
@@ -343,8 +344,18 @@ impl Engine {
         }
     }
 
-    /// Forget plans made against the catalog as it was (tables reloaded).
-    pub fn catalog_changed(&self) {
+    /// The planner over the catalog as it is now.
+    pub fn planner(&self) -> Arc<Planner> {
+        self.planner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Plan against another catalog from now on (tables reloaded): plans made against the
+    /// old one are forgotten.
+    pub fn replace_planner(&self, planner: Arc<Planner>) {
+        *self.planner.write().unwrap_or_else(|e| e.into_inner()) = planner;
         self.memo
             .plans
             .lock()
@@ -414,7 +425,7 @@ impl Engine {
                                 .join(", ")
                         };
                         let sql = format!("SELECT {columns} FROM {table_name}");
-                        self.planner.parse(&sql)?.pop().ok_or_else(|| {
+                        self.planner().parse(&sql)?.pop().ok_or_else(|| {
                             QueryError::new(ErrorKind::Syntax, "COPY needs a table or a query")
                         })?
                     }
@@ -427,14 +438,14 @@ impl Engine {
             }
         }
         let info = session.info();
-        let logical = self.planner.logical_plan(statement, &info).await?;
+        let logical = self.planner().logical_plan(statement, &info).await?;
         let param_types = Planner::parameter_types(&logical)?;
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
-        let schema = self.planner.with_column_origins(&logical, schema);
+        let schema = self.planner().with_column_origins(&logical, schema);
         let text = truncated(&statement.to_string());
         let cache = if self.cache.config().enabled {
-            match self.planner.cache_reads(&logical, &info) {
+            match self.planner().cache_reads(&logical, &info) {
                 Ok(reads) => Some(Arc::new(CacheHint {
                     reads,
                     fingerprint: OnceLock::new(),
@@ -541,13 +552,13 @@ impl Engine {
                 let info = session.info();
                 for statement in &prepared {
                     if let Prepared::Query { logical, .. } = statement {
-                        self.planner.authorize(logical, &info)?;
+                        self.planner().authorize(logical, &info)?;
                     }
                 }
                 return Ok(prepared);
             }
         }
-        let statements = self.planner.parse(sql)?;
+        let statements = self.planner().parse(sql)?;
         let mut prepared = Vec::with_capacity(statements.len());
         // Statements after a SET in the same message are planned with its value
         // (`SET search_path = tpch; SELECT * FROM nation`), on a copy of the settings: the
@@ -638,10 +649,12 @@ impl Engine {
                     reads_data.then(|| warehouse_name.clone()),
                 ));
                 tracked.set_progress(progress);
+                let planner = self.planner();
                 let run = async {
                     let info = session.info();
                     let optimized = match self
                         .through_cache(
+                            &planner,
                             cache.as_deref(),
                             &info,
                             prepared,
@@ -659,9 +672,9 @@ impl Engine {
                     };
                     let optimized = match optimized {
                         Some(o) => o,
-                        None => self.planner.optimize(logical.clone(), params, &info)?,
+                        None => planner.optimize(logical.clone(), params, &info)?,
                     };
-                    let planned = self.planner.physical(&optimized).await?;
+                    let planned = planner.physical(&optimized).await?;
                     let rows = if reads_data {
                         let warehouse = warehouse?;
                         let plan = planner::codec::encode_plan(&planned.physical)?;
@@ -674,9 +687,7 @@ impl Engine {
                     } else {
                         // Catalog and table-free queries: answered here, no worker needed.
                         tracing::debug!("answering in the gateway");
-                        ArrowRows::Batches(local_batches(
-                            self.planner.run_locally(&planned, &info)?,
-                        ))
+                        ArrowRows::Batches(local_batches(planner.run_locally(&planned, &info)?))
                     };
                     // Report the names the statement was prepared with (PostgreSQL style).
                     let schema = prepared.schema();
@@ -750,6 +761,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn through_cache(
         &self,
+        planner: &Arc<Planner>,
         hint: Option<&CacheHint>,
         info: &planner::SessionInfo,
         prepared: &Prepared,
@@ -768,9 +780,7 @@ impl Engine {
         let fingerprint = match hint.fingerprint.get() {
             Some(known) if params.is_empty() => *known,
             _ => {
-                let o = self
-                    .planner
-                    .optimize(logical.clone(), params.to_vec(), info)?;
+                let o = planner.optimize(logical.clone(), params.to_vec(), info)?;
                 let fingerprint = planner::cache_key::fingerprint(&o.plan);
                 if params.is_empty() {
                     let _ = hint.fingerprint.set(fingerprint);
@@ -784,14 +794,14 @@ impl Engine {
         };
         let Some(lookup) = self
             .cache
-            .key(info, &hint.reads, fingerprint, self.planner.base_state())
+            .key(info, &hint.reads, fingerprint, planner.base_state())
             .await
         else {
             return Ok(Cached::Not(optimized));
         };
         // The execution belongs to the cache (identical queries share it), so it owns
         // what it needs.
-        let planner = self.planner.clone();
+        let planner = planner.clone();
         let warehouse = if Planner::reads_data(logical) {
             Some(warehouse.clone()?)
         } else {

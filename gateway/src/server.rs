@@ -32,6 +32,11 @@ pub struct Server {
     threads: usize,
     pub engine: Arc<Engine>,
     pub activity: Arc<crate::activity::Activity>,
+    /// The catalog's tables now (demo tables first) and what rebuilds the planner when the
+    /// config's tables change.
+    tables: tokio::sync::Mutex<Vec<planner::TableDef>>,
+    demo_tables: Vec<planner::TableDef>,
+    system: Arc<crate::system::SystemView>,
     /// What SIGHUP reloads the certificate from: its source, the names a self-signed one
     /// carries, the data dir.
     tls: Option<(
@@ -99,6 +104,7 @@ impl Server {
                     .await??,
             );
         }
+        let demo_tables = tables.clone();
         tables.extend(settings.tables.iter().cloned());
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -312,6 +318,9 @@ impl Server {
             threads,
             engine,
             activity,
+            tables: tokio::sync::Mutex::new(tables),
+            demo_tables,
+            system,
             tls: match (&settings.tls, certificates) {
                 (Some(source), Some(certificates)) => {
                     Some((source.clone(), names, data_dir.clone(), certificates))
@@ -325,13 +334,28 @@ impl Server {
         })
     }
 
-    /// Apply a reloaded configuration (SIGHUP): the TLS certificate (new handshakes present
-    /// it), grants (open sessions see them from their next statement), warehouse sizes,
+    /// Apply a reloaded configuration (SIGHUP): `[[tables]]` (statements planned from now
+    /// on see the new catalog; the result cache is cleared), the TLS certificate (new
+    /// handshakes present it), grants (open sessions see them from their next statement),
+    /// warehouse sizes,
     /// limits and timeouts, warehouses added or removed, routing rules. Sessions and
     /// running queries stay.
     pub async fn reload(&self, settings: &Settings) -> anyhow::Result<()> {
-        // The certificate first: a file that does not load fails the reload before
-        // anything else changed.
+        // What can fail comes first (a catalog whose tables do not load, a certificate
+        // that does not), before anything changed.
+        let mut tables = self.tables.lock().await;
+        let mut wanted = self.demo_tables.clone();
+        wanted.extend(settings.tables.iter().cloned());
+        let planner = if wanted != *tables {
+            let system: Arc<dyn planner::system::SystemSource> = self.system.clone();
+            Some(Arc::new(
+                Planner::new(&wanted, self.threads, Some(system))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("tables: {e}"))?,
+            ))
+        } else {
+            None
+        };
         match (&self.tls, &settings.tls) {
             (Some((_, names, data_dir, certificates)), Some(source)) => {
                 let identity = crate::tls::identity(source, data_dir, names)?;
@@ -344,6 +368,19 @@ impl Server {
             ),
         }
         self.engine.grants.replace(&settings.auth.grants);
+        if let Some(planner) = planner {
+            self.engine.replace_planner(planner);
+            // Answers over the old catalog (its listings, its pg_catalog) go with it.
+            if let Err(e) = self.engine.cache.clear().await {
+                tracing::warn!(error = %e.message, "the result cache could not be cleared after the tables changed");
+            }
+            tracing::info!(
+                before = tables.len(),
+                after = wanted.len(),
+                "tables reloaded"
+            );
+            *tables = wanted;
+        }
         let configs = settings
             .warehouses
             .iter()
