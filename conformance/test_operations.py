@@ -341,6 +341,16 @@ def test_statement_execution_api_through_databricks_sdk(server):
     r = api.execute_statement(statement="select * from tpch.nation", warehouse_id="default",
                               wait_timeout="30s", row_limit=7)
     assert r.manifest.total_row_count == 7 and r.manifest.truncated
+    # byte_limit keeps the rows that fit.
+    r = api.execute_statement(statement="select n_name from tpch.nation order by n_nationkey",
+                              warehouse_id="default", wait_timeout="30s", byte_limit=100)
+    assert r.manifest.truncated and 0 < r.manifest.total_row_count < 25
+    assert sum(len(json.dumps(row)) for row in r.result.data_array) <= 100
+    # An INLINE result over 25 MiB is refused with what to do instead.
+    r = api.execute_statement(statement="select repeat('x', 2000000) from tpch.nation",
+                              warehouse_id="default", wait_timeout="50s")
+    assert r.status.state == StatementState.FAILED and "EXTERNAL_LINKS" in r.status.error.message
+    assert r.status.error.error_code.value == "RESOURCE_EXHAUSTED" and r.status.sql_state == "53200"
 
     # SQL errors: FAILED with the SQLSTATE; the API stays fine.
     r = api.execute_statement(statement="select nope from tpch.nation", warehouse_id="default", wait_timeout="30s")

@@ -36,19 +36,15 @@ struct Running {
     view: RunningStatement,
 }
 
-/// A running statement, for the admin page.
+/// A running statement, for the admin page (its text redacted).
 #[derive(Debug, Clone)]
 pub struct RunningStatement {
-    pub id: String,
-    pub text: String,
-    pub principal: String,
-    pub principal_id: String,
-    pub protocol: String,
-    pub warehouse: Option<String>,
+    pub info: StatementInfo,
     pub started: SystemTime,
 }
 
 /// Who runs a statement and what it is.
+#[derive(Debug, Clone)]
 pub struct StatementInfo {
     pub id: String,
     pub text: String,
@@ -127,12 +123,10 @@ impl Activity {
                 cancel: cancel.clone(),
                 by: by.clone(),
                 view: RunningStatement {
-                    id: info.id.clone(),
-                    text: redact(&info.text),
-                    principal: info.principal.clone(),
-                    principal_id: info.principal_id.clone(),
-                    protocol: info.protocol.clone(),
-                    warehouse: info.warehouse.clone(),
+                    info: StatementInfo {
+                        text: redact(&info.text),
+                        ..info.clone()
+                    },
                     started: start,
                 },
             },

@@ -318,15 +318,7 @@ impl Hs2 {
 
     /// Scheme and host the client reached us by, for download links.
     fn base_url(&self, headers: &HeaderMap) -> String {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .filter(|h| {
-                h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-            })
-            .unwrap_or("localhost");
-        format!("{}://{host}", if self.tls { "https" } else { "http" })
+        crate::http::base_url(headers, self.tls)
     }
 
     /// The session a handle names, if the caller owns it.

@@ -437,6 +437,20 @@ async fn clear_cache(State(app): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
+/// Scheme and host the client reached us by (its `Host`, if it is a plain host name), for
+/// links it is to follow back (CloudFetch, EXTERNAL_LINKS).
+pub fn base_url(headers: &HeaderMap, tls: bool) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
 /// Why a bearer token was refused: the HTTP status, a message for the client, and the
 /// `WWW-Authenticate` challenge to send with a 401.
 pub struct Refusal {

@@ -53,9 +53,9 @@ const EXTERNAL_LIMIT: u64 = 100 * 1024 * 1024 * 1024;
 const CHUNK_BYTES: u64 = 1024 * 1024;
 const LINK_TTL: Duration = Duration::from_secs(900);
 
-/// The body of `POST /api/2.0/sql/statements`.
+/// The body of `POST /api/2.0/sql/statements`. Fields sluice has no use for (query tags,
+/// result compression) are accepted and ignored, as newer clients send them.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     statement: String,
     warehouse_id: String,
@@ -77,10 +77,6 @@ pub struct ExecuteRequest {
     wait_timeout: Option<String>,
     #[serde(default)]
     on_wait_timeout: Option<String>,
-    /// Accepted and ignored (Databricks query tags, result compression).
-    #[serde(default)]
-    #[allow(dead_code)]
-    query_tags: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,18 +241,6 @@ impl Statements {
             }
         }
     }
-
-    fn base_url(&self, headers: &HeaderMap) -> String {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .filter(|h| {
-                h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-            })
-            .unwrap_or("localhost");
-        format!("{}://{host}", if self.tls { "https" } else { "http" })
-    }
 }
 
 /// A Databricks-style error body with its HTTP status.
@@ -276,12 +260,23 @@ fn bad_request(message: impl Into<String>) -> Response {
 fn error_code(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Cancelled => "CANCELLED",
-        ErrorKind::QueueFull => "RESOURCE_EXHAUSTED",
+        ErrorKind::QueueFull | ErrorKind::ResourcesExhausted => "RESOURCE_EXHAUSTED",
         ErrorKind::Unavailable | ErrorKind::WorkerLost => "TEMPORARILY_UNAVAILABLE",
         ErrorKind::Internal => "INTERNAL_ERROR",
         ErrorKind::DataUnreadable => "IO_ERROR",
         _ => "BAD_REQUEST",
     }
+}
+
+/// Which of `options` a request field names (case-insensitively; absent: the first).
+fn choose(value: Option<&str>, field: &str, options: &[&str]) -> Result<usize, String> {
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    options
+        .iter()
+        .position(|o| o.eq_ignore_ascii_case(value))
+        .ok_or_else(|| format!("{field} must be {}, not {value:?}", options.join(" or ")))
 }
 
 fn parse_wait(value: Option<&str>) -> Result<Duration, String> {
@@ -319,48 +314,34 @@ pub(super) async fn execute(
         Ok(w) => w,
         Err(e) => return bad_request(e),
     };
-    let cancel_on_timeout = match request
-        .on_wait_timeout
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        None | Some("CONTINUE") => false,
-        Some("CANCEL") => true,
-        Some(other) => {
-            return bad_request(format!(
-                "on_wait_timeout must be CONTINUE or CANCEL, not {other:?}"
-            ))
-        }
+    let choose = |value: &Option<String>, field: &str, options: &[&str]| {
+        choose(value.as_deref(), field, options).map_err(bad_request)
     };
-    let external = match request
-        .disposition
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        None | Some("INLINE") => false,
-        Some("EXTERNAL_LINKS") => true,
-        Some(other) => {
-            return bad_request(format!(
-                "disposition must be INLINE or EXTERNAL_LINKS, not {other:?}"
-            ))
-        }
+    let cancel_on_timeout = match choose(
+        &request.on_wait_timeout,
+        "on_wait_timeout",
+        &["CONTINUE", "CANCEL"],
+    ) {
+        Ok(i) => i == 1,
+        Err(refused) => return refused,
     };
-    let format = match request
-        .format
-        .as_deref()
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        None | Some("JSON_ARRAY") => Format::JsonArray,
-        Some("ARROW_STREAM") => Format::ArrowStream,
-        Some("CSV") => Format::Csv,
-        Some(other) => {
-            return bad_request(format!(
-                "format must be JSON_ARRAY, ARROW_STREAM or CSV, not {other:?}"
-            ))
-        }
+    let external = match choose(
+        &request.disposition,
+        "disposition",
+        &["INLINE", "EXTERNAL_LINKS"],
+    ) {
+        Ok(i) => i == 1,
+        Err(refused) => return refused,
+    };
+    let format = match choose(
+        &request.format,
+        "format",
+        &["JSON_ARRAY", "ARROW_STREAM", "CSV"],
+    ) {
+        Ok(0) => Format::JsonArray,
+        Ok(1) => Format::ArrowStream,
+        Ok(_) => Format::Csv,
+        Err(refused) => return refused,
     };
     if !external && format != Format::JsonArray {
         return bad_request(format!(
@@ -493,10 +474,7 @@ fn parameter_value(p: &Parameter) -> Result<ScalarValue, String> {
         .ok_or_else(|| format!("parameter {}: type {type_name} is not supported", p.name))?;
     match &p.value {
         None => ScalarValue::try_from(&target).map_err(|e| format!("parameter {}: {e}", p.name)),
-        Some(v) if target == DataType::Null => {
-            let _ = v;
-            Ok(ScalarValue::Null)
-        }
+        Some(_) if target == DataType::Null => Ok(ScalarValue::Null),
         Some(v) => ScalarValue::Utf8(Some(v.clone()))
             .cast_to(&target)
             .map_err(|_| format!("parameter {}: {v:?} is not a valid {type_name}", p.name)),
@@ -546,7 +524,9 @@ struct Collector<'a> {
     statement: &'a Statement,
     schema: SchemaRef,
     limits: Limits,
+    /// The chunk being filled: batches (Arrow) or rows already formatted (JSON, CSV).
     pending: Vec<RecordBatch>,
+    pending_json: Vec<Value>,
     pending_rows: u64,
     pending_bytes: u64,
     rows: u64,
@@ -580,6 +560,7 @@ impl<'a> Collector<'a> {
             schema: schema.clone(),
             limits,
             pending: Vec::new(),
+            pending_json: Vec::new(),
             pending_rows: 0,
             pending_bytes: 0,
             rows: 0,
@@ -609,8 +590,36 @@ impl<'a> Collector<'a> {
                 more = false;
             }
         }
-        let size = self.size_of(&batch)?;
-        if self.bytes + self.pending_bytes + size > self.byte_limit() {
+        let mut text = match self.statement.format {
+            Format::ArrowStream => None,
+            Format::JsonArray | Format::Csv => Some(json_rows(&batch)?),
+        };
+        let room = self
+            .byte_limit()
+            .saturating_sub(self.bytes + self.pending_bytes);
+        let mut size = match &text {
+            Some(rows) => rows.iter().map(|r| r.to_string().len() as u64).sum(),
+            None => batch.get_array_memory_size() as u64,
+        };
+        // Text rows past a byte_limit are cut one by one (the rows that fit stay).
+        if let (Some(rows), Some(_)) = (text.as_mut(), self.limits.bytes) {
+            if size > room {
+                let mut kept = 0u64;
+                let fit = rows
+                    .iter()
+                    .take_while(|r| {
+                        kept += r.to_string().len() as u64;
+                        kept <= room
+                    })
+                    .count();
+                rows.truncate(fit);
+                batch = batch.slice(0, fit);
+                size = rows.iter().map(|r| r.to_string().len() as u64).sum();
+                self.truncate();
+                more = false;
+            }
+        }
+        if size > room {
             if self.limits.bytes.is_none() && !self.statement.external {
                 return Err(QueryError::new(
                     ErrorKind::ResourcesExhausted,
@@ -625,7 +634,10 @@ impl<'a> Collector<'a> {
         }
         self.pending_rows += batch.num_rows() as u64;
         self.pending_bytes += size;
-        self.pending.push(batch);
+        match text {
+            Some(rows) => self.pending_json.extend(rows),
+            None => self.pending.push(batch),
+        }
         if self.pending_bytes >= CHUNK_BYTES {
             self.seal()?;
         }
@@ -640,22 +652,12 @@ impl<'a> Collector<'a> {
             .truncated = true;
     }
 
-    /// What a batch weighs in the chunk's format.
-    fn size_of(&self, batch: &RecordBatch) -> Result<u64, QueryError> {
-        Ok(match self.statement.format {
-            Format::JsonArray | Format::Csv => json_rows(batch)?
-                .iter()
-                .map(|r| r.to_string().len() as u64)
-                .sum(),
-            Format::ArrowStream => batch.get_array_memory_size() as u64,
-        })
-    }
-
     fn seal(&mut self) -> Result<(), QueryError> {
-        if self.pending.is_empty() && !self.chunks.is_empty() {
+        if self.pending_rows == 0 && !self.chunks.is_empty() {
             return Ok(());
         }
         let batches = std::mem::take(&mut self.pending);
+        let rows = std::mem::take(&mut self.pending_json);
         let index = self.chunks.len();
         let write =
             |e: std::io::Error| QueryError::internal(format!("writing a result chunk: {e}"));
@@ -692,25 +694,19 @@ impl<'a> Collector<'a> {
                             .collect();
                         writeln!(out, "{}", names.join(",")).map_err(write)?;
                     }
-                    for b in &batches {
-                        for row in json_rows(b)? {
-                            let cells: Vec<String> = row
-                                .as_array()
-                                .map(|a| {
-                                    a.iter()
-                                        .map(|v| v.as_str().map(csv_field).unwrap_or_default())
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            writeln!(out, "{}", cells.join(",")).map_err(write)?;
-                        }
+                    for row in &rows {
+                        let cells: Vec<String> = row
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|v| v.as_str().map(csv_field).unwrap_or_default())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        writeln!(out, "{}", cells.join(",")).map_err(write)?;
                     }
                 }
                 Format::JsonArray => {
-                    let mut rows = Vec::new();
-                    for b in &batches {
-                        rows.extend(json_rows(b)?);
-                    }
                     serde_json::to_writer(&mut out, &rows).map_err(|e| write(e.into()))?;
                 }
             }
@@ -719,10 +715,6 @@ impl<'a> Collector<'a> {
             let size = std::fs::metadata(&path).map_err(write)?.len();
             (ChunkData::File(path), size)
         } else {
-            let mut rows = Vec::new();
-            for b in &batches {
-                rows.extend(json_rows(b)?);
-            }
             (ChunkData::Inline(rows), self.pending_bytes)
         };
         self.chunks.push(Chunk {
@@ -740,7 +732,7 @@ impl<'a> Collector<'a> {
     }
 
     fn finish(mut self) -> Result<(), QueryError> {
-        if !self.pending.is_empty() || (self.chunks.is_empty() && self.statement.external) {
+        if self.pending_rows > 0 || (self.chunks.is_empty() && self.statement.external) {
             self.seal()?;
         }
         let mut result = self
@@ -884,7 +876,7 @@ fn chunk_body(
         ChunkData::File(_) => {
             body["byte_count"] = json!(chunk.byte_count);
             let link = statements.signer.link(
-                &statements.base_url(headers),
+                &super::base_url(headers, statements.tls),
                 &statement.id,
                 &ChunkRef {
                     index: chunk.index,

@@ -289,6 +289,8 @@ fn running_table(app: &AppState) -> String {
          <th>Warehouse</th><th>State</th><th>Worker</th><th>For</th><th>SQL</th><th></th></tr>",
     );
     for r in &running {
+        let started = r.started;
+        let r = &r.info;
         let (state, worker) = placement
             .get(&r.id)
             .map(|(s, w)| (*s, w.map(|w| w.to_string()).unwrap_or_default()))
@@ -301,7 +303,7 @@ fn running_table(app: &AppState) -> String {
             esc(&r.principal),
             esc(&r.protocol),
             esc(r.warehouse.as_deref().unwrap_or("")),
-            ago(r.started),
+            ago(started),
             esc(&r.text),
             id = esc(&r.id),
         );
