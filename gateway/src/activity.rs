@@ -33,7 +33,9 @@ struct Running {
     cancel: CancellationToken,
     /// Who cancelled it, once someone did.
     by: Arc<Mutex<Option<String>>>,
-    view: RunningStatement,
+    /// Shared with the statement (taken back whole when it ends).
+    info: Arc<StatementInfo>,
+    started: SystemTime,
 }
 
 /// A running statement, for the admin page (its text redacted).
@@ -50,7 +52,7 @@ pub struct StatementInfo {
     pub text: String,
     pub principal: String,
     pub principal_id: String,
-    pub protocol: String,
+    pub protocol: &'static str,
     pub warehouse: Option<String>,
 }
 
@@ -117,18 +119,14 @@ impl Activity {
         let cancel = CancellationToken::new();
         let by = Arc::new(Mutex::new(None));
         let start = SystemTime::now();
+        let info = Arc::new(info);
         self.lock().insert(
             info.id.clone(),
             Running {
                 cancel: cancel.clone(),
                 by: by.clone(),
-                view: RunningStatement {
-                    info: StatementInfo {
-                        text: redact(&info.text),
-                        ..info.clone()
-                    },
-                    started: start,
-                },
+                info: info.clone(),
+                started: start,
             },
         );
         Tracked(Some(Inner {
@@ -160,7 +158,17 @@ impl Activity {
 
     /// The statements running now, oldest first.
     pub fn snapshot(&self) -> Vec<RunningStatement> {
-        let mut all: Vec<RunningStatement> = self.lock().values().map(|r| r.view.clone()).collect();
+        let mut all: Vec<RunningStatement> = self
+            .lock()
+            .values()
+            .map(|r| RunningStatement {
+                info: StatementInfo {
+                    text: redact(&r.info.text),
+                    ..(*r.info).clone()
+                },
+                started: r.started,
+            })
+            .collect();
         all.sort_by_key(|r| r.started);
         all
     }
@@ -186,7 +194,7 @@ pub struct Tracked(Option<Inner>);
 
 struct Inner {
     activity: Arc<Activity>,
-    info: StatementInfo,
+    info: Arc<StatementInfo>,
     start: SystemTime,
     started: Instant,
     /// When the first rows could flow (planning and queueing done).
@@ -270,7 +278,7 @@ impl Drop for Tracked {
 impl Inner {
     fn finish(self, error: Option<&QueryError>) {
         let activity = &self.activity;
-        activity.lock().remove(&self.info.id);
+        activity.lock().remove(self.info.id.as_str());
         let end = Instant::now();
         let total = end - self.started;
         let queued = self.progress.as_ref().map(|p| p.queued());
@@ -282,7 +290,6 @@ impl Inner {
             Some(e) if e.kind == ErrorKind::Cancelled => ("CANCELED", "canceled"),
             Some(_) => ("FAILED", "failed"),
         };
-        let warehouse = self.info.warehouse.clone();
         tracing::debug!(
             query_id = %self.info.id,
             state,
@@ -293,8 +300,8 @@ impl Inner {
         );
         if let Some(metrics) = &activity.metrics {
             metrics.statement(
-                &self.info.protocol,
-                warehouse.as_deref().unwrap_or(""),
+                self.info.protocol,
+                self.info.warehouse.as_deref().unwrap_or(""),
                 outcome,
                 total,
                 queued.filter(|_| self.progress.as_ref().and_then(|p| p.worker()).is_some()),
@@ -307,13 +314,15 @@ impl Inner {
         };
         let us = |d: Duration| d.as_micros() as u64;
         let start_us = micros(self.start);
+        // Out of the registry now, so the statement holds the only reference.
+        let info = Arc::try_unwrap(self.info).unwrap_or_else(|shared| (*shared).clone());
         history.record(QueryRecord {
-            statement_id: self.info.id,
-            statement_text: redact(&self.info.text),
-            principal: self.info.principal,
-            principal_id: self.info.principal_id,
-            protocol: self.info.protocol,
-            warehouse,
+            statement_id: info.id,
+            statement_text: redact(&info.text),
+            principal: info.principal,
+            principal_id: info.principal_id,
+            protocol: info.protocol.to_string(),
+            warehouse: info.warehouse,
             worker_id: self.progress.as_ref().and_then(|p| p.worker()),
             state: state.into(),
             sqlstate: error.map(|e| crate::error::sqlstate(e.kind).to_string()),

@@ -289,6 +289,7 @@ pub struct Engine {
     /// Running statements, history, metrics.
     pub activity: Arc<Activity>,
     memo: PlanMemo,
+    id_prefix: u64,
     next_query: AtomicU64,
 }
 
@@ -313,6 +314,7 @@ impl Engine {
             cache,
             activity,
             memo: PlanMemo::default(),
+            id_prefix: rand::random::<u64>() >> 16,
             next_query: AtomicU64::new(1),
         }
     }
@@ -339,7 +341,7 @@ impl Engine {
             text: text.to_string(),
             principal: session.principal.name.clone(),
             principal_id: session.principal.id.clone(),
-            protocol: session.protocol.to_string(),
+            protocol: session.protocol,
             warehouse,
         }
     }
@@ -364,10 +366,11 @@ impl Engine {
     }
 
     fn query_id(&self) -> String {
-        // Unique within this gateway's life and sortable by start order.
+        // Unique across gateways and restarts (a random prefix per process: process ids
+        // repeat, in containers every gateway is pid 1), sortable by start order within one.
         format!(
-            "q{:x}-{:06}",
-            std::process::id(),
+            "q{:012x}-{:06}",
+            self.id_prefix,
             self.next_query.fetch_add(1, Ordering::Relaxed)
         )
     }

@@ -2,7 +2,7 @@
 //! path moves are kept here; gauges of state that lives elsewhere (workers, queues, the
 //! result cache, sessions) are read from their owners at scrape time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -58,15 +58,22 @@ impl Histogram {
     }
 }
 
+/// What one statement's end moves, under one lock. Keys are looked up borrowed: once a
+/// label set exists, counting allocates nothing.
+#[derive(Debug, Default)]
+struct Statements {
+    /// (protocol, outcome) → warehouse → statements.
+    queries: HashMap<(&'static str, &'static str), HashMap<String, u64>>,
+    /// protocol → statement latency (start to last row).
+    latency: HashMap<&'static str, Histogram>,
+    /// warehouse → time waited for a worker slot.
+    queue_wait: HashMap<String, Histogram>,
+}
+
 /// What the gateway counts itself.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (protocol, warehouse, outcome) → statements.
-    queries: Mutex<BTreeMap<(String, String, &'static str), u64>>,
-    /// protocol → statement latency (start to last row).
-    latency: Mutex<BTreeMap<String, Histogram>>,
-    /// warehouse → time waited for a worker slot.
-    queue_wait: Mutex<BTreeMap<String, Histogram>>,
+    statements: Mutex<Statements>,
     /// reason → refused logins.
     auth_failures: Mutex<BTreeMap<String, u64>>,
     pub rows: AtomicU64,
@@ -91,24 +98,34 @@ impl Metrics {
     /// A statement ended (`outcome`: finished, failed, canceled).
     pub fn statement(
         &self,
-        protocol: &str,
+        protocol: &'static str,
         warehouse: &str,
         outcome: &'static str,
         total: Duration,
         queued: Option<Duration>,
     ) {
-        *lock(&self.queries)
-            .entry((protocol.to_string(), warehouse.to_string(), outcome))
-            .or_default() += 1;
-        lock(&self.latency)
-            .entry(protocol.to_string())
+        let mut s = lock(&self.statements);
+        let by_warehouse = s.queries.entry((protocol, outcome)).or_default();
+        match by_warehouse.get_mut(warehouse) {
+            Some(n) => *n += 1,
+            None => {
+                by_warehouse.insert(warehouse.to_string(), 1);
+            }
+        }
+        s.latency
+            .entry(protocol)
             .or_default()
             .observe(total.as_secs_f64());
         if let Some(queued) = queued {
-            lock(&self.queue_wait)
-                .entry(warehouse.to_string())
-                .or_default()
-                .observe(queued.as_secs_f64());
+            let seconds = queued.as_secs_f64();
+            match s.queue_wait.get_mut(warehouse) {
+                Some(h) => h.observe(seconds),
+                None => s
+                    .queue_wait
+                    .entry(warehouse.to_string())
+                    .or_default()
+                    .observe(seconds),
+            }
         }
     }
 
@@ -120,13 +137,22 @@ impl Metrics {
 
     /// The counters kept here, in exposition format.
     pub fn render(&self, out: &mut String) {
+        let s = lock(&self.statements);
         header(
             out,
             "sluice_queries_total",
             "counter",
             "Statements ended, by protocol, warehouse and outcome.",
         );
-        for ((protocol, warehouse, outcome), n) in lock(&self.queries).iter() {
+        let queries: BTreeMap<_, _> = s
+            .queries
+            .iter()
+            .flat_map(|((protocol, outcome), w)| {
+                w.iter()
+                    .map(move |(warehouse, n)| ((*protocol, warehouse, *outcome), *n))
+            })
+            .collect();
+        for ((protocol, warehouse, outcome), n) in queries {
             let _ = writeln!(
                 out,
                 "sluice_queries_total{{protocol=\"{}\",warehouse=\"{}\",outcome=\"{outcome}\"}} {n}",
@@ -140,7 +166,7 @@ impl Metrics {
             "histogram",
             "Statement latency from arrival to the last row, by protocol.",
         );
-        for (protocol, h) in lock(&self.latency).iter() {
+        for (protocol, h) in s.latency.iter().collect::<BTreeMap<_, _>>() {
             h.render(
                 out,
                 "sluice_query_duration_seconds",
@@ -153,13 +179,14 @@ impl Metrics {
             "histogram",
             "Time statements waited for a worker slot, by warehouse.",
         );
-        for (warehouse, h) in lock(&self.queue_wait).iter() {
+        for (warehouse, h) in s.queue_wait.iter().collect::<BTreeMap<_, _>>() {
             h.render(
                 out,
                 "sluice_queue_wait_seconds",
                 &format!("warehouse=\"{}\"", label(warehouse)),
             );
         }
+        drop(s);
         header(
             out,
             "sluice_auth_failures_total",

@@ -314,35 +314,35 @@ pub(super) async fn execute(
         Ok(w) => w,
         Err(e) => return bad_request(e),
     };
-    let choose = |value: &Option<String>, field: &str, options: &[&str]| {
-        choose(value.as_deref(), field, options).map_err(bad_request)
+    let picked = [
+        choose(
+            request.on_wait_timeout.as_deref(),
+            "on_wait_timeout",
+            &["CONTINUE", "CANCEL"],
+        ),
+        choose(
+            request.disposition.as_deref(),
+            "disposition",
+            &["INLINE", "EXTERNAL_LINKS"],
+        ),
+        choose(
+            request.format.as_deref(),
+            "format",
+            &["JSON_ARRAY", "ARROW_STREAM", "CSV"],
+        ),
+    ];
+    let [cancel_on_timeout, external, format] = match picked {
+        [Ok(a), Ok(b), Ok(c)] => [a, b, c],
+        [a, b, c] => {
+            let why = [a, b, c]
+                .into_iter()
+                .find_map(Result::err)
+                .unwrap_or_default();
+            return bad_request(why);
+        }
     };
-    let cancel_on_timeout = match choose(
-        &request.on_wait_timeout,
-        "on_wait_timeout",
-        &["CONTINUE", "CANCEL"],
-    ) {
-        Ok(i) => i == 1,
-        Err(refused) => return refused,
-    };
-    let external = match choose(
-        &request.disposition,
-        "disposition",
-        &["INLINE", "EXTERNAL_LINKS"],
-    ) {
-        Ok(i) => i == 1,
-        Err(refused) => return refused,
-    };
-    let format = match choose(
-        &request.format,
-        "format",
-        &["JSON_ARRAY", "ARROW_STREAM", "CSV"],
-    ) {
-        Ok(0) => Format::JsonArray,
-        Ok(1) => Format::ArrowStream,
-        Ok(_) => Format::Csv,
-        Err(refused) => return refused,
-    };
+    let (cancel_on_timeout, external) = (cancel_on_timeout == 1, external == 1);
+    let format = [Format::JsonArray, Format::ArrowStream, Format::Csv][format];
     if !external && format != Format::JsonArray {
         return bad_request(format!(
             "format {} needs disposition EXTERNAL_LINKS (INLINE results are JSON_ARRAY)",
@@ -1099,6 +1099,14 @@ mod tests {
         assert!(parse_wait(Some("3s")).is_err());
         assert!(parse_wait(Some("51s")).is_err());
         assert!(parse_wait(Some("ten")).is_err());
+    }
+
+    #[test]
+    fn options_are_named_case_insensitively() {
+        assert_eq!(choose(None, "format", &["A", "B"]), Ok(0));
+        assert_eq!(choose(Some("b"), "format", &["A", "B"]), Ok(1));
+        let err = choose(Some("C"), "format", &["A", "B"]).expect_err("unknown");
+        assert_eq!(err, "format must be A or B, not \"C\"");
     }
 
     #[test]
