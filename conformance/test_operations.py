@@ -235,6 +235,12 @@ def test_metrics_parse_and_move_with_queries(server):
             conn.execute("select * from tpch.no_such_table")
         open_now = scrape(server)
         assert total(open_now, "sluice_open_connections", protocol="pg") >= 1
+    kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {server.token}"}
+    with flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.execute("select count(*) from tpch.region")
+            cur.fetchall()
+            assert total(scrape(server), "sluice_open_connections", protocol="flight") >= 1
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(server.dsn(password="not-a-token")).close()
     after = scrape(server)

@@ -78,8 +78,9 @@ pub struct Metrics {
     auth_failures: Mutex<BTreeMap<String, u64>>,
     pub rows: AtomicU64,
     pub bytes: AtomicU64,
-    /// Open pg connections.
+    /// Open pg and Flight SQL connections.
     pub pg_connections: AtomicI64,
+    pub flight_connections: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -249,23 +250,98 @@ pub fn sample(
     let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
 }
 
-/// A pg connection, counted while it lives.
-pub struct PgConnection(Option<std::sync::Arc<Metrics>>);
+/// A client connection, counted in its protocol's gauge while it lives.
+pub struct Connection(Option<(std::sync::Arc<Metrics>, fn(&Metrics) -> &AtomicI64)>);
 
-impl PgConnection {
-    pub fn open(metrics: Option<std::sync::Arc<Metrics>>) -> Self {
+impl Connection {
+    pub fn pg(metrics: Option<std::sync::Arc<Metrics>>) -> Self {
+        Self::open(metrics, |m| &m.pg_connections)
+    }
+
+    pub fn flight(metrics: Option<std::sync::Arc<Metrics>>) -> Self {
+        Self::open(metrics, |m| &m.flight_connections)
+    }
+
+    fn open(metrics: Option<std::sync::Arc<Metrics>>, gauge: fn(&Metrics) -> &AtomicI64) -> Self {
         if let Some(m) = &metrics {
-            m.pg_connections.fetch_add(1, Ordering::Relaxed);
+            gauge(m).fetch_add(1, Ordering::Relaxed);
         }
-        Self(metrics)
+        Self(metrics.map(|m| (m, gauge)))
     }
 }
 
-impl Drop for PgConnection {
+impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(m) = &self.0 {
-            m.pg_connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some((m, gauge)) = &self.0 {
+            gauge(m).fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A connection's stream that counts the connection while it is open (for servers that
+/// take a stream of connections, as tonic does).
+pub struct Counted<IO> {
+    io: IO,
+    _open: Connection,
+}
+
+impl<IO> Counted<IO> {
+    pub fn new(io: IO, open: Connection) -> Self {
+        Self { io, _open: open }
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for Counted<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
     }
 }
 

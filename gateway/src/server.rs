@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use auth::{Authenticator, Principal, StaticToken};
+use futures::TryStreamExt;
 use planner::Planner;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -221,8 +222,9 @@ impl Server {
         };
         match acceptor(&[b"h2"]) {
             Some(acceptor) => {
-                let incoming =
-                    crate::tls::TlsListener::new(flight_listener, acceptor)?.into_stream();
+                let incoming = crate::tls::TlsListener::new(flight_listener, acceptor)?
+                    .into_stream()
+                    .map_ok(counted_flight(metrics.clone()));
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = flight_router
                         .serve_with_incoming_shutdown(incoming, flight_shutdown)
@@ -233,7 +235,8 @@ impl Server {
                 }));
             }
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener);
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener)
+                    .map_ok(counted_flight(metrics.clone()));
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = flight_router
                         .serve_with_incoming_shutdown(incoming, flight_shutdown)
@@ -422,6 +425,13 @@ impl Server {
     }
 }
 
+/// Flight SQL connections, each counted while open.
+fn counted_flight<IO>(
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+) -> impl FnMut(IO) -> crate::metrics::Counted<IO> {
+    move |io| crate::metrics::Counted::new(io, crate::metrics::Connection::flight(metrics.clone()))
+}
+
 async fn serve_pg(
     listener: TcpListener,
     tls: Option<pgwire::tokio::TlsAcceptor>,
@@ -447,7 +457,7 @@ async fn serve_pg(
                 let _ = socket.set_nodelay(true);
                 let frontend = frontend.clone();
                 let tls = tls.clone();
-                let open = crate::metrics::PgConnection::open(metrics.clone());
+                let open = crate::metrics::Connection::pg(metrics.clone());
                 tokio::spawn(async move {
                     let _open = open;
                     if let Err(e) = pgwire::tokio::process_socket(socket, tls, frontend).await {

@@ -255,7 +255,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
         &mut out,
         "sluice_open_connections",
         "gauge",
-        "Open client connections (pg) and sessions (hs2) by protocol.",
+        "Open client connections (pg, flight) and sessions (hs2) by protocol.",
     );
     sample(
         &mut out,
@@ -263,6 +263,14 @@ async fn metrics(State(app): State<AppState>) -> Response {
         &[("protocol", "pg")],
         metrics
             .pg_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    sample(
+        &mut out,
+        "sluice_open_connections",
+        &[("protocol", "flight")],
+        metrics
+            .flight_connections
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     sample(

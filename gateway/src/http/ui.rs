@@ -301,7 +301,7 @@ fn running_table(app: &AppState) -> String {
              <td>{}</td><td class=\"sql\">{}</td><td><form class=\"inline\" method=\"post\" \
              action=\"/ui/queries/{id}/cancel\"><button class=\"cancel\">Cancel</button></form></td></tr>",
             esc(&r.principal),
-            esc(&r.protocol),
+            esc(r.protocol),
             esc(r.warehouse.as_deref().unwrap_or("")),
             ago(started),
             esc(&r.text),
