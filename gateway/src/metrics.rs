@@ -250,8 +250,11 @@ pub fn sample(
     let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
 }
 
+/// Which gauge of [`Metrics`] a connection counts in.
+type Gauge = fn(&Metrics) -> &AtomicI64;
+
 /// A client connection, counted in its protocol's gauge while it lives.
-pub struct Connection(Option<(std::sync::Arc<Metrics>, fn(&Metrics) -> &AtomicI64)>);
+pub struct Connection(Option<(std::sync::Arc<Metrics>, Gauge)>);
 
 impl Connection {
     pub fn pg(metrics: Option<std::sync::Arc<Metrics>>) -> Self {
@@ -262,7 +265,7 @@ impl Connection {
         Self::open(metrics, |m| &m.flight_connections)
     }
 
-    fn open(metrics: Option<std::sync::Arc<Metrics>>, gauge: fn(&Metrics) -> &AtomicI64) -> Self {
+    fn open(metrics: Option<std::sync::Arc<Metrics>>, gauge: Gauge) -> Self {
         if let Some(m) = &metrics {
             gauge(m).fetch_add(1, Ordering::Relaxed);
         }
