@@ -4,7 +4,7 @@ The two configurations run alternately, `rounds` times each, on one release bina
 data dir; medians are compared. Also: what one /metrics scrape costs, and how many history
 records the on-runs wrote (all of them must reach the store).
 
-Usage: bench/operations.py [clients=8] [seconds=10] [rounds=3]
+Usage: bench/operations.py [clients=8] [seconds=10] [rounds=5]
 """
 import json
 import pathlib
@@ -37,14 +37,16 @@ def sample(text, name):
 def main():
     clients = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     OUT.mkdir(parents=True, exist_ok=True)
     DATA.mkdir(parents=True, exist_ok=True)
     tps = {"on": [], "off": []}
     written = []
     scrape_ms = []
     for r in range(rounds):
-        for name, config in (("on", ON), ("off", OFF)):
+        # Alternate which goes first, so drift on the machine does not favour one side.
+        order = (("on", ON), ("off", OFF)) if r % 2 == 0 else (("off", OFF), ("on", ON))
+        for name, config in order:
             with sluice(TARGET, DATA, OUT, 0.01, config) as (proc, endpoints, token):
                 host, port = endpoints["pg"].rsplit(":", 1)
                 args = ["-h", host, "-p", port, "-U", "bench", "default"]
@@ -74,6 +76,7 @@ def main():
         "clients": clients, "seconds": seconds, "rounds": rounds,
         "tps_on": tps["on"], "tps_off": tps["off"],
         "median_on": on, "median_off": off, "ratio": on / off,
+        "pair_ratios": [a / b for a, b in zip(tps["on"], tps["off"])],
         "history": [{"statements": q, "written": w, "dropped": d} for q, w, d in written],
         "metrics_scrape_ms_p50": statistics.median(scrape_ms),
     }, indent=2))
