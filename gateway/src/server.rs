@@ -217,34 +217,25 @@ impl Server {
         .max_decoding_message_size(64 * 1024 * 1024);
         let flight_shutdown = shutdown.clone().cancelled_owned();
         let flight_router = tonic::transport::Server::builder().add_service(flight);
-        let flight_failed = |e: tonic::transport::Error| {
-            tracing::error!(error = %e, "flight listener failed");
-        };
         match acceptor(&[b"h2"]) {
             Some(acceptor) => {
                 let incoming = crate::tls::TlsListener::new(flight_listener, acceptor)?
                     .into_stream()
                     .map_ok(counted_flight(metrics.clone()));
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = flight_router
-                        .serve_with_incoming_shutdown(incoming, flight_shutdown)
-                        .await
-                    {
-                        flight_failed(e);
-                    }
-                }));
+                tasks.push(tokio::spawn(serve_flight(
+                    flight_router,
+                    incoming,
+                    flight_shutdown,
+                )));
             }
             None => {
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener)
                     .map_ok(counted_flight(metrics.clone()));
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = flight_router
-                        .serve_with_incoming_shutdown(incoming, flight_shutdown)
-                        .await
-                    {
-                        flight_failed(e);
-                    }
-                }));
+                tasks.push(tokio::spawn(serve_flight(
+                    flight_router,
+                    incoming,
+                    flight_shutdown,
+                )));
             }
         }
 
@@ -422,6 +413,28 @@ impl Server {
             stop.cancel();
             let _ = task.await;
         }
+    }
+}
+
+/// Serve Flight SQL on a stream of accepted connections (plain or TLS) until `shutdown`.
+async fn serve_flight<I, IO>(
+    router: tonic::transport::server::Router,
+    incoming: I,
+    shutdown: tokio_util::sync::WaitForCancellationFutureOwned,
+) where
+    I: futures::Stream<Item = Result<IO, std::io::Error>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
+    if let Err(e) = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "flight listener failed");
     }
 }
 

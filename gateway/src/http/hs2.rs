@@ -2,8 +2,6 @@
 //! the side endpoints the Databricks clients call on the same host (feature flags, the
 //! token exchange of their token federation).
 
-use std::collections::HashMap;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -93,7 +91,7 @@ const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// sluice accepts the IdP's tokens themselves, so a valid subject token is answered with
 /// itself, and anything else gets a clear 400.
 pub(super) async fn token_exchange(State(app): State<AppState>, body: Bytes) -> Response {
-    let form = form(&body);
+    let form = super::form(&String::from_utf8_lossy(&body));
     let refuse = |status: StatusCode, error: &str, description: String| {
         (
             status,
@@ -137,43 +135,14 @@ pub(super) async fn token_exchange(State(app): State<AppState>, body: Bytes) -> 
     }
 }
 
-/// An `application/x-www-form-urlencoded` body.
-fn form(body: &[u8]) -> HashMap<String, String> {
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{form, percent_decode};
     use super::*;
 
     #[test]
     fn forms_decode() {
-        let f = form(b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=a.b.c&scope=sql+x");
+        let f = form("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=a.b.c&scope=sql+x");
         assert_eq!(f["grant_type"], TOKEN_EXCHANGE);
         assert_eq!(f["subject_token"], "a.b.c");
         assert_eq!(f["scope"], "sql x");

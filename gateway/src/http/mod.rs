@@ -8,6 +8,7 @@ mod hs2;
 pub mod statements;
 mod ui;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -443,6 +444,40 @@ async fn clear_cache(State(app): State<AppState>, headers: HeaderMap) -> Respons
         )
             .into_response(),
     }
+}
+
+/// `application/x-www-form-urlencoded` text (a form body or a query string) as pairs. A
+/// part that does not decode (a bad `%` escape, not UTF-8) is kept as it was sent.
+pub fn form(text: &str) -> HashMap<String, String> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |t: &str| percent_decode(t).unwrap_or_else(|| t.to_string());
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// `%XX` escapes and `+` decoded; None when an escape is malformed or the result is not
+/// UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Scheme and host the client reached us by (its `Host`, if it is a plain host name), for

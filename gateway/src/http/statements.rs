@@ -1031,15 +1031,9 @@ pub(super) async fn download(
     Path((id, n)): Path<(String, usize)>,
     uri: Uri,
 ) -> Response {
-    let mut expires = None;
-    let mut sig = "";
-    for pair in uri.query().unwrap_or_default().split('&') {
-        match pair.split_once('=') {
-            Some(("expires", v)) => expires = v.parse::<i64>().ok(),
-            Some(("sig", v)) => sig = v,
-            _ => {}
-        }
-    }
+    let query = super::form(uri.query().unwrap_or_default());
+    let expires = query.get("expires").and_then(|v| v.parse::<i64>().ok());
+    let sig = query.get("sig").map(String::as_str).unwrap_or("");
     let Some(expires) = expires else {
         return error(
             StatusCode::FORBIDDEN,
