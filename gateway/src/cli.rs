@@ -42,6 +42,12 @@ struct WorkerArgs {
     /// Parallelism within one query [default: the number of cores].
     #[arg(long, env = "SLUICE_WORKER_THREADS")]
     threads: Option<usize>,
+    /// Keep Parquet bytes read from object storage in this directory (emptied at start).
+    #[arg(long, env = "SLUICE_WORKER_DATA_CACHE")]
+    data_cache: Option<std::path::PathBuf>,
+    /// Largest size of the data cache, in bytes.
+    #[arg(long, env = "SLUICE_WORKER_DATA_CACHE_SIZE", default_value_t = 2 << 30)]
+    data_cache_size: u64,
     /// TLS certificate (PEM) of the internal endpoint (remote workers).
     #[arg(long, env = "SLUICE_WORKER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -149,6 +155,13 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         memory_limit: args.memory_limit,
         exit_with_parent: args.exit_with_parent,
         target_partitions: threads,
+        data_cache: args
+            .data_cache
+            .filter(|_| args.data_cache_size > 0)
+            .map(|dir| workers::data_cache::DataCacheConfig {
+                dir,
+                capacity: args.data_cache_size,
+            }),
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(workers::worker::WorkerServerTls {
                 cert,

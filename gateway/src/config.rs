@@ -113,6 +113,61 @@ pub struct FileConfig {
     /// `[shutdown]`: how SIGTERM drains.
     #[serde(default)]
     pub shutdown: ShutdownFile,
+    /// `[storage]`: how tables on object storage are reached.
+    #[serde(default)]
+    pub storage: StorageFile,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageFile {
+    /// `[storage.azure]`: object_store's Azure options (strings, booleans or numbers).
+    #[serde(default)]
+    pub azure: BTreeMap<String, toml::Value>,
+    /// Largest size of each local worker's cache of remote Parquet bytes ("0": none).
+    pub data_cache_size: Option<String>,
+    /// Where the local workers keep it (default: `data-cache` in the data dir).
+    pub data_cache_dir: Option<PathBuf>,
+}
+
+/// Default size of each local worker's data cache.
+const DATA_CACHE_SIZE: u64 = 2 << 30;
+
+fn resolve_data_cache(
+    file: &StorageFile,
+    data_dir: &Path,
+    base: &Path,
+) -> Result<Option<workers::data_cache::DataCacheConfig>, String> {
+    let capacity = match &file.data_cache_size {
+        Some(v) => parse_bytes(v).map_err(|e| format!("storage.data_cache_size: {e}"))?,
+        None => DATA_CACHE_SIZE,
+    };
+    let dir = match &file.data_cache_dir {
+        Some(dir) if dir.is_relative() => base.join(dir),
+        Some(dir) => dir.clone(),
+        None => data_dir.join("data-cache"),
+    };
+    Ok((capacity > 0).then_some(workers::data_cache::DataCacheConfig { dir, capacity }))
+}
+
+fn resolve_storage(file: &StorageFile) -> Result<planner::storage::StorageOptions, String> {
+    let mut options = planner::storage::StorageOptions::default();
+    for (key, value) in &file.azure {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Integer(i) => i.to_string(),
+            _ => {
+                return Err(format!(
+                    "[storage.azure] {key}: use a string, boolean or number"
+                ))
+            }
+        };
+        options.azure.insert(key.clone(), text);
+    }
+    options.validate()?;
+    Ok(options)
 }
 
 /// `[metadata]`.
@@ -292,6 +347,10 @@ pub struct Settings {
     pub history: crate::history::HistoryConfig,
     pub metrics: bool,
     pub drain_timeout: Duration,
+    /// `[storage]`: object storage options (Azure), for the gateway and its workers.
+    pub storage: planner::storage::StorageOptions,
+    /// `[storage] data_cache_*`: the local workers' cache of remote Parquet bytes (None: off).
+    pub data_cache: Option<workers::data_cache::DataCacheConfig>,
 }
 
 /// Who may connect and what they may read.
@@ -340,6 +399,8 @@ impl WarehouseSettings {
         &self,
         command: &[std::ffi::OsString],
         threads: usize,
+        storage: &planner::storage::StorageOptions,
+        data_cache: Option<&workers::data_cache::DataCacheConfig>,
     ) -> workers::WarehouseConfig {
         workers::WarehouseConfig {
             name: self.name.clone(),
@@ -356,6 +417,8 @@ impl WarehouseSettings {
                 workers::Launcher::Local {
                     command: command.to_vec(),
                     threads,
+                    storage: storage.clone(),
+                    data_cache: data_cache.cloned(),
                 }
             } else {
                 workers::Launcher::Static {
@@ -397,7 +460,7 @@ impl Settings {
             .tables
             .into_iter()
             .map(|mut t| {
-                if Path::new(&t.location).is_relative() {
+                if !planner::storage::is_url(&t.location) && Path::new(&t.location).is_relative() {
                     t.location = base.join(&t.location).to_string_lossy().into_owned();
                 }
                 t
@@ -415,7 +478,13 @@ impl Settings {
                 return Err(format!("routing[{i}]: name principals, roles or groups"));
             }
         }
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| "sluice-data".into());
         Ok(Self {
+            data_cache: resolve_data_cache(&file.storage, &data_dir, &base)?,
             pg_addr: args
                 .pg_addr
                 .or(file.pg_addr)
@@ -428,11 +497,7 @@ impl Settings {
                 .http_addr
                 .or(file.http_addr)
                 .unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| "sluice-data".into()),
+            data_dir,
             demo_scale: demo.then_some(demo_scale),
             tables,
             warehouses,
@@ -452,6 +517,7 @@ impl Settings {
                 Some(v) => parse_duration(v).map_err(|e| format!("shutdown.drain_timeout: {e}"))?,
                 None => Duration::from_secs(30),
             },
+            storage: resolve_storage(&file.storage)?,
         })
     }
 }
@@ -1061,7 +1127,7 @@ worker_secret = \"s\"
         let remote = &s.warehouses[1];
         assert_eq!((remote.min_workers, remote.max_workers), (2, 2));
         assert!(matches!(
-            remote.config(&[], 1).launcher,
+            remote.config(&[], 1, &Default::default(), None).launcher,
             workers::Launcher::Static { .. }
         ));
         for (text, named) in [

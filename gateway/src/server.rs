@@ -31,6 +31,11 @@ pub struct Server {
     /// warehouses added on reload.
     worker_command: Vec<OsString>,
     threads: usize,
+    /// Object storage, as every planner and local worker reaches it (`[storage]` is read
+    /// at start; a change needs a restart).
+    storage: Arc<planner::storage::Registry>,
+    /// The local workers' data cache (read at start, like `[storage]`).
+    data_cache: Option<workers::data_cache::DataCacheConfig>,
     pub engine: Arc<Engine>,
     pub activity: Arc<crate::activity::Activity>,
     /// The catalog's tables now (demo tables first) and what rebuilds the planner when the
@@ -111,8 +116,13 @@ impl Server {
             .map(|n| n.get())
             .unwrap_or(2);
         let system = Arc::new(crate::system::SystemView::default());
+        let storage = planner::storage::Registry::new(settings.storage.clone());
+        if let Some(cache) = &settings.data_cache {
+            // What workers of an earlier run left (a killed gateway's) is not indexed.
+            workers::data_cache::remove(&cache.dir);
+        }
         let planner = Arc::new(
-            Planner::new(&tables, threads, Some(system.clone()))
+            Planner::new(&tables, threads, Some(system.clone()), storage.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("catalog: {e}"))?,
         );
@@ -124,7 +134,14 @@ impl Server {
         let configs = settings
             .warehouses
             .iter()
-            .map(|w| w.config(&worker_command, threads))
+            .map(|w| {
+                w.config(
+                    &worker_command,
+                    threads,
+                    &settings.storage,
+                    settings.data_cache.as_ref(),
+                )
+            })
             .collect();
         let warehouses = Warehouses::start(configs, settings.routing.clone())
             .await
@@ -310,6 +327,8 @@ impl Server {
             warehouses,
             worker_command,
             threads,
+            storage,
+            data_cache: settings.data_cache.clone(),
             engine,
             activity,
             tables: tokio::sync::Mutex::new(tables),
@@ -343,7 +362,7 @@ impl Server {
         let planner = if wanted != *tables {
             let system: Arc<dyn planner::system::SystemSource> = self.system.clone();
             Some(Arc::new(
-                Planner::new(&wanted, self.threads, Some(system))
+                Planner::new(&wanted, self.threads, Some(system), self.storage.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("tables: {e}"))?,
             ))
@@ -378,7 +397,14 @@ impl Server {
         let configs = settings
             .warehouses
             .iter()
-            .map(|w| w.config(&self.worker_command, self.threads))
+            .map(|w| {
+                w.config(
+                    &self.worker_command,
+                    self.threads,
+                    self.storage.options(),
+                    self.data_cache.as_ref(),
+                )
+            })
             .collect();
         self.warehouses
             .reload(configs, settings.routing.clone())

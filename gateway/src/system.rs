@@ -185,6 +185,13 @@ impl SystemSource for SystemView {
                             .collect(),
                     )
                 };
+                let cache = |f: fn(&workers::WorkerReport) -> Option<u64>| {
+                    maybe_counts(
+                        w.iter()
+                            .map(|(_, x)| x.report.as_ref().and_then(f).map(|v| v as i64))
+                            .collect(),
+                    )
+                };
                 vec![
                     text(w.iter().map(|(n, _)| n.to_string()).collect()),
                     counts(w.iter().map(|(_, x)| x.id as i64).collect()),
@@ -196,6 +203,9 @@ impl SystemSource for SystemView {
                     report(|r| r.memory_reserved),
                     report(|r| r.rss_bytes),
                     report(|r| r.executed),
+                    cache(|r| r.data_cache_hits),
+                    cache(|r| r.data_cache_misses),
+                    cache(|r| r.data_cache_bytes),
                     times(w.iter().map(|(_, x)| Some(x.started)).collect()),
                 ]
             }

@@ -28,6 +28,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 
+use crate::delta::DeltaTableProvider;
 use crate::error::{ErrorKind, QueryError};
 
 /// What a plan reads, when its answer may be cached.
@@ -208,6 +209,11 @@ impl LogicalExtensionCodec for FingerprintCodec {
         if crate::pg_catalog::is_catalog_table(node.as_ref()) {
             buf.extend_from_slice(b"catalog");
             Ok(())
+        } else if let Some(delta) =
+            (node.as_ref() as &dyn std::any::Any).downcast_ref::<DeltaTableProvider>()
+        {
+            buf.extend_from_slice(delta.identity().as_bytes());
+            Ok(())
         } else {
             datafusion::common::not_impl_err!("only catalog tables are fingerprinted by name")
         }
@@ -221,6 +227,10 @@ pub async fn table_version(
     state: &SessionState,
     table: &dyn TableProvider,
 ) -> Result<String, QueryError> {
+    if let Some(delta) = (table as &dyn std::any::Any).downcast_ref::<DeltaTableProvider>() {
+        // The Delta version: a snapshot never changes.
+        return delta.cache_version().await;
+    }
     let listing = (table as &dyn std::any::Any)
         .downcast_ref::<ListingTable>()
         .ok_or_else(|| QueryError::internal("a data table that is not a listing table"))?;

@@ -28,6 +28,7 @@ use datafusion::sql::sqlparser::ast::{
     FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, TableFactor, VisitMut, VisitorMut,
 };
 
+use crate::error::{ErrorKind, QueryError};
 use crate::pg_catalog::types::{oids, PG_TYPE_KEY};
 use crate::pg_catalog::{INFORMATION_SCHEMA, PG_CATALOG};
 
@@ -1126,5 +1127,125 @@ mod tests {
             rewritten("SELECT s FROM generate_series(1, 2) s"),
             "SELECT s FROM generate_series(1, 2) s (s)"
         );
+    }
+}
+
+/// Databricks' time travel, `FROM t VERSION AS OF 3` and `FROM t TIMESTAMP AS OF '…'`,
+/// which the PostgreSQL grammar does not have: the table reference becomes the name the
+/// catalog resolves to that snapshot (`"t@v3"`, `"t@t2024-05-01"`), aliased back to `t` so
+/// that `t.column` still resolves. Text without `AS OF` is returned as it is.
+pub fn rewrite_time_travel(sql: &str) -> Result<std::borrow::Cow<'_, str>, QueryError> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+
+    if !sql
+        .as_bytes()
+        .windows(2)
+        .any(|w| w.eq_ignore_ascii_case(b"of"))
+    {
+        return Ok(sql.into());
+    }
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        // The parser reports the error.
+        return Ok(sql.into());
+    };
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    let word = |i: usize, keyword: Keyword| matches!(&tokens[i], Token::Word(w) if w.keyword == keyword && w.quote_style.is_none());
+    // Token index → replacement (None: dropped).
+    let mut replace: std::collections::HashMap<usize, Option<String>> = Default::default();
+    for k in 1..significant.len().saturating_sub(3) {
+        let [name, kind, as_, of, value] = [k - 1, k, k + 1, k + 2, k + 3].map(|j| significant[j]);
+        if !word(as_, Keyword::AS) || !word(of, Keyword::OF) {
+            continue;
+        }
+        let Token::Word(Word {
+            value: table,
+            quote_style,
+            ..
+        }) = &tokens[name]
+        else {
+            continue;
+        };
+        let suffix = match (&tokens[kind], &tokens[value]) {
+            (Token::Word(w), Token::Number(n, _))
+                if word(kind, Keyword::VERSION) && w.quote_style.is_none() =>
+            {
+                let v: u64 = n.parse().map_err(|_| {
+                    QueryError::new(
+                        ErrorKind::InvalidValue,
+                        format!("VERSION AS OF {n}: a version is a whole number"),
+                    )
+                })?;
+                format!("v{v}")
+            }
+            (Token::Word(_), Token::SingleQuotedString(t)) if word(kind, Keyword::TIMESTAMP) => {
+                if t.contains('"') {
+                    return Err(QueryError::new(
+                        ErrorKind::InvalidText,
+                        format!("TIMESTAMP AS OF {t:?} is not a timestamp"),
+                    ));
+                }
+                format!("t{t}")
+            }
+            _ => continue,
+        };
+        let table = if quote_style.is_some() {
+            table.clone()
+        } else {
+            table.to_lowercase()
+        };
+        replace.insert(name, Some(format!("\"{table}@{suffix}\"")));
+        for j in name + 1..=value {
+            replace.insert(j, None);
+        }
+        // No alias follows: name the snapshot after its table.
+        let aliased = significant
+            .get(k + 4)
+            .is_some_and(|&next| match &tokens[next] {
+                Token::Word(w) => {
+                    w.keyword == Keyword::AS
+                        || w.quote_style.is_some()
+                        || w.keyword == Keyword::NoKeyword
+                }
+                _ => false,
+            });
+        if !aliased {
+            replace.insert(value, Some(format!(" AS \"{table}\"")));
+        }
+    }
+    if replace.is_empty() {
+        return Ok(sql.into());
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    for (i, token) in tokens.iter().enumerate() {
+        match replace.get(&i) {
+            Some(Some(text)) => out.push_str(text),
+            Some(None) => {}
+            None => out.push_str(&token.to_string()),
+        }
+    }
+    Ok(out.into())
+}
+
+#[cfg(test)]
+mod time_travel_tests {
+    use super::rewrite_time_travel;
+
+    #[test]
+    fn version_and_timestamp_become_snapshot_names() {
+        let r = |s| rewrite_time_travel(s).expect("valid").into_owned();
+        assert_eq!(
+            r("select count(*) from lake.Sales VERSION AS OF 3 where x = 1"),
+            "select count(*) from lake.\"sales@v3\" AS \"sales\" where x = 1"
+        );
+        assert_eq!(
+            r("select s.a from sales timestamp as of '2024-05-01 10:00:00' s"),
+            "select s.a from \"sales@t2024-05-01 10:00:00\" s"
+        );
+        assert_eq!(r("select 1 as of"), "select 1 as of");
+        assert!(rewrite_time_travel("select * from t version as of 1.5").is_err());
     }
 }

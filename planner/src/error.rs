@@ -183,12 +183,21 @@ pub fn classify(err: &DataFusionError) -> QueryError {
             };
             QueryError::new(kind, clean(msg))
         }
-        DataFusionError::ParquetError(_)
-        | DataFusionError::ObjectStore(_)
-        | DataFusionError::IoError(_) => {
+        DataFusionError::ObjectStore(store) => {
+            // The cause in words; the URL's query string (a SAS token) is cut from the log.
+            tracing::warn!(error = %crate::storage::scrub(&root.to_string(), &[]), "object storage failed");
+            QueryError::new(
+                ErrorKind::DataUnreadable,
+                format!(
+                    "a data file of a table in this query could not be read: {}",
+                    crate::storage::describe(store)
+                ),
+            )
+        }
+        DataFusionError::ParquetError(_) | DataFusionError::IoError(_) => {
             // The underlying message may hold a local path or a storage URL with
             // credentials in its query string: keep it for the logs only.
-            tracing::warn!(error = %root, "data file could not be read");
+            tracing::warn!(error = %crate::storage::scrub(&root.to_string(), &[]), "data file could not be read");
             QueryError::new(
                 ErrorKind::DataUnreadable,
                 "a data file of a table in this query could not be read",

@@ -16,9 +16,11 @@ pub mod cache_key;
 pub mod catalog;
 pub mod codec;
 pub mod compat;
+pub mod delta;
 pub mod error;
 pub mod pg_catalog;
 pub mod session;
+pub mod storage;
 pub mod system;
 pub mod tpch;
 
@@ -91,6 +93,7 @@ impl Planner {
         tables: &[TableDef],
         target_partitions: usize,
         system: Option<Arc<dyn system::SystemSource>>,
+        storage: Arc<storage::Registry>,
     ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
@@ -102,6 +105,7 @@ impl Planner {
         // same listing, so the two never disagree).
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_object_list_cache_limit(0)
+            .with_object_store_registry(storage)
             .build_arc()
             .map_err(QueryError::from)?;
         let defaults = SessionStateBuilder::new()
@@ -176,6 +180,8 @@ impl Planner {
     /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs
     /// DataFusion does not plan rewritten ([`compat`]).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+        let sql = compat::rewrite_time_travel(sql)?;
+        let sql = sql.as_ref();
         let mut parser = DFParserBuilder::new(sql)
             .with_dialect(&PostgreSqlDialect {})
             .with_recursion_limit(SQL_RECURSION_LIMIT)
@@ -542,7 +548,11 @@ fn authorize(
         let is_data = datafusion::datasource::source_as_provider(&scan.source)
             .map(|p| catalog::is_data_table(p.as_ref()))
             .unwrap_or(true);
-        let name = scan.table_name.clone().resolve(catalog, schema);
+        let mut name = scan.table_name.clone().resolve(catalog, schema);
+        // A time-travel reference (`sales@v3`) reads the table it names.
+        if let Some((base, _)) = name.table.rsplit_once('@') {
+            name.table = base.into();
+        }
         if is_data && !access.can_read(&name.catalog, &name.schema, &name.table) {
             denied = Some(QueryError::new(
                 ErrorKind::PermissionDenied,

@@ -101,6 +101,10 @@ impl SystemTable {
                 maybe_count("memory_reserved_bytes"),
                 maybe_count("rss_bytes"),
                 maybe_count("queries_executed"),
+                // The worker's cache of remote Parquet bytes (null: it has none).
+                maybe_count("data_cache_hits"),
+                maybe_count("data_cache_misses"),
+                maybe_count("data_cache_bytes"),
                 time("started"),
             ],
             SystemTable::Queries => vec![

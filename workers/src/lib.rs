@@ -14,10 +14,12 @@
 //!   state `system.*` shows. The autoscaler (`scaler`) grows it under load, shrinks it
 //!   when idle, health-checks and replaces workers, local processes or static remote ones.
 //! - [`protocol`]: what travels between the two.
+//! - [`data_cache`]: a worker's cache of remote Parquet bytes on local disk.
 //!
 //! A crash, leak or runaway query in a worker never takes the gateway down: the gateway
 //! sees a closed stream and answers the client with an error.
 
+pub mod data_cache;
 pub mod pool;
 pub mod protocol;
 mod scaler;

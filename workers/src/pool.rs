@@ -85,6 +85,10 @@ pub enum Launcher {
         command: Vec<OsString>,
         /// Parallelism inside one query.
         threads: usize,
+        /// How the workers reach object storage (handed down in their environment).
+        storage: planner::storage::StorageOptions,
+        /// Each worker's cache of remote Parquet bytes: a directory of its own in `dir`.
+        data_cache: Option<crate::data_cache::DataCacheConfig>,
     },
     /// Workers started elsewhere (`sluice worker --listen ADDR`), at these `host:port`s.
     Static { addrs: Vec<String> },

@@ -41,6 +41,15 @@ pub struct WorkerReport {
     /// query only between batches): the gateway replaces a worker that has any.
     #[prost(uint64, tag = "5")]
     pub stuck: u64,
+    /// Blocks of remote Parquet files served from the worker's data cache (none: no cache).
+    #[prost(uint64, optional, tag = "6")]
+    pub data_cache_hits: Option<u64>,
+    /// Blocks fetched from object storage into the data cache.
+    #[prost(uint64, optional, tag = "7")]
+    pub data_cache_misses: Option<u64>,
+    /// Bytes the data cache holds on disk.
+    #[prost(uint64, optional, tag = "8")]
+    pub data_cache_bytes: Option<u64>,
 }
 
 /// What the gateway asks a worker to run.

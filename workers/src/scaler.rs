@@ -236,7 +236,13 @@ impl Warehouse {
     async fn spawn_local(self: &Arc<Self>) -> Result<Arc<WorkerHandle>, QueryError> {
         let unavailable = |what: String| QueryError::new(ErrorKind::Unavailable, what);
         let config = self.config();
-        let Launcher::Local { command, threads } = &config.launcher else {
+        let Launcher::Local {
+            command,
+            threads,
+            storage,
+            data_cache,
+        } = &config.launcher
+        else {
             return Err(QueryError::internal("not a local warehouse"));
         };
         let (program, args) = command
@@ -253,8 +259,21 @@ impl Warehouse {
         if let Some(limit) = config.worker_memory_limit {
             process.arg("--memory-limit").arg(limit.to_string());
         }
+        // A directory per worker process, removed when it exits.
+        let cache_dir = data_cache.as_ref().map(|c| {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = c.dir.join(format!("{}-{n}", self.name()));
+            process
+                .arg("--data-cache")
+                .arg(&dir)
+                .arg("--data-cache-size")
+                .arg(c.capacity.to_string());
+            dir
+        });
         process
             .env(SECRET_ENV, &self.secret)
+            .env(planner::storage::STORAGE_ENV, storage.to_env())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -308,6 +327,9 @@ impl Warehouse {
                 }
             };
             drop(stdin);
+            if let Some(dir) = &cache_dir {
+                crate::data_cache::remove(dir);
+            }
             let mut state = warehouse.lock();
             state.workers.retain(|w| w.id != watched.id);
             if let Some(status) = exit {

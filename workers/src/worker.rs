@@ -33,6 +33,7 @@ use tokio::io::AsyncReadExt;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::data_cache::DataCache;
 use crate::protocol::{
     ExecuteRequest, WorkerReport, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, STATUS_ACTION,
 };
@@ -51,6 +52,8 @@ pub struct WorkerOptions {
     pub exit_with_parent: bool,
     /// Parallelism inside one query.
     pub target_partitions: usize,
+    /// The cache of remote Parquet bytes on local disk, if any.
+    pub data_cache: Option<crate::data_cache::DataCacheConfig>,
     /// TLS on the internal endpoint (remote workers): certificate, key, and the CA of
     /// gateway client certificates to require (mutual TLS).
     pub tls: Option<WorkerServerTls>,
@@ -71,7 +74,9 @@ const QUERY_MEMORY_SHARE: f64 = 0.75;
 
 /// Run a worker until it is told to stop (or its gateway goes away).
 pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut runtime = RuntimeEnvBuilder::new();
+    // Object storage as the gateway reaches it (its options arrive in the environment).
+    let storage = planner::storage::Registry::new(planner::storage::StorageOptions::from_env());
+    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(storage);
     if let Some(limit) = options.memory_limit {
         runtime = runtime.with_memory_limit(limit, 1.0);
     }
@@ -82,6 +87,13 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
     for function in planner::pg_catalog::functions::builtin().await? {
         ctx.register_udf(function);
     }
+
+    let data_cache = match &options.data_cache {
+        Some(config) => Some(Arc::new(DataCache::open(config).map_err(|e| {
+            format!("data cache directory {}: {e}", config.dir.display())
+        })?)),
+        None => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
@@ -97,6 +109,7 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
             .memory_limit
             .map(|limit| ((limit as f64) * QUERY_MEMORY_SHARE) as usize),
         stats: Arc::default(),
+        data_cache,
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -165,6 +178,7 @@ struct WorkerService {
     /// Memory one query may use ([`QUERY_MEMORY_SHARE`] of the limit), if limited.
     query_memory: Option<usize>,
     stats: Arc<Stats>,
+    data_cache: Option<Arc<DataCache>>,
 }
 
 #[derive(Debug, Default)]
@@ -319,7 +333,14 @@ impl WorkerService {
             rss_bytes: rss_bytes(),
             executed: self.stats.executed.load(Ordering::Relaxed),
             stuck: self.runtimes.settle(),
+            data_cache_hits: self.cache_stat(|c| c.stats.hits.load(Ordering::Relaxed)),
+            data_cache_misses: self.cache_stat(|c| c.stats.misses.load(Ordering::Relaxed)),
+            data_cache_bytes: self.cache_stat(DataCache::bytes),
         }
+    }
+
+    fn cache_stat(&self, f: impl Fn(&DataCache) -> u64) -> Option<u64> {
+        self.data_cache.as_deref().map(f)
     }
 }
 
@@ -429,7 +450,12 @@ impl FlightService for WorkerService {
         let task_ctx = self.task_context();
         let plan =
             planner::codec::decode_plan(&request.plan, &task_ctx).map_err(|e| error_status(&e))?;
-        let plan = crate::yielding::wrap(plan).map_err(|e| error_status(&QueryError::from(e)))?;
+        let plan = match &self.data_cache {
+            Some(cache) => crate::data_cache::attach(plan, cache, &task_ctx),
+            None => Ok(plan),
+        }
+        .and_then(crate::yielding::wrap)
+        .map_err(|e| error_status(&QueryError::from(e)))?;
         let query_id = request.query_id;
         tracing::debug!(%query_id, "executing");
         self.stats.executed.fetch_add(1, Ordering::Relaxed);
