@@ -267,6 +267,7 @@ def test_worker_data_cache_serves_repeated_scans_and_never_old_bytes(lake, local
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute("set use_cached_result = false")  # every run reaches the worker
             assert wait_for(lambda: worker_cache(conn), 10, "worker report") == (0, 0, 0)
+            worker = conn.execute("select worker_id from system.workers").fetchall()
             expected = reference(local, sql.format(s="sales"))
             assert [tuple(r) for r in conn.execute(sql.format(s="lake.cached")).fetchall()] == expected
             cold = wait_for(lambda: (c := worker_cache(conn)) and c[1] > 0 and c, 10, "misses")
@@ -275,6 +276,9 @@ def test_worker_data_cache_serves_repeated_scans_and_never_old_bytes(lake, local
                 assert [tuple(r) for r in conn.execute(sql.format(s="lake.cached")).fetchall()] == expected
             warm = wait_for(lambda: (c := worker_cache(conn)) and c[0] > cold[0] and c, 10, "hits")
             assert warm[1] == cold[1], (cold, warm)  # nothing fetched again
+            # The same worker all along: reading remote storage leaves nothing running on
+            # a query's runtime that would make it look stuck (and get it replaced).
+            assert conn.execute("select worker_id from system.workers").fetchall() == worker
             # Rewritten in place: new size, time and ETag, so new blocks; the old never answer.
             changed = tmp_path / "changed.parquet"
             duckdb.connect().execute(

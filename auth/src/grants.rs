@@ -1,5 +1,6 @@
 //! Grants: which principals may SELECT which tables, and who holds the warehouse-wide
-//! privileges (`MONITOR`: every principal's queries, the admin page).
+//! privileges (`MONITOR`: every principal's queries, the admin page; `MANAGE`: the catalog
+//! managed with SQL).
 //!
 //! A `[[grants]]` entry names principals (by id or name), roles and groups, and the tables
 //! they may read as `catalog.schema.table` or `schema.table` patterns, where `*` matches
@@ -29,7 +30,7 @@ pub struct Grant {
     /// Table patterns: `catalog.schema.table` or `schema.table`, `*` as a wildcard.
     #[serde(default)]
     pub select: Vec<String>,
-    /// Warehouse-wide privileges: [`MONITOR`].
+    /// Warehouse-wide privileges: [`MONITOR`], [`MANAGE`].
     #[serde(default)]
     pub privileges: Vec<String>,
 }
@@ -38,8 +39,12 @@ pub struct Grant {
 /// aside, and uses the admin page (`/ui`) with its cancel button.
 pub const MONITOR: &str = "MONITOR";
 
+/// Changes the catalog with SQL: `CREATE EXTERNAL TABLE`, `CREATE VIEW`, `CREATE SCHEMA`,
+/// `DROP` (the objects created so; the config file's tables stay as they are).
+pub const MANAGE: &str = "MANAGE";
+
 /// The privileges a grant may give.
-pub const PRIVILEGES: &[&str] = &[MONITOR];
+pub const PRIVILEGES: &[&str] = &[MONITOR, MANAGE];
 
 /// A fully qualified table name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use grants::{names, Grant, GrantError, Grants, TableName, MONITOR};
+pub use grants::{names, Grant, GrantError, Grants, TableName, MANAGE, MONITOR};
 pub use oidc::{IssuerStats, OidcSettings};
 
 /// The authenticated identity a session acts as.

@@ -14,6 +14,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         UndefinedColumn => "42703",
         UndefinedFunction => "42883",
         UndefinedObject => "42704",
+        // duplicate_table (PostgreSQL also answers it for views).
+        DuplicateObject => "42P07",
         Ambiguous => "42702",
         DatatypeMismatch => "42804",
         DivisionByZero => "22012",
@@ -46,6 +48,7 @@ pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
         | DivisionByZero | InvalidValue | InvalidText | InvalidParameter | ReadOnly
         | ProtocolViolation => Code::InvalidArgument,
         UndefinedTable | UndefinedObject => Code::NotFound,
+        DuplicateObject => Code::AlreadyExists,
         NotSupported => Code::Unimplemented,
         PermissionDenied => Code::PermissionDenied,
         Cancelled => Code::Cancelled,

@@ -215,6 +215,8 @@ pub enum SessionCommand {
     Rollback,
     /// Statements accepted and ignored in a read-only warehouse, with their command tag.
     Accept(&'static str),
+    /// DDL on the catalog managed with SQL (needs the `MANAGE` privilege).
+    Catalog(planner::ddl::CatalogChange),
 }
 
 /// What running a statement produced.
@@ -288,6 +290,8 @@ pub struct Engine {
     pub cache: Arc<ResultCache>,
     /// Running statements, history, metrics.
     pub activity: Arc<Activity>,
+    /// The tables and views, and what changes them (SIGHUP, DDL, other gateways).
+    pub catalog: Arc<crate::catalog::Catalog>,
     memo: PlanMemo,
     id_prefix: u64,
     next_query: AtomicU64,
@@ -305,6 +309,7 @@ impl Engine {
         grants: Arc<Grants>,
         cache: Arc<ResultCache>,
         activity: Arc<Activity>,
+        catalog: Arc<crate::catalog::Catalog>,
     ) -> Self {
         Self {
             planner: std::sync::RwLock::new(planner),
@@ -313,6 +318,7 @@ impl Engine {
             grants,
             cache,
             activity,
+            catalog,
             memo: PlanMemo::default(),
             id_prefix: rand::random::<u64>() >> 16,
             next_query: AtomicU64::new(1),
@@ -440,6 +446,9 @@ impl Engine {
                 return Ok(prepared);
             }
         }
+        if let Some(change) = planner::ddl::catalog_change(statement)? {
+            return Ok(Prepared::Session(SessionCommand::Catalog(change)));
+        }
         let info = session.info();
         let logical = self.planner().logical_plan(statement, &info).await?;
         let param_types = Planner::parameter_types(&logical)?;
@@ -514,6 +523,9 @@ impl Handler for Engine {
         params: Vec<ScalarValue>,
     ) -> Result<Outcome, QueryError> {
         match prepared {
+            Prepared::Session(SessionCommand::Catalog(change)) => {
+                self.change_catalog(session, change).await
+            }
             Prepared::Session(command) => {
                 if let SessionCommand::Set { name, value } = command {
                     if name == WAREHOUSE_SETTING && !value.is_empty() {
@@ -589,6 +601,32 @@ impl Engine {
 }
 
 impl Engine {
+    /// Run a DDL statement: who may, then what the catalog makes of it.
+    async fn change_catalog(
+        &self,
+        session: &Session,
+        change: &planner::ddl::CatalogChange,
+    ) -> Result<Outcome, QueryError> {
+        self.activity.refuse_if_draining()?;
+        let may = matches!(self.access(&session.principal), Access::All)
+            || self.grants.has_privilege(&session.principal, auth::MANAGE);
+        if !may {
+            return Err(QueryError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "permission denied: {} needs the MANAGE privilege to {}",
+                    session.principal.name,
+                    change.tag()
+                ),
+            ));
+        }
+        self.catalog.change(change, &session.info(), self).await?;
+        tracing::info!(principal = %session.principal.name, change = ?change, "catalog changed");
+        Ok(Outcome::Command {
+            tag: change.tag().to_string(),
+        })
+    }
+
     /// Plan a query with its parameters and run it: on a worker if it reads data (its
     /// Arrow IPC messages passed on undecoded when `ipc`), else here.
     async fn run_query(
@@ -1086,6 +1124,9 @@ fn run_session_command(
             }
             tag(t)
         }
+        SessionCommand::Catalog(_) => Err(QueryError::internal(
+            "a catalog change reached the session commands",
+        )),
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod activity;
 pub mod cache;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -1,5 +1,5 @@
-//! The metadata store: what outlives the process and what several gateways share. Today it
-//! holds the query history; an embedded database file under the data dir by default
+//! The metadata store: what outlives the process and what several gateways share: the
+//! query history and the catalog objects created with SQL; an embedded database file under the data dir by default
 //! (`<data-dir>/metadata.redb`), PostgreSQL when `[metadata] url = "postgres://…"` is set
 //! (then every gateway pointed at it writes to and reads from one history).
 //!
@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use planner::ddl::CatalogObject;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -81,6 +82,8 @@ fn postgres_error(cause: impl std::fmt::Display) -> StoreError {
 }
 
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("query_history");
+/// Catalog objects created with SQL, by [`CatalogObject::key`], as JSON.
+const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 
 /// Where history lives.
 pub enum Store {
@@ -131,6 +134,7 @@ impl Store {
                     })?;
                     let tx = db.begin_write().map_err(embedded_error)?;
                     tx.open_table(HISTORY).map_err(embedded_error)?;
+                    tx.open_table(CATALOG).map_err(embedded_error)?;
                     tx.commit().map_err(embedded_error)?;
                     Ok(db)
                 })
@@ -246,6 +250,117 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The catalog objects created with SQL.
+    pub async fn catalog_objects(&self) -> Result<Vec<CatalogObject>, StoreError> {
+        let decode = |key: &str, value: &[u8]| match serde_json::from_slice(value) {
+            Ok(object) => Some(object),
+            Err(e) => {
+                tracing::warn!(object = key, error = %e, "unreadable catalog object skipped");
+                None
+            }
+        };
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_read().map_err(embedded_error)?;
+                    let table = tx.open_table(CATALOG).map_err(embedded_error)?;
+                    let mut out = Vec::new();
+                    for item in table.iter().map_err(embedded_error)? {
+                        let (key, value) = item.map_err(embedded_error)?;
+                        out.extend(decode(key.value(), value.value()));
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => {
+                let rows = pg
+                    .query("SELECT key, object FROM sluice_catalog ORDER BY key", &[])
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .filter_map(|row| decode(row.get(0), row.get::<_, &str>(1).as_bytes()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Keep `object` under its key; false (and nothing changed) when one is there already
+    /// and `replace` is not set.
+    pub async fn put_object(
+        &self,
+        object: &CatalogObject,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let key = object.key();
+        let value = serde_json::to_string(object).map_err(embedded_error)?;
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_write().map_err(embedded_error)?;
+                    let kept = {
+                        let mut table = tx.open_table(CATALOG).map_err(embedded_error)?;
+                        let there = table.get(key.as_str()).map_err(embedded_error)?.is_some();
+                        if there && !replace {
+                            false
+                        } else {
+                            table
+                                .insert(key.as_str(), value.as_bytes())
+                                .map_err(embedded_error)?;
+                            true
+                        }
+                    };
+                    tx.commit().map_err(embedded_error)?;
+                    Ok(kept)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => {
+                let sql = if replace {
+                    "INSERT INTO sluice_catalog (key, object) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET object = excluded.object"
+                } else {
+                    "INSERT INTO sluice_catalog (key, object) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO NOTHING"
+                };
+                Ok(pg.execute(sql, &[&key, &value]).await? == 1)
+            }
+        }
+    }
+
+    /// Remove the object under `key`; false when there was none.
+    pub async fn remove_object(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_write().map_err(embedded_error)?;
+                    let removed = tx
+                        .open_table(CATALOG)
+                        .map_err(embedded_error)?
+                        .remove(key.as_str())
+                        .map_err(embedded_error)?
+                        .is_some();
+                    tx.commit().map_err(embedded_error)?;
+                    Ok(removed)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => Ok(pg
+                .execute("DELETE FROM sluice_catalog WHERE key = $1", &[&key])
+                .await?
+                == 1),
+        }
+    }
+}
+
 /// End time first (big-endian, so keys sort by it), then the id.
 fn key(record: &QueryRecord) -> Vec<u8> {
     let mut key = record.end_us.to_be_bytes().to_vec();
@@ -288,6 +403,10 @@ CREATE TABLE IF NOT EXISTS sluice_query_history (
     record text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sluice_query_history_end ON sluice_query_history (end_us);
+CREATE TABLE IF NOT EXISTS sluice_catalog (
+    key text PRIMARY KEY,
+    object text NOT NULL
+);
 ";
 
 impl PgStore {
@@ -318,6 +437,36 @@ impl PgStore {
             *guard = Some(client);
         }
         Ok(guard)
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let guard = self.client().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| postgres_error("not connected"))?;
+        client
+            .query(sql, params)
+            .await
+            .map_err(|e| postgres_error(format!("{}: {e}", self.display)))
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let guard = self.client().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| postgres_error("not connected"))?;
+        client
+            .execute(sql, params)
+            .await
+            .map_err(|e| postgres_error(format!("{}: {e}", self.display)))
     }
 
     async fn append(&self, records: Vec<QueryRecord>) -> Result<(), StoreError> {

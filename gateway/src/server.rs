@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use auth::{Authenticator, Principal, StaticToken};
 use futures::TryStreamExt;
-use planner::Planner;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -38,11 +37,8 @@ pub struct Server {
     data_cache: Option<workers::data_cache::DataCacheConfig>,
     pub engine: Arc<Engine>,
     pub activity: Arc<crate::activity::Activity>,
-    /// The catalog's tables now (demo tables first) and what rebuilds the planner when the
-    /// config's tables change.
-    tables: tokio::sync::Mutex<Vec<planner::TableDef>>,
+    /// The demo's tables (the catalog's first; the config file's follow them).
     demo_tables: Vec<planner::TableDef>,
-    system: Arc<crate::system::SystemView>,
     /// What SIGHUP reloads the certificate from: its source, the names a self-signed one
     /// carries, the data dir.
     tls: Option<(
@@ -121,11 +117,20 @@ impl Server {
             // What workers of an earlier run left (a killed gateway's) is not indexed.
             workers::data_cache::remove(&cache.dir);
         }
-        let planner = Arc::new(
-            Planner::new(&tables, threads, Some(system.clone()), storage.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("catalog: {e}"))?,
-        );
+        let store = crate::metadata::Store::open(settings.metadata_url.as_deref(), &data_dir)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(store = %store.describe(), "metadata store open");
+        let (catalog, planner) = crate::catalog::Catalog::open(
+            store.clone(),
+            threads,
+            system.clone(),
+            storage.clone(),
+            tables,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("catalog: {e}"))?;
+        let planner = Arc::new(planner);
 
         let worker_command = vec![
             std::env::current_exe()?.into_os_string(),
@@ -155,10 +160,6 @@ impl Server {
             tokio::spawn(async move { cache.sweep().await });
         }
 
-        let store = crate::metadata::Store::open(settings.metadata_url.as_deref(), &data_dir)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        tracing::info!(store = %store.describe(), "metadata store open");
         let history = settings
             .history
             .enabled
@@ -181,6 +182,7 @@ impl Server {
             auth_settings.grants.clone(),
             cache.clone(),
             activity.clone(),
+            catalog.clone(),
         ));
         let handler: Arc<dyn Handler> = engine.clone();
         let pg_listener = TcpListener::bind(settings.pg_addr)
@@ -217,6 +219,10 @@ impl Server {
         let shutdown = CancellationToken::new();
         let http_stop = CancellationToken::new();
         let mut tasks = Vec::new();
+        // Another gateway's CREATE / DROP on a shared metadata store.
+        tasks.push(tokio::spawn(
+            catalog.clone().watch(engine.clone(), shutdown.clone()),
+        ));
         tasks.push(tokio::spawn(serve_pg(
             pg_listener,
             pg_tls,
@@ -331,9 +337,7 @@ impl Server {
             data_cache: settings.data_cache.clone(),
             engine,
             activity,
-            tables: tokio::sync::Mutex::new(tables),
             demo_tables,
-            system,
             tls: match (&settings.tls, certificates) {
                 (Some(source), Some(certificates)) => {
                     Some((source.clone(), names, data_dir.clone(), certificates))
@@ -356,19 +360,14 @@ impl Server {
     pub async fn reload(&self, settings: &Settings) -> anyhow::Result<()> {
         // What can fail comes first (a catalog whose tables do not load, a certificate
         // that does not), before anything changed.
-        let mut tables = self.tables.lock().await;
         let mut wanted = self.demo_tables.clone();
         wanted.extend(settings.tables.iter().cloned());
-        let planner = if wanted != *tables {
-            let system: Arc<dyn planner::system::SystemSource> = self.system.clone();
-            Some(Arc::new(
-                Planner::new(&wanted, self.threads, Some(system), self.storage.clone())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("tables: {e}"))?,
-            ))
-        } else {
-            None
-        };
+        let tables = self
+            .engine
+            .catalog
+            .prepare_config(wanted)
+            .await
+            .map_err(|e| anyhow::anyhow!("tables: {e}"))?;
         match (&self.tls, &settings.tls) {
             (Some((_, names, data_dir, certificates)), Some(source)) => {
                 let identity = crate::tls::identity(source, data_dir, names)?;
@@ -381,18 +380,13 @@ impl Server {
             ),
         }
         self.engine.grants.replace(&settings.auth.grants);
-        if let Some(planner) = planner {
-            self.engine.replace_planner(planner);
-            // Answers over the old catalog (its listings, its pg_catalog) go with it.
-            if let Err(e) = self.engine.cache.clear().await {
-                tracing::warn!(error = %e.message, "the result cache could not be cleared after the tables changed");
-            }
-            tracing::info!(
-                before = tables.len(),
-                after = wanted.len(),
-                "tables reloaded"
-            );
-            *tables = wanted;
+        if let Some(tables) = tables {
+            self.engine
+                .catalog
+                .apply_config(tables, &self.engine)
+                .await
+                .map_err(|e| anyhow::anyhow!("tables: {e}"))?;
+            tracing::info!("tables reloaded");
         }
         let configs = settings
             .warehouses

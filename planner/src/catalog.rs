@@ -23,7 +23,7 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::delta::{AsOf, DeltaSource, DeltaTableProvider};
 use crate::error::{ErrorKind, QueryError};
@@ -43,7 +43,7 @@ pub const CATALOG: &str = "sluice";
 pub const DEFAULT_SCHEMA: &str = "public";
 
 /// File formats a table can be stored in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TableFormat {
     Parquet,
@@ -68,8 +68,8 @@ impl TableFormat {
     }
 }
 
-/// One `[[tables]]` entry of the config file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One `[[tables]]` entry of the config file (or a table created with SQL).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableDef {
     /// `schema.table` (or just `table`, which goes into schema `public`).
@@ -141,7 +141,8 @@ impl CatalogSchema {
             .insert(name.to_string(), error);
     }
 
-    fn unavailable(&self, name: &str) -> Option<QueryError> {
+    /// Why a defined table cannot be read, if it cannot.
+    pub fn unavailable(&self, name: &str) -> Option<QueryError> {
         self.unavailable
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -221,21 +222,37 @@ impl SchemaProvider for CatalogSchema {
     }
 }
 
-/// Build the `sluice` catalog from table definitions. A table that cannot be opened (a
-/// missing path or container, refused credentials, an unreadable file) is logged and
-/// registered as unavailable; a definition that is wrong in itself (a bad name, a table
-/// defined twice) is an error.
+/// Build the `sluice` catalog from table definitions: the config file's, then those
+/// created with SQL (`managed`, with its empty schemas; its views are planned later, see
+/// `Planner::new`). A table that cannot be opened (a missing path or container, refused
+/// credentials, an unreadable file) is logged and registered as unavailable; a config
+/// entry that is wrong in itself (a bad name, a table defined twice) is an error, a
+/// managed one is only unavailable (SQL checked it when it was created).
 pub async fn build_catalog(
     state: &SessionState,
     tables: &[TableDef],
+    managed: &crate::ddl::Managed,
 ) -> Result<Arc<MemoryCatalogProvider>, QueryError> {
     let catalog = Arc::new(MemoryCatalogProvider::new());
     let mut schemas: HashMap<String, Arc<CatalogSchema>> = HashMap::new();
     schemas.insert(DEFAULT_SCHEMA.into(), Arc::default());
-    for def in tables {
+    for name in &managed.schemas {
+        schemas.entry(name.clone()).or_default();
+    }
+    for view in &managed.views {
+        if let Some((schema, _)) = view.name.split_once('.') {
+            schemas.entry(schema.to_string()).or_default();
+        }
+    }
+    let config = tables.iter().map(|def| (def, false));
+    for (def, is_managed) in config.chain(managed.tables.iter().map(|def| (def, true))) {
         let (schema_name, table_name) = def.qualified_name()?;
         let schema = schemas.entry(schema_name.clone()).or_default();
         if schema.table_exist(&table_name) {
+            if is_managed {
+                tracing::warn!(table = %def.name, "a table created with SQL has the name of a config table: the config table wins");
+                continue;
+            }
             return Err(QueryError::new(
                 ErrorKind::InvalidValue,
                 format!("table {schema_name}.{table_name} is defined twice"),
@@ -254,9 +271,16 @@ pub async fn build_catalog(
         };
         match opened {
             Ok(()) => {}
-            Err(e) if matches!(e.kind, ErrorKind::DataUnreadable | ErrorKind::NotSupported) => {
+            Err(e)
+                if is_managed
+                    || matches!(e.kind, ErrorKind::DataUnreadable | ErrorKind::NotSupported) =>
+            {
                 let error = QueryError::new(
-                    e.kind,
+                    if e.kind == ErrorKind::Internal {
+                        ErrorKind::DataUnreadable
+                    } else {
+                        e.kind
+                    },
                     format!(
                         "table {schema_name}.{table_name} cannot be read: {}",
                         e.message
@@ -342,8 +366,9 @@ fn table_url(def: &TableDef) -> Result<(ListingTableUrl, bool), QueryError> {
     let path = Path::new(&def.location);
     let is_dir = path.is_dir();
     if !is_dir && !path.is_file() {
+        // A mistake in the definition (a config file's is refused at start and on reload).
         return Err(QueryError::new(
-            ErrorKind::DataUnreadable,
+            ErrorKind::InvalidValue,
             format!("location {:?} does not exist", def.location),
         ));
     }

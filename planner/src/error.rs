@@ -20,6 +20,8 @@ pub enum ErrorKind {
     UndefinedFunction,
     /// An object (schema, prepared statement, setting) that does not exist.
     UndefinedObject,
+    /// A table, view or schema that already exists (CREATE without IF NOT EXISTS).
+    DuplicateObject,
     /// Two columns or tables with the same name where one was meant.
     Ambiguous,
     /// Types that do not fit together in an expression.
@@ -68,6 +70,7 @@ impl ErrorKind {
             UndefinedColumn => "undefined_column",
             UndefinedFunction => "undefined_function",
             UndefinedObject => "undefined_object",
+            DuplicateObject => "duplicate_object",
             Ambiguous => "ambiguous",
             DatatypeMismatch => "datatype_mismatch",
             DivisionByZero => "division_by_zero",
@@ -91,12 +94,13 @@ impl ErrorKind {
 
     pub fn parse(name: &str) -> Option<Self> {
         use ErrorKind::*;
-        const ALL: [ErrorKind; 23] = [
+        const ALL: [ErrorKind; 24] = [
             Syntax,
             UndefinedTable,
             UndefinedColumn,
             UndefinedFunction,
             UndefinedObject,
+            DuplicateObject,
             Ambiguous,
             DatatypeMismatch,
             DivisionByZero,

@@ -16,6 +16,7 @@ pub mod cache_key;
 pub mod catalog;
 pub mod codec;
 pub mod compat;
+pub mod ddl;
 pub mod delta;
 pub mod error;
 pub mod pg_catalog;
@@ -91,6 +92,7 @@ impl Planner {
     /// uses for one query; `system` fills the `system.*` tables.
     pub async fn new(
         tables: &[TableDef],
+        managed: &ddl::Managed,
         target_partitions: usize,
         system: Option<Arc<dyn system::SystemSource>>,
         storage: Arc<storage::Registry>,
@@ -121,7 +123,7 @@ impl Planner {
             .with_expr_planners(expr_planners)
             .with_type_planner(Arc::new(compat::PgTypePlanner))
             .build();
-        let catalog = catalog::build_catalog(&state, tables).await?;
+        let catalog = catalog::build_catalog(&state, tables, managed).await?;
         if let Some(source) = system {
             catalog
                 .register_schema(system::SYSTEM, system::schema(source)?)
@@ -170,11 +172,123 @@ impl Planner {
                 .register_udf(Arc::new(function))
                 .map_err(QueryError::from)?;
         }
-        Ok(Self {
+        let mut planner = Self {
             base: state,
             pg,
             catalog_names,
-        })
+        };
+        if !managed.views.is_empty() {
+            planner.register_views(&managed.views).await?;
+        }
+        Ok(planner)
+    }
+
+    /// Plan and register the views created with SQL (a view may read another: each is
+    /// tried until no more can be planned). One that cannot be planned (a table it reads
+    /// was dropped) fails alone, with the cause. pg_catalog and information_schema are
+    /// then rebuilt to list them.
+    async fn register_views(&mut self, views: &[ddl::ViewDef]) -> Result<(), QueryError> {
+        let catalog = self
+            .base
+            .catalog_list()
+            .catalog(CATALOG)
+            .ok_or_else(|| QueryError::internal("no sluice catalog"))?;
+        let session = SessionInfo::default();
+        let mut pending: Vec<&ddl::ViewDef> = views.iter().collect();
+        loop {
+            let mut failed = Vec::new();
+            for view in &pending {
+                match self.view_table(view, &session).await {
+                    Ok(table) => {
+                        let (schema, name) = split_name(&view.name)?;
+                        if let Some(schema) = catalog.schema(schema) {
+                            schema
+                                .register_table(name.to_string(), table)
+                                .map_err(QueryError::from)?;
+                        }
+                    }
+                    Err(e) => failed.push((*view, e)),
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            if failed.len() == pending.len() {
+                for (view, e) in failed {
+                    let (schema, name) = split_name(&view.name)?;
+                    let error = QueryError::new(
+                        if e.kind == ErrorKind::Internal {
+                            ErrorKind::UndefinedTable
+                        } else {
+                            e.kind
+                        },
+                        format!("view {} cannot be used: {}", view.name, e.message),
+                    );
+                    tracing::warn!(view = %view.name, error = %error.message, "view unavailable");
+                    if let Some(schema) = catalog.schema(schema) {
+                        if let Some(schema) = schema.downcast_ref::<catalog::CatalogSchema>() {
+                            schema.register_unavailable(name, error);
+                        }
+                    }
+                }
+                break;
+            }
+            pending = failed.into_iter().map(|(view, _)| view).collect();
+        }
+        self.pg = PgCatalog::new(catalog.as_ref()).await?;
+        catalog
+            .register_schema(pg_catalog::PG_CATALOG, self.pg.pg_catalog.clone())
+            .map_err(QueryError::from)?;
+        catalog
+            .register_schema(
+                pg_catalog::INFORMATION_SCHEMA,
+                self.pg.information_schema.clone(),
+            )
+            .map_err(QueryError::from)?;
+        Ok(())
+    }
+
+    /// A view's table: its query planned against the catalog as it is.
+    async fn view_table(
+        &self,
+        view: &ddl::ViewDef,
+        session: &SessionInfo,
+    ) -> Result<Arc<dyn datafusion::datasource::TableProvider>, QueryError> {
+        let mut statements = self.parse(&view.sql)?;
+        let statement = match (statements.pop(), statements.is_empty()) {
+            (Some(statement), true) => statement,
+            _ => {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidValue,
+                    "a view is one query",
+                ))
+            }
+        };
+        let plan = self.logical_plan(&statement, session).await?;
+        Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
+            plan,
+            Some(view.sql.clone()),
+        )))
+    }
+
+    /// Check a view's query before it is created: it must plan, and the creator must be
+    /// allowed to read what it reads.
+    pub async fn check_view(&self, sql: &str, session: &SessionInfo) -> Result<(), QueryError> {
+        let view = ddl::ViewDef {
+            name: String::new(),
+            sql: sql.to_string(),
+        };
+        self.view_table(&view, session).await.map(|_| ())
+    }
+
+    /// Why the table or view `schema.name` cannot be used, if it is defined but cannot.
+    pub fn unavailable(&self, qualified: &str) -> Option<QueryError> {
+        let (schema, name) = split_name(qualified).ok()?;
+        let catalog = self.base.catalog_list().catalog(CATALOG)?;
+        let schema = catalog.schema(schema)?;
+        schema
+            .downcast_ref::<catalog::CatalogSchema>()?
+            .unavailable(name)
     }
 
     /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs
@@ -658,4 +772,11 @@ impl LowercaseUnquoted for String {
             self.to_lowercase()
         }
     }
+}
+
+/// `schema.name` split in two.
+fn split_name(qualified: &str) -> Result<(&str, &str), QueryError> {
+    qualified
+        .split_once('.')
+        .ok_or_else(|| QueryError::internal(format!("{qualified} is not schema.name")))
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::client::SpawnedReqwestConnector;
 use object_store::local::LocalFileSystem;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
@@ -144,6 +145,10 @@ pub struct Registry {
     secrets: Vec<String>,
     local: Arc<dyn ObjectStore>,
     stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// The runtime remote stores do their HTTP on (the one the registry was made on): a
+    /// worker runs each query on a runtime of its own, and a connection kept in a pool
+    /// must not live on (and hold up) the runtime of the query that opened it.
+    io: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -165,6 +170,7 @@ fn key(url: &Url) -> String {
 }
 
 impl Registry {
+    /// The registry of `options`; call it on the long-lived runtime (see `io`).
     pub fn new(options: StorageOptions) -> Arc<Self> {
         let secrets = options.secrets();
         Arc::new(Self {
@@ -172,6 +178,7 @@ impl Registry {
             secrets,
             local: Arc::new(LocalFileSystem::new()),
             stores: RwLock::default(),
+            io: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -196,6 +203,9 @@ impl Registry {
             )));
         }
         let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+        if let Some(io) = &self.io {
+            builder = builder.with_http_connector(SpawnedReqwestConnector::new(io.clone()));
+        }
         for (k, v) in &self.options.azure {
             // Validated when the config was read.
             if let Ok(key) = k.parse::<AzureConfigKey>() {

@@ -1,0 +1,372 @@
+//! The catalog a gateway plans against: the config file's tables (and the demo's), which
+//! SQL cannot change, and the objects created with SQL (`CREATE EXTERNAL TABLE`,
+//! `CREATE VIEW`, `CREATE SCHEMA`, `DROP`), kept in the metadata store. Every change
+//! builds a new [`Planner`] and puts it in place: statements already planned keep the one
+//! they began with; answers over the old catalog leave the result cache.
+//!
+//! Gateways that share a PostgreSQL metadata store share these objects: each re-reads
+//! them every [`REFRESH`] and takes another gateway's change then.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use planner::ddl::{self, CatalogChange, CatalogObject, DropKind, Managed};
+use planner::{ErrorKind, Planner, QueryError, SessionInfo, TableDef};
+
+use crate::handler::Engine;
+use crate::metadata::{Store, StoreError};
+
+/// How often a gateway looks for another gateway's catalog changes.
+pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// What a planner is built from, besides the tables.
+pub struct Catalog {
+    store: Arc<Store>,
+    threads: usize,
+    system: Arc<dyn planner::system::SystemSource>,
+    storage: Arc<planner::storage::Registry>,
+    current: tokio::sync::Mutex<Current>,
+}
+
+/// What the planner in place was built from.
+struct Current {
+    config: Vec<TableDef>,
+    managed: Managed,
+}
+
+/// A planner for new config tables, built but not yet in place (see [`Catalog::prepare_config`]).
+pub struct PreparedConfig {
+    config: Vec<TableDef>,
+    managed: Managed,
+    planner: Planner,
+}
+
+fn store_error(e: StoreError) -> QueryError {
+    QueryError::new(ErrorKind::Unavailable, e.to_string())
+}
+
+impl Catalog {
+    /// The catalog of a starting gateway, and its first planner.
+    pub async fn open(
+        store: Arc<Store>,
+        threads: usize,
+        system: Arc<dyn planner::system::SystemSource>,
+        storage: Arc<planner::storage::Registry>,
+        config: Vec<TableDef>,
+    ) -> Result<(Arc<Self>, Planner), QueryError> {
+        let managed = Managed::from_objects(store.catalog_objects().await.map_err(store_error)?);
+        let catalog = Arc::new(Self {
+            store,
+            threads,
+            system,
+            storage,
+            current: tokio::sync::Mutex::new(Current {
+                config: Vec::new(),
+                managed: Managed::default(),
+            }),
+        });
+        let planner = catalog.build(&config, &managed).await?;
+        if !managed.schemas.is_empty() || !managed.tables.is_empty() || !managed.views.is_empty() {
+            tracing::info!(
+                schemas = managed.schemas.len(),
+                tables = managed.tables.len(),
+                views = managed.views.len(),
+                "catalog objects created with SQL loaded"
+            );
+        }
+        *catalog.current.lock().await = Current { config, managed };
+        Ok((catalog, planner))
+    }
+
+    async fn build(&self, config: &[TableDef], managed: &Managed) -> Result<Planner, QueryError> {
+        Planner::new(
+            config,
+            managed,
+            self.threads,
+            Some(self.system.clone()),
+            self.storage.clone(),
+        )
+        .await
+    }
+
+    /// Reload: a planner over other config tables (None: they did not change). Nothing
+    /// changes until [`Catalog::apply_config`].
+    pub async fn prepare_config(
+        &self,
+        config: Vec<TableDef>,
+    ) -> Result<Option<PreparedConfig>, QueryError> {
+        let managed = {
+            let current = self.current.lock().await;
+            if current.config == config {
+                return Ok(None);
+            }
+            current.managed.clone()
+        };
+        let planner = self.build(&config, &managed).await?;
+        Ok(Some(PreparedConfig {
+            config,
+            managed,
+            planner,
+        }))
+    }
+
+    /// Put a reload's planner in place (built again if SQL changed the catalog meanwhile).
+    pub async fn apply_config(
+        &self,
+        prepared: PreparedConfig,
+        engine: &Engine,
+    ) -> Result<(), QueryError> {
+        let mut current = self.current.lock().await;
+        let planner = if current.managed == prepared.managed {
+            prepared.planner
+        } else {
+            self.build(&prepared.config, &current.managed).await?
+        };
+        current.config = prepared.config;
+        put_in_place(engine, planner).await;
+        Ok(())
+    }
+
+    /// Take the changes another gateway made to the shared objects.
+    pub async fn refresh(&self, engine: &Engine) -> Result<(), QueryError> {
+        let stored =
+            Managed::from_objects(self.store.catalog_objects().await.map_err(store_error)?);
+        let mut current = self.current.lock().await;
+        if current.managed == stored {
+            return Ok(());
+        }
+        let planner = self.build(&current.config, &stored).await?;
+        tracing::info!("catalog changed by another gateway; planning against it");
+        current.managed = stored;
+        put_in_place(engine, planner).await;
+        Ok(())
+    }
+
+    /// Run the refresh every [`REFRESH`] until `stop`.
+    pub async fn watch(
+        self: Arc<Self>,
+        engine: Arc<Engine>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(REFRESH) => {}
+            }
+            match self.refresh(&engine).await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e.message, "could not read the catalog objects; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Apply a DDL statement of `session` (whose `MANAGE` privilege the caller checked):
+    /// checked against the catalog, kept in the store, then planned against.
+    pub async fn change(
+        &self,
+        change: &CatalogChange,
+        session: &SessionInfo,
+        engine: &Engine,
+    ) -> Result<(), QueryError> {
+        let mut current = self.current.lock().await;
+        // What other gateways created counts too.
+        let mut managed =
+            Managed::from_objects(self.store.catalog_objects().await.map_err(store_error)?);
+        let config_names: Vec<String> = current
+            .config
+            .iter()
+            .filter_map(|t| t.qualified_name().ok().map(|(s, n)| format!("{s}.{n}")))
+            .collect();
+        let config_schemas: Vec<String> = config_names
+            .iter()
+            .filter_map(|n| n.split_once('.').map(|(s, _)| s.to_string()))
+            .chain([planner::DEFAULT_SCHEMA.to_string()])
+            .collect();
+        let read_only = |name: &str| {
+            QueryError::new(
+                ErrorKind::ReadOnly,
+                format!("{name} is defined in the config file: change it there, not with SQL"),
+            )
+        };
+        let exists = |what: &str, name: &str| {
+            QueryError::new(
+                ErrorKind::DuplicateObject,
+                format!("{what} {name} already exists"),
+            )
+        };
+        match change {
+            CatalogChange::Create {
+                object,
+                if_not_exists,
+                or_replace,
+            } => {
+                let key = object.key();
+                let there = stored(&managed, &key);
+                match object {
+                    CatalogObject::Schema { name } => {
+                        if config_schemas.contains(name) || there.is_some() {
+                            return if *if_not_exists {
+                                Ok(())
+                            } else {
+                                Err(exists("schema", name))
+                            };
+                        }
+                    }
+                    CatalogObject::Table(TableDef { name, .. })
+                    | CatalogObject::View(ddl::ViewDef { name, .. }) => {
+                        if config_names.contains(name) {
+                            return if *if_not_exists {
+                                Ok(())
+                            } else {
+                                Err(read_only(name))
+                            };
+                        }
+                        let what = match object {
+                            CatalogObject::View(_) => "view",
+                            _ => "table",
+                        };
+                        match there {
+                            Some(old)
+                                if *or_replace
+                                    && std::mem::discriminant(&old)
+                                        != std::mem::discriminant(object) =>
+                            {
+                                return Err(QueryError::new(
+                                    ErrorKind::DuplicateObject,
+                                    format!("{name} exists and is not a {what}: drop it first"),
+                                ));
+                            }
+                            Some(_) if *or_replace => {}
+                            Some(_) if *if_not_exists => return Ok(()),
+                            Some(_) => return Err(exists(what, name)),
+                            None => {}
+                        }
+                        if let CatalogObject::View(view) = object {
+                            engine.planner().check_view(&view.sql, session).await?;
+                        }
+                    }
+                }
+                managed = Managed::from_objects(
+                    objects(&managed)
+                        .into_iter()
+                        .filter(|o| o.key() != key)
+                        .chain([object.clone()]),
+                );
+                let planner = self.build(&current.config, &managed).await?;
+                if let CatalogObject::Table(TableDef { name, .. }) = object {
+                    // A table that cannot be read now is refused, not kept broken.
+                    if let Some(e) = planner.unavailable(name) {
+                        return Err(e);
+                    }
+                }
+                if !self
+                    .store
+                    .put_object(object, *or_replace)
+                    .await
+                    .map_err(store_error)?
+                {
+                    // Another gateway created it just now.
+                    return Err(exists("object", &key));
+                }
+                current.managed = managed;
+                put_in_place(engine, planner).await;
+            }
+            CatalogChange::Drop {
+                kind,
+                name,
+                if_exists,
+            } => {
+                let key = match kind {
+                    DropKind::Schema => ddl::schema_key(name),
+                    _ => ddl::relation_key(name),
+                };
+                let missing = || {
+                    if *if_exists {
+                        Ok(())
+                    } else {
+                        let (kind, what) = match kind {
+                            DropKind::Schema => (ErrorKind::UndefinedObject, "schema"),
+                            DropKind::Table => (ErrorKind::UndefinedTable, "table"),
+                            DropKind::View => (ErrorKind::UndefinedTable, "view"),
+                        };
+                        Err(QueryError::new(
+                            kind,
+                            format!("{what} {name} does not exist"),
+                        ))
+                    }
+                };
+                match (kind, stored(&managed, &key)) {
+                    (DropKind::Schema, _) if config_schemas.contains(name) => {
+                        return Err(read_only(&format!("schema {name}")))
+                    }
+                    (_, None) if config_names.contains(name) => return Err(read_only(name)),
+                    (_, None) => return missing(),
+                    (DropKind::Table, Some(CatalogObject::View(_))) => {
+                        return Err(QueryError::new(
+                            ErrorKind::InvalidValue,
+                            format!("{name} is a view: use DROP VIEW"),
+                        ))
+                    }
+                    (DropKind::View, Some(CatalogObject::Table(_))) => {
+                        return Err(QueryError::new(
+                            ErrorKind::InvalidValue,
+                            format!("{name} is a table: use DROP TABLE"),
+                        ))
+                    }
+                    (DropKind::Schema, Some(_)) => {
+                        let prefix = format!("{name}.");
+                        if managed.tables.iter().any(|t| t.name.starts_with(&prefix))
+                            || managed.views.iter().any(|v| v.name.starts_with(&prefix))
+                        {
+                            return Err(QueryError::new(
+                                ErrorKind::InvalidValue,
+                                format!(
+                                    "schema {name} is not empty: drop its tables and views first"
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+                managed =
+                    Managed::from_objects(objects(&managed).into_iter().filter(|o| o.key() != key));
+                let planner = self.build(&current.config, &managed).await?;
+                if !self.store.remove_object(&key).await.map_err(store_error)? {
+                    return missing();
+                }
+                current.managed = managed;
+                put_in_place(engine, planner).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The objects of a managed set.
+fn objects(managed: &Managed) -> Vec<CatalogObject> {
+    let schemas = managed
+        .schemas
+        .iter()
+        .map(|name| CatalogObject::Schema { name: name.clone() });
+    let tables = managed.tables.iter().cloned().map(CatalogObject::Table);
+    let views = managed.views.iter().cloned().map(CatalogObject::View);
+    schemas.chain(tables).chain(views).collect()
+}
+
+fn stored(managed: &Managed, key: &str) -> Option<CatalogObject> {
+    objects(managed).into_iter().find(|o| o.key() == key)
+}
+
+/// Plan against `planner` from now on; answers over the old catalog (its listings, its
+/// pg_catalog) go with it.
+async fn put_in_place(engine: &Engine, planner: Planner) {
+    engine.replace_planner(Arc::new(planner));
+    if let Err(e) = engine.cache.clear().await {
+        tracing::warn!(error = %e.message, "the result cache could not be cleared after the catalog changed");
+    }
+}

@@ -1,0 +1,389 @@
+//! The catalog managed with SQL: `CREATE EXTERNAL TABLE`, `CREATE VIEW`, `CREATE SCHEMA`
+//! and `DROP`, read here into a [`CatalogChange`] that the gateway checks (the `MANAGE`
+//! privilege), persists in its metadata store and applies by planning against a new
+//! catalog. What they create is a [`Managed`] set of objects, next to the config file's
+//! tables (which SQL cannot change).
+
+use datafusion::sql::parser::{CreateExternalTable, Statement};
+use datafusion::sql::sqlparser::ast::{
+    ObjectName, ObjectType, SchemaName, Statement as SqlStatement, Value,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{TableDef, TableFormat, DEFAULT_SCHEMA};
+use crate::error::{ErrorKind, QueryError};
+
+/// A view created with SQL: its name and its query's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// `schema.view`.
+    pub name: String,
+    pub sql: String,
+}
+
+/// The objects created with SQL, as the metadata store holds them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Managed {
+    pub schemas: Vec<String>,
+    pub tables: Vec<TableDef>,
+    pub views: Vec<ViewDef>,
+}
+
+/// One object of the managed catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CatalogObject {
+    Schema { name: String },
+    Table(TableDef),
+    View(ViewDef),
+}
+
+impl CatalogObject {
+    /// Its key in the store: schemas apart, tables and views share one namespace.
+    pub fn key(&self) -> String {
+        match self {
+            CatalogObject::Schema { name } => schema_key(name),
+            CatalogObject::Table(t) => relation_key(&t.name),
+            CatalogObject::View(v) => relation_key(&v.name),
+        }
+    }
+}
+
+pub fn schema_key(name: &str) -> String {
+    format!("schema:{name}")
+}
+
+pub fn relation_key(name: &str) -> String {
+    format!("relation:{name}")
+}
+
+impl Managed {
+    /// The objects, sorted into their kinds.
+    pub fn from_objects(objects: impl IntoIterator<Item = CatalogObject>) -> Self {
+        let mut managed = Managed::default();
+        for object in objects {
+            match object {
+                CatalogObject::Schema { name } => managed.schemas.push(name),
+                CatalogObject::Table(t) => managed.tables.push(t),
+                CatalogObject::View(v) => managed.views.push(v),
+            }
+        }
+        managed.schemas.sort();
+        managed.tables.sort_by(|a, b| a.name.cmp(&b.name));
+        managed.views.sort_by(|a, b| a.name.cmp(&b.name));
+        managed
+    }
+}
+
+/// What a DDL statement asks of the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogChange {
+    Create {
+        object: CatalogObject,
+        /// `IF NOT EXISTS`: an existing object is kept, no error.
+        if_not_exists: bool,
+        /// `OR REPLACE`: an existing object of the same kind is replaced.
+        or_replace: bool,
+    },
+    Drop {
+        kind: DropKind,
+        /// `schema.name` (or the schema's name).
+        name: String,
+        if_exists: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropKind {
+    Table,
+    View,
+    Schema,
+}
+
+impl CatalogChange {
+    /// The command tag PostgreSQL answers with.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            CatalogChange::Create { object, .. } => match object {
+                CatalogObject::Schema { .. } => "CREATE SCHEMA",
+                CatalogObject::Table(_) => "CREATE EXTERNAL TABLE",
+                CatalogObject::View(_) => "CREATE VIEW",
+            },
+            CatalogChange::Drop { kind, .. } => match kind {
+                DropKind::Table => "DROP TABLE",
+                DropKind::View => "DROP VIEW",
+                DropKind::Schema => "DROP SCHEMA",
+            },
+        }
+    }
+}
+
+fn invalid(message: String) -> QueryError {
+    QueryError::new(ErrorKind::InvalidValue, message)
+}
+
+fn not_supported(message: impl Into<String>) -> QueryError {
+    QueryError::new(ErrorKind::NotSupported, message)
+}
+
+/// The parts of an object name, lower-cased unless quoted, each a plain identifier.
+fn parts(name: &ObjectName) -> Result<Vec<String>, QueryError> {
+    name.0
+        .iter()
+        .map(|part| {
+            let id = part
+                .as_ident()
+                .ok_or_else(|| invalid(format!("{name} is not a name")))?;
+            let text = if id.quote_style.is_some() {
+                id.value.clone()
+            } else {
+                id.value.to_lowercase()
+            };
+            if text.is_empty() || !text.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(invalid(format!("{name}: names are letters, digits and _")));
+            }
+            Ok(text)
+        })
+        .collect()
+}
+
+/// `schema.name` of a table or view name (`public` when unqualified).
+fn qualified(name: &ObjectName) -> Result<String, QueryError> {
+    match parts(name)?.as_slice() {
+        [table] => Ok(format!("{DEFAULT_SCHEMA}.{table}")),
+        [schema, table] => Ok(format!("{schema}.{table}")),
+        [catalog, schema, table] if catalog == crate::CATALOG => Ok(format!("{schema}.{table}")),
+        _ => Err(invalid(format!("{name}: name it as schema.name"))),
+    }
+}
+
+fn schema_name_of(name: &ObjectName) -> Result<String, QueryError> {
+    match parts(name)?.as_slice() {
+        [schema] => Ok(schema.clone()),
+        _ => Err(invalid(format!("{name} is not a schema name"))),
+    }
+}
+
+/// The change a statement asks for, if it is DDL sluice manages (None: not DDL).
+pub fn catalog_change(statement: &Statement) -> Result<Option<CatalogChange>, QueryError> {
+    match statement {
+        Statement::CreateExternalTable(create) => external_table(create).map(Some),
+        Statement::Statement(sql) => match sql.as_ref() {
+            SqlStatement::CreateView(view) => {
+                if view.materialized {
+                    return Err(not_supported(
+                        "materialized views are not supported: CREATE VIEW computes at each query",
+                    ));
+                }
+                if !view.columns.is_empty() {
+                    return Err(not_supported(
+                        "CREATE VIEW with a column list is not supported: name the columns in the query",
+                    ));
+                }
+                Ok(Some(CatalogChange::Create {
+                    object: CatalogObject::View(ViewDef {
+                        name: qualified(&view.name)?,
+                        sql: view.query.to_string(),
+                    }),
+                    if_not_exists: view.if_not_exists,
+                    or_replace: view.or_replace,
+                }))
+            }
+            SqlStatement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => {
+                let name = match schema_name {
+                    SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
+                        schema_name_of(name)?
+                    }
+                    SchemaName::UnnamedAuthorization(_) => {
+                        return Err(invalid("CREATE SCHEMA needs a name".into()))
+                    }
+                };
+                Ok(Some(CatalogChange::Create {
+                    object: CatalogObject::Schema { name },
+                    if_not_exists: *if_not_exists,
+                    or_replace: false,
+                }))
+            }
+            SqlStatement::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => {
+                let kind = match object_type {
+                    ObjectType::Table => DropKind::Table,
+                    ObjectType::View => DropKind::View,
+                    ObjectType::Schema => DropKind::Schema,
+                    other => return Err(not_supported(format!("DROP {other} is not supported"))),
+                };
+                let [name] = names.as_slice() else {
+                    return Err(not_supported("drop one object per statement"));
+                };
+                let name = match kind {
+                    DropKind::Schema => schema_name_of(name)?,
+                    _ => qualified(name)?,
+                };
+                Ok(Some(CatalogChange::Drop {
+                    kind,
+                    name,
+                    if_exists: *if_exists,
+                }))
+            }
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
+fn external_table(create: &CreateExternalTable) -> Result<CatalogChange, QueryError> {
+    if !create.columns.is_empty() {
+        return Err(not_supported(
+            "CREATE EXTERNAL TABLE reads the columns from the data: leave out the column list",
+        ));
+    }
+    if create.temporary || create.unbounded {
+        return Err(not_supported(
+            "TEMPORARY and UNBOUNDED external tables are not supported",
+        ));
+    }
+    let format = match create.file_type.to_ascii_uppercase().as_str() {
+        "PARQUET" => TableFormat::Parquet,
+        "CSV" => TableFormat::Csv,
+        "JSON" | "NDJSON" => TableFormat::Json,
+        "ARROW" => TableFormat::Arrow,
+        "DELTA" | "DELTATABLE" | "DELTALAKE" => TableFormat::Delta,
+        other => {
+            return Err(not_supported(format!(
+                "STORED AS {other}: use PARQUET, CSV, JSON, ARROW or DELTA"
+            )))
+        }
+    };
+    let [location] = create.locations.as_slice() else {
+        return Err(invalid("give one LOCATION".into()));
+    };
+    if !crate::storage::is_url(location) && !std::path::Path::new(location).is_absolute() {
+        return Err(invalid(format!(
+            "LOCATION {location:?}: give an absolute path or an az://, abfss://, azure:// or https:// URL"
+        )));
+    }
+    let mut def = TableDef {
+        name: qualified(&create.name)?,
+        location: location.clone(),
+        format,
+        has_header: None,
+        delimiter: None,
+    };
+    for (key, value) in &create.options {
+        let text = match value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Boolean(b) => b.to_string(),
+            other => other.to_string(),
+        };
+        match key.to_ascii_lowercase().trim_start_matches("format.") {
+            "has_header" | "header" if format == TableFormat::Csv => {
+                def.has_header = Some(text.eq_ignore_ascii_case("true"));
+            }
+            "delimiter" if format == TableFormat::Csv => {
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => def.delimiter = Some(c),
+                    _ => {
+                        return Err(invalid(format!(
+                            "OPTIONS delimiter {text:?}: give one character"
+                        )))
+                    }
+                }
+            }
+            other => {
+                return Err(not_supported(format!(
+                    "OPTIONS {other:?} is not supported (CSV: 'has_header', 'delimiter'); \
+                     credentials belong in [storage], never in SQL"
+                )))
+            }
+        }
+    }
+    Ok(CatalogChange::Create {
+        object: CatalogObject::Table(def),
+        if_not_exists: create.if_not_exists,
+        or_replace: create.or_replace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::parser::DFParserBuilder;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+
+    fn change(sql: &str) -> Result<Option<CatalogChange>, QueryError> {
+        let mut parser = DFParserBuilder::new(sql)
+            .with_dialect(&PostgreSqlDialect {})
+            .build()
+            .expect("parser");
+        let statement = parser.parse_statement().expect("parses");
+        catalog_change(&statement)
+    }
+
+    #[test]
+    fn reads_each_ddl_statement() {
+        let created = change(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS Lake.Trips STORED AS CSV LOCATION 'az://c/trips/' \
+             OPTIONS ('format.has_header' 'false', 'delimiter' ';')",
+        )
+        .expect("reads");
+        assert_eq!(
+            created,
+            Some(CatalogChange::Create {
+                object: CatalogObject::Table(TableDef {
+                    name: "lake.trips".into(),
+                    location: "az://c/trips/".into(),
+                    format: TableFormat::Csv,
+                    has_header: Some(false),
+                    delimiter: Some(';'),
+                }),
+                if_not_exists: true,
+                or_replace: false,
+            })
+        );
+        let view =
+            change("create or replace view lake.busy as select * from lake.trips").expect("reads");
+        assert!(matches!(
+            view,
+            Some(CatalogChange::Create { object: CatalogObject::View(ViewDef { ref name, .. }), or_replace: true, .. })
+                if name == "lake.busy"
+        ));
+        assert_eq!(
+            change("drop table if exists trips").expect("reads"),
+            Some(CatalogChange::Drop {
+                kind: DropKind::Table,
+                name: "public.trips".into(),
+                if_exists: true
+            })
+        );
+        assert_eq!(
+            change("create schema if not exists Lake")
+                .expect("reads")
+                .map(|c| c.tag()),
+            Some("CREATE SCHEMA")
+        );
+        assert_eq!(change("select 1").expect("reads"), None);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_keep() {
+        for sql in [
+            "create external table t (a int) stored as parquet location '/x/'",
+            "create external table t stored as orc location '/x/'",
+            "create external table t stored as parquet location 'relative/dir'",
+            "create external table t stored as parquet location 'az://c/x/' options ('account_key' 'k')",
+            "drop index i",
+        ] {
+            let e = change(sql).expect_err(sql);
+            assert_ne!(e.kind, ErrorKind::Internal, "{sql}");
+        }
+    }
+}
