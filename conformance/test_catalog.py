@@ -152,9 +152,15 @@ def test_manage_creates_what_survives_a_restart_and_drops_it(lake, tmp_path):
             assert rows(conn, TRIPS.format("lake.")) == duck(lake, TRIPS.format(""))
             assert rows(conn, LONG.format("lake.long_trips")) == \
                 duck(lake, LONG.format("(select * from trips where km > 40)"))
+            # A statement prepared before a DROP is planned again after it: an error now.
+            prepared = "select count(*) from lake.events"
+            for _ in range(2):
+                assert conn.execute(prepared, prepare=True).fetchone() == (70,)
             conn.execute("drop view lake.long_trips")
             for table in ["trips", "events", "history"]:
                 conn.execute(f"drop table lake.{table}")
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                conn.execute(prepared, prepare=True)
             conn.execute("drop schema lake")
             refused(conn, "select count(*) from lake.trips", "42P01")
     finally:

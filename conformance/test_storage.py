@@ -61,11 +61,12 @@ class Azurite:
         self.proc.terminate()
         self.proc.wait(10)
 
-    def config(self, tables, key=KEY):
+    def config(self, tables, key=KEY, credential=None):
+        credential = credential or f'account_key = "{key}"'
         return f"""
 [storage.azure]
 account_name = "{ACCOUNT}"
-account_key = "{key}"
+{credential}
 use_emulator = true
 
 # Table versions are re-read on every statement here, so a test need not wait out the
@@ -114,6 +115,11 @@ format = "parquet"
 name = "lake.gone"
 location = "az://no-such-container/x/"
 format = "parquet"
+
+[[tables]]
+name = "lake.corrupt"
+location = "az://lake/corrupt/"
+format = "parquet"
 """
 
 
@@ -123,6 +129,9 @@ def lake(tmp_path_factory, local):
     azurite = Azurite(root)
     azurite.upload("lake", "sales/part-0.parquet", local / "sales.parquet")
     azurite.upload("lake", "csv/small.csv", local / "small.csv")
+    garbage = local / "garbage.parquet"
+    garbage.write_bytes(b"this is not parquet at all" * 10)
+    azurite.upload("lake", "corrupt/part-0.parquet", garbage)
     for region in ["eu", "us", "apac"]:
         azurite.upload("lake", f"by_region/region={region}/part-0.parquet",
                        local / "by_region" / f"region={region}" / "part-0.parquet")
@@ -220,6 +229,35 @@ def test_a_missing_container_names_the_table_and_other_tables_work(lake):
         message = refused(conn, "select count(*) from lake.gone")
         assert "lake.gone" in message and "container does not exist" in message, message
         assert conn.execute("select count(*) from lake.small").fetchone()[0] == 300
+
+
+def test_a_corrupt_file_names_the_table_and_the_cause(lake):
+    _, server = lake
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        message = refused(conn, "select count(*) from lake.corrupt")
+        assert "lake.corrupt" in message and "Parquet" in message, message
+        assert conn.execute("select count(*) from lake.small").fetchone()[0] == 300
+
+
+def test_a_sas_token_reads_the_container(lake, local, tmp_path):
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+    import datetime
+    azurite, _ = lake
+    sas = generate_container_sas(ACCOUNT, "lake", account_key=KEY,
+                                 permission=ContainerSasPermissions(read=True, list=True),
+                                 expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    config = tmp_path / "sluice.toml"
+    config.write_text(azurite.config(TABLES, credential=f'sas_token = "{sas}"'))
+    server = start_sluice("--config", str(config), env=azurite.env())
+    try:
+        sql = QUERIES[0]
+        assert pg_rows(server, sql.format(s="lake.")) == reference(local, sql.format(s=""))
+    finally:
+        server.stop()
+    import urllib.parse
+    signature = sas.split("sig=")[1].split("&")[0]
+    for form in (signature, urllib.parse.unquote(signature)):
+        assert form not in server.log()
 
 
 def test_bad_credentials_give_a_clear_error_without_the_secret(lake, tmp_path):

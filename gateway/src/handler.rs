@@ -47,6 +47,11 @@ pub enum Prepared {
         copy: Option<CopyFormat>,
         /// What the result cache needs, when it may keep the answer.
         cache: Option<Arc<CacheHint>>,
+        /// The statement, planned again when the catalog changed since (a table dropped
+        /// or redefined under a prepared statement).
+        statement: Arc<DfStatement>,
+        /// The catalog generation it was planned against ([`Engine::replace_planner`]).
+        generation: u64,
     },
     /// A statement about the session, answered by the gateway.
     Session(SessionCommand),
@@ -293,6 +298,8 @@ pub struct Engine {
     /// The tables and views, and what changes them (SIGHUP, DDL, other gateways).
     pub catalog: Arc<crate::catalog::Catalog>,
     memo: PlanMemo,
+    /// Bumped at every new planner: prepared statements of an older one are planned again.
+    generation: AtomicU64,
     id_prefix: u64,
     next_query: AtomicU64,
 }
@@ -320,6 +327,7 @@ impl Engine {
             activity,
             catalog,
             memo: PlanMemo::default(),
+            generation: AtomicU64::new(0),
             id_prefix: rand::random::<u64>() >> 16,
             next_query: AtomicU64::new(1),
         }
@@ -364,6 +372,7 @@ impl Engine {
     /// old one are forgotten.
     pub fn replace_planner(&self, planner: Arc<Planner>) {
         *self.planner.write().unwrap_or_else(|e| e.into_inner()) = planner;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.memo
             .plans
             .lock()
@@ -450,6 +459,7 @@ impl Engine {
             return Ok(Prepared::Session(SessionCommand::Catalog(change)));
         }
         let info = session.info();
+        let generation = self.generation.load(Ordering::SeqCst);
         let logical = self.planner().logical_plan(statement, &info).await?;
         let param_types = Planner::parameter_types(&logical)?;
         let schema =
@@ -477,6 +487,8 @@ impl Engine {
             param_types,
             copy: None,
             cache,
+            statement: Arc::new(statement.clone()),
+            generation,
         })
     }
 }
@@ -636,6 +648,40 @@ impl Engine {
         params: Vec<ScalarValue>,
         ipc: bool,
     ) -> Result<(SchemaRef, ArrowRows), QueryError> {
+        if let Prepared::Query {
+            statement,
+            generation,
+            schema,
+            copy,
+            ..
+        } = prepared
+        {
+            if *generation != self.generation.load(Ordering::SeqCst) {
+                // Planned against a catalog that has changed: plan it again, as PostgreSQL
+                // re-plans a cached plan after DDL (a dropped table is an error now).
+                let mut fresh = self.plan_statement(session, statement).await?;
+                let shape = |s: &SchemaRef| {
+                    s.fields()
+                        .iter()
+                        .map(|f| (f.name().clone(), f.data_type().clone()))
+                        .collect::<Vec<_>>()
+                };
+                if shape(&fresh.schema()) != shape(schema) {
+                    return Err(QueryError::new(
+                        ErrorKind::NotSupported,
+                        "cached plan must not change result type: a table it reads was \
+                         redefined since the statement was prepared; prepare it again",
+                    ));
+                }
+                if let Prepared::Query {
+                    copy: fresh_copy, ..
+                } = &mut fresh
+                {
+                    *fresh_copy = copy.clone();
+                }
+                return Box::pin(self.run_query(session, &fresh, params, ipc)).await;
+            }
+        }
         match prepared {
             Prepared::Session(command) => Err(QueryError::new(
                 ErrorKind::NotSupported,
