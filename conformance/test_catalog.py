@@ -4,6 +4,8 @@ DROP by a principal with the MANAGE privilege, kept in the metadata store across
 DuckDB over the same files."""
 import hashlib
 
+import adbc_driver_flightsql as fs
+import adbc_driver_flightsql.dbapi as flight_sql
 import duckdb
 import psycopg
 import pytest
@@ -135,6 +137,19 @@ def test_manage_creates_what_survives_a_restart_and_drops_it(lake, tmp_path):
                       "options ('account_key' 'hunter2')", "0A000")
             refused(conn, "create view lake.bad as select nope from lake.trips", "42703")
             assert rows(conn, "select count(*) from conf.small") == [(40,)]
+
+        # Through Flight SQL, DDL is an update (CommandStatementUpdate).
+        kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {MANAGER}"}
+        with flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as fconn:
+            with fconn.cursor() as cur:
+                cur.adbc_statement.set_sql_query("create view lake.via_flight as select 1 as one")
+                cur.adbc_statement.execute_update()
+                with pytest.raises(Exception) as as_query:
+                    cur.execute("drop view lake.via_flight")
+                assert "update" in str(as_query.value)
+        with pg(server, MANAGER) as conn:
+            assert rows(conn, "select * from lake.via_flight") == [(1,)]
+            conn.execute("drop view lake.via_flight")
 
         with pg(server, ANALYST) as conn:
             # Reading needs a SELECT grant, changing the catalog the MANAGE privilege.

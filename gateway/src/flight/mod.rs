@@ -57,7 +57,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use workers::worker::{for_transfer, transfer_schema};
 
-use crate::handler::{ArrowRows, Handler, Outcome, Prepared};
+use crate::handler::{ArrowRows, Handler, Outcome, Prepared, SessionCommand};
 use crate::session::Session;
 
 /// Open statement handles kept at most; the oldest idle ones go first.
@@ -166,6 +166,13 @@ impl FlightSqlFrontend {
             )));
         }
         let prepared = prepared.remove(0);
+        if let Prepared::Session(SessionCommand::Catalog(change)) = &prepared {
+            return Err(Status::invalid_argument(format!(
+                "{} changes the catalog: send it as a Flight SQL update \
+                 (CommandStatementUpdate; ADBC: execute_update)",
+                change.tag()
+            )));
+        }
         if let Prepared::Session(command) = &prepared {
             return Err(Status::invalid_argument(format!(
                 "{command:?} is a session command: Flight SQL sessions have no settings; send queries"
@@ -879,12 +886,28 @@ impl FlightSqlService for FlightSqlFrontend {
         Err(read_only())
     }
 
+    /// DDL on the catalog managed with SQL; anything else would write: refused.
     async fn do_put_statement_update(
         &self,
-        _ticket: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        ticket: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        Err(read_only())
+        let mut session = self.session(request.metadata()).await?;
+        let prepared = self
+            .handler
+            .prepare(&session, &ticket.query)
+            .await
+            .map_err(|e| status(&e))?;
+        match prepared.as_slice() {
+            [change @ Prepared::Session(SessionCommand::Catalog(_))] => {
+                self.handler
+                    .execute(&mut session, change, Vec::new())
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(0)
+            }
+            _ => Err(read_only()),
+        }
     }
 
     async fn do_put_prepared_statement_update(
