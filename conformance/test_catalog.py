@@ -126,6 +126,9 @@ def test_manage_creates_what_survives_a_restart_and_drops_it(lake, tmp_path):
                 conn, f"create external table conf.small stored as csv location '{lake}/small.csv'", "25006")
             refused(conn, "drop table lake.nope", "42P01")
             conn.execute("drop table if exists lake.nope")
+            conn.execute(f"create external table loose.t stored as parquet location '{lake}/trips/'")
+            assert "not empty" in refused(conn, "drop schema loose", "22023")  # never created, not empty
+            conn.execute("drop table loose.t")
             assert "DROP VIEW" in refused(conn, "drop table lake.long_trips", "22023")
             assert "not empty" in refused(conn, "drop schema lake", "22023")
             message = refused(conn, f"create external table lake.broken stored as parquet "

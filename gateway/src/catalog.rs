@@ -300,10 +300,21 @@ impl Catalog {
                         ))
                     }
                 };
+                let prefix = format!("{name}.");
+                let has_objects = managed.tables.iter().any(|t| t.name.starts_with(&prefix))
+                    || managed.views.iter().any(|v| v.name.starts_with(&prefix));
+                let not_empty = || {
+                    Err(QueryError::new(
+                        ErrorKind::InvalidValue,
+                        format!("schema {name} is not empty: drop its tables and views first"),
+                    ))
+                };
                 match (kind, stored(&managed, &key)) {
                     (DropKind::Schema, _) if config_schemas.contains(name) => {
                         return Err(read_only(&format!("schema {name}")))
                     }
+                    // Tables created in a schema nobody created are in it all the same.
+                    (DropKind::Schema, _) if has_objects => return not_empty(),
                     (_, None) if config_names.contains(name) => return Err(read_only(name)),
                     (_, None) => return missing(),
                     (DropKind::Table, Some(CatalogObject::View(_))) => {
@@ -317,19 +328,6 @@ impl Catalog {
                             ErrorKind::InvalidValue,
                             format!("{name} is a table: use DROP TABLE"),
                         ))
-                    }
-                    (DropKind::Schema, Some(_)) => {
-                        let prefix = format!("{name}.");
-                        if managed.tables.iter().any(|t| t.name.starts_with(&prefix))
-                            || managed.views.iter().any(|v| v.name.starts_with(&prefix))
-                        {
-                            return Err(QueryError::new(
-                                ErrorKind::InvalidValue,
-                                format!(
-                                    "schema {name} is not empty: drop its tables and views first"
-                                ),
-                            ));
-                        }
                     }
                     _ => {}
                 }
