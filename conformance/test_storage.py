@@ -357,12 +357,11 @@ def events(start, n):
 
 
 @pytest.fixture(scope="module")
-def delta(tmp_path_factory, local):
+def delta(tmp_path_factory, lake):
+    """A Delta table next to the other tables of `lake`'s Azurite, and a server reading it."""
     from deltalake import write_deltalake
-    root = tmp_path_factory.mktemp("azurite-delta")
-    azurite = Azurite(root)
-    azurite.upload("lake", "sales/part-0.parquet", local / "sales.parquet")
-    azurite.upload("lake", "csv/small.csv", local / "small.csv")
+    azurite, _ = lake
+    root = tmp_path_factory.mktemp("delta")
     # delta-rs's Python package misreads az:// paths under Azurite's emulator switch (it
     # drops a path segment), so the table is written on local disk and its files copied
     # into the container as they appear: each file once, as Delta never rewrites one.
@@ -382,7 +381,6 @@ def delta(tmp_path_factory, local):
     server = start_sluice("--config", str(config), env=azurite.env())
     yield azurite, server, lambda data: write(data, "append")
     server.stop()
-    azurite.stop()
 
 
 def delta_reference(tables, sql):

@@ -394,14 +394,8 @@ pub struct WarehouseSettings {
 }
 
 impl WarehouseSettings {
-    /// The pool's config, starting local workers with `command`.
-    pub fn config(
-        &self,
-        command: &[std::ffi::OsString],
-        threads: usize,
-        storage: &planner::storage::StorageOptions,
-        data_cache: Option<&workers::data_cache::DataCacheConfig>,
-    ) -> workers::WarehouseConfig {
+    /// The pool's config, its local workers (if it has no static ones) started as `local` says.
+    pub fn config(&self, local: &workers::LocalWorkers) -> workers::WarehouseConfig {
         workers::WarehouseConfig {
             name: self.name.clone(),
             min_workers: self.min_workers,
@@ -414,12 +408,7 @@ impl WarehouseSettings {
             worker_memory_limit: self.worker_memory_limit,
             statement_timeout: self.statement_timeout,
             launcher: if self.static_addrs.is_empty() {
-                workers::Launcher::Local {
-                    command: command.to_vec(),
-                    threads,
-                    storage: storage.clone(),
-                    data_cache: data_cache.cloned(),
-                }
+                workers::Launcher::Local(local.clone())
             } else {
                 workers::Launcher::Static {
                     addrs: self.static_addrs.clone(),
@@ -1127,7 +1116,14 @@ worker_secret = \"s\"
         let remote = &s.warehouses[1];
         assert_eq!((remote.min_workers, remote.max_workers), (2, 2));
         assert!(matches!(
-            remote.config(&[], 1, &Default::default(), None).launcher,
+            remote
+                .config(&workers::LocalWorkers {
+                    command: Vec::new(),
+                    threads: 1,
+                    storage: Default::default(),
+                    data_cache: None,
+                })
+                .launcher,
             workers::Launcher::Static { .. }
         ));
         for (text, named) in [

@@ -26,15 +26,10 @@ pub struct Server {
     pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub warehouses: Arc<Warehouses>,
-    /// How local workers are started (`[sluice, worker]`) and their parallelism, for
-    /// warehouses added on reload.
-    worker_command: Vec<OsString>,
-    threads: usize,
-    /// Object storage, as every planner and local worker reaches it (`[storage]` is read
-    /// at start; a change needs a restart).
-    storage: Arc<planner::storage::Registry>,
-    /// The local workers' data cache (read at start, like `[storage]`).
-    data_cache: Option<workers::data_cache::DataCacheConfig>,
+    /// How local workers are started (`[sluice, worker]`, their parallelism, storage
+    /// options and data cache), for warehouses added on reload. `[storage]` is read at
+    /// start only: a change needs a restart.
+    local_workers: workers::LocalWorkers,
     pub engine: Arc<Engine>,
     pub activity: Arc<crate::activity::Activity>,
     /// The demo's tables (the catalog's first; the config file's follow them).
@@ -132,21 +127,19 @@ impl Server {
         .map_err(|e| anyhow::anyhow!("catalog: {e}"))?;
         let planner = Arc::new(planner);
 
-        let worker_command = vec![
-            std::env::current_exe()?.into_os_string(),
-            OsString::from("worker"),
-        ];
+        let local_workers = workers::LocalWorkers {
+            command: vec![
+                std::env::current_exe()?.into_os_string(),
+                OsString::from("worker"),
+            ],
+            threads,
+            storage: settings.storage.clone(),
+            data_cache: settings.data_cache.clone(),
+        };
         let configs = settings
             .warehouses
             .iter()
-            .map(|w| {
-                w.config(
-                    &worker_command,
-                    threads,
-                    &settings.storage,
-                    settings.data_cache.as_ref(),
-                )
-            })
+            .map(|w| w.config(&local_workers))
             .collect();
         let warehouses = Warehouses::start(configs, settings.routing.clone())
             .await
@@ -331,10 +324,7 @@ impl Server {
             flight_addr,
             http_addr,
             warehouses,
-            worker_command,
-            threads,
-            storage,
-            data_cache: settings.data_cache.clone(),
+            local_workers,
             engine,
             activity,
             demo_tables,
@@ -391,14 +381,7 @@ impl Server {
         let configs = settings
             .warehouses
             .iter()
-            .map(|w| {
-                w.config(
-                    &self.worker_command,
-                    self.threads,
-                    self.storage.options(),
-                    self.data_cache.as_ref(),
-                )
-            })
+            .map(|w| w.config(&self.local_workers))
             .collect();
         self.warehouses
             .reload(configs, settings.routing.clone())

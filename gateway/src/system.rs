@@ -128,7 +128,7 @@ impl SystemSource for SystemView {
                     text(
                         s.iter()
                             .map(|w| match w.config.launcher {
-                                workers::Launcher::Local { .. } => "local".to_string(),
+                                workers::Launcher::Local(_) => "local".to_string(),
                                 workers::Launcher::Static { .. } => "static".to_string(),
                             })
                             .collect(),
@@ -178,14 +178,9 @@ impl SystemSource for SystemView {
                     .iter()
                     .flat_map(|(s, _)| s.workers.iter().map(move |w| (s.name.as_str(), w)))
                     .collect();
-                let report = |f: fn(&workers::WorkerReport) -> u64| {
-                    maybe_counts(
-                        w.iter()
-                            .map(|(_, x)| x.report.as_ref().map(|r| f(r) as i64))
-                            .collect(),
-                    )
-                };
-                let cache = |f: fn(&workers::WorkerReport) -> Option<u64>| {
+                // What the worker reported (null before its first report, or a value it
+                // does not have: no data cache).
+                let report = |f: fn(&workers::WorkerReport) -> Option<u64>| {
                     maybe_counts(
                         w.iter()
                             .map(|(_, x)| x.report.as_ref().and_then(f).map(|v| v as i64))
@@ -199,13 +194,13 @@ impl SystemSource for SystemView {
                     text(w.iter().map(|(_, x)| x.addr.clone()).collect()),
                     text(w.iter().map(|(_, x)| x.state.to_string()).collect()),
                     counts(w.iter().map(|(_, x)| x.running as i64).collect()),
-                    report(|r| r.running),
-                    report(|r| r.memory_reserved),
-                    report(|r| r.rss_bytes),
-                    report(|r| r.executed),
-                    cache(|r| r.data_cache_hits),
-                    cache(|r| r.data_cache_misses),
-                    cache(|r| r.data_cache_bytes),
+                    report(|r| Some(r.running)),
+                    report(|r| Some(r.memory_reserved)),
+                    report(|r| Some(r.rss_bytes)),
+                    report(|r| Some(r.executed)),
+                    report(|r| r.data_cache_hits),
+                    report(|r| r.data_cache_misses),
+                    report(|r| r.data_cache_bytes),
                     times(w.iter().map(|(_, x)| Some(x.started)).collect()),
                 ]
             }

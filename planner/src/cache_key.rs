@@ -254,22 +254,28 @@ pub async fn table_version(
         };
         files.sort_by(|a, b| a.location.cmp(&b.location));
         hasher.update(url.as_str().as_bytes());
-        for file in files {
-            hasher.update(file.location.as_ref().as_bytes());
-            hasher.update([0]);
-            hasher.update(file.size.to_le_bytes());
-            hasher.update(
-                file.last_modified
-                    .timestamp_nanos_opt()
-                    .unwrap_or_default()
-                    .to_le_bytes(),
-            );
-            hasher.update(file.e_tag.as_deref().unwrap_or("").as_bytes());
-            hasher.update(file.version.as_deref().unwrap_or("").as_bytes());
-            hasher.update([0]);
+        for file in &files {
+            hash_object_version(&mut hasher, file);
         }
     }
     Ok(hex(&hasher.finalize()))
+}
+
+/// One object's version as a table version and the workers' data cache know it: path,
+/// size, modification time, ETag and object version.
+pub fn hash_object_version(hasher: &mut Sha256, meta: &object_store::ObjectMeta) {
+    hasher.update(meta.location.as_ref().as_bytes());
+    hasher.update([0]);
+    hasher.update(meta.size.to_le_bytes());
+    hasher.update(
+        meta.last_modified
+            .timestamp_nanos_opt()
+            .unwrap_or_default()
+            .to_le_bytes(),
+    );
+    hasher.update(meta.e_tag.as_deref().unwrap_or("").as_bytes());
+    hasher.update(meta.version.as_deref().unwrap_or("").as_bytes());
+    hasher.update([0]);
 }
 
 fn unreadable(url: &str, e: impl std::fmt::Display) -> QueryError {

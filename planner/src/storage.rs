@@ -182,10 +182,6 @@ impl Registry {
         })
     }
 
-    pub fn options(&self) -> &StorageOptions {
-        &self.options
-    }
-
     /// `text` with configured secrets and URL query strings removed.
     pub fn scrub(&self, text: &str) -> String {
         scrub(text, &self.secrets)

@@ -293,18 +293,7 @@ fn assemble(blocks: &HashMap<u64, Bytes>, range: Range<u64>) -> Bytes {
 /// An object's identity in the cache: the version the plan names.
 fn object_id(meta: &ObjectMeta) -> ObjectId {
     let mut hasher = Sha256::new();
-    hasher.update(meta.location.as_ref().as_bytes());
-    hasher.update([0]);
-    hasher.update(meta.size.to_le_bytes());
-    hasher.update(
-        meta.last_modified
-            .timestamp_nanos_opt()
-            .unwrap_or_default()
-            .to_le_bytes(),
-    );
-    hasher.update(meta.e_tag.as_deref().unwrap_or("").as_bytes());
-    hasher.update([0]);
-    hasher.update(meta.version.as_deref().unwrap_or("").as_bytes());
+    planner::cache_key::hash_object_version(&mut hasher, meta);
     let digest = hasher.finalize();
     let mut id = [0; 16];
     id.copy_from_slice(&digest[..16]);

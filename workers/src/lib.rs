@@ -27,7 +27,7 @@ pub mod worker;
 mod yielding;
 
 pub use pool::{
-    decode, BatchStream, FlightStream, Launcher, Progress, QueryMeta, QueryState, Warehouse,
-    WarehouseConfig, WarehouseStatus, WorkerStatus, WorkerTls,
+    decode, BatchStream, FlightStream, Launcher, LocalWorkers, Progress, QueryMeta, QueryState,
+    Warehouse, WarehouseConfig, WarehouseStatus, WorkerStatus, WorkerTls,
 };
 pub use protocol::WorkerReport;

@@ -76,20 +76,24 @@ pub fn decode(messages: FlightStream) -> BatchStream {
     }))
 }
 
+/// How a gateway starts its local workers (the same for every local warehouse).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalWorkers {
+    /// The program and leading arguments (`[sluice, worker]`).
+    pub command: Vec<OsString>,
+    /// Parallelism inside one query.
+    pub threads: usize,
+    /// How the workers reach object storage (handed down in their environment).
+    pub storage: planner::storage::StorageOptions,
+    /// Each worker's cache of remote Parquet bytes: a directory of its own in `dir`.
+    pub data_cache: Option<crate::data_cache::DataCacheConfig>,
+}
+
 /// Where a warehouse's workers come from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Launcher {
     /// `sluice worker` child processes on loopback, started and stopped by the pool.
-    Local {
-        /// The program and leading arguments (`[sluice, worker]`).
-        command: Vec<OsString>,
-        /// Parallelism inside one query.
-        threads: usize,
-        /// How the workers reach object storage (handed down in their environment).
-        storage: planner::storage::StorageOptions,
-        /// Each worker's cache of remote Parquet bytes: a directory of its own in `dir`.
-        data_cache: Option<crate::data_cache::DataCacheConfig>,
-    },
+    Local(LocalWorkers),
     /// Workers started elsewhere (`sluice worker --listen ADDR`), at these `host:port`s.
     Static { addrs: Vec<String> },
 }
@@ -311,7 +315,7 @@ impl Warehouse {
     pub async fn start(config: WarehouseConfig) -> Result<Arc<Self>, QueryError> {
         let secret = match (&config.secret, &config.launcher) {
             (Some(secret), _) => secret.clone(),
-            (None, Launcher::Local { .. }) => auth_secret(),
+            (None, Launcher::Local(_)) => auth_secret(),
             (None, Launcher::Static { .. }) => {
                 return Err(QueryError::new(
                     ErrorKind::InvalidValue,

@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::pool::{
-    Launcher, Warehouse, WorkerHandle, WorkerTls, DOWN, DRAINING, HEALTH_EVERY, HEALTH_FAILURES,
-    HEALTH_TIMEOUT, READY, SCALE_UP_WAIT, STREAM_WINDOW_BYTES, TICK, WORKER_START_TIMEOUT,
+    Launcher, LocalWorkers, Warehouse, WorkerHandle, WorkerTls, DOWN, DRAINING, HEALTH_EVERY,
+    HEALTH_FAILURES, HEALTH_TIMEOUT, READY, SCALE_UP_WAIT, STREAM_WINDOW_BYTES, TICK,
+    WORKER_START_TIMEOUT,
 };
 use crate::protocol::{WorkerReport, MAX_MESSAGE_BYTES, READY_PREFIX, SECRET_ENV, STATUS_ACTION};
 
@@ -37,7 +38,7 @@ impl Warehouse {
                 self.health_checks().await;
                 Ok(())
             }
-            Launcher::Local { .. } => {
+            Launcher::Local(_) => {
                 let n = config.min_workers.min(config.max_workers.max(1));
                 if n == 0 {
                     return Ok(());
@@ -236,12 +237,12 @@ impl Warehouse {
     async fn spawn_local(self: &Arc<Self>) -> Result<Arc<WorkerHandle>, QueryError> {
         let unavailable = |what: String| QueryError::new(ErrorKind::Unavailable, what);
         let config = self.config();
-        let Launcher::Local {
+        let Launcher::Local(LocalWorkers {
             command,
             threads,
             storage,
             data_cache,
-        } = &config.launcher
+        }) = &config.launcher
         else {
             return Err(QueryError::internal("not a local warehouse"));
         };
