@@ -2,7 +2,7 @@
 on (the default) against both off, through pg with pgbench (simple protocol, N clients).
 The two configurations run alternately, `rounds` times each, on one release binary and one
 data dir; medians are compared. Also: what one /metrics scrape costs, and how many history
-records the on-runs wrote (all of them must reach the store).
+records the on-runs wrote (all of them must reach the store) and in how many commits.
 
 Usage: bench/operations.py [clients=8] [seconds=10] [rounds=5]
 """
@@ -81,7 +81,8 @@ def main():
                             break
                         time.sleep(0.25)
                     written.append((queries, sample(text, "sluice_history_written_total"),
-                                    sample(text, "sluice_history_dropped_total")))
+                                    sample(text, "sluice_history_dropped_total"),
+                                    sample(text, "sluice_history_batches_total")))
             print(f"round {r + 1} {name}: {t:.0f} tps, gateway {cpu_us[name][-1]:.1f} µs CPU/statement",
                   flush=True)
     on, off = statistics.median(tps["on"]), statistics.median(tps["off"])
@@ -90,7 +91,8 @@ def main():
         "tps_on": tps["on"], "tps_off": tps["off"],
         "median_on": on, "median_off": off, "ratio": on / off,
         "pair_ratios": [a / b for a, b in zip(tps["on"], tps["off"])],
-        "history": [{"statements": q, "written": w, "dropped": d} for q, w, d in written],
+        "history": [{"statements": q, "written": w, "dropped": d, "commits": c}
+                    for q, w, d, c in written],
         "metrics_scrape_ms_p50": statistics.median(scrape_ms),
         "gateway_cpu_us_per_statement": {k: v for k, v in cpu_us.items()},
         "median_cpu_us_on": statistics.median(cpu_us["on"]),

@@ -154,7 +154,7 @@ impl Store {
     }
 
     /// Add records (a record already there is kept as it is).
-    pub async fn append(&self, records: Vec<QueryRecord>) -> Result<(), StoreError> {
+    pub async fn append(&self, records: Vec<Arc<QueryRecord>>) -> Result<(), StoreError> {
         match self {
             Store::Embedded(db) => {
                 let db = db.clone();
@@ -163,7 +163,7 @@ impl Store {
                     {
                         let mut table = tx.open_table(HISTORY).map_err(embedded_error)?;
                         for record in &records {
-                            let value = serde_json::to_vec(record).map_err(embedded_error)?;
+                            let value = serde_json::to_vec(&**record).map_err(embedded_error)?;
                             table
                                 .insert(key(record).as_slice(), value.as_slice())
                                 .map_err(embedded_error)?;
@@ -469,7 +469,7 @@ impl PgStore {
             .map_err(|e| postgres_error(format!("{}: {e}", self.display)))
     }
 
-    async fn append(&self, records: Vec<QueryRecord>) -> Result<(), StoreError> {
+    async fn append(&self, records: Vec<Arc<QueryRecord>>) -> Result<(), StoreError> {
         let mut ids = Vec::with_capacity(records.len());
         let mut ends = Vec::with_capacity(records.len());
         let mut principals = Vec::with_capacity(records.len());
@@ -478,7 +478,7 @@ impl PgStore {
             ids.push(r.statement_id.clone());
             ends.push(r.end_us);
             principals.push(r.principal_id.clone());
-            values.push(serde_json::to_string(r).map_err(postgres_error)?);
+            values.push(serde_json::to_string(&**r).map_err(postgres_error)?);
         }
         let guard = self.client().await?;
         let client = guard
@@ -554,10 +554,11 @@ impl PgStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(id: &str, end_us: i64, principal: &str) -> QueryRecord {
+    /// A finished `select 1` record.
+    pub(crate) fn record(id: &str, end_us: i64, principal: &str) -> QueryRecord {
         QueryRecord {
             statement_id: id.into(),
             statement_text: "select 1".into(),
@@ -587,9 +588,9 @@ mod tests {
         let store = Store::open(None, dir.path()).await.expect("opens");
         store
             .append(vec![
-                record("a", 1_000, "alice"),
-                record("b", 2_000, "bob"),
-                record("c", 3_000, "alice"),
+                Arc::new(record("a", 1_000, "alice")),
+                Arc::new(record("b", 2_000, "bob")),
+                Arc::new(record("c", 3_000, "alice")),
             ])
             .await
             .expect("appends");

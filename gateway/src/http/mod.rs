@@ -324,6 +324,18 @@ async fn metrics(State(app): State<AppState>) -> Response {
             &[],
             count(&history.dropped),
         );
+        help(
+            &mut out,
+            "sluice_history_batches_total",
+            "counter",
+            "Commits of history records to the metadata store.",
+        );
+        sample(
+            &mut out,
+            "sluice_history_batches_total",
+            &[],
+            count(&history.batches),
+        );
     }
     (
         [(
