@@ -259,6 +259,16 @@ def test_metrics_parse_and_move_with_queries(server):
     assert total(after, "sluice_cache_lookups_total") > total(before, "sluice_cache_lookups_total")
     assert ("sluice_scale_events_total", (("reason", "min_workers"), ("warehouse", "default"))) in after
     assert total(after, "sluice_result_rows_total") > total(before, "sluice_result_rows_total")
+    # The history writer catches up within a few ticks, committing batches, not records.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        now = scrape(server)
+        if total(now, "sluice_history_written_total") >= total(now, "sluice_queries_total"):
+            break
+        time.sleep(0.25)
+    assert total(now, "sluice_history_written_total") >= total(now, "sluice_queries_total")
+    commits = total(now, "sluice_history_batches_total") - total(before, "sluice_history_batches_total")
+    assert 1 <= commits <= total(now, "sluice_history_written_total") - total(before, "sluice_history_written_total")
 
 
 def test_json_logs_carry_the_query_id(tmp_path):
