@@ -129,9 +129,11 @@ impl Catalog {
 
     /// Take the changes another gateway made to the shared objects.
     pub async fn refresh(&self, engine: &Engine) -> Result<(), QueryError> {
+        // Read under the lock: objects read before a DDL of this gateway committed, then
+        // compared after it, would put the catalog of before the DDL back in place.
+        let mut current = self.current.lock().await;
         let stored =
             Managed::from_objects(self.store.catalog_objects().await.map_err(store_error)?);
-        let mut current = self.current.lock().await;
         if current.managed == stored {
             return Ok(());
         }
