@@ -1,10 +1,10 @@
 //! Query history: records reach the metadata store in batches, written by one task, so a
-//! statement never waits on the store. The writer commits at most every [`FLUSH_EVERY`] or
-//! once [`BATCH`] records wait — never one commit per few records (each commit syncs the
-//! store to disk; chasing arrivals with small commits cost more CPU than the statements). Until a batch is written its records are read from
-//! memory; a store that is down holds at most [`PENDING_LIMIT`] of them (the oldest go
-//! first, counted in `sluice_history_dropped_total`). Retention: records older than
-//! `[history] retention` and beyond `max_records` are pruned every few minutes.
+//! statement never waits on the store. The writer commits every [`FLUSH_EVERY`] or once
+//! [`BATCH`] records wait, never once per few records: each commit syncs the store to
+//! disk. Until a batch is written its records are read from memory; a store that is down
+//! holds at most [`PENDING_LIMIT`] of them (the oldest go first, counted in
+//! `sluice_history_dropped_total`). Retention: records older than `[history] retention`
+//! and beyond `max_records` are pruned every few minutes.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,7 +140,8 @@ impl History {
                     _ = shutdown.cancelled() => break true,
                     _ = tokio::time::sleep_until(due) => break false,
                     // A wake left over from records a flush has written since: not yet.
-                    _ = self.wake.notified() => if self.pending().len() >= BATCH {
+                    // A store that failed is tried again a tick later, not per record.
+                    _ = self.wake.notified(), if !failing => if self.pending().len() >= BATCH {
                         break false;
                     },
                 }
