@@ -277,8 +277,14 @@ impl Drop for Tracked {
 
 impl Inner {
     fn finish(self, error: Option<&QueryError>) {
+        self.record(error);
+        // Running no more only once its record waits to be written: a drain that sees no
+        // statement running stops the history writer, whose last flush must include it.
+        self.activity.lock().remove(self.info.id.as_str());
+    }
+
+    fn record(&self, error: Option<&QueryError>) {
         let activity = &self.activity;
-        activity.lock().remove(self.info.id.as_str());
         let end = Instant::now();
         let total = end - self.started;
         let queued = self.progress.as_ref().map(|p| p.queued());
@@ -314,15 +320,15 @@ impl Inner {
         };
         let us = |d: Duration| d.as_micros() as u64;
         let start_us = micros(self.start);
-        // Out of the registry now, so the statement holds the only reference.
-        let info = Arc::try_unwrap(self.info).unwrap_or_else(|shared| (*shared).clone());
+        // Still in the registry (it leaves once this is recorded), so borrowed.
+        let info = &self.info;
         history.record(QueryRecord {
-            statement_id: info.id,
+            statement_id: info.id.clone(),
             statement_text: redact(&info.text),
-            principal: info.principal,
-            principal_id: info.principal_id,
+            principal: info.principal.clone(),
+            principal_id: info.principal_id.clone(),
             protocol: info.protocol.to_string(),
-            warehouse: info.warehouse,
+            warehouse: info.warehouse.clone(),
             worker_id: self.progress.as_ref().and_then(|p| p.worker()),
             state: state.into(),
             sqlstate: error.map(|e| crate::error::sqlstate(e.kind).to_string()),
