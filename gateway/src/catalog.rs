@@ -25,6 +25,8 @@ pub struct Catalog {
     threads: usize,
     system: Arc<dyn planner::system::SystemSource>,
     storage: Arc<planner::storage::Registry>,
+    /// What one statement may ask (`[limits]`).
+    limits: planner::Limits,
     current: tokio::sync::Mutex<Current>,
 }
 
@@ -52,6 +54,7 @@ impl Catalog {
         threads: usize,
         system: Arc<dyn planner::system::SystemSource>,
         storage: Arc<planner::storage::Registry>,
+        limits: planner::Limits,
         config: Vec<TableDef>,
     ) -> Result<(Arc<Self>, Planner), QueryError> {
         let managed = Managed::from_objects(store.catalog_objects().await.map_err(store_error)?);
@@ -60,6 +63,7 @@ impl Catalog {
             threads,
             system,
             storage,
+            limits,
             current: tokio::sync::Mutex::new(Current {
                 config: Vec::new(),
                 managed: Managed::default(),
@@ -85,6 +89,7 @@ impl Catalog {
             self.threads,
             Some(self.system.clone()),
             self.storage.clone(),
+            self.limits,
         )
         .await
     }

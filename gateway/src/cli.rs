@@ -64,6 +64,7 @@ pub fn main() -> ExitCode {
     // Two crypto backends end up linked (aws-lc-rs and ring); pick one before any TLS use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(planner::limits::THREAD_STACK)
         .enable_all()
         .build()
     {

@@ -116,6 +116,100 @@ pub struct FileConfig {
     /// `[storage]`: how tables on object storage are reached.
     #[serde(default)]
     pub storage: StorageFile,
+    /// `[limits]`: what one statement, principal or connection may hold.
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_statement_size: Option<String>,
+    pub max_expression_depth: Option<usize>,
+    pub max_expression_nodes: Option<usize>,
+    pub gateway_query_memory: Option<String>,
+    pub gateway_query_timeout: Option<String>,
+    pub max_prepared_statements: Option<usize>,
+    pub max_sessions: Option<usize>,
+    pub max_operations: Option<usize>,
+    pub max_stored_results_size: Option<String>,
+    pub http_header_timeout: Option<String>,
+    pub max_http_connections: Option<usize>,
+}
+
+fn resolve_limits(file: &LimitsFile) -> Result<crate::limits::Limits, String> {
+    let mut limits = crate::limits::Limits::default();
+    let positive = |value: Option<usize>, key: &str, into: &mut usize| -> Result<(), String> {
+        match value {
+            Some(0) => Err(format!("limits.{key} must be more than 0")),
+            Some(v) => {
+                *into = v;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    };
+    let bytes = |value: &Option<String>, key: &str| -> Result<Option<u64>, String> {
+        match value.as_deref().map(parse_bytes).transpose() {
+            Ok(Some(0)) => Err(format!("limits.{key} must be more than 0")),
+            Ok(v) => Ok(v),
+            Err(e) => Err(format!("limits.{key}: {e}")),
+        }
+    };
+    let duration = |value: &Option<String>, key: &str| -> Result<Option<Duration>, String> {
+        match value.as_deref().map(parse_duration).transpose() {
+            Ok(Some(d)) if d.is_zero() => Err(format!("limits.{key} must be more than 0")),
+            Ok(v) => Ok(v),
+            Err(e) => Err(format!("limits.{key}: {e}")),
+        }
+    };
+    if let Some(v) = bytes(&file.max_statement_size, "max_statement_size")? {
+        limits.statement.max_statement_bytes = v as usize;
+    }
+    positive(
+        file.max_expression_depth,
+        "max_expression_depth",
+        &mut limits.statement.max_expression_depth,
+    )?;
+    // Deeper than the threads' stacks can plan would crash the process instead.
+    if limits.statement.max_expression_depth > 10_000 {
+        return Err("limits.max_expression_depth: at most 10000".into());
+    }
+    positive(
+        file.max_expression_nodes,
+        "max_expression_nodes",
+        &mut limits.statement.max_expression_nodes,
+    )?;
+    if let Some(v) = bytes(&file.gateway_query_memory, "gateway_query_memory")? {
+        limits.statement.local_memory = v;
+    }
+    if let Some(v) = duration(&file.gateway_query_timeout, "gateway_query_timeout")? {
+        limits.gateway_query_timeout = v;
+    }
+    positive(
+        file.max_prepared_statements,
+        "max_prepared_statements",
+        &mut limits.max_prepared_statements,
+    )?;
+    positive(file.max_sessions, "max_sessions", &mut limits.max_sessions)?;
+    positive(
+        file.max_operations,
+        "max_operations",
+        &mut limits.max_operations,
+    )?;
+    if let Some(v) = bytes(&file.max_stored_results_size, "max_stored_results_size")? {
+        limits.max_stored_result_bytes = v;
+    }
+    if let Some(v) = duration(&file.http_header_timeout, "http_header_timeout")? {
+        limits.http_header_timeout = v;
+    }
+    positive(
+        file.max_http_connections,
+        "max_http_connections",
+        &mut limits.max_http_connections,
+    )?;
+    Ok(limits)
 }
 
 /// `[storage]`.
@@ -349,6 +443,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// `[storage]`: object storage options (Azure), for the gateway and its workers.
     pub storage: planner::storage::StorageOptions,
+    /// `[limits]`.
+    pub limits: crate::limits::Limits,
     /// `[storage] data_cache_*`: the local workers' cache of remote Parquet bytes (None: off).
     pub data_cache: Option<workers::data_cache::DataCacheConfig>,
 }
@@ -507,6 +603,7 @@ impl Settings {
                 None => Duration::from_secs(30),
             },
             storage: resolve_storage(&file.storage)?,
+            limits: resolve_limits(&file.limits)?,
         })
     }
 }

@@ -35,6 +35,10 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         DataUnreadable => "58030",
         PermissionDenied => "42501",
         ProtocolViolation => "08P01",
+        // statement_too_complex, as PostgreSQL answers a statement deeper than its stack.
+        TooComplex => "54001",
+        // configuration_limit_exceeded.
+        QuotaExceeded => "53400",
         Internal => "XX000",
     }
 }
@@ -46,14 +50,14 @@ pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
     match kind {
         Syntax | UndefinedColumn | UndefinedFunction | Ambiguous | DatatypeMismatch
         | DivisionByZero | InvalidValue | InvalidText | InvalidParameter | ReadOnly
-        | ProtocolViolation => Code::InvalidArgument,
+        | ProtocolViolation | TooComplex => Code::InvalidArgument,
         UndefinedTable | UndefinedObject => Code::NotFound,
         DuplicateObject => Code::AlreadyExists,
         NotSupported => Code::Unimplemented,
         PermissionDenied => Code::PermissionDenied,
         Cancelled => Code::Cancelled,
         StatementTimeout => Code::DeadlineExceeded,
-        ResourcesExhausted | QueueFull => Code::ResourceExhausted,
+        ResourcesExhausted | QueueFull | QuotaExceeded => Code::ResourceExhausted,
         WorkerLost | Unavailable | DataUnreadable => Code::Unavailable,
         Internal => Code::Internal,
     }

@@ -298,6 +298,8 @@ pub struct Engine {
     /// The tables and views, and what changes them (SIGHUP, DDL, other gateways).
     pub catalog: Arc<crate::catalog::Catalog>,
     memo: PlanMemo,
+    /// `[limits]`: how long a query answered in the gateway may run, and the quotas.
+    pub limits: crate::limits::Limits,
     /// Bumped at every new planner: prepared statements of an older one are planned again.
     generation: AtomicU64,
     id_prefix: u64,
@@ -317,8 +319,10 @@ impl Engine {
         cache: Arc<ResultCache>,
         activity: Arc<Activity>,
         catalog: Arc<crate::catalog::Catalog>,
+        limits: crate::limits::Limits,
     ) -> Self {
         Self {
+            limits,
             planner: std::sync::RwLock::new(planner),
             warehouses,
             authenticator,
@@ -718,6 +722,13 @@ impl Engine {
                         .and_then(|w| w.config().statement_timeout),
                     None => None,
                 };
+                let reads_data = Planner::reads_data(logical);
+                // A query answered here runs on the gateway's own threads: never unbounded.
+                let limit = match (reads_data, limit) {
+                    (true, limit) => limit,
+                    (false, Some(limit)) => Some(limit.min(self.limits.gateway_query_timeout)),
+                    (false, None) => Some(self.limits.gateway_query_timeout),
+                };
                 let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
                 let progress = Arc::new(workers::Progress::default());
                 let meta = QueryMeta {
@@ -728,7 +739,6 @@ impl Engine {
                     text: text.clone(),
                     progress: progress.clone(),
                 };
-                let reads_data = Planner::reads_data(logical);
                 let mut tracked = self.activity.begin(self.statement_info(
                     session,
                     query_id.clone(),

@@ -24,6 +24,7 @@ pub mod handler;
 pub mod history;
 pub mod hs2;
 pub mod http;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod pg;

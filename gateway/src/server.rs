@@ -121,6 +121,7 @@ impl Server {
             threads,
             system.clone(),
             storage.clone(),
+            settings.limits.statement,
             tables,
         )
         .await
@@ -176,6 +177,7 @@ impl Server {
             cache.clone(),
             activity.clone(),
             catalog.clone(),
+            settings.limits.clone(),
         ));
         let handler: Arc<dyn Handler> = engine.clone();
         let pg_listener = TcpListener::bind(settings.pg_addr)

@@ -375,7 +375,12 @@ impl Rewriter<'_> {
             }
             ControlFlow::<()>::Continue(())
         });
-        let mut args = vec![Expr::value(ast::Value::SingleQuotedString(sql.to_string()))];
+        let sql = sql.to_string();
+        let seal = crate::pg_catalog::subquery::seal(&sql);
+        let mut args = vec![
+            Expr::value(ast::Value::SingleQuotedString(sql)),
+            Expr::value(ast::Value::SingleQuotedString(seal)),
+        ];
         args.extend(outer.into_iter().map(|mut o| {
             if o.len() == 1 {
                 Expr::Identifier(o.remove(0))
@@ -1081,19 +1086,28 @@ mod tests {
 
     #[test]
     fn other_correlations_run_per_outer_row() {
+        use crate::pg_catalog::subquery::seal;
+        let inner = "SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t \
+                     WHERE c.oid = $1 AND $1 <> t.typcollation";
         assert_eq!(
             rewritten(
                 "SELECT (SELECT c.collname FROM pg_collation c, pg_type t \
                  WHERE c.oid = a.attcollation AND a.attcollation <> t.typcollation) \
                  FROM pg_attribute a"
             ),
-            "SELECT sluice_subquery('SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t \
-             WHERE c.oid = $1 AND $1 <> t.typcollation', a.attcollation) FROM pg_catalog.pg_attribute a"
+            format!(
+                "SELECT sluice_subquery('{inner}', '{}', a.attcollation) FROM pg_catalog.pg_attribute a",
+                seal(inner)
+            )
         );
+        let inner =
+            "SELECT array_agg(rolname ORDER BY 1) FROM pg_catalog.pg_roles WHERE oid = ANY($1)";
         assert_eq!(
             rewritten("SELECT array(SELECT rolname FROM pg_roles WHERE oid = ANY(p.polroles) ORDER BY 1) FROM pg_policy p"),
-            "SELECT sluice_subquery('SELECT array_agg(rolname ORDER BY 1) FROM pg_catalog.pg_roles \
-             WHERE oid = ANY($1)', p.polroles) FROM pg_catalog.pg_policy p"
+            format!(
+                "SELECT sluice_subquery('{inner}', '{}', p.polroles) FROM pg_catalog.pg_policy p",
+                seal(inner)
+            )
         );
         // Uncorrelated: left to DataFusion.
         assert_eq!(

@@ -56,6 +56,10 @@ pub enum ErrorKind {
     PermissionDenied,
     /// A client broke the wire protocol.
     ProtocolViolation,
+    /// A statement longer, deeper or larger than the limits allow.
+    TooComplex,
+    /// A principal holds as many statements, sessions or results as it may.
+    QuotaExceeded,
     /// A bug or an unexpected state inside sluice.
     Internal,
 }
@@ -88,13 +92,15 @@ impl ErrorKind {
             DataUnreadable => "data_unreadable",
             PermissionDenied => "permission_denied",
             ProtocolViolation => "protocol_violation",
+            TooComplex => "too_complex",
+            QuotaExceeded => "quota_exceeded",
             Internal => "internal",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
         use ErrorKind::*;
-        const ALL: [ErrorKind; 24] = [
+        const ALL: [ErrorKind; 26] = [
             Syntax,
             UndefinedTable,
             UndefinedColumn,
@@ -118,6 +124,8 @@ impl ErrorKind {
             DataUnreadable,
             PermissionDenied,
             ProtocolViolation,
+            TooComplex,
+            QuotaExceeded,
             Internal,
         ];
         ALL.into_iter().find(|k| k.as_str() == name)

@@ -19,6 +19,7 @@ pub mod compat;
 pub mod ddl;
 pub mod delta;
 pub mod error;
+pub mod limits;
 pub mod pg_catalog;
 pub mod session;
 pub mod storage;
@@ -46,6 +47,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 pub use catalog::{TableDef, TableFormat, CATALOG, DEFAULT_SCHEMA};
 pub use error::{ErrorKind, QueryError};
+pub use limits::Limits;
 pub use session::{Access, SessionInfo, Settings};
 
 use pg_catalog::PgCatalog;
@@ -63,6 +65,8 @@ pub struct Planner {
     pg: PgCatalog,
     /// pg_catalog and information_schema names, for the SQL rewrites.
     catalog_names: compat::CatalogNames,
+    /// What one statement may ask, checked before it is planned.
+    limits: Limits,
 }
 
 /// A query bound and optimized, with the state (and start time) it was optimized in.
@@ -96,6 +100,7 @@ impl Planner {
         target_partitions: usize,
         system: Option<Arc<dyn system::SystemSource>>,
         storage: Arc<storage::Registry>,
+        limits: Limits,
     ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
@@ -105,7 +110,10 @@ impl Planner {
         // DataFusion keeps directory listings forever by default: a file added to a table
         // would never be seen. sluice lists at every plan (the result cache keys on the
         // same listing, so the two never disagree).
+        // Queries answered here (catalog queries, queries that read no table) share a
+        // bounded pool: `WITH RECURSIVE` without end fails, instead of taking the gateway.
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.local_memory as usize, 1.0)
             .with_object_list_cache_limit(0)
             .with_object_store_registry(storage)
             .build_arc()
@@ -176,6 +184,7 @@ impl Planner {
             base: state,
             pg,
             catalog_names,
+            limits,
         };
         if !managed.views.is_empty() {
             planner.register_views(&managed.views).await?;
@@ -294,6 +303,7 @@ impl Planner {
     /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs
     /// DataFusion does not plan rewritten ([`compat`]).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+        self.limits.check_text(sql)?;
         let sql = compat::rewrite_time_travel(sql)?;
         let sql = sql.as_ref();
         let mut parser = DFParserBuilder::new(sql)
@@ -323,12 +333,20 @@ impl Planner {
                 _ => return Err(QueryError::from(e)),
             },
         };
+        for statement in &statements {
+            check_shape(&self.limits, statement)?;
+        }
         for statement in &mut statements {
             if let Statement::Statement(sql) = statement {
                 compat::rewrite(sql, &self.catalog_names);
             }
         }
         Ok(statements)
+    }
+
+    /// What one statement may ask.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The state a statement of this session is planned and run with: the session's
@@ -636,10 +654,25 @@ fn column_origin(
     }
 }
 
+/// Refuse a statement deeper or larger than the limits (every kind of statement that
+/// holds SQL expressions or queries).
+fn check_shape(limits: &Limits, statement: &Statement) -> Result<(), QueryError> {
+    use datafusion::sql::parser::CopyToSource;
+    match statement {
+        Statement::Statement(sql) => limits.check_statement(sql.as_ref()),
+        Statement::Explain(explain) => check_shape(limits, &explain.statement),
+        Statement::CopyTo(copy) => match &copy.source {
+            CopyToSource::Query(query) => limits.check_statement(query.as_ref()),
+            CopyToSource::Relation(_) => Ok(()),
+        },
+        Statement::CreateExternalTable(_) | Statement::Reset(_) => Ok(()),
+    }
+}
+
 /// Refuse a plan that reads a table the session has no grant on: every table scan counts,
 /// in joins, subqueries, CTEs, `EXPLAIN` and the plans of views. pg_catalog,
 /// information_schema and table functions are open to every session.
-fn authorize(
+pub(crate) fn authorize(
     plan: &LogicalPlan,
     defaults: (&str, &str),
     access: &Access,

@@ -220,6 +220,7 @@ impl Runtimes {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.threads)
             .thread_name("sluice-query")
+            .thread_stack_size(planner::limits::THREAD_STACK)
             .enable_all()
             .build()
     }

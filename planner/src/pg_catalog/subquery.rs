@@ -2,9 +2,16 @@
 //! (`oid = ANY(outer.array)`, `outer.a <> inner.b`, conditions on outer columns only, …),
 //! evaluated the way PostgreSQL does: once per outer row, with the outer values bound.
 //!
-//! `compat` turns such a subquery into `sluice_subquery('<its SQL with $1…$n>', outer1, …)`.
-//! Catalog tables are small and in memory, so running the subquery per row costs
-//! microseconds; data tables never take this path.
+//! `compat` turns such a subquery into `sluice_subquery('<its SQL with $1…$n>', '<seal>',
+//! outer1, …)`. Catalog tables are small and in memory, so running the subquery per row
+//! costs microseconds; data tables never take this path.
+//!
+//! The function runs SQL inside the gateway, so a user must never be able to call it with
+//! SQL of their own: the rewrite seals the SQL it writes with an HMAC under a key this
+//! process draws at random, and the function refuses any call whose seal does not match
+//! (as "function does not exist"). Even a sealed subquery must plan as a read of catalog
+//! tables only, read-only, and authorized for the session that runs it: the same checks
+//! every statement passes.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -23,8 +30,63 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{ErrorKind, QueryError};
+use crate::session::SessionInfo;
 
 pub const NAME: &str = "sluice_subquery";
+
+/// The key subquery SQL is sealed with: drawn once per process, never shown.
+fn key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(rand::random)
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `message` under the process key.
+fn mac(message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut inner_key = [0x36u8; 64];
+    let mut outer_key = [0x5cu8; 64];
+    for (i, k) in key().iter().enumerate() {
+        inner_key[i] ^= k;
+        outer_key[i] ^= k;
+    }
+    let inner = Sha256::new()
+        .chain_update(inner_key)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(outer_key)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The seal `compat` writes next to the subquery SQL it generates.
+pub fn seal(sql: &str) -> String {
+    let mut out = String::with_capacity(64);
+    for byte in mac(sql.as_bytes()) {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// Whether `seal` is the seal of `sql` (compared in constant time).
+fn sealed(sql: &str, seal_text: &str) -> bool {
+    let expected = seal(sql);
+    expected.len() == seal_text.len()
+        && expected
+            .bytes()
+            .zip(seal_text.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// What a user who calls the function by hand is told: it is not theirs to call.
+fn not_a_function() -> DataFusionError {
+    external(QueryError::new(
+        ErrorKind::UndefinedFunction,
+        format!("function {NAME} does not exist"),
+    ))
+}
 
 /// The function, planning and running subqueries in `state` (the statement's own state,
 /// single-partitioned so a subquery runs inline).
@@ -158,15 +220,40 @@ fn bind(statement: &Statement, values: &[ScalarValue]) -> DfResult<Statement> {
     }
 }
 
+/// Plan a subquery and check it as any statement is checked: read-only, catalog tables
+/// only (it runs in the gateway), and authorized for the session.
+async fn checked_plan(
+    state: &SessionState,
+    statement: Statement,
+) -> DfResult<datafusion::logical_expr::LogicalPlan> {
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await?;
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|_| not_a_function())?;
+    if crate::Planner::reads_data(&plan) {
+        return Err(not_a_function());
+    }
+    let session = state
+        .config()
+        .get_extension::<SessionInfo>()
+        .ok_or_else(|| external(QueryError::internal("a subquery without its session")))?;
+    let schema = state.config_options().catalog.default_schema.clone();
+    crate::authorize(&plan, (crate::CATALOG, &schema), &session.access).map_err(external)?;
+    Ok(plan)
+}
+
 impl CorrelatedSubquery {
     /// Run the subquery with `$1…$n` bound to `values`: its one value (NULL for no row).
     fn run(&self, statement: &Statement, values: &[ScalarValue]) -> DfResult<ScalarValue> {
         let statement = bind(statement, values)?;
         let state = self.state.clone();
         let batches = block_on(async move {
-            let plan = state
-                .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-                .await?;
+            let plan = checked_plan(&state, statement).await?;
             let physical = state.create_physical_plan(&plan).await?;
             datafusion::physical_plan::collect(physical, state.task_ctx()).await
         })?;
@@ -187,12 +274,15 @@ impl CorrelatedSubquery {
         }
     }
 
-    fn sql(arg: Option<&ScalarValue>) -> DfResult<String> {
-        match arg {
-            Some(ScalarValue::Utf8(Some(sql))) => Ok(sql.clone()),
-            _ => Err(external(QueryError::internal(
-                "sluice_subquery: the first argument must be the subquery's SQL",
-            ))),
+    /// The subquery's SQL, if the first two arguments are SQL and its seal.
+    fn sql(sql: Option<&ScalarValue>, seal_text: Option<&ScalarValue>) -> DfResult<String> {
+        match (sql, seal_text) {
+            (Some(ScalarValue::Utf8(Some(sql))), Some(ScalarValue::Utf8(Some(seal_text))))
+                if sealed(sql, seal_text) =>
+            {
+                Ok(sql.clone())
+            }
+            _ => Err(not_a_function()),
         }
     }
 }
@@ -211,36 +301,66 @@ impl ScalarUDFImpl for CorrelatedSubquery {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let sql = Self::sql(args.scalar_arguments.first().copied().flatten())?;
+        let sql = Self::sql(
+            args.scalar_arguments.first().copied().flatten(),
+            args.scalar_arguments.get(1).copied().flatten(),
+        )?;
         let statement = parse(&sql)?;
         // Plan once with typed NULLs for the outer values to learn the result type.
-        let nulls = args.arg_fields[1..]
+        let nulls = args.arg_fields[2..]
             .iter()
             .map(|f| ScalarValue::try_from(f.data_type()))
             .collect::<DfResult<Vec<_>>>()?;
         let typed = bind(&statement, &nulls)?;
         let state = self.state.clone();
-        let plan = block_on(async move {
-            state
-                .statement_to_plan(DfStatement::Statement(Box::new(typed)))
-                .await
-        })?;
+        let plan = block_on(async move { checked_plan(&state, typed).await })?;
         let field = plan.schema().field(0).clone();
         Ok(Arc::new(Field::new(NAME, field.data_type().clone(), true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let sql = match args.args.first() {
-            Some(ColumnarValue::Scalar(s)) => Self::sql(Some(s))?,
-            _ => Self::sql(None)?,
+        let scalar = |i: usize| match args.args.get(i) {
+            Some(ColumnarValue::Scalar(s)) => Some(s),
+            _ => None,
         };
+        let sql = Self::sql(scalar(0), scalar(1))?;
         let statement = parse(&sql)?;
-        let outer = ColumnarValue::values_to_arrays(&args.args[1..])?;
+        let outer = ColumnarValue::values_to_arrays(&args.args[2..])?;
         super::functions::map_rows(
             &outer,
             args.number_rows,
             args.return_field.data_type(),
             |values| self.run(&statement, values),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_rewrites_own_sql_is_sealed() {
+        let sql = "SELECT count(*) FROM pg_catalog.pg_class WHERE oid = $1";
+        let seal_text = seal(sql);
+        assert_eq!(seal_text.len(), 64);
+        assert!(sealed(sql, &seal_text));
+        assert!(!sealed("SELECT count(*) FROM tpch.customer", &seal_text));
+        assert!(!sealed(sql, &seal_text[..63]));
+        let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
+        assert_eq!(
+            CorrelatedSubquery::sql(Some(&text(sql)), Some(&text(&seal_text))).ok(),
+            Some(sql.to_string())
+        );
+        // A user's own call: no seal, a wrong one, or the SQL alone.
+        for (sql_arg, seal_arg) in [
+            (Some(text("SELECT 1")), Some(text(&seal_text))),
+            (Some(text(sql)), Some(text("00"))),
+            (Some(text(sql)), None),
+        ] {
+            let e =
+                CorrelatedSubquery::sql(sql_arg.as_ref(), seal_arg.as_ref()).expect_err("refused");
+            assert!(e.to_string().contains("does not exist"), "{e}");
+        }
     }
 }

@@ -1,0 +1,189 @@
+//! Limits on what one statement may ask of the gateway, checked before it is planned.
+//!
+//! ```text
+//!  SQL text ──bytes ≤ max_statement_bytes──► parse (parentheses nest ≤ 128)
+//!           ──expression depth ≤ max_expression_depth, nodes ≤ max_expression_nodes──► plan
+//! ```
+//!
+//! The parser builds a chain of binary operators (`1+1+…`, `a=1 OR a=2 OR …`) in a loop,
+//! without nesting its own calls, so a 4 KB statement can still be a tree thousands of
+//! levels deep, and every recursive walk after the parser (rewrites, planning,
+//! optimizing, printing, dropping) then needs stack in proportion. The depth is measured
+//! here, on the parsed tree, and a statement over the limit is refused with PostgreSQL's
+//! `54001 statement is too complex`; the gateway's threads have stack enough for the
+//! limit ([`THREAD_STACK`]). PostgreSQL 15 with its default 2 MB stack plans
+//! `SELECT 1+1+…` with about 4,000 terms, and refuses 5,000.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{Expr, Query, Visit, Visitor};
+
+use crate::error::{ErrorKind, QueryError};
+
+/// Stack of every gateway and worker thread: planning, optimizing, encoding, running and
+/// dropping a plan recurse once per level of a statement's expressions, and a statement
+/// may nest [`Limits::max_expression_depth`] levels. Sized in a debug build, where frames
+/// are largest; only the pages a thread touches are committed.
+pub const THREAD_STACK: usize = 64 << 20;
+
+/// What one statement may ask (`[limits]` in the config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest statement text, in bytes.
+    pub max_statement_bytes: usize,
+    /// Deepest nesting of expressions and subqueries.
+    pub max_expression_depth: usize,
+    /// Most expression and query nodes in one statement.
+    pub max_expression_nodes: usize,
+    /// Memory the queries answered in the gateway itself (catalog queries, queries that
+    /// read no table) may hold together; beyond it they fail with `53200`.
+    pub local_memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_statement_bytes: 4 << 20,
+            max_expression_depth: 4_000,
+            max_expression_nodes: 500_000,
+            local_memory: 512 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuse a text that is longer than a statement may be.
+    pub fn check_text(&self, sql: &str) -> Result<(), QueryError> {
+        if sql.len() > self.max_statement_bytes {
+            return Err(QueryError::new(
+                ErrorKind::TooComplex,
+                format!(
+                    "statement is too long: {} bytes (at most {}, [limits] max_statement_size)",
+                    sql.len(),
+                    self.max_statement_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuse a parsed statement that nests deeper or has more nodes than allowed.
+    pub fn check_statement<V: Visit>(&self, statement: &V) -> Result<(), QueryError> {
+        let mut shape = Shape {
+            limits: *self,
+            depth: 0,
+            nodes: 0,
+        };
+        match statement.visit(&mut shape) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(error) => Err(error),
+        }
+    }
+}
+
+/// Depth and size of a statement, counted as it is walked; stops at the first excess.
+struct Shape {
+    limits: Limits,
+    depth: usize,
+    nodes: usize,
+}
+
+impl Shape {
+    fn enter(&mut self) -> ControlFlow<QueryError> {
+        self.depth += 1;
+        self.nodes += 1;
+        if self.depth > self.limits.max_expression_depth {
+            return ControlFlow::Break(QueryError::new(
+                ErrorKind::TooComplex,
+                format!(
+                    "statement is too complex: its expressions nest more than {} levels deep \
+                     ([limits] max_expression_depth); write long OR chains as IN lists",
+                    self.limits.max_expression_depth
+                ),
+            ));
+        }
+        if self.nodes > self.limits.max_expression_nodes {
+            return ControlFlow::Break(QueryError::new(
+                ErrorKind::TooComplex,
+                format!(
+                    "statement is too complex: more than {} expressions ([limits] max_expression_nodes)",
+                    self.limits.max_expression_nodes
+                ),
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn leave(&mut self) -> ControlFlow<QueryError> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+impl Visitor for Shape {
+    type Break = QueryError;
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<QueryError> {
+        self.enter()
+    }
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<QueryError> {
+        self.leave()
+    }
+    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<QueryError> {
+        self.enter()
+    }
+    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<QueryError> {
+        self.leave()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn check(limits: Limits, sql: &str) -> Result<(), QueryError> {
+        limits.check_text(sql)?;
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
+        limits.check_statement(&statements)
+    }
+
+    #[test]
+    fn operator_chains_count_as_depth() {
+        let limits = Limits {
+            max_expression_depth: 100,
+            ..Limits::default()
+        };
+        let sql = |n: usize| format!("SELECT {}", vec!["1"; n].join("+"));
+        check(limits, &sql(50)).expect("50 terms nest 50 deep");
+        let e = check(limits, &sql(200)).expect_err("200 terms nest 200 deep");
+        assert_eq!(e.kind, ErrorKind::TooComplex);
+        assert!(e.message.contains("too complex"), "{}", e.message);
+        // An IN list is wide, not deep.
+        let list = (0..500)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        check(limits, &format!("SELECT 1 WHERE 3 IN ({list})")).expect("wide is fine");
+    }
+
+    #[test]
+    fn size_and_node_count() {
+        let short = Limits {
+            max_statement_bytes: 100,
+            ..Limits::default()
+        };
+        let e = check(short, &format!("SELECT '{}'", "x".repeat(200))).expect_err("long");
+        assert!(e.message.contains("too long"), "{}", e.message);
+        let few = Limits {
+            max_expression_nodes: 50,
+            ..Limits::default()
+        };
+        let columns = (0..60).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        check(few, "SELECT 1, 2, 3").expect("few nodes");
+        let e = check(few, &format!("SELECT {columns}")).expect_err("many");
+        assert_eq!(e.kind, ErrorKind::TooComplex);
+        assert!(e.message.contains("max_expression_nodes"), "{}", e.message);
+    }
+}
