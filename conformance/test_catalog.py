@@ -41,6 +41,9 @@ select = ["lake.*", "conf.*"]
 roles = ["manager"]
 select = ["*.*"]
 privileges = ["MANAGE"]
+
+[storage]
+allowed_locations = ["{lake}"]
 {extra}
 """
 

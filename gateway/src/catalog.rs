@@ -27,6 +27,8 @@ pub struct Catalog {
     storage: Arc<planner::storage::Registry>,
     /// What one statement may ask (`[limits]`).
     limits: planner::Limits,
+    /// Where `CREATE EXTERNAL TABLE` may point (`[storage] allowed_locations`).
+    locations: planner::locations::LocationPolicy,
     current: tokio::sync::Mutex<Current>,
 }
 
@@ -55,6 +57,7 @@ impl Catalog {
         system: Arc<dyn planner::system::SystemSource>,
         storage: Arc<planner::storage::Registry>,
         limits: planner::Limits,
+        locations: planner::locations::LocationPolicy,
         config: Vec<TableDef>,
     ) -> Result<(Arc<Self>, Planner), QueryError> {
         let managed = Managed::from_objects(store.catalog_objects().await.map_err(store_error)?);
@@ -64,6 +67,7 @@ impl Catalog {
             system,
             storage,
             limits,
+            locations,
             current: tokio::sync::Mutex::new(Current {
                 config: Vec::new(),
                 managed: Managed::default(),
@@ -189,11 +193,15 @@ impl Catalog {
             .iter()
             .filter_map(|t| t.qualified_name().ok().map(|(s, n)| format!("{s}.{n}")))
             .collect();
+        // Schemas of the config file's (and the demo's) tables: the operator's, closed to
+        // SQL. `public` cannot be dropped either.
         let config_schemas: Vec<String> = config_names
             .iter()
             .filter_map(|n| n.split_once('.').map(|(s, _)| s.to_string()))
-            .chain([planner::DEFAULT_SCHEMA.to_string()])
             .collect();
+        let undroppable = |schema: &str| {
+            config_schemas.iter().any(|s| s == schema) || schema == planner::DEFAULT_SCHEMA
+        };
         let read_only = |name: &str| {
             QueryError::new(
                 ErrorKind::ReadOnly,
@@ -212,11 +220,24 @@ impl Catalog {
                 if_not_exists,
                 or_replace,
             } => {
+                // A view keeps the tables its creator meant: names qualified as the
+                // creator's session resolves them.
+                let bound;
+                let object = match object {
+                    CatalogObject::View(view) => {
+                        bound = CatalogObject::View(ddl::ViewDef {
+                            name: view.name.clone(),
+                            sql: engine.planner().bind_view(&view.sql, session)?,
+                        });
+                        &bound
+                    }
+                    other => other,
+                };
                 let key = object.key();
                 let there = stored(&managed, &key);
                 match object {
                     CatalogObject::Schema { name } => {
-                        if config_schemas.contains(name) || there.is_some() {
+                        if undroppable(name) || there.is_some() {
                             return if *if_not_exists {
                                 Ok(())
                             } else {
@@ -232,6 +253,10 @@ impl Catalog {
                             } else {
                                 Err(read_only(name))
                             };
+                        }
+                        let schema = name.split_once('.').map_or("", |(s, _)| s);
+                        if config_schemas.iter().any(|s| s == schema) {
+                            return Err(read_only(&format!("schema {schema}")));
                         }
                         let what = match object {
                             CatalogObject::View(_) => "view",
@@ -253,8 +278,14 @@ impl Catalog {
                             Some(_) => return Err(exists(what, name)),
                             None => {}
                         }
-                        if let CatalogObject::View(view) = object {
-                            engine.planner().check_view(&view.sql, session).await?;
+                        match object {
+                            CatalogObject::View(view) => {
+                                engine.planner().check_view(&view.sql, session).await?;
+                            }
+                            CatalogObject::Table(table) => {
+                                self.check_location(table, &current, &managed, session)?;
+                            }
+                            CatalogObject::Schema { .. } => {}
                         }
                     }
                 }
@@ -317,7 +348,7 @@ impl Catalog {
                     ))
                 };
                 match (kind, stored(&managed, &key)) {
-                    (DropKind::Schema, _) if config_schemas.contains(name) => {
+                    (DropKind::Schema, _) if undroppable(name) => {
                         return Err(read_only(&format!("schema {name}")))
                     }
                     // Tables created in a schema nobody created are in it all the same.
@@ -346,6 +377,43 @@ impl Catalog {
                 }
                 current.managed = managed;
                 put_in_place(engine, planner).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// Whether `session` may put a table where `table` says: within the allowed
+    /// locations, and over no other table's files unless it may read that table.
+    fn check_location(
+        &self,
+        table: &TableDef,
+        current: &Current,
+        managed: &Managed,
+        session: &SessionInfo,
+    ) -> Result<(), QueryError> {
+        let place = self.locations.check(&table.location)?;
+        for other in current.config.iter().chain(&managed.tables) {
+            if other.name == table.name {
+                continue;
+            }
+            if !place.overlaps(&planner::locations::Place::of(&other.location)) {
+                continue;
+            }
+            let Ok((schema, name)) = other.qualified_name() else {
+                continue;
+            };
+            if !session.access.can_read(planner::CATALOG, &schema, &name) {
+                return Err(QueryError::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "permission denied: LOCATION {:?} holds files of table {schema}.{name}, \
+                         which {} may not read",
+                        table.location,
+                        session.access.who()
+                    ),
+                ));
             }
         }
         Ok(())

@@ -223,6 +223,10 @@ pub struct StorageFile {
     pub data_cache_size: Option<String>,
     /// Where the local workers keep it (default: `data-cache` in the data dir).
     pub data_cache_dir: Option<PathBuf>,
+    /// Local directories and object store URL prefixes where `CREATE EXTERNAL TABLE` may
+    /// point (none: it is refused).
+    #[serde(default)]
+    pub allowed_locations: Vec<String>,
 }
 
 /// Default size of each local worker's data cache.
@@ -445,6 +449,11 @@ pub struct Settings {
     pub storage: planner::storage::StorageOptions,
     /// `[limits]`.
     pub limits: crate::limits::Limits,
+    /// `[storage] allowed_locations`, as written (relative ones are relative to
+    /// [`Settings::config_dir`]).
+    pub allowed_locations: Vec<String>,
+    /// The config file's directory (kept out of reach of SQL, like the data dir).
+    pub config_dir: Option<PathBuf>,
     /// `[storage] data_cache_*`: the local workers' cache of remote Parquet bytes (None: off).
     pub data_cache: Option<workers::data_cache::DataCacheConfig>,
 }
@@ -604,6 +613,8 @@ impl Settings {
             },
             storage: resolve_storage(&file.storage)?,
             limits: resolve_limits(&file.limits)?,
+            allowed_locations: file.storage.allowed_locations.clone(),
+            config_dir: args.config.as_deref().map(|_| base.clone()),
         })
     }
 }

@@ -116,12 +116,39 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(store = %store.describe(), "metadata store open");
+        // Where CREATE EXTERNAL TABLE may point: never at sluice's own files.
+        let mut own = vec![data_dir.clone()];
+        if let Some(dir) = &settings.config_dir {
+            own.push(if dir.as_os_str().is_empty() {
+                std::env::current_dir()?
+            } else {
+                dir.clone()
+            });
+        }
+        if let Some(cache) = &settings.data_cache {
+            own.push(cache.dir.clone());
+        }
+        if let Some(persistent) = &settings.cache.persistent {
+            if !planner::storage::is_url(persistent) {
+                own.push(persistent.into());
+            }
+        }
+        if let Some(TlsSource::Files { cert, key }) = &settings.tls {
+            own.extend([cert.clone(), key.clone()]);
+        }
+        let locations = planner::locations::LocationPolicy::new(
+            &settings.allowed_locations,
+            settings.config_dir.as_deref().unwrap_or(Path::new("")),
+            &own,
+        )
+        .map_err(anyhow::Error::msg)?;
         let (catalog, planner) = crate::catalog::Catalog::open(
             store.clone(),
             threads,
             system.clone(),
             storage.clone(),
             settings.limits.statement,
+            locations,
             tables,
         )
         .await

@@ -67,6 +67,48 @@ pub fn rewrite(statement: &mut ast::Statement, catalog: &CatalogNames) {
     let _ = statement.visit(&mut rewriter);
 }
 
+/// Bind a view's query to the tables its creator meant: every unqualified table name
+/// (not a CTE, a table function or a pg_catalog table, which PostgreSQL searches first)
+/// gets the schema it resolves in for the creator (`schema`). The view then reads the same
+/// tables whoever reads it, whatever their `search_path`.
+pub fn qualify_relations(statement: &mut ast::Statement, schema: &str, catalog: &CatalogNames) {
+    struct Qualify<'a> {
+        schema: &'a str,
+        catalog: &'a CatalogNames,
+        ctes: HashSet<String>,
+    }
+    impl VisitorMut for Qualify<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name, args: None, ..
+            } = factor
+            {
+                let table = parts(name);
+                if let [table] = table.as_slice() {
+                    if !self.ctes.contains(table)
+                        && !self.catalog.pg_catalog.contains(table)
+                        && !TABLE_FUNCTIONS.contains(&table.as_str())
+                    {
+                        name.0.insert(
+                            0,
+                            ObjectNamePart::Identifier(Ident::with_quote('"', self.schema)),
+                        );
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut ctes = HashSet::new();
+    let _ = statement.visit(&mut CteNames(&mut ctes));
+    let _ = statement.visit(&mut Qualify {
+        schema,
+        catalog,
+        ctes,
+    });
+}
+
 /// Whether every relation a statement reads is a catalog table, a CTE or a table function.
 fn reads_only_catalog(
     statement: &impl ast::Visit,

@@ -20,6 +20,7 @@ pub mod ddl;
 pub mod delta;
 pub mod error;
 pub mod limits;
+pub mod locations;
 pub mod pg_catalog;
 pub mod session;
 pub mod storage;
@@ -51,6 +52,11 @@ pub use limits::Limits;
 pub use session::{Access, SessionInfo, Settings};
 
 use pg_catalog::PgCatalog;
+
+/// Where the unqualified names of a view's plan resolve: views are planned (registered)
+/// with the default session, and stored with their names qualified by their creator's
+/// session ([`Planner::bind_view`]).
+pub(crate) const VIEW_DEFAULTS: (&str, &str) = (CATALOG, DEFAULT_SCHEMA);
 
 /// Deepest nesting of SQL the parser accepts before it refuses the statement (protects the
 /// gateway's stack from hostile input).
@@ -303,6 +309,17 @@ impl Planner {
     /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs
     /// DataFusion does not plan rewritten ([`compat`]).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+        let mut statements = self.parse_as_written(sql)?;
+        for statement in &mut statements {
+            if let Statement::Statement(sql) = statement {
+                compat::rewrite(sql, &self.catalog_names);
+            }
+        }
+        Ok(statements)
+    }
+
+    /// Split SQL text into statements as written, within the [`Limits`].
+    fn parse_as_written(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
         self.limits.check_text(sql)?;
         let sql = compat::rewrite_time_travel(sql)?;
         let sql = sql.as_ref();
@@ -311,7 +328,7 @@ impl Planner {
             .with_recursion_limit(SQL_RECURSION_LIMIT)
             .build()
             .map_err(QueryError::from)?;
-        let mut statements: Vec<Statement> = match parser.parse_statements() {
+        let statements: Vec<Statement> = match parser.parse_statements() {
             Ok(statements) => statements.into(),
             // DataFusion's parser reads `COPY … TO` as its own file export; PostgreSQL's
             // forms (`COPY (query) TO STDOUT WITH (FORMAT csv)`) parse with sqlparser's.
@@ -336,12 +353,30 @@ impl Planner {
         for statement in &statements {
             check_shape(&self.limits, statement)?;
         }
-        for statement in &mut statements {
-            if let Statement::Statement(sql) = statement {
-                compat::rewrite(sql, &self.catalog_names);
-            }
-        }
         Ok(statements)
+    }
+
+    /// A view's query bound for keeps: its table names qualified as its creator's session
+    /// resolves them (see [`compat::qualify_relations`]).
+    pub fn bind_view(&self, sql: &str, creator: &SessionInfo) -> Result<String, QueryError> {
+        let mut statements = self.parse_as_written(sql)?;
+        let one_query = || QueryError::new(ErrorKind::InvalidValue, "a view is one query");
+        let mut statement = match (statements.pop(), statements.is_empty()) {
+            (Some(Statement::Statement(statement)), true) => statement,
+            _ => return Err(one_query()),
+        };
+        if !matches!(
+            statement.as_ref(),
+            datafusion::sql::sqlparser::ast::Statement::Query(_)
+        ) {
+            return Err(one_query());
+        }
+        compat::qualify_relations(
+            &mut statement,
+            &self.default_schema(creator),
+            &self.catalog_names,
+        );
+        Ok(statement.to_string())
     }
 
     /// What one statement may ask.
@@ -687,7 +722,9 @@ pub(crate) fn authorize(
             return Ok(TreeNodeRecursion::Continue);
         };
         if let Some(view) = scan.source.get_logical_plan() {
-            if let Err(e) = authorize(&view, defaults, access) {
+            // A view's names resolve as they did when it was planned, not in the reader's
+            // search_path.
+            if let Err(e) = authorize(&view, VIEW_DEFAULTS, access) {
                 denied = Some(e);
                 return Ok(TreeNodeRecursion::Stop);
             }
