@@ -26,41 +26,41 @@ def run(server, front, token, sql):
 
 
 def pg_rows(server, token, sql):
-    with psycopg.connect(server.dsn(password=token), autocommit=True) as conn:
-        try:
+    try:
+        with psycopg.connect(server.dsn(password=token), autocommit=True) as conn:
             cur = conn.execute(sql)
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
-        except psycopg.Error as e:
-            raise Refused(e.sqlstate, e.diag.message_primary or str(e)) from None
+    except psycopg.Error as e:
+        # A refused login has no diagnostics object: its SQLSTATE is in the text.
+        raise Refused(e.sqlstate or "connection", e.diag.message_primary or str(e)) from None
 
 
 def flight_rows(server, token, sql):
     kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {token}"}
-    with flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as conn:
-        with conn.cursor() as cur:
-            try:
+    try:
+        with flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as conn:
+            with conn.cursor() as cur:
                 cur.execute(sql)
                 return [tuple(r) for r in cur.fetchall()]
-            except Exception as e:  # adbc_driver_manager errors carry the gRPC status in text
-                text = str(e)
-                code = next((c for c in ("INVALID_ARGUMENT", "PERMISSION_DENIED", "NOT_FOUND",
-                                         "RESOURCE_EXHAUSTED", "UNAUTHENTICATED", "UNIMPLEMENTED",
-                                         "UNAVAILABLE", "INTERNAL", "CANCELLED")
-                             if c in text.upper().replace(" ", "_")), "UNKNOWN")
-                raise Refused(code, text) from None
+    except Exception as e:  # adbc_driver_manager errors carry the gRPC status in their text
+        text = str(e)
+        code = next((c for c in ("INVALID_ARGUMENT", "PERMISSION_DENIED", "NOT_FOUND",
+                                 "RESOURCE_EXHAUSTED", "UNAUTHENTICATED", "UNIMPLEMENTED",
+                                 "UNAVAILABLE", "INTERNAL", "CANCELLED")
+                     if c in text.upper().replace(" ", "_")), "UNKNOWN")
+        raise Refused(code, text) from None
 
 
 def hs2_rows(server, token, sql):
-    with dbsql.connect(server_hostname=server.http.split(":")[0], http_path="/sql/1.0/warehouses/default",
-                       access_token=token, _connection_uri=f"http://{server.http}/sql/1.0/warehouses/default",
-                       enable_telemetry=False) as conn:
-        with conn.cursor() as cur:
-            try:
+    try:
+        with dbsql.connect(server_hostname=server.http.split(":")[0], http_path="/sql/1.0/warehouses/default",
+                           access_token=token, _connection_uri=f"http://{server.http}/sql/1.0/warehouses/default",
+                           enable_telemetry=False, _retry_stop_after_attempts_count=1) as conn:
+            with conn.cursor() as cur:
                 cur.execute(sql)
                 return [tuple(r) for r in cur.fetchall()]
-            except Exception as e:
-                state = getattr(e, "context", {}) or {}
-                raise Refused(state.get("sql-state") or type(e).__name__, str(e)) from None
+    except Exception as e:  # the connector names the failure by its class, not a SQLSTATE
+        raise Refused(type(e).__name__, str(e)) from None
 
 
 def rest(server, token, method, path, body=None, headers=None):

@@ -407,7 +407,7 @@ def test_http_bearer_and_401s(idp, secure):
     token = v2.token("readonly-app")
     status, body, _ = whoami(secure, token)
     assert status == 200
-    assert body["id"] == "aaaaaaaa-0000-0000-0000-000000000002"
+    assert body["id"] == "oid:aaaaaaaa-0000-0000-0000-000000000002"
     assert body["name"] == "readonly-app" and body["roles"] == ["Warehouse.Read"]
     assert body["tenant"] == "11111111-2222-3333-4444-555555555555"
     assert body["reads_all_tables"] is False

@@ -22,10 +22,12 @@ import pytest
 
 from attack import FRONT_ENDS, Refused, rest, run
 from conftest import start_sluice, wait_for
+from oidc import AUDIENCE, OidcProvider
 
 NOGRANT = "nogrant-token-0123456789abcdef0123456789abcdef"
 READER = "reader-token-0123456789abcdef0123456789abcdef"
 MANAGER = "manager-token-0123456789abcdef0123456789abcdef"
+SVC = "svc-token-0123456789abcdef0123456789abcdef0123"
 SECRET_ROWS = [("the-secret-1",), ("the-secret-2",)]
 DECOY_ROWS = [("decoy",)]
 
@@ -51,7 +53,14 @@ def lake(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def target(lake, tmp_path_factory):
+def idp():
+    provider = OidcProvider("v2").start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def target(lake, idp, tmp_path_factory):
     config = tmp_path_factory.mktemp("attack-config") / "sluice.toml"
     config.write_text(f"""
 [[tables]]
@@ -61,6 +70,11 @@ format = "csv"
 {token_entry("nogrant", NOGRANT, [])}
 {token_entry("reader", READER, ["reader"])}
 {token_entry("manager", MANAGER, ["manager"])}
+{token_entry("svc", SVC, [])}
+
+[[grants]]
+principals = ["token:svc"]
+select = ["tpch.orders"]
 
 [[grants]]
 roles = ["reader"]
@@ -74,7 +88,7 @@ privileges = ["MANAGE"]
 [storage]
 allowed_locations = ["{lake}/shared"]
 """)
-    server = start_sluice("--config", str(config))
+    server = start_sluice("--config", str(config), "--oidc-issuer", idp.issuer, "--oidc-audience", AUDIENCE)
     admin = server.token
     run(server, "pg", admin, "create schema sandbox")
     run(server, "pg", admin, f"create external table sandbox.secret stored as csv location '{lake}/shared/decoy.csv' "
@@ -222,3 +236,48 @@ def test_a_view_created_under_another_search_path_keeps_its_meaning(target):
     assert refused(target, "pg", READER, "select * from sandbox.v").code == "42501"
     assert run(target, "pg", admin, "select * from sandbox.v order by 1") == SECRET_ROWS
     serves(target)
+
+
+# --- 6. identity ---------------------------------------------------------------------------
+
+def test_a_token_without_a_subject_is_refused(target, idp):
+    for claims in [idp.claims(oid=None, sub=None), idp.claims(oid="", sub="")]:
+        token = idp.sign(claims)
+        for front in FRONT_ENDS:
+            e = refused(target, front, token, "select 1")
+            assert "oid or sub" in e.message or e.code in ("UNAUTHENTICATED", "401", "RequestError",
+                                                           "DatabaseError", "28P01"), (front, e)
+    serves(target)
+
+
+def test_one_principals_statements_are_not_anothers(target, idp):
+    alice = idp.sign(idp.claims(oid=None, sub="alice", roles=["reader"]))
+    bob = idp.sign(idp.claims(oid=None, sub="bob", roles=["reader"]))
+    status, answer = rest(target, alice, "POST", "/api/2.0/sql/statements",
+                          {"statement": "select 42 as n", "warehouse_id": "default", "wait_timeout": "30s"})
+    assert status == 200 and answer["status"]["state"] == "SUCCEEDED", answer
+    statement = answer["statement_id"]
+    assert rest(target, alice, "GET", f"/api/2.0/sql/statements/{statement}")[0] == 200
+    for path in [f"/api/2.0/sql/statements/{statement}", f"/api/2.0/sql/statements/{statement}/result/chunks/0"]:
+        status, _ = rest(target, bob, "GET", path)
+        assert status == 404, path
+    # The same subject from a static token is someone else too.
+    assert rest(target, SVC, "GET", f"/api/2.0/sql/statements/{statement}")[0] == 404
+
+
+def test_a_jwt_named_like_a_static_token_gets_none_of_its_grants(target, idp):
+    assert run(target, "pg", SVC, "select count(*) from tpch.orders") == [(15000,)]
+    for claims in [dict(preferred_username="svc"), dict(upn="svc", preferred_username="svc"),
+                   dict(oid=None, sub="svc"), dict(oid="svc", azp="svc")]:
+        token = idp.sign(idp.claims(roles=[], **claims))
+        e = refused(target, "pg", token, "select count(*) from tpch.orders")
+        assert e.code == "42501", (claims, e)
+    serves(target)
+
+
+def test_a_grant_must_say_what_kind_of_principal_it_names(tmp_path):
+    config = tmp_path / "sluice.toml"
+    config.write_text('[[grants]]\nprincipals = ["svc"]\nselect = ["tpch.orders"]\n')
+    with pytest.raises(RuntimeError) as refused_start:
+        start_sluice("--config", str(config), timeout=60).stop()
+    assert "token:" in str(refused_start.value)

@@ -18,7 +18,8 @@ use crate::Principal;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
-    /// Principal ids (Entra `oid`) or names (`upn`, app id, static token name).
+    /// Principals, each named with its kind (see [`names`]): `token:<name>`,
+    /// `oid:<object id>`, `sub:<subject>`, `upn:<user principal name>`, `app:<client id>`.
     #[serde(default)]
     pub principals: Vec<String>,
     /// App roles (`roles` claim, or a static token's roles).
@@ -103,6 +104,9 @@ impl Grants {
                 return Err(err(
                     "give it to at least one of principals, roles or groups".into(),
                 ));
+            }
+            for name in &grant.principals {
+                check_principal_name(name).map_err(err)?;
             }
             if grant.select.is_empty() && grant.privileges.is_empty() {
                 return Err(err(
@@ -204,17 +208,60 @@ fn glob(pattern: &str, name: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// Whether a config entry that names principals (by id or name), roles and groups names
-/// this principal: the rule of `[[grants]]` and of `[[routing]]`.
+/// The kinds a principal may be named by in `[[grants]]` and `[[routing]]`.
+const KINDS: &str = "token:<static token name>, oid:<object id>, sub:<subject>, \
+                     upn:<user principal name> or app:<client id>";
+
+/// Whether `name` names a principal with its kind; why not otherwise.
+pub fn check_principal_name(name: &str) -> Result<(), String> {
+    match name.split_once(':') {
+        Some(("token" | "oid" | "sub" | "upn" | "app", value)) if !value.trim().is_empty() => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "principal {name:?} must say what it names: {KINDS} (a bare name could be a static \
+             token's or any token's claim)"
+        )),
+    }
+}
+
+/// Whether one kind-prefixed name names this principal. Static tokens are named only by
+/// `token:`, token claims only by the other kinds: a JWT whose `preferred_username` is
+/// `svc` is not the static token `svc`.
+fn names_principal(principal: &Principal, name: &str) -> bool {
+    let Some((kind, value)) = name.split_once(':') else {
+        return false;
+    };
+    let value = value.trim();
+    match kind {
+        "token" => principal.is_static() && principal.id.strip_prefix("token:") == Some(value),
+        _ if principal.is_static() => false,
+        // Object ids are GUIDs: any case.
+        "oid" => principal
+            .id
+            .strip_prefix("oid:")
+            .is_some_and(|id| id.eq_ignore_ascii_case(value)),
+        "sub" => principal.id.strip_prefix("sub:") == Some(value),
+        "upn" => principal
+            .upn
+            .as_deref()
+            .is_some_and(|upn| upn.eq_ignore_ascii_case(value)),
+        "app" => principal.app.as_deref() == Some(value),
+        _ => false,
+    }
+}
+
+/// Whether a config entry that names principals (by kind, see [`check_principal_name`]),
+/// roles and groups names this principal: the rule of `[[grants]]` and of `[[routing]]`.
+/// Roles match a static token's configured roles and a token's `roles` claim alike;
+/// groups match the `groups` claim.
 pub fn names(
     principal: &Principal,
     principals: &[String],
     roles: &[String],
     groups: &[String],
 ) -> bool {
-    principals
-        .iter()
-        .any(|p| *p == principal.id || *p == principal.name)
+    principals.iter().any(|p| names_principal(principal, p))
         || roles.iter().any(|r| principal.roles.contains(r))
         || groups.iter().any(|g| principal.groups.contains(g))
 }
@@ -253,7 +300,7 @@ mod tests {
                 ..Grant::default()
             },
             Grant {
-                principals: vec!["alice@contoso.com".into()],
+                principals: vec!["upn:alice@contoso.com".into()],
                 select: vec!["sluice.tpch.*".into()],
                 ..Grant::default()
             },
@@ -272,7 +319,10 @@ mod tests {
         assert!(!grants.allows(&reader, &t("sluice.tpch.orders")));
         assert!(!grants.allows_all(&reader));
         let alice = Principal {
+            id: "oid:a1".into(),
             name: "alice@contoso.com".into(),
+            upn: Some("Alice@contoso.com".into()),
+            issuer: "https://idp".into(),
             ..Principal::default()
         };
         assert!(grants.allows(&alice, &t("sluice.tpch.orders")));
@@ -283,6 +333,44 @@ mod tests {
         };
         assert!(grants.allows_all(&member));
         assert!(!grants.allows(&Principal::default(), &t("sluice.tpch.nation")));
+    }
+
+    #[test]
+    fn principals_are_named_by_kind() {
+        let svc = Principal::service("svc", &[]);
+        let jwt = |id: &str, upn: Option<&str>, app: Option<&str>| Principal {
+            id: id.into(),
+            name: "svc".into(),
+            upn: upn.map(Into::into),
+            app: app.map(Into::into),
+            issuer: "https://idp".into(),
+            ..Principal::default()
+        };
+        let named = |p: &Principal, name: &str| names(p, &[name.to_string()], &[], &[]);
+        assert!(named(&svc, "token:svc"));
+        // A token whose claims say "svc" is not the static token svc, whatever the kind.
+        let pretender = jwt("sub:svc", Some("svc"), Some("svc"));
+        assert!(!named(&pretender, "token:svc"));
+        assert!(named(&pretender, "sub:svc"));
+        assert!(named(&pretender, "upn:SVC"));
+        assert!(named(&pretender, "app:svc"));
+        // …and the static token is none of those.
+        for name in ["sub:svc", "upn:svc", "app:svc", "oid:svc"] {
+            assert!(!named(&svc, name), "{name}");
+        }
+        let user = jwt("oid:3f2c0000-aaaa", None, None);
+        assert!(named(&user, "oid:3F2C0000-AAAA"));
+        assert!(!named(&user, "sub:3f2c0000-aaaa"));
+        for bad in ["svc", "alice@contoso.com", "user:x", "token:", "oid: "] {
+            assert!(check_principal_name(bad).is_err(), "{bad}");
+            let err = Grants::new(vec![Grant {
+                principals: vec![bad.into()],
+                select: vec!["a.b".into()],
+                ..Grant::default()
+            }])
+            .expect_err(bad);
+            assert!(err.to_string().contains("token:"), "{err}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!                              discovery → JWKS cache (refetch on unknown kid, single
 //!                              flight, rate-limited) → RS256/ES256 signature, iss, tid,
 //!                              aud, exp/nbf (60 s skew), required roles
-//!        ◄── Principal { id, name, tenant, roles, groups }  or  AuthError (reason, never
+//!        ◄── Principal { issuer, id, name, roles, groups, … }  or  AuthError (reason, never
 //!            the token)
 //! ```
 //!
@@ -28,13 +28,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use grants::{names, Grant, GrantError, Grants, TableName, MANAGE, MONITOR};
+pub use grants::{
+    check_principal_name, names, Grant, GrantError, Grants, TableName, MANAGE, MONITOR,
+};
 pub use oidc::{IssuerStats, OidcSettings};
 
-/// The authenticated identity a session acts as.
+/// The authenticated identity a session acts as: who vouched for it ([`Principal::issuer`])
+/// and the subject it vouched for ([`Principal::id`]). Two principals are the same only
+/// when both agree ([`Principal::key`]); grants and routing rules name principals by kind
+/// ([`grants::names`]), so a token's claims can never pass for a static token's name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Principal {
-    /// Stable identifier: Entra `oid`, else `sub`; for static tokens the configured name.
+    /// The subject, with its kind: `oid:<object id>` (Entra), `sub:<subject>` (other
+    /// OIDC providers, or Entra tokens without `oid`), `token:<name>` (static tokens).
     pub id: String,
     /// Human-readable name for logs and query history (`upn`, `preferred_username`,
     /// `appid`, `azp`, else the id).
@@ -50,19 +56,43 @@ pub struct Principal {
     pub groups_overage: bool,
     /// Delegated scopes (`scp`).
     pub scopes: Vec<String>,
-    /// Who vouched for the principal: the token's issuer, or "static".
+    /// Who vouched for the principal: the configured issuer that accepted the token (an
+    /// Entra tenant's v1 and v2 tokens both count as its v2 issuer), or [`STATIC_ISSUER`].
     pub issuer: String,
+    /// The `upn` claim (Entra user tokens), for grants that name `upn:…`.
+    pub upn: Option<String>,
+    /// The client id of an app-only token (client credentials: `appid`/`azp`/`client_id`
+    /// with no delegated scopes), for grants that name `app:…`.
+    pub app: Option<String>,
 }
+
+/// The issuer of static (service and development) tokens.
+pub const STATIC_ISSUER: &str = "static";
 
 impl Principal {
     /// A principal of a static (service or development) token.
     pub fn service(name: &str, roles: &[&str]) -> Self {
         Self {
-            id: name.to_string(),
+            id: format!("token:{name}"),
             name: name.to_string(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            issuer: "static".into(),
+            issuer: STATIC_ISSUER.into(),
             ..Self::default()
+        }
+    }
+
+    /// Whether a static token (the operator's own) stands for it.
+    pub fn is_static(&self) -> bool {
+        self.issuer == STATIC_ISSUER
+    }
+
+    /// One string for (issuer, subject): what ownership, history and `system.queries`
+    /// compare.
+    pub fn key(&self) -> String {
+        if self.is_static() {
+            self.id.clone()
+        } else {
+            format!("{}@{}", self.id, self.issuer)
         }
     }
 }

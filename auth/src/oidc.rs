@@ -236,7 +236,7 @@ impl Oidc {
             }
         })?;
         let claims = checked.claims;
-        let principal = claims.principal(iss);
+        let principal = claims.principal(&issuer.identity)?;
         if !self.required_roles.is_empty()
             && !self
                 .required_roles
@@ -286,12 +286,17 @@ struct Claims {
 }
 
 impl Claims {
-    fn principal(&self, iss: &str) -> Principal {
-        let id = self
-            .oid
-            .clone()
-            .or_else(|| self.sub.clone())
-            .unwrap_or_default();
+    /// The principal of a validated token, vouched for by `issuer`. A token that names no
+    /// subject (neither `oid` nor `sub`) is refused: it could not be told from another.
+    fn principal(&self, issuer: &str) -> Result<Principal, AuthError> {
+        fn nonempty(claim: &Option<String>) -> Option<&str> {
+            claim.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        let id = match (nonempty(&self.oid), nonempty(&self.sub)) {
+            (Some(oid), _) => format!("oid:{}", oid.to_ascii_lowercase()),
+            (None, Some(sub)) => format!("sub:{sub}"),
+            (None, None) => return Err(AuthError::MissingClaim("oid or sub".into())),
+        };
         let name = [
             &self.upn,
             &self.preferred_username,
@@ -308,9 +313,20 @@ impl Claims {
             .as_ref()
             .and_then(|c| c.get("groups"))
             .is_some();
-        Principal {
+        // An app acting as itself: no user, no delegated scopes.
+        let app_only = self.scp.is_none() && self.upn.is_none();
+        let app = app_only
+            .then(|| {
+                [&self.appid, &self.azp, &self.client_id]
+                    .into_iter()
+                    .find_map(|c| c.clone())
+            })
+            .flatten();
+        Ok(Principal {
             id,
             name,
+            upn: self.upn.clone(),
+            app,
             tenant: self.tid.clone(),
             roles: self.roles.clone(),
             groups: self.groups.clone(),
@@ -320,8 +336,8 @@ impl Claims {
                 .as_deref()
                 .map(|s| s.split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default(),
-            issuer: iss.to_string(),
-        }
+            issuer: issuer.to_string(),
+        })
     }
 }
 
@@ -363,6 +379,9 @@ fn quote(text: &str) -> String {
 struct Issuer {
     /// As configured.
     url: String,
+    /// What its principals name as their issuer: an Entra tenant's v2 issuer (its v1
+    /// tokens are the same principals), else the URL as configured.
+    identity: String,
     /// `iss` values this issuer stands for, without trailing slashes.
     accepted: Vec<String>,
     /// The Entra tenant in the issuer URL: tokens must carry the same `tid`.
@@ -419,7 +438,12 @@ impl Issuer {
             _ => format!("{base}/.well-known/openid-configuration"),
         };
         accepted.dedup();
+        let identity = match (&tenant, entra) {
+            (Some(tid), true) => format!("https://{ENTRA_V2_HOST}/{tid}/v2.0"),
+            _ => base.clone(),
+        };
         Ok(Self {
+            identity,
             url: url.to_string(),
             accepted,
             tenant,
@@ -639,6 +663,48 @@ mod tests {
         assert!(v1
             .discovery_url
             .starts_with("https://login.microsoftonline.com/"));
+    }
+
+    #[test]
+    fn a_principal_is_its_issuer_and_subject() {
+        // v1 and v2 tokens of a tenant are the same principals.
+        let v1 = issuer(&format!("https://sts.windows.net/{TID}/")).expect("ok");
+        let v2 = issuer(&format!("https://login.microsoftonline.com/{TID}/v2.0")).expect("ok");
+        assert_eq!(v1.identity, v2.identity);
+        let claims = |oid: Option<&str>, sub: Option<&str>| Claims {
+            oid: oid.map(Into::into),
+            sub: sub.map(Into::into),
+            preferred_username: Some("svc".into()),
+            azp: Some("app-1".into()),
+            ..Claims::default()
+        };
+        let p = claims(Some("AAAA-1"), Some("s"))
+            .principal(&v2.identity)
+            .expect("oid");
+        assert_eq!(
+            (p.id.as_str(), p.issuer.as_str()),
+            ("oid:aaaa-1", v2.identity.as_str())
+        );
+        assert_eq!(p.name, "svc");
+        assert_eq!(p.app.as_deref(), Some("app-1"));
+        assert!(!p.is_static());
+        let p = claims(None, Some("s-1"))
+            .principal("https://idp")
+            .expect("sub");
+        assert_eq!(p.id, "sub:s-1");
+        // No subject: refused, never an empty id shared by everyone.
+        for (oid, sub) in [(None, None), (Some(""), Some(" "))] {
+            assert_eq!(
+                claims(oid, sub).principal("https://idp"),
+                Err(AuthError::MissingClaim("oid or sub".into()))
+            );
+        }
+        // A user acting through an app is not the app.
+        let delegated = Claims {
+            scp: Some("user_impersonation".into()),
+            ..claims(Some("u"), None)
+        };
+        assert_eq!(delegated.principal("https://idp").expect("ok").app, None);
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl Engine {
 
     /// What a principal may read: everything for an admin static token, else its grants.
     pub fn access(&self, principal: &Principal) -> Access {
-        if principal.issuer == "static" && principal.roles.iter().any(|r| r == ADMIN_ROLE) {
+        if principal.is_static() && principal.roles.iter().any(|r| r == ADMIN_ROLE) {
             Access::All
         } else {
             Access::granted(principal.clone(), self.grants.clone())
@@ -358,7 +358,7 @@ impl Engine {
             id,
             text: text.to_string(),
             principal: session.principal.name.clone(),
-            principal_id: session.principal.id.clone(),
+            principal_id: session.principal.key(),
             protocol: session.protocol,
             warehouse,
         }
@@ -734,7 +734,7 @@ impl Engine {
                 let meta = QueryMeta {
                     id: query_id.clone(),
                     principal: session.principal.name.clone(),
-                    principal_id: session.principal.id.clone(),
+                    principal_id: session.principal.key(),
                     protocol: session.protocol.to_string(),
                     text: text.clone(),
                     progress: progress.clone(),

@@ -79,14 +79,14 @@ fn times(values: Vec<Option<SystemTime>>) -> ArrayRef {
 fn sees(access: &Access, principal_id: &str) -> bool {
     match access {
         Access::All => true,
-        Access::Granted { principal: me, .. } => me.id == principal_id || access.monitors(),
+        Access::Granted { principal: me, .. } => me.key() == principal_id || access.monitors(),
     }
 }
 
 /// The principal whose queries alone a session sees (None: everyone's).
 pub fn own_queries_only(access: &Access) -> Option<String> {
     match access {
-        Access::Granted { principal, .. } if !access.monitors() => Some(principal.id.clone()),
+        Access::Granted { principal, .. } if !access.monitors() => Some(principal.key()),
         _ => None,
     }
 }
