@@ -20,8 +20,12 @@ import duckdb
 import psycopg
 import pytest
 
+import grpc
+import pyarrow as pa
+
 from attack import FRONT_ENDS, Refused, rest, run
 from conftest import start_sluice, wait_for
+from flightraw import FlightRaw, ipc_messages, lz4_bomb
 from oidc import AUDIENCE, OidcProvider
 
 NOGRANT = "nogrant-token-0123456789abcdef0123456789abcdef"
@@ -87,6 +91,9 @@ privileges = ["MANAGE"]
 
 [storage]
 allowed_locations = ["{lake}/shared"]
+
+[limits]
+max_prepared_statements = 20
 """)
     server = start_sluice("--config", str(config), "--oidc-issuer", idp.issuer, "--oidc-audience", AUDIENCE)
     admin = server.token
@@ -281,3 +288,61 @@ def test_a_grant_must_say_what_kind_of_principal_it_names(tmp_path):
     with pytest.raises(RuntimeError) as refused_start:
         start_sluice("--config", str(config), timeout=60).stop()
     assert "token:" in str(refused_start.value)
+
+
+# --- 3. Arrow IPC from clients -----------------------------------------------------------------
+
+def test_compressed_parameters_claiming_terabytes_are_refused(target):
+    client = FlightRaw(target.flight, READER)
+    try:
+        handle = client.prepare("select n_name from tpch.nation where n_nationkey = $1")
+        with pytest.raises(grpc.RpcError) as e:
+            client.do_put_prepared(handle, lz4_bomb())
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+        assert "compressed" in e.value.details()
+        # Buffers pointing past the body, and a header that is not a flatbuffer.
+        header, body = ipc_messages(pa.record_batch({"p": pa.array([7], pa.int64())}))[-1]
+        for messages in [[ipc_messages(pa.record_batch({"p": pa.array([7], pa.int64())}))[0], (header, body[:4])],
+                         [(b"\xff" * 40, b"")]]:
+            with pytest.raises(grpc.RpcError) as e:
+                client.do_put_prepared(handle, messages)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+        # The statement still takes honest parameters.
+        client.do_put_prepared(handle, ipc_messages(pa.record_batch({"p": pa.array([7], pa.int64())})))
+        assert client.do_get_prepared(handle)
+    finally:
+        client.close()
+    serves(target)
+
+
+# --- 7. quotas ---------------------------------------------------------------------------------
+
+def test_one_principals_prepared_statements_do_not_crowd_out_anothers(target):
+    greedy, other = FlightRaw(target.flight, NOGRANT), FlightRaw(target.flight, READER)
+    try:
+        for _ in range(20):
+            greedy.prepare("select 1")
+        with pytest.raises(grpc.RpcError) as e:
+            greedy.prepare("select 1")
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_prepared_statements" in e.value.details()
+        # Everyone else is unaffected.
+        other.prepare("select 1")
+        assert run(target, "flight", READER, "select count(*) from tpch.nation") == [(25,)]
+    finally:
+        greedy.close()
+        other.close()
+
+
+# --- 9. smaller --------------------------------------------------------------------------------
+
+def test_cancel_flight_info_cancels_only_the_callers_statements(target):
+    owner, other = FlightRaw(target.flight, READER), FlightRaw(target.flight, MANAGER)
+    try:
+        handle = owner.prepare("select count(*) from tpch.nation")
+        assert other.cancel_flight_info(handle) == 3  # NOT_CANCELLABLE: as if unknown
+        assert owner.do_get_prepared(handle)  # not cancelled
+        assert owner.cancel_flight_info(handle) == 1  # CANCELLED
+    finally:
+        owner.close()
+        other.close()

@@ -257,9 +257,21 @@ impl Server {
             && !flight_addr.ip().is_loopback()
             && !auth_settings.allow_insecure_password;
         let flight = arrow_flight::flight_service_server::FlightServiceServer::new(
-            crate::flight::FlightSqlFrontend::new(handler.clone(), flight_plain_refused),
+            crate::flight::FlightSqlFrontend::new(
+                handler.clone(),
+                flight_plain_refused,
+                settings.limits.max_prepared_statements,
+            ),
         )
-        .max_decoding_message_size(64 * 1024 * 1024);
+        // A statement, or a DoPut message of parameters, and room for its envelope.
+        .max_decoding_message_size(
+            settings
+                .limits
+                .statement
+                .max_statement_bytes
+                .max(crate::flight::MAX_PUT_BYTES)
+                + (64 << 10),
+        );
         let flight_shutdown = shutdown.clone().cancelled_owned();
         let flight_router = tonic::transport::Server::builder().add_service(flight);
         match acceptor(&[b"h2"]) {

@@ -60,8 +60,14 @@ use workers::worker::{for_transfer, transfer_schema};
 use crate::handler::{ArrowRows, Handler, Outcome, Prepared, SessionCommand};
 use crate::session::Session;
 
-/// Open statement handles kept at most; the oldest idle ones go first.
-const MAX_STATEMENTS: usize = 10_000;
+mod ipc;
+
+/// Bytes of parameters one DoPut may bind.
+pub const MAX_PUT_BYTES: usize = ipc::MAX_BYTES;
+
+/// Open statement handles kept at most, all principals together (each has its own quota
+/// below this); idle ones go first.
+const MAX_STATEMENTS: usize = 100_000;
 /// A handle nobody used for this long is dropped.
 const STATEMENT_IDLE: Duration = Duration::from_secs(3600);
 /// gRPC metadata naming the warehouse (database) a call runs in.
@@ -110,15 +116,18 @@ pub struct FlightSqlFrontend {
     next: AtomicU64,
     /// Tokens over plain TCP are refused (a non-loopback listener without TLS).
     refuse_plain: bool,
+    /// Statement handles one principal may hold open (`[limits] max_prepared_statements`).
+    per_principal: usize,
 }
 
 impl FlightSqlFrontend {
-    pub fn new(handler: Arc<dyn Handler>, refuse_plain: bool) -> Self {
+    pub fn new(handler: Arc<dyn Handler>, refuse_plain: bool, per_principal: usize) -> Self {
         Self {
             handler,
             statements: Statements::default(),
             next: AtomicU64::new(1),
             refuse_plain,
+            per_principal,
         }
     }
 
@@ -185,19 +194,34 @@ impl FlightSqlFrontend {
             auth::generate_token()
         )
         .into_bytes();
+        let owner = owner(session);
         let mut statements = self.statements();
-        if statements.len() >= MAX_STATEMENTS {
+        // One principal's statements never crowd out another's.
+        let held = || statements.values().filter(|s| s.owner == owner).count();
+        if held() >= self.per_principal || statements.len() >= MAX_STATEMENTS {
             statements.retain(|_, s| s.used.elapsed() < STATEMENT_IDLE);
-            if statements.len() >= MAX_STATEMENTS {
-                return Err(Status::resource_exhausted(
-                    "too many open statements: close prepared statements you no longer need",
-                ));
-            }
+        }
+        let held = statements.values().filter(|s| s.owner == owner).count();
+        if held >= self.per_principal {
+            return Err(status(&QueryError::new(
+                ErrorKind::QuotaExceeded,
+                format!(
+                    "{} holds {held} open statements, as many as a principal may \
+                     ([limits] max_prepared_statements): close prepared statements you no \
+                     longer need",
+                    session.principal.name
+                ),
+            )));
+        }
+        if statements.len() >= MAX_STATEMENTS {
+            return Err(Status::resource_exhausted(
+                "too many open statements on this server: try again shortly",
+            ));
         }
         statements.insert(
             handle.clone(),
             Statement {
-                owner: owner(session),
+                owner,
                 sql: sql.to_string(),
                 prepared,
                 params: Vec::new(),
@@ -669,8 +693,11 @@ impl FlightSqlFrontend {
         ))
     }
 
-    fn cancel_info(&self, info: &FlightInfo) -> CancelStatus {
+    /// Cancel the statements a FlightInfo names, of those `session`'s principal owns
+    /// (another's handle is as good as unknown).
+    fn cancel_info(&self, session: &Session, info: &FlightInfo) -> CancelStatus {
         let mut found = false;
+        let owner = owner(session);
         for endpoint in &info.endpoint {
             if let Some(handle) = endpoint
                 .ticket
@@ -678,8 +705,10 @@ impl FlightSqlFrontend {
                 .and_then(|t| handle_of_ticket(&t.ticket))
             {
                 if let Some(s) = self.statements().get(&handle) {
-                    s.cancel.cancel();
-                    found = true;
+                    if s.owner == owner {
+                        s.cancel.cancel();
+                        found = true;
+                    }
                 }
             }
         }
@@ -775,13 +804,7 @@ impl FlightSqlService for FlightSqlFrontend {
         let expected = self.owned(&session, &cmd.prepared_statement_handle, |s| {
             s.prepared.param_types().to_vec()
         })?;
-        let batches: Vec<RecordBatch> =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
-                request.into_inner().map_err(FlightError::from),
-            )
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("parameters: {e}")))?;
+        let batches = ipc::decode_bounded(request.into_inner()).await?;
         let params = params_from(&batches, &expected)?;
         self.owned(&session, &cmd.prepared_statement_handle, |s| {
             s.params = params
@@ -825,11 +848,11 @@ impl FlightSqlService for FlightSqlFrontend {
         query: ActionCancelQueryRequest,
         request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
-        self.session(request.metadata()).await?;
+        let session = self.session(request.metadata()).await?;
         let info = FlightInfo::decode(query.info)
             .map_err(|e| Status::invalid_argument(format!("not a FlightInfo: {e}")))?;
         Ok(ActionCancelQueryResult {
-            result: self.cancel_info(&info) as i32,
+            result: self.cancel_info(&session, &info) as i32,
         })
     }
 
@@ -837,14 +860,14 @@ impl FlightSqlService for FlightSqlFrontend {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        self.session(request.metadata()).await?;
+        let session = self.session(request.metadata()).await?;
         let action = request.into_inner();
         if action.r#type == "CancelFlightInfo" {
             let req = CancelFlightInfoRequest::decode(action.body).map_err(|e| {
                 Status::invalid_argument(format!("not a CancelFlightInfoRequest: {e}"))
             })?;
             let info = req.info.unwrap_or_default();
-            let result = CancelFlightInfoResult::new(self.cancel_info(&info));
+            let result = CancelFlightInfoResult::new(self.cancel_info(&session, &info));
             let body = arrow_flight::Result::new(result.encode_to_vec());
             return Ok(Response::new(Box::pin(stream::iter([Ok(body)]))));
         }

@@ -1,0 +1,205 @@
+//! Arrow IPC from a client (the parameters a DoPut binds), decoded within bounds.
+//!
+//! A message header is a flatbuffer that says how large the body's buffers are and, when
+//! compressed, how large they become: trusted as it is, 32 bytes of LZ4 that claim 2^44
+//! uncompressed bytes abort the process on the allocation. So before anything is decoded:
+//! the messages are few and small in total; each header is verified as a flatbuffer; a
+//! record batch is uncompressed, has at most [`MAX_ROWS`] rows and buffers that lie inside
+//! its body; a schema has at most [`MAX_COLUMNS`] fields; dictionaries are refused. Only
+//! then does arrow decode it.
+
+use arrow_flight::FlightData;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::ipc::{root_as_message, MessageHeader};
+use futures::{Stream, StreamExt, TryStreamExt};
+use tonic::Status;
+
+/// Bytes (headers and bodies) of all the messages of one DoPut.
+pub const MAX_BYTES: usize = 16 << 20;
+/// Messages in one DoPut.
+const MAX_MESSAGES: usize = 64;
+/// Rows in one parameter batch: parameters are bound one row at a time.
+const MAX_ROWS: i64 = 1;
+/// Parameters of one statement.
+const MAX_COLUMNS: usize = 65_535;
+
+fn refused(why: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("parameters: {why}"))
+}
+
+/// The record batches of a client's Arrow IPC stream, each message checked first.
+pub async fn decode_bounded<S>(messages: S) -> Result<Vec<RecordBatch>, Status>
+where
+    S: Stream<Item = Result<FlightData, Status>> + Send + Unpin,
+{
+    let mut kept = Vec::new();
+    let mut bytes = 0usize;
+    let mut messages = messages;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        bytes = bytes.saturating_add(message.data_header.len() + message.data_body.len());
+        if bytes > MAX_BYTES {
+            return Err(refused(format!("more than {MAX_BYTES} bytes")));
+        }
+        if kept.len() >= MAX_MESSAGES {
+            return Err(refused(format!("more than {MAX_MESSAGES} messages")));
+        }
+        check(&message)?;
+        kept.push(message);
+    }
+    if kept.is_empty() {
+        return Ok(Vec::new());
+    }
+    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(
+        kept.into_iter().map(Ok),
+    ))
+    .try_collect()
+    .await
+    .map_err(refused)
+}
+
+/// One message's header, checked against what decoding it would do.
+fn check(message: &FlightData) -> Result<(), Status> {
+    if message.data_header.is_empty() {
+        // Application metadata only: nothing to decode.
+        return Ok(());
+    }
+    let header = root_as_message(&message.data_header)
+        .map_err(|e| refused(format!("not an Arrow IPC message header ({e})")))?;
+    match header.header_type() {
+        MessageHeader::Schema => {
+            let schema = header
+                .header_as_schema()
+                .ok_or_else(|| refused("a schema message without its schema"))?;
+            let fields = schema.fields().map_or(0, |f| f.len());
+            if fields > MAX_COLUMNS {
+                return Err(refused(format!("more than {MAX_COLUMNS} columns")));
+            }
+            Ok(())
+        }
+        MessageHeader::RecordBatch => {
+            let batch = header
+                .header_as_record_batch()
+                .ok_or_else(|| refused("a record batch message without its batch"))?;
+            if batch.compression().is_some() {
+                return Err(refused(
+                    "compressed record batches are not accepted: send parameters uncompressed",
+                ));
+            }
+            if !(0..=MAX_ROWS).contains(&batch.length()) {
+                return Err(refused(format!(
+                    "a batch of {} rows: bind one row at a time",
+                    batch.length()
+                )));
+            }
+            if let Some(nodes) = batch.nodes() {
+                if nodes
+                    .iter()
+                    .any(|n| !(0..=MAX_ROWS).contains(&n.length()) || n.null_count() < 0)
+                {
+                    return Err(refused("a column longer than its batch"));
+                }
+            }
+            let body = message.data_body.len() as i64;
+            if let Some(buffers) = batch.buffers() {
+                for buffer in buffers {
+                    let end = buffer.offset().checked_add(buffer.length());
+                    if buffer.offset() < 0 || buffer.length() < 0 || end.is_none_or(|e| e > body) {
+                        return Err(refused("a buffer outside the message body"));
+                    }
+                }
+            }
+            if batch.variadicBufferCounts().is_some_and(|counts| {
+                counts
+                    .iter()
+                    .any(|c| !(0..=MAX_COLUMNS as i64).contains(&c))
+            }) {
+                return Err(refused("too many variadic buffers"));
+            }
+            Ok(())
+        }
+        MessageHeader::DictionaryBatch => Err(refused(
+            "dictionary-encoded parameters are not accepted: send plain values",
+        )),
+        other => Err(refused(format!("unexpected Arrow IPC message {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::ipc::writer::IpcWriteOptions;
+    use datafusion::arrow::ipc::CompressionType;
+    use std::sync::Arc;
+
+    fn row(n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("$1", DataType::Int64, true),
+            Field::new("$2", DataType::Utf8, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("v{i}")),
+                )),
+            ],
+        )
+        .expect("batch")
+    }
+
+    async fn encode(batch: RecordBatch, options: IpcWriteOptions) -> Vec<FlightData> {
+        FlightDataEncoderBuilder::new()
+            .with_options(options)
+            .build(futures::stream::iter([Ok(batch)]))
+            .try_collect()
+            .await
+            .expect("encoded")
+    }
+
+    async fn decode(messages: Vec<FlightData>) -> Result<Vec<RecordBatch>, Status> {
+        decode_bounded(futures::stream::iter(messages.into_iter().map(Ok))).await
+    }
+
+    #[tokio::test]
+    async fn one_plain_row_decodes() {
+        let batches = decode(encode(row(1), IpcWriteOptions::default()).await)
+            .await
+            .expect("decodes");
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn compressed_large_and_lying_batches_are_refused() {
+        let lz4 = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .expect("lz4");
+        let e = decode(encode(row(1), lz4).await).await.expect_err("lz4");
+        assert!(e.message().contains("compressed"), "{e}");
+        let e = decode(encode(row(3), IpcWriteOptions::default()).await)
+            .await
+            .expect_err("rows");
+        assert!(e.message().contains("one row"), "{e}");
+        // A body cut short: the header's buffers point past it.
+        let mut messages = encode(row(1), IpcWriteOptions::default()).await;
+        let last = messages.last_mut().expect("batch");
+        last.data_body = last.data_body.slice(..last.data_body.len() / 2);
+        let e = decode(messages).await.expect_err("short body");
+        assert!(e.message().contains("outside"), "{e}");
+        // Garbage where a header should be.
+        let junk = FlightData {
+            data_header: vec![0xff; 64].into(),
+            ..FlightData::default()
+        };
+        assert!(decode(vec![junk]).await.is_err());
+        let big = FlightData {
+            data_body: vec![0; MAX_BYTES + 1].into(),
+            ..FlightData::default()
+        };
+        assert!(decode(vec![big]).await.is_err());
+    }
+}
