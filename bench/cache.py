@@ -89,12 +89,17 @@ def main():
         host, port = ep["pg"].rsplit(":", 1)
         http = f"http://{ep['http']}"
         dsn = f"host={host} port={port} user=bench password={token} dbname=default sslmode=disable"
+        def health():
+            # The details of /healthz are for a MONITOR principal (the dev token is one).
+            req = urllib.request.Request(f"{http}/healthz", headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return json.loads(r.read())
+
         while True:
             try:
-                with urllib.request.urlopen(f"{http}/healthz", timeout=5) as r:
-                    health = json.loads(r.read())
-                if all(w["state"] == "ready" for w in health["warehouses"][0]["workers"]) \
-                        and len(health["warehouses"][0]["workers"]) == 4:
+                health_now = health()
+                if all(w["state"] == "ready" for w in health_now["warehouses"][0]["workers"]) \
+                        and len(health_now["warehouses"][0]["workers"]) == 4:
                     break
             except OSError:
                 pass
@@ -104,10 +109,6 @@ def main():
             req = urllib.request.Request(f"{http}/api/2.0/sluice/cache", method="DELETE",
                                          headers={"Authorization": f"Bearer {token}"})
             urllib.request.urlopen(req, timeout=30).read()
-
-        def health():
-            with urllib.request.urlopen(f"{http}/healthz", timeout=5) as r:
-                return json.loads(r.read())
 
         rss_at_start = serving.rss_bytes(sluice.pid)
         # 1. Dashboard, cold then warm, a few times.

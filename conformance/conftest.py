@@ -59,7 +59,10 @@ class Sluice:
         return ssl.create_default_context(cafile=self.tls_cert) if self.tls_cert else None
 
     def health(self) -> dict:
-        with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5, context=self.ssl_context()) as r:
+        """/healthz; with the dev token (a MONITOR principal) it has the details."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        req = urllib.request.Request(f"{self.http_url}/healthz", headers=headers)
+        with urllib.request.urlopen(req, timeout=5, context=self.ssl_context()) as r:
             return json.loads(r.read())
 
     def log(self) -> str:

@@ -1,5 +1,7 @@
 """Configuration: the example file works as shipped; bad files are refused clearly."""
+import hashlib
 import pathlib
+import secrets
 import subprocess
 
 import psycopg
@@ -18,6 +20,15 @@ def test_example_config_serves_its_tables(tmp_path):
         .replace('flight_addr = "127.0.0.1:50051"', 'flight_addr = "127.0.0.1:0"')
         .replace('"examples/data/', f'"{ROOT}/examples/data/')
     )
+    # The example ships no token (a hash in a public file is no secret): the operator adds
+    # one as its comments say.
+    etl = "etl-" + secrets.token_hex(24)
+    config.write_text(config.read_text() + f"""
+[[auth.tokens]]
+name = "etl"
+sha256 = "{hashlib.sha256(etl.encode()).hexdigest()}"
+roles = ["Warehouse.Read"]
+""")
     server = start_sluice("--config", str(config), data_dir=tmp_path / "data", scale="0.01")
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
@@ -30,9 +41,12 @@ def test_example_config_serves_its_tables(tmp_path):
             assert abs(float(rows[1][2]) - 42.75) < 1e-9
             # The demo schema is still there next to the configured tables.
             assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
-        # The example's static service token ("test", kept as its SHA-256) has role
-        # Warehouse.Read, whose grant is mobility.* only.
-        with psycopg.connect(server.dsn(password="test"), autocommit=True) as conn:
+        # The words of the old example token open nothing.
+        for guess in ["test", "etl", "secret"]:
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(server.dsn(password=guess), autocommit=True)
+        # A service token with role Warehouse.Read, whose grant is mobility.* only.
+        with psycopg.connect(server.dsn(password=etl), autocommit=True) as conn:
             assert conn.execute("select count(*) from mobility.trips").fetchone() == (6,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("select count(*) from tpch.region")

@@ -165,9 +165,10 @@ impl AuthError {
     }
 }
 
-/// Longest token we look at. Entra access tokens with many groups stay well below this;
-/// anything larger is refused before it is hashed or parsed.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Longest token we look at (a pg password message may be 64 KiB). Entra access tokens
+/// with many groups stay well below this; anything larger is refused before it is hashed
+/// or parsed.
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 
 /// Most validated tokens kept; beyond it the expired ones go, then all of them.
 const MAX_CACHED_TOKENS: usize = 100_000;
@@ -297,6 +298,15 @@ impl Authenticator {
         Ok(valid.principal)
     }
 
+    /// Whether `text` is one of the static tokens (to keep it out of what is recorded).
+    pub fn is_static_token(&self, text: &str) -> bool {
+        let text = text.trim();
+        !text.is_empty()
+            && text.len() <= MAX_TOKEN_BYTES
+            && !self.static_tokens.is_empty()
+            && self.static_token(&sha256(text.as_bytes())).is_some()
+    }
+
     fn static_token(&self, presented: &[u8; 32]) -> Option<Principal> {
         // Compare against every entry, without an early exit, so the time taken does not
         // tell which entry (if any) nearly matched.
@@ -346,7 +356,15 @@ impl Authenticator {
 /// A random token suitable as a development or service token (URL- and shell-safe).
 pub fn generate_token() -> String {
     let bytes: [u8; 32] = rand::random();
-    format!("sluice_{}", hex::encode(bytes))
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+const TOKEN_PREFIX: &str = "sluice_";
+
+/// Whether text has the shape of a token [`generate_token`] makes.
+pub fn looks_like_token(text: &str) -> bool {
+    text.strip_prefix(TOKEN_PREFIX)
+        .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A short, non-reversible name for a token, for logs ("sha256:1a2b3c4d5e6f").

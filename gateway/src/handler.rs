@@ -384,6 +384,15 @@ impl Engine {
             .clear();
     }
 
+    /// A statement's text as `system.queries`, the history and the logs keep it: cut to
+    /// [`TEXT_LIMIT`], with secrets (credentials this gateway accepts among them) replaced.
+    fn recorded(&self, sql: &str) -> String {
+        // Short literals are no tokens worth the hash (IN lists hold thousands).
+        crate::history::redact_with(&truncated(sql), &|literal| {
+            literal.len() >= 16 && self.authenticator.is_static_token(literal)
+        })
+    }
+
     fn query_id(&self) -> String {
         // Unique across gateways and restarts (a random prefix per process: process ids
         // repeat, in containers every gateway is pid 1), sortable by start order within one.
@@ -469,7 +478,7 @@ impl Engine {
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
         let schema = self.planner().with_column_origins(&logical, schema);
-        let text = truncated(&statement.to_string());
+        let text = self.recorded(&statement.to_string());
         let cache = if self.cache.config().enabled {
             match self.planner().cache_reads(&logical, &info) {
                 Ok(reads) => Some(Arc::new(CacheHint {
@@ -526,7 +535,7 @@ impl Handler for Engine {
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
         let prepared = self.prepare_all(session, sql).await;
         if let Err(e) = &prepared {
-            let info = self.statement_info(session, self.query_id(), &truncated(sql), None);
+            let info = self.statement_info(session, self.query_id(), &self.recorded(sql), None);
             self.activity.failed(info, e);
         }
         prepared

@@ -203,8 +203,14 @@ impl History {
 
 /// A statement's text with secrets replaced: the string after a key that names one
 /// (`password`, `secret`, `token`, `account_key`, `sas`, `credential`…) and anything shaped
-/// like a JWT.
+/// like a JWT or a sluice token.
 pub fn redact(text: &str) -> String {
+    redact_with(text, &|_| false)
+}
+
+/// [`redact`], also replacing every literal `is_credential` recognizes (a static token the
+/// gateway accepts, whatever its shape).
+pub fn redact_with(text: &str, is_credential: &dyn Fn(&str) -> bool) -> String {
     const SECRET_WORDS: &[&str] = &[
         "password",
         "passwd",
@@ -261,7 +267,9 @@ pub fn redact(text: &str) -> String {
         let names_secret = |t: &str| SECRET_WORDS.iter().any(|w| t.contains(w));
         let secret = secret_next
             || (names_secret(&tail_words) && !names_secret(&literal.to_ascii_lowercase()))
-            || looks_like_jwt(literal);
+            || looks_like_jwt(literal)
+            || auth::looks_like_token(literal)
+            || is_credential(literal);
         secret_next = !secret && names_secret(&literal.to_ascii_lowercase());
         if secret {
             out.push_str("'***'");
@@ -335,6 +343,12 @@ mod tests {
             "select '***'"
         );
         assert_eq!(redact("select 'it''s', 2"), "select 'it''s', 2");
+        let token = auth::generate_token();
+        assert_eq!(redact(&format!("select '{token}'")), "select '***'");
+        assert_eq!(
+            redact_with("select 'hunter2', 'plain'", &|l| l == "hunter2"),
+            "select '***', 'plain'"
+        );
         assert_eq!(redact("select 'open"), "select 'open");
     }
 }

@@ -132,6 +132,12 @@ impl Store {
                     let db = redb::Database::create(&path).map_err(|e| {
                         embedded_error(format!("cannot open {}: {e}", path.display()))
                     })?;
+                    // The history holds every principal's statements: the owner's alone.
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                            .map_err(|e| embedded_error(format!("{}: {e}", path.display())))?;
+                    }
                     let tx = db.begin_write().map_err(embedded_error)?;
                     tx.open_table(HISTORY).map_err(embedded_error)?;
                     tx.open_table(CATALOG).map_err(embedded_error)?;

@@ -55,7 +55,8 @@ pub struct Server {
 impl Server {
     /// Bring everything up; returns once every listener is bound.
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&settings.data_dir)?;
+        // The data dir holds the dev token, the history, results: its owner's alone.
+        private_dir(&settings.data_dir)?;
         let data_dir = std::fs::canonicalize(&settings.data_dir)?;
         let auth_settings = &settings.auth;
         let mut static_tokens = auth_settings.tokens.clone();
@@ -249,6 +250,9 @@ impl Server {
             pg_listener,
             pg_tls,
             Arc::new(PgFrontend::new(handler.clone(), require_tls)),
+            crate::pg::connection::MessageLimits::new(
+                settings.limits.statement.max_statement_bytes,
+            ),
             shutdown.clone(),
             metrics.clone(),
         )));
@@ -298,7 +302,11 @@ impl Server {
 
         let hs2 = crate::hs2::Hs2::new(
             handler.clone(),
-            settings.hs2.clone(),
+            crate::hs2::Hs2Config {
+                max_sessions_per_principal: settings.limits.max_sessions,
+                max_operations_per_principal: settings.limits.max_operations,
+                ..settings.hs2.clone()
+            },
             &data_dir,
             tls.is_some(),
         );
@@ -309,28 +317,27 @@ impl Server {
             cache,
             activity: activity.clone(),
             metrics,
-            statements: crate::http::statements::Statements::new(&data_dir, tls.is_some()),
+            statements: crate::http::statements::Statements::new(
+                &data_dir,
+                tls.is_some(),
+                &settings.limits,
+            ),
             tls: tls.is_some(),
+            refuse_plain: tls.is_none()
+                && !http_addr.ip().is_loopback()
+                && !auth_settings.allow_insecure_password,
+            ui_sessions: Default::default(),
         });
-        let http_shutdown = http_stop.clone().cancelled_owned();
-        match acceptor(&[b"http/1.1"]) {
-            Some(acceptor) => {
-                let listener = crate::tls::TlsListener::new(http_listener, acceptor)?;
-                tasks.push(tokio::spawn(async move {
-                    let serve = axum::serve(listener, router).with_graceful_shutdown(http_shutdown);
-                    if let Err(e) = serve.await {
-                        tracing::error!(error = %e, "https listener failed");
-                    }
-                }));
-            }
-            None => tasks.push(tokio::spawn(async move {
-                let serve =
-                    axum::serve(http_listener, router).with_graceful_shutdown(http_shutdown);
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "http listener failed");
-                }
-            })),
-        }
+        tasks.push(tokio::spawn(crate::http::serve::serve(
+            http_listener,
+            router,
+            crate::http::serve::ServeOptions {
+                tls: acceptor(&[b"http/1.1"]),
+                max_connections: settings.limits.max_http_connections,
+                header_timeout: settings.limits.http_header_timeout,
+            },
+            http_stop.clone(),
+        )));
 
         let tls_cert = tls.as_ref().map(|t| t.cert.clone());
         write_endpoints(
@@ -493,6 +500,7 @@ async fn serve_pg(
     listener: TcpListener,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     frontend: Arc<PgFrontend>,
+    limits: crate::pg::connection::MessageLimits,
     shutdown: CancellationToken,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 ) {
@@ -517,7 +525,9 @@ async fn serve_pg(
                 let open = crate::metrics::Connection::pg(metrics.clone());
                 tokio::spawn(async move {
                     let _open = open;
-                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, frontend).await {
+                    if let Err(e) =
+                        crate::pg::connection::serve(socket, tls, frontend, limits).await
+                    {
                         tracing::debug!(%peer, error = %e, "pg connection ended with an error");
                     }
                     drop(permit);
@@ -545,6 +555,27 @@ fn dev_token(data_dir: &Path) -> std::io::Result<String> {
     let token = auth::generate_token();
     write_private(&path, &token)?;
     Ok(token)
+}
+
+/// A directory only its owner may enter (made, or narrowed if it exists).
+pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// A new file only its owner may read.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -579,8 +610,8 @@ fn write_endpoints(
     if let Some(cert) = tls_cert {
         json["tls"] = serde_json::json!({ "cert": cert.display().to_string() });
     }
-    let path = data_dir.join("endpoints.json");
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;
-    std::fs::rename(tmp, path)
+    write_private(
+        &data_dir.join("endpoints.json"),
+        &serde_json::to_string_pretty(&json)?,
+    )
 }

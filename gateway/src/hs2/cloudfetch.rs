@@ -111,7 +111,10 @@ impl Spool {
         config: SpoolConfig,
     ) {
         let outcome = async {
-            tokio::fs::create_dir_all(&self.dir)
+            tokio::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
                 .await
                 .map_err(|e| spool_error(&e))?;
             let mut current: Option<OpenChunk> = None;
@@ -326,7 +329,13 @@ impl OpenChunk {
         writer: &ChunkWriter,
     ) -> Result<Self, QueryError> {
         let path = dir.join(format!("{n}.arrows"));
-        let file = tokio::fs::File::create(&path)
+        // Results are the principal's data: the owner alone may read them.
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
             .await
             .map_err(|e| spool_error(&e))?;
         let mut chunk = Self {

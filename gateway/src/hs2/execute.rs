@@ -140,6 +140,21 @@ impl Hs2 {
         row_limit: Option<i64>,
         work: BoxFuture<'static, Result<(SchemaRef, ArrowRows), QueryError>>,
     ) -> Result<Arc<Operation>, QueryError> {
+        let held = self
+            .operations()
+            .values()
+            .filter(|o| o.owner == session.owner)
+            .count();
+        if held >= self.config.max_operations_per_principal {
+            return Err(QueryError::new(
+                ErrorKind::QuotaExceeded,
+                format!(
+                    "{} holds {held} open operations, as many as a principal may ([limits] \
+                     max_operations): close the ones you no longer read",
+                    session.session.principal.name
+                ),
+            ));
+        }
         if session.operations.load(Ordering::Relaxed) >= self.config.max_operations_per_session {
             return Err(QueryError::new(
                 ErrorKind::ResourcesExhausted,

@@ -62,8 +62,13 @@ pub struct Hs2Config {
     pub direct_wait: Duration,
     pub session_idle: Duration,
     pub operation_idle: Duration,
+    /// Sessions open at once, all principals together.
     pub max_sessions: usize,
     pub max_operations_per_session: usize,
+    /// Sessions one principal may hold open (`[limits] max_sessions`).
+    pub max_sessions_per_principal: usize,
+    /// Operations one principal may hold open (`[limits] max_operations`).
+    pub max_operations_per_principal: usize,
 }
 
 impl Default for Hs2Config {
@@ -81,8 +86,10 @@ impl Default for Hs2Config {
             direct_wait: Duration::from_secs(1),
             session_idle: Duration::from_secs(3600),
             operation_idle: Duration::from_secs(600),
-            max_sessions: 10_000,
+            max_sessions: 100_000,
             max_operations_per_session: 1_000,
+            max_sessions_per_principal: 200,
+            max_operations_per_principal: 1_000,
         }
     }
 }
@@ -158,7 +165,7 @@ impl IntoResponse for Reply {
     }
 }
 
-fn http_error(status: StatusCode, message: &str) -> Reply {
+pub fn http_error(status: StatusCode, message: &str) -> Reply {
     Reply {
         status,
         body: Vec::new(),
@@ -240,8 +247,15 @@ impl Hs2 {
         self.operations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Answer one POST to `/sql/1.0/warehouses/<warehouse>`.
-    pub async fn call(&self, warehouse: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
+    /// Answer one POST to `/sql/1.0/warehouses/<warehouse>` of a signed-in principal
+    /// (`login`: the body is read only once the token is good).
+    pub async fn call(
+        &self,
+        warehouse: &str,
+        headers: &HeaderMap,
+        login: Session,
+        body: &[u8],
+    ) -> Reply {
         let mut reader = Reader::new(body);
         let header = match reader.message_header() {
             Ok(header) => header,
@@ -272,8 +286,7 @@ impl Hs2 {
                 ))
             }
         };
-        // Unknown methods (impyla's GetLog, CloseImpalaOperation, …) are refused before the
-        // token is looked at, so clients fall back without a round trip to the IdP.
+        // Unknown methods (impyla's GetLog, CloseImpalaOperation, …): clients fall back.
         if !KNOWN_METHODS.contains(&name) {
             return thrift_reply(thrift::application_exception(
                 name,
@@ -282,17 +295,6 @@ impl Hs2 {
                 &format!("Invalid method name: '{name}'"),
             ));
         }
-        let login = match crate::http::bearer_login(self.handler.as_ref(), headers, warehouse).await
-        {
-            Ok(session) => session,
-            Err(refused) => {
-                let mut reply = http_error(refused.status, &refused.message);
-                if let Some(challenge) = refused.challenge {
-                    reply.headers.push(("www-authenticate", challenge));
-                }
-                return reply;
-            }
-        };
         let base = self.base_url(headers);
         let req = request(&args);
         let body = match name {
@@ -394,21 +396,39 @@ impl Hs2 {
         }
         let handle = Handle::random();
         {
+            let owner = owner(&session);
             let mut sessions = self.sessions();
-            if sessions.len() >= self.config.max_sessions {
+            let held = |sessions: &HashMap<[u8; 16], Arc<Hs2Session>>| {
+                sessions.values().filter(|s| s.owner == owner).count()
+            };
+            if sessions.len() >= self.config.max_sessions
+                || held(&sessions) >= self.config.max_sessions_per_principal
+            {
                 sessions.retain(|_, s| s.idle() < self.config.session_idle);
-                if sessions.len() >= self.config.max_sessions {
-                    return refuse(error_status(&QueryError::new(
-                        ErrorKind::ResourcesExhausted,
-                        "too many open sessions: close sessions you no longer use",
-                    )));
-                }
+            }
+            // One principal's sessions never crowd out another's.
+            let held = held(&sessions);
+            if held >= self.config.max_sessions_per_principal {
+                return refuse(error_status(&QueryError::new(
+                    ErrorKind::QuotaExceeded,
+                    format!(
+                        "{} holds {held} open sessions, as many as a principal may ([limits] \
+                         max_sessions): close sessions you no longer use",
+                        session.principal.name
+                    ),
+                )));
+            }
+            if sessions.len() >= self.config.max_sessions {
+                return refuse(error_status(&QueryError::new(
+                    ErrorKind::ResourcesExhausted,
+                    "too many open sessions on this server: try again shortly",
+                )));
             }
             sessions.insert(
                 handle.guid,
                 Arc::new(Hs2Session {
                     handle,
-                    owner: owner(&session),
+                    owner,
                     protocol: version,
                     session,
                     operations: AtomicUsize::new(0),

@@ -40,6 +40,11 @@ const VERSION_MASK: u32 = 0xffff_0000;
 /// Deepest struct/container nesting a request may have (TCLIService needs about 6).
 const MAX_DEPTH: usize = 32;
 
+/// Most values one request may decode into. A value takes tens of bytes in memory but may
+/// take one on the wire (a list of booleans), so the count, not the body's size, bounds
+/// what a request costs.
+const MAX_VALUES: usize = 100_000;
+
 /// `TApplicationException` types.
 pub mod app_error {
     pub const UNKNOWN_METHOD: i32 = 1;
@@ -62,6 +67,8 @@ pub enum DecodeError {
     TooDeep,
     #[error("a Thrift string is not UTF-8")]
     NotUtf8,
+    #[error("the Thrift message holds more than {MAX_VALUES} values")]
+    TooMany,
 }
 
 /// A decoded Thrift value.
@@ -164,11 +171,17 @@ pub struct MessageHeader {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Values decoded so far (at most [`MAX_VALUES`]).
+    values: usize,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self {
+            buf,
+            pos: 0,
+            values: 0,
+        }
     }
 
     fn remaining(&self) -> usize {
@@ -258,6 +271,10 @@ impl<'a> Reader<'a> {
     fn value(&mut self, kind: u8, depth: usize) -> Result<Value, DecodeError> {
         if depth > MAX_DEPTH {
             return Err(DecodeError::TooDeep);
+        }
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(DecodeError::TooMany);
         }
         Ok(match kind {
             ttype::BOOL => Value::Bool(self.u8()? != 0),

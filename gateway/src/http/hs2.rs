@@ -33,6 +33,18 @@ pub(super) async fn thrift_default(
 }
 
 async fn call(app: &AppState, warehouse: &str, headers: &HeaderMap, body: Body) -> Response {
+    // The token first: nothing of the body is read (or kept) for a caller who is not
+    // signed in.
+    let login = match crate::http::bearer_login(app.handler.as_ref(), headers, warehouse).await {
+        Ok(session) => session,
+        Err(refused) => {
+            let mut reply = crate::hs2::http_error(refused.status, &refused.message);
+            if let Some(challenge) = refused.challenge {
+                reply.headers.push(("www-authenticate", challenge));
+            }
+            return reply.into_response();
+        }
+    };
     let limit = app.hs2.max_request_bytes();
     let too_large = || {
         Reply {
@@ -58,7 +70,7 @@ async fn call(app: &AppState, warehouse: &str, headers: &HeaderMap, body: Body) 
         Err(_) => return too_large(),
     };
     app.hs2
-        .call(warehouse, headers, &body)
+        .call(warehouse, headers, login, &body)
         .await
         .into_response()
 }

@@ -5,6 +5,7 @@
 //! with `WWW-Authenticate: Bearer` (RFC 6750) otherwise.
 
 mod hs2;
+pub mod serve;
 pub mod statements;
 mod ui;
 
@@ -33,10 +34,16 @@ pub struct AppState {
     pub statements: Arc<statements::Statements>,
     /// Whether the listener speaks TLS (cookies are then `Secure`).
     pub tls: bool,
+    /// Tokens in clear text are refused: a listener off loopback without TLS (unless
+    /// `allow_insecure_password`).
+    pub refuse_plain: bool,
+    /// The admin page's sign-ins.
+    pub ui_sessions: Arc<ui::UiSessions>,
 }
 
 /// Routes served on `--http-addr`.
 pub fn router(state: AppState) -> Router {
+    let guard = axum::middleware::from_fn_with_state(state.clone(), plain_text_guard);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -81,7 +88,32 @@ pub fn router(state: AppState) -> Router {
             "/api/2.0/sql/statements/{id}/result/chunks/{n}/download",
             get(statements::download),
         )
+        .layer(guard)
         .with_state(state)
+}
+
+/// Routes that take no credentials: answered even where tokens in clear text are refused.
+const OPEN_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// On a listener that is off loopback and has no TLS, everything that takes a credential
+/// (a bearer token, the admin page, the token exchange, signed result links) is refused,
+/// as pg and Flight SQL refuse tokens there: whoever is on the network path would read them.
+async fn plain_text_guard(
+    State(app): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.refuse_plain && !OPEN_ROUTES.contains(&request.uri().path()) {
+        let message = "this server accepts credentials only over TLS (https): start it with \
+                       --tls-cert/--tls-key or --tls-self-signed, or listen on loopback";
+        return (
+            StatusCode::FORBIDDEN,
+            [(crate::hs2::ERROR_HEADER, message)],
+            Json(json!({ "error_code": "PERMISSION_DENIED", "message": message })),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// For a load balancer: 200 while this gateway takes new statements (the default warehouse
@@ -350,11 +382,29 @@ async fn metrics(State(app): State<AppState>) -> Response {
 /// 200 once every listener is up (this one answering means they are: they bind before the
 /// server starts serving) and the default warehouse can take queries (a worker is ready,
 /// or it cold-starts one); 503 otherwise. The body lists every warehouse.
-async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+async fn healthz(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<serde_json::Value>) {
     let ready = app
         .warehouses
         .default_warehouse()
         .is_some_and(|w| w.is_ready());
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let status = if ready { "ok" } else { "starting" };
+    // The details (workers' pids and addresses, counters) are for operators: a bearer
+    // token with the MONITOR privilege.
+    let monitor = headers.contains_key(header::AUTHORIZATION)
+        && bearer_login(app.handler.as_ref(), &headers, "")
+            .await
+            .is_ok_and(|s| s.access.monitors());
+    if !monitor {
+        return (code, Json(json!({ "status": status })));
+    }
     let (hs2_sessions, hs2_operations) = app.hs2.counts();
     let warehouses: Vec<serde_json::Value> = app
         .warehouses
@@ -381,7 +431,7 @@ async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::V
     let stats = &app.cache.stats;
     let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let body = json!({
-        "status": if ready { "ok" } else { "starting" },
+        "status": status,
         "hs2": { "sessions": hs2_sessions, "operations": hs2_operations },
         "cache": {
             "entries": entries,
@@ -397,14 +447,7 @@ async fn healthz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::V
         },
         "warehouses": warehouses,
     });
-    (
-        if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        Json(body),
-    )
+    (code, Json(body))
 }
 
 /// Who the bearer token stands for, as sluice sees it.

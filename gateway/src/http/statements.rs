@@ -11,9 +11,11 @@
 //! ```
 //!
 //! Results are cut into chunks as they arrive: INLINE chunks are JSON arrays of strings held
-//! in memory (the result may be at most `byte_limit`, default 25 MiB), EXTERNAL_LINKS chunks
-//! are files under `<data-dir>/statements` (Arrow IPC stream, CSV or JSON) fetched by signed
-//! links that expire. Only the principal that ran a statement may see it. Finished
+//! in memory as their JSON text (the result may be at most `byte_limit`, default 25 MiB;
+//! all of one principal's kept INLINE results at most `[limits] max_stored_results_size`),
+//! EXTERNAL_LINKS chunks are files under `<data-dir>/statements` (Arrow IPC stream, CSV or
+//! JSON) fetched by signed links that expire. Only the principal that ran a statement may
+//! see it; one principal holds at most `[limits] max_operations` statements. Finished
 //! statements are kept for [`KEEP_FINISHED`], then closed.
 
 use std::collections::HashMap;
@@ -21,7 +23,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -43,8 +44,9 @@ use crate::hs2::cloudfetch::{ChunkRef, Signer};
 
 /// A finished statement's result is kept this long.
 const KEEP_FINISHED: Duration = Duration::from_secs(3600);
-/// Statements kept at once per gateway (the oldest finished ones go first).
-const MAX_STATEMENTS: usize = 1000;
+/// Statements kept at once per gateway, all principals together (the oldest finished
+/// ones go first; each principal has its own quota below this).
+const MAX_STATEMENTS: usize = 100_000;
 /// INLINE results: at most this much, unless `byte_limit` says less.
 const INLINE_LIMIT: u64 = 25 * 1024 * 1024;
 /// EXTERNAL_LINKS results: at most this much.
@@ -134,8 +136,49 @@ impl State_ {
 }
 
 enum ChunkData {
-    Inline(Vec<Value>),
+    /// The chunk's rows as one JSON array, in text: a parsed tree would take several
+    /// times its text in memory.
+    Inline(String),
     File(PathBuf),
+}
+
+type Owner = (String, String);
+
+/// The INLINE result bytes each principal has kept, against `[limits]
+/// max_stored_results_size`.
+struct Budget {
+    limit: u64,
+    held: Mutex<HashMap<Owner, u64>>,
+}
+
+impl Budget {
+    fn reserve(&self, owner: &Owner, bytes: u64) -> Result<(), QueryError> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let now = held.get(owner).copied().unwrap_or(0);
+        if now.saturating_add(bytes) > self.limit {
+            return Err(QueryError::new(
+                ErrorKind::QuotaExceeded,
+                format!(
+                    "the results kept for this principal would exceed {} bytes ([limits] \
+                     max_stored_results_size): close statements whose results you have read \
+                     (DELETE /api/2.0/sql/statements/{{id}}), or use EXTERNAL_LINKS",
+                    self.limit
+                ),
+            ));
+        }
+        held.insert(owner.clone(), now + bytes);
+        Ok(())
+    }
+
+    fn release(&self, owner: &Owner, bytes: u64) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(now) = held.get_mut(owner) {
+            *now = now.saturating_sub(bytes);
+            if *now == 0 {
+                held.remove(owner);
+            }
+        }
+    }
 }
 
 struct Chunk {
@@ -157,7 +200,10 @@ struct ResultSet {
 
 struct Statement {
     id: String,
-    owner: (String, String),
+    owner: Owner,
+    /// INLINE bytes this statement holds of its owner's budget.
+    kept: std::sync::atomic::AtomicU64,
+    budget: Arc<Budget>,
     format: Format,
     external: bool,
     state: watch::Sender<State_>,
@@ -190,8 +236,15 @@ impl Statement {
     fn close(&self) {
         self.cancel.cancel();
         self.set(State_::Closed);
+        self.discard();
+    }
+
+    /// Drop what the result holds (a statement closed, failed or cancelled has none).
+    fn discard(&self) {
         let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
         result.chunks.clear();
+        let kept = self.kept.swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.budget.release(&self.owner, kept);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -202,10 +255,15 @@ pub struct Statements {
     signer: Signer,
     dir: PathBuf,
     tls: bool,
+    budget: Arc<Budget>,
+    /// Statements one principal may hold (`[limits] max_operations`).
+    per_principal: usize,
+    /// Longest request body: a statement and its parameters.
+    max_request_bytes: usize,
 }
 
 impl Statements {
-    pub fn new(data_dir: &std::path::Path, tls: bool) -> Arc<Self> {
+    pub fn new(data_dir: &std::path::Path, tls: bool, limits: &crate::limits::Limits) -> Arc<Self> {
         let dir = data_dir.join("statements");
         // Files of a previous run are of statements nobody can reach now.
         let _ = std::fs::remove_dir_all(&dir);
@@ -214,6 +272,12 @@ impl Statements {
             signer: Signer::new(),
             dir,
             tls,
+            budget: Arc::new(Budget {
+                limit: limits.max_stored_result_bytes,
+                held: Mutex::default(),
+            }),
+            per_principal: limits.max_operations,
+            max_request_bytes: limits.statement.max_statement_bytes + (1 << 20),
         })
     }
 
@@ -260,7 +324,9 @@ fn bad_request(message: impl Into<String>) -> Response {
 fn error_code(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Cancelled => "CANCELLED",
-        ErrorKind::QueueFull | ErrorKind::ResourcesExhausted => "RESOURCE_EXHAUSTED",
+        ErrorKind::QueueFull | ErrorKind::ResourcesExhausted | ErrorKind::QuotaExceeded => {
+            "RESOURCE_EXHAUSTED"
+        }
         ErrorKind::Unavailable | ErrorKind::WorkerLost => "TEMPORARILY_UNAVAILABLE",
         ErrorKind::Internal => "INTERNAL_ERROR",
         ErrorKind::DataUnreadable => "IO_ERROR",
@@ -300,8 +366,26 @@ fn parse_wait(value: Option<&str>) -> Result<Duration, String> {
 pub(super) async fn execute(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // The token first: the body is read only for a signed-in principal, and only so much.
+    let mut session = match super::bearer_session(app.handler.as_ref(), &headers, "").await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let body = match axum::body::to_bytes(body, app.statements.max_request_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "INVALID_PARAMETER_VALUE",
+                format!(
+                    "the request is larger than {} bytes",
+                    app.statements.max_request_bytes
+                ),
+            )
+        }
+    };
     let request: ExecuteRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -370,11 +454,6 @@ pub(super) async fn execute(
     if let Err(e) = app.warehouses.named(&request.warehouse_id) {
         return error(StatusCode::NOT_FOUND, "NOT_FOUND", e.message);
     }
-    let mut session =
-        match super::bearer_session(app.handler.as_ref(), &headers, &request.warehouse_id).await {
-            Ok(s) => s,
-            Err(refused) => return refused,
-        };
     session.protocol = "rest";
     session.warehouse = request.warehouse_id.clone();
     if let Some(schema) = &request.schema {
@@ -400,15 +479,35 @@ pub(super) async fn execute(
 
     let statements = &app.statements;
     statements.sweep();
+    let owner = (
+        session.principal.id.clone(),
+        session.principal.issuer.clone(),
+    );
+    // One principal's statements never crowd out another's.
+    let held = statements
+        .lock()
+        .values()
+        .filter(|s| s.owner == owner)
+        .count();
+    if held >= statements.per_principal {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            error_code(ErrorKind::QuotaExceeded),
+            format!(
+                "{} holds {held} statements, as many as a principal may ([limits] \
+                 max_operations): close the ones you have read",
+                session.principal.name
+            ),
+        );
+    }
     let id = format!("{:032x}", rand::random::<u128>());
     let dir = statements.dir.join(&id);
     let (state, _) = watch::channel(State_::Pending);
     let statement = Arc::new(Statement {
         id: id.clone(),
-        owner: (
-            session.principal.id.clone(),
-            session.principal.issuer.clone(),
-        ),
+        owner,
+        kept: std::sync::atomic::AtomicU64::new(0),
+        budget: statements.budget.clone(),
         format,
         external,
         state,
@@ -443,6 +542,9 @@ pub(super) async fn execute(
                 Err(None) => statement.set(State_::Canceled),
                 Err(Some(e)) if e.kind == ErrorKind::Cancelled => statement.set(State_::Canceled),
                 Err(Some(e)) => statement.set(State_::Failed(e)),
+            }
+            if statement.state() != State_::Succeeded {
+                statement.discard();
             }
         });
     }
@@ -552,7 +654,7 @@ impl<'a> Collector<'a> {
             .unwrap_or_else(|e| e.into_inner())
             .columns = columns;
         if statement.external {
-            std::fs::create_dir_all(&statement.dir)
+            crate::server::private_dir(&statement.dir)
                 .map_err(|e| QueryError::internal(format!("creating the result directory: {e}")))?;
         }
         Ok(Self {
@@ -663,7 +765,7 @@ impl<'a> Collector<'a> {
             |e: std::io::Error| QueryError::internal(format!("writing a result chunk: {e}"));
         let (data, byte_count) = if self.statement.external {
             let path = self.statement.dir.join(format!("chunk-{index}"));
-            let file = std::fs::File::create(&path).map_err(write)?;
+            let file = crate::server::private_file(&path).map_err(write)?;
             let mut out = std::io::BufWriter::new(file);
             match self.statement.format {
                 Format::ArrowStream => {
@@ -715,7 +817,15 @@ impl<'a> Collector<'a> {
             let size = std::fs::metadata(&path).map_err(write)?.len();
             (ChunkData::File(path), size)
         } else {
-            (ChunkData::Inline(rows), self.pending_bytes)
+            let text = serde_json::to_string(&rows)
+                .map_err(|e| QueryError::internal(format!("a result chunk: {e}")))?;
+            let size = text.len() as u64;
+            let statement = self.statement;
+            statement.budget.reserve(&statement.owner, size)?;
+            statement
+                .kept
+                .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            (ChunkData::Inline(text), size)
         };
         self.chunks.push(Chunk {
             index,
@@ -864,7 +974,7 @@ fn chunk_body(
     let next = (chunk.index + 1 < result.chunks.len()).then_some(chunk.index + 1);
     match &chunk.data {
         ChunkData::Inline(rows) => {
-            body["data_array"] = Value::Array(rows.clone());
+            body["data_array"] = serde_json::from_str(rows).unwrap_or(Value::Array(Vec::new()));
             if let Some(n) = next {
                 body["next_chunk_index"] = json!(n);
                 body["next_chunk_internal_link"] = json!(format!(

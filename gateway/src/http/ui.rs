@@ -1,8 +1,10 @@
 //! The admin page at `/ui`: server-rendered HTML (no scripts fetched from anywhere; one
 //! small inline script refreshes the running list). Sign-in takes a token (the dev token,
-//! an Entra access token) and keeps it in an HttpOnly, SameSite=Strict cookie scoped to
-//! `/ui`; every request checks it again and needs the `MONITOR` privilege. Forms post
-//! back to `/ui/…`; a post whose `Origin` is another site is refused.
+//! an Entra access token), keeps it in the gateway and gives the browser a random session
+//! id in an HttpOnly, SameSite=Strict cookie scoped to `/ui` (the token itself never goes
+//! back to the browser); every request checks the token again and needs the `MONITOR`
+//! privilege. A sign-in lasts [`UI_SESSION_TTL`] at most. Forms post back to `/ui/…`; a
+//! post whose `Origin` is another site is refused.
 //!
 //! ```text
 //!  /ui                 warehouses (workers, queue), running statements (cancel), cache
@@ -24,6 +26,51 @@ use super::{form, AppState};
 use crate::session::Session;
 
 const COOKIE: &str = "sluice_ui";
+
+/// Longest an admin page sign-in lasts.
+pub const UI_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+
+/// Admin page sign-ins kept at once (the oldest goes first).
+const MAX_UI_SESSIONS: usize = 1024;
+
+/// The admin page's sign-ins: session id (the cookie) → the token it signed in with.
+#[derive(Default)]
+pub struct UiSessions(std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>);
+
+impl UiSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, std::time::Instant)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new sign-in: its session id.
+    fn open(&self, token: String) -> String {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let mut sessions = self.lock();
+        sessions.retain(|_, (_, at)| at.elapsed() < UI_SESSION_TTL);
+        if sessions.len() >= MAX_UI_SESSIONS {
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(id, _)| id.clone())
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(id.clone(), (token, std::time::Instant::now()));
+        id
+    }
+
+    /// The token a live session id signed in with.
+    fn token(&self, id: &str) -> Option<String> {
+        let sessions = self.lock();
+        let (token, at) = sessions.get(id)?;
+        (at.elapsed() < UI_SESSION_TTL).then(|| token.clone())
+    }
+
+    fn close(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
 
 const STYLE: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
@@ -93,7 +140,7 @@ fn login_page(status: StatusCode, message: &str) -> Response {
     (status, Html(page("Sign in", None, &body))).into_response()
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+fn cookie_session(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -107,7 +154,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 /// The signed-in operator, or the page to answer with instead.
 async fn operator(app: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
-    let Some(token) = cookie_token(headers) else {
+    let Some(token) = cookie_session(headers).and_then(|id| app.ui_sessions.token(&id)) else {
         return Err(login_page(StatusCode::OK, ""));
     };
     let session = app
@@ -190,13 +237,17 @@ pub(super) async fn login(
     }
     tracing::info!(principal = %session.principal.name, "admin page sign-in");
     let secure = if app.tls { "; Secure" } else { "" };
+    let id = app.ui_sessions.open(token);
+    let max_age = UI_SESSION_TTL.as_secs();
     (
         StatusCode::SEE_OTHER,
         [
             (header::LOCATION, "/ui".to_string()),
             (
                 header::SET_COOKIE,
-                format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict{secure}"),
+                format!(
+                    "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+                ),
             ),
         ],
     )
@@ -204,7 +255,10 @@ pub(super) async fn login(
 }
 
 /// `POST /ui/logout`.
-pub(super) async fn logout() -> Response {
+pub(super) async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_session(&headers) {
+        app.ui_sessions.close(&id);
+    }
     (
         StatusCode::SEE_OTHER,
         [

@@ -3,6 +3,7 @@
 //! Authentication: the server asks for a cleartext password and the client sends its
 //! token (an Entra ID token or a static/dev token) as that password.
 
+pub mod connection;
 pub mod encode;
 pub mod params;
 

@@ -1,0 +1,537 @@
+//! One pg connection: TLS negotiation, then pgwire's message dispatch, with a guard under
+//! the codec that bounds what a client's messages may cost.
+//!
+//! pgwire decodes a message only once it holds all of it, and allows a Query, Parse or Bind
+//! of up to 1 GiB but a password message of only 10,000 bytes (beyond it the connection
+//! closes with no word). The [`Guard`] reads the byte stream under the codec and, message
+//! by message:
+//!
+//! ```text
+//!  password ≤ 10,000 bytes, other messages within their limit ──► passed through
+//!  password ≤ 64 KiB (an Entra token with many groups) ──► kept aside; pgwire gets a stub
+//!                                                          and the loop swaps it back
+//!  over its limit ──► skipped as it streams (never buffered); pgwire gets a stub of the
+//!                     same type and the loop answers 08P01/54000, then goes on (or
+//!                     closes, when the message was a password)
+//! ```
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use futures::{SinkExt, StreamExt};
+use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::startup::PasswordMessageFamily;
+use pgwire::messages::PgWireFrontendMessage;
+use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
+
+use super::PgFrontend;
+
+/// Longest a client may take from connecting to being signed in.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest password message pgwire decodes itself.
+const PGWIRE_PASSWORD_LIMIT: usize = 10_000;
+
+/// Largest password message (an access token, NUL-terminated): Entra tokens with many
+/// groups take 10–12 KB.
+pub const MAX_PASSWORD_MESSAGE: usize = 64 << 10;
+
+/// What one message of each kind may weigh (its body, without type and length).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimits {
+    /// Query and Parse: a statement's text, and a little.
+    pub statement: usize,
+    /// Bind: the parameter values of one execution.
+    pub bind: usize,
+    /// Every other message (they are small by nature).
+    pub other: usize,
+}
+
+impl MessageLimits {
+    pub fn new(max_statement_bytes: usize) -> Self {
+        Self {
+            statement: max_statement_bytes + (64 << 10),
+            bind: 16 << 20,
+            other: 1 << 20,
+        }
+    }
+
+    fn of(&self, kind: u8) -> usize {
+        match kind {
+            b'p' => MAX_PASSWORD_MESSAGE,
+            b'Q' | b'P' => self.statement,
+            b'B' => self.bind,
+            _ => self.other,
+        }
+    }
+}
+
+/// What the guard did that the connection loop must act on.
+#[derive(Debug)]
+enum Event {
+    /// A password message too long for pgwire: its body, to put back in place of the stub.
+    LongPassword(BytesMut),
+    /// A message over its limit was skipped; a stub of its type stands in for it.
+    TooLong {
+        kind: u8,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+type Events = Arc<Mutex<VecDeque<Event>>>;
+
+/// Where the guard is in the client's byte stream.
+#[derive(Debug)]
+enum Step {
+    /// Before an untyped message (the startup message, SSLRequest, GSSENCRequest: length,
+    /// then code).
+    Startup,
+    /// Before a typed message's header.
+    Header,
+    /// Inside a message that goes to the codec as it is; then another untyped message
+    /// (after SSLRequest/GSSENCRequest) or typed ones.
+    Pass { left: usize, untyped_next: bool },
+    /// Inside a message that is kept aside (a long password).
+    Keep(usize, BytesMut),
+    /// Inside a message that is dropped (over its limit).
+    Skip(usize),
+}
+
+/// The byte stream under pgwire's codec, message limits applied (see the module doc).
+pub struct Guard<S> {
+    inner: S,
+    limits: MessageLimits,
+    step: Step,
+    /// Bytes read from the client, not yet sorted.
+    input: BytesMut,
+    /// Bytes for the codec.
+    output: BytesMut,
+    events: Events,
+}
+
+impl<S> Guard<S> {
+    fn new(inner: S, limits: MessageLimits, already_read: BytesMut, events: Events) -> Self {
+        Self {
+            inner,
+            limits,
+            step: Step::Startup,
+            input: already_read,
+            output: BytesMut::new(),
+            events,
+        }
+    }
+
+    fn event(&self, event: Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(event);
+    }
+
+    /// Sort what has been read into output, as far as the input goes.
+    fn sort(&mut self) -> io::Result<()> {
+        loop {
+            match &mut self.step {
+                Step::Startup => {
+                    if self.input.len() < 8 {
+                        return Ok(());
+                    }
+                    let length = i32::from_be_bytes([
+                        self.input[0],
+                        self.input[1],
+                        self.input[2],
+                        self.input[3],
+                    ]);
+                    let code = i32::from_be_bytes([
+                        self.input[4],
+                        self.input[5],
+                        self.input[6],
+                        self.input[7],
+                    ]);
+                    // pgwire refuses a bad length itself (at most 10,000 bytes).
+                    let length = usize::try_from(length).unwrap_or(0).max(8);
+                    // SSLRequest and GSSENCRequest are followed by another untyped message.
+                    const SSL_REQUEST: i32 = 80_877_103;
+                    const GSSENC_REQUEST: i32 = 80_877_104;
+                    self.step = Step::Pass {
+                        left: length,
+                        untyped_next: code == SSL_REQUEST || code == GSSENC_REQUEST,
+                    };
+                }
+                Step::Header => {
+                    if self.input.len() < 5 {
+                        return Ok(());
+                    }
+                    let kind = self.input[0];
+                    let length = i32::from_be_bytes([
+                        self.input[1],
+                        self.input[2],
+                        self.input[3],
+                        self.input[4],
+                    ]);
+                    let body = usize::try_from(length)
+                        .ok()
+                        .and_then(|l| l.checked_sub(4))
+                        .ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidData, "a negative message length")
+                        })?;
+                    let limit = self.limits.of(kind);
+                    if body > limit {
+                        self.input.advance(5);
+                        self.event(Event::TooLong {
+                            kind,
+                            bytes: body,
+                            limit,
+                        });
+                        stub(kind, &mut self.output);
+                        self.step = Step::Skip(body);
+                    } else if kind == b'p' && body > PGWIRE_PASSWORD_LIMIT {
+                        self.input.advance(5);
+                        self.step = Step::Keep(body, BytesMut::with_capacity(body));
+                    } else {
+                        self.step = Step::Pass {
+                            left: 5 + body,
+                            untyped_next: false,
+                        };
+                    }
+                }
+                Step::Pass { left, untyped_next } => {
+                    if *left == 0 {
+                        self.step = if *untyped_next {
+                            Step::Startup
+                        } else {
+                            Step::Header
+                        };
+                        continue;
+                    }
+                    if self.input.is_empty() {
+                        return Ok(());
+                    }
+                    let n = (*left).min(self.input.len());
+                    *left -= n;
+                    let bytes = self.input.split_to(n);
+                    self.output.extend_from_slice(&bytes);
+                }
+                Step::Skip(left) => {
+                    if *left == 0 {
+                        self.step = Step::Header;
+                        continue;
+                    }
+                    if self.input.is_empty() {
+                        return Ok(());
+                    }
+                    let n = (*left).min(self.input.len());
+                    *left -= n;
+                    self.input.advance(n);
+                }
+                Step::Keep(left, kept) => {
+                    let n = (*left).min(self.input.len());
+                    kept.extend_from_slice(&self.input.split_to(n));
+                    *left -= n;
+                    if *left > 0 {
+                        return Ok(());
+                    }
+                    let kept = std::mem::take(kept);
+                    self.event(Event::LongPassword(kept));
+                    stub(b'p', &mut self.output);
+                    self.step = Step::Header;
+                }
+            }
+        }
+    }
+}
+
+/// A message of `kind` with an empty (but well-formed) body, standing in for one the
+/// guard took out of the stream.
+fn stub(kind: u8, out: &mut BytesMut) {
+    let body: &[u8] = match kind {
+        // Query: an empty string.
+        b'Q' | b'p' => b"\0",
+        // Parse: no name, no text, no parameter types.
+        b'P' => b"\0\0\0\0",
+        // Bind: no portal, no statement, no formats, no values, no result formats.
+        b'B' => b"\0\0\0\0\0\0\0\0",
+        // Describe / Close: a portal with no name.
+        b'D' | b'C' => b"P\0",
+        // Execute: the unnamed portal, no row limit.
+        b'E' => b"\0\0\0\0\0",
+        _ => b"",
+    };
+    out.put_u8(kind);
+    out.put_i32(4 + body.len() as i32);
+    out.extend_from_slice(body);
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            // What was read before (by the TLS negotiation, or past the last message).
+            this.sort()?;
+            if !this.output.is_empty() {
+                let n = this.output.len().min(buf.remaining());
+                buf.put_slice(&this.output.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    if read.filled().is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.input.extend_from_slice(read.filled());
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serve one pg connection until the client goes (or breaks the protocol).
+pub async fn serve(
+    socket: TcpStream,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    frontend: Arc<PgFrontend>,
+    limits: MessageLimits,
+) -> io::Result<()> {
+    let startup = tokio::time::sleep(STARTUP_TIMEOUT);
+    tokio::pin!(startup);
+    let negotiated = tokio::select! {
+        _ = &mut startup => return Ok(()),
+        negotiated = negotiate_tls(socket, tls) => negotiated?,
+    };
+    // A client that sent direct TLS where there is none.
+    let Some(negotiated) = negotiated else {
+        return Ok(());
+    };
+    // The guard goes under the codec; what the negotiation already read goes through it.
+    let parts = negotiated.into_parts();
+    let events = Events::default();
+    let guard = Guard::new(parts.io, limits, parts.read_buf, events.clone());
+    let mut guarded = FramedParts::new(guard, parts.codec);
+    guarded.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(guarded);
+    socket.set_state(PgWireConnectionState::AwaitingStartup);
+
+    let startup_handler = frontend.startup_handler();
+    let simple = frontend.simple_query_handler();
+    let extended = frontend.extended_query_handler();
+    let copy = frontend.copy_handler();
+    let cancel = frontend.cancel_handler();
+    let take_event = || events.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    loop {
+        let signing_in = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        let message = if signing_in {
+            tokio::select! {
+                _ = &mut startup => None,
+                message = socket.next() => message,
+            }
+        } else {
+            socket.next().await
+        };
+        let message = match message {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                // A message pgwire could not decode: say so before closing.
+                let error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "08P01".into(),
+                    format!("invalid message from the client: {e}"),
+                )));
+                let _ = process_error(&mut socket, error, false).await;
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let is_extended = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        let message = match take_event() {
+            None => message,
+            Some(Event::LongPassword(body)) => match message {
+                PgWireFrontendMessage::PasswordMessageFamily(_) => {
+                    PgWireFrontendMessage::PasswordMessageFamily(PasswordMessageFamily::Raw(body))
+                }
+                other => other,
+            },
+            Some(Event::TooLong { kind, bytes, limit }) => {
+                let password = kind == b'p';
+                // The statement's code is the one the planner gives a long statement.
+                let (severity, code, what) = match kind {
+                    b'p' => ("FATAL", "08P01", "password message"),
+                    b'Q' | b'P' => ("ERROR", "54001", "statement"),
+                    b'B' => ("ERROR", "54000", "Bind message (its parameter values)"),
+                    _ => ("FATAL", "08P01", "message"),
+                };
+                let error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                    severity.into(),
+                    code.into(),
+                    format!("{what} is too long: {bytes} bytes (at most {limit})"),
+                )));
+                process_error(&mut socket, error, is_extended).await?;
+                if password || severity == "FATAL" {
+                    let _ = socket.close().await;
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        if let Err(e) = process_message(
+            message,
+            &mut socket,
+            startup_handler.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
+            let fatal = e.is_fatal();
+            process_error(&mut socket, e, is_extended).await?;
+            if fatal {
+                return Ok(());
+            }
+        }
+        if is_cancel {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guard over a byte stream: what the codec reads, and the events.
+    fn guarded(input: &[u8], limits: MessageLimits) -> (Vec<u8>, Vec<Event>) {
+        let events = Events::default();
+        let mut guard = Guard::new(
+            tokio::io::empty(),
+            limits,
+            BytesMut::from(input),
+            events.clone(),
+        );
+        guard.sort().expect("sorts");
+        let out = guard.output.to_vec();
+        let events = events.lock().expect("events").drain(..).collect();
+        (out, events)
+    }
+
+    fn startup() -> Vec<u8> {
+        let body = b"\x00\x03\x00\x00user\0me\0\0";
+        let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn typed(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn messages_within_limits_pass_unchanged() {
+        let mut input = startup();
+        input.extend(typed(b'p', b"short-token\0"));
+        input.extend(typed(b'Q', b"select 1\0"));
+        let (out, events) = guarded(&input, MessageLimits::new(1 << 20));
+        assert_eq!(out, input);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn a_long_password_is_kept_aside_and_a_huge_one_refused() {
+        let token = vec![b'x'; 12_000];
+        let mut body = token.clone();
+        body.push(0);
+        let mut input = startup();
+        input.extend(typed(b'p', &body));
+        let (out, events) = guarded(&input, MessageLimits::new(1 << 20));
+        assert_eq!(out[..startup().len()], startup()[..]);
+        assert_eq!(out[startup().len()..], typed(b'p', b"\0")[..]);
+        assert!(matches!(&events[..], [Event::LongPassword(b)] if b[..] == body[..]));
+
+        let mut input = startup();
+        input.extend(typed(b'p', &vec![b'y'; MAX_PASSWORD_MESSAGE + 1]));
+        let (_, events) = guarded(&input, MessageLimits::new(1 << 20));
+        assert!(matches!(&events[..], [Event::TooLong { kind: b'p', .. }]));
+    }
+
+    #[test]
+    fn an_oversized_statement_is_skipped_and_what_follows_passes() {
+        let mut input = startup();
+        input.extend(typed(b'Q', &vec![b'x'; 5000]));
+        input.extend(typed(b'Q', b"select 1\0"));
+        let limits = MessageLimits {
+            statement: 1000,
+            bind: 1000,
+            other: 1000,
+        };
+        let (out, events) = guarded(&input, limits);
+        let mut expected = startup();
+        expected.extend(typed(b'Q', b"\0"));
+        expected.extend(typed(b'Q', b"select 1\0"));
+        assert_eq!(out, expected);
+        assert!(matches!(
+            &events[..],
+            [Event::TooLong {
+                kind: b'Q',
+                bytes: 5000,
+                limit: 1000
+            }]
+        ));
+    }
+
+    #[test]
+    fn ssl_request_is_followed_by_an_untyped_message() {
+        let mut input = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        input.extend(startup());
+        input.extend(typed(b'p', b"t\0"));
+        let (out, events) = guarded(&input, MessageLimits::new(1 << 20));
+        assert_eq!(out, input);
+        assert!(events.is_empty());
+    }
+}
