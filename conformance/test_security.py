@@ -9,12 +9,18 @@ Principals of the `target` server:
   admin    the dev token (reads everything)
 """
 import hashlib
+import http.client
+import json
 import os
 import pathlib
 import signal
 import socket
+import stat
+import struct
 import subprocess
+import threading
 import time
+import urllib.request
 
 import duckdb
 import psycopg
@@ -25,6 +31,10 @@ import pyarrow as pa
 
 from attack import FRONT_ENDS, Refused, rest, run
 from conftest import start_sluice, wait_for
+from databricks.sql.thrift_api.TCLIService import TCLIService, ttypes
+from thrift.protocol import TBinaryProtocol
+from thrift.transport import THttpClient
+
 from flightraw import FlightRaw, ipc_messages, lz4_bomb
 from oidc import AUDIENCE, OidcProvider
 
@@ -92,8 +102,17 @@ privileges = ["MANAGE"]
 [storage]
 allowed_locations = ["{lake}/shared"]
 
+[cache]
+memory_budget = "4MiB"
+max_entry_size = "1MiB"
+
 [limits]
 max_prepared_statements = 20
+max_sessions = 20
+max_operations = 30
+max_stored_results_size = "2MiB"
+http_header_timeout = "2s"
+max_http_connections = 64
 """)
     server = start_sluice("--config", str(config), "--oidc-issuer", idp.issuer, "--oidc-audience", AUDIENCE)
     admin = server.token
@@ -346,3 +365,295 @@ def test_cancel_flight_info_cancels_only_the_callers_statements(target):
     finally:
         owner.close()
         other.close()
+
+
+def rss_mib(server):
+    for line in pathlib.Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def thrift_post(server, body, token=None):
+    """POST a Thrift body; the status, headers and body of the answer (which may come, and
+    the connection close, before the whole body is sent)."""
+    host, port = server.http.split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    head = (f"POST /sql/1.0/warehouses/default HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-thrift\r\n"
+            f"Content-Length: {len(body)}\r\n" + (f"Authorization: Bearer {token}\r\n" if token else "") + "\r\n")
+
+    def send():
+        try:
+            sock.sendall(head.encode() + body)
+        except OSError:
+            pass
+    sender = threading.Thread(target=send)
+    sender.start()
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    answer = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    sock.close()
+    sender.join(60)
+    return answer
+
+
+def bool_bomb(n):
+    """An ExecuteStatement call whose argument holds a list of `n` booleans: one byte each
+    on the wire, tens in a decoded tree."""
+    name = b"ExecuteStatement"
+    header = struct.pack(">I", 0x80010001) + struct.pack(">i", len(name)) + name + struct.pack(">i", 1)
+    return header + bytes([15]) + struct.pack(">h", 1) + bytes([2]) + struct.pack(">i", n) + b"\0" * n + b"\0"
+
+
+# --- 7. exhausting the server ------------------------------------------------------------------
+
+def test_a_large_thrift_body_costs_nothing_before_the_token_and_little_after(target):
+    before = rss_mib(target)
+    body = bool_bomb(15 << 20)
+    status, headers, _ = thrift_post(target, body)
+    assert status == 401, status
+    status, headers, reply = thrift_post(target, body, READER)
+    assert status == 200 and b"more than" in reply, (status, headers, reply[:200])
+    # Decoding either would have cost hundreds of MB.
+    assert rss_mib(target) - before < 150, (before, rss_mib(target))
+    serves(target)
+
+
+def raw_hs2(server, token):
+    transport = THttpClient.THttpClient(f"{server.http_url}/sql/1.0/warehouses/default")
+    transport.setCustomHeaders({"Authorization": f"Bearer {token}"})
+    return TCLIService.Client(TBinaryProtocol.TBinaryProtocol(transport))
+
+
+def open_hs2(client):
+    return client.OpenSession(ttypes.TOpenSessionReq(
+        client_protocol_i64=ttypes.TProtocolVersion.SPARK_CLI_SERVICE_PROTOCOL_V7))
+
+
+def test_hs2_sessions_and_operations_are_counted_per_principal(target):
+    greedy = raw_hs2(target, NOGRANT)
+    sessions = [open_hs2(greedy) for _ in range(20)]
+    assert all(s.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS for s in sessions)
+    refused_session = open_hs2(greedy)
+    assert refused_session.status.statusCode == ttypes.TStatusCode.ERROR_STATUS
+    assert refused_session.status.sqlState == "53400" and "max_sessions" in refused_session.status.errorMessage
+    # Another principal still opens sessions and runs statements.
+    assert run(target, "hs2", READER, "select count(*) from tpch.nation") == [(25,)]
+    handle = sessions[0].sessionHandle
+    ops = [greedy.ExecuteStatement(ttypes.TExecuteStatementReq(sessionHandle=handle, statement="select 1",
+                                                               runAsync=True)) for _ in range(30)]
+    assert all(o.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS for o in ops), ops[-1].status
+    refused_op = greedy.ExecuteStatement(ttypes.TExecuteStatementReq(sessionHandle=handle, statement="select 1"))
+    assert refused_op.status.sqlState == "53400", refused_op.status
+    assert run(target, "hs2", READER, "select count(*) from tpch.nation") == [(25,)]
+    for s in sessions:
+        greedy.CloseSession(ttypes.TCloseSessionReq(sessionHandle=s.sessionHandle))
+    # Closed, they count no more.
+    assert open_hs2(greedy).status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS
+
+
+def test_kept_rest_results_are_bounded_per_principal(target):
+    # About 0.9 MiB of JSON each: the third does not fit in the 2 MiB kept for a principal.
+    sql = "select l_comment, l_orderkey from tpch.lineitem limit 12000"
+    ids = []
+    for _ in range(2):
+        status, answer = rest(target, READER, "POST", "/api/2.0/sql/statements",
+                              {"statement": sql.replace("lineitem", "nation").replace("limit 12000", ""),
+                               "warehouse_id": "default", "wait_timeout": "30s"})
+        assert status == 200
+    for _ in range(3):
+        status, answer = rest(target, MANAGER, "POST", "/api/2.0/sql/statements",
+                              {"statement": "select repeat('x', 1000) from generate_series(1, 900)",
+                               "warehouse_id": "default", "wait_timeout": "30s"})
+        ids.append(answer["statement_id"])
+    states = [a for a in (rest(target, MANAGER, "GET", f"/api/2.0/sql/statements/{i}")[1] for i in ids)]
+    assert [a["status"]["state"] for a in states[:2]] == ["SUCCEEDED", "SUCCEEDED"], states
+    assert states[2]["status"]["state"] == "FAILED"
+    assert "max_stored_results_size" in states[2]["status"]["error"]["message"]
+    # Closing one makes room again; other principals were never affected.
+    assert rest(target, MANAGER, "DELETE", f"/api/2.0/sql/statements/{ids[0]}")[0] == 200
+    status, answer = rest(target, MANAGER, "POST", "/api/2.0/sql/statements",
+                          {"statement": "select repeat('x', 1000) from generate_series(1, 900)",
+                           "warehouse_id": "default", "wait_timeout": "30s"})
+    assert answer["status"]["state"] == "SUCCEEDED", answer
+    # Statements are counted per principal too.
+    for _ in range(40):
+        status, answer = rest(target, NOGRANT, "POST", "/api/2.0/sql/statements",
+                              {"statement": "select 1", "warehouse_id": "default", "wait_timeout": "0s"})
+        if status != 200:
+            break
+    assert status == 429 and "max_operations" in answer["message"], (status, answer)
+    assert run(target, "rest", READER, "select 1") == [("1",)]
+
+
+def test_slow_http_clients_are_cut_off_and_capped(target):
+    host, port = target.http.split(":")
+    # Half a request line and nothing more: closed after the header timeout.
+    idle = socket.create_connection((host, int(port)))
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    idle.settimeout(10)
+    started = time.time()
+    try:
+        leftover = idle.recv(4096)
+    except (ConnectionResetError, socket.timeout):
+        leftover = b""
+    assert time.time() - started < 8 and not leftover.startswith(b"HTTP/1.1 200"), leftover
+    idle.close()
+    # More idle connections than the cap: the others wait, then are served once the idle
+    # ones are cut off.
+    hogs = [socket.create_connection((host, int(port))) for _ in range(80)]
+    for h in hogs:
+        h.sendall(b"GET /healthz HTTP/1.1\r\n")
+    started = time.time()
+    with urllib.request.urlopen(f"{target.http_url}/healthz", timeout=30) as r:
+        assert r.status == 200
+    assert time.time() - started < 15
+    for h in hogs:
+        h.close()
+    serves(target)
+
+
+def test_an_entra_sized_token_signs_in_over_pg(target, idp):
+    # A token with many groups: 10-12 KB, more than pgwire's own 10,000-byte password limit.
+    groups = [f"{i:08x}-0000-0000-0000-000000000000" for i in range(300)]
+    token = idp.sign(idp.claims(groups=groups, roles=["reader"]))
+    assert 10_000 < len(token) < 65_000, len(token)
+    assert run(target, "pg", token, "select count(*) from tpch.nation") == [(25,)]
+    # Beyond 64 KiB: a clear refusal before the connection closes.
+    e = refused(target, "pg", "x" * 70_000, "select 1")
+    assert "too long" in e.message, e
+    serves(target)
+
+
+def test_pg_statements_over_the_limit_are_refused_as_they_stream(target):
+    with psycopg.connect(target.dsn(password=READER), autocommit=True) as conn:
+        before = rss_mib(target)
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute("select '" + "x" * (64 << 20) + "'")
+        assert e.value.sqlstate == "54001", e.value
+        assert rss_mib(target) - before < 100
+        # The connection goes on.
+        assert conn.execute("select count(*) from tpch.nation").fetchone() == (25,)
+
+
+def test_the_result_cache_budget_bounds_memory(target):
+    """Many distinct small cacheable statements (pgbench's `select n_name, :k …` shape):
+    the gateway grows by about the cache's budget (4 MiB here), then evicts; it used to
+    count 560 bytes for each ~10 KB an entry held, and grew to many times its budget."""
+    with psycopg.connect(target.dsn(password=target.token), autocommit=True) as conn:
+        for k in range(300):
+            conn.execute(f"select n_name, {k} as k from tpch.nation where n_nationkey = {k % 25}").fetchall()
+        start = rss_mib(target)
+        for k in range(300, 4300):
+            conn.execute(f"select n_name, {k} as k from tpch.nation where n_nationkey = {k % 25}").fetchall()
+    cache = target.health()["cache"]
+    grown = rss_mib(target) - start
+    assert cache["evicted"] > 0 and cache["bytes"] <= 4 << 20, cache
+    assert grown < 2 * 4 + 12, (grown, cache)
+
+
+# --- 8. tokens in clear text -------------------------------------------------------------------
+
+def test_http_credentials_need_tls_off_loopback(tmp_path):
+    tag = f"sh{os.getpid() % 100000}"
+    ns, host_if, ns_if = tag, f"{tag}h", f"{tag}n"
+    octet = (os.getpid() + 7) % 250 + 1
+    host_ip, ns_ip = f"198.19.{octet}.1", f"198.19.{octet}.2"
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        ip("link", "set", ns_if, "netns", ns)
+        ip("addr", "add", f"{host_ip}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+        ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        server = start_sluice("--pg-addr", f"{ns_ip}:0", "--http-addr", f"{ns_ip}:0", "--flight-addr", f"{ns_ip}:0",
+                              default_ports=True, wrap=("ip", "netns", "exec", ns))
+        try:
+            for path, method, body in [("/api/1.0/whoami", "GET", None),
+                                       ("/api/2.0/sql/statements", "POST",
+                                        {"statement": "select 1", "warehouse_id": "default"}),
+                                       ("/ui", "GET", None)]:
+                status, answer = rest(server, server.token, method, path, body)
+                assert status == 403 and "TLS" in answer["message"], (path, status, answer)
+            status, headers, _ = thrift_post(server, bool_bomb(10), server.token)
+            assert status == 403 and "TLS" in headers.get("x-thriftserver-error-message", ""), status
+            with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=10) as r:
+                assert r.status == 200
+        finally:
+            server.stop()
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+# --- 9. smaller, continued ---------------------------------------------------------------------
+
+def test_files_in_the_data_dir_are_the_owners_alone(target):
+    run(target, "rest", READER, "select 1")
+    data = target.data_dir
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ["dev-token", "endpoints.json", "metadata.redb"]:
+        assert stat.S_IMODE((data / name).stat().st_mode) & 0o077 == 0, name
+
+
+def test_the_admin_page_cookie_is_no_token(target):
+    conn = http.client.HTTPConnection(target.http, timeout=30)
+    conn.request("POST", "/ui/login", body=f"token={target.token}",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 303
+    cookie = r.getheader("Set-Cookie")
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert target.token not in cookie and len(value) >= 32
+    for presented, signed_in in [(value, True), (target.token, False)]:
+        conn.request("GET", "/ui", headers={"Cookie": f"sluice_ui={presented}"})
+        page = conn.getresponse().read()
+        assert (b'id="token"' not in page) == signed_in, presented
+    conn.request("POST", "/ui/logout", headers={"Cookie": f"sluice_ui={value}"})
+    conn.getresponse().read()
+    conn.request("GET", "/ui", headers={"Cookie": f"sluice_ui={value}"})
+    assert b'id="token"' in conn.getresponse().read()
+
+
+def test_healthz_tells_strangers_nothing_about_workers(target):
+    with urllib.request.urlopen(f"{target.http_url}/healthz", timeout=10) as r:
+        body = json.loads(r.read())
+    assert body == {"status": "ok"}, body
+    assert "workers" in json.dumps(target.health())
+    req = urllib.request.Request(f"{target.http_url}/healthz", headers={"Authorization": f"Bearer {READER}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read()) == {"status": "ok"}
+
+
+def test_tokens_in_statements_are_not_recorded(target):
+    for front in ("pg", "flight", "hs2", "rest"):
+        run(target, front, READER, f"select '{READER}' as t, '{target.token}' as d")
+    text = json.dumps(run(target, "pg", target.token,
+                          "select statement_text from system.query_history order by end_time desc limit 50"))
+    assert READER not in text and target.token not in text and "***" in text
+    # A running statement in system.queries too.
+    done = threading.Event()
+
+    def slow():
+        try:
+            run(target, "pg", READER,
+                f"select '{READER}', count(*) from tpch.nation a, tpch.nation b, tpch.nation c, tpch.nation d, "
+                "tpch.nation e where a.n_nationkey + b.n_nationkey + c.n_nationkey + d.n_nationkey "
+                "+ e.n_nationkey < 0")
+        except Refused:
+            pass
+        done.set()
+    thread = threading.Thread(target=slow)
+    thread.start()
+    seen = wait_for(lambda: [r for r in run(target, "pg", target.token, "select statement_text from system.queries")
+                             if "nation" in str(r)], 30, "the running statement")
+    assert READER not in json.dumps(seen)
+    thread.join(120)
+    assert READER not in target.log()

@@ -169,6 +169,9 @@ struct PlanMemo {
 
 /// Texts the memo keeps at most.
 const MEMO_LIMIT: usize = 1024;
+/// Longest text the memo keeps (a plan grows with its text, so this and [`MEMO_LIMIT`]
+/// bound what the memo holds; BI tools repeat short statements).
+const MEMO_TEXT_LIMIT: usize = 16 << 10;
 
 impl PlanMemo {
     fn context(session: &Session) -> String {
@@ -189,7 +192,8 @@ impl PlanMemo {
     }
 
     fn put(&self, key: (String, String), prepared: &[Prepared]) {
-        let memoizable = !prepared.is_empty()
+        let memoizable = key.0.len() + key.1.len() <= MEMO_TEXT_LIMIT
+            && !prepared.is_empty()
             && prepared
                 .iter()
                 .all(|p| matches!(p, Prepared::Query { cache: Some(_), .. }));
@@ -914,7 +918,6 @@ impl Engine {
             None
         };
         let (meta, info, logical) = (meta.clone(), info.clone(), logical.clone());
-        let result_schema = Arc::new(logical.schema().as_arrow().clone());
         let run = async move {
             let optimized = match optimized {
                 Some(o) => o,
@@ -929,7 +932,7 @@ impl Engine {
                 None => Ok(ipc_messages(planner.run_locally(&planned, &info)?)),
             }
         };
-        let (messages, served) = self.cache.answer(lookup, text, result_schema, run).await?;
+        let (messages, served) = self.cache.answer(lookup, text, run).await?;
         tracing::debug!(cache = served.as_str(), "answered through the result cache");
         Ok(Cached::Answered(
             if ipc {

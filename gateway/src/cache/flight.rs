@@ -138,10 +138,10 @@ impl Flight {
     }
 
     /// The whole result, when it completed within the size limit.
-    pub fn kept(&self) -> Option<(Vec<FlightData>, u64)> {
+    pub fn kept(&self) -> Option<Vec<FlightData>> {
         let state = self.lock();
         match (&state.end, state.keep) {
-            (Some(Ok(())), true) => Some((state.buffer.iter().cloned().collect(), state.bytes)),
+            (Some(Ok(())), true) => Some(state.buffer.iter().cloned().collect()),
             _ => None,
         }
     }
@@ -334,7 +334,9 @@ mod tests {
             assert_eq!(got, vec![1, 2]);
         }
         assert_eq!(
-            flight.kept().map(|(b, bytes)| (b.len(), bytes)),
+            flight
+                .kept()
+                .map(|b| (b.len(), b.iter().map(weight).sum::<u64>())),
             Some((2, 8))
         );
         assert!(

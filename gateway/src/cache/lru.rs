@@ -105,14 +105,12 @@ impl Lru {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::datatypes::Schema;
     use std::sync::atomic::AtomicU64;
     use std::time::SystemTime;
 
     fn entry(id: u8, bytes: u64) -> Arc<Entry> {
         Arc::new(Entry {
             key: [id; 32],
-            schema: Arc::new(Schema::empty()),
             messages: Vec::new(),
             bytes,
             rows: 0,
