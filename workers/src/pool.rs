@@ -506,9 +506,10 @@ impl Warehouse {
             ticket,
             tracking,
             current: Some(attempt),
-            rows_sent: false,
+            schema_sent: None,
+            data_sent: false,
             retried: false,
-            skip_schema: false,
+            schema_again: false,
         };
         Ok(Box::pin(futures::stream::unfold(
             state,
@@ -517,13 +518,27 @@ impl Warehouse {
                     let attempt = st.current.as_mut()?;
                     match attempt.stream.next().await {
                         Some(Ok(data)) => {
+                            // One stream reaches the client, whichever workers made it: a
+                            // second worker's schema is dropped only when it is the one
+                            // already sent, and nothing else of it passes before it.
                             let kind = message_kind(&data);
-                            if st.skip_schema && kind == MessageKind::Schema {
-                                st.skip_schema = false;
-                                continue;
+                            if st.schema_again {
+                                st.schema_again = false;
+                                let same = kind == MessageKind::Schema
+                                    && st.schema_sent.as_ref() == Some(&data.data_header);
+                                if same {
+                                    continue;
+                                }
+                                st.current = None;
+                                return Some((Err(spliced()), st));
                             }
-                            if kind == MessageKind::Batch {
-                                st.rows_sent = true;
+                            match kind {
+                                MessageKind::Schema if st.schema_sent.is_none() => {
+                                    st.schema_sent = Some(data.data_header.clone());
+                                }
+                                // Batches, dictionaries, a second schema: the client has
+                                // more than a schema now, so the query cannot start over.
+                                _ => st.data_sent = true,
                             }
                             return Some((Ok(data), st));
                         }
@@ -531,7 +546,7 @@ impl Warehouse {
                         None => return None,
                         Some(Err(status)) => {
                             let err = status_error(&status);
-                            if err.kind == ErrorKind::WorkerLost && !st.rows_sent && !st.retried {
+                            if err.kind == ErrorKind::WorkerLost && !st.data_sent && !st.retried {
                                 st.retried = true;
                                 let lost = st.current.take().map(|a| a.slot.worker.clone());
                                 if let Some(worker) = lost {
@@ -542,7 +557,9 @@ impl Warehouse {
                                 match st.warehouse.dispatch(&st.ticket, &st.tracking, true).await {
                                     Ok(attempt) => {
                                         st.current = Some(attempt);
-                                        st.skip_schema = true;
+                                        // The new worker starts with its schema: dropped if
+                                        // the client has it already.
+                                        st.schema_again = st.schema_sent.is_some();
                                         continue;
                                     }
                                     Err(e) => return Some((Err(e), st)),
@@ -805,11 +822,24 @@ struct Retrying {
     ticket: Ticket,
     tracking: Tracking,
     current: Option<Attempt>,
-    /// Record batches were passed on: a lost worker can no longer be retried.
-    rows_sent: bool,
+    /// The schema message passed on (its header), if one was.
+    schema_sent: Option<bytes::Bytes>,
+    /// More than the schema was passed on: a lost worker can no longer be retried.
+    data_sent: bool,
     retried: bool,
-    /// After a retry: the new worker's schema message was already sent.
-    skip_schema: bool,
+    /// After a retry that had passed the schema on: the new worker's first message must be
+    /// that same schema (and is dropped).
+    schema_again: bool,
+}
+
+/// A retry whose new worker does not start with the schema already sent (never expected:
+/// both run the same plan).
+fn spliced() -> QueryError {
+    QueryError::new(
+        ErrorKind::WorkerLost,
+        "the worker running this query stopped, and the one that ran it again answered \
+         differently; run the query again",
+    )
 }
 
 #[derive(PartialEq)]
