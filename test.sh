@@ -36,9 +36,9 @@ conformance/.venv/bin/pip install -q --disable-pip-version-check -r conformance/
 # node-postgres, pinned by conformance/node/package-lock.json.
 npm ci --prefix conformance/node --no-audit --no-fund --loglevel=error
 
-# 3. Build and Rust tests.
+# 3. Build and Rust tests; the fuzz targets (fuzz_* tests) run 20 s each.
 cargo build --locked --workspace
-cargo test --locked --workspace
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" cargo test --locked --workspace
 
 # 4. Conformance: real clients against real servers.
 export SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/sluice"

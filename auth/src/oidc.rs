@@ -727,4 +727,137 @@ mod tests {
         assert_eq!(quote("a\nb"), "\"ab\"");
         assert!(quote(&"x".repeat(1000)).len() < MAX_QUOTED + 10);
     }
+
+    /// A fixed P-256 key for the fuzz target's own tokens (a test key, nothing else).
+    const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxah+j5D6lF58565O
+6ZU/q5iZgeBPmJ/mt1T9rBJAFHOhRANCAAQgwES116l5R1Qjo04/yezpBmC+aSAt
+JUuwWy8noOyK3Qz78GRQIXjBECMSSPwIShUr5InKNgygxlWgzzZ8u82P
+-----END PRIVATE KEY-----
+";
+    const TEST_KEY_X: &str = "IMBEtdepeUdUI6NOP8ns6QZgvmkgLSVLsFsvJ6Dsit0";
+    const TEST_KEY_Y: &str = "DPvwZFAheMEQIxJI_AhKFSvkico2DKDGVaDPNny7zY8";
+
+    /// A claim value of any JSON shape.
+    fn json_value(rng: &mut fuzz::StdRng, depth: usize) -> serde_json::Value {
+        use fuzz::Rng;
+        use serde_json::{json, Value};
+        match rng.random_range(0..if depth > 4 { 6 } else { 9 }) {
+            0 => Value::Null,
+            1 => json!(rng.random::<bool>()),
+            2 => json!(rng.random::<i64>()),
+            3 => json!(rng.random::<f64>()),
+            4 => {
+                let longest = if rng.random_ratio(1, 20) { 70_000 } else { 40 };
+                json!("x".repeat(rng.random_range(0..longest)))
+            }
+            5 => json!(["Warehouse.Read", "", "\u{0}"][rng.random_range(0..3)]),
+            6 => Value::Array(
+                (0..rng.random_range(0..8))
+                    .map(|_| json_value(rng, depth + 1))
+                    .collect(),
+            ),
+            7 => Value::Object(
+                (0..rng.random_range(0..5))
+                    .map(|i| (format!("k{i}"), json_value(rng, depth + 1)))
+                    .collect(),
+            ),
+            _ => json!(unix_now() as i64 + rng.random_range(-7200..7200)),
+        }
+    }
+
+    /// Tokens: signed with the issuer's key (claims of every shape, so the checks after the
+    /// signature run), their bytes mutated, or any text with two dots.
+    #[test]
+    fn fuzz_token_parser() {
+        use fuzz::Rng;
+        let issuer = format!("http://127.0.0.1:1/{TID}/v2.0");
+        let oidc = Oidc::new(OidcSettings {
+            issuers: vec![issuer.clone()],
+            audiences: vec!["api://warehouse".into()],
+            min_refetch_interval: Duration::from_secs(3600),
+            ..OidcSettings::default()
+        })
+        .expect("oidc");
+        {
+            let key = DecodingKey::from_ec_components(TEST_KEY_X, TEST_KEY_Y).expect("key");
+            let mut state = oidc.issuers[0].state.write().expect("state");
+            state.keys.insert("k1".into(), (key, Algorithm::ES256));
+            // A key set is held and was fetched just now: an unknown kid costs no fetch.
+            state.last_attempt = Some(Instant::now());
+        }
+        let signing = jsonwebtoken::EncodingKey::from_ec_pem(TEST_KEY_PEM.as_bytes()).expect("pem");
+        let sign = |claims: &serde_json::Value, kid: &str| {
+            let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+            header.kid = Some(kid.into());
+            jsonwebtoken::encode(&header, claims, &signing).expect("signs")
+        };
+        let now = unix_now() as i64;
+        let good = serde_json::json!({
+            "iss": issuer, "aud": "api://warehouse", "tid": TID, "oid": "o-1", "sub": "s-1",
+            "exp": now + 600, "nbf": now - 10, "roles": ["Warehouse.Read"], "groups": ["g"],
+            "scp": "a b", "upn": "u@x", "azp": "app",
+        });
+        let seeds: Vec<Vec<u8>> = vec![
+            sign(&good, "k1").into_bytes(),
+            sign(&good, "other").into_bytes(),
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let report = fuzz::generated(
+            "token_parser",
+            |rng| match rng.random_range(0..3) {
+                0 => {
+                    let mut claims = good.clone();
+                    for _ in 0..rng.random_range(1..4) {
+                        let keys = [
+                            "iss",
+                            "aud",
+                            "tid",
+                            "oid",
+                            "sub",
+                            "exp",
+                            "nbf",
+                            "roles",
+                            "groups",
+                            "scp",
+                            "upn",
+                            "azp",
+                            "_claim_names",
+                            "extra",
+                        ];
+                        let key = keys[rng.random_range(0..keys.len())];
+                        if rng.random_ratio(1, 4) {
+                            claims.as_object_mut().expect("object").remove(key);
+                        } else {
+                            claims[key] = json_value(rng, 0);
+                        }
+                    }
+                    sign(&claims, "k1")
+                }
+                1 => String::from_utf8_lossy(&fuzz::mutated(rng, &seeds)).into_owned(),
+                _ => {
+                    let part = |rng: &mut fuzz::StdRng| {
+                        let bytes = fuzz::mutated(rng, &seeds);
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).replace('.', "")
+                    };
+                    format!("{}.{}.{}", part(rng), part(rng), part(rng))
+                }
+            },
+            |token| {
+                let result = runtime.block_on(oidc.validate(token));
+                // Whatever it says, it never repeats the token back.
+                if let Err(e) = result {
+                    let message = e.to_string();
+                    assert!(
+                        token.len() < 24 || !message.contains(token.as_str()),
+                        "{message}"
+                    );
+                }
+            },
+        );
+        assert!(report.runs > 0);
+    }
 }

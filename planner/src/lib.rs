@@ -19,6 +19,8 @@ pub mod compat;
 pub mod ddl;
 pub mod delta;
 pub mod error;
+#[cfg(test)]
+mod fuzz_sql;
 pub mod limits;
 pub mod locations;
 pub mod pg_catalog;

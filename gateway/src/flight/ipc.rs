@@ -5,12 +5,14 @@
 //! uncompressed bytes abort the process on the allocation. So before anything is decoded:
 //! the messages are few and small in total; each header is verified as a flatbuffer; a
 //! record batch is uncompressed, has at most [`MAX_ROWS`] rows and buffers that lie inside
-//! its body; a schema has at most [`MAX_COLUMNS`] fields; dictionaries are refused. Only
-//! then does arrow decode it.
+//! its body; a schema has at most [`MAX_COLUMNS`] fields, of the plain types parameters
+//! have (arrow's schema conversion panics on types it does not know, found by
+//! `fuzz_flight_doput_ipc`), little-endian; dictionaries are refused. Only then does arrow
+//! decode it, and a panic it may still have ends the call, never the process.
 
 use arrow_flight::FlightData;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::ipc::{root_as_message, MessageHeader};
+use datafusion::arrow::ipc::{root_as_message, Endianness, MessageHeader};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
 
@@ -50,12 +52,17 @@ where
     if kept.is_empty() {
         return Ok(Vec::new());
     }
-    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(
-        kept.into_iter().map(Ok),
-    ))
-    .try_collect()
-    .await
-    .map_err(refused)
+    // Every message is in memory: a panic of the decoder is caught as a refusal.
+    let decode = std::panic::AssertUnwindSafe(
+        arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(futures::stream::iter(
+            kept.into_iter().map(Ok),
+        ))
+        .try_collect::<Vec<_>>(),
+    );
+    match futures::FutureExt::catch_unwind(decode).await {
+        Ok(decoded) => decoded.map_err(refused),
+        Err(_) => Err(refused("the Arrow IPC stream does not decode")),
+    }
 }
 
 /// One message's header, checked against what decoding it would do.
@@ -71,9 +78,18 @@ fn check(message: &FlightData) -> Result<(), Status> {
             let schema = header
                 .header_as_schema()
                 .ok_or_else(|| refused("a schema message without its schema"))?;
-            let fields = schema.fields().map_or(0, |f| f.len());
+            let Some(fields) = schema.fields().map(|f| f.len()) else {
+                return Err(refused("a schema without fields"));
+            };
             if fields > MAX_COLUMNS {
                 return Err(refused(format!("more than {MAX_COLUMNS} columns")));
+            }
+            if schema.endianness() != Endianness::Little {
+                return Err(refused("big-endian data is not accepted"));
+            }
+            check_metadata(schema.custom_metadata().into_iter().flat_map(|m| m.iter()))?;
+            for field in schema.fields().into_iter().flat_map(|f| f.iter()) {
+                check_field(field, 0)?;
             }
             Ok(())
         }
@@ -122,6 +138,99 @@ fn check(message: &FlightData) -> Result<(), Status> {
             "dictionary-encoded parameters are not accepted: send plain values",
         )),
         other => Err(refused(format!("unexpected Arrow IPC message {other:?}"))),
+    }
+}
+
+fn check_metadata<'a>(
+    entries: impl Iterator<Item = datafusion::arrow::ipc::KeyValue<'a>>,
+) -> Result<(), Status> {
+    for kv in entries {
+        if kv.key().is_none() || kv.value().is_none() {
+            return Err(refused("schema metadata without a key or a value"));
+        }
+    }
+    Ok(())
+}
+
+/// A parameter column: a plain type, or a list of one (no deeper).
+fn check_field(field: datafusion::arrow::ipc::Field<'_>, depth: usize) -> Result<(), Status> {
+    use datafusion::arrow::ipc::{DateUnit, IntervalUnit, Precision, TimeUnit, Type};
+    let bad = |what: &str| refused(format!("a parameter of {what}"));
+    if field.dictionary().is_some() {
+        return Err(refused(
+            "dictionary-encoded parameters are not accepted: send plain values",
+        ));
+    }
+    check_metadata(field.custom_metadata().into_iter().flat_map(|m| m.iter()))?;
+    let time_unit = |u: TimeUnit| {
+        matches!(
+            u,
+            TimeUnit::SECOND | TimeUnit::MILLISECOND | TimeUnit::MICROSECOND | TimeUnit::NANOSECOND
+        )
+    };
+    let ok = match field.type_type() {
+        Type::Null
+        | Type::Bool
+        | Type::Binary
+        | Type::Utf8
+        | Type::LargeBinary
+        | Type::LargeUtf8 => true,
+        Type::Int => field
+            .type_as_int()
+            .is_some_and(|t| matches!(t.bitWidth(), 8 | 16 | 32 | 64)),
+        Type::FloatingPoint => field.type_as_floating_point().is_some_and(|t| {
+            matches!(
+                t.precision(),
+                Precision::HALF | Precision::SINGLE | Precision::DOUBLE
+            )
+        }),
+        Type::Decimal => field.type_as_decimal().is_some_and(|t| {
+            (1..=76).contains(&t.precision())
+                && (-128..=127).contains(&t.scale())
+                && matches!(t.bitWidth(), 32 | 64 | 128 | 256)
+        }),
+        Type::Date => field
+            .type_as_date()
+            .is_some_and(|t| matches!(t.unit(), DateUnit::DAY | DateUnit::MILLISECOND)),
+        Type::Time => field.type_as_time().is_some_and(|t| {
+            matches!(
+                (t.unit(), t.bitWidth()),
+                (TimeUnit::SECOND | TimeUnit::MILLISECOND, 32)
+                    | (TimeUnit::MICROSECOND | TimeUnit::NANOSECOND, 64)
+            )
+        }),
+        Type::Timestamp => field
+            .type_as_timestamp()
+            .is_some_and(|t| time_unit(t.unit())),
+        Type::Duration => field
+            .type_as_duration()
+            .is_some_and(|t| time_unit(t.unit())),
+        Type::Interval => field.type_as_interval().is_some_and(|t| {
+            matches!(
+                t.unit(),
+                IntervalUnit::YEAR_MONTH | IntervalUnit::DAY_TIME | IntervalUnit::MONTH_DAY_NANO
+            )
+        }),
+        Type::List | Type::LargeList => {
+            if depth > 0 {
+                return Err(bad("lists nested in lists"));
+            }
+            let children: Vec<_> = field
+                .children()
+                .into_iter()
+                .flat_map(|c| c.iter())
+                .collect();
+            let [child] = children.as_slice() else {
+                return Err(bad("a list without exactly one item type"));
+            };
+            return check_field(*child, depth + 1);
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(&format!("type {:?}", field.type_type())))
     }
 }
 

@@ -1254,4 +1254,163 @@ mod tests {
         assert_eq!(params, vec![ScalarValue::Int32(Some(7))]);
         assert!(params_from(&[batch], &[]).is_err());
     }
+
+    /// What Flight SQL clients put in tickets, descriptors and action bodies, decoded as the
+    /// service decodes them.
+    #[test]
+    fn fuzz_flight_commands() {
+        use arrow_flight::sql::Command;
+        let seeds: Vec<Vec<u8>> = vec![
+            CommandStatementQuery {
+                query: "select 1".into(),
+                transaction_id: None,
+            }
+            .as_any()
+            .encode_to_vec(),
+            CommandPreparedStatementQuery {
+                prepared_statement_handle: b"s1-sluice_x".to_vec().into(),
+            }
+            .as_any()
+            .encode_to_vec(),
+            TicketStatementQuery {
+                statement_handle: b"s2".to_vec().into(),
+            }
+            .as_any()
+            .encode_to_vec(),
+            CommandGetTables {
+                catalog: Some("sluice".into()),
+                db_schema_filter_pattern: Some("tp%".into()),
+                table_name_filter_pattern: None,
+                table_types: vec!["TABLE".into()],
+                include_schema: true,
+            }
+            .as_any()
+            .encode_to_vec(),
+            CommandGetSqlInfo {
+                info: vec![0, 1, 500],
+            }
+            .as_any()
+            .encode_to_vec(),
+            CancelFlightInfoRequest {
+                info: Some(
+                    FlightInfo::default().with_endpoint(
+                        FlightEndpoint::new().with_ticket(Ticket::new(
+                            CommandPreparedStatementQuery {
+                                prepared_statement_handle: b"h".to_vec().into(),
+                            }
+                            .as_any()
+                            .encode_to_vec(),
+                        )),
+                    ),
+                ),
+            }
+            .encode_to_vec(),
+        ];
+        fuzz::bytes("flight_commands", &seeds, |input| {
+            if let Ok(any) = Any::decode(input) {
+                let _ = Command::try_from(any.clone());
+                let _ = any.unpack::<CommandStatementQuery>();
+                let _ = any.unpack::<CommandGetTables>();
+                let _ = any.unpack::<CommandGetDbSchemas>();
+                let _ = any.unpack::<CommandGetXdbcTypeInfo>();
+            }
+            let _ = handle_of_ticket(input);
+            let _ = FlightInfo::decode(input);
+            let _ = CancelFlightInfoRequest::decode(input);
+            let _ = FlightDescriptor::decode(input);
+            let _ = ActionCreatePreparedStatementRequest::decode(input);
+            let _ = ActionClosePreparedStatementRequest::decode(input);
+            let _ = numbered_placeholders(&String::from_utf8_lossy(input));
+            if let Ok(text) = std::str::from_utf8(input) {
+                if let Ok(value) = format!("Basic {text}").parse() {
+                    let mut m = MetadataMap::new();
+                    m.insert("authorization", value);
+                    let _ = token_from(&m);
+                }
+            }
+        });
+    }
+
+    /// A DoPut's messages, framed as (header length, header, body length, body) in the
+    /// input, through the bounded decoder and the parameter binding.
+    #[test]
+    fn fuzz_flight_doput_ipc() {
+        use arrow_flight::FlightData;
+        use datafusion::arrow::ipc::writer::IpcWriteOptions;
+        fn frame(messages: &[FlightData]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for m in messages {
+                out.extend((m.data_header.len() as u32).to_le_bytes());
+                out.extend_from_slice(&m.data_header);
+                out.extend((m.data_body.len() as u32).to_le_bytes());
+                out.extend_from_slice(&m.data_body);
+            }
+            out
+        }
+        fn unframe(mut input: &[u8]) -> Vec<FlightData> {
+            let mut out = Vec::new();
+            let mut take = |input: &mut &[u8]| -> Option<bytes::Bytes> {
+                let n = u32::from_le_bytes(input.get(..4)?.try_into().ok()?) as usize;
+                let part = input.get(4..4 + n.min(input.len().saturating_sub(4)))?;
+                let bytes = bytes::Bytes::copy_from_slice(part);
+                *input = &input[4 + part.len()..];
+                Some(bytes)
+            };
+            while let (Some(header), Some(body)) = (take(&mut input), take(&mut input)) {
+                out.push(FlightData {
+                    data_header: header,
+                    data_body: body,
+                    ..FlightData::default()
+                });
+            }
+            out
+        }
+        let batch = RecordBatch::try_from_iter([
+            (
+                "a",
+                Arc::new(datafusion::arrow::array::Int64Array::from(vec![Some(7)])) as _,
+            ),
+            ("b", Arc::new(StringArray::from(vec![Some("x")])) as _),
+            (
+                "c",
+                Arc::new(datafusion::arrow::array::ListArray::from_iter_primitive::<
+                    datafusion::arrow::datatypes::Int32Type,
+                    _,
+                    _,
+                >(vec![Some(vec![Some(1), None])])) as _,
+            ),
+        ])
+        .expect("batch");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let encode = |options: IpcWriteOptions| -> Vec<FlightData> {
+            runtime
+                .block_on(
+                    arrow_flight::encode::FlightDataEncoderBuilder::new()
+                        .with_options(options)
+                        .build(stream::iter([Ok(batch.clone())]))
+                        .try_collect::<Vec<_>>(),
+                )
+                .expect("encodes")
+        };
+        let seeds = vec![
+            frame(&encode(IpcWriteOptions::default())),
+            frame(&encode(
+                IpcWriteOptions::default()
+                    .try_with_compression(Some(datafusion::arrow::ipc::CompressionType::LZ4_FRAME))
+                    .expect("lz4"),
+            )),
+        ];
+        let expected = [Some(DataType::Int32), Some(DataType::Utf8), None];
+        fuzz::bytes("flight_doput_ipc", &seeds, |input| {
+            let messages = unframe(input);
+            let decoded = runtime.block_on(ipc::decode_bounded(stream::iter(
+                messages.into_iter().map(Ok),
+            )));
+            if let Ok(batches) = decoded {
+                let _ = params_from(&batches, &expected);
+            }
+        });
+    }
 }

@@ -805,3 +805,83 @@ fn write_fetch(
         w.struct_field(1281, |w| write_metadata(w, op));
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::super::thrift::Reader;
+    use super::*;
+
+    fn call(name: &str, args: impl FnOnce(&mut Writer)) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
+        w.message_begin(name, super::super::thrift::CALL, 1);
+        w.struct_field(1, args);
+        w.stop();
+        w.buf
+    }
+
+    fn handle(w: &mut Writer, id: i16) {
+        w.struct_field(id, |w| {
+            w.struct_field(1, |w| {
+                w.binary_field(1, &[1; 16]);
+                w.binary_field(2, &[2; 16]);
+            });
+        });
+    }
+
+    /// Thrift bodies as the Databricks drivers send them, decoded and read the way the
+    /// calls read them (handles, confOverlay, native parameters, wire options).
+    #[test]
+    fn fuzz_hs2_thrift() {
+        let seeds = vec![
+            call("OpenSession", |w| {
+                w.i32_field(1, 7);
+                w.struct_field(1284, |w| {
+                    w.string_field(1, "sluice");
+                    w.string_field(2, "tpch");
+                });
+            }),
+            call("ExecuteStatement", |w| {
+                handle(w, 1);
+                w.string_field(2, "SELECT :a, ? FROM t WHERE x = `y`");
+                w.bool_field(4, true);
+                w.bool_field(1282, true);
+                w.struct_field(1286, |w| w.bool_field(1, true));
+                w.list_begin(1288, ttype::STRUCT, 2);
+                for name in ["a", ""] {
+                    w.string_field(2, name);
+                    w.string_field(3, "DECIMAL(10,2)");
+                    w.struct_field(4, |w| w.string_field(1, "12.5"));
+                    w.stop();
+                }
+            }),
+            call("FetchResults", |w| {
+                handle(w, 1);
+                w.i32_field(2, 0);
+                w.i64_field(3, 1000);
+            }),
+        ];
+        fuzz::bytes("hs2_thrift", &seeds, |input| {
+            let mut reader = Reader::new(input);
+            let Ok(_header) = reader.message_header() else {
+                return;
+            };
+            let Ok(args) = reader.read_struct() else {
+                return;
+            };
+            let req = super::super::request(&args);
+            let _ = super::super::protocol::Handle::of(req.strukt(1));
+            let _ = wire_options(&req);
+            for id in [1, 2, 3, 4, 5, 1282, 1284, 1286, 1288] {
+                let _ = (
+                    req.int(id),
+                    req.string(id),
+                    req.string_map(id),
+                    req.double(id),
+                );
+            }
+            let statement = req.string(2).unwrap_or_default();
+            let _ = statement_with_parameters(&statement, req.list(1288).unwrap_or(&[]));
+            let _ = super::super::protocol::negotiate(req.int(1), req.int(1282));
+        });
+    }
+}

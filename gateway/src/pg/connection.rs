@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::startup::PasswordMessageFamily;
@@ -86,28 +86,38 @@ enum Event {
         bytes: usize,
         limit: usize,
     },
+    /// A message that is not what its type says (pgwire's decoders would panic on it): the
+    /// stream ends there.
+    Malformed(String),
 }
 
 type Events = Arc<Mutex<VecDeque<Event>>>;
 
+/// Longest untyped message (startup, SSLRequest, GSSENCRequest, CancelRequest), as pgwire
+/// and PostgreSQL allow.
+const MAX_STARTUP_MESSAGE: usize = 10_000;
+
 /// Where the guard is in the client's byte stream.
 #[derive(Debug)]
 enum Step {
-    /// Before an untyped message (the startup message, SSLRequest, GSSENCRequest: length,
-    /// then code).
+    /// Before an untyped message (length, then code).
     Startup,
     /// Before a typed message's header.
     Header,
-    /// Inside a message that goes to the codec as it is; then another untyped message
-    /// (after SSLRequest/GSSENCRequest) or typed ones.
-    Pass { left: usize, untyped_next: bool },
-    /// Inside a message that is kept aside (a long password).
-    Keep(usize, BytesMut),
+    /// Reading a message whole (`kind` None: untyped; `body` starts after the length).
+    Collect {
+        kind: Option<u8>,
+        left: usize,
+        body: BytesMut,
+    },
     /// Inside a message that is dropped (over its limit).
     Skip(usize),
+    /// After a malformed message: nothing more reaches the codec.
+    Closed,
 }
 
-/// The byte stream under pgwire's codec, message limits applied (see the module doc).
+/// The byte stream under pgwire's codec, message limits and shapes checked (see the
+/// module doc).
 pub struct Guard<S> {
     inner: S,
     limits: MessageLimits,
@@ -138,12 +148,22 @@ impl<S> Guard<S> {
             .push_back(event);
     }
 
+    fn malformed(&mut self, why: String) {
+        self.event(Event::Malformed(why));
+        self.step = Step::Closed;
+        self.input.clear();
+    }
+
     /// Sort what has been read into output, as far as the input goes.
     fn sort(&mut self) -> io::Result<()> {
         loop {
             match &mut self.step {
+                Step::Closed => {
+                    self.input.clear();
+                    return Ok(());
+                }
                 Step::Startup => {
-                    if self.input.len() < 8 {
+                    if self.input.len() < 4 {
                         return Ok(());
                     }
                     let length = i32::from_be_bytes([
@@ -152,21 +172,17 @@ impl<S> Guard<S> {
                         self.input[2],
                         self.input[3],
                     ]);
-                    let code = i32::from_be_bytes([
-                        self.input[4],
-                        self.input[5],
-                        self.input[6],
-                        self.input[7],
-                    ]);
-                    // pgwire refuses a bad length itself (at most 10,000 bytes).
-                    let length = usize::try_from(length).unwrap_or(0).max(8);
-                    // SSLRequest and GSSENCRequest are followed by another untyped message.
-                    const SSL_REQUEST: i32 = 80_877_103;
-                    const GSSENC_REQUEST: i32 = 80_877_104;
-                    self.step = Step::Pass {
-                        left: length,
-                        untyped_next: code == SSL_REQUEST || code == GSSENC_REQUEST,
-                    };
+                    match usize::try_from(length) {
+                        Ok(length @ 8..=MAX_STARTUP_MESSAGE) => {
+                            self.input.advance(4);
+                            self.step = Step::Collect {
+                                kind: None,
+                                left: length - 4,
+                                body: BytesMut::with_capacity(length - 4),
+                            };
+                        }
+                        _ => self.malformed(format!("invalid length of startup packet: {length}")),
+                    }
                 }
                 Step::Header => {
                     if self.input.len() < 5 {
@@ -179,15 +195,14 @@ impl<S> Guard<S> {
                         self.input[3],
                         self.input[4],
                     ]);
-                    let body = usize::try_from(length)
-                        .ok()
-                        .and_then(|l| l.checked_sub(4))
-                        .ok_or_else(|| {
-                            io::Error::new(io::ErrorKind::InvalidData, "a negative message length")
-                        })?;
+                    let Some(body) = usize::try_from(length).ok().and_then(|l| l.checked_sub(4))
+                    else {
+                        self.malformed(format!("invalid message length {length}"));
+                        continue;
+                    };
+                    self.input.advance(5);
                     let limit = self.limits.of(kind);
                     if body > limit {
-                        self.input.advance(5);
                         self.event(Event::TooLong {
                             kind,
                             bytes: body,
@@ -195,32 +210,23 @@ impl<S> Guard<S> {
                         });
                         stub(kind, &mut self.output);
                         self.step = Step::Skip(body);
-                    } else if kind == b'p' && body > PGWIRE_PASSWORD_LIMIT {
-                        self.input.advance(5);
-                        self.step = Step::Keep(body, BytesMut::with_capacity(body));
                     } else {
-                        self.step = Step::Pass {
-                            left: 5 + body,
-                            untyped_next: false,
+                        self.step = Step::Collect {
+                            kind: Some(kind),
+                            left: body,
+                            body: BytesMut::with_capacity(body),
                         };
                     }
                 }
-                Step::Pass { left, untyped_next } => {
-                    if *left == 0 {
-                        self.step = if *untyped_next {
-                            Step::Startup
-                        } else {
-                            Step::Header
-                        };
-                        continue;
-                    }
-                    if self.input.is_empty() {
+                Step::Collect { kind, left, body } => {
+                    let n = (*left).min(self.input.len());
+                    body.extend_from_slice(&self.input.split_to(n));
+                    *left -= n;
+                    if *left > 0 {
                         return Ok(());
                     }
-                    let n = (*left).min(self.input.len());
-                    *left -= n;
-                    let bytes = self.input.split_to(n);
-                    self.output.extend_from_slice(&bytes);
+                    let (kind, body) = (*kind, std::mem::take(body));
+                    self.finish(kind, body);
                 }
                 Step::Skip(left) => {
                     if *left == 0 {
@@ -234,19 +240,165 @@ impl<S> Guard<S> {
                     *left -= n;
                     self.input.advance(n);
                 }
-                Step::Keep(left, kept) => {
-                    let n = (*left).min(self.input.len());
-                    kept.extend_from_slice(&self.input.split_to(n));
-                    *left -= n;
-                    if *left > 0 {
-                        return Ok(());
-                    }
-                    let kept = std::mem::take(kept);
-                    self.event(Event::LongPassword(kept));
-                    stub(b'p', &mut self.output);
-                    self.step = Step::Header;
+            }
+        }
+    }
+
+    /// A whole message: checked, then passed on (or kept aside, or refused).
+    fn finish(&mut self, kind: Option<u8>, body: BytesMut) {
+        let Some(kind) = kind else {
+            // Untyped: SSLRequest and GSSENCRequest are followed by another untyped message.
+            const SSL_REQUEST: i32 = 80_877_103;
+            const GSSENC_REQUEST: i32 = 80_877_104;
+            let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            if let Err(why) = shape::untyped(code, &body[4..]) {
+                return self.malformed(why);
+            }
+            self.output.put_i32(body.len() as i32 + 4);
+            self.output.extend_from_slice(&body);
+            self.step = if code == SSL_REQUEST || code == GSSENC_REQUEST {
+                Step::Startup
+            } else {
+                Step::Header
+            };
+            return;
+        };
+        if let Err(why) = shape::typed(kind, &body) {
+            return self.malformed(why);
+        }
+        self.step = Step::Header;
+        if kind == b'p' && body.len() > PGWIRE_PASSWORD_LIMIT {
+            self.event(Event::LongPassword(body));
+            stub(b'p', &mut self.output);
+            return;
+        }
+        self.output.put_u8(kind);
+        self.output.put_i32(body.len() as i32 + 4);
+        self.output.extend_from_slice(&body);
+    }
+}
+
+/// The shapes of frontend messages, checked before pgwire decodes them (its decoders read
+/// fields without checking that the body holds them).
+mod shape {
+    use bytes::Buf;
+
+    type Check = Result<(), String>;
+
+    fn cstring(body: &mut &[u8], what: &str) -> Check {
+        match body.iter().position(|b| *b == 0) {
+            Some(end) => {
+                body.advance(end + 1);
+                Ok(())
+            }
+            None => Err(format!("{what} is not a NUL-terminated string")),
+        }
+    }
+
+    fn int(body: &mut &[u8], width: usize, what: &str) -> Result<i64, String> {
+        if body.len() < width {
+            return Err(format!("{what} is missing"));
+        }
+        Ok(match width {
+            1 => i64::from(body.get_u8()),
+            2 => i64::from(body.get_i16()),
+            _ => i64::from(body.get_i32()),
+        })
+    }
+
+    fn count(body: &mut &[u8], what: &str) -> Result<usize, String> {
+        usize::try_from(int(body, 2, what)?).map_err(|_| format!("{what} is negative"))
+    }
+
+    fn end(body: &[u8], what: &str) -> Check {
+        if body.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{what} has {} bytes too many", body.len()))
+        }
+    }
+
+    /// A typed message's body.
+    pub fn typed(kind: u8, mut body: &[u8]) -> Check {
+        let b = &mut body;
+        match kind {
+            b'Q' => cstring(b, "the query")?,
+            b'P' => {
+                cstring(b, "the statement name")?;
+                cstring(b, "the query")?;
+                let n = count(b, "the parameter type count")?;
+                for _ in 0..n {
+                    int(b, 4, "a parameter type")?;
                 }
             }
+            b'B' => {
+                cstring(b, "the portal name")?;
+                cstring(b, "the statement name")?;
+                for _ in 0..count(b, "the parameter format count")? {
+                    int(b, 2, "a parameter format")?;
+                }
+                for _ in 0..count(b, "the parameter count")? {
+                    let length = int(b, 4, "a parameter length")?;
+                    if length < -1 || length > b.len() as i64 {
+                        return Err(format!("a parameter of length {length}"));
+                    }
+                    b.advance(length.max(0) as usize);
+                }
+                for _ in 0..count(b, "the result format count")? {
+                    int(b, 2, "a result format")?;
+                }
+            }
+            b'D' | b'C' => {
+                let target = int(b, 1, "the target")? as u8;
+                if target != b'S' && target != b'P' {
+                    return Err(format!("target {:?} is neither S nor P", target as char));
+                }
+                cstring(b, "the name")?;
+            }
+            b'E' => {
+                cstring(b, "the portal name")?;
+                int(b, 4, "the row limit")?;
+            }
+            b'S' | b'H' | b'X' | b'c' => {}
+            b'f' => cstring(b, "the message")?,
+            // Passwords, SASL, CopyData: bytes as they are.
+            b'p' | b'd' => return Ok(()),
+            other => return Err(format!("unknown message type {:?}", other as char)),
+        }
+        end(body, &format!("a {:?} message", kind as char))
+    }
+
+    /// An untyped message's body after its code.
+    pub fn untyped(code: i32, mut body: &[u8]) -> Check {
+        const CANCEL: i32 = 80_877_102;
+        const SSL: i32 = 80_877_103;
+        const GSSENC: i32 = 80_877_104;
+        match code {
+            SSL | GSSENC => end(body, "an SSLRequest"),
+            // The process id, then a key of 4 bytes (protocol 3.0) up to 256 (3.2).
+            CANCEL if (8..=260).contains(&body.len()) => Ok(()),
+            CANCEL => Err("a CancelRequest of the wrong length".into()),
+            _ if code >> 16 == 3 => {
+                // Parameter names and values, then an empty name that ends the message
+                // (pgwire reads up to the first empty name, whatever the length says).
+                loop {
+                    let b = &mut body;
+                    match b.first() {
+                        Some(0) if b.len() == 1 => return Ok(()),
+                        Some(0) => return Err("bytes after the startup parameters".into()),
+                        Some(_) => {
+                            cstring(b, "a startup parameter name")?;
+                            cstring(b, "a startup parameter value")?;
+                        }
+                        None => return Err("the startup parameters are not terminated".into()),
+                    }
+                }
+            }
+            other => Err(format!(
+                "unsupported frontend protocol {}.{}",
+                other >> 16,
+                other & 0xffff
+            )),
         }
     }
 }
@@ -285,6 +437,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
             if !this.output.is_empty() {
                 let n = this.output.len().min(buf.remaining());
                 buf.put_slice(&this.output.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if matches!(this.step, Step::Closed) {
                 return Poll::Ready(Ok(()));
             }
             let mut chunk = [0u8; 8192];
@@ -349,34 +504,65 @@ pub async fn serve(
     let extended = frontend.extended_query_handler();
     let copy = frontend.copy_handler();
     let cancel = frontend.cancel_handler();
-    let take_event = || events.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+    // An event that stands for the message just decoded (a stub's), if the next one does.
+    let take_event = || {
+        let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
+        match events.front() {
+            Some(Event::Malformed(_)) | None => None,
+            Some(_) => events.pop_front(),
+        }
+    };
+    let malformed = || {
+        let events = events.lock().unwrap_or_else(|e| e.into_inner());
+        events.iter().find_map(|e| match e {
+            Event::Malformed(why) => Some(why.clone()),
+            _ => None,
+        })
+    };
     loop {
         let signing_in = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup
                 | PgWireConnectionState::AuthenticationInProgress
         );
+        // The guard checks every message's shape first; should pgwire's decoder panic all
+        // the same, only this connection ends.
+        let next = std::panic::AssertUnwindSafe(socket.next()).catch_unwind();
         let message = if signing_in {
             tokio::select! {
-                _ = &mut startup => None,
-                message = socket.next() => message,
+                _ = &mut startup => Ok(None),
+                message = next => message,
             }
         } else {
-            socket.next().await
+            next.await
+        };
+        let protocol_error = |message: String| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "08P01".into(),
+                message,
+            )))
         };
         let message = match message {
-            Some(Ok(message)) => message,
-            Some(Err(e)) => {
-                // A message pgwire could not decode: say so before closing.
-                let error = PgWireError::UserError(Box::new(ErrorInfo::new(
-                    "FATAL".into(),
-                    "08P01".into(),
-                    format!("invalid message from the client: {e}"),
-                )));
+            Ok(Some(Ok(message))) => message,
+            // A message pgwire could not decode: say so before closing.
+            Ok(Some(Err(e))) => {
+                let error = protocol_error(format!("invalid message from the client: {e}"));
                 let _ = process_error(&mut socket, error, false).await;
                 return Ok(());
             }
-            None => return Ok(()),
+            Err(_) => {
+                let error = protocol_error("invalid message from the client".into());
+                let _ = process_error(&mut socket, error, false).await;
+                return Ok(());
+            }
+            Ok(None) => {
+                if let Some(why) = malformed() {
+                    let error = protocol_error(format!("invalid message from the client: {why}"));
+                    let _ = process_error(&mut socket, error, false).await;
+                }
+                return Ok(());
+            }
         };
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());
@@ -386,7 +572,7 @@ pub async fn serve(
             _ => message.is_extended_query(),
         };
         let message = match take_event() {
-            None => message,
+            None | Some(Event::Malformed(_)) => message,
             Some(Event::LongPassword(body)) => match message {
                 PgWireFrontendMessage::PasswordMessageFamily(_) => {
                     PgWireFrontendMessage::PasswordMessageFamily(PasswordMessageFamily::Raw(body))
@@ -442,6 +628,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::datatypes::DataType;
 
     /// The guard over a byte stream: what the codec reads, and the events.
     fn guarded(input: &[u8], limits: MessageLimits) -> (Vec<u8>, Vec<Event>) {
@@ -533,5 +720,90 @@ mod tests {
         let (out, events) = guarded(&input, MessageLimits::new(1 << 20));
         assert_eq!(out, input);
         assert!(events.is_empty());
+    }
+
+    /// Bytes a client may send: startup, SSL and GSS requests, passwords, the extended
+    /// protocol, through the guard and pgwire's decoder, and Bind values through ours.
+    #[test]
+    fn fuzz_pg_startup_and_messages() {
+        use pgwire::api::Type;
+        use pgwire::messages::{DecodeContext, ProtocolVersion};
+        let mut seed = startup();
+        seed.extend(typed(b'p', b"sluice_token\0"));
+        seed.extend(typed(b'Q', b"select 1; select 2\0"));
+        let mut extended = startup();
+        extended.extend(typed(
+            b'P',
+            b"s1\0select $1::int8, $2\0\0\x02\0\0\0\x14\0\0\0\x19",
+        ));
+        let mut bind = b"\0s1\0\0\x02\0\x01\0\0\0\x02".to_vec();
+        bind.extend(8i32.to_be_bytes());
+        bind.extend(42i64.to_be_bytes());
+        bind.extend(3i32.to_be_bytes());
+        bind.extend(b"abc\0\0");
+        extended.extend(typed(b'B', &bind));
+        extended.extend(typed(b'D', b"P\0"));
+        extended.extend(typed(b'E', b"\0\0\0\0\0"));
+        extended.extend(typed(b'S', b""));
+        let mut ssl = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        ssl.extend(startup());
+        let cancel = vec![0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2];
+        let mut long_password = startup();
+        long_password.extend(typed(b'p', &[b'x'; 12_000]));
+        let seeds = vec![seed, extended, ssl, cancel, long_password];
+        let limits = MessageLimits {
+            statement: 4096,
+            bind: 4096,
+            other: 1024,
+        };
+        let wire_types = [
+            Type::INT8,
+            Type::INT4,
+            Type::TEXT,
+            Type::NUMERIC,
+            Type::TIMESTAMP,
+            Type::DATE,
+            Type::BOOL,
+            Type::FLOAT8,
+            Type::BYTEA,
+            Type::INT8_ARRAY,
+            Type::TEXT_ARRAY,
+        ];
+        let targets = [
+            None,
+            Some(DataType::Int64),
+            Some(DataType::Decimal128(38, 10)),
+            Some(DataType::Date32),
+            Some(DataType::List(std::sync::Arc::new(
+                datafusion::arrow::datatypes::Field::new("item", DataType::Int64, true),
+            ))),
+        ];
+        fuzz::bytes("pg_messages", &seeds, |input| {
+            let (out, _events) = guarded(input, limits);
+            let mut out = BytesMut::from(&out[..]);
+            let mut context = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+            context.awaiting_frontend_ssl = false;
+            while let Ok(Some(message)) = PgWireFrontendMessage::decode(&mut out, &context) {
+                match message {
+                    PgWireFrontendMessage::Startup(_) => context.awaiting_frontend_startup = false,
+                    PgWireFrontendMessage::Bind(bind) => {
+                        for (i, raw) in bind.parameters.iter().enumerate().take(16) {
+                            let wire = &wire_types[i % wire_types.len()];
+                            let target = targets[i % targets.len()].as_ref();
+                            let binary =
+                                bind.parameter_format_codes.get(i).is_some_and(|f| *f == 1);
+                            let _ = super::super::params::decode(
+                                i,
+                                raw.as_deref(),
+                                binary,
+                                wire,
+                                target,
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
     }
 }
