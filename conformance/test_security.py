@@ -36,6 +36,7 @@ from thrift.protocol import TBinaryProtocol
 from thrift.transport import THttpClient
 
 from flightraw import FlightRaw, ipc_messages, lz4_bomb
+from pgraw import PgRaw
 from oidc import AUDIENCE, OidcProvider
 
 NOGRANT = "nogrant-token-0123456789abcdef0123456789abcdef"
@@ -522,6 +523,28 @@ def test_an_entra_sized_token_signs_in_over_pg(target, idp):
     # Beyond 64 KiB: a clear refusal before the connection closes.
     e = refused(target, "pg", "x" * 70_000, "select 1")
     assert "too long" in e.message, e
+    serves(target)
+
+
+def test_malformed_pg_messages_get_a_protocol_error(target):
+    """Messages whose bodies are shorter than their fields (pgwire's decoders read past
+    them and panic; found by fuzz_pg_startup_and_messages), and a startup packet with an
+    empty parameter name before its end."""
+    for kind, body in [(b"P", b"s\0select 1\0"), (b"B", b"\0\0\0\x01"), (b"D", b"X\0"),
+                       (b"E", b"\0\0")]:
+        conn = PgRaw(target.pg_host, target.pg_port, "tester", READER, "default")
+        conn.send(kind, body)
+        reply, payload = conn.read()
+        assert reply == b"E", (kind, reply)
+        fields = PgRaw.error(payload)
+        assert fields["C"] == "08P01" and fields["S"] == "FATAL", fields
+        conn.sock.close()
+    sock = socket.create_connection((target.pg_host, target.pg_port), timeout=30)
+    body = struct.pack("!i", 196608) + b"user\0me\0\0p\0\0"
+    sock.sendall(struct.pack("!i", len(body) + 4) + body)
+    reply = sock.recv(1)
+    assert reply in (b"E", b""), reply
+    sock.close()
     serves(target)
 
 

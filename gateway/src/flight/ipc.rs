@@ -274,6 +274,55 @@ mod tests {
         decode_bounded(futures::stream::iter(messages.into_iter().map(Ok))).await
     }
 
+    /// A schema message with one field of `type_type` (or no field list at all): what
+    /// `fuzz_flight_doput_ipc` found arrow's schema conversion panicking on.
+    fn schema_message(type_type: Option<datafusion::arrow::ipc::Type>) -> FlightData {
+        use datafusion::arrow::ipc::{
+            FieldBuilder, MessageBuilder, MetadataVersion, SchemaBuilder,
+        };
+        let mut fbb = flatbuffers::FlatBufferBuilder::new();
+        let fields = type_type.map(|t| {
+            let name = fbb.create_string("p");
+            let mut field = FieldBuilder::new(&mut fbb);
+            field.add_name(name);
+            field.add_type_type(t);
+            let field = field.finish();
+            fbb.create_vector(&[field])
+        });
+        let mut schema = SchemaBuilder::new(&mut fbb);
+        if let Some(fields) = fields {
+            schema.add_fields(fields);
+        }
+        let schema = schema.finish();
+        let mut message = MessageBuilder::new(&mut fbb);
+        message.add_version(MetadataVersion::V5);
+        message.add_header_type(MessageHeader::Schema);
+        message.add_header(schema.as_union_value());
+        let message = message.finish();
+        fbb.finish(message, None);
+        FlightData {
+            data_header: fbb.finished_data().to_vec().into(),
+            ..FlightData::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn schemas_arrow_would_panic_on_are_refused() {
+        use datafusion::arrow::ipc::Type;
+        for (message, why) in [
+            (schema_message(Some(Type::NONE)), "type"),
+            (schema_message(None), "without fields"),
+            (schema_message(Some(Type::Union)), "type"),
+        ] {
+            let e = decode(vec![message]).await.expect_err("refused");
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains(why), "{e}");
+        }
+        // The builder makes what arrow reads, for a type it knows.
+        let e = decode(vec![schema_message(Some(Type::Int))]).await;
+        assert!(e.is_err(), "an Int without its bit width is refused too");
+    }
+
     #[tokio::test]
     async fn one_plain_row_decodes() {
         let batches = decode(encode(row(1), IpcWriteOptions::default()).await)

@@ -712,6 +712,44 @@ mod tests {
         ));
     }
 
+    /// What `fuzz_pg_startup_and_messages` found: pgwire's decoders read fields past a
+    /// short body (a panic), and its startup decoder stops at the first empty parameter
+    /// name whatever the length says (the stream after it read as the next messages).
+    #[test]
+    fn malformed_messages_end_the_stream_before_pgwire_reads_them() {
+        let mut startup_then = |kind: u8, body: &[u8]| {
+            let mut input = startup();
+            input.extend(typed(kind, body));
+            input.extend(typed(b'Q', b"select 1\0"));
+            guarded(&input, MessageLimits::new(1 << 20))
+        };
+        for (kind, body) in [
+            (b'P', &b"s\0q\0"[..]),
+            (b'P', &b"s\0q\0\0\x02\0\0"[..]),
+            (b'B', &b"\0\0\0\x01"[..]),
+            (b'B', &b"\0\0\0\0\0\x01\x7f\0\0\0x"[..]),
+            (b'E', &b"\0\0"[..]),
+            (b'D', &b"X\0"[..]),
+            (b'Q', &b"no terminator"[..]),
+            (b'Q', &b"a\0b\0"[..]),
+            (b'S', &b"extra"[..]),
+        ] {
+            let (out, events) = startup_then(kind, body);
+            assert_eq!(out, startup(), "{:?} {body:?}", kind as char);
+            assert!(
+                matches!(&events[..], [Event::Malformed(_)]),
+                "{:?} {body:?}: {events:?}",
+                kind as char
+            );
+        }
+        let empty_name = b"\x00\x03\x00\x00user\0me\0\0p\0\0";
+        let mut input = ((empty_name.len() + 4) as i32).to_be_bytes().to_vec();
+        input.extend_from_slice(empty_name);
+        let (out, events) = guarded(&input, MessageLimits::new(1 << 20));
+        assert!(out.is_empty());
+        assert!(matches!(&events[..], [Event::Malformed(why)] if why.contains("after")));
+    }
+
     #[test]
     fn ssl_request_is_followed_by_an_untyped_message() {
         let mut input = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
