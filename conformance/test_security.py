@@ -278,6 +278,16 @@ def test_a_token_without_a_subject_is_refused(target, idp):
 
 
 def test_one_principals_statements_are_not_anothers(target, idp):
+    # Two tokens that name no subject used to share one empty id: one read the other's
+    # results. Neither signs in now.
+    victim = idp.sign(idp.claims(oid=None, sub=None, azp="victim-app", roles=["reader"]))
+    thief = idp.sign(idp.claims(oid=None, sub=None, azp="thief-app", roles=["reader"]))
+    status, answer = rest(target, victim, "POST", "/api/2.0/sql/statements",
+                          {"statement": "select 42 as n", "warehouse_id": "default", "wait_timeout": "30s"})
+    assert status == 401, answer
+    if status == 200:  # what the old gateway did: the thief read it
+        assert rest(target, thief, "GET", f"/api/2.0/sql/statements/{answer['statement_id']}")[0] == 404
+    # Principals with subjects see only their own.
     alice = idp.sign(idp.claims(oid=None, sub="alice", roles=["reader"]))
     bob = idp.sign(idp.claims(oid=None, sub="bob", roles=["reader"]))
     status, answer = rest(target, alice, "POST", "/api/2.0/sql/statements",
