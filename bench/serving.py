@@ -9,12 +9,13 @@ import time
 
 
 @contextlib.contextmanager
-def sluice(target, data, out, scale, config_text=None):
-    """Start `<target>/release/sluice serve` on `data` (generating TPC-H at `scale` there if
-    needed), logging to `out/sluice.log`; yields (process, endpoints, dev token) once the
-    endpoints are written, and stops the server on exit."""
+def sluice(target, data, out, scale, config_text=None, binary=None):
+    """Start `<target>/release/sluice serve` (or `binary`) on `data` (generating TPC-H at
+    `scale` there if needed), logging to `out/sluice.log`; yields (process, endpoints, dev
+    token) once the endpoints are written, and stops the server on exit."""
     out = pathlib.Path(out)
-    cmd = [str(pathlib.Path(target) / "release" / "sluice"), "serve", "--data-dir", str(data),
+    binary = binary or pathlib.Path(target) / "release" / "sluice"
+    cmd = [str(binary), "serve", "--data-dir", str(data),
            "--demo-scale", str(scale), "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
            "--flight-addr", "127.0.0.1:0"]
     if config_text is not None:

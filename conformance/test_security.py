@@ -629,10 +629,19 @@ def test_http_credentials_need_tls_off_loopback(tmp_path):
 
 def test_files_in_the_data_dir_are_the_owners_alone(target):
     run(target, "rest", READER, "select 1")
+    # A result kept as files (EXTERNAL_LINKS).
+    status, answer = rest(target, READER, "POST", "/api/2.0/sql/statements",
+                          {"statement": "select * from tpch.nation", "warehouse_id": "default",
+                           "wait_timeout": "30s", "disposition": "EXTERNAL_LINKS", "format": "ARROW_STREAM"})
+    assert answer["status"]["state"] == "SUCCEEDED", answer
     data = target.data_dir
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
-    for name in ["dev-token", "endpoints.json", "metadata.redb"]:
-        assert stat.S_IMODE((data / name).stat().st_mode) & 0o077 == 0, name
+    chunks = [p for p in (data / "statements").rglob("*") if p.is_file()]
+    assert chunks
+    for path in [data / "dev-token", data / "endpoints.json", data / "metadata.redb", *chunks]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    for path in [p for p in (data / "statements").rglob("*") if p.is_dir()]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
 def test_the_admin_page_cookie_is_no_token(target):
