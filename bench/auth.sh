@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --locked -p gateway -p bench
+cargo build --release --locked --workspace
 npm ci --prefix conformance/node --no-audit --no-fund --loglevel=error
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
 conformance/.venv/bin/python bench/auth.py "${1:-500}"

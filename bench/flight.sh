@@ -6,6 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --locked -p gateway -p bench
+cargo build --release --locked --workspace
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
 conformance/.venv/bin/python bench/flight.py "${1:-1}" "${2:-3}"

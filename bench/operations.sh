@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release --locked -p gateway
+cargo build --release --locked --workspace
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
 cd bench && ../conformance/.venv/bin/python operations.py "${1:-8}" "${2:-10}" "${3:-5}"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_SECONDS=${1:-10}
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --locked -p gateway
+cargo build --release --locked --workspace
 OUT=bench/out/pg_frontend
 DATA=$OUT/data
 mkdir -p "$DATA"

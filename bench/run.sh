@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SCALE=${1:-1}
 RUNS=${2:-3}
 TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release --locked -p gateway -p bench
+cargo build --release --locked --workspace
 BIN=$TARGET/release/sluice
 BENCH=$TARGET/release/sluice-bench
 DATA=bench/data/sf$SCALE

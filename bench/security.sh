@@ -10,7 +10,7 @@ BEFORE=${1:-86ba978}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 OUT=bench/out/security
 mkdir -p "$OUT"
-cargo build --release --locked -p gateway
+cargo build --release --locked --workspace
 cp "$CARGO_TARGET_DIR/release/sluice" "$OUT/sluice-after"
 TREE=$(mktemp -d /tmp/sluice-before-XXXX)
 git worktree add --detach "$TREE" "$BEFORE" >/dev/null
@@ -19,7 +19,7 @@ cp "$CARGO_TARGET_DIR/release/sluice" "$OUT/sluice-before"
 git worktree remove --force "$TREE"
 # The worktree's crates share names and relative paths with this checkout's, and were
 # checked out last: cargo would take their artifacts as this checkout's. Drop them.
-cargo clean --release -p auth -p planner -p workers -p gateway
+cargo clean --release -p auth -p planner -p workers -p gateway -p pg -p flight -p databricks -p sluice
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
 cd bench && ../conformance/.venv/bin/python security.py "../$OUT/sluice-before" "../$OUT/sluice-after" \
   "${2:-8}" "${3:-10}" "${4:-3}"

@@ -360,7 +360,7 @@ impl Measured for RecordBatch {
 
 impl Measured for FlightData {
     fn measure(&self) -> (u64, u64) {
-        let rows = crate::hs2::results::flight_rows(self).unwrap_or(0) as u64;
+        let rows = workers::protocol::message_rows(self).unwrap_or(0) as u64;
         (rows, (self.data_body.len() + self.data_header.len()) as u64)
     }
 }

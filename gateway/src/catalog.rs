@@ -1,8 +1,9 @@
 //! The catalog a gateway plans against: the config file's tables (and the demo's), which
 //! SQL cannot change, and the objects created with SQL (`CREATE EXTERNAL TABLE`,
 //! `CREATE VIEW`, `CREATE SCHEMA`, `DROP`), kept in the metadata store. Every change
-//! builds a new [`Planner`] and puts it in place: statements already planned keep the one
-//! they began with; answers over the old catalog leave the result cache.
+//! builds a new [`Planner`] and puts it in place here, with a new generation: statements
+//! already planned keep the one they began with, and the handler, seeing the generation
+//! move, plans them again and drops answers over the old catalog.
 //!
 //! Gateways that share a PostgreSQL metadata store share these objects: each re-reads
 //! them every [`REFRESH`] and takes another gateway's change then.
@@ -13,7 +14,6 @@ use std::time::Duration;
 use planner::ddl::{self, CatalogChange, CatalogObject, DropKind, Managed};
 use planner::{ErrorKind, Planner, QueryError, SessionInfo, TableDef};
 
-use crate::handler::Engine;
 use crate::metadata::{Store, StoreError};
 
 /// How often a gateway looks for another gateway's catalog changes.
@@ -30,6 +30,9 @@ pub struct Catalog {
     /// Where `CREATE EXTERNAL TABLE` may point (`[storage] allowed_locations`).
     locations: planner::locations::LocationPolicy,
     current: tokio::sync::Mutex<Current>,
+    /// The planner in place, and its generation (bumped at every new planner). Replaced
+    /// whole; a statement keeps the one it began with.
+    in_place: std::sync::RwLock<(Arc<Planner>, u64)>,
 }
 
 /// What the planner in place was built from.
@@ -50,7 +53,7 @@ fn store_error(e: StoreError) -> QueryError {
 }
 
 impl Catalog {
-    /// The catalog of a starting gateway, and its first planner.
+    /// The catalog of a starting gateway, with its first planner in place.
     pub async fn open(
         store: Arc<Store>,
         threads: usize,
@@ -59,21 +62,17 @@ impl Catalog {
         limits: planner::Limits,
         locations: planner::locations::LocationPolicy,
         config: Vec<TableDef>,
-    ) -> Result<(Arc<Self>, Planner), QueryError> {
+    ) -> Result<Arc<Self>, QueryError> {
         let managed = Managed::from_objects(store.catalog_objects().await.map_err(store_error)?);
-        let catalog = Arc::new(Self {
-            store,
+        let planner = Planner::new(
+            &config,
+            &managed,
             threads,
-            system,
-            storage,
+            Some(system.clone()),
+            storage.clone(),
             limits,
-            locations,
-            current: tokio::sync::Mutex::new(Current {
-                config: Vec::new(),
-                managed: Managed::default(),
-            }),
-        });
-        let planner = catalog.build(&config, &managed).await?;
+        )
+        .await?;
         if !managed.schemas.is_empty() || !managed.tables.is_empty() || !managed.views.is_empty() {
             tracing::info!(
                 schemas = managed.schemas.len(),
@@ -82,8 +81,36 @@ impl Catalog {
                 "catalog objects created with SQL loaded"
             );
         }
-        *catalog.current.lock().await = Current { config, managed };
-        Ok((catalog, planner))
+        Ok(Arc::new(Self {
+            store,
+            threads,
+            system,
+            storage,
+            limits,
+            locations,
+            current: tokio::sync::Mutex::new(Current { config, managed }),
+            in_place: std::sync::RwLock::new((Arc::new(planner), 0)),
+        }))
+    }
+
+    /// The planner over the catalog as it is now.
+    pub fn planner(&self) -> Arc<Planner> {
+        self.current_planner().0
+    }
+
+    /// The planner in place and its generation.
+    pub fn current_planner(&self) -> (Arc<Planner>, u64) {
+        self.in_place
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Plan against `planner` from now on.
+    fn put_in_place(&self, planner: Planner) {
+        let mut in_place = self.in_place.write().unwrap_or_else(|e| e.into_inner());
+        let generation = in_place.1 + 1;
+        *in_place = (Arc::new(planner), generation);
     }
 
     async fn build(&self, config: &[TableDef], managed: &Managed) -> Result<Planner, QueryError> {
@@ -120,11 +147,7 @@ impl Catalog {
     }
 
     /// Put a reload's planner in place (built again if SQL changed the catalog meanwhile).
-    pub async fn apply_config(
-        &self,
-        prepared: PreparedConfig,
-        engine: &Engine,
-    ) -> Result<(), QueryError> {
+    pub async fn apply_config(&self, prepared: PreparedConfig) -> Result<(), QueryError> {
         let mut current = self.current.lock().await;
         let planner = if current.managed == prepared.managed {
             prepared.planner
@@ -132,12 +155,12 @@ impl Catalog {
             self.build(&prepared.config, &current.managed).await?
         };
         current.config = prepared.config;
-        put_in_place(engine, planner).await;
+        self.put_in_place(planner);
         Ok(())
     }
 
     /// Take the changes another gateway made to the shared objects.
-    pub async fn refresh(&self, engine: &Engine) -> Result<(), QueryError> {
+    pub async fn refresh(&self) -> Result<(), QueryError> {
         // Read under the lock: objects read before a DDL of this gateway committed, then
         // compared after it, would put the catalog of before the DDL back in place.
         let mut current = self.current.lock().await;
@@ -149,23 +172,19 @@ impl Catalog {
         let planner = self.build(&current.config, &stored).await?;
         tracing::info!("catalog changed by another gateway; planning against it");
         current.managed = stored;
-        put_in_place(engine, planner).await;
+        self.put_in_place(planner);
         Ok(())
     }
 
     /// Run the refresh every [`REFRESH`] until `stop`.
-    pub async fn watch(
-        self: Arc<Self>,
-        engine: Arc<Engine>,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
+    pub async fn watch(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut failing = false;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(REFRESH) => {}
             }
-            match self.refresh(&engine).await {
+            match self.refresh().await {
                 Ok(()) => failing = false,
                 Err(e) if !failing => {
                     failing = true;
@@ -182,7 +201,6 @@ impl Catalog {
         &self,
         change: &CatalogChange,
         session: &SessionInfo,
-        engine: &Engine,
     ) -> Result<(), QueryError> {
         let mut current = self.current.lock().await;
         // What other gateways created counts too.
@@ -227,7 +245,7 @@ impl Catalog {
                     CatalogObject::View(view) => {
                         bound = CatalogObject::View(ddl::ViewDef {
                             name: view.name.clone(),
-                            sql: engine.planner().bind_view(&view.sql, session)?,
+                            sql: self.planner().bind_view(&view.sql, session)?,
                         });
                         &bound
                     }
@@ -280,7 +298,7 @@ impl Catalog {
                         }
                         match object {
                             CatalogObject::View(view) => {
-                                engine.planner().check_view(&view.sql, session).await?;
+                                self.planner().check_view(&view.sql, session).await?;
                             }
                             CatalogObject::Table(table) => {
                                 self.check_location(table, &current, &managed, session)?;
@@ -312,7 +330,7 @@ impl Catalog {
                     return Err(exists("object", &key));
                 }
                 current.managed = managed;
-                put_in_place(engine, planner).await;
+                self.put_in_place(planner);
             }
             CatalogChange::Drop {
                 kind,
@@ -376,7 +394,7 @@ impl Catalog {
                     return missing();
                 }
                 current.managed = managed;
-                put_in_place(engine, planner).await;
+                self.put_in_place(planner);
             }
         }
         Ok(())
@@ -433,13 +451,4 @@ fn objects(managed: &Managed) -> Vec<CatalogObject> {
 
 fn stored(managed: &Managed, key: &str) -> Option<CatalogObject> {
     objects(managed).into_iter().find(|o| o.key() == key)
-}
-
-/// Plan against `planner` from now on; answers over the old catalog (its listings, its
-/// pg_catalog) go with it.
-async fn put_in_place(engine: &Engine, planner: Planner) {
-    engine.replace_planner(Arc::new(planner));
-    if let Err(e) = engine.cache.clear().await {
-        tracing::warn!(error = %e.message, "the result cache could not be cleared after the catalog changed");
-    }
 }

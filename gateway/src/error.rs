@@ -63,6 +63,41 @@ pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
     }
 }
 
+/// The Databricks SQL Statement Execution API's `error_code` for a failed statement.
+pub fn databricks_error_code(kind: ErrorKind) -> &'static str {
+    use ErrorKind::*;
+    match kind {
+        // Databricks reports a failed statement's SQL mistakes as BAD_REQUEST and names
+        // the cause in the message; sluice does the same.
+        Syntax | UndefinedTable | UndefinedColumn | UndefinedFunction | UndefinedObject
+        | DuplicateObject | Ambiguous | DatatypeMismatch | DivisionByZero | InvalidValue
+        | InvalidText | InvalidParameter | NotSupported | ReadOnly | PermissionDenied
+        | StatementTimeout | ProtocolViolation | TooComplex => "BAD_REQUEST",
+        Cancelled => "CANCELLED",
+        ResourcesExhausted | QueueFull | QuotaExceeded => "RESOURCE_EXHAUSTED",
+        WorkerLost | Unavailable => "TEMPORARILY_UNAVAILABLE",
+        DataUnreadable => "IO_ERROR",
+        Internal => "INTERNAL_ERROR",
+    }
+}
+
+/// How the HTTP front-ends (HS2 over HTTP, the Statement Execution API) answer a statement
+/// refused before it ran: the HTTP status and `Retry-After` seconds, which clients honour
+/// by retrying. `None`: the failure travels in the protocol's own status (an HS2 TStatus,
+/// a FAILED statement) in a 200.
+pub fn http_refusal(kind: ErrorKind) -> Option<(u16, Option<u32>)> {
+    use ErrorKind::*;
+    match kind {
+        QueueFull => Some((503, Some(1))),
+        QuotaExceeded => Some((429, Some(1))),
+        Syntax | UndefinedTable | UndefinedColumn | UndefinedFunction | UndefinedObject
+        | DuplicateObject | Ambiguous | DatatypeMismatch | DivisionByZero | InvalidValue
+        | InvalidText | InvalidParameter | NotSupported | ReadOnly | ResourcesExhausted
+        | Cancelled | StatementTimeout | WorkerLost | Unavailable | DataUnreadable
+        | PermissionDenied | ProtocolViolation | TooComplex | Internal => None,
+    }
+}
+
 /// A refused login: its SQLSTATE and HTTP status. The issuer's keys being out of reach is
 /// the server's problem ("cannot connect now", 503: clients may retry); anything else is
 /// the token's (28P01, 401).
@@ -127,6 +162,69 @@ mod tests {
         assert_eq!(sqlstate(ErrorKind::UndefinedColumn), "42703");
         assert_eq!(sqlstate(ErrorKind::DivisionByZero), "22012");
         assert_eq!(sqlstate(ErrorKind::NotSupported), "0A000");
+    }
+
+    /// The whole table, pinned: a mapping changes only with this test.
+    #[test]
+    fn every_kind_has_every_wire_form() {
+        let mut table = String::new();
+        for kind in ErrorKind::ALL {
+            let state = sqlstate(kind);
+            assert_eq!(state.len(), 5, "{kind:?}");
+            let internal = kind == ErrorKind::Internal;
+            assert_eq!(state == "XX000", internal, "{kind:?}");
+            assert_eq!(
+                grpc_code(kind) == tonic::Code::Internal,
+                internal,
+                "{kind:?}"
+            );
+            assert_eq!(
+                databricks_error_code(kind) == "INTERNAL_ERROR",
+                internal,
+                "{kind:?}"
+            );
+            let http = match http_refusal(kind) {
+                Some((status, retry)) => format!("{status} retry {retry:?}"),
+                None => "-".into(),
+            };
+            table.push_str(&format!(
+                "{} {} {:?} {} {}\n",
+                kind.as_str(),
+                state,
+                grpc_code(kind),
+                databricks_error_code(kind),
+                http
+            ));
+        }
+        let expected = "\
+syntax 42601 InvalidArgument BAD_REQUEST -
+undefined_table 42P01 NotFound BAD_REQUEST -
+undefined_column 42703 InvalidArgument BAD_REQUEST -
+undefined_function 42883 InvalidArgument BAD_REQUEST -
+undefined_object 42704 NotFound BAD_REQUEST -
+duplicate_object 42P07 AlreadyExists BAD_REQUEST -
+ambiguous 42702 InvalidArgument BAD_REQUEST -
+datatype_mismatch 42804 InvalidArgument BAD_REQUEST -
+division_by_zero 22012 InvalidArgument BAD_REQUEST -
+invalid_value 22023 InvalidArgument BAD_REQUEST -
+invalid_text 22P02 InvalidArgument BAD_REQUEST -
+invalid_parameter 22023 InvalidArgument BAD_REQUEST -
+not_supported 0A000 Unimplemented BAD_REQUEST -
+read_only 25006 InvalidArgument BAD_REQUEST -
+resources_exhausted 53200 ResourceExhausted RESOURCE_EXHAUSTED -
+queue_full 53300 ResourceExhausted RESOURCE_EXHAUSTED 503 retry Some(1)
+cancelled 57014 Cancelled CANCELLED -
+statement_timeout 57014 DeadlineExceeded BAD_REQUEST -
+worker_lost 57P02 Unavailable TEMPORARILY_UNAVAILABLE -
+unavailable 57P03 Unavailable TEMPORARILY_UNAVAILABLE -
+data_unreadable 58030 Unavailable IO_ERROR -
+permission_denied 42501 PermissionDenied BAD_REQUEST -
+protocol_violation 08P01 InvalidArgument BAD_REQUEST -
+too_complex 54001 InvalidArgument BAD_REQUEST -
+quota_exceeded 53400 ResourceExhausted RESOURCE_EXHAUSTED 429 retry Some(1)
+internal XX000 Internal INTERNAL_ERROR -
+";
+        assert_eq!(table, expected);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The handler: the one place where database behaviour lives.
 //!
-//! Front-ends (pg today; Flight SQL and HS2 next) decode their wire protocol into calls on
+//! Front-ends (pg, Flight SQL, HS2 and the Statement Execution API) decode their wire protocol into calls on
 //! [`Handler`] and encode what comes back. They never plan, authorize or pick workers.
 //!
 //! ```text
@@ -50,7 +50,7 @@ pub enum Prepared {
         /// The statement, planned again when the catalog changed since (a table dropped
         /// or redefined under a prepared statement).
         statement: Arc<DfStatement>,
-        /// The catalog generation it was planned against ([`Engine::replace_planner`]).
+        /// The catalog generation it was planned against (`Catalog::current_planner`).
         generation: u64,
     },
     /// A statement about the session, answered by the gateway.
@@ -266,6 +266,8 @@ pub trait Handler: Send + Sync {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> Result<(SchemaRef, ArrowRows), QueryError>;
+    /// Whether a warehouse of this name exists (UndefinedObject naming the ones that do).
+    fn warehouse(&self, name: &str) -> Result<(), QueryError>;
 }
 
 /// A query's rows: record batches, or a worker's Arrow IPC messages (schema first).
@@ -291,8 +293,6 @@ fn truncated(text: &str) -> String {
 
 /// The handler of a gateway: planner, warehouses, authenticator and grants together.
 pub struct Engine {
-    /// Replaced whole when the tables change (SIGHUP); a statement keeps the one it began with.
-    planner: std::sync::RwLock<Arc<Planner>>,
     pub warehouses: Arc<Warehouses>,
     pub authenticator: Arc<Authenticator>,
     pub grants: Arc<Grants>,
@@ -304,8 +304,9 @@ pub struct Engine {
     memo: PlanMemo,
     /// `[limits]`: how long a query answered in the gateway may run, and the quotas.
     pub limits: crate::limits::Limits,
-    /// Bumped at every new planner: prepared statements of an older one are planned again.
-    generation: AtomicU64,
+    /// The catalog generation the memo and the result cache hold answers for: when the
+    /// catalog's moves on, both are emptied before anything is planned against it.
+    seen_generation: AtomicU64,
     id_prefix: u64,
     next_query: AtomicU64,
 }
@@ -316,7 +317,6 @@ pub const ADMIN_ROLE: &str = "admin";
 
 impl Engine {
     pub fn new(
-        planner: Arc<Planner>,
         warehouses: Arc<Warehouses>,
         authenticator: Arc<Authenticator>,
         grants: Arc<Grants>,
@@ -327,7 +327,6 @@ impl Engine {
     ) -> Self {
         Self {
             limits,
-            planner: std::sync::RwLock::new(planner),
             warehouses,
             authenticator,
             grants,
@@ -335,7 +334,7 @@ impl Engine {
             activity,
             catalog,
             memo: PlanMemo::default(),
-            generation: AtomicU64::new(0),
+            seen_generation: AtomicU64::new(0),
             id_prefix: rand::random::<u64>() >> 16,
             next_query: AtomicU64::new(1),
         }
@@ -370,22 +369,28 @@ impl Engine {
 
     /// The planner over the catalog as it is now.
     pub fn planner(&self) -> Arc<Planner> {
-        self.planner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current_planner().0
     }
 
-    /// Plan against another catalog from now on (tables reloaded): plans made against the
-    /// old one are forgotten.
-    pub fn replace_planner(&self, planner: Arc<Planner>) {
-        *self.planner.write().unwrap_or_else(|e| e.into_inner()) = planner;
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.memo
-            .plans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+    /// The planner over the catalog as it is now, and its generation. The first call
+    /// after the catalog changed forgets what was planned and answered over the old one.
+    fn current_planner(&self) -> (Arc<Planner>, u64) {
+        let (planner, generation) = self.catalog.current_planner();
+        if self.seen_generation.swap(generation, Ordering::SeqCst) != generation {
+            self.memo
+                .plans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            self.cache.clear_memory();
+            let cache = self.cache.clone();
+            tokio::spawn(async move {
+                if let Err(e) = cache.clear().await {
+                    tracing::warn!(error = %e.message, "the result cache could not be cleared after the catalog changed");
+                }
+            });
+        }
+        (planner, generation)
     }
 
     /// A statement's text as `system.queries`, the history and the logs keep it: cut to
@@ -476,15 +481,15 @@ impl Engine {
             return Ok(Prepared::Session(SessionCommand::Catalog(change)));
         }
         let info = session.info();
-        let generation = self.generation.load(Ordering::SeqCst);
-        let logical = self.planner().logical_plan(statement, &info).await?;
+        let (planner, generation) = self.current_planner();
+        let logical = planner.logical_plan(statement, &info).await?;
         let param_types = Planner::parameter_types(&logical)?;
         let schema =
             planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
-        let schema = self.planner().with_column_origins(&logical, schema);
+        let schema = planner.with_column_origins(&logical, schema);
         let text = self.recorded(&statement.to_string());
         let cache = if self.cache.config().enabled {
-            match self.planner().cache_reads(&logical, &info) {
+            match planner.cache_reads(&logical, &info) {
                 Ok(reads) => Some(Arc::new(CacheHint {
                     reads,
                     fingerprint: OnceLock::new(),
@@ -581,11 +586,17 @@ impl Handler for Engine {
     ) -> Result<(SchemaRef, ArrowRows), QueryError> {
         self.run_query(session, prepared, params, true).await
     }
+
+    fn warehouse(&self, name: &str) -> Result<(), QueryError> {
+        self.warehouses.named(name).map(|_| ())
+    }
 }
 
 impl Engine {
     /// Plan every statement of a text (from the memo when it planned it before).
     async fn prepare_all(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
+        // First: a catalog that changed empties the memo before it is read.
+        let planner = self.planner();
         let memo_key = self
             .cache
             .config()
@@ -596,13 +607,13 @@ impl Engine {
                 let info = session.info();
                 for statement in &prepared {
                     if let Prepared::Query { logical, .. } = statement {
-                        self.planner().authorize(logical, &info)?;
+                        planner.authorize(logical, &info)?;
                     }
                 }
                 return Ok(prepared);
             }
         }
-        let statements = self.planner().parse(sql)?;
+        let statements = planner.parse(sql)?;
         let mut prepared = Vec::with_capacity(statements.len());
         // Statements after a SET in the same message are planned with its value
         // (`SET search_path = tpch; SELECT * FROM nation`), on a copy of the settings: the
@@ -649,7 +660,7 @@ impl Engine {
                 ),
             ));
         }
-        self.catalog.change(change, &session.info(), self).await?;
+        self.catalog.change(change, &session.info()).await?;
         tracing::info!(principal = %session.principal.name, change = ?change, "catalog changed");
         Ok(Outcome::Command {
             tag: change.tag().to_string(),
@@ -673,7 +684,7 @@ impl Engine {
             ..
         } = prepared
         {
-            if *generation != self.generation.load(Ordering::SeqCst) {
+            if *generation != self.current_planner().1 {
                 // Planned against a catalog that has changed: plan it again, as PostgreSQL
                 // re-plans a cached plan after DDL (a dropped table is an error now).
                 let mut fresh = self.plan_statement(session, statement).await?;
@@ -1136,7 +1147,8 @@ fn setting_value(expr: &ast::Expr) -> String {
     }
 }
 
-fn run_session_command(
+/// Run a statement about the session (SET, SHOW, BEGIN…) on it.
+pub fn run_session_command(
     session: &mut Session,
     command: &SessionCommand,
 ) -> Result<Outcome, QueryError> {

@@ -1,36 +1,45 @@
-//! # gateway — the `sluice` binary
+//! # gateway — the core every front-end shares
 //!
 //! ```text
-//!  psql, drivers, BI tools ──pg wire──────► pg/ ─────┐
-//!  ADBC, Flight SQL clients ──gRPC─────────► flight/ ──┼─► handler.rs (the one trait):
-//!  Databricks drivers, impyla ──HS2/HTTP──► hs2/ ─────┘     auth · plan · execute
-//!                                                                  │
-//!                     workers::Warehouse ◄── physical plan ────────┘
-//!                     (pool of `sluice worker` processes) ── record batches ──► client
+//!  frontends/pg ─────────┐
+//!  frontends/flight ─────┼─► Handler (handler.rs): login · prepare · execute
+//!  frontends/databricks ─┘        │ sessions, the one error table (error.rs), limits
+//!                                 ├─► planner: parse, authorize, plan
+//!                                 ├─► cache: the result cache (answers never stale)
+//!                                 ├─► warehouses ─► workers::Warehouse (pools of workers)
+//!                                 └─► activity: running statements, history, metrics
+//!  catalog (the tables and views, DDL) · system tables · metadata store · http (bearer
+//!  sign-in shared by the HTTP front-ends) · files (private files of the data dir)
 //! ```
 //!
-//! The gateway owns listeners, sessions, configuration and the wire-code table
-//! ([`error`]); front-ends only translate protocols; database behaviour lives behind
-//! [`handler::Handler`].
+//! Front-ends depend on this crate only (never on each other, never on `workers`): they
+//! decode their wire protocol into [`handler::Handler`] calls and encode what comes back.
+//! The types they need from the planner and the workers are re-exported here.
 
 pub mod activity;
 pub mod cache;
 pub mod catalog;
-pub mod cli;
-pub mod config;
 pub mod error;
-pub mod flight;
+pub mod files;
 pub mod handler;
 pub mod history;
-pub mod hs2;
 pub mod http;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;
-pub mod pg;
-pub mod server;
 pub mod session;
 pub mod sqltext;
 pub mod system;
-pub mod tls;
 pub mod warehouses;
+
+pub use auth;
+pub use planner;
+pub use planner::{ErrorKind, QueryError};
+pub use workers::{BatchStream, FlightStream};
+
+/// The Arrow forms results take on their way to clients (string views as plain strings;
+/// types Flight SQL and HS2 clients read).
+pub mod transfer {
+    pub use workers::protocol::message_rows;
+    pub use workers::worker::{for_transfer, transfer_schema};
+}

@@ -348,6 +348,232 @@ impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connecte
     }
 }
 
+/// The whole `/metrics` page (Prometheus text format): the counters and histograms, then
+/// gauges read from the warehouses, the result cache, running statements and the
+/// history writer. `running` is the statements between arrival and last row; `hs2` the
+/// Databricks front-end's open (sessions, operations).
+pub fn exposition(
+    metrics: &Metrics,
+    warehouses: &crate::warehouses::Warehouses,
+    cache: &crate::cache::ResultCache,
+    history: Option<&crate::history::History>,
+    running: usize,
+    hs2: (usize, usize),
+) -> String {
+    let (hs2_sessions, hs2_operations) = hs2;
+    let mut out = String::with_capacity(8192);
+    metrics.render(&mut out);
+    let statuses: Vec<_> = warehouses.all().iter().map(|w| w.status()).collect();
+    header(
+        &mut out,
+        "sluice_workers",
+        "gauge",
+        "Workers by warehouse and state (starting: being started).",
+    );
+    for s in &statuses {
+        for state in ["ready", "draining", "down"] {
+            let n = s.workers.iter().filter(|w| w.state == state).count();
+            sample(
+                &mut out,
+                "sluice_workers",
+                &[("warehouse", &s.name), ("state", state)],
+                n,
+            );
+        }
+        sample(
+            &mut out,
+            "sluice_workers",
+            &[("warehouse", &s.name), ("state", "starting")],
+            s.starting,
+        );
+    }
+    header(
+        &mut out,
+        "sluice_queue_depth",
+        "gauge",
+        "Statements waiting for a worker slot.",
+    );
+    for s in &statuses {
+        sample(
+            &mut out,
+            "sluice_queue_depth",
+            &[("warehouse", &s.name)],
+            s.queued,
+        );
+    }
+    header(
+        &mut out,
+        "sluice_running_queries",
+        "gauge",
+        "Statements running on workers.",
+    );
+    for s in &statuses {
+        sample(
+            &mut out,
+            "sluice_running_queries",
+            &[("warehouse", &s.name)],
+            s.running,
+        );
+    }
+    header(
+        &mut out,
+        "sluice_scale_events_total",
+        "counter",
+        "Autoscaler decisions by warehouse and reason.",
+    );
+    for s in &statuses {
+        for (reason, n) in &s.scale_events {
+            sample(
+                &mut out,
+                "sluice_scale_events_total",
+                &[("warehouse", &s.name), ("reason", reason)],
+                n,
+            );
+        }
+    }
+    let stats = &cache.stats;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    header(
+        &mut out,
+        "sluice_cache_lookups_total",
+        "counter",
+        "Result cache lookups by result.",
+    );
+    for (result, n) in [
+        ("hit", count(&stats.hits)),
+        ("restored", count(&stats.restored)),
+        ("shared", count(&stats.shared)),
+        ("miss", count(&stats.misses)),
+    ] {
+        sample(
+            &mut out,
+            "sluice_cache_lookups_total",
+            &[("result", result)],
+            n,
+        );
+    }
+    header(
+        &mut out,
+        "sluice_cache_stored_total",
+        "counter",
+        "Results kept by the result cache.",
+    );
+    sample(
+        &mut out,
+        "sluice_cache_stored_total",
+        &[],
+        count(&stats.stored),
+    );
+    header(
+        &mut out,
+        "sluice_cache_evicted_total",
+        "counter",
+        "Result cache entries evicted.",
+    );
+    sample(
+        &mut out,
+        "sluice_cache_evicted_total",
+        &[],
+        count(&stats.evicted),
+    );
+    let (entries, bytes) = cache.usage();
+    header(
+        &mut out,
+        "sluice_cache_bytes",
+        "gauge",
+        "Memory the kept results take.",
+    );
+    sample(&mut out, "sluice_cache_bytes", &[], bytes);
+    header(
+        &mut out,
+        "sluice_cache_entries",
+        "gauge",
+        "Results kept in memory.",
+    );
+    sample(&mut out, "sluice_cache_entries", &[], entries);
+    header(
+        &mut out,
+        "sluice_open_connections",
+        "gauge",
+        "Open client connections (pg, flight) and sessions (hs2) by protocol.",
+    );
+    sample(
+        &mut out,
+        "sluice_open_connections",
+        &[("protocol", "pg")],
+        metrics
+            .pg_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    sample(
+        &mut out,
+        "sluice_open_connections",
+        &[("protocol", "flight")],
+        metrics
+            .flight_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    sample(
+        &mut out,
+        "sluice_open_connections",
+        &[("protocol", "hs2")],
+        hs2_sessions,
+    );
+    header(
+        &mut out,
+        "sluice_hs2_operations",
+        "gauge",
+        "Open HS2 operations.",
+    );
+    sample(&mut out, "sluice_hs2_operations", &[], hs2_operations);
+    header(
+        &mut out,
+        "sluice_statements_running",
+        "gauge",
+        "Statements between arrival and last row.",
+    );
+    sample(&mut out, "sluice_statements_running", &[], running);
+    if let Some(history) = history {
+        header(
+            &mut out,
+            "sluice_history_written_total",
+            "counter",
+            "History records written to the metadata store.",
+        );
+        sample(
+            &mut out,
+            "sluice_history_written_total",
+            &[],
+            count(&history.written),
+        );
+        header(
+            &mut out,
+            "sluice_history_dropped_total",
+            "counter",
+            "History records lost while the store was unavailable.",
+        );
+        sample(
+            &mut out,
+            "sluice_history_dropped_total",
+            &[],
+            count(&history.dropped),
+        );
+        header(
+            &mut out,
+            "sluice_history_batches_total",
+            "counter",
+            "Commits of history records to the metadata store.",
+        );
+        sample(
+            &mut out,
+            "sluice_history_batches_total",
+            &[],
+            count(&history.batches),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,7 +77,7 @@ pub fn decode(messages: FlightStream) -> BatchStream {
 }
 
 /// How a gateway starts its local workers (the same for every local warehouse).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LocalWorkers {
     /// The program and leading arguments (`[sluice, worker]`).
     pub command: Vec<OsString>,
@@ -139,6 +139,15 @@ pub struct WarehouseConfig {
 }
 
 impl WarehouseConfig {
+    /// Local workers started as `local` says (the program, threads, storage): the
+    /// config file names a warehouse's sizes, the server knows how to start workers.
+    pub fn with_local_workers(mut self, local: &LocalWorkers) -> Self {
+        if let Launcher::Local(workers) = &mut self.launcher {
+            *workers = local.clone();
+        }
+        self
+    }
+
     pub(crate) fn is_static(&self) -> bool {
         matches!(self.launcher, Launcher::Static { .. })
     }

@@ -62,3 +62,11 @@ pub struct ExecuteRequest {
     #[prost(bytes = "vec", tag = "2")]
     pub plan: Vec<u8>,
 }
+
+/// The rows of one Arrow IPC message of a result (None: not a record batch), read from
+/// its header without decoding the batch.
+pub fn message_rows(data: &arrow_flight::FlightData) -> Option<usize> {
+    let message = datafusion::arrow::ipc::root_as_message(&data.data_header).ok()?;
+    let batch = message.header_as_record_batch()?;
+    usize::try_from(batch.length()).ok()
+}

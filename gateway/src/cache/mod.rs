@@ -469,7 +469,7 @@ impl ResultCache {
                 if let Some(messages) = flight.kept() {
                     let rows = messages
                         .iter()
-                        .filter_map(crate::hs2::results::flight_rows)
+                        .filter_map(workers::protocol::message_rows)
                         .map(|n| n as u64)
                         .sum();
                     let entry = Arc::new(Entry::new(
@@ -522,14 +522,21 @@ impl ResultCache {
         (memory.len(), memory.bytes())
     }
 
-    /// Drop every entry, in memory and in the persistent tier; returns how many were in
-    /// memory.
-    pub async fn clear(&self) -> Result<usize, QueryError> {
+    /// Drop every entry held in memory, and the table versions known (at once, for a
+    /// catalog that just changed; [`ResultCache::clear`] also empties the persistent tier).
+    pub fn clear_memory(&self) -> usize {
         let cleared = self.memory().clear();
         self.versions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        cleared
+    }
+
+    /// Drop every entry, in memory and in the persistent tier; returns how many were in
+    /// memory.
+    pub async fn clear(&self) -> Result<usize, QueryError> {
+        let cleared = self.clear_memory();
         if let Some((url, store)) = &self.persistent {
             let mut listing = store.list(Some(url.prefix()));
             while let Some(object) = listing.next().await {
