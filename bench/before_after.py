@@ -1,12 +1,13 @@
-"""What the security work (issue 21) costs on the hot paths: two release binaries, before and
-after, measured alternately in one sitting on one data dir:
+"""What a change (the security work, issue 21; the crate split, issue 25) costs on the hot
+paths: two release binaries, before and after, measured alternately in one sitting on one
+data dir:
 
   1. `SELECT 1` through pg with pgbench (simple protocol, N clients): transactions per
      second and the gateway's CPU time per statement;
   2. the 22 TPC-H queries at scale 1 through pg (psycopg, the result cache off): seconds per
      query, median over the runs.
 
-Usage: bench/security.py BEFORE_BINARY AFTER_BINARY [clients=8] [seconds=10] [rounds=3]
+Usage: bench/before_after.py BEFORE_BINARY AFTER_BINARY [clients=8] [seconds=10] [rounds=3]
 """
 import json
 import pathlib
