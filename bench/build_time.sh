@@ -19,7 +19,7 @@ for side in before after; do
   git worktree add --detach "$WORK/$side" "$rev" >/dev/null
   encoder=frontends/pg/src/encode.rs
   [ -f "$WORK/$side/$encoder" ] || encoder=gateway/src/pg/encode.rs
-  cp -r "$TARGET" "$WORK/$side-target"
+  cp -a "$TARGET" "$WORK/$side-target"  # -a: cargo reads mtimes
   (cd "$WORK/$side" && CARGO_TARGET_DIR="$WORK/$side-target" cargo build --locked --workspace -q 2>/dev/null)
   for run in $(seq 1 "$RUNS"); do
     echo "const _BUILD_TIME_PROBE_$run: u32 = $run;" >> "$WORK/$side/$encoder"
