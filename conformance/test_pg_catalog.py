@@ -377,3 +377,71 @@ def test_reset_restores_the_default(sluice):
         assert conn.execute("SHOW search_path").fetchone() == (default,)
         conn.execute("RESET ALL")
         assert conn.execute("SELECT current_setting('application_name')").fetchone() != ("probe",)
+
+
+@pytest.mark.parametrize("sql", [
+    # Issue 22: the literal cast read as one element answered 0 here, silently.
+    "SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relkind = ANY('{r,p,f}'::text[]) "
+    "AND c.relnamespace = 'tpch'::regnamespace",
+    "SELECT ('{a,\"b,c\",NULL, d }'::text[])[2], ('{a,\"b,c\",NULL}'::text[])[3] IS NULL",
+    "SELECT '{1,2}'::int2[], cardinality('{}'::text[])",
+    "SELECT 'x' = ANY('{\"x\",y}'::varchar[])",
+])
+def test_array_literals_mean_what_they_mean_in_postgresql(sluice, reference, sql):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        got = conn.execute(sql).fetchall()
+    with psycopg.connect(reference, autocommit=True) as conn:
+        want = conn.execute(sql).fetchall()
+    assert got == want
+
+
+@pytest.mark.parametrize("sql", ["SHOW TIME ZONE", "SHOW timezone", "SHOW DateStyle", "SHOW intervalstyle",
+                                 "SHOW TRANSACTION ISOLATION LEVEL", "SHOW search_path",
+                                 "SHOW server_version_num"])
+def test_show_answers_in_the_settings_own_column(sluice, reference, sql):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        cur = conn.execute(sql)
+        got = [d.name for d in cur.description], len(cur.fetchall())
+    with psycopg.connect(reference, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        want = [d.name for d in cur.description], len(cur.fetchall())
+    assert got == want
+
+
+def test_database_qualified_names_resolve_in_the_connected_database(sluice, reference):
+    """dbt-postgres names every relation "database"."schema"."table"."""
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        assert conn.execute('SELECT count(*) FROM "default"."tpch"."nation"').fetchone() == (25,)
+        assert conn.execute('SELECT count(*) FROM "default".tpch.region r '
+                            "JOIN tpch.nation n ON n.n_regionkey = r.r_regionkey").fetchone() == (25,)
+    # Another database, and too many parts: PostgreSQL's SQLSTATEs.
+    for sql in ["SELECT * FROM elsewhere.tpch.nation", "SELECT * FROM a.b.tpch.nation"]:
+        with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+            with pytest.raises(psycopg.Error) as got:
+                conn.execute(sql)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with psycopg.connect(reference, autocommit=True) as conn:
+            with pytest.raises(psycopg.Error) as want:
+                conn.execute(sql)
+        assert got.value.sqlstate == want.value.sqlstate, (got.value, want.value)
+
+
+def test_repeated_output_names_as_dbeaver_selects_them(sluice, reference):
+    """DBeaver lists schemas and tables with `x.oid, x.*`: PostgreSQL allows the repeat."""
+    sql = ("SELECT n.oid, n.*, d.description FROM pg_catalog.pg_namespace n "
+           "LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid = n.oid AND d.objsubid = 0 "
+           "WHERE n.nspname = 'tpch'")
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        cur = conn.execute(sql)
+        got = [d.name for d in cur.description], len(cur.fetchall())
+        cur = conn.execute("SELECT c.oid, c.*, c.relname FROM pg_catalog.pg_class c "
+                           "WHERE c.relnamespace = 'tpch'::regnamespace ORDER BY c.relname")
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+        assert names[:2] == ["oid", "oid"] and names[-1] == "relname" and names.count("relname") == 2
+        assert [r[-1] for r in rows] == sorted(["customer", "lineitem", "nation", "orders", "part",
+                                                  "partsupp", "region", "supplier"])
+    with psycopg.connect(reference, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        want = [d.name for d in cur.description], len(cur.fetchall())
+    assert got == want

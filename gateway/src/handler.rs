@@ -1212,7 +1212,11 @@ pub fn run_session_command(
 
 fn show_schema(name: &str) -> SchemaRef {
     // PostgreSQL names SHOW's one column after the setting.
-    Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]))
+    Arc::new(Schema::new(vec![Field::new(
+        planner::session::show_column(name),
+        DataType::Utf8,
+        false,
+    )]))
 }
 
 #[cfg(test)]

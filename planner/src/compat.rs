@@ -49,8 +49,8 @@ pub fn calls_function(statement: &datafusion::sql::parser::Statement, name: &str
 pub struct CatalogNames {
     /// Tables of pg_catalog (found unqualified, as in PostgreSQL).
     pub pg_catalog: HashSet<String>,
-    /// Columns of each pg_catalog and information_schema table, by table name.
-    pub columns: std::collections::HashMap<String, HashSet<String>>,
+    /// Columns of each pg_catalog and information_schema table, in order, by table name.
+    pub columns: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// Rewrite one statement in place.
@@ -65,6 +65,43 @@ pub fn rewrite(statement: &mut ast::Statement, catalog: &CatalogNames) {
         catalog_only,
     };
     let _ = statement.visit(&mut rewriter);
+}
+
+/// Database-qualified names, as PostgreSQL reads them: `db.schema.table` with `db` the
+/// connected database (or sluice's catalog name) is `schema.table`; another database is
+/// 0A000 in PostgreSQL's words, and more than three parts is 42601.
+pub fn strip_database(statement: &mut ast::Statement, database: &str) -> Result<(), QueryError> {
+    let mut refused = None;
+    let _ = ast::visit_relations_mut(statement, |name| {
+        match name.0.len() {
+            0..=2 => {}
+            3 => {
+                let first = match &name.0[0] {
+                    ObjectNamePart::Identifier(i) if i.quote_style.is_some() => i.value.clone(),
+                    ObjectNamePart::Identifier(i) => i.value.to_ascii_lowercase(),
+                    ObjectNamePart::Function(f) => f.name.value.to_ascii_lowercase(),
+                };
+                if first == database || first == crate::CATALOG {
+                    name.0[0] = ObjectNamePart::Identifier(Ident::new(crate::CATALOG));
+                } else {
+                    refused = Some(QueryError::new(
+                        ErrorKind::NotSupported,
+                        format!("cross-database references are not implemented: {name}"),
+                    ));
+                    return ControlFlow::Break(());
+                }
+            }
+            _ => {
+                refused = Some(QueryError::new(
+                    ErrorKind::Syntax,
+                    format!("improper qualified name (too many dotted names): {name}"),
+                ));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    refused.map_or(Ok(()), Err)
 }
 
 /// Bind a view's query to the tables its creator meant: every unqualified table name
@@ -177,6 +214,7 @@ impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        expand_catalog_wildcards(query.body.as_mut(), self.catalog, &self.ctes);
         alias_duplicate_columns(query.body.as_mut());
         ControlFlow::Continue(())
     }
@@ -359,6 +397,26 @@ impl VisitorMut for Rewriter<'_> {
                     if let Some(reg) = reg_in_call(inner) {
                         let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
                         *expr = call(&format!("sluice_{reg}_out"), vec![arg]);
+                    }
+                } else if matches!(data_type, SqlType::Array(_)) {
+                    // `'{r,p,f}'::text[]`: PostgreSQL's array input syntax, read here into
+                    // `ARRAY['r','p','f']` (cast as written); DataFusion would take the
+                    // whole text as one element.
+                    if let Expr::Value(v) = inner.as_ref() {
+                        if let ast::Value::SingleQuotedString(text) = &v.value {
+                            if let Some(items) = pg_array_items(text) {
+                                let elem = items
+                                    .into_iter()
+                                    .map(|item| match item {
+                                        Some(text) => {
+                                            Expr::value(ast::Value::SingleQuotedString(text))
+                                        }
+                                        None => Expr::value(ast::Value::Null),
+                                    })
+                                    .collect();
+                                **inner = Expr::Array(ast::Array { elem, named: true });
+                            }
+                        }
                     }
                 }
             }
@@ -822,6 +880,94 @@ const TABLE_FUNCTIONS: &[&str] = &["generate_series", "generate_subscripts", "un
 /// still PostgreSQL's (`postgres_names` looks through these aliases).
 pub const DUPLICATE_ALIAS: &str = "__sluice_dup_";
 
+/// `SELECT n.oid, n.* FROM pg_namespace n` (DBeaver, and many tools, select `x.oid, x.*`):
+/// PostgreSQL allows the repeated `oid`, DataFusion refuses repeated names. A qualified
+/// wildcard over a catalog table becomes its columns, in order, so a repeat is aliased like
+/// any other (`alias_duplicate_columns`) and still reported under its own name.
+fn expand_catalog_wildcards(
+    body: &mut ast::SetExpr,
+    catalog: &CatalogNames,
+    ctes: &HashSet<String>,
+) {
+    let select = match body {
+        ast::SetExpr::Select(select) => select,
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            expand_catalog_wildcards(left, catalog, ctes);
+            expand_catalog_wildcards(right, catalog, ctes);
+            return;
+        }
+        ast::SetExpr::Query(q) => return expand_catalog_wildcards(q.body.as_mut(), catalog, ctes),
+        _ => return,
+    };
+    if select.projection.len() < 2 {
+        return;
+    }
+    // The name each catalog relation is referred to by (its alias, else its table name).
+    let mut relations: std::collections::HashMap<String, &Vec<String>> = Default::default();
+    let factors = select
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    for factor in factors {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        let p = parts(name);
+        let table = match p.as_slice() {
+            [t] if !ctes.contains(t) && catalog.pg_catalog.contains(t) => t,
+            [s, t] if s == PG_CATALOG || s == INFORMATION_SCHEMA => t,
+            _ => continue,
+        };
+        let Some(columns) = catalog.columns.get(table) else {
+            continue;
+        };
+        let key = match alias {
+            Some(a) => a.name.value.to_ascii_lowercase(),
+            None => table.clone(),
+        };
+        relations.insert(key, columns);
+    }
+    if relations.is_empty() {
+        return;
+    }
+    let mut projection = Vec::with_capacity(select.projection.len());
+    for item in select.projection.drain(..) {
+        if let ast::SelectItem::QualifiedWildcard(
+            ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+            options,
+        ) = &item
+        {
+            let qualifier = match name.0.as_slice() {
+                [ObjectNamePart::Identifier(i)] => Some(i.clone()),
+                _ => None,
+            };
+            let columns = qualifier
+                .as_ref()
+                .and_then(|q| relations.get(&q.value.to_ascii_lowercase()));
+            if let (Some(qualifier), Some(columns), true) = (
+                qualifier.as_ref(),
+                columns,
+                *options == ast::WildcardAdditionalOptions::default(),
+            ) {
+                for column in columns.iter() {
+                    projection.push(ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(
+                        vec![qualifier.clone(), Ident::new(column)],
+                    )));
+                }
+                continue;
+            }
+        }
+        projection.push(item);
+    }
+    select.projection = projection;
+}
+
 fn alias_duplicate_columns(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(select) => {
@@ -844,6 +990,64 @@ fn alias_duplicate_columns(body: &mut ast::SetExpr) {
         }
         ast::SetExpr::Query(q) => alias_duplicate_columns(q.body.as_mut()),
         _ => {}
+    }
+}
+
+/// The elements of a one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`; `None` is
+/// NULL), or `None` when the text is not one (nested arrays, bounds decorations, bad quoting
+/// are left to the cast).
+fn pg_array_items(text: &str) -> Option<Vec<Option<String>>> {
+    let body = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if body.trim().is_empty() {
+        return Some(items);
+    }
+    let mut chars = body.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let item = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut value = String::new();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            Some(value)
+        } else {
+            let mut value = String::new();
+            while let Some(&c) = chars.peek() {
+                match c {
+                    ',' => break,
+                    '{' | '}' | '"' => return None,
+                    '\\' => {
+                        chars.next();
+                        value.push(chars.next()?);
+                        continue;
+                    }
+                    c => value.push(c),
+                }
+                chars.next();
+            }
+            let value = value.trim_end().to_string();
+            if value.is_empty() {
+                return None;
+            }
+            (!value.eq_ignore_ascii_case("null")).then_some(value)
+        };
+        items.push(item);
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => {}
+            Some(_) => return None,
+        }
     }
 }
 
@@ -1082,6 +1286,58 @@ mod tests {
         }
         rewrite(&mut statements[0], &catalog);
         statements[0].to_string()
+    }
+
+    #[test]
+    fn catalog_wildcards_expand_so_repeats_can_be_aliased() {
+        let sql = rewritten("SELECT n.oid, n.* FROM pg_class n");
+        let expected =
+            format!("SELECT n.oid, n.oid AS \"{DUPLICATE_ALIAS}1\", n.relname, n.reltype FROM");
+        assert!(sql.starts_with(&expected), "{sql}");
+        // Data tables, lone wildcards and wildcards with options are left alone.
+        assert_eq!(
+            rewritten("SELECT t.id, t.* FROM trips t"),
+            "SELECT t.id, t.* FROM trips t"
+        );
+        assert_eq!(
+            rewritten("SELECT n.* FROM pg_class n"),
+            "SELECT n.* FROM pg_catalog.pg_class n"
+        );
+    }
+
+    #[test]
+    fn array_literals_are_read_as_postgresql_reads_them() {
+        assert_eq!(
+            rewritten("SELECT 1 WHERE 'r' = ANY('{r,p,f}'::text[])"),
+            "SELECT 1 WHERE 'r' = ANY(ARRAY['r', 'p', 'f']::TEXT[])"
+        );
+        assert_eq!(
+            rewritten("SELECT '{}'::int2[], CAST('{1, 2 }' AS int2[])"),
+            "SELECT ARRAY[]::INT2[], CAST(ARRAY['1', '2'] AS INT2[])"
+        );
+        let items = |t: &str| pg_array_items(t);
+        assert_eq!(
+            items(r#"{a,"b,c", NULL ,"NULL","q\"x",d\,e}"#),
+            Some(vec![
+                Some("a".into()),
+                Some("b,c".into()),
+                None,
+                Some("NULL".into()),
+                Some("q\"x".into()),
+                Some("d,e".into()),
+            ])
+        );
+        // Not one-dimensional or not well-formed: left to the cast.
+        for text in [
+            "{{1,2},{3,4}}",
+            "[1:2]={1,2}",
+            "{a,,b}",
+            "{\"a}",
+            "{a\"b}",
+            "a,b",
+        ] {
+            assert_eq!(items(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -427,8 +427,12 @@ impl Planner {
         session: &SessionInfo,
     ) -> Result<LogicalPlan, QueryError> {
         let state = self.planning_state(session, statement)?;
+        let mut statement = statement.clone();
+        if let Statement::Statement(sql) = &mut statement {
+            compat::strip_database(sql, &session.database)?;
+        }
         let plan = state
-            .statement_to_plan(statement.clone())
+            .statement_to_plan(statement)
             .await
             .map_err(QueryError::from)?;
         // Reads only: DDL (e.g. CREATE EXTERNAL TABLE) would change the shared catalog, and

@@ -171,7 +171,21 @@ fn canonical_name(name: &str) -> String {
     match name.trim().to_ascii_lowercase().as_str() {
         // `SHOW TRANSACTION ISOLATION LEVEL` is the SQL-standard spelling.
         "transaction isolation level" => "transaction_isolation".to_string(),
+        "time zone" => "timezone".to_string(),
+        "session authorization" => "session_authorization".to_string(),
         other => other.to_string(),
+    }
+}
+
+/// The column PostgreSQL names `SHOW <name>`'s answer: the setting's own spelling
+/// (`SHOW TIME ZONE` and `SHOW timezone` both answer `TimeZone`).
+pub fn show_column(name: &str) -> String {
+    let canonical = canonical_name(name);
+    match canonical.as_str() {
+        "timezone" => "TimeZone".to_string(),
+        "datestyle" => "DateStyle".to_string(),
+        "intervalstyle" => "IntervalStyle".to_string(),
+        _ => canonical,
     }
 }
 
