@@ -17,6 +17,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{Expr, Query, Visit, Visitor};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{ErrorKind, QueryError};
 
@@ -64,6 +67,16 @@ impl Limits {
                 ),
             ));
         }
+        let nested = nested_special_forms(sql);
+        if nested > MAX_NESTED_SPECIAL_FORMS {
+            return Err(QueryError::new(
+                ErrorKind::TooComplex,
+                format!(
+                    "statement is too complex: {nested} nested CAST, POSITION, EXTRACT, … \
+                     calls (at most {MAX_NESTED_SPECIAL_FORMS})"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -79,6 +92,64 @@ impl Limits {
             ControlFlow::Break(error) => Err(error),
         }
     }
+}
+
+/// Special forms nested in one another at most. The SQL parser reads a special form
+/// (`CAST(x AS t)`, `POSITION(a IN b)`, …) and, when that fails, reads it again as a plain
+/// function call: each failing form nested in another doubles the work, and 16 nested
+/// `CAST(` without `AS` — 100 bytes — kept a thread busy for minutes. Counted on tokens
+/// (linear), before the parser sees the text; real statements nest a few.
+pub const MAX_NESTED_SPECIAL_FORMS: usize = 10;
+
+/// Keywords the parser reads as special forms when a parenthesis follows.
+const SPECIAL_FORMS: &[Keyword] = &[
+    Keyword::CAST,
+    Keyword::TRY_CAST,
+    Keyword::SAFE_CAST,
+    Keyword::CONVERT,
+    Keyword::TRY_CONVERT,
+    Keyword::EXTRACT,
+    Keyword::CEIL,
+    Keyword::FLOOR,
+    Keyword::POSITION,
+    Keyword::SUBSTRING,
+    Keyword::SUBSTR,
+    Keyword::OVERLAY,
+    Keyword::TRIM,
+    Keyword::EXISTS,
+    Keyword::ARRAY,
+    Keyword::STRUCT,
+    Keyword::MAP,
+    Keyword::MATCH,
+];
+
+/// The deepest nesting of parentheses opened right after a special-form keyword.
+fn nested_special_forms(sql: &str) -> usize {
+    // Text the tokenizer refuses is refused by the parser too, in linear time.
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        return 0;
+    };
+    let (mut open, mut depth, mut deepest, mut after_special) = (Vec::new(), 0, 0, false);
+    for token in tokens {
+        match &token {
+            Token::Whitespace(_) => continue,
+            Token::LParen => {
+                open.push(after_special);
+                if after_special {
+                    depth += 1;
+                    deepest = usize::max(deepest, depth);
+                }
+            }
+            Token::RParen => {
+                if open.pop() == Some(true) {
+                    depth -= 1;
+                }
+            }
+            _ => {}
+        }
+        after_special = matches!(&token, Token::Word(w) if SPECIAL_FORMS.contains(&w.keyword));
+    }
+    deepest
 }
 
 /// Depth and size of a statement, counted as it is walked; stops at the first excess.
@@ -147,6 +218,30 @@ mod tests {
         limits.check_text(sql)?;
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
         limits.check_statement(&statements)
+    }
+
+    #[test]
+    fn nested_special_forms_are_refused_before_parsing() {
+        let limits = Limits::default();
+        let nested = |form: &str, n: usize| format!("SELECT {}1{}", form.repeat(n), ")".repeat(n));
+        // 100 bytes that took minutes to parse: refused at once.
+        let started = std::time::Instant::now();
+        let err = limits.check_text(&nested("cast(", 16)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::TooComplex);
+        assert!(err.message.contains("16 nested"), "{}", err.message);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(limits.check_text(&nested("position(", 11)).is_err());
+        // Well-formed nesting up to the limit, other functions and strings are fine.
+        let casts = format!("SELECT {}1{}", "CAST(".repeat(10), " AS int)".repeat(10));
+        assert!(check(limits, &casts).is_ok());
+        assert!(limits.check_text(&nested("coalesce(", 40)).is_ok());
+        assert!(limits
+            .check_text(&format!("SELECT '{}'", "cast(".repeat(40)))
+            .is_ok());
+        assert_eq!(
+            nested_special_forms("SELECT cast((1) AS int), cast(2 AS int)"),
+            1
+        );
     }
 
     #[test]
