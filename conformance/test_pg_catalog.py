@@ -445,3 +445,28 @@ def test_repeated_output_names_as_dbeaver_selects_them(sluice, reference):
         cur = conn.execute(sql)
         want = [d.name for d in cur.description], len(cur.fetchall())
     assert got == want
+
+
+def test_limit_and_offset_parameters_are_bigint_as_in_postgresql(sluice, reference):
+    """asyncpg binds by the types the server describes: LIMIT/OFFSET $n are int8."""
+    import asyncio
+
+    import asyncpg
+
+    sql = "SELECT n_name FROM tpch.nation ORDER BY n_nationkey LIMIT $1 OFFSET $2"
+
+    async def run(**connect):
+        conn = await asyncpg.connect(**connect)
+        try:
+            statement = await conn.prepare(sql)
+            types = [t.name for t in statement.get_parameters()]
+            rows = await statement.fetch(3, 2)
+            return types, [r[0] for r in rows]
+        finally:
+            await conn.close()
+
+    types, rows = asyncio.run(run(host=sluice.pg_host, port=sluice.pg_port, user="tester",
+                                  password=sluice.token, database="sluice"))
+    assert rows == ["BRAZIL", "CANADA", "EGYPT"]
+    want, _ = asyncio.run(run(host="127.0.0.1", port=5432, user="postgres", database=REFERENCE_DB))
+    assert types == want == ["int8", "int8"]

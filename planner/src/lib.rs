@@ -459,6 +459,17 @@ impl Planner {
         // `$1::oid[]`: a parameter cast straight away has the type it is cast to, as in
         // PostgreSQL (DataFusion infers types from comparisons only).
         let _ = plan.apply_with_subqueries(|node| {
+            // `LIMIT $1 OFFSET $2`: bigint, as PostgreSQL describes them.
+            if let LogicalPlan::Limit(limit) = node {
+                for bound in [&limit.fetch, &limit.skip].into_iter().flatten() {
+                    if let datafusion::logical_expr::Expr::Placeholder(p) = bound.as_ref() {
+                        let slot = types.entry(p.id.clone()).or_insert(None);
+                        if slot.is_none() {
+                            *slot = Some(DataType::Int64);
+                        }
+                    }
+                }
+            }
             node.apply_expressions(|expr| {
                 expr.apply(|e| {
                     if let datafusion::logical_expr::Expr::Cast(cast) = e {
