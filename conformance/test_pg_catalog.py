@@ -470,3 +470,14 @@ def test_limit_and_offset_parameters_are_bigint_as_in_postgresql(sluice, referen
     assert rows == ["BRAZIL", "CANADA", "EGYPT"]
     want, _ = asyncio.run(run(host="127.0.0.1", port=5432, user="postgres", database=REFERENCE_DB))
     assert types == want == ["int8", "int8"]
+
+
+@pytest.mark.parametrize("sql", ["SELECT 'tpch.nation'::regclass", "SELECT 'pg_class'::regclass::text",
+                                 "SELECT 'int4'::regtype, 'pg_catalog'::regnamespace",
+                                 "SELECT c.oid::regclass FROM pg_catalog.pg_class c WHERE c.relname = 'nation'"])
+def test_reg_casts_are_named_as_in_postgresql(sluice, reference, sql):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        got = [d.name for d in conn.execute(sql).description]
+    with psycopg.connect(reference, autocommit=True) as conn:
+        want = [d.name for d in conn.execute(sql).description]
+    assert got == want

@@ -828,13 +828,26 @@ fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
             .last()
             .map(|i| i.value.to_lowercase_if_unquoted(i.quote_style.is_some()))
             .unwrap_or_else(|| "?column?".into()),
-        Expr::Function(f) => f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(|i| i.value.to_lowercase())
-            .unwrap_or_else(|| "?column?".into()),
+        Expr::Function(f) => {
+            let name = f
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.to_lowercase())
+                .unwrap_or_else(|| "?column?".into());
+            // `x::regclass` and `x::regclass::text`, as the rewrite spells them
+            // (`sluice_regclass_in(x)`, `sluice_regclass_out(…)`): named as the casts are, after
+            // a column operand, else after the type.
+            let reg = name.strip_prefix("sluice_").and_then(|n| {
+                n.strip_suffix("_in")
+                    .or_else(|| n.strip_suffix("_out").map(|_| "text"))
+            });
+            match reg {
+                Some(reg) => cast_operand(f).unwrap_or_else(|| reg.to_string()),
+                None => name,
+            }
+        }
         Expr::Cast {
             expr, data_type, ..
         } => match pg_expr_name(expr).as_str() {
@@ -844,6 +857,20 @@ fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
         Expr::Nested(inner) => pg_expr_name(inner),
         Expr::Case { .. } => "case".into(),
         _ => "?column?".into(),
+    }
+}
+
+/// The column a cast-like call's only argument names, if it is a column.
+fn cast_operand(f: &datafusion::sql::sqlparser::ast::Function) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments};
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(
+            e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_)),
+        ))] => Some(pg_expr_name(e)),
+        _ => None,
     }
 }
 
