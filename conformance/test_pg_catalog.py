@@ -481,3 +481,16 @@ def test_reg_casts_are_named_as_in_postgresql(sluice, reference, sql):
     with psycopg.connect(reference, autocommit=True) as conn:
         want = [d.name for d in conn.execute(sql).description]
     assert got == want
+
+
+@pytest.mark.parametrize("sql", ["SELECT generate_series(1, 3)",
+                                 "SELECT generate_series(1, 10, 4) AS g, 'x' AS t",
+                                 "SELECT n, generate_series(1, 2) FROM (VALUES ('a'), ('b')) v(n) ORDER BY 1, 2"])
+def test_set_returning_functions_in_the_select_list_give_rows(sluice, reference, sql):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        cur = conn.execute(sql)
+        got = [d.name for d in cur.description], cur.fetchall()
+    with psycopg.connect(reference, autocommit=True) as conn:
+        cur = conn.execute(sql)
+        want = [d.name for d in cur.description], cur.fetchall()
+    assert got == want

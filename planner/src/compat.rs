@@ -215,6 +215,7 @@ impl VisitorMut for Rewriter<'_> {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         expand_catalog_wildcards(query.body.as_mut(), self.catalog, &self.ctes);
+        unnest_set_returning_calls(query.body.as_mut());
         alias_duplicate_columns(query.body.as_mut());
         ControlFlow::Continue(())
     }
@@ -966,6 +967,44 @@ fn expand_catalog_wildcards(
         projection.push(item);
     }
     select.projection = projection;
+}
+
+/// `SELECT generate_series(1, 3)`: in PostgreSQL a set-returning function in the select
+/// list gives one row per element; DataFusion's `generate_series` returns one array. A
+/// top-level call is unnested (named as PostgreSQL names it).
+fn unnest_set_returning_calls(body: &mut ast::SetExpr) {
+    let select = match body {
+        ast::SetExpr::Select(select) => select,
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            unnest_set_returning_calls(left);
+            unnest_set_returning_calls(right);
+            return;
+        }
+        ast::SetExpr::Query(q) => return unnest_set_returning_calls(q.body.as_mut()),
+        _ => return,
+    };
+    for item in select.projection.iter_mut() {
+        let (expr, alias) = match item {
+            ast::SelectItem::UnnamedExpr(expr) => (expr, None),
+            ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+            _ => continue,
+        };
+        let Expr::Function(f) = &*expr else { continue };
+        let name = parts(&f.name);
+        let is_series = match name.as_slice() {
+            [n] => n == "generate_series",
+            [s, n] => s == PG_CATALOG && n == "generate_series",
+            _ => false,
+        };
+        if !is_series {
+            continue;
+        }
+        let call = std::mem::replace(expr, Expr::value(ast::Value::Null));
+        *item = ast::SelectItem::ExprWithAlias {
+            expr: self::call("unnest", vec![call]),
+            alias: alias.unwrap_or_else(|| Ident::new("generate_series")),
+        };
+    }
 }
 
 fn alias_duplicate_columns(body: &mut ast::SetExpr) {
