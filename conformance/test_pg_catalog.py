@@ -494,3 +494,20 @@ def test_set_returning_functions_in_the_select_list_give_rows(sluice, reference,
         cur = conn.execute(sql)
         want = [d.name for d in cur.description], cur.fetchall()
     assert got == want
+
+
+def test_pg_get_keywords_as_pgjdbc_reads_them(sluice, reference):
+    """PgJDBC's DatabaseMetaData.getSQLKeywords() query."""
+    sql = ("select string_agg(word, ',') from pg_catalog.pg_get_keywords() "
+           "where word <> ALL ('{a,abs,absolute,action,ada,add,admin,after,all,allocate,alter,"
+           "always,and,any,are,array,as,asc}'::text[])")
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        got = conn.execute(sql).fetchall()
+        count = conn.execute("SELECT count(*), count(*) FILTER (WHERE catcode = 'R') "
+                             "FROM pg_get_keywords()").fetchone()
+    with psycopg.connect(reference, autocommit=True) as conn:
+        want = conn.execute(sql).fetchall()
+        want_count = conn.execute("SELECT count(*), count(*) FILTER (WHERE catcode = 'R') "
+                                  "FROM pg_get_keywords()").fetchone()
+    assert got == want
+    assert count == want_count

@@ -874,7 +874,13 @@ fn is_text_type(data_type: &SqlType) -> bool {
 }
 
 /// Table functions catalog SQL uses in FROM (they read no data).
-const TABLE_FUNCTIONS: &[&str] = &["generate_series", "generate_subscripts", "unnest", "range"];
+const TABLE_FUNCTIONS: &[&str] = &[
+    "generate_series",
+    "generate_subscripts",
+    "unnest",
+    "range",
+    "pg_get_keywords",
+];
 
 /// Prefix of the aliases given to repeated select-list expressions (`SELECT NULL, NULL`):
 /// DataFusion needs distinct names, PostgreSQL allows repeats. The reported column name is

@@ -183,6 +183,7 @@ impl Planner {
                 Arc::new(compat::PgGenerateSeries(series.function().clone())),
             );
         }
+        state.register_udtf("pg_get_keywords", Arc::new(pg_catalog::GetKeywords));
         for function in pg_catalog::functions::static_functions(pg.names.clone()) {
             state
                 .register_udf(Arc::new(function))

@@ -125,6 +125,12 @@ def main():
             rows = b"".join(bytes(chunk) for chunk in copy)
         with open(os.path.join(OUT, "relations.tsv"), "wb") as f:
             f.write(b"oid:oid\tnspname:name\trelname:name\trelkind:char\treltype:oid\n" + rows)
+        # pg_get_keywords(): the server's SQL keywords (PgJDBC's getSQLKeywords reads them).
+        with cur.copy("COPY (SELECT word, catcode, barelabel, catdesc, baredesc "
+                      "FROM pg_get_keywords() ORDER BY 1) TO STDOUT") as copy:
+            rows = b"".join(bytes(chunk) for chunk in copy)
+        with open(os.path.join(OUT, "pg_get_keywords.tsv"), "wb") as f:
+            f.write(b"word:text\tcatcode:char\tbarelabel:bool\tcatdesc:text\tbaredesc:text\n" + rows)
         with open(os.path.join(OUT, "VERSION"), "w") as f:
             f.write(f"extracted from PostgreSQL {version}\n")
 

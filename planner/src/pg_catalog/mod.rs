@@ -124,6 +124,32 @@ const DATA: &[(&str, &str)] = data!(
     "information_schema.views",
 );
 const RELATIONS: &str = include_str!("data/relations.tsv");
+const KEYWORDS: &str = include_str!("data/pg_get_keywords.tsv");
+
+/// `pg_get_keywords()`: the SQL keywords of the PostgreSQL the catalog data was extracted
+/// from (PgJDBC's `getSQLKeywords` and SQL editors' highlighting read them).
+#[derive(Debug)]
+pub struct GetKeywords;
+
+impl datafusion::catalog::TableFunctionImpl for GetKeywords {
+    fn call_with_args(
+        &self,
+        args: datafusion::catalog::TableFunctionArgs,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        if !args.exprs().is_empty() {
+            return Err(datafusion::error::DataFusionError::Plan(
+                "pg_get_keywords() takes no arguments".into(),
+            ));
+        }
+        let batch = Rows::from_tsv(KEYWORDS)
+            .and_then(|rows| rows.to_batch())
+            .map_err(|e| datafusion::error::DataFusionError::Internal(e.message))?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+            batch.schema(),
+            vec![vec![batch]],
+        )?))
+    }
+}
 
 /// A relation as the catalog shows it.
 #[derive(Debug, Clone)]
