@@ -175,6 +175,9 @@ def test_nested_special_forms_cannot_keep_the_parser_busy(target, front):
     started = time.monotonic()
     e = refused(target, front, NOGRANT, "SELECT " + "cast(" * 16 + "1" + ")" * 16)
     assert "too complex" in e.message, e
+    # Any function nested deep enough makes the parser's work double per level, valid or not.
+    e = refused(target, front, NOGRANT, "SELECT " + "abs(" * 24 + "1" + ")" * 24)
+    assert "too complex" in e.message, e
     assert time.monotonic() - started < 10
     serves(target)
 

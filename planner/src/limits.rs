@@ -67,7 +67,16 @@ impl Limits {
                 ),
             ));
         }
-        let nested = nested_special_forms(sql);
+        let (calls, nested) = nested_calls(sql);
+        if calls > MAX_NESTED_CALLS {
+            return Err(QueryError::new(
+                ErrorKind::TooComplex,
+                format!(
+                    "statement is too complex: function calls nested {calls} deep \
+                     (at most {MAX_NESTED_CALLS})"
+                ),
+            ));
+        }
         if nested > MAX_NESTED_SPECIAL_FORMS {
             return Err(QueryError::new(
                 ErrorKind::TooComplex,
@@ -101,6 +110,53 @@ impl Limits {
 /// (linear), before the parser sees the text; real statements nest a few.
 pub const MAX_NESTED_SPECIAL_FORMS: usize = 10;
 
+/// Function calls nested in one another at most. The SQL parser's work doubles with each
+/// level of nested calls (`abs(abs(…))` 20 deep took 40 s in a debug build); what people
+/// write nests a handful. Parentheses after the words of SQL's own structure (`AND (`,
+/// `IN (`, `AS (`, `OVER (`, …) are grouping, not calls, and are not counted.
+pub const MAX_NESTED_CALLS: usize = 16;
+
+/// Words before `(` that group rather than call.
+const GROUPING: &[Keyword] = &[
+    Keyword::AND,
+    Keyword::OR,
+    Keyword::NOT,
+    Keyword::IN,
+    Keyword::AS,
+    Keyword::OVER,
+    Keyword::VALUES,
+    Keyword::FILTER,
+    Keyword::WITHIN,
+    Keyword::ON,
+    Keyword::USING,
+    Keyword::WHEN,
+    Keyword::THEN,
+    Keyword::ELSE,
+    Keyword::WHERE,
+    Keyword::HAVING,
+    Keyword::BY,
+    Keyword::FROM,
+    Keyword::JOIN,
+    Keyword::SELECT,
+    Keyword::WITH,
+    Keyword::UNION,
+    Keyword::INTERSECT,
+    Keyword::EXCEPT,
+    Keyword::ALL,
+    Keyword::ANY,
+    Keyword::SOME,
+    Keyword::LATERAL,
+    Keyword::IS,
+    Keyword::LIKE,
+    Keyword::ILIKE,
+    Keyword::BETWEEN,
+    Keyword::CASE,
+    Keyword::RETURN,
+    Keyword::SET,
+    Keyword::INTO,
+    Keyword::TABLE,
+];
+
 /// Keywords the parser reads as special forms when a parenthesis follows.
 const SPECIAL_FORMS: &[Keyword] = &[
     Keyword::CAST,
@@ -123,33 +179,55 @@ const SPECIAL_FORMS: &[Keyword] = &[
     Keyword::MATCH,
 ];
 
-/// The deepest nesting of parentheses opened right after a special-form keyword.
-fn nested_special_forms(sql: &str) -> usize {
+/// The deepest nesting of parentheses opened right after a word that calls (a function
+/// name, a special form), and of those opened right after a special-form keyword.
+fn nested_calls(sql: &str) -> (usize, usize) {
     // Text the tokenizer refuses is refused by the parser too, in linear time.
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
-        return 0;
+        return (0, 0);
     };
-    let (mut open, mut depth, mut deepest, mut after_special) = (Vec::new(), 0, 0, false);
+    #[derive(Clone, Copy, PartialEq)]
+    enum Before {
+        Other,
+        Call,
+        Special,
+    }
+    let mut open: Vec<Before> = Vec::new();
+    let (mut calls, mut special) = (0usize, 0usize);
+    let (mut deepest_calls, mut deepest_special) = (0usize, 0usize);
+    let mut before = Before::Other;
     for token in tokens {
         match &token {
             Token::Whitespace(_) => continue,
             Token::LParen => {
-                open.push(after_special);
-                if after_special {
-                    depth += 1;
-                    deepest = usize::max(deepest, depth);
+                open.push(before);
+                if before != Before::Other {
+                    calls += 1;
+                    deepest_calls = deepest_calls.max(calls);
+                }
+                if before == Before::Special {
+                    special += 1;
+                    deepest_special = deepest_special.max(special);
                 }
             }
-            Token::RParen => {
-                if open.pop() == Some(true) {
-                    depth -= 1;
+            Token::RParen => match open.pop() {
+                Some(Before::Special) => {
+                    calls -= 1;
+                    special -= 1;
                 }
-            }
+                Some(Before::Call) => calls -= 1,
+                _ => {}
+            },
             _ => {}
         }
-        after_special = matches!(&token, Token::Word(w) if SPECIAL_FORMS.contains(&w.keyword));
+        before = match &token {
+            Token::Word(w) if SPECIAL_FORMS.contains(&w.keyword) => Before::Special,
+            Token::Word(w) if GROUPING.contains(&w.keyword) => Before::Other,
+            Token::Word(_) => Before::Call,
+            _ => Before::Other,
+        };
     }
-    deepest
+    (deepest_calls, deepest_special)
 }
 
 /// Depth and size of a statement, counted as it is walked; stops at the first excess.
@@ -234,14 +312,33 @@ mod tests {
         // Well-formed nesting up to the limit, other functions and strings are fine.
         let casts = format!("SELECT {}1{}", "CAST(".repeat(10), " AS int)".repeat(10));
         assert!(check(limits, &casts).is_ok());
-        assert!(limits.check_text(&nested("coalesce(", 40)).is_ok());
+        assert!(limits
+            .check_text(&nested("coalesce(", MAX_NESTED_CALLS))
+            .is_ok());
         assert!(limits
             .check_text(&format!("SELECT '{}'", "cast(".repeat(40)))
             .is_ok());
         assert_eq!(
-            nested_special_forms("SELECT cast((1) AS int), cast(2 AS int)"),
-            1
+            nested_calls("SELECT cast((1) AS int), cast(2 AS int)"),
+            (1, 1)
         );
+        // Any function: 100 bytes that took 40 s to parse in a debug build, refused.
+        let err = limits.check_text(&nested("abs(", 20)).unwrap_err();
+        assert!(err.message.contains("nested 20 deep"), "{}", err.message);
+        assert!(limits.check_text(&nested("abs(", MAX_NESTED_CALLS)).is_ok());
+        // Grouping is not calling: a deep filter of ANDs, nested IN subqueries.
+        let filter = format!(
+            "SELECT 1 WHERE {}a = 1{}",
+            "a = 1 AND (".repeat(40),
+            ")".repeat(40)
+        );
+        assert!(limits.check_text(&filter).is_ok());
+        let subqueries = format!(
+            "SELECT 1 WHERE x IN {}1{}",
+            "(SELECT y FROM t WHERE y IN ".repeat(20),
+            ")".repeat(20)
+        );
+        assert_eq!(nested_calls(&subqueries), (0, 0));
     }
 
     #[test]
