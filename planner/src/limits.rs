@@ -68,21 +68,21 @@ impl Limits {
             ));
         }
         let (calls, nested) = nested_calls(sql);
-        if calls > MAX_NESTED_CALLS {
-            return Err(QueryError::new(
-                ErrorKind::TooComplex,
-                format!(
-                    "statement is too complex: function calls nested {calls} deep \
-                     (at most {MAX_NESTED_CALLS})"
-                ),
-            ));
-        }
         if nested > MAX_NESTED_SPECIAL_FORMS {
             return Err(QueryError::new(
                 ErrorKind::TooComplex,
                 format!(
                     "statement is too complex: {nested} nested CAST, POSITION, EXTRACT, … \
                      calls (at most {MAX_NESTED_SPECIAL_FORMS})"
+                ),
+            ));
+        }
+        if calls > MAX_NESTED_CALLS {
+            return Err(QueryError::new(
+                ErrorKind::TooComplex,
+                format!(
+                    "statement is too complex: function calls nested {calls} deep \
+                     (at most {MAX_NESTED_CALLS})"
                 ),
             ));
         }
@@ -108,13 +108,13 @@ impl Limits {
 /// function call: each failing form nested in another doubles the work, and 16 nested
 /// `CAST(` without `AS` — 100 bytes — kept a thread busy for minutes. Counted on tokens
 /// (linear), before the parser sees the text; real statements nest a few.
-pub const MAX_NESTED_SPECIAL_FORMS: usize = 10;
+pub const MAX_NESTED_SPECIAL_FORMS: usize = 8;
 
 /// Function calls nested in one another at most. The SQL parser's work doubles with each
 /// level of nested calls (`abs(abs(…))` 20 deep took 40 s in a debug build); what people
 /// write nests a handful. Parentheses after the words of SQL's own structure (`AND (`,
 /// `IN (`, `AS (`, `OVER (`, …) are grouping, not calls, and are not counted.
-pub const MAX_NESTED_CALLS: usize = 16;
+pub const MAX_NESTED_CALLS: usize = 12;
 
 /// Words before `(` that group rather than call.
 const GROUPING: &[Keyword] = &[
@@ -308,9 +308,15 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::TooComplex);
         assert!(err.message.contains("16 nested"), "{}", err.message);
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        assert!(limits.check_text(&nested("position(", 11)).is_err());
+        assert!(limits
+            .check_text(&nested("position(", MAX_NESTED_SPECIAL_FORMS + 1))
+            .is_err());
         // Well-formed nesting up to the limit, other functions and strings are fine.
-        let casts = format!("SELECT {}1{}", "CAST(".repeat(10), " AS int)".repeat(10));
+        let casts = format!(
+            "SELECT {}1{}",
+            "CAST(".repeat(MAX_NESTED_SPECIAL_FORMS),
+            " AS int)".repeat(MAX_NESTED_SPECIAL_FORMS)
+        );
         assert!(check(limits, &casts).is_ok());
         assert!(limits
             .check_text(&nested("coalesce(", MAX_NESTED_CALLS))
