@@ -214,9 +214,12 @@ impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        expand_catalog_wildcards(query.body.as_mut(), self.catalog, &self.ctes);
-        unnest_set_returning_calls(query.body.as_mut());
-        alias_duplicate_columns(query.body.as_mut());
+        let (catalog, ctes) = (self.catalog, &self.ctes);
+        for_each_select(query.body.as_mut(), &mut |select| {
+            expand_catalog_wildcards(select, catalog, ctes);
+            unnest_set_returning_calls(select);
+            alias_duplicate_columns(select);
+        });
         ControlFlow::Continue(())
     }
 
@@ -892,20 +895,10 @@ pub const DUPLICATE_ALIAS: &str = "__sluice_dup_";
 /// wildcard over a catalog table becomes its columns, in order, so a repeat is aliased like
 /// any other (`alias_duplicate_columns`) and still reported under its own name.
 fn expand_catalog_wildcards(
-    body: &mut ast::SetExpr,
+    select: &mut ast::Select,
     catalog: &CatalogNames,
     ctes: &HashSet<String>,
 ) {
-    let select = match body {
-        ast::SetExpr::Select(select) => select,
-        ast::SetExpr::SetOperation { left, right, .. } => {
-            expand_catalog_wildcards(left, catalog, ctes);
-            expand_catalog_wildcards(right, catalog, ctes);
-            return;
-        }
-        ast::SetExpr::Query(q) => return expand_catalog_wildcards(q.body.as_mut(), catalog, ctes),
-        _ => return,
-    };
     if select.projection.len() < 2 {
         return;
     }
@@ -978,17 +971,7 @@ fn expand_catalog_wildcards(
 /// `SELECT generate_series(1, 3)`: in PostgreSQL a set-returning function in the select
 /// list gives one row per element; DataFusion's `generate_series` returns one array. A
 /// top-level call is unnested (named as PostgreSQL names it).
-fn unnest_set_returning_calls(body: &mut ast::SetExpr) {
-    let select = match body {
-        ast::SetExpr::Select(select) => select,
-        ast::SetExpr::SetOperation { left, right, .. } => {
-            unnest_set_returning_calls(left);
-            unnest_set_returning_calls(right);
-            return;
-        }
-        ast::SetExpr::Query(q) => return unnest_set_returning_calls(q.body.as_mut()),
-        _ => return,
-    };
+fn unnest_set_returning_calls(select: &mut ast::Select) {
     for item in select.projection.iter_mut() {
         let (expr, alias) = match item {
             ast::SelectItem::UnnamedExpr(expr) => (expr, None),
@@ -1013,27 +996,31 @@ fn unnest_set_returning_calls(body: &mut ast::SetExpr) {
     }
 }
 
-fn alias_duplicate_columns(body: &mut ast::SetExpr) {
-    match body {
-        ast::SetExpr::Select(select) => {
-            let mut seen = HashSet::new();
-            for (i, item) in select.projection.iter_mut().enumerate() {
-                if let ast::SelectItem::UnnamedExpr(expr) = item {
-                    if !seen.insert(expr.to_string()) {
-                        let expr = std::mem::replace(expr, Expr::value(ast::Value::Null));
-                        *item = ast::SelectItem::ExprWithAlias {
-                            expr,
-                            alias: Ident::with_quote('"', format!("{DUPLICATE_ALIAS}{i}")),
-                        };
-                    }
-                }
+fn alias_duplicate_columns(select: &mut ast::Select) {
+    let mut seen = HashSet::new();
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        if let ast::SelectItem::UnnamedExpr(expr) = item {
+            if !seen.insert(expr.to_string()) {
+                let expr = std::mem::replace(expr, Expr::value(ast::Value::Null));
+                *item = ast::SelectItem::ExprWithAlias {
+                    expr,
+                    alias: Ident::with_quote('"', format!("{DUPLICATE_ALIAS}{i}")),
+                };
             }
         }
+    }
+}
+
+/// Each SELECT of a set expression (both sides of UNION/INTERSECT/EXCEPT, parenthesized
+/// queries), for the rewrites of select lists.
+fn for_each_select(body: &mut ast::SetExpr, f: &mut impl FnMut(&mut ast::Select)) {
+    match body {
+        ast::SetExpr::Select(select) => f(select),
         ast::SetExpr::SetOperation { left, right, .. } => {
-            alias_duplicate_columns(left);
-            alias_duplicate_columns(right);
+            for_each_select(left, f);
+            for_each_select(right, f);
         }
-        ast::SetExpr::Query(q) => alias_duplicate_columns(q.body.as_mut()),
+        ast::SetExpr::Query(q) => for_each_select(q.body.as_mut(), f),
         _ => {}
     }
 }

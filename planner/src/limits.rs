@@ -196,6 +196,7 @@ fn nested_calls(sql: &str) -> (usize, usize) {
     let (mut calls, mut special) = (0usize, 0usize);
     let (mut deepest_calls, mut deepest_special) = (0usize, 0usize);
     let mut before = Before::Other;
+    let mut just_opened = false;
     for token in tokens {
         match &token {
             Token::Whitespace(_) => continue,
@@ -218,8 +219,22 @@ fn nested_calls(sql: &str) -> (usize, usize) {
                 Some(Before::Call) => calls -= 1,
                 _ => {}
             },
+            // `(SELECT …)`: a subquery nests like a call (planning 20 nested scalar
+            // subqueries took over a minute).
+            Token::Word(w)
+                if matches!(w.keyword, Keyword::SELECT | Keyword::WITH)
+                    && just_opened
+                    && open.last() == Some(&Before::Other) =>
+            {
+                if let Some(top) = open.last_mut() {
+                    *top = Before::Call;
+                }
+                calls += 1;
+                deepest_calls = deepest_calls.max(calls);
+            }
             _ => {}
         }
+        just_opened = matches!(token, Token::LParen);
         before = match &token {
             Token::Word(w) if SPECIAL_FORMS.contains(&w.keyword) => Before::Special,
             Token::Word(w) if GROUPING.contains(&w.keyword) => Before::Other,
@@ -332,7 +347,7 @@ mod tests {
         let err = limits.check_text(&nested("abs(", 20)).unwrap_err();
         assert!(err.message.contains("nested 20 deep"), "{}", err.message);
         assert!(limits.check_text(&nested("abs(", MAX_NESTED_CALLS)).is_ok());
-        // Grouping is not calling: a deep filter of ANDs, nested IN subqueries.
+        // Grouping is not calling: a deep filter of ANDs; subqueries nest like calls.
         let filter = format!(
             "SELECT 1 WHERE {}a = 1{}",
             "a = 1 AND (".repeat(40),
@@ -344,7 +359,13 @@ mod tests {
             "(SELECT y FROM t WHERE y IN ".repeat(20),
             ")".repeat(20)
         );
-        assert_eq!(nested_calls(&subqueries), (0, 0));
+        assert_eq!(nested_calls(&subqueries), (20, 0));
+        let scalar = format!("SELECT {}1{}", "(SELECT ".repeat(20), ")".repeat(20));
+        assert!(limits.check_text(&scalar).is_err());
+        assert_eq!(
+            nested_calls("SELECT ((1)), (SELECT 1), x IN (1, 2)"),
+            (1, 0)
+        );
     }
 
     #[test]
