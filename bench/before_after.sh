@@ -3,23 +3,26 @@
 # through the gateway, two release binaries measured alternately (used for the security work,
 # issue 21, and the crate split, issue 25).
 # Usage: bench/before_after.sh [before-revision=86ba978] [clients=8] [seconds=10] [rounds=3]
-# Builds HEAD, then the before-revision in a git worktree (sharing the target dir, so only
-# sluice's own crates are rebuilt).
+# Builds HEAD (the last commit, not uncommitted changes) and the before-revision, each in a
+# git worktree sharing the target dir (so only sluice's own crates are rebuilt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BEFORE=${1:-86ba978}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 OUT=bench/out/before-after
 mkdir -p "$OUT"
-cargo build --release --locked --workspace
-cp "$CARGO_TARGET_DIR/release/sluice" "$OUT/sluice-after"
-TREE=$(mktemp -d /tmp/sluice-before-XXXX)
-git worktree add --detach "$TREE" "$BEFORE" >/dev/null
-(cd "$TREE" && cargo build --release --locked --workspace)
-cp "$CARGO_TARGET_DIR/release/sluice" "$OUT/sluice-before"
-git worktree remove --force "$TREE"
-# The worktree's crates share names and relative paths with this checkout's, and were
-# checked out last: cargo would take their artifacts as this checkout's. Drop them.
+build() { # revision, output
+  local tree
+  tree=$(mktemp -d /tmp/sluice-build-XXXX)
+  git worktree add --detach "$tree" "$1" >/dev/null
+  (cd "$tree" && cargo build --release --locked --workspace)
+  cp "$CARGO_TARGET_DIR/release/sluice" "$2"
+  git worktree remove --force "$tree"
+}
+build HEAD "$OUT/sluice-after"
+build "$BEFORE" "$OUT/sluice-before"
+# The worktrees' crates share names and relative paths with this checkout's: cargo could
+# take their artifacts as this checkout's. Drop them.
 cargo clean --release -p auth -p planner -p workers -p gateway -p pg -p flight -p databricks -p sluice
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
 cd bench && ../conformance/.venv/bin/python before_after.py "../$OUT/sluice-before" "../$OUT/sluice-after" \

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+import psycopg
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -161,3 +162,52 @@ def sluice():
     server = start_sluice()
     yield server
     server.stop()
+
+
+# The comparison server: a real PostgreSQL, and a database there shaped like sluice's demo.
+PG = "host=127.0.0.1 port=5432 user=postgres"
+REFERENCE_DB = "sluice_conformance"
+
+
+@pytest.fixture(scope="session")
+def reference(sluice):
+    """A PostgreSQL database with sluice's tpch tables recreated (same columns, types,
+    nullability, rows), built from sluice's own information_schema and COPY, and a `system`
+    schema (where sluice's warehouse state lives)."""
+    with psycopg.connect(PG + " dbname=postgres", autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REFERENCE_DB,)).fetchone():
+            c.execute(f"CREATE DATABASE {REFERENCE_DB}")
+    with psycopg.connect(sluice.dsn(), autocommit=True) as s:
+        columns = s.execute(
+            "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale, is_nullable "
+            "FROM information_schema.columns WHERE table_schema = 'tpch' "
+            "ORDER BY table_name, ordinal_position").fetchall()
+    assert columns, "sluice's information_schema lists no tpch columns"
+    tables = {}
+    for table, column, data_type, precision, scale, nullable in columns:
+        if data_type == "numeric" and precision is not None:
+            data_type = f"numeric({precision},{scale})"
+        tables.setdefault(table, []).append(
+            f"{column} {data_type}{' NOT NULL' if nullable == 'NO' else ''}")
+    dsn = PG + f" dbname={REFERENCE_DB}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP SCHEMA IF EXISTS tpch CASCADE")
+        c.execute("CREATE SCHEMA tpch")
+        c.execute("DROP SCHEMA IF EXISTS system CASCADE")
+        c.execute("CREATE SCHEMA system")
+        # sluice's system tables are views over its own state (PostgreSQL gives views row
+        # types too, which getTypeInfo lists).
+        for view in ["warehouses", "workers", "queries", "cache", "query_history"]:
+            c.execute(f"CREATE VIEW system.{view} AS SELECT 1 AS x")
+        for table, cols in tables.items():
+            c.execute(f"CREATE TABLE tpch.{table} ({', '.join(cols)})")
+        # The same rows: statements that read data (a tool's preview, a dashboard's query)
+        # are compared too.
+        with psycopg.connect(sluice.dsn(), autocommit=True) as s:
+            for table in tables:
+                with s.cursor().copy(f"COPY tpch.{table} TO STDOUT") as source, \
+                        c.cursor().copy(f"COPY tpch.{table} FROM STDIN") as sink:
+                    for data in source:
+                        sink.write(data)
+        c.execute("ANALYZE")
+    return dsn

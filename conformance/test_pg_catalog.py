@@ -13,43 +13,7 @@ from psycopg.types import TypeInfo
 
 from pgraw import PgRaw
 
-PG = "host=127.0.0.1 port=5432 user=postgres"
-REFERENCE_DB = "sluice_conformance"
-
-
-@pytest.fixture(scope="module")
-def reference(sluice):
-    """A PostgreSQL database with sluice's tpch tables recreated (same columns, types,
-    nullability), built from sluice's own information_schema, and a `system` schema (where
-    sluice's warehouse state lives)."""
-    with psycopg.connect(PG + " dbname=postgres", autocommit=True) as c:
-        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REFERENCE_DB,)).fetchone():
-            c.execute(f"CREATE DATABASE {REFERENCE_DB}")
-    with psycopg.connect(sluice.dsn(), autocommit=True) as s:
-        columns = s.execute(
-            "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale, is_nullable "
-            "FROM information_schema.columns WHERE table_schema = 'tpch' "
-            "ORDER BY table_name, ordinal_position").fetchall()
-    assert columns, "sluice's information_schema lists no tpch columns"
-    tables = {}
-    for table, column, data_type, precision, scale, nullable in columns:
-        if data_type == "numeric" and precision is not None:
-            data_type = f"numeric({precision},{scale})"
-        tables.setdefault(table, []).append(
-            f"{column} {data_type}{' NOT NULL' if nullable == 'NO' else ''}")
-    dsn = PG + f" dbname={REFERENCE_DB}"
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("DROP SCHEMA IF EXISTS tpch CASCADE")
-        c.execute("CREATE SCHEMA tpch")
-        c.execute("DROP SCHEMA IF EXISTS system CASCADE")
-        c.execute("CREATE SCHEMA system")
-        # sluice's system tables are views over its own state (PostgreSQL gives views row
-        # types too, which getTypeInfo lists).
-        for view in ["warehouses", "workers", "queries", "cache", "query_history"]:
-            c.execute(f"CREATE VIEW system.{view} AS SELECT 1 AS x")
-        for table, cols in tables.items():
-            c.execute(f"CREATE TABLE tpch.{table} ({', '.join(cols)})")
-    return dsn
+from conftest import PG, REFERENCE_DB
 
 
 def psql_sluice(sluice, command):
@@ -511,3 +475,119 @@ def test_pg_get_keywords_as_pgjdbc_reads_them(sluice, reference):
                                   "FROM pg_get_keywords()").fetchone()
     assert got == want
     assert count == want_count
+
+
+# Server-side cursors: each statement's command tag, rows or SQLSTATE as PostgreSQL answers.
+VALUES10 = "SELECT n FROM (VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10)) t(n) ORDER BY n"
+CURSOR_SCRIPT = [
+    "BEGIN",
+    f"DECLARE c NO SCROLL CURSOR FOR {VALUES10}",
+    "FETCH 0 FROM c",
+    "FETCH 2 FROM c",
+    "FETCH c",
+    "FETCH NEXT IN c",
+    "FETCH FORWARD 2 FROM c",
+    "MOVE ABSOLUTE 7 FROM c",
+    "FETCH ABSOLUTE 8 FROM c",
+    "FETCH RELATIVE 1 FROM c",
+    "MOVE 10 IN c",
+    "FETCH ALL FROM c",
+    "MOVE FORWARD ALL FROM c",
+    # (PostgreSQL also lists the extended protocol's unnamed portal, the running statement.)
+    "SELECT name, is_holdable, is_binary, is_scrollable FROM pg_catalog.pg_cursors WHERE name <> ''",
+    "CLOSE c",
+    "COMMIT",
+    "FETCH 1 FROM c",
+    "DECLARE d CURSOR FOR SELECT 1",
+    "DECLARE e CURSOR WITH HOLD FOR SELECT 1 AS x",
+    "FETCH e",
+    "FETCH e",
+    "BEGIN",
+    "DECLARE f CURSOR FOR SELECT 2 AS y",
+    "DECLARE e CURSOR FOR SELECT 3",
+    "ROLLBACK",
+    "SELECT name, is_holdable FROM pg_catalog.pg_cursors WHERE name <> '' ORDER BY name",
+    "CLOSE f",
+    "CLOSE ALL",
+    "SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> ''",
+    "BEGIN",
+    f"DECLARE \"Back\" NO SCROLL CURSOR FOR {VALUES10}",
+    'FETCH 3 FROM "Back"',
+    'FETCH PRIOR FROM "Back"',
+    "ROLLBACK",
+    "BEGIN",
+    f"DECLARE g NO SCROLL CURSOR FOR {VALUES10}",
+    "FETCH 1 FROM g",
+    "FETCH BACKWARD 1 FROM g",
+    "ROLLBACK",
+]
+
+
+def run_script(conn, script, binary):
+    """Each statement's outcome: (tag, column names, rows) or its SQLSTATE. psycopg sends a
+    statement without parameters as a simple Query, and in binary (results) through the
+    extended protocol: Parse, Bind, Describe, Execute."""
+    out = []
+    for sql in script:
+        try:
+            cur = conn.cursor().execute(sql, binary=binary)
+            names = [d.name for d in cur.description] if cur.description else None
+            rows = cur.fetchall() if cur.description else None
+            out.append((sql, cur.statusmessage, names, rows))
+        except psycopg.Error as e:
+            out.append((sql, e.sqlstate))
+    return out
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["simple-protocol", "extended-protocol"])
+def test_cursor_statements_answer_as_in_postgresql(sluice, reference, binary):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        got = run_script(conn, CURSOR_SCRIPT, binary)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with psycopg.connect(reference, autocommit=True) as conn:
+        want = run_script(conn, CURSOR_SCRIPT, binary)
+    for g, w in zip(got, want):
+        assert g == w
+
+
+def test_psycopg_server_cursor_with_parameters_and_scroll(sluice, reference):
+    """psycopg's ServerCursor: DECLARE with bound parameters (extended protocol), a Describe
+    of the cursor's portal by name, FETCH FORWARD n, MOVE, CLOSE; WITH HOLD after COMMIT."""
+    sql = ("SELECT n, 'r' || n AS label FROM (VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10)) t(n) "
+           "WHERE n > %s AND n <= %s ORDER BY n")
+
+    def read(dsn):
+        out = []
+        with psycopg.connect(dsn) as conn:
+            with conn.cursor(name="numbers", binary=True) as cur:
+                cur.execute(sql, (2, 8))
+                out.append([d.name for d in cur.description])
+                out.append(cur.fetchmany(2))
+                cur.scroll(1)
+                out.append(cur.fetchall())
+            with conn.cursor(name="held", withhold=True) as cur:
+                cur.execute("SELECT s FROM (VALUES ('a'), ('b'), ('c')) v(s) ORDER BY s")
+                conn.commit()
+                out.append(cur.fetchone())
+                out.append(cur.fetchall())
+            out.append(conn.execute("SELECT count(*) FROM pg_catalog.pg_cursors").fetchone())
+        return out
+
+    got = read(sluice.dsn())
+    assert got[1:3] == [[(3, "r3"), (4, "r4")], [(6, "r6"), (7, "r7"), (8, "r8")]]
+    assert got == read(reference)
+
+
+def test_open_cursors_per_session_are_limited(sluice):
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        for i in range(16):
+            conn.execute(f"DECLARE c{i} CURSOR WITH HOLD FOR SELECT {i}")
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute("DECLARE one_more CURSOR WITH HOLD FOR SELECT 1")
+        assert refused.value.sqlstate == "53400"
+        assert "max_cursors" in str(refused.value)
+        # The session goes on: close one, declare again.
+        conn.execute("CLOSE c0")
+        conn.execute("DECLARE one_more CURSOR WITH HOLD FOR SELECT 1")
+        assert conn.execute("FETCH one_more").fetchone() == (1,)
+        conn.execute("CLOSE ALL")

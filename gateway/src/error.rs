@@ -35,6 +35,12 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         DataUnreadable => "58030",
         PermissionDenied => "42501",
         ProtocolViolation => "08P01",
+        // invalid_cursor_name, duplicate_cursor, object_not_in_prerequisite_state,
+        // no_active_sql_transaction: PostgreSQL's answers for cursors.
+        UndefinedCursor => "34000",
+        DuplicateCursor => "42P03",
+        InvalidState => "55000",
+        NoTransaction => "25P01",
         // statement_too_complex, as PostgreSQL answers a statement deeper than its stack.
         TooComplex => "54001",
         // configuration_limit_exceeded.
@@ -51,8 +57,9 @@ pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
         Syntax | UndefinedColumn | UndefinedFunction | Ambiguous | DatatypeMismatch
         | DivisionByZero | InvalidValue | InvalidText | InvalidParameter | ReadOnly
         | ProtocolViolation | TooComplex => Code::InvalidArgument,
-        UndefinedTable | UndefinedObject => Code::NotFound,
-        DuplicateObject => Code::AlreadyExists,
+        UndefinedTable | UndefinedObject | UndefinedCursor => Code::NotFound,
+        DuplicateObject | DuplicateCursor => Code::AlreadyExists,
+        InvalidState | NoTransaction => Code::FailedPrecondition,
         NotSupported => Code::Unimplemented,
         PermissionDenied => Code::PermissionDenied,
         Cancelled => Code::Cancelled,
@@ -72,7 +79,8 @@ pub fn databricks_error_code(kind: ErrorKind) -> &'static str {
         Syntax | UndefinedTable | UndefinedColumn | UndefinedFunction | UndefinedObject
         | DuplicateObject | Ambiguous | DatatypeMismatch | DivisionByZero | InvalidValue
         | InvalidText | InvalidParameter | NotSupported | ReadOnly | PermissionDenied
-        | StatementTimeout | ProtocolViolation | TooComplex => "BAD_REQUEST",
+        | StatementTimeout | ProtocolViolation | TooComplex | UndefinedCursor | DuplicateCursor
+        | InvalidState | NoTransaction => "BAD_REQUEST",
         Cancelled => "CANCELLED",
         ResourcesExhausted | QueueFull | QuotaExceeded => "RESOURCE_EXHAUSTED",
         WorkerLost | Unavailable => "TEMPORARILY_UNAVAILABLE",
@@ -94,7 +102,8 @@ pub fn http_refusal(kind: ErrorKind) -> Option<(u16, Option<u32>)> {
         | DuplicateObject | Ambiguous | DatatypeMismatch | DivisionByZero | InvalidValue
         | InvalidText | InvalidParameter | NotSupported | ReadOnly | ResourcesExhausted
         | Cancelled | StatementTimeout | WorkerLost | Unavailable | DataUnreadable
-        | PermissionDenied | ProtocolViolation | TooComplex | Internal => None,
+        | PermissionDenied | ProtocolViolation | TooComplex | Internal | UndefinedCursor
+        | DuplicateCursor | InvalidState | NoTransaction => None,
     }
 }
 
@@ -220,6 +229,10 @@ unavailable 57P03 Unavailable TEMPORARILY_UNAVAILABLE -
 data_unreadable 58030 Unavailable IO_ERROR -
 permission_denied 42501 PermissionDenied BAD_REQUEST -
 protocol_violation 08P01 InvalidArgument BAD_REQUEST -
+undefined_cursor 34000 NotFound BAD_REQUEST -
+duplicate_cursor 42P03 AlreadyExists BAD_REQUEST -
+invalid_state 55000 FailedPrecondition BAD_REQUEST -
+no_transaction 25P01 FailedPrecondition BAD_REQUEST -
 too_complex 54001 InvalidArgument BAD_REQUEST -
 quota_exceeded 53400 ResourceExhausted RESOURCE_EXHAUSTED 429 retry Some(1)
 internal XX000 Internal INTERNAL_ERROR -

@@ -21,12 +21,14 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
+use planner::cursor::{CursorCommand, Direction};
 use planner::{Access, ErrorKind, Planner, QueryError};
 use tracing::Instrument;
 use workers::{BatchStream, QueryMeta};
 
 use crate::activity::{tracked_stream, Activity, StatementInfo};
 use crate::cache::ResultCache;
+use crate::deadline::{timed_out, with_deadline};
 use crate::session::{Session, WAREHOUSE_SETTING};
 use crate::warehouses::Warehouses;
 
@@ -55,6 +57,21 @@ pub enum Prepared {
     },
     /// A statement about the session, answered by the gateway.
     Session(SessionCommand),
+    /// `DECLARE name CURSOR … FOR query`: the query starts, its rows wait in the session.
+    Declare {
+        cursor: CursorDeclaration,
+        query: Box<Prepared>,
+    },
+}
+
+/// What a DECLARE says of its cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CursorDeclaration {
+    pub name: String,
+    pub hold: bool,
+    pub binary: bool,
+    /// The statement as `pg_cursors` shows it.
+    pub text: String,
 }
 
 impl Prepared {
@@ -63,13 +80,15 @@ impl Prepared {
         match self {
             Prepared::Query { schema, .. } => schema.clone(),
             Prepared::Session(SessionCommand::Show(name)) => show_schema(name),
-            Prepared::Session(_) => Arc::new(Schema::empty()),
+            Prepared::Session(SessionCommand::Fetch { schema, .. }) => schema.clone(),
+            Prepared::Session(_) | Prepared::Declare { .. } => Arc::new(Schema::empty()),
         }
     }
 
     pub fn param_types(&self) -> &[Option<DataType>] {
         match self {
             Prepared::Query { param_types, .. } => param_types,
+            Prepared::Declare { query, .. } => query.param_types(),
             Prepared::Session(_) => &[],
         }
     }
@@ -226,6 +245,21 @@ pub enum SessionCommand {
     Accept(&'static str),
     /// DDL on the catalog managed with SQL (needs the `MANAGE` privilege).
     Catalog(planner::ddl::CatalogChange),
+    /// `FETCH`: rows from an open cursor, with the cursor's columns (known when the FETCH
+    /// was prepared) and whether it was declared BINARY.
+    Fetch {
+        name: String,
+        direction: Direction,
+        schema: SchemaRef,
+        binary: bool,
+    },
+    /// `MOVE`: pass over rows of an open cursor.
+    Move {
+        name: String,
+        direction: Direction,
+    },
+    /// `CLOSE name`, `CLOSE ALL` (None).
+    Close(Option<String>),
 }
 
 /// What running a statement produced.
@@ -233,6 +267,9 @@ pub enum Outcome {
     Rows {
         schema: SchemaRef,
         batches: BatchStream,
+        /// The command tag's word (`SELECT`, `FETCH`, `SHOW`): PostgreSQL reports it with
+        /// the row count.
+        command: &'static str,
     },
     Command {
         tag: String,
@@ -430,6 +467,29 @@ impl Engine {
             if let Some(command) = session_command(sql)? {
                 return Ok(Prepared::Session(command));
             }
+            if let Some(CursorCommand::Close(name)) = planner::cursor::close(sql) {
+                return Ok(Prepared::Session(SessionCommand::Close(name)));
+            }
+            if let Some(declaration) = planner::cursor::declaration(sql)? {
+                let query =
+                    DfStatement::Statement(Box::new(SqlStatement::Query(declaration.query)));
+                let query = Box::pin(self.plan_statement(session, &query)).await?;
+                if !matches!(query, Prepared::Query { .. }) {
+                    return Err(QueryError::new(
+                        ErrorKind::Syntax,
+                        "a cursor is declared FOR a query",
+                    ));
+                }
+                return Ok(Prepared::Declare {
+                    cursor: CursorDeclaration {
+                        name: declaration.name,
+                        hold: declaration.hold,
+                        binary: declaration.binary,
+                        text: self.recorded(&sql.to_string()),
+                    },
+                    query: Box::new(query),
+                });
+            }
             if let SqlStatement::Copy {
                 source,
                 to,
@@ -560,6 +620,30 @@ impl Handler for Engine {
             Prepared::Session(SessionCommand::Catalog(change)) => {
                 self.change_catalog(session, change).await
             }
+            Prepared::Declare { cursor, query } => {
+                self.declare(session, cursor, query, params).await
+            }
+            Prepared::Session(SessionCommand::Fetch {
+                name,
+                direction,
+                schema,
+                ..
+            }) => {
+                let deadline = self.deadline(session)?;
+                let (_, batches) = session.cursors.fetch(name, *direction, deadline).await?;
+                Ok(Outcome::Rows {
+                    schema: schema.clone(),
+                    batches,
+                    command: "FETCH",
+                })
+            }
+            Prepared::Session(SessionCommand::Move { name, direction }) => {
+                let deadline = self.deadline(session)?;
+                let moved = session.cursors.skip(name, *direction, deadline).await?;
+                Ok(Outcome::Command {
+                    tag: format!("MOVE {moved}"),
+                })
+            }
             Prepared::Session(command) => {
                 if let SessionCommand::Set { name, value } = command {
                     if name == WAREHOUSE_SETTING && !value.is_empty() {
@@ -568,13 +652,21 @@ impl Handler for Engine {
                 }
                 run_session_command(session, command)
             }
-            Prepared::Query { .. } => match self.run_query(session, prepared, params, false).await?
-            {
-                (schema, ArrowRows::Batches(batches)) => Ok(Outcome::Rows { schema, batches }),
-                (_, ArrowRows::Ipc(_)) => Err(QueryError::internal(
-                    "undecoded rows for a front-end that needs batches",
-                )),
-            },
+            Prepared::Query { .. } => {
+                match self
+                    .run_query(session, prepared, params, Delivery::Batches)
+                    .await?
+                {
+                    (schema, ArrowRows::Batches(batches)) => Ok(Outcome::Rows {
+                        schema,
+                        batches,
+                        command: "SELECT",
+                    }),
+                    (_, ArrowRows::Ipc(_)) => Err(QueryError::internal(
+                        "undecoded rows for a front-end that needs batches",
+                    )),
+                }
+            }
         }
     }
 
@@ -584,7 +676,8 @@ impl Handler for Engine {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> Result<(SchemaRef, ArrowRows), QueryError> {
-        self.run_query(session, prepared, params, true).await
+        self.run_query(session, prepared, params, Delivery::Ipc)
+            .await
     }
 
     fn warehouse(&self, name: &str) -> Result<(), QueryError> {
@@ -612,6 +705,9 @@ impl Engine {
                 }
                 return Ok(prepared);
             }
+        }
+        if let Some(command) = planner.cursor_command(sql)? {
+            return Ok(vec![Prepared::Session(cursor_command(session, command)?)]);
         }
         let statements = planner.parse(sql)?;
         let mut prepared = Vec::with_capacity(statements.len());
@@ -667,15 +763,69 @@ impl Engine {
         })
     }
 
+    /// DECLARE: start the cursor's query and keep its rows in the session.
+    async fn declare(
+        &self,
+        session: &mut Session,
+        cursor: &CursorDeclaration,
+        query: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome, QueryError> {
+        if !cursor.hold && !session.in_transaction {
+            return Err(QueryError::new(
+                ErrorKind::NoTransaction,
+                "DECLARE CURSOR can only be used in transaction blocks (BEGIN first, or \
+                 declare it WITH HOLD)",
+            ));
+        }
+        let limit = self.limits.max_cursors;
+        session.cursors.check_room(&cursor.name, limit)?;
+        let (schema, rows) = self
+            .run_query(session, query, params, Delivery::Cursor)
+            .await?;
+        let ArrowRows::Batches(rows) = rows else {
+            return Err(QueryError::internal("a cursor's rows came undecoded"));
+        };
+        let info = crate::cursors::info(&cursor.name, &cursor.text, cursor.hold, cursor.binary);
+        session.cursors.open(info, schema, rows, limit)?;
+        Ok(Outcome::Command {
+            tag: "DECLARE CURSOR".into(),
+        })
+    }
+
+    /// The session's `statement_timeout`, else its warehouse's.
+    fn statement_limit(
+        &self,
+        session: &Session,
+    ) -> Result<Option<std::time::Duration>, QueryError> {
+        Ok(match statement_timeout(session)? {
+            Some(limit) => Some(limit),
+            None if !session.settings.is_set("statement_timeout") => self
+                .warehouses
+                .named(&session.warehouse())
+                .ok()
+                .and_then(|w| w.config().statement_timeout),
+            None => None,
+        })
+    }
+
+    /// When a statement starting now must end (a FETCH or MOVE: each is a statement).
+    fn deadline(&self, session: &Session) -> Result<Option<tokio::time::Instant>, QueryError> {
+        Ok(self
+            .statement_limit(session)?
+            .map(|limit| tokio::time::Instant::now() + limit))
+    }
+
     /// Plan a query with its parameters and run it: on a worker if it reads data (its
-    /// Arrow IPC messages passed on undecoded when `ipc`), else here.
+    /// Arrow IPC messages passed on undecoded for [`Delivery::Ipc`]), else here.
     async fn run_query(
         &self,
         session: &mut Session,
         prepared: &Prepared,
         params: Vec<ScalarValue>,
-        ipc: bool,
+        delivery: Delivery,
     ) -> Result<(SchemaRef, ArrowRows), QueryError> {
+        let ipc = delivery == Delivery::Ipc;
         if let Prepared::Query {
             statement,
             generation,
@@ -707,13 +857,13 @@ impl Engine {
                 {
                     *fresh_copy = copy.clone();
                 }
-                return Box::pin(self.run_query(session, &fresh, params, ipc)).await;
+                return Box::pin(self.run_query(session, &fresh, params, delivery)).await;
             }
         }
         match prepared {
-            Prepared::Session(command) => Err(QueryError::new(
+            Prepared::Session(_) | Prepared::Declare { .. } => Err(QueryError::new(
                 ErrorKind::NotSupported,
-                format!("{command:?} returns no rows"),
+                "this statement returns no rows",
             )),
             Prepared::Query {
                 text,
@@ -736,16 +886,8 @@ impl Engine {
                 let query_id = self.query_id();
                 let warehouse_name = session.warehouse();
                 let span = tracing::info_span!("query", %query_id, principal = %session.principal.name, warehouse = %warehouse_name, protocol = session.protocol);
-                // A session's own statement_timeout, else its warehouse's.
                 let warehouse = self.warehouses.named(&warehouse_name);
-                let limit = match statement_timeout(session)? {
-                    Some(limit) => Some(limit),
-                    None if !session.settings.is_set("statement_timeout") => warehouse
-                        .as_ref()
-                        .ok()
-                        .and_then(|w| w.config().statement_timeout),
-                    None => None,
-                };
+                let limit = self.statement_limit(session)?;
                 let reads_data = Planner::reads_data(logical);
                 // A query answered here runs on the gateway's own threads: never unbounded.
                 let limit = match (reads_data, limit) {
@@ -776,7 +918,9 @@ impl Engine {
                     let optimized = match self
                         .through_cache(
                             &planner,
-                            cache.as_deref(),
+                            // A cursor's rows are read a little at a time, often many:
+                            // they stream from the worker, never through the cache.
+                            cache.as_deref().filter(|_| delivery != Delivery::Cursor),
                             &info,
                             prepared,
                             &params,
@@ -822,6 +966,12 @@ impl Engine {
                         None => run.await,
                         Some(deadline) => match tokio::time::timeout_at(deadline, run).await {
                             Err(_) => Err(timed_out()),
+                            // Each FETCH from a cursor has a deadline of its own.
+                            Ok(Ok((schema, ArrowRows::Batches(batches), served)))
+                                if delivery == Delivery::Cursor =>
+                            {
+                                Ok((schema, ArrowRows::Batches(batches), served))
+                            }
                             Ok(Ok((schema, ArrowRows::Batches(batches), served))) => Ok((
                                 schema,
                                 ArrowRows::Batches(with_deadline(batches, deadline)),
@@ -863,6 +1013,18 @@ impl Engine {
             }
         }
     }
+}
+
+/// How a query's rows leave [`Engine::run_query`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Record batches, within the statement's deadline.
+    Batches,
+    /// The worker's Arrow IPC messages, undecoded.
+    Ipc,
+    /// Record batches kept by a cursor: read a FETCH at a time, each with its own
+    /// deadline, and never through the result cache.
+    Cursor,
 }
 
 /// What [`Engine::through_cache`] did. (Made once per query: the size of the plan it may
@@ -1024,35 +1186,6 @@ fn statement_timeout(session: &Session) -> Result<Option<std::time::Duration>, Q
     Ok((millis >= 1.0).then(|| std::time::Duration::from_millis(millis as u64)))
 }
 
-fn timed_out() -> QueryError {
-    QueryError::new(
-        ErrorKind::Cancelled,
-        "canceling statement due to statement timeout",
-    )
-}
-
-/// End a result stream with a timeout error once the deadline passes.
-type Fallible<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, QueryError>> + Send>>;
-
-fn with_deadline<T: Send + 'static>(
-    batches: Fallible<T>,
-    deadline: tokio::time::Instant,
-) -> Fallible<T> {
-    use futures::StreamExt;
-    Box::pin(futures::stream::unfold(
-        Some(batches),
-        move |state| async move {
-            let mut batches = state?;
-            match tokio::time::timeout_at(deadline, batches.next()).await {
-                Ok(Some(item)) => Some((item, Some(batches))),
-                Ok(None) => None,
-                // Dropping the stream stops the query on its worker.
-                Err(_) => Some((Err(timed_out()), None)),
-            }
-        },
-    ))
-}
-
 /// A local result as Arrow IPC messages (schema first, even with no rows), the form the
 /// result cache keeps.
 fn ipc_messages(stream: datafusion::execution::SendableRecordBatchStream) -> workers::FlightStream {
@@ -1078,6 +1211,24 @@ fn ipc_messages(stream: datafusion::execution::SendableRecordBatchStream) -> wor
 fn local_batches(stream: datafusion::execution::SendableRecordBatchStream) -> BatchStream {
     use futures::StreamExt;
     Box::pin(stream.map(|batch| batch.map_err(QueryError::from)))
+}
+
+/// A FETCH, MOVE or CLOSE prepared for a session: FETCH learns its cursor's columns now
+/// (clients describe it before they run it).
+fn cursor_command(session: &Session, command: CursorCommand) -> Result<SessionCommand, QueryError> {
+    Ok(match command {
+        CursorCommand::Fetch { name, direction } => {
+            let (schema, binary) = session.cursors.shape(&name)?;
+            SessionCommand::Fetch {
+                name,
+                direction,
+                schema,
+                binary,
+            }
+        }
+        CursorCommand::Move { name, direction } => SessionCommand::Move { name, direction },
+        CursorCommand::Close(name) => SessionCommand::Close(name),
+    })
 }
 
 /// Recognise the statements the gateway answers itself.
@@ -1189,24 +1340,61 @@ pub fn run_session_command(
             Ok(Outcome::Rows {
                 schema,
                 batches: Box::pin(futures::stream::once(async move { Ok(batch) })),
+                command: "SHOW",
             })
         }
-        SessionCommand::Begin => Ok(Outcome::TransactionStart),
-        SessionCommand::Commit => Ok(Outcome::TransactionEnd {
-            tag: "COMMIT".into(),
-        }),
-        SessionCommand::Rollback => Ok(Outcome::TransactionEnd {
-            tag: "ROLLBACK".into(),
-        }),
+        SessionCommand::Begin => {
+            session.in_transaction = true;
+            Ok(Outcome::TransactionStart)
+        }
+        SessionCommand::Commit | SessionCommand::Rollback => {
+            session.in_transaction = false;
+            session.cursors.end_transaction();
+            Ok(Outcome::TransactionEnd {
+                tag: if *command == SessionCommand::Commit {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                }
+                .into(),
+            })
+        }
+        // PostgreSQL's answer to a savepoint outside BEGIN … COMMIT.
+        SessionCommand::Accept(t @ ("SAVEPOINT" | "RELEASE" | "ROLLBACK"))
+            if !session.in_transaction =>
+        {
+            Err(QueryError::new(
+                ErrorKind::NoTransaction,
+                format!(
+                    "{} can only be used in transaction blocks",
+                    match *t {
+                        "SAVEPOINT" => "SAVEPOINT",
+                        "RELEASE" => "RELEASE SAVEPOINT",
+                        _ => "ROLLBACK TO SAVEPOINT",
+                    }
+                ),
+            ))
+        }
         SessionCommand::Accept(t) => {
             if *t == "DISCARD ALL" {
                 session.settings.reset_all();
+                session.cursors.close(None)?;
             }
             tag(t)
         }
-        SessionCommand::Catalog(_) => Err(QueryError::internal(
-            "a catalog change reached the session commands",
-        )),
+        SessionCommand::Close(name) => {
+            session.cursors.close(name.as_deref())?;
+            tag(if name.is_some() {
+                "CLOSE CURSOR"
+            } else {
+                "CLOSE CURSOR ALL"
+            })
+        }
+        SessionCommand::Catalog(_) | SessionCommand::Fetch { .. } | SessionCommand::Move { .. } => {
+            Err(QueryError::internal(
+                "a catalog change or cursor read reached the session commands",
+            ))
+        }
     }
 }
 

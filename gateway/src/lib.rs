@@ -19,6 +19,8 @@
 pub mod activity;
 pub mod cache;
 pub mod catalog;
+pub mod cursors;
+pub mod deadline;
 pub mod error;
 pub mod files;
 pub mod handler;

@@ -20,6 +20,8 @@ pub struct Limits {
     pub max_sessions: usize,
     /// HS2 operations and Statement Execution API statements one principal may hold open.
     pub max_operations: usize,
+    /// Cursors one session may hold open (each holds a running query and its worker slot).
+    pub max_cursors: usize,
     /// Bytes of Statement Execution API results one principal may have kept at once.
     pub max_stored_result_bytes: u64,
     /// Longest an HTTP client may take to send a request's headers.
@@ -36,6 +38,7 @@ impl Default for Limits {
             max_prepared_statements: 1_000,
             max_sessions: 200,
             max_operations: 1_000,
+            max_cursors: 16,
             max_stored_result_bytes: 1 << 30,
             http_header_timeout: Duration::from_secs(10),
             max_http_connections: 1_024,

@@ -3,6 +3,8 @@
 use auth::Principal;
 use planner::{Access, SessionInfo, Settings};
 
+use crate::cursors::Cursors;
+
 /// The setting that picks a session's warehouse (`SET warehouse = etl`, pg
 /// `options=-c warehouse=etl`).
 pub const WAREHOUSE_SETTING: &str = "warehouse";
@@ -27,6 +29,10 @@ pub struct Session {
     pub warehouse: String,
     /// The front-end the session came through: `pg`, `flight`, `hs2`.
     pub protocol: &'static str,
+    /// Inside `BEGIN … COMMIT` (cursors declared without HOLD live until its end).
+    pub in_transaction: bool,
+    /// `DECLARE … CURSOR`s open in this session.
+    pub cursors: Cursors,
 }
 
 impl Session {
@@ -46,6 +52,8 @@ impl Session {
             backend_pid: 0,
             warehouse,
             protocol: "",
+            in_transaction: false,
+            cursors: Cursors::default(),
         }
     }
 
@@ -75,6 +83,11 @@ impl Session {
             settings: self.settings.clone(),
             backend_pid: self.backend_pid,
             access: self.access.clone(),
+            cursors: if self.cursors.is_empty() {
+                Vec::new()
+            } else {
+                self.cursors.list()
+            },
         }
     }
 }

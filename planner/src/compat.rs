@@ -53,8 +53,141 @@ pub struct CatalogNames {
     pub columns: std::collections::HashMap<String, Vec<String>>,
 }
 
+/// Alias of an output expression a rewrite changed: `__sluice_name_<i>_<name>`, where
+/// `name` is what PostgreSQL calls the expression as written (`postgres_names` reads it).
+pub const NAME_ALIAS: &str = "__sluice_name_";
+
+/// The SELECT whose list names a query's columns: its body, or the first SELECT of a set
+/// operation.
+pub fn leftmost_select(query: &Query) -> Option<&ast::Select> {
+    let mut body = query.body.as_ref();
+    loop {
+        match body {
+            ast::SetExpr::Select(select) => return Some(select),
+            ast::SetExpr::SetOperation { left, .. } => body = left.as_ref(),
+            ast::SetExpr::Query(inner) => body = inner.body.as_ref(),
+            _ => return None,
+        }
+    }
+}
+
+fn leftmost_select_mut(query: &mut Query) -> Option<&mut ast::Select> {
+    let mut body = query.body.as_mut();
+    loop {
+        match body {
+            ast::SetExpr::Select(select) => return Some(select),
+            ast::SetExpr::SetOperation { left, .. } => body = left.as_mut(),
+            ast::SetExpr::Query(inner) => body = inner.body.as_mut(),
+            _ => return None,
+        }
+    }
+}
+
+fn output_select(statement: &mut ast::Statement) -> Option<&mut ast::Select> {
+    match statement {
+        ast::Statement::Query(query) => leftmost_select_mut(query),
+        _ => None,
+    }
+}
+
+/// Each output expression as written (its text and the name PostgreSQL gives it), before
+/// the rewrites: one they change keeps that name.
+fn output_names(statement: &mut ast::Statement) -> Option<Vec<Option<(String, String)>>> {
+    let select = output_select(statement)?;
+    Some(
+        select
+            .projection
+            .iter()
+            .map(|item| match item {
+                ast::SelectItem::UnnamedExpr(expr) => {
+                    Some((expr.to_string(), crate::pg_expr_name(expr)))
+                }
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+fn keep_output_names(
+    statement: &mut ast::Statement,
+    written: Option<Vec<Option<(String, String)>>>,
+) {
+    let (Some(written), Some(select)) = (written, output_select(statement)) else {
+        return;
+    };
+    if written.len() != select.projection.len() {
+        return;
+    }
+    for (i, (item, written)) in select.projection.iter_mut().zip(written).enumerate() {
+        let Some((text, name)) = written else {
+            continue;
+        };
+        let expr = match item {
+            ast::SelectItem::UnnamedExpr(expr) => expr,
+            ast::SelectItem::ExprWithAlias { expr, alias }
+                if alias.value.starts_with(DUPLICATE_ALIAS) =>
+            {
+                expr
+            }
+            _ => continue,
+        };
+        if expr.to_string() != text {
+            let expr = std::mem::replace(expr, Expr::value(ast::Value::Null));
+            *item = ast::SelectItem::ExprWithAlias {
+                expr,
+                alias: Ident::with_quote('"', format!("{NAME_ALIAS}{i}_{name}")),
+            };
+        }
+    }
+}
+
 /// Rewrite one statement in place.
 pub fn rewrite(statement: &mut ast::Statement, catalog: &CatalogNames) {
+    let written = output_names(statement);
+    rewrite_as_written(statement, catalog);
+    int4_output_constants(statement);
+    keep_output_names(statement, written);
+}
+
+/// Integer constants in the output list that fit in 32 bits are `integer`, as PostgreSQL
+/// types them (`SELECT 1` is int4, not bigint: drivers map results by type).
+fn int4_output_constants(statement: &mut ast::Statement) {
+    let Some(select) = output_select(statement) else {
+        return;
+    };
+    let number = |e: &Expr, sign: &str| match e {
+        Expr::Value(v) => {
+            matches!(&v.value, ast::Value::Number(n, _) if format!("{sign}{n}").parse::<i32>().is_ok())
+        }
+        _ => false,
+    };
+    for item in &mut select.projection {
+        let (ast::SelectItem::UnnamedExpr(expr) | ast::SelectItem::ExprWithAlias { expr, .. }) =
+            item
+        else {
+            continue;
+        };
+        let fits = match &*expr {
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Minus,
+                expr: inner,
+            } => number(inner, "-"),
+            e => number(e, ""),
+        };
+        if fits {
+            let constant = std::mem::replace(expr, Expr::value(ast::Value::Null));
+            *expr = Expr::Cast {
+                kind: ast::CastKind::Cast,
+                expr: Box::new(constant),
+                data_type: SqlType::Integer(None),
+                array: false,
+                format: None,
+            };
+        }
+    }
+}
+
+fn rewrite_as_written(statement: &mut ast::Statement, catalog: &CatalogNames) {
     let mut ctes = HashSet::new();
     // CTE names shadow catalog tables: collect them first.
     let _ = statement.visit(&mut CteNames(&mut ctes));
@@ -1299,7 +1432,13 @@ mod tests {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
+    /// The statement after the expression rewrites (output names and types aside: see
+    /// `output_columns_keep_their_postgresql_names_and_types`).
     fn rewritten(sql: &str) -> String {
+        rewritten_with(sql, rewrite_as_written)
+    }
+
+    fn rewritten_with(sql: &str, rewrite: fn(&mut ast::Statement, &CatalogNames)) -> String {
         let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses");
         let mut catalog = CatalogNames::default();
         for (table, columns) in [
@@ -1318,6 +1457,30 @@ mod tests {
         }
         rewrite(&mut statements[0], &catalog);
         statements[0].to_string()
+    }
+
+    #[test]
+    fn output_columns_keep_their_postgresql_names_and_types() {
+        let full = |sql: &str| rewritten_with(sql, super::rewrite);
+        // A constant that fits is integer; the name stays PostgreSQL's.
+        assert_eq!(
+            full("SELECT 1, -2 AS m, 3000000000"),
+            format!("SELECT CAST(1 AS INTEGER) AS \"{NAME_ALIAS}0_?column?\", CAST(-2 AS INTEGER) AS m, 3000000000")
+        );
+        // A rewritten expression is named as written (the subquery after its column).
+        let sql = full(
+            "SELECT a.attname, (SELECT c.collname FROM pg_collation c WHERE c.oid = a.attcollation \
+             AND c.collname <> 'x') FROM pg_attribute a",
+        );
+        assert!(
+            sql.contains(&format!("AS \"{NAME_ALIAS}1_collname\"")),
+            "{sql}"
+        );
+        // Untouched expressions keep no alias.
+        assert_eq!(
+            full("SELECT a.attname FROM t a"),
+            "SELECT a.attname FROM t a"
+        );
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub enum ErrorKind {
     PermissionDenied,
     /// A client broke the wire protocol.
     ProtocolViolation,
+    /// A cursor that does not exist (FETCH, MOVE, CLOSE).
+    UndefinedCursor,
+    /// A cursor name already in use (DECLARE).
+    DuplicateCursor,
+    /// An object that cannot do this now (a cursor asked to go back, or stopped by an error).
+    InvalidState,
+    /// A statement that needs a transaction block outside one (DECLARE without HOLD).
+    NoTransaction,
     /// A statement longer, deeper or larger than the limits allow.
     TooComplex,
     /// A principal holds as many statements, sessions or results as it may.
@@ -92,6 +100,10 @@ impl ErrorKind {
             DataUnreadable => "data_unreadable",
             PermissionDenied => "permission_denied",
             ProtocolViolation => "protocol_violation",
+            UndefinedCursor => "undefined_cursor",
+            DuplicateCursor => "duplicate_cursor",
+            InvalidState => "invalid_state",
+            NoTransaction => "no_transaction",
             TooComplex => "too_complex",
             QuotaExceeded => "quota_exceeded",
             Internal => "internal",
@@ -99,7 +111,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for tests over the whole error table.
-    pub const ALL: [ErrorKind; 26] = [
+    pub const ALL: [ErrorKind; 30] = [
         ErrorKind::Syntax,
         ErrorKind::UndefinedTable,
         ErrorKind::UndefinedColumn,
@@ -123,6 +135,10 @@ impl ErrorKind {
         ErrorKind::DataUnreadable,
         ErrorKind::PermissionDenied,
         ErrorKind::ProtocolViolation,
+        ErrorKind::UndefinedCursor,
+        ErrorKind::DuplicateCursor,
+        ErrorKind::InvalidState,
+        ErrorKind::NoTransaction,
         ErrorKind::TooComplex,
         ErrorKind::QuotaExceeded,
         ErrorKind::Internal,
@@ -358,9 +374,13 @@ mod tests {
                 DataUnreadable => 20,
                 PermissionDenied => 21,
                 ProtocolViolation => 22,
-                TooComplex => 23,
-                QuotaExceeded => 24,
-                Internal => 25,
+                UndefinedCursor => 23,
+                DuplicateCursor => 24,
+                InvalidState => 25,
+                NoTransaction => 26,
+                TooComplex => 27,
+                QuotaExceeded => 28,
+                Internal => 29,
             };
             assert_eq!(i, position, "{kind:?}");
         }

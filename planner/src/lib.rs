@@ -16,6 +16,7 @@ pub mod cache_key;
 pub mod catalog;
 pub mod codec;
 pub mod compat;
+pub mod cursor;
 pub mod ddl;
 pub mod delta;
 pub mod error;
@@ -177,6 +178,12 @@ impl Planner {
             .register_catalog(CATALOG.to_string(), catalog as Arc<dyn CatalogProvider>);
         state.config_mut().options_mut().sql_parser.dialect =
             datafusion::config::Dialect::PostgreSQL;
+        // `1.5` is numeric, as in PostgreSQL (not double precision).
+        state
+            .config_mut()
+            .options_mut()
+            .sql_parser
+            .parse_float_as_decimal = true;
         if let Some(series) = state.table_functions().get("generate_series").cloned() {
             state.register_udtf(
                 "generate_series",
@@ -319,6 +326,13 @@ impl Planner {
             }
         }
         Ok(statements)
+    }
+
+    /// A text that is one FETCH, MOVE or CLOSE (see [`cursor::command`]), within the
+    /// [`Limits`].
+    pub fn cursor_command(&self, sql: &str) -> Result<Option<cursor::CursorCommand>, QueryError> {
+        self.limits.check_text(sql)?;
+        cursor::command(sql)
     }
 
     /// Split SQL text into statements as written, within the [`Limits`].
@@ -779,7 +793,7 @@ pub(crate) fn authorize(
 /// may repeat, as in PostgreSQL); the plan keeps DataFusion's unique names.
 pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
     use datafusion::arrow::datatypes::{Field, Schema};
-    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement as Sql};
+    use datafusion::sql::sqlparser::ast::{SelectItem, Statement as Sql};
 
     let Statement::Statement(sql) = statement else {
         return schema.clone();
@@ -787,7 +801,8 @@ pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
     let Sql::Query(query) = sql.as_ref() else {
         return schema.clone();
     };
-    let SetExpr::Select(select) = query.body.as_ref() else {
+    // A set operation's columns are named by its first SELECT, as in PostgreSQL.
+    let Some(select) = compat::leftmost_select(query) else {
         return schema.clone();
     };
     let mut names = Vec::with_capacity(select.projection.len());
@@ -798,6 +813,17 @@ pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
                 if alias.value.starts_with(compat::DUPLICATE_ALIAS) =>
             {
                 names.push(Some(pg_expr_name(expr)))
+            }
+            // A rewritten expression, named as PostgreSQL names it as written.
+            SelectItem::ExprWithAlias { alias, .. }
+                if alias.value.starts_with(compat::NAME_ALIAS) =>
+            {
+                let rest = &alias.value[compat::NAME_ALIAS.len()..];
+                names.push(Some(
+                    rest.split_once('_')
+                        .map_or(rest, |(_, name)| name)
+                        .to_string(),
+                ))
             }
             SelectItem::ExprWithAlias { .. } => names.push(None),
             // A wildcard expands to several columns: keep the plan's names.
@@ -819,24 +845,38 @@ pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
-    use datafusion::sql::sqlparser::ast::Expr;
+/// The name PostgreSQL gives an unaliased select-list expression (its FigureColname).
+pub(crate) fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
+    pg_name(expr).0
+}
+
+/// A name and how strong it is, as PostgreSQL weighs them: 2 for a column or function
+/// name, 1 for a type name or `case`, 0 for `?column?`. A CASE takes its ELSE's name, and a
+/// cast its operand's, only when that one is strong.
+fn pg_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> (String, u8) {
+    use datafusion::sql::sqlparser::ast::{Expr, SelectItem};
+    let unnamed = || ("?column?".to_string(), 0);
     match expr {
-        Expr::Identifier(ident) => ident
-            .value
-            .to_lowercase_if_unquoted(ident.quote_style.is_some()),
+        Expr::Identifier(ident) => (
+            ident
+                .value
+                .to_lowercase_if_unquoted(ident.quote_style.is_some()),
+            2,
+        ),
         Expr::CompoundIdentifier(parts) => parts
             .last()
-            .map(|i| i.value.to_lowercase_if_unquoted(i.quote_style.is_some()))
-            .unwrap_or_else(|| "?column?".into()),
+            .map(|i| (i.value.to_lowercase_if_unquoted(i.quote_style.is_some()), 2))
+            .unwrap_or_else(unnamed),
         Expr::Function(f) => {
-            let name = f
+            let Some(name) = f
                 .name
                 .0
                 .last()
                 .and_then(|p| p.as_ident())
                 .map(|i| i.value.to_lowercase())
-                .unwrap_or_else(|| "?column?".into());
+            else {
+                return unnamed();
+            };
             // `x::regclass` and `x::regclass::text`, as the rewrite spells them
             // (`sluice_regclass_in(x)`, `sluice_regclass_out(…)`): named as the casts are, after
             // a column operand, else after the type.
@@ -845,19 +885,34 @@ fn pg_expr_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> String {
                     .or_else(|| n.strip_suffix("_out").map(|_| "text"))
             });
             match reg {
-                Some(reg) => cast_operand(f).unwrap_or_else(|| reg.to_string()),
-                None => name,
+                Some(reg) => cast_operand(f)
+                    .map(|n| (n, 2))
+                    .unwrap_or_else(|| (reg.to_string(), 1)),
+                None => (name, 2),
             }
         }
         Expr::Cast {
             expr, data_type, ..
-        } => match pg_expr_name(expr).as_str() {
-            "?column?" => data_type.to_string().to_lowercase(),
-            name => name.to_string(),
+        } => match pg_name(expr) {
+            (_, strength) if strength <= 1 => (data_type.to_string().to_lowercase(), 1),
+            strong => strong,
         },
-        Expr::Nested(inner) => pg_expr_name(inner),
-        Expr::Case { .. } => "case".into(),
-        _ => "?column?".into(),
+        Expr::Nested(inner) => pg_name(inner),
+        Expr::Case { else_result, .. } => match else_result.as_deref().map(pg_name) {
+            Some(strong @ (_, 2)) => strong,
+            _ => ("case".into(), 1),
+        },
+        // A scalar subquery is named by its first column.
+        Expr::Subquery(query) => {
+            match compat::leftmost_select(query).and_then(|select| select.projection.first()) {
+                Some(SelectItem::ExprWithAlias { alias, .. }) => (alias.value.clone(), 2),
+                Some(SelectItem::UnnamedExpr(e)) => pg_name(e),
+                _ => unnamed(),
+            }
+        }
+        Expr::Exists { .. } => ("exists".into(), 2),
+        Expr::Array(_) => ("array".into(), 2),
+        _ => unnamed(),
     }
 }
 
@@ -894,4 +949,62 @@ fn split_name(qualified: &str) -> Result<(&str, &str), QueryError> {
     qualified
         .split_once('.')
         .ok_or_else(|| QueryError::internal(format!("{qualified} is not schema.name")))
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::pg_expr_name;
+    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    /// Names of an unaliased select list, as `postgres_names` gives them.
+    fn names(sql: &str) -> Vec<String> {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        let Statement::Query(query) = statement else {
+            panic!("{sql}")
+        };
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            panic!("{sql}")
+        };
+        select
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::UnnamedExpr(e) => pg_expr_name(e),
+                other => panic!("{other}"),
+            })
+            .collect()
+    }
+
+    /// Each case checked against PostgreSQL 15 (`psql -c`, the column headers).
+    #[test]
+    fn names_as_postgresql_figures_them() {
+        assert_eq!(
+            names(
+                "SELECT c.relname, count(*), 1, NULL, 'x'::text, c.oid::regclass, \
+                 CASE WHEN c.reloftype = 0 THEN '' ELSE c.reloftype::regtype::text END, \
+                 CASE WHEN true THEN 1 ELSE 2 END, \
+                 (SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d), \
+                 (SELECT 1 AS one), EXISTS (SELECT 1), ARRAY[1, 2], ARRAY(SELECT 1) FROM pg_class c"
+            ),
+            [
+                "relname",
+                "count",
+                "?column?",
+                "?column?",
+                "text",
+                "oid",
+                "reloftype",
+                "case",
+                "pg_get_expr",
+                "one",
+                "exists",
+                "array",
+                "array"
+            ]
+        );
+    }
 }

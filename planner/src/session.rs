@@ -22,6 +22,21 @@ pub struct SessionInfo {
     /// What the session may read: the planner refuses plans that read anything else, and
     /// pg_catalog / information_schema list only what it may read.
     pub access: Access,
+    /// The session's open cursors (`pg_cursors`).
+    pub cursors: Vec<CursorInfo>,
+}
+
+/// An open cursor, as `pg_cursors` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CursorInfo {
+    pub name: String,
+    /// The DECLARE statement as the client sent it.
+    pub statement: String,
+    /// Declared `WITH HOLD`.
+    pub holdable: bool,
+    /// Declared `BINARY`.
+    pub binary: bool,
+    pub created: std::time::SystemTime,
 }
 
 /// What a session may read.
@@ -94,6 +109,7 @@ impl Default for SessionInfo {
             settings: Settings::default(),
             backend_pid: 0,
             access: Access::All,
+            cursors: Vec::new(),
         }
     }
 }

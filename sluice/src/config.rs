@@ -133,6 +133,7 @@ pub struct LimitsFile {
     pub max_prepared_statements: Option<usize>,
     pub max_sessions: Option<usize>,
     pub max_operations: Option<usize>,
+    pub max_cursors: Option<usize>,
     pub max_stored_results_size: Option<String>,
     pub http_header_timeout: Option<String>,
     pub max_http_connections: Option<usize>,
@@ -198,6 +199,7 @@ fn resolve_limits(file: &LimitsFile) -> Result<gateway::limits::Limits, String> 
         "max_operations",
         &mut limits.max_operations,
     )?;
+    positive(file.max_cursors, "max_cursors", &mut limits.max_cursors)?;
     if let Some(v) = bytes(&file.max_stored_results_size, "max_stored_results_size")? {
         limits.max_stored_result_bytes = v;
     }

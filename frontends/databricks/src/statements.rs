@@ -611,6 +611,7 @@ async fn run(
         Outcome::Rows {
             schema,
             mut batches,
+            ..
         } => {
             let mut collector = Collector::new(statement, &schema, limits)?;
             while let Some(batch) = batches.next().await {

@@ -70,6 +70,12 @@ impl FlightSqlFrontend {
                 change.tag()
             )));
         }
+        if let Prepared::Declare { .. } = &prepared {
+            return Err(Status::invalid_argument(
+                "cursors (DECLARE … CURSOR) belong to PostgreSQL sessions: a Flight SQL \
+                 result already streams as the client reads it",
+            ));
+        }
         if let Prepared::Session(command) = &prepared {
             return Err(Status::invalid_argument(format!(
                 "{command:?} is a session command: Flight SQL sessions have no settings; send queries"

@@ -23,8 +23,10 @@ use pgwire::api::auth::{
     LoginInfo, Password, ServerParameterProvider, StartupHandler,
 };
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::query::{send_describe_response, ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    CopyResponse, DescribePortalResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
@@ -34,13 +36,15 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::{Execute, PortalSuspended};
+use pgwire::messages::extendedquery::{
+    Describe, Execute, PortalSuspended, TARGET_TYPE_BYTE_PORTAL,
+};
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use gateway::handler::{CopyFormat, Handler, Outcome, Prepared};
+use gateway::handler::{CopyFormat, Handler, Outcome, Prepared, SessionCommand};
 use gateway::session::Session;
 
 /// The pgwire handlers of one gateway (shared by all pg connections).
@@ -466,13 +470,29 @@ fn copy_rows(
     })
 }
 
-fn outcome_response(outcome: Outcome, formats: Vec<FieldFormat>) -> Response {
+/// A statement's outcome as a pg response, its row stream passed through `wrap` (to make
+/// it cancellable).
+fn outcome_response(
+    outcome: Outcome,
+    formats: Vec<FieldFormat>,
+    wrap: impl FnOnce(
+        stream::BoxStream<'static, PgWireResult<DataRow>>,
+    ) -> stream::BoxStream<'static, PgWireResult<DataRow>>,
+) -> Response {
     match outcome {
-        Outcome::Rows { schema, batches } => Response::Query(query_response(
-            &schema,
-            formats.clone(),
-            rows(batches, formats),
-        )),
+        Outcome::Rows {
+            schema,
+            batches,
+            command,
+        } => {
+            let mut response = query_response(
+                &schema,
+                formats.clone(),
+                wrap(rows(batches, formats).boxed()),
+            );
+            response.set_command_tag(command);
+            Response::Query(response)
+        }
         Outcome::Command { tag } => Response::Execution(Tag::new(&tag)),
         Outcome::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
@@ -515,9 +535,9 @@ impl SimpleQueryHandler for PgQueries {
                     let lazy = stream::once(async move {
                         let mut guard = session.0.lock().await;
                         match handler.execute(&mut guard, &statement, Vec::new()).await {
-                            Ok(Outcome::Rows { schema, batches }) => {
-                                copy_rows(schema, batches, format).boxed()
-                            }
+                            Ok(Outcome::Rows {
+                                schema, batches, ..
+                            }) => copy_rows(schema, batches, format).boxed(),
                             Ok(_) => stream::empty().boxed(),
                             Err(e) => stream::once(async move { Err(user_error(&e)) }).boxed(),
                         }
@@ -545,14 +565,28 @@ impl SimpleQueryHandler for PgQueries {
                     let lazy = cancellable(lazy, token.clone());
                     responses.push(Response::Query(query_response(&schema, formats, lazy)));
                 }
-                Prepared::Session(_) => {
+                // Session statements, cursors among them, run in their turn; rows a FETCH
+                // returns stream as the client reads them (in binary from a BINARY cursor).
+                Prepared::Session(_) | Prepared::Declare { .. } => {
+                    let format = match &statement {
+                        Prepared::Session(SessionCommand::Fetch { binary: true, .. }) => {
+                            FieldFormat::Binary
+                        }
+                        _ => FieldFormat::Text,
+                    };
+                    let formats = vec![format; statement.schema().fields().len()];
                     let mut guard = session.0.lock().await;
-                    match self
-                        .handler
-                        .execute(&mut guard, &statement, Vec::new())
-                        .await
-                    {
-                        Ok(outcome) => responses.push(outcome_response(outcome, Vec::new())),
+                    let outcome = tokio::select! {
+                        outcome = self.handler.execute(&mut guard, &statement, Vec::new()) => outcome,
+                        _ = token.cancelled() => Err(cancel_error()),
+                    };
+                    match outcome {
+                        Ok(outcome) => {
+                            let token = token.clone();
+                            responses.push(outcome_response(outcome, formats, move |rows| {
+                                cancellable(rows, token).boxed()
+                            }))
+                        }
                         Err(e) => {
                             responses.push(Response::Error(Box::new(error_info(&e))));
                             break;
@@ -646,6 +680,35 @@ impl ExtendedQueryHandler for PgQueries {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// Describe, where a portal name may also be a cursor's: in PostgreSQL a cursor is a
+    /// portal, and psycopg describes the one it declared by name.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL {
+            let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+            if client.portal_store().get_portal(name).is_none() {
+                let session = session_of(client)?;
+                let shape = session.0.lock().await.cursors.shape(name);
+                if let Ok((schema, binary)) = shape {
+                    let format = if binary {
+                        FieldFormat::Binary
+                    } else {
+                        FieldFormat::Text
+                    };
+                    let fields = encode::fields(&schema, |_| format);
+                    send_describe_response(client, &DescribePortalResponse::new(fields)).await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     /// Execute a portal, streaming its rows to the socket.
@@ -788,14 +851,9 @@ impl ExtendedQueryHandler for PgQueries {
         let formats: Vec<FieldFormat> = (0..columns)
             .map(|i| format_for(&portal.result_column_format, i))
             .collect();
-        Ok(match outcome {
-            Outcome::Rows { schema, batches } => Response::Query(query_response(
-                &schema,
-                formats.clone(),
-                cancellable(rows(batches, formats), token),
-            )),
-            other => outcome_response(other, formats),
-        })
+        Ok(outcome_response(outcome, formats, move |rows| {
+            cancellable(rows, token).boxed()
+        }))
     }
 }
 

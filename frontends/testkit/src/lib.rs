@@ -289,7 +289,12 @@ impl Handler for FakeHandler {
             Prepared::Query { text, schema, .. } => Ok(Outcome::Rows {
                 schema: schema.clone(),
                 batches: self.rows(text, &params)?,
+                command: "SELECT",
             }),
+            Prepared::Declare { .. } => Err(QueryError::new(
+                ErrorKind::NotSupported,
+                "the fake handler keeps no cursors",
+            )),
         }
     }
 
@@ -300,7 +305,9 @@ impl Handler for FakeHandler {
         params: Vec<ScalarValue>,
     ) -> Result<(SchemaRef, ArrowRows), QueryError> {
         match self.execute(session, prepared, params).await? {
-            Outcome::Rows { schema, batches } => Ok((schema, ArrowRows::Batches(batches))),
+            Outcome::Rows {
+                schema, batches, ..
+            } => Ok((schema, ArrowRows::Batches(batches))),
             _ => Ok((
                 Arc::new(Schema::empty()),
                 ArrowRows::Batches(Box::pin(stream::empty())),

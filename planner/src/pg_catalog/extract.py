@@ -34,11 +34,16 @@ STATIC = {
     "pg_catalog.pg_language": "oid < 16384",
     "pg_catalog.pg_cast": "oid < 16384",
     "pg_catalog.pg_operator": "oid < 16384",
+    "pg_catalog.pg_conversion": "oid < 16384",
+    "pg_catalog.pg_ts_config": "oid < 16384",
+    "pg_catalog.pg_ts_dict": "oid < 16384",
+    "pg_catalog.pg_ts_parser": "oid < 16384",
+    "pg_catalog.pg_ts_template": "oid < 16384",
 }
 SCHEMA_ONLY = [
     "pg_catalog.pg_namespace", "pg_catalog.pg_class", "pg_catalog.pg_attribute",
     "pg_catalog.pg_database", "pg_catalog.pg_roles", "pg_catalog.pg_user",
-    "pg_catalog.pg_settings", "pg_catalog.pg_description", "pg_catalog.pg_index",
+    "pg_catalog.pg_settings", "pg_catalog.pg_cursors", "pg_catalog.pg_description", "pg_catalog.pg_index",
     "pg_catalog.pg_constraint", "pg_catalog.pg_attrdef", "pg_catalog.pg_inherits",
     "pg_catalog.pg_sequence", "pg_catalog.pg_enum", "pg_catalog.pg_policy",
     "pg_catalog.pg_statistic_ext", "pg_catalog.pg_publication", "pg_catalog.pg_publication_rel",
@@ -48,6 +53,8 @@ SCHEMA_ONLY = [
     "pg_catalog.pg_views", "pg_catalog.pg_matviews", "pg_catalog.pg_auth_members",
     "pg_catalog.pg_stat_user_tables", "pg_catalog.pg_opclass", "pg_catalog.pg_foreign_server",
     "pg_catalog.pg_foreign_data_wrapper", "pg_catalog.pg_user_mapping",
+    "pg_catalog.pg_seclabel", "pg_catalog.pg_seclabels", "pg_catalog.pg_db_role_setting",
+    "pg_catalog.pg_subscription", "pg_catalog.pg_user_mappings", "pg_catalog.pg_prepared_xacts",
     "information_schema.schemata", "information_schema.tables", "information_schema.columns",
     "information_schema.views",
 ]
@@ -67,6 +74,11 @@ TYPES = {
 }
 
 
+# Types stored as another one with the same text, reported with their own OID
+# (`column:stored@oid` in the header).
+REPORTED = {"aclitem[]": 1034, "pg_node_tree": 194, "xid": 28, "name[]": 1003}
+
+
 def column_types(cur, table):
     # Domains (information_schema.sql_identifier, …) are described by their base type.
     cur.execute(
@@ -84,47 +96,62 @@ def column_types(cur, table):
     for name, pgtype in cur.fetchall():
         if pgtype not in TYPES:
             sys.exit(f"{table}.{name}: no mapping for type {pgtype}")
-        cols.append((name, TYPES[pgtype]))
+        stored = TYPES[pgtype]
+        cols.append((name, f"{stored}@{REPORTED[pgtype]}" if pgtype in REPORTED else stored))
     return cols
 
 
+def write_table(cur, table):
+    cols = column_types(cur, table)
+    header = "\t".join(f"{n}:{t}" for n, t in cols)
+    rows = b""
+    where = STATIC.get(table)
+    if where is not None:
+        # Text output of every column; arrays keep PostgreSQL's literal syntax and
+        # vectors (oidvector, int2vector) become arrays.
+        exprs = []
+        for n, t in cols:
+            q = f'"{n}"'
+            t = t.split("@")[0]
+            exprs.append(f"({q}::oid[])::text" if t == "oid[]" else
+                         f"({q}::int2[])::text" if t == "int2[]" else
+                         f"({q}::oid)::text" if t == "oid" else f"{q}::text")
+        sql = f"COPY (SELECT {', '.join(exprs)} FROM {table} WHERE {where} ORDER BY 1) TO STDOUT"
+        with cur.copy(sql) as copy:
+            rows = b"".join(bytes(chunk) for chunk in copy)
+    name = table.replace("pg_catalog.", "")
+    with open(os.path.join(OUT, f"{name}.tsv"), "wb") as f:
+        f.write(header.encode() + b"\n" + rows)
+
+
+def write_relations(cur):
+    # The real OIDs of the catalog relations themselves (pg_class rows for pg_type, …),
+    # so that pg_type's row types and `'pg_class'::regclass` agree with PostgreSQL.
+    names = ", ".join(f"'{t}'::regclass" for t in list(STATIC) + SCHEMA_ONLY)
+    with cur.copy(
+        f"""COPY (SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltype
+                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid IN ({names}) ORDER BY 1) TO STDOUT"""
+    ) as copy:
+        rows = b"".join(bytes(chunk) for chunk in copy)
+    with open(os.path.join(OUT, "relations.tsv"), "wb") as f:
+        f.write(b"oid:oid\tnspname:name\trelname:name\trelkind:char\treltype:oid\n" + rows)
+
+
 def main():
+    """extract.py DSN [table …]: every table (or only those named) and the relations."""
     dsn = sys.argv[1] if len(sys.argv) > 1 else "host=127.0.0.1 user=postgres dbname=test"
+    only = sys.argv[2:]
     os.makedirs(OUT, exist_ok=True)
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("SHOW server_version")
         version = cur.fetchone()[0]
         for table in list(STATIC) + SCHEMA_ONLY:
-            cols = column_types(cur, table)
-            header = "\t".join(f"{n}:{t}" for n, t in cols)
-            rows = b""
-            where = STATIC.get(table)
-            if where is not None:
-                # Text output of every column; arrays keep PostgreSQL's literal syntax and
-                # vectors (oidvector, int2vector) become arrays.
-                exprs = []
-                for n, t in cols:
-                    q = f'"{n}"'
-                    exprs.append(f"({q}::oid[])::text" if t == "oid[]" else
-                                 f"({q}::int2[])::text" if t == "int2[]" else
-                                 f"({q}::oid)::text" if t == "oid" else f"{q}::text")
-                sql = f"COPY (SELECT {', '.join(exprs)} FROM {table} WHERE {where} ORDER BY 1) TO STDOUT"
-                with cur.copy(sql) as copy:
-                    rows = b"".join(bytes(chunk) for chunk in copy)
-            name = table.replace("pg_catalog.", "")
-            with open(os.path.join(OUT, f"{name}.tsv"), "wb") as f:
-                f.write(header.encode() + b"\n" + rows)
-        # The real OIDs of the catalog relations themselves (pg_class rows for pg_type, …),
-        # so that pg_type's row types and `'pg_class'::regclass` agree with PostgreSQL.
-        names = ", ".join(f"'{t}'::regclass" for t in list(STATIC) + SCHEMA_ONLY)
-        with cur.copy(
-            f"""COPY (SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltype
-                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                      WHERE c.oid IN ({names}) ORDER BY 1) TO STDOUT"""
-        ) as copy:
-            rows = b"".join(bytes(chunk) for chunk in copy)
-        with open(os.path.join(OUT, "relations.tsv"), "wb") as f:
-            f.write(b"oid:oid\tnspname:name\trelname:name\trelkind:char\treltype:oid\n" + rows)
+            if not only or table in only:
+                write_table(cur, table)
+        write_relations(cur)
+        if only:
+            return
         # pg_get_keywords(): the server's SQL keywords (PgJDBC's getSQLKeywords reads them).
         with cur.copy("COPY (SELECT word, catcode, barelabel, catdesc, baredesc "
                       "FROM pg_get_keywords() ORDER BY 1) TO STDOUT") as copy:

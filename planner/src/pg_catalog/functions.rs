@@ -10,13 +10,13 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 
 use super::{readable, user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION};
@@ -33,6 +33,9 @@ struct PgFn {
     eval: Eval,
     /// Replace the call by its value at planning time when the arguments are constants.
     fold: bool,
+    /// The PostgreSQL type the result is reported as, where Arrow's type does not say it
+    /// (`name` for the text `current_database()` returns).
+    pg_type: Option<u32>,
 }
 
 impl std::fmt::Debug for PgFn {
@@ -62,6 +65,17 @@ impl ScalarUDFImpl for PgFn {
     }
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
         Ok(self.return_type.clone())
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let field = Field::new(self.name(), self.return_type.clone(), true);
+        Ok(Arc::new(match self.pg_type {
+            Some(oid) => field.with_metadata(std::collections::HashMap::from([(
+                super::types::PG_TYPE_KEY.to_string(),
+                oid.to_string(),
+            )])),
+            None => field,
+        }))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -175,12 +189,35 @@ fn udf(
     volatility: Volatility,
     eval: impl Fn(&[ScalarValue]) -> Result<ScalarValue, QueryError> + Send + Sync + 'static,
 ) -> ScalarUDF {
+    pg_fn(name, counts, return_type, None, volatility, eval)
+}
+
+/// A function returning PostgreSQL's `name` (text in Arrow, reported as `name`).
+fn name_udf(
+    name: &str,
+    counts: &[usize],
+    volatility: Volatility,
+    eval: impl Fn(&[ScalarValue]) -> Result<ScalarValue, QueryError> + Send + Sync + 'static,
+) -> ScalarUDF {
+    let name_type = Some(super::types::oids::NAME);
+    pg_fn(name, counts, DataType::Utf8, name_type, volatility, eval)
+}
+
+fn pg_fn(
+    name: &str,
+    counts: &[usize],
+    return_type: DataType,
+    pg_type: Option<u32>,
+    volatility: Volatility,
+    eval: impl Fn(&[ScalarValue]) -> Result<ScalarValue, QueryError> + Send + Sync + 'static,
+) -> ScalarUDF {
     ScalarUDF::new_from_impl(PgFn {
         name: name.to_string(),
         signature: arity(counts, volatility),
         return_type,
         eval: Arc::new(eval),
         fold: volatility == Volatility::Stable,
+        pg_type,
     })
 }
 
@@ -489,7 +526,10 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(udf("sluice_array_text", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(array_text(arg(a, 0))))
     }));
-    f.push(udf("pg_encoding_to_char", &[1], Utf8, IMMUTABLE, |a| {
+    f.push(name_udf("getdatabaseencoding", &[0], IMMUTABLE, |_| {
+        Ok(utf8(Some("UTF8".into())))
+    }));
+    f.push(name_udf("pg_encoding_to_char", &[1], IMMUTABLE, |a| {
         Ok(utf8(int(arg(a, 0)).map(|e| {
             match e {
                 0 => "SQL_ASCII",
@@ -647,14 +687,14 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
     let user = session.user.clone();
     for name in ["current_user", "session_user", "user", "current_role"] {
         let user = user.clone();
-        f.push(udf(name, &[0], Utf8, STABLE, move |_| {
+        f.push(name_udf(name, &[0], STABLE, move |_| {
             Ok(utf8(Some(user.clone())))
         }));
     }
     let database = session.database.clone();
     for name in ["current_database", "current_catalog"] {
         let database = database.clone();
-        f.push(udf(name, &[0], Utf8, STABLE, move |_| {
+        f.push(name_udf(name, &[0], STABLE, move |_| {
             Ok(utf8(Some(database.clone())))
         }));
     }
@@ -665,7 +705,7 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         .cloned()
         .collect();
     let first = existing.first().cloned();
-    f.push(udf("current_schema", &[0], Utf8, STABLE, move |_| {
+    f.push(name_udf("current_schema", &[0], STABLE, move |_| {
         Ok(utf8(first.clone()))
     }));
     let schemas = existing.clone();
@@ -785,7 +825,7 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         },
     ));
     let me = user_oid(&user);
-    f.push(udf("pg_get_userbyid", &[1], Utf8, STABLE, move |a| {
+    f.push(name_udf("pg_get_userbyid", &[1], STABLE, move |a| {
         Ok(utf8(oid(arg(a, 0)).map(|o| {
             if o == OWNER_OID {
                 OWNER_NAME.to_string()

@@ -90,6 +90,18 @@ const DATA: &[(&str, &str)] = data!(
     "pg_roles",
     "pg_user",
     "pg_settings",
+    "pg_cursors",
+    "pg_conversion",
+    "pg_ts_config",
+    "pg_ts_dict",
+    "pg_ts_parser",
+    "pg_ts_template",
+    "pg_seclabel",
+    "pg_seclabels",
+    "pg_db_role_setting",
+    "pg_subscription",
+    "pg_user_mappings",
+    "pg_prepared_xacts",
     "pg_description",
     "pg_index",
     "pg_constraint",
@@ -344,7 +356,7 @@ impl PgCatalog {
 
         // Tables whose rows depend on the session.
         type Fill = fn(&str, &mut Rows, &SessionInfo, &Names);
-        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 8] = [
+        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 9] = [
             (
                 &pg_catalog,
                 "pg_database",
@@ -352,6 +364,7 @@ impl PgCatalog {
                 fill_session_table,
             ),
             (&pg_catalog, "pg_roles", "pg_roles", fill_session_table),
+            (&pg_catalog, "pg_cursors", "pg_cursors", fill_session_table),
             (&pg_catalog, "pg_user", "pg_user", fill_session_table),
             (
                 &pg_catalog,
@@ -800,6 +813,22 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
                         ("passwd", s("********")),
                     ]);
                 }
+            }
+        }
+        "pg_cursors" => {
+            for cursor in &session.cursors {
+                let created = cursor
+                    .created
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
+                rows.push(&[
+                    ("name", s(&cursor.name)),
+                    ("statement", s(&cursor.statement)),
+                    ("is_holdable", s(cursor.holdable)),
+                    ("is_binary", s(cursor.binary)),
+                    ("is_scrollable", s(false)),
+                    ("creation_time", s(created)),
+                ]);
             }
         }
         "pg_settings" => {

@@ -315,7 +315,11 @@ impl ScalarUDFImpl for CorrelatedSubquery {
         let state = self.state.clone();
         let plan = block_on(async move { checked_plan(&state, typed).await })?;
         let field = plan.schema().field(0).clone();
-        Ok(Arc::new(Field::new(NAME, field.data_type().clone(), true)))
+        // The inner column's PostgreSQL type (a `name`, a `"char"`) is the result's too.
+        Ok(Arc::new(
+            Field::new(NAME, field.data_type().clone(), true)
+                .with_metadata(field.metadata().clone()),
+        ))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {

@@ -112,20 +112,32 @@ impl Columns {
     fn parse(header: &str) -> Result<Self, QueryError> {
         let mut names = Vec::new();
         let mut types = Vec::new();
+        let mut fields = Vec::new();
         for col in header.split('\t') {
             let (name, ty) = col.split_once(':').ok_or_else(|| {
                 QueryError::internal(format!("catalog data: bad column header {col}"))
             })?;
+            // `type@oid`: stored as `type`, reported as PostgreSQL's type `oid` (aclitem[],
+            // pg_node_tree, xid: the same text as the stored type).
+            let (ty, reported) = match ty.split_once('@') {
+                Some((ty, oid)) => (
+                    ty,
+                    Some(oid.parse::<u32>().map_err(|_| {
+                        QueryError::internal(format!("catalog data: bad type oid in {col}"))
+                    })?),
+                ),
+                None => (ty, None),
+            };
+            let ty = ColType::parse(ty)?;
+            let field = ty.field(name);
+            fields.push(match reported {
+                Some(oid) => field.with_metadata(pg_type_metadata(oid)),
+                None => field,
+            });
             names.push(name.to_string());
-            types.push(ColType::parse(ty)?);
+            types.push(ty);
         }
-        let schema = Arc::new(Schema::new(
-            names
-                .iter()
-                .zip(&types)
-                .map(|(n, t)| t.field(n))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = Arc::new(Schema::new(fields));
         Ok(Self {
             names,
             types,
@@ -327,7 +339,9 @@ fn build_array(ty: &ColType, values: &[Option<&str>]) -> Result<ArrayRef, QueryE
         ColType::TimestampTz => Arc::new(
             values
                 .iter()
-                .map(|v| v.map(|_| 0i64))
+                // Run-time rows write microseconds since the epoch; PostgreSQL's own
+                // (none so far) read as the epoch.
+                .map(|v| v.map(|v| v.parse::<i64>().unwrap_or(0)))
                 .collect::<TimestampMicrosecondArray>()
                 .with_timezone("UTC"),
         ),

@@ -84,21 +84,26 @@ impl Hs2 {
             Err(e) => return Ok(respond_error(error_status(&e))),
         };
         let options = wire_options(req);
-        let has_result_set =
-            !matches!(&prepared, Prepared::Session(c) if !matches!(c, SessionCommand::Show(_)));
+        let has_result_set = match &prepared {
+            Prepared::Session(c) => {
+                matches!(c, SessionCommand::Show(_) | SessionCommand::Fetch { .. })
+            }
+            Prepared::Declare { .. } => false,
+            Prepared::Query { .. } => true,
+        };
         tracing::debug!(principal = %login.principal.name, sql = %sql, "hs2 statement");
         let handler = self.handler.clone();
         let row_limit = req.int(1287).filter(|n| *n > 0);
         // Session statements (SET, USE, SHOW, …) take effect before the answer: a client
         // may send its next statement without waiting for this one to finish.
         let work: BoxFuture<'static, Result<(SchemaRef, ArrowRows), QueryError>> =
-            if let Prepared::Session(_) = &prepared {
+            if matches!(&prepared, Prepared::Session(_) | Prepared::Declare { .. }) {
                 let mut session = session;
                 let outcome = handler.execute(&mut session, &prepared, Vec::new()).await;
                 let ready = match outcome {
-                    Ok(Outcome::Rows { schema, batches }) => {
-                        Ok((schema, ArrowRows::Batches(batches)))
-                    }
+                    Ok(Outcome::Rows {
+                        schema, batches, ..
+                    }) => Ok((schema, ArrowRows::Batches(batches))),
                     Ok(_) => Ok((
                         Arc::new(datafusion::arrow::datatypes::Schema::empty()),
                         ArrowRows::Batches(Box::pin(futures::stream::empty())) as ArrowRows,

@@ -1,0 +1,165 @@
+"""The differential corpus: statements real tools send, run on sluice and on PostgreSQL.
+
+Each `corpus/*.yaml` holds the statements one tool or driver sends (harvested from its
+source or from what it sent to a PostgreSQL server, see corpus/README.md), with the
+tool's version and the source each statement comes from. Every statement runs on sluice
+and on the reference PostgreSQL database (the tpch tables recreated with the same shape);
+column names, column type OIDs and rows must be the same once what may legitimately
+differ is normalized (`normalize`, below, with its reasons).
+
+A statement whose answer differs must be listed in corpus/differences.yaml with what
+differs (or, written by hand, "because …": why it may); one listed there that now matches
+must be taken off. Set CORPUS_UPDATE=1 to rewrite the list from this run (keeping the
+reasons written by hand).
+"""
+import os
+import pathlib
+import re
+
+import psycopg
+import pytest
+import yaml
+
+from conftest import REFERENCE_DB
+
+CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
+DIFFERENCES = CORPUS / "differences.yaml"
+
+# Types whose values are object identifiers.
+OID_TYPES = {26, 24, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 28}
+FIRST_USER_OID = 16384
+# The roles that own objects: PostgreSQL's bootstrap superuser and sluice's owner role, the
+# user each side is connected as, and PostgreSQL 15's owner of the public schema.
+ROLES = re.compile(r"\b(postgres|sluice|pg_database_owner)\b")
+VERSION = re.compile(r"^PostgreSQL \d+\.\d+ .* on ")
+
+
+def load_corpus():
+    statements = []
+    for path in sorted(CORPUS.glob("*.yaml")):
+        if path == DIFFERENCES:
+            continue
+        doc = yaml.safe_load(path.read_text())
+        for s in doc["statements"]:
+            statements.append({"id": s["id"], "tool": doc["tool"], "version": doc["version"],
+                               "source": s["source"], "sql": s["sql"]})
+    return statements
+
+
+def normalize(value, type_oid):
+    """What may differ between two servers holding the same tables, and nothing else:
+    - OIDs of user objects (≥ 16384): each server numbers its own tables;
+    - the owner's role name (sluice's objects belong to `sluice`, the reference's to
+      `postgres`), also inside ACL strings;
+    - `version()`'s text, which names the server's build (sluice says it is sluice)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and VERSION.match(value):
+        return "<server version>"
+    if type_oid in OID_TYPES:
+        try:
+            if int(value) >= FIRST_USER_OID:
+                return "<user oid>"
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, str):
+        return ROLES.sub("<owner>", value)
+    if isinstance(value, list):
+        return [normalize(v, None) for v in value]
+    return value
+
+
+def outcome(conn, sql):
+    """Every result of a statement (a text may hold several): (names, type OIDs, sorted
+    normalized rows) or the command tag; or the SQLSTATE it failed with."""
+    try:
+        cur = conn.execute(sql)
+        results = []
+        while True:
+            if cur.description:
+                names = [d.name for d in cur.description]
+                types = [d.type_code for d in cur.description]
+                rows = sorted((repr([normalize(v, t) for v, t in zip(row, types)])
+                               for row in cur.fetchall()))
+                results.append({"names": names, "types": types, "rows": rows})
+            else:
+                results.append({"tag": cur.statusmessage})
+            if not cur.nextset():
+                break
+        return results
+    except psycopg.Error as e:
+        return {"error": e.sqlstate, "message": str(e).splitlines()[0] if str(e) else ""}
+
+
+def difference(got, want):
+    """What differs, in words (None when nothing does)."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        return None if got["error"] == want["error"] else f"sluice {got['error']}, PostgreSQL {want['error']}"
+    if isinstance(got, dict):
+        return f"sluice fails: {got['error']} {got['message'][:160]}"
+    if isinstance(want, dict):
+        return f"PostgreSQL fails ({want['error']}), sluice answers"
+    if len(got) != len(want):
+        return f"{len(got)} results, PostgreSQL {len(want)}"
+    for g, w in zip(got, want):
+        if "tag" in w or "tag" in g:
+            if g.get("tag") != w.get("tag"):
+                return f"command tag {g.get('tag')!r}, PostgreSQL {w.get('tag')!r}"
+            continue
+        if g["names"] != w["names"]:
+            return f"column names {g['names']}, PostgreSQL {w['names']}"
+        if g["types"] != w["types"]:
+            cols = [f"{n}: {a} not {b}" for n, a, b in zip(g["names"], g["types"], w["types"]) if a != b]
+            return "column types " + ", ".join(cols)
+        if g["rows"] != w["rows"]:
+            return f"rows differ ({len(g['rows'])} rows, PostgreSQL {len(w['rows'])})"
+    return None
+
+
+def test_corpus_matches_postgresql(sluice, reference):
+    statements = load_corpus()
+    known = yaml.safe_load(DIFFERENCES.read_text()) or {} if DIFFERENCES.exists() else {}
+    # Connected as PostgreSQL's reference is, so that current_user and current_database()
+    # read the same on both sides.
+    ours = psycopg.connect(sluice.dsn(user="postgres", dbname=REFERENCE_DB), autocommit=True)
+    theirs = psycopg.connect(reference, autocommit=True)
+    found = {}
+    try:
+        for s in statements:
+            got = outcome(ours, s["sql"])
+            if isinstance(got, dict) and got["error"] in ("08006", "08003"):
+                ours = psycopg.connect(sluice.dsn(user="postgres", dbname=REFERENCE_DB), autocommit=True)
+            want = outcome(theirs, s["sql"])
+            why = difference(got, want)
+            if why:
+                found[s["id"]] = why
+    finally:
+        ours.close()
+        theirs.close()
+    identical = len(statements) - len(found)
+    tools = sorted({s["tool"] for s in statements})
+    print(f"\ncorpus: {len(statements)} statements from {len(tools)} tools ({', '.join(tools)}); "
+          f"{identical} identical to PostgreSQL ({100 * identical / len(statements):.1f} %)")
+    if os.environ.get("CORPUS_UPDATE"):
+        kept = dict(found)
+        for k, v in known.items():
+            if k in kept and v.startswith("because "):
+                kept[k] = v  # a reason written by hand
+        DIFFERENCES.write_text(
+            "# Corpus statements whose answer differs from PostgreSQL's, and how (test_pg_corpus.py).\n"
+            + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True, width=200))
+        return
+    new = {k: v for k, v in found.items() if k not in known}
+    fixed = [k for k in known if k not in found]
+    assert not new, "statements that now differ from PostgreSQL (or are new and differ):\n" + "\n".join(
+        f"  {k}: {v}" for k, v in list(new.items())[:20])
+    assert not fixed, "statements that now match PostgreSQL: take them off corpus/differences.yaml:\n" + \
+        "\n".join(f"  {k}" for k in fixed[:20])
+
+
+def test_corpus_statements_name_their_source():
+    statements = load_corpus()
+    ids = [s["id"] for s in statements]
+    assert len(ids) == len(set(ids)), "statement ids repeat"
+    for s in statements:
+        assert s["tool"] and s["version"] and s["source"] and s["sql"].strip(), s["id"]
