@@ -2,9 +2,10 @@
 # The hot paths before and after a change, in one sitting: pg `SELECT 1` tps and TPC-H SF1
 # through the gateway, two release binaries measured alternately (used for the security work,
 # issue 21, and the crate split, issue 25).
-# Usage: bench/before_after.sh [before-revision=86ba978] [clients=8] [seconds=10] [rounds=3]
-# Builds HEAD (the last commit, not uncommitted changes) and the before-revision, each in a
-# git worktree sharing the target dir (so only sluice's own crates are rebuilt).
+# Usage: [AFTER=revision] bench/before_after.sh [before-revision=86ba978] [clients=8] [seconds=10] [rounds=3]
+# Builds the after-revision (HEAD unless AFTER names one; the last commit, not uncommitted
+# changes) and the before-revision, each in a git worktree sharing the target dir (so only
+# sluice's own crates are rebuilt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BEFORE=${1:-86ba978}
@@ -19,7 +20,7 @@ build() { # revision, output
   cp "$CARGO_TARGET_DIR/release/sluice" "$2"
   git worktree remove --force "$tree"
 }
-build HEAD "$OUT/sluice-after"
+build "${AFTER:-HEAD}" "$OUT/sluice-after"
 build "$BEFORE" "$OUT/sluice-before"
 # The worktrees' crates share names and relative paths with this checkout's: cargo could
 # take their artifacts as this checkout's. Drop them.
