@@ -96,6 +96,7 @@ enum Kind<'a> {
     U8(&'a UInt8Array),
     U16(&'a UInt16Array),
     U32(&'a UInt32Array),
+    U64(&'a UInt64Array),
     F32(&'a Float32Array),
     F64(&'a Float64Array),
     Dec128(&'a Decimal128Array, i8),
@@ -144,6 +145,7 @@ impl<'a> ColumnWriter<'a> {
             DataType::UInt8 => Kind::U8(get!(UInt8Array)),
             DataType::UInt16 => Kind::U16(get!(UInt16Array)),
             DataType::UInt32 => Kind::U32(get!(UInt32Array)),
+            DataType::UInt64 => Kind::U64(get!(UInt64Array)),
             DataType::Float32 => Kind::F32(get!(Float32Array)),
             DataType::Float64 => Kind::F64(get!(Float64Array)),
             DataType::Decimal128(_, s) => Kind::Dec128(get!(Decimal128Array), *s),
@@ -184,8 +186,7 @@ impl<'a> ColumnWriter<'a> {
                     formatter,
                     matches!(
                         other,
-                        DataType::UInt64
-                            | DataType::Decimal256(..)
+                        DataType::Decimal256(..)
                             | DataType::Decimal32(..)
                             | DataType::Decimal64(..)
                     ),
@@ -240,6 +241,13 @@ impl<'a> ColumnWriter<'a> {
                 } else {
                     put_digits(buf, a.value(row) as u64, 1)
                 }
+            }
+            // Unsigned 64-bit columns (row_number(), rank(), …) are bigint, as PostgreSQL
+            // types those functions.
+            Kind::U64(a) => {
+                let v = i64::try_from(a.value(row))
+                    .map_err(|_| format!("value {} out of range for type bigint", a.value(row)))?;
+                int(buf, binary, v, 8)
             }
             Kind::F32(a) => {
                 let v = a.value(row);

@@ -263,6 +263,58 @@ fn is_text(v: &ScalarValue) -> bool {
     )
 }
 
+/// `parse_ident`: a qualified identifier's parts (quoted ones as written, the others in
+/// lower case); None when it is not one.
+fn parse_ident(text: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+            if part.is_empty() {
+                return None;
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' || c.is_whitespace() {
+                    break;
+                }
+                if !(c.is_alphanumeric() || c == '_' || c == '$') {
+                    return None;
+                }
+                part.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+            if part.is_empty() {
+                return None;
+            }
+        }
+        parts.push(part);
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
 fn utf8(v: Option<String>) -> ScalarValue {
     ScalarValue::Utf8(v)
 }
@@ -592,6 +644,33 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(udf("pg_size_pretty", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(int(arg(a, 0)).map(size_pretty)))
     }));
+    // Index scan counters (DBeaver's index list): sluice has no indexes, none was scanned.
+    f.push(udf("pg_stat_get_numscans", &[1], Int64, IMMUTABLE, |a| {
+        Ok(ScalarValue::Int64(oid(arg(a, 0)).map(|_| 0)))
+    }));
+    // SQL-standard function bodies (`BEGIN ATOMIC`): no function of sluice's has one.
+    f.push(udf("pg_get_function_sqlbody", &[1], Utf8, IMMUTABLE, |_| {
+        Ok(utf8(None))
+    }));
+    f.push(udf(
+        "parse_ident",
+        &[1, 2],
+        List(Arc::new(Field::new("item", Utf8, true))),
+        IMMUTABLE,
+        |a| {
+            let Some(text) = text(arg(a, 0)) else {
+                return Ok(ScalarValue::List(ScalarValue::new_list_nullable(&[], &Utf8)));
+            };
+            let parts = parse_ident(&text).ok_or_else(|| {
+                QueryError::new(
+                    ErrorKind::InvalidText,
+                    format!("string is not a valid identifier: \"{text}\""),
+                )
+            })?;
+            let parts: Vec<ScalarValue> = parts.into_iter().map(|p| utf8(Some(p))).collect();
+            Ok(ScalarValue::List(ScalarValue::new_list_nullable(&parts, &Utf8)))
+        },
+    ));
     f.push(udf("quote_ident", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(text(arg(a, 0)).map(|s| quote_ident(&s))))
     }));
@@ -847,6 +926,18 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_ident_as_postgresql() {
+        assert_eq!(parse_ident("tpch.nation").unwrap(), ["tpch", "nation"]);
+        assert_eq!(
+            parse_ident(" MySchema . \"Odd \"\"T\"\" \" ").unwrap(),
+            ["myschema", "Odd \"T\" "]
+        );
+        for bad in ["", "a.", ".a", "a b", "\"\"", "\"open", "a-b"] {
+            assert_eq!(parse_ident(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn identifiers_quote_like_postgres() {

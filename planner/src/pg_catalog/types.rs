@@ -113,7 +113,8 @@ pub fn type_oid(data_type: &DataType) -> u32 {
         DataType::Int64 => oids::INT8,
         // Only the catalog has unsigned 32-bit columns: they are OIDs.
         DataType::UInt32 => oids::OID,
-        DataType::UInt64 => oids::NUMERIC,
+        // row_number(), rank(), ntile(): bigint in PostgreSQL (a value beyond it is an error).
+        DataType::UInt64 => oids::INT8,
         DataType::Float16 | DataType::Float32 => oids::FLOAT4,
         DataType::Float64 => oids::FLOAT8,
         DataType::Decimal32(..)
