@@ -28,6 +28,7 @@ DIFFERENCES = CORPUS / "differences.yaml"
 # Types whose values are object identifiers.
 OID_TYPES = {26, 24, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 28}
 FIRST_USER_OID = 16384
+XID = 28
 # The roles that own objects: PostgreSQL's bootstrap superuser and sluice's owner role, the
 # user each side is connected as, and PostgreSQL 15's owner of the public schema.
 ROLES = re.compile(r"\b(postgres|sluice|pg_database_owner)\b")
@@ -51,11 +52,14 @@ def normalize(value, type_oid):
     - OIDs of user objects (≥ 16384): each server numbers its own tables;
     - the owner's role name (sluice's objects belong to `sluice`, the reference's to
       `postgres`), also inside ACL strings;
-    - `version()`'s text, which names the server's build (sluice says it is sluice)."""
+    - `version()`'s text, which names the server's build (sluice says it is sluice);
+    - transaction ids (`xid`: relfrozenxid, datminmxid, …), the server's own counters."""
     if value is None:
         return None
     if isinstance(value, str) and VERSION.match(value):
         return "<server version>"
+    if type_oid == XID:
+        return "<xid>"
     if type_oid in OID_TYPES:
         try:
             if int(value) >= FIRST_USER_OID:

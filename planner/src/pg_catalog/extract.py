@@ -35,6 +35,7 @@ STATIC = {
     "pg_catalog.pg_cast": "oid < 16384",
     "pg_catalog.pg_operator": "oid < 16384",
     "pg_catalog.pg_conversion": "oid < 16384",
+    "pg_catalog.pg_description": "objoid < 16384",
     "pg_catalog.pg_ts_config": "oid < 16384",
     "pg_catalog.pg_ts_dict": "oid < 16384",
     "pg_catalog.pg_ts_parser": "oid < 16384",
@@ -43,7 +44,7 @@ STATIC = {
 SCHEMA_ONLY = [
     "pg_catalog.pg_namespace", "pg_catalog.pg_class", "pg_catalog.pg_attribute",
     "pg_catalog.pg_database", "pg_catalog.pg_roles", "pg_catalog.pg_user",
-    "pg_catalog.pg_settings", "pg_catalog.pg_cursors", "pg_catalog.pg_description", "pg_catalog.pg_index",
+    "pg_catalog.pg_settings", "pg_catalog.pg_cursors", "pg_catalog.pg_index",
     "pg_catalog.pg_constraint", "pg_catalog.pg_attrdef", "pg_catalog.pg_inherits",
     "pg_catalog.pg_sequence", "pg_catalog.pg_enum", "pg_catalog.pg_policy",
     "pg_catalog.pg_statistic_ext", "pg_catalog.pg_publication", "pg_catalog.pg_publication_rel",

@@ -649,9 +649,13 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         Ok(ScalarValue::Int64(oid(arg(a, 0)).map(|_| 0)))
     }));
     // SQL-standard function bodies (`BEGIN ATOMIC`): no function of sluice's has one.
-    f.push(udf("pg_get_function_sqlbody", &[1], Utf8, IMMUTABLE, |_| {
-        Ok(utf8(None))
-    }));
+    f.push(udf(
+        "pg_get_function_sqlbody",
+        &[1],
+        Utf8,
+        IMMUTABLE,
+        |_| Ok(utf8(None)),
+    ));
     f.push(udf(
         "parse_ident",
         &[1, 2],
@@ -659,7 +663,10 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         IMMUTABLE,
         |a| {
             let Some(text) = text(arg(a, 0)) else {
-                return Ok(ScalarValue::List(ScalarValue::new_list_nullable(&[], &Utf8)));
+                return Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+                    &[],
+                    &Utf8,
+                )));
             };
             let parts = parse_ident(&text).ok_or_else(|| {
                 QueryError::new(
@@ -668,7 +675,9 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
                 )
             })?;
             let parts: Vec<ScalarValue> = parts.into_iter().map(|p| utf8(Some(p))).collect();
-            Ok(ScalarValue::List(ScalarValue::new_list_nullable(&parts, &Utf8)))
+            Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+                &parts, &Utf8,
+            )))
         },
     ));
     f.push(udf("quote_ident", &[1], Utf8, IMMUTABLE, |a| {

@@ -629,10 +629,15 @@ fn s(v: impl ToString) -> Option<String> {
 
 fn fill_namespaces(mut rows: Rows, names: &Names) -> Rows {
     for (oid, name) in &names.namespaces {
+        // PostgreSQL's built-in schemas carry its default privileges: their owner may use
+        // and create in them, everyone may use them.
+        let builtin = [PG_CATALOG, INFORMATION_SCHEMA, "public"].contains(&name.as_str());
+        let acl = builtin.then(|| format!("{{{OWNER_NAME}=UC/{OWNER_NAME},=U/{OWNER_NAME}}}"));
         rows.push(&[
             ("oid", s(oid)),
             ("nspname", s(name)),
             ("nspowner", s(OWNER_OID)),
+            ("nspacl", acl),
         ]);
     }
     rows
