@@ -591,3 +591,36 @@ def test_open_cursors_per_session_are_limited(sluice):
         conn.execute("DECLARE one_more CURSOR WITH HOLD FOR SELECT 1")
         assert conn.execute("FETCH one_more").fetchone() == (1,)
         conn.execute("CLOSE ALL")
+
+
+def test_array_parameters_bind_as_postgresql_infers_them(sluice, reference):
+    """`= ANY($1)` with a list bound as one parameter (psycopg, asyncpg, PgJDBC's setArray):
+    the parameter is an array of the column's type; described and answered as PostgreSQL does."""
+    import asyncio
+
+    import asyncpg
+
+    sql = "SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relname = ANY(%s)"
+    names = ["nation", "region", "no_such_table"]
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        got = conn.execute(sql, (names,)).fetchone()
+    with psycopg.connect(reference, autocommit=True) as conn:
+        want = conn.execute(sql, (names,)).fetchone()
+    assert got == want == (2,)
+
+    async def describe(**connect):
+        conn = await asyncpg.connect(**connect)
+        try:
+            statement = await conn.prepare(
+                "SELECT n_name FROM tpch.nation WHERE n_name = ANY($1) ORDER BY 1")
+            rows = await statement.fetch(["PERU", "CHINA"])
+            return [t.name for t in statement.get_parameters()], [r[0] for r in rows]
+        finally:
+            await conn.close()
+
+    types, rows = asyncio.run(describe(host=sluice.pg_host, port=sluice.pg_port, user="tester",
+                                       password=sluice.token, database="sluice"))
+    assert rows == ["CHINA", "PERU"]
+    want, want_rows = asyncio.run(describe(host="127.0.0.1", port=5432, user="postgres",
+                                           database=REFERENCE_DB))
+    assert (types, rows) == (want, want_rows)

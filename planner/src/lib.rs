@@ -42,6 +42,7 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
@@ -485,8 +486,33 @@ impl Planner {
                     }
                 }
             }
+            // The schema the node's expressions read.
+            let input = match node.inputs().as_slice() {
+                [one] => one.schema().clone(),
+                _ => node.schema().clone(),
+            };
             node.apply_expressions(|expr| {
                 expr.apply(|e| {
+                    // `x = ANY($1)` (planned `array_has($1, x)`): an array of x's type, as
+                    // PostgreSQL infers it (drivers bind lists this way).
+                    if let datafusion::logical_expr::Expr::ScalarFunction(f) = e {
+                        if let (
+                            "array_has",
+                            [datafusion::logical_expr::Expr::Placeholder(p), needle],
+                        ) = (f.name(), f.args.as_slice())
+                        {
+                            let slot = types.entry(p.id.clone()).or_insert(None);
+                            if slot.is_none() {
+                                if let Ok(item) = needle.get_type(input.as_ref()) {
+                                    *slot = Some(DataType::List(Arc::new(
+                                        datafusion::arrow::datatypes::Field::new(
+                                            "item", item, true,
+                                        ),
+                                    )));
+                                }
+                            }
+                        }
+                    }
                     if let datafusion::logical_expr::Expr::Cast(cast) = e {
                         if let datafusion::logical_expr::Expr::Placeholder(p) = cast.expr.as_ref() {
                             let slot = types.entry(p.id.clone()).or_insert(None);
