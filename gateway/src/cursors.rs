@@ -50,6 +50,10 @@ struct Cursor {
     position: u64,
     /// A FETCH or MOVE on it stopped half-way.
     failed: bool,
+    /// When a FETCH or MOVE last used it.
+    last_used: std::time::Instant,
+    /// Stopped after `cursor_idle_timeout` without a FETCH.
+    expired: bool,
 }
 
 fn undefined(name: &str) -> QueryError {
@@ -86,26 +90,53 @@ impl Cursors {
         Ok(())
     }
 
-    /// Keep a declared cursor's rows.
+    /// Keep a declared cursor's rows. A cursor not read from for `idle` stops its query
+    /// (an open cursor holds a worker slot).
     pub fn open(
         &self,
         info: CursorInfo,
         schema: SchemaRef,
         rows: BatchStream,
         limit: usize,
+        idle: std::time::Duration,
     ) -> Result<(), QueryError> {
         self.check_room(&info.name, limit)?;
         let name = info.name.clone();
-        let cursor = Cursor {
+        let cursor = Arc::new(tokio::sync::Mutex::new(Cursor {
             info,
             schema,
             rows: Some(rows),
             pending: None,
             position: 0,
             failed: false,
-        };
-        self.lock()
-            .insert(name, Arc::new(tokio::sync::Mutex::new(cursor)));
+            last_used: std::time::Instant::now(),
+            expired: false,
+        }));
+        let watched = Arc::downgrade(&cursor);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(idle).await;
+                // Closed, or its session gone: nothing to stop.
+                let Some(cursor) = watched.upgrade() else {
+                    return;
+                };
+                // Being read right now: not idle.
+                let Ok(mut cursor) = cursor.try_lock() else {
+                    continue;
+                };
+                if cursor.rows.is_none() {
+                    return; // read to its end or failed: it holds no slot
+                }
+                if cursor.last_used.elapsed() >= idle {
+                    cursor.rows = None;
+                    cursor.pending = None;
+                    cursor.failed = true;
+                    cursor.expired = true;
+                    return;
+                }
+            }
+        });
+        self.lock().insert(name, cursor);
         Ok(())
     }
 
@@ -249,7 +280,16 @@ struct Reading {
 
 impl Reading {
     fn start(cursor: Arc<tokio::sync::Mutex<Cursor>>, name: &str) -> Result<Self, QueryError> {
-        let cursor = cursor.try_lock_owned().map_err(|_| busy(name))?;
+        let mut cursor = cursor.try_lock_owned().map_err(|_| busy(name))?;
+        if cursor.expired {
+            return Err(QueryError::new(
+                ErrorKind::InvalidState,
+                format!(
+                    "cursor \"{name}\" was stopped after going unread longer than [limits] \
+                     cursor_idle_timeout: CLOSE it and DECLARE it again"
+                ),
+            ));
+        }
         if cursor.failed {
             return Err(QueryError::new(
                 ErrorKind::InvalidState,
@@ -259,6 +299,7 @@ impl Reading {
                 ),
             ));
         }
+        cursor.last_used = std::time::Instant::now();
         Ok(Self {
             cursor: Some(cursor),
         })
@@ -350,6 +391,9 @@ impl Reading {
 
     /// Done: the cursor is free for the next FETCH.
     fn finish(&mut self) {
+        if let Some(cursor) = self.cursor.as_mut() {
+            cursor.last_used = std::time::Instant::now();
+        }
         self.cursor = None;
     }
 
@@ -405,6 +449,7 @@ mod tests {
                 schema,
                 Box::pin(futures::stream::iter(batches)),
                 4,
+                std::time::Duration::from_secs(600),
             )
             .unwrap();
     }
@@ -488,6 +533,53 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::InvalidState);
         assert!(err.message.contains("CLOSE it"), "{}", err.message);
         cursors.close(Some("c")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unread_cursor_stops_its_query_after_the_idle_timeout() {
+        let cursors = Cursors::default();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap();
+        let idle = std::time::Duration::from_millis(300);
+        for name in ["read", "idle"] {
+            let rows: BatchStream = Box::pin(futures::stream::iter(vec![Ok(batch.clone())]));
+            cursors
+                .open(
+                    info(name, "DECLARE", true, false),
+                    schema.clone(),
+                    rows,
+                    4,
+                    idle,
+                )
+                .unwrap();
+        }
+        // One is read from within the timeout, twice; the other is left alone.
+        for _ in 0..2 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let (_, rows) = cursors
+                .fetch("read", Direction::Forward(1), None)
+                .await
+                .unwrap();
+            assert_eq!(rows.collect::<Vec<_>>().await.len(), 1);
+        }
+        let Err(err) = cursors.fetch("idle", Direction::Forward(1), None).await else {
+            panic!("an idle cursor still answered");
+        };
+        assert_eq!(err.kind, ErrorKind::InvalidState);
+        assert!(
+            err.message.contains("cursor_idle_timeout"),
+            "{}",
+            err.message
+        );
+        let (_, rows) = cursors
+            .fetch("read", Direction::Forward(1), None)
+            .await
+            .unwrap();
+        assert_eq!(rows.collect::<Vec<_>>().await.len(), 1);
     }
 
     #[tokio::test]

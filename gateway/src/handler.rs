@@ -787,7 +787,8 @@ impl Engine {
             return Err(QueryError::internal("a cursor's rows came undecoded"));
         };
         let info = crate::cursors::info(&cursor.name, &cursor.text, cursor.hold, cursor.binary);
-        session.cursors.open(info, schema, rows, limit)?;
+        let idle = self.limits.cursor_idle_timeout;
+        session.cursors.open(info, schema, rows, limit, idle)?;
         Ok(Outcome::Command {
             tag: "DECLARE CURSOR".into(),
         })

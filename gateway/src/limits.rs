@@ -22,6 +22,9 @@ pub struct Limits {
     pub max_operations: usize,
     /// Cursors one session may hold open (each holds a running query and its worker slot).
     pub max_cursors: usize,
+    /// How long an open cursor may go without a FETCH before its query is stopped (its
+    /// worker slot is someone else's then).
+    pub cursor_idle_timeout: Duration,
     /// Bytes of Statement Execution API results one principal may have kept at once.
     pub max_stored_result_bytes: u64,
     /// Longest an HTTP client may take to send a request's headers.
@@ -39,6 +42,7 @@ impl Default for Limits {
             max_sessions: 200,
             max_operations: 1_000,
             max_cursors: 16,
+            cursor_idle_timeout: Duration::from_secs(600),
             max_stored_result_bytes: 1 << 30,
             http_header_timeout: Duration::from_secs(10),
             max_http_connections: 1_024,

@@ -134,6 +134,7 @@ pub struct LimitsFile {
     pub max_sessions: Option<usize>,
     pub max_operations: Option<usize>,
     pub max_cursors: Option<usize>,
+    pub cursor_idle_timeout: Option<String>,
     pub max_stored_results_size: Option<String>,
     pub http_header_timeout: Option<String>,
     pub max_http_connections: Option<usize>,
@@ -200,6 +201,9 @@ fn resolve_limits(file: &LimitsFile) -> Result<gateway::limits::Limits, String> 
         &mut limits.max_operations,
     )?;
     positive(file.max_cursors, "max_cursors", &mut limits.max_cursors)?;
+    if let Some(v) = duration(&file.cursor_idle_timeout, "cursor_idle_timeout")? {
+        limits.cursor_idle_timeout = v;
+    }
     if let Some(v) = bytes(&file.max_stored_results_size, "max_stored_results_size")? {
         limits.max_stored_result_bytes = v;
     }
