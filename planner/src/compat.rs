@@ -90,28 +90,23 @@ fn output_select(statement: &mut ast::Statement) -> Option<&mut ast::Select> {
     }
 }
 
-/// Each output expression as written (its text and the name PostgreSQL gives it), before
-/// the rewrites: one they change keeps that name.
-fn output_names(statement: &mut ast::Statement) -> Option<Vec<Option<(String, String)>>> {
+/// Each output expression as written, before the rewrites: one they change keeps the
+/// name PostgreSQL gives it as written (computed only then: every statement passes here).
+fn output_names(statement: &mut ast::Statement) -> Option<Vec<Option<Expr>>> {
     let select = output_select(statement)?;
     Some(
         select
             .projection
             .iter()
             .map(|item| match item {
-                ast::SelectItem::UnnamedExpr(expr) => {
-                    Some((expr.to_string(), crate::pg_expr_name(expr)))
-                }
+                ast::SelectItem::UnnamedExpr(expr) => Some(expr.clone()),
                 _ => None,
             })
             .collect(),
     )
 }
 
-fn keep_output_names(
-    statement: &mut ast::Statement,
-    written: Option<Vec<Option<(String, String)>>>,
-) {
+fn keep_output_names(statement: &mut ast::Statement, written: Option<Vec<Option<Expr>>>) {
     let (Some(written), Some(select)) = (written, output_select(statement)) else {
         return;
     };
@@ -119,7 +114,7 @@ fn keep_output_names(
         return;
     }
     for (i, (item, written)) in select.projection.iter_mut().zip(written).enumerate() {
-        let Some((text, name)) = written else {
+        let Some(written) = written else {
             continue;
         };
         let expr = match item {
@@ -131,7 +126,8 @@ fn keep_output_names(
             }
             _ => continue,
         };
-        if expr.to_string() != text {
+        if *expr != written {
+            let name = crate::pg_expr_name(&written);
             let expr = std::mem::replace(expr, Expr::value(ast::Value::Null));
             *item = ast::SelectItem::ExprWithAlias {
                 expr,
