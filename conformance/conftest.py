@@ -209,5 +209,24 @@ def reference(sluice):
                         c.cursor().copy(f"COPY tpch.{table} FROM STDIN") as sink:
                     for data in source:
                         sink.write(data)
+        # TPC-H's keys (the specification, 1.4.2), which sluice's demo declares as
+        # informational keys.
+        for table, key in TPCH_PRIMARY_KEYS.items():
+            c.execute(f"ALTER TABLE tpch.{table} ADD PRIMARY KEY ({key})")
+        for table, columns, referenced in TPCH_FOREIGN_KEYS:
+            c.execute(f"ALTER TABLE tpch.{table} ADD FOREIGN KEY ({columns}) REFERENCES tpch.{referenced}")
         c.execute("ANALYZE")
     return dsn
+
+
+TPCH_PRIMARY_KEYS = {
+    "region": "r_regionkey", "nation": "n_nationkey", "part": "p_partkey",
+    "supplier": "s_suppkey", "partsupp": "ps_partkey, ps_suppkey", "customer": "c_custkey",
+    "orders": "o_orderkey", "lineitem": "l_orderkey, l_linenumber",
+}
+TPCH_FOREIGN_KEYS = [
+    ("nation", "n_regionkey", "region"), ("supplier", "s_nationkey", "nation"),
+    ("partsupp", "ps_partkey", "part"), ("partsupp", "ps_suppkey", "supplier"),
+    ("customer", "c_nationkey", "nation"), ("orders", "o_custkey", "customer"),
+    ("lineitem", "l_orderkey", "orders"), ("lineitem", "l_partkey, l_suppkey", "partsupp"),
+]

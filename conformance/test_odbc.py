@@ -21,7 +21,8 @@ def test_psqlodbc_metadata_and_parameters(sluice):
                    for c in cur.columns(table="nation", schema="tpch")]
         assert columns == [("n_nationkey", "int8", 0), ("n_name", "text", 0),
                            ("n_regionkey", "int8", 0), ("n_comment", "text", 0)]
-        assert list(cur.primaryKeys(table="nation", schema="tpch")) == []
+        assert [(k.column_name, k.key_seq, k.pk_name) for k in cur.primaryKeys(table="nation", schema="tpch")] == [
+            ("n_nationkey", 1, "nation_pkey")]
         assert len(cur.getTypeInfo().fetchall()) > 10
         for key, name in [(3, "CANADA"), (7, "GERMANY")]:
             cur.execute("SELECT n_name FROM tpch.nation WHERE n_nationkey = ?", key)

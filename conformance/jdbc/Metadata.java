@@ -39,6 +39,11 @@ public class Metadata {
             dump("primary_keys", md.getPrimaryKeys(null, "tpch", "nation"), 20);
             dump("imported_keys", md.getImportedKeys(null, "tpch", "nation"), 20);
             dump("index_info", md.getIndexInfo(null, "tpch", "nation", false, true), 20);
+            // Two-column keys, and the keys other tables hold on a table.
+            dump("primary_keys_lineitem", md.getPrimaryKeys(null, "tpch", "lineitem"), 20);
+            dump("imported_keys_lineitem", md.getImportedKeys(null, "tpch", "lineitem"), 20);
+            dump("exported_keys_orders", md.getExportedKeys(null, "tpch", "orders"), 20);
+            dump("cross_reference", md.getCrossReference(null, "tpch", "partsupp", null, "tpch", "lineitem"), 20);
             dump("type_info", md.getTypeInfo(), 0);
             dump("table_types", md.getTableTypes(), 20);
             try (Statement s = c.createStatement();

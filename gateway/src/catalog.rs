@@ -319,6 +319,10 @@ impl Catalog {
                     if let Some(e) = planner.unavailable(name) {
                         return Err(e);
                     }
+                    // So are keys that do not fit it.
+                    if let Some(e) = planner.key_error(name) {
+                        return Err(e);
+                    }
                 }
                 if !self
                     .store

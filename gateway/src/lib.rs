@@ -26,6 +26,7 @@ pub mod files;
 pub mod handler;
 pub mod history;
 pub mod http;
+pub mod keys;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

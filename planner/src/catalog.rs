@@ -83,26 +83,79 @@ pub struct TableDef {
     /// CSV only: the field delimiter (default `,`).
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// Informational primary key (Databricks' `NOT ENFORCED`): shown in the catalogs and
+    /// to drivers' key calls, never checked against the data, never used to plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+    /// The primary key constraint's name (default `<table>_pkey`, as PostgreSQL names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key_name: Option<String>,
+    /// Informational foreign keys, each referencing another table's primary key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyDef>,
+}
+
+/// An informational foreign key as declared: `foreign_keys = [{ columns = [..],
+/// references = "schema.table" }]` in a `[[tables]]` entry, or `FOREIGN KEY (..) REFERENCES
+/// t (..) NOT ENFORCED` in CREATE EXTERNAL TABLE.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKeyDef {
+    /// The constraint's name (default `<table>_<columns>_fkey`, as PostgreSQL names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub columns: Vec<String>,
+    /// `schema.table` (or `table`, in schema `public`).
+    pub references: String,
+    /// The referenced columns: the referenced table's primary key (the default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ref_columns: Vec<String>,
+}
+
+/// A table's informational keys, checked against the catalog: every column exists, every
+/// foreign key references a primary key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableKeys {
+    pub primary_key: Option<PrimaryKey>,
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryKey {
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub schema: String,
+    pub table: String,
+    /// The referenced table's primary key columns, in its order.
+    pub ref_columns: Vec<String>,
 }
 
 impl TableDef {
     /// The `(schema, table)` this entry registers, lower-cased as SQL identifiers are.
     pub fn qualified_name(&self) -> Result<(String, String), QueryError> {
-        let parts: Vec<&str> = self.name.split('.').collect();
-        let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
-        match parts.as_slice() {
-            [table] if valid(table) => Ok((DEFAULT_SCHEMA.into(), table.to_lowercase())),
-            [schema, table] if valid(schema) && valid(table) => {
-                Ok((schema.to_lowercase(), table.to_lowercase()))
-            }
-            _ => Err(QueryError::new(
-                ErrorKind::InvalidValue,
-                format!(
-                    "table name {:?} must be `schema.table` or `table` (letters, digits, _)",
-                    self.name
-                ),
-            )),
+        qualified_name(&self.name)
+    }
+}
+
+/// `schema.table` or `table` (in schema `public`), lower-cased as SQL identifiers are.
+fn qualified_name(name: &str) -> Result<(String, String), QueryError> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
+    match parts.as_slice() {
+        [table] if valid(table) => Ok((DEFAULT_SCHEMA.into(), table.to_lowercase())),
+        [schema, table] if valid(schema) && valid(table) => {
+            Ok((schema.to_lowercase(), table.to_lowercase()))
         }
+        _ => Err(QueryError::new(
+            ErrorKind::InvalidValue,
+            format!("table name {name:?} must be `schema.table` or `table` (letters, digits, _)"),
+        )),
     }
 }
 
@@ -114,6 +167,10 @@ pub struct CatalogSchema {
     /// Delta tables: each statement plans against the snapshot it reads.
     delta: RwLock<HashMap<String, Arc<DeltaSource>>>,
     unavailable: RwLock<HashMap<String, QueryError>>,
+    /// Informational keys, by table.
+    keys: RwLock<HashMap<String, TableKeys>>,
+    /// Keys of tables created with SQL that no longer fit the data (left out, with why).
+    key_errors: RwLock<HashMap<String, QueryError>>,
 }
 
 impl CatalogSchema {
@@ -144,6 +201,24 @@ impl CatalogSchema {
     /// Why a defined table cannot be read, if it cannot.
     pub fn unavailable(&self, name: &str) -> Option<QueryError> {
         self.unavailable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// A table's informational keys (none when it declares none).
+    pub fn keys(&self, name: &str) -> Option<TableKeys> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Why a table's declared keys were left out, if they were.
+    pub fn key_error(&self, name: &str) -> Option<QueryError> {
+        self.key_errors
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
@@ -245,11 +320,13 @@ pub async fn build_catalog(
         }
     }
     let config = tables.iter().map(|def| (def, false));
+    let mut shadowed = std::collections::HashSet::new();
     for (def, is_managed) in config.chain(managed.tables.iter().map(|def| (def, true))) {
         let (schema_name, table_name) = def.qualified_name()?;
         let schema = schemas.entry(schema_name.clone()).or_default();
         if schema.table_exist(&table_name) {
             if is_managed {
+                shadowed.insert((schema_name.clone(), table_name.clone()));
                 tracing::warn!(table = %def.name, "a table created with SQL has the name of a config table: the config table wins");
                 continue;
             }
@@ -297,12 +374,212 @@ pub async fn build_catalog(
             }
         }
     }
+    // Keys once every table is open: a foreign key names another table's primary key.
+    let all = tables.iter().map(|def| (def, false));
+    let mut primary: HashMap<(String, String), PrimaryKey> = HashMap::new();
+    // Constraint names are unique in a schema (PostgreSQL's index names are).
+    let mut used_names = std::collections::HashSet::new();
+    let mut keyed = Vec::new();
+    for (def, is_managed) in all.chain(managed.tables.iter().map(|def| (def, true))) {
+        if def.primary_key.is_empty() && def.foreign_keys.is_empty() {
+            continue;
+        }
+        let (schema_name, table_name) = def.qualified_name()?;
+        if is_managed && shadowed.contains(&(schema_name.clone(), table_name.clone())) {
+            continue;
+        }
+        let Some(columns) = table_columns(&schemas, &schema_name, &table_name).await else {
+            continue; // unavailable: its keys show when it can be read
+        };
+        let checked = primary_key(def, &table_name, &columns);
+        let pk = match checked {
+            Ok(pk) => pk,
+            Err(e) if is_managed => {
+                key_problem(&schemas[&schema_name], &schema_name, &table_name, e);
+                continue;
+            }
+            Err(e) => return Err(key_error(&schema_name, &table_name, e)),
+        };
+        if let Some(pk) = &pk {
+            if !used_names.insert((schema_name.clone(), pk.name.clone())) {
+                let e = format!(
+                    "a constraint named {:?} exists in schema {schema_name} already",
+                    pk.name
+                );
+                if is_managed {
+                    key_problem(&schemas[&schema_name], &schema_name, &table_name, e);
+                    continue;
+                }
+                return Err(key_error(&schema_name, &table_name, e));
+            }
+            primary.insert((schema_name.clone(), table_name.clone()), pk.clone());
+        }
+        schemas[&schema_name].set_keys(
+            &table_name,
+            TableKeys {
+                primary_key: pk,
+                foreign_keys: Vec::new(),
+            },
+        );
+        keyed.push((def, is_managed, schema_name, table_name, columns));
+    }
+    for (def, is_managed, schema_name, table_name, columns) in keyed {
+        let mut foreign_keys = Vec::new();
+        for fk in &def.foreign_keys {
+            let checked = foreign_key(fk, &table_name, &columns, &primary).and_then(|fk| {
+                if used_names.insert((schema_name.clone(), fk.name.clone())) {
+                    Ok(fk)
+                } else {
+                    Err(format!(
+                        "a constraint named {:?} exists in schema {schema_name} already",
+                        fk.name
+                    ))
+                }
+            });
+            match checked {
+                Ok(fk) => foreign_keys.push(fk),
+                Err(e) if is_managed => {
+                    key_problem(&schemas[&schema_name], &schema_name, &table_name, e)
+                }
+                Err(e) => return Err(key_error(&schema_name, &table_name, e)),
+            }
+        }
+        let schema = &schemas[&schema_name];
+        let mut keys = schema.keys(&table_name).unwrap_or_default();
+        keys.foreign_keys = foreign_keys;
+        schema.set_keys(&table_name, keys);
+    }
     for (name, schema) in schemas {
         catalog
             .register_schema(&name, schema as Arc<dyn SchemaProvider>)
             .map_err(QueryError::from)?;
     }
     Ok(catalog)
+}
+
+impl CatalogSchema {
+    fn set_keys(&self, name: &str, keys: TableKeys) {
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), keys);
+    }
+}
+
+/// The column names of an open table (None: not open).
+async fn table_columns(
+    schemas: &HashMap<String, Arc<CatalogSchema>>,
+    schema: &str,
+    table: &str,
+) -> Option<Vec<String>> {
+    let schema = schemas.get(schema)?;
+    if schema.unavailable(table).is_some() {
+        return None;
+    }
+    let table = schema.table(table).await.ok()??;
+    Some(
+        table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+    )
+}
+
+fn key_error(schema: &str, table: &str, message: String) -> QueryError {
+    QueryError::new(
+        ErrorKind::InvalidValue,
+        format!("table {schema}.{table}: {message}"),
+    )
+}
+
+/// A created table's keys that no longer fit: the table stays readable, without them.
+fn key_problem(catalog: &CatalogSchema, schema: &str, table: &str, message: String) {
+    let error = key_error(schema, table, message);
+    tracing::warn!(table = %format!("{schema}.{table}"), error = %error.message, "informational key left out");
+    catalog
+        .key_errors
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(table.to_string(), error);
+}
+
+fn check_columns(what: &str, named: &[String], columns: &[String]) -> Result<(), String> {
+    if named.is_empty() {
+        return Err(format!("{what} names no columns"));
+    }
+    for (i, c) in named.iter().enumerate() {
+        if !columns.contains(c) {
+            return Err(format!(
+                "{what} column {c:?} does not exist (the table has {})",
+                columns.join(", ")
+            ));
+        }
+        if named[..i].contains(c) {
+            return Err(format!("{what} names column {c:?} twice"));
+        }
+    }
+    Ok(())
+}
+
+fn primary_key(
+    def: &TableDef,
+    table: &str,
+    columns: &[String],
+) -> Result<Option<PrimaryKey>, String> {
+    if def.primary_key.is_empty() {
+        return Ok(None);
+    }
+    check_columns("primary key", &def.primary_key, columns)?;
+    Ok(Some(PrimaryKey {
+        name: def
+            .primary_key_name
+            .clone()
+            .unwrap_or_else(|| format!("{table}_pkey")),
+        columns: def.primary_key.clone(),
+    }))
+}
+
+fn foreign_key(
+    fk: &ForeignKeyDef,
+    table: &str,
+    columns: &[String],
+    primary: &HashMap<(String, String), PrimaryKey>,
+) -> Result<ForeignKey, String> {
+    check_columns("foreign key", &fk.columns, columns)?;
+    let (schema, referenced) = qualified_name(&fk.references).map_err(|e| e.message)?;
+    let Some(pk) = primary.get(&(schema.clone(), referenced.clone())) else {
+        return Err(format!(
+            "foreign key ({}) references {schema}.{referenced}, which is not a table with a primary key",
+            fk.columns.join(", ")
+        ));
+    };
+    if !fk.ref_columns.is_empty() && fk.ref_columns != pk.columns {
+        return Err(format!(
+            "foreign key ({}) must reference the primary key of {schema}.{referenced} ({})",
+            fk.columns.join(", "),
+            pk.columns.join(", ")
+        ));
+    }
+    if fk.columns.len() != pk.columns.len() {
+        return Err(format!(
+            "foreign key ({}) has {} columns, the primary key of {schema}.{referenced} has {}",
+            fk.columns.join(", "),
+            fk.columns.len(),
+            pk.columns.len()
+        ));
+    }
+    Ok(ForeignKey {
+        name: fk
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{table}_{}_fkey", fk.columns.join("_"))),
+        columns: fk.columns.clone(),
+        schema,
+        table: referenced,
+        ref_columns: pk.columns.clone(),
+    })
 }
 
 /// A storage failure while opening a table, as its cause (never a secret).
@@ -481,6 +758,9 @@ mod tests {
             format: TableFormat::Csv,
             has_header: None,
             delimiter: None,
+            primary_key: Vec::new(),
+            primary_key_name: None,
+            foreign_keys: Vec::new(),
         }
     }
 

@@ -346,6 +346,7 @@ impl VisitorMut for Rewriter<'_> {
         let (catalog, ctes) = (self.catalog, &self.ctes);
         for_each_select(query.body.as_mut(), &mut |select| {
             expand_catalog_wildcards(select, catalog, ctes);
+            unnest_lateral_joins(select);
             unnest_set_returning_calls(select);
             alias_duplicate_columns(select);
         });
@@ -377,6 +378,20 @@ impl VisitorMut for Rewriter<'_> {
                     name.0
                         .insert(0, ObjectNamePart::Identifier(Ident::new(PG_CATALOG)));
                 }
+            }
+        } else if let TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs,
+            with_ordinality: false,
+            with_offset: false,
+            ..
+        } = factor
+        {
+            // `CROSS JOIN unnest(a) AS k`: one array, one column, which `k` names too.
+            if alias.columns.is_empty() && array_exprs.len() == 1 {
+                alias.columns.push(ast::TableAliasColumnDef::from_name(
+                    alias.name.value.clone(),
+                ));
             }
         }
         ControlFlow::Continue(())
@@ -1109,18 +1124,20 @@ fn unnest_set_returning_calls(select: &mut ast::Select) {
         };
         let Expr::Function(f) = &*expr else { continue };
         let name = parts(&f.name);
-        let is_series = match name.as_slice() {
-            [n] => n == "generate_series",
-            [s, n] => s == PG_CATALOG && n == "generate_series",
-            _ => false,
+        // Set-returning functions sluice computes as one array per row.
+        let function = match name.as_slice() {
+            [n] => n,
+            [s, n] if s == PG_CATALOG => n,
+            _ => continue,
         };
-        if !is_series {
+        if !["generate_series", "pg_partition_ancestors"].contains(&function.as_str()) {
             continue;
         }
+        let function = Ident::new(function.clone());
         let call = std::mem::replace(expr, Expr::value(ast::Value::Null));
         *item = ast::SelectItem::ExprWithAlias {
             expr: self::call("unnest", vec![call]),
-            alias: alias.unwrap_or_else(|| Ident::new("generate_series")),
+            alias: alias.unwrap_or(function),
         };
     }
 }
@@ -1138,6 +1155,107 @@ fn alias_duplicate_columns(select: &mut ast::Select) {
             }
         }
     }
+}
+
+/// `FROM t AS r CROSS JOIN unnest(r.a) AS k` — a set-returning function over the row
+/// before it (PostgreSQL's implicit LATERAL), which DataFusion cannot decorrelate — becomes
+/// `FROM (SELECT r.*, unnest(r.a) AS k FROM t AS r) AS r`, with `k.k` read as `r.k`. The
+/// ADBC PostgreSQL driver reads key columns this way (`CROSS JOIN UNNEST(conkey) AS
+/// conkeys`). Only the first join after a plain table, with one array and one column.
+fn unnest_lateral_joins(select: &mut ast::Select) {
+    let mut renamed: Vec<(String, String, String)> = Vec::new();
+    for from in &mut select.from {
+        let Some(first) = from.joins.first() else {
+            continue;
+        };
+        if !matches!(
+            first.join_operator,
+            ast::JoinOperator::CrossJoin(ast::JoinConstraint::None)
+        ) {
+            continue;
+        }
+        let TableFactor::UNNEST {
+            alias: Some(k),
+            array_exprs,
+            with_offset: false,
+            with_ordinality: false,
+            ..
+        } = &first.relation
+        else {
+            continue;
+        };
+        let ([array], 0 | 1) = (array_exprs.as_slice(), k.columns.len()) else {
+            continue;
+        };
+        let column = k
+            .columns
+            .first()
+            .map_or_else(|| k.name.value.clone(), |c| c.name.value.clone());
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = &from.relation
+        else {
+            continue;
+        };
+        let r = match alias {
+            Some(a) if a.columns.is_empty() => a.name.clone(),
+            None => match name.0.last().and_then(|p| p.as_ident()) {
+                Some(i) => i.clone(),
+                None => continue,
+            },
+            Some(_) => continue,
+        };
+        let sql = format!(
+            "SELECT {r}.*, unnest({array}) AS {} FROM {}",
+            Ident::with_quote('"', &column),
+            from.relation
+        );
+        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+        let Ok(subquery) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_query())
+        else {
+            continue;
+        };
+        renamed.push((k.name.value.clone(), column, r.value.clone()));
+        from.relation = TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias: Some(ast::TableAlias {
+                explicit: true,
+                name: r,
+                columns: Vec::new(),
+                at: None,
+            }),
+            sample: None,
+        };
+        from.joins.remove(0);
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    struct Requalify<'a>(&'a [(String, String, String)]);
+    impl VisitorMut for Requalify<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::CompoundIdentifier(idents) = expr {
+                if let [k, c] = idents.as_mut_slice() {
+                    if let Some((_, _, r)) = self
+                        .0
+                        .iter()
+                        .find(|(alias, column, _)| alias == &k.value && column == &c.value)
+                    {
+                        *k = Ident::new(r.clone());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = select.visit(&mut Requalify(&renamed));
 }
 
 /// Each SELECT of a set expression (both sides of UNION/INTERSECT/EXCEPT, parenthesized
@@ -1324,6 +1442,38 @@ impl TableFunctionImpl for PgGenerateSeries {
 pub struct UnknownLiteralPlanner;
 
 impl ExprPlanner for UnknownLiteralPlanner {
+    /// `indkey[0]`: PostgreSQL's vectors (int2vector, oidvector: pg_index.indkey,
+    /// pg_proc.proargtypes, …) count from 0, where arrays count from 1. A subscript of a
+    /// column of one of those types (its field says so) reads the element it names.
+    fn plan_field_access(
+        &self,
+        expr: datafusion::logical_expr::planner::RawFieldAccessExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> DfResult<PlannerResult<datafusion::logical_expr::planner::RawFieldAccessExpr>> {
+        use datafusion::logical_expr::{ExprSchemable, GetFieldAccess};
+        let GetFieldAccess::ListIndex { key } = &expr.field_access else {
+            return Ok(PlannerResult::Original(expr));
+        };
+        let is_vector = expr.expr.to_field(schema).is_ok_and(|(_, field)| {
+            matches!(
+                field.metadata().get(PG_TYPE_KEY).map(String::as_str),
+                Some("22" | "30")
+            )
+        });
+        if !is_vector {
+            return Ok(PlannerResult::Original(expr));
+        }
+        let one = LogicalExpr::Literal(datafusion::common::ScalarValue::Int64(Some(1)), None);
+        let index = datafusion::logical_expr::binary_expr(
+            datafusion::logical_expr::cast(key.as_ref().clone(), DataType::Int64),
+            datafusion::logical_expr::Operator::Plus,
+            one,
+        );
+        Ok(PlannerResult::Planned(
+            datafusion::functions_nested::expr_fn::array_element(expr.expr, index),
+        ))
+    }
+
     fn plan_binary_op(
         &self,
         mut expr: RawBinaryExpr,

@@ -6,11 +6,12 @@
 
 use datafusion::sql::parser::{CreateExternalTable, Statement};
 use datafusion::sql::sqlparser::ast::{
-    ObjectName, ObjectType, SchemaName, Statement as SqlStatement, Value,
+    ConstraintCharacteristics, Expr, Ident, ObjectName, ObjectType, SchemaName,
+    Statement as SqlStatement, TableConstraint, Value,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{TableDef, TableFormat, DEFAULT_SCHEMA};
+use crate::catalog::{ForeignKeyDef, TableDef, TableFormat, DEFAULT_SCHEMA};
 use crate::error::{ErrorKind, QueryError};
 
 /// A view created with SQL: its name and its query's text.
@@ -242,7 +243,8 @@ pub fn catalog_change(statement: &Statement) -> Result<Option<CatalogChange>, Qu
 fn external_table(create: &CreateExternalTable) -> Result<CatalogChange, QueryError> {
     if !create.columns.is_empty() {
         return Err(not_supported(
-            "CREATE EXTERNAL TABLE reads the columns from the data: leave out the column list",
+            "CREATE EXTERNAL TABLE reads the columns from the data: leave out the column list \
+             (it may hold only PRIMARY KEY and FOREIGN KEY constraints)",
         ));
     }
     if create.temporary || create.unbounded {
@@ -276,7 +278,13 @@ fn external_table(create: &CreateExternalTable) -> Result<CatalogChange, QueryEr
         format,
         has_header: None,
         delimiter: None,
+        primary_key: Vec::new(),
+        primary_key_name: None,
+        foreign_keys: Vec::new(),
     };
+    for constraint in &create.constraints {
+        informational_key(constraint, &mut def)?;
+    }
     for (key, value) in &create.options {
         let text = match value {
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
@@ -313,6 +321,79 @@ fn external_table(create: &CreateExternalTable) -> Result<CatalogChange, QueryEr
     })
 }
 
+/// A column name of a key, lower-cased unless quoted.
+fn ident(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
+}
+
+/// Keys are informational, as Databricks has them: declared (optionally `NOT ENFORCED`),
+/// shown in the catalogs, never checked. `ENFORCED` would promise what sluice does not do.
+fn not_enforced(
+    what: &str,
+    characteristics: &Option<ConstraintCharacteristics>,
+) -> Result<(), QueryError> {
+    match characteristics {
+        Some(c) if c.enforced == Some(true) => Err(not_supported(format!(
+            "{what} ENFORCED is not supported: sluice never checks data against keys; \
+             declare it NOT ENFORCED"
+        ))),
+        Some(c) if c.deferrable == Some(true) || c.initially.is_some() => Err(not_supported(
+            format!("DEFERRABLE {what} constraints are not supported"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn informational_key(constraint: &TableConstraint, def: &mut TableDef) -> Result<(), QueryError> {
+    match constraint {
+        TableConstraint::PrimaryKey(pk) => {
+            not_enforced("PRIMARY KEY", &pk.characteristics)?;
+            if !def.primary_key.is_empty() {
+                return Err(invalid("a table has at most one PRIMARY KEY".into()));
+            }
+            if pk.index_name.is_some() || pk.index_type.is_some() || !pk.index_options.is_empty() {
+                return Err(not_supported("PRIMARY KEY takes no index options"));
+            }
+            for column in &pk.columns {
+                match &column.column.expr {
+                    Expr::Identifier(id) if column.operator_class.is_none() => {
+                        def.primary_key.push(ident(id))
+                    }
+                    other => {
+                        return Err(invalid(format!(
+                            "PRIMARY KEY ({other}): name columns of the table"
+                        )))
+                    }
+                }
+            }
+            def.primary_key_name = pk.name.as_ref().map(ident);
+            Ok(())
+        }
+        TableConstraint::ForeignKey(fk) => {
+            not_enforced("FOREIGN KEY", &fk.characteristics)?;
+            if fk.on_delete.is_some() || fk.on_update.is_some() || fk.match_kind.is_some() {
+                return Err(not_supported(
+                    "FOREIGN KEY takes no ON DELETE, ON UPDATE or MATCH: sluice's tables are read-only",
+                ));
+            }
+            def.foreign_keys.push(ForeignKeyDef {
+                name: fk.name.as_ref().map(ident),
+                columns: fk.columns.iter().map(ident).collect(),
+                references: qualified(&fk.foreign_table)?,
+                ref_columns: fk.referred_columns.iter().map(ident).collect(),
+            });
+            Ok(())
+        }
+        other => Err(not_supported(format!(
+            "{other}: CREATE EXTERNAL TABLE declares only PRIMARY KEY and FOREIGN KEY constraints"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +425,9 @@ mod tests {
                     format: TableFormat::Csv,
                     has_header: Some(false),
                     delimiter: Some(';'),
+                    primary_key: Vec::new(),
+                    primary_key_name: None,
+                    foreign_keys: Vec::new(),
                 }),
                 if_not_exists: true,
                 or_replace: false,
@@ -371,6 +455,52 @@ mod tests {
             Some("CREATE SCHEMA")
         );
         assert_eq!(change("select 1").expect("reads"), None);
+    }
+
+    #[test]
+    fn reads_informational_keys() {
+        let Some(CatalogChange::Create {
+            object: CatalogObject::Table(def),
+            ..
+        }) = change(
+            "CREATE EXTERNAL TABLE lake.li (CONSTRAINT li_pk PRIMARY KEY (L_OrderKey, \"LineNo\") NOT ENFORCED, \
+             FOREIGN KEY (l_orderkey) REFERENCES lake.orders (o_orderkey) NOT ENFORCED, \
+             FOREIGN KEY (l_partkey, l_suppkey) REFERENCES lake.partsupp) \
+             STORED AS PARQUET LOCATION '/data/li/'",
+        )
+        .expect("reads")
+        else {
+            panic!("not a table");
+        };
+        assert_eq!(def.primary_key, ["l_orderkey", "LineNo"]);
+        assert_eq!(def.primary_key_name.as_deref(), Some("li_pk"));
+        assert_eq!(
+            def.foreign_keys,
+            [
+                ForeignKeyDef {
+                    name: None,
+                    columns: vec!["l_orderkey".into()],
+                    references: "lake.orders".into(),
+                    ref_columns: vec!["o_orderkey".into()],
+                },
+                ForeignKeyDef {
+                    name: None,
+                    columns: vec!["l_partkey".into(), "l_suppkey".into()],
+                    references: "lake.partsupp".into(),
+                    ref_columns: vec![],
+                }
+            ]
+        );
+        for sql in [
+            "create external table t (primary key (a) enforced) stored as parquet location '/x/'",
+            "create external table t (primary key (a), primary key (b)) stored as parquet location '/x/'",
+            "create external table t (unique (a)) stored as parquet location '/x/'",
+            "create external table t (check (a > 1)) stored as parquet location '/x/'",
+            "create external table t (foreign key (a) references u (b) on delete cascade) stored as parquet location '/x/'",
+        ] {
+            let e = change(sql).expect_err(sql);
+            assert_ne!(e.kind, ErrorKind::Internal, "{sql}");
+        }
     }
 
     #[test]

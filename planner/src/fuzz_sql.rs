@@ -43,6 +43,9 @@ fn planner() -> Planner {
         format: TableFormat::Csv,
         has_header: Some(true),
         delimiter: None,
+        primary_key: Vec::new(),
+        primary_key_name: None,
+        foreign_keys: Vec::new(),
     };
     let runtime = runtime();
     let planner = runtime

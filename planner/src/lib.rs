@@ -50,7 +50,10 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
-pub use catalog::{TableDef, TableFormat, CATALOG, DEFAULT_SCHEMA};
+pub use catalog::{
+    ForeignKey, ForeignKeyDef, PrimaryKey, TableDef, TableFormat, TableKeys, CATALOG,
+    DEFAULT_SCHEMA,
+};
 pub use error::{ErrorKind, QueryError};
 pub use limits::Limits;
 pub use session::{Access, SessionInfo, Settings};
@@ -315,6 +318,17 @@ impl Planner {
         schema
             .downcast_ref::<catalog::CatalogSchema>()?
             .unavailable(name)
+    }
+
+    /// Why a table's declared keys do not fit the catalog (a column that does not exist,
+    /// a foreign key to no primary key), if they do not.
+    pub fn key_error(&self, qualified: &str) -> Option<QueryError> {
+        let (schema, name) = split_name(qualified).ok()?;
+        let catalog = self.base.catalog_list().catalog(CATALOG)?;
+        let schema = catalog.schema(schema)?;
+        schema
+            .downcast_ref::<catalog::CatalogSchema>()?
+            .key_error(name)
     }
 
     /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs

@@ -24,7 +24,7 @@ use tpchgen_arrow::{
     SupplierArrow,
 };
 
-use crate::catalog::{TableDef, TableFormat};
+use crate::catalog::{ForeignKeyDef, TableDef, TableFormat};
 
 /// The eight TPC-H tables, in the order they are generated.
 pub const TABLES: [&str; 8] = [
@@ -52,14 +52,54 @@ pub fn ensure_demo_data(data_dir: &Path, scale: f64) -> std::io::Result<Vec<Tabl
     }
     Ok(TABLES
         .iter()
-        .map(|table| TableDef {
-            name: format!("tpch.{table}"),
-            location: root.join(table).to_string_lossy().into_owned(),
-            format: TableFormat::Parquet,
-            has_header: None,
-            delimiter: None,
+        .map(|table| {
+            let (primary_key, foreign_keys) = keys(table);
+            TableDef {
+                name: format!("tpch.{table}"),
+                location: root.join(table).to_string_lossy().into_owned(),
+                format: TableFormat::Parquet,
+                has_header: None,
+                delimiter: None,
+                primary_key: primary_key.iter().map(|c| c.to_string()).collect(),
+                primary_key_name: None,
+                foreign_keys: foreign_keys
+                    .iter()
+                    .map(|(columns, references)| ForeignKeyDef {
+                        name: None,
+                        columns: columns.iter().map(|c| c.to_string()).collect(),
+                        references: format!("tpch.{references}"),
+                        ref_columns: Vec::new(),
+                    })
+                    .collect(),
+            }
         })
         .collect())
+}
+
+type ForeignKeys = &'static [(&'static [&'static str], &'static str)];
+
+/// TPC-H's keys (the specification, 1.4.2): informational, as the demo's tables declare them.
+fn keys(table: &str) -> (&'static [&'static str], ForeignKeys) {
+    match table {
+        "region" => (&["r_regionkey"], &[]),
+        "nation" => (&["n_nationkey"], &[(&["n_regionkey"], "region")]),
+        "part" => (&["p_partkey"], &[]),
+        "supplier" => (&["s_suppkey"], &[(&["s_nationkey"], "nation")]),
+        "partsupp" => (
+            &["ps_partkey", "ps_suppkey"],
+            &[(&["ps_partkey"], "part"), (&["ps_suppkey"], "supplier")],
+        ),
+        "customer" => (&["c_custkey"], &[(&["c_nationkey"], "nation")]),
+        "orders" => (&["o_orderkey"], &[(&["o_custkey"], "customer")]),
+        "lineitem" => (
+            &["l_orderkey", "l_linenumber"],
+            &[
+                (&["l_orderkey"], "orders"),
+                (&["l_partkey", "l_suppkey"], "partsupp"),
+            ],
+        ),
+        _ => (&[], &[]),
+    }
 }
 
 fn generate(root: &Path, scale: f64) -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 //! tables of what sluice supports.
 
 use super::*;
+use datafusion::arrow::array::{ArrayRef, Int32Array, UInt8Array};
 
 impl FlightSqlFrontend {
     /// Rows of a catalog query, run with the session's grants.
@@ -78,18 +79,129 @@ impl FlightSqlFrontend {
     }
 
     /// An empty answer with the right columns (sluice's tables have no keys).
-    pub(crate) async fn no_rows(
+    /// GetPrimaryKeys: the key columns of one table, in key order.
+    pub(crate) async fn primary_keys(
         &self,
         request: Request<Ticket>,
-        schema: Schema,
+        catalog: Option<&str>,
+        schema: Option<&str>,
+        table: &str,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.session(request.metadata()).await?;
-        let schema = Arc::new(schema);
-        Ok(one_batch(
+        let session = self.session(request.metadata()).await?;
+        let keys = gateway::keys::primary_keys(self.handler.as_ref(), &session)
+            .await
+            .map_err(|e| status(&e))?;
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|k| {
+                names_catalog(catalog) && schema.is_none_or(|s| s == k.schema) && k.table == table
+            })
+            .collect();
+        let schema = Arc::new(primary_keys_schema());
+        let text = |f: &dyn Fn(&gateway::keys::PrimaryKeyColumn) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(keys.iter().map(f)))
+        };
+        let batch = RecordBatch::try_new(
             schema.clone(),
-            Ok::<_, FlightError>(RecordBatch::new_empty(schema)),
-        ))
+            vec![
+                text(&|_| gateway::planner::CATALOG.to_string()),
+                text(&|k| k.schema.clone()),
+                text(&|k| k.table.clone()),
+                text(&|k| k.column.clone()),
+                text(&|k| k.name.clone()),
+                Arc::new(Int32Array::from_iter_values(keys.iter().map(|k| k.seq))),
+            ],
+        );
+        Ok(one_batch(schema, batch))
     }
+
+    /// GetImportedKeys (`fk` given), GetExportedKeys (`pk` given) and GetCrossReference
+    /// (both): foreign key columns, with the primary key columns they reference.
+    pub(crate) async fn foreign_keys(
+        &self,
+        request: Request<Ticket>,
+        pk: Option<TableRef<'_>>,
+        fk: Option<TableRef<'_>>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let session = self.session(request.metadata()).await?;
+        let keys = gateway::keys::foreign_keys(self.handler.as_ref(), &session)
+            .await
+            .map_err(|e| status(&e))?;
+        let mut keys: Vec<_> = keys
+            .into_iter()
+            .filter(|k| {
+                pk.is_none_or(|t| t.matches(&k.pk_schema, &k.pk_table))
+                    && fk.is_none_or(|t| t.matches(&k.fk_schema, &k.fk_table))
+            })
+            .collect();
+        // Imported keys come in referenced-table order, the others in referencing-table
+        // order (Flight SQL's and JDBC's rule).
+        if pk.is_none() {
+            keys.sort_by(|a, b| {
+                (&a.pk_schema, &a.pk_table, &a.pk_name, a.seq).cmp(&(
+                    &b.pk_schema,
+                    &b.pk_table,
+                    &b.pk_name,
+                    b.seq,
+                ))
+            });
+        } else {
+            keys.sort_by(|a, b| {
+                (&a.fk_schema, &a.fk_table, &a.fk_name, a.seq).cmp(&(
+                    &b.fk_schema,
+                    &b.fk_table,
+                    &b.fk_name,
+                    b.seq,
+                ))
+            });
+        }
+        let schema = Arc::new(foreign_keys_schema());
+        let text = |f: &dyn Fn(&gateway::keys::ForeignKeyColumn) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(keys.iter().map(f)))
+        };
+        // update_rule, delete_rule: 3 is NO ACTION (sluice's keys are informational).
+        let rule = || -> ArrayRef { Arc::new(UInt8Array::from(vec![3u8; keys.len()])) };
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                text(&|_| gateway::planner::CATALOG.to_string()),
+                text(&|k| k.pk_schema.clone()),
+                text(&|k| k.pk_table.clone()),
+                text(&|k| k.pk_column.clone()),
+                text(&|_| gateway::planner::CATALOG.to_string()),
+                text(&|k| k.fk_schema.clone()),
+                text(&|k| k.fk_table.clone()),
+                text(&|k| k.fk_column.clone()),
+                Arc::new(Int32Array::from_iter_values(keys.iter().map(|k| k.seq))),
+                text(&|k| k.fk_name.clone()),
+                text(&|k| k.pk_name.clone()),
+                rule(),
+                rule(),
+            ],
+        );
+        Ok(one_batch(schema, batch))
+    }
+}
+
+/// A table a key command names: catalog and schema optional, the table exact.
+#[derive(Clone, Copy)]
+pub(crate) struct TableRef<'a> {
+    pub catalog: Option<&'a str>,
+    pub schema: Option<&'a str>,
+    pub table: &'a str,
+}
+
+impl TableRef<'_> {
+    fn matches(&self, schema: &str, table: &str) -> bool {
+        names_catalog(self.catalog)
+            && self.schema.is_none_or(|s| s == schema)
+            && self.table == table
+    }
+}
+
+/// Whether a command's catalog (absent, empty or sluice's) is sluice's.
+fn names_catalog(catalog: Option<&str>) -> bool {
+    catalog.is_none_or(|c| c.is_empty() || c == gateway::planner::CATALOG)
 }
 
 /// A text column of a catalog answer as strings.

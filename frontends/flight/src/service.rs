@@ -3,7 +3,7 @@
 
 use super::*;
 use handles::{parameter_schema, params_from};
-use metadata::{foreign_keys_schema, primary_keys_schema, strings, SQL_INFO, XDBC_TYPES};
+use metadata::{foreign_keys_schema, primary_keys_schema, strings, TableRef, SQL_INFO, XDBC_TYPES};
 
 #[tonic::async_trait]
 impl FlightSqlService for FlightSqlFrontend {
@@ -405,7 +405,7 @@ impl FlightSqlService for FlightSqlFrontend {
         Ok(one_batch(builder.schema(), builder.build()))
     }
 
-    // Keys: sluice tables have none; the answers are empty, with the right schemas.
+    // Keys: the tables' informational keys (gateway::keys), as the session may see them.
 
     async fn get_flight_info_primary_keys(
         &self,
@@ -418,10 +418,16 @@ impl FlightSqlService for FlightSqlFrontend {
 
     async fn do_get_primary_keys(
         &self,
-        _query: CommandGetPrimaryKeys,
+        query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.no_rows(request, primary_keys_schema()).await
+        self.primary_keys(
+            request,
+            query.catalog.as_deref(),
+            query.db_schema.as_deref(),
+            &query.table,
+        )
+        .await
     }
 
     async fn get_flight_info_exported_keys(
@@ -435,10 +441,15 @@ impl FlightSqlService for FlightSqlFrontend {
 
     async fn do_get_exported_keys(
         &self,
-        _query: CommandGetExportedKeys,
+        query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.no_rows(request, foreign_keys_schema()).await
+        let pk = TableRef {
+            catalog: query.catalog.as_deref(),
+            schema: query.db_schema.as_deref(),
+            table: &query.table,
+        };
+        self.foreign_keys(request, Some(pk), None).await
     }
 
     async fn get_flight_info_imported_keys(
@@ -452,10 +463,15 @@ impl FlightSqlService for FlightSqlFrontend {
 
     async fn do_get_imported_keys(
         &self,
-        _query: CommandGetImportedKeys,
+        query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.no_rows(request, foreign_keys_schema()).await
+        let fk = TableRef {
+            catalog: query.catalog.as_deref(),
+            schema: query.db_schema.as_deref(),
+            table: &query.table,
+        };
+        self.foreign_keys(request, None, Some(fk)).await
     }
 
     async fn get_flight_info_cross_reference(
@@ -469,10 +485,20 @@ impl FlightSqlService for FlightSqlFrontend {
 
     async fn do_get_cross_reference(
         &self,
-        _query: CommandGetCrossReference,
+        query: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.no_rows(request, foreign_keys_schema()).await
+        let pk = TableRef {
+            catalog: query.pk_catalog.as_deref(),
+            schema: query.pk_db_schema.as_deref(),
+            table: &query.pk_table,
+        };
+        let fk = TableRef {
+            catalog: query.fk_catalog.as_deref(),
+            schema: query.fk_db_schema.as_deref(),
+            table: &query.fk_table,
+        };
+        self.foreign_keys(request, Some(pk), Some(fk)).await
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -58,7 +58,12 @@ pub fn encode_batch(batch: &RecordBatch, formats: &[FieldFormat]) -> Result<Vec<
         .iter()
         .enumerate()
         .map(|(i, column)| {
-            ColumnWriter::new(column, formats.get(i).copied().unwrap_or(FieldFormat::Text))
+            let mut writer =
+                ColumnWriter::new(column, formats.get(i).copied().unwrap_or(FieldFormat::Text))?;
+            if let Kind::List { vector, .. } = &mut writer.kind {
+                *vector = matches!(types::field_type_oid(batch.schema().field(i)), 22 | 30);
+            }
+            Ok::<_, String>(writer)
         })
         .collect::<Result<_, _>>()?;
     let mut rows = Vec::with_capacity(batch.num_rows());
@@ -119,6 +124,8 @@ enum Kind<'a> {
         elements: Box<ColumnWriter<'a>>,
         element_oid: u32,
         quote: bool,
+        /// int2vector / oidvector: text `1 2`, binary lower bound 0.
+        vector: bool,
     },
     /// Everything else: Arrow's own text rendering. Sent as `text` (whose binary form is
     /// the same bytes), except numeric-typed columns (flag set), which a binary-format
@@ -176,6 +183,7 @@ impl<'a> ColumnWriter<'a> {
                         item.data_type(),
                         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
                     ),
+                    vector: false,
                 }
             }
             other => {
@@ -349,6 +357,7 @@ impl<'a> ColumnWriter<'a> {
                 elements,
                 element_oid,
                 quote,
+                vector,
             } => {
                 let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
                 if binary {
@@ -357,9 +366,16 @@ impl<'a> ColumnWriter<'a> {
                     buf.put_i32(has_null as i32);
                     buf.put_u32(*element_oid);
                     buf.put_i32((end - start) as i32);
-                    buf.put_i32(1);
+                    buf.put_i32(if *vector { 0 } else { 1 });
                     for i in start..end {
                         elements.write(i, buf)?;
+                    }
+                } else if *vector {
+                    for i in start..end {
+                        if i > start {
+                            buf.put_u8(b' ');
+                        }
+                        elements.write_value(i, buf)?;
                     }
                 } else {
                     buf.put_u8(b'{');

@@ -57,7 +57,9 @@ SCHEMA_ONLY = [
     "pg_catalog.pg_seclabel", "pg_catalog.pg_seclabels", "pg_catalog.pg_db_role_setting",
     "pg_catalog.pg_subscription", "pg_catalog.pg_user_mappings", "pg_catalog.pg_prepared_xacts",
     "information_schema.schemata", "information_schema.tables", "information_schema.columns",
-    "information_schema.views",
+    "information_schema.views", "information_schema.table_constraints",
+    "information_schema.key_column_usage", "information_schema.referential_constraints",
+    "information_schema.constraint_column_usage",
 ]
 
 # PostgreSQL type (after resolving domains) -> the TSV type name.
@@ -77,7 +79,8 @@ TYPES = {
 
 # Types stored as another one with the same text, reported with their own OID
 # (`column:stored@oid` in the header).
-REPORTED = {"aclitem[]": 1034, "pg_node_tree": 194, "xid": 28, "name[]": 1003}
+REPORTED = {"aclitem[]": 1034, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
+            "int2vector": 22, "oidvector": 30}
 
 
 def column_types(cur, table):

@@ -504,9 +504,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         Ok(utf8(text(arg(a, 0))))
     }));
     for (name, counts) in [
-        ("pg_get_indexdef", &[1usize, 3][..]),
-        ("pg_get_constraintdef", &[1, 2]),
-        ("pg_get_triggerdef", &[1, 2]),
+        ("pg_get_triggerdef", &[1usize, 2][..]),
         ("pg_get_ruledef", &[1, 2]),
         ("pg_get_viewdef", &[1, 2]),
         ("pg_get_partkeydef", &[1]),
@@ -572,6 +570,23 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             }
             out.push('}');
             Ok(utf8(Some(out)))
+        },
+    ));
+    // sluice has no partitioned tables: a relation's ancestors are itself (psql's `\d`
+    // lists the foreign keys referencing a table and its ancestors).
+    f.push(udf(
+        "pg_partition_ancestors",
+        &[1],
+        List(Arc::new(Field::new("item", UInt32, true))),
+        STABLE,
+        |a| {
+            let items: Vec<ScalarValue> = oid(arg(a, 0))
+                .map(|o| ScalarValue::UInt32(Some(o)))
+                .into_iter()
+                .collect();
+            Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+                &items, &UInt32,
+            )))
         },
     ));
     f.push(ExpandArray::udf());
@@ -893,11 +908,93 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
     let n = names.clone();
     let v = visible.clone();
     f.push(udf("sluice_regclass_out", &[1], Utf8, STABLE, move |a| {
-        Ok(utf8(oid(arg(a, 0)).map(|o| match n.relation(o) {
-            Some(r) if v.contains(&r.schema) => quote_ident(&r.name),
-            Some(r) => format!("{}.{}", quote_ident(&r.schema), quote_ident(&r.name)),
+        Ok(utf8(oid(arg(a, 0)).map(|o| match n.relation_name(o) {
+            Some((schema, name)) if v.iter().any(|s| s == schema) => quote_ident(name),
+            Some((schema, name)) => format!("{}.{}", quote_ident(schema), quote_ident(name)),
             None => o.to_string(),
         })))
+    }));
+    // Informational keys, as PostgreSQL prints their definitions: a referenced table is
+    // qualified unless its schema is on the search_path; an index's table always is.
+    let n = names.clone();
+    let v = visible.clone();
+    let access = session.access.clone();
+    f.push(udf(
+        "pg_get_constraintdef",
+        &[1, 2],
+        Utf8,
+        STABLE,
+        move |a| {
+            let relation_name = |oid: u32| {
+                n.relation(oid).map(|r| {
+                    if v.contains(&r.schema) {
+                        quote_ident(&r.name)
+                    } else {
+                        format!("{}.{}", quote_ident(&r.schema), quote_ident(&r.name))
+                    }
+                })
+            };
+            let readable_oid = |oid: u32| n.relation(oid).is_some_and(|r| readable(&access, r));
+            let columns = |relation: u32, attnums: &[usize]| {
+                n.column_names(relation, attnums)
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Ok(utf8(oid(arg(a, 0)).and_then(|o| n.constraint(o)).and_then(
+                |c| {
+                    if !readable_oid(c.relation) {
+                        return None;
+                    }
+                    Some(match &c.referenced {
+                        None => format!("PRIMARY KEY ({})", columns(c.relation, &c.columns)),
+                        Some((target, ref_columns)) => {
+                            if !readable_oid(*target) {
+                                return None;
+                            }
+                            format!(
+                                "FOREIGN KEY ({}) REFERENCES {}({})",
+                                columns(c.relation, &c.columns),
+                                relation_name(*target)?,
+                                columns(*target, ref_columns)
+                            )
+                        }
+                    })
+                },
+            )))
+        },
+    ));
+    let n = names.clone();
+    let access = session.access.clone();
+    f.push(udf("pg_get_indexdef", &[1, 3], Utf8, STABLE, move |a| {
+        let column = a.get(1).and_then(int).unwrap_or(0);
+        Ok(utf8(oid(arg(a, 0)).and_then(|o| n.index(o)).and_then(
+            |i| {
+                let table = n.relation(i.relation)?;
+                if !readable(&access, table) {
+                    return None;
+                }
+                let names = n.column_names(i.relation, &i.columns);
+                if column > 0 {
+                    return names.get(column as usize - 1).map(|c| quote_ident(c));
+                }
+                if column < 0 {
+                    return None;
+                }
+                Some(format!(
+                    "CREATE UNIQUE INDEX {} ON {}.{} USING btree ({})",
+                    quote_ident(&i.name),
+                    quote_ident(&table.schema),
+                    quote_ident(&table.name),
+                    names
+                        .iter()
+                        .map(|c| quote_ident(c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            },
+        )))
     }));
     let n = names.clone();
     let v = visible;

@@ -62,6 +62,7 @@ pub const OWNER_OID: u32 = 10;
 pub const OWNER_NAME: &str = "sluice";
 const DATABASE_OID: u32 = 16384;
 const HEAP_AM_OID: u32 = 2;
+const BTREE_AM_OID: u32 = 403;
 const DEFAULT_COLLATION_OID: u32 = 100;
 const FIRST_USER_OID: u32 = 16385;
 
@@ -134,6 +135,10 @@ const DATA: &[(&str, &str)] = data!(
     "information_schema.tables",
     "information_schema.columns",
     "information_schema.views",
+    "information_schema.table_constraints",
+    "information_schema.key_column_usage",
+    "information_schema.referential_constraints",
+    "information_schema.constraint_column_usage",
 );
 const RELATIONS: &str = include_str!("data/relations.tsv");
 const KEYWORDS: &str = include_str!("data/pg_get_keywords.tsv");
@@ -184,6 +189,33 @@ pub struct Column {
     pub not_null: bool,
 }
 
+/// The unique index PostgreSQL shows for a primary key.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub oid: u32,
+    pub name: String,
+    pub namespace: u32,
+    pub relation: u32,
+    /// Attribute numbers of the table's key columns (from 1).
+    pub columns: Vec<usize>,
+}
+
+/// An informational key as `pg_constraint` shows it.
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub oid: u32,
+    pub name: String,
+    pub namespace: u32,
+    /// `p` primary key, `f` foreign key.
+    pub kind: char,
+    pub relation: u32,
+    pub columns: Vec<usize>,
+    /// The primary key's index (for a foreign key: the referenced primary key's).
+    pub index: u32,
+    /// A foreign key's referenced relation and its columns.
+    pub referenced: Option<(u32, Vec<usize>)>,
+}
+
 /// Names and OIDs, for the functions and casts that translate between them.
 #[derive(Debug, Default)]
 pub struct Names {
@@ -197,6 +229,9 @@ pub struct Names {
     /// proc OID → (name, result type OID, argument type OIDs, returns a set)
     pub procs: HashMap<u32, Proc>,
     pub proc_by_name: HashMap<String, u32>,
+    /// Informational keys of sluice's tables, and the indexes of their primary keys.
+    pub constraints: Vec<Constraint>,
+    pub indexes: Vec<Index>,
 }
 
 #[derive(Debug)]
@@ -212,24 +247,62 @@ impl Names {
         self.relations.iter().find(|r| r.oid == oid)
     }
 
-    /// `schema.table` or `table` (searched in `search_path` order) → OID.
+    pub fn constraint(&self, oid: u32) -> Option<&Constraint> {
+        self.constraints.iter().find(|c| c.oid == oid)
+    }
+
+    pub fn index(&self, oid: u32) -> Option<&Index> {
+        self.indexes.iter().find(|i| i.oid == oid)
+    }
+
+    /// The names of a relation's columns by attribute number (from 1).
+    pub fn column_names(&self, relation: u32, attnums: &[usize]) -> Vec<String> {
+        let columns = self.relation(relation).map(|r| r.columns.as_slice());
+        attnums
+            .iter()
+            .map(|n| {
+                columns
+                    .and_then(|c| c.get(n.wrapping_sub(1)))
+                    .map_or_else(|| n.to_string(), |c| c.name.clone())
+            })
+            .collect()
+    }
+
+    /// `schema.table` or `table` (searched in `search_path` order) → OID; indexes too.
     pub fn relation_oid(&self, name: &str, search_path: &[String]) -> Option<u32> {
+        let find = |schema: &str, name: &str| {
+            self.relations
+                .iter()
+                .find(|r| r.schema == schema && r.name == name)
+                .map(|r| r.oid)
+                .or_else(|| {
+                    self.indexes
+                        .iter()
+                        .find(|i| {
+                            i.name == name
+                                && self.namespaces.get(&i.namespace).map(String::as_str)
+                                    == Some(schema)
+                        })
+                        .map(|i| i.oid)
+                })
+        };
         let parts = split_qualified(name);
         match parts.as_slice() {
-            [schema, table] => self
-                .relations
-                .iter()
-                .find(|r| &r.schema == schema && &r.name == table)
-                .map(|r| r.oid),
+            [schema, table] => find(schema, table),
             [table] => std::iter::once(PG_CATALOG.to_string())
                 .chain(search_path.iter().cloned())
-                .find_map(|schema| {
-                    self.relations
-                        .iter()
-                        .find(|r| r.schema == schema && &r.name == table)
-                        .map(|r| r.oid)
-                }),
+                .find_map(|schema| find(&schema, table)),
             _ => None,
+        }
+    }
+
+    /// (schema, name) of a relation or an index.
+    pub fn relation_name(&self, oid: u32) -> Option<(&str, &str)> {
+        match self.relation(oid) {
+            Some(r) => Some((&r.schema, &r.name)),
+            None => self
+                .index(oid)
+                .and_then(|i| Some((self.namespaces.get(&i.namespace)?.as_str(), i.name.as_str()))),
         }
     }
 
@@ -321,6 +394,7 @@ impl PgCatalog {
             };
             let key = match key {
                 RowKey::Relation(c) => Key::Relation(column(c)?),
+                RowKey::Relations(a, b) => Key::Relations(column(a)?, column(b)?),
                 RowKey::Namespace(c) => Key::Namespace(column(c)?),
                 RowKey::Name(schema, table) => Key::Name(column(schema)?, column(table)?),
                 RowKey::Type(relid, elem) => Key::Type(column(relid)?, column(elem)?),
@@ -343,6 +417,8 @@ impl PgCatalog {
         let tables = fill_pg_tables(take(&mut files, "pg_tables")?, &names, 'r');
         let views = fill_pg_tables(take(&mut files, "pg_views")?, &names, 'v');
         let stats = fill_stat_tables(take(&mut files, "pg_stat_user_tables")?, &names);
+        let indexes = fill_indexes(take(&mut files, "pg_index")?, &names);
+        let constraints = fill_constraints(take(&mut files, "pg_constraint")?, &names);
         for (name, rows, key) in [
             ("pg_namespace", namespace, RowKey::Namespace("oid")),
             ("pg_class", class, RowKey::Relation("oid")),
@@ -350,13 +426,19 @@ impl PgCatalog {
             ("pg_tables", tables, RowKey::Name("schemaname", "tablename")),
             ("pg_views", views, RowKey::Name("schemaname", "viewname")),
             ("pg_stat_user_tables", stats, RowKey::Relation("relid")),
+            ("pg_index", indexes, RowKey::Relation("indrelid")),
+            (
+                "pg_constraint",
+                constraints,
+                RowKey::Relations("conrelid", "confrelid"),
+            ),
         ] {
             register(&pg_catalog, name, filtered(&rows, key)?)?;
         }
 
         // Tables whose rows depend on the session.
         type Fill = fn(&str, &mut Rows, &SessionInfo, &Names);
-        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 9] = [
+        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 13] = [
             (
                 &pg_catalog,
                 "pg_database",
@@ -394,6 +476,30 @@ impl PgCatalog {
                 &information_schema,
                 "views",
                 "information_schema.views",
+                fill_information_schema,
+            ),
+            (
+                &information_schema,
+                "table_constraints",
+                "information_schema.table_constraints",
+                fill_information_schema,
+            ),
+            (
+                &information_schema,
+                "key_column_usage",
+                "information_schema.key_column_usage",
+                fill_information_schema,
+            ),
+            (
+                &information_schema,
+                "referential_constraints",
+                "information_schema.referential_constraints",
+                fill_information_schema,
+            ),
+            (
+                &information_schema,
+                "constraint_column_usage",
+                "information_schema.constraint_column_usage",
                 fill_information_schema,
             ),
         ];
@@ -534,6 +640,7 @@ impl PgCatalog {
         used.extend(names.relations.iter().map(|r| r.oid));
         let mut schemas = data.schema_names();
         schemas.sort();
+        let mut keyed = Vec::new();
         for schema_name in schemas {
             if SYSTEM_SCHEMAS.contains(&schema_name.as_str()) {
                 continue;
@@ -548,6 +655,7 @@ impl PgCatalog {
                 names.namespaces.insert(oid, schema_name.clone());
                 oid
             };
+            let catalog_schema = schema.downcast_ref::<crate::catalog::CatalogSchema>();
             let mut tables = schema.table_names();
             tables.sort();
             for table_name in tables {
@@ -572,6 +680,9 @@ impl PgCatalog {
                 names.types.insert(rowtype, (ns, table_name.clone()));
                 names.types.insert(array, (ns, format!("_{table_name}")));
                 names.array_types.insert(rowtype, array);
+                if let Some(keys) = catalog_schema.and_then(|c| c.keys(&table_name)) {
+                    keyed.push((oid, keys));
+                }
                 names.relations.push(Relation {
                     oid,
                     namespace: ns,
@@ -587,7 +698,116 @@ impl PgCatalog {
                 });
             }
         }
+        add_keys(&mut names, &keyed, &mut used);
         Ok(names)
+    }
+}
+
+/// pg_constraint's and pg_index's view of the tables' informational keys: primary keys
+/// first (a foreign key names the index of the primary key it references).
+fn add_keys(
+    names: &mut Names,
+    keyed: &[(u32, crate::catalog::TableKeys)],
+    used: &mut HashSet<u32>,
+) {
+    let attnums = |names: &Names, relation: u32, columns: &[String]| -> Option<Vec<usize>> {
+        let r = names.relation(relation)?;
+        columns
+            .iter()
+            .map(|c| {
+                r.columns
+                    .iter()
+                    .position(|col| &col.name == c)
+                    .map(|i| i + 1)
+            })
+            .collect()
+    };
+    // A table's constraints get consecutive OIDs in the order they are declared (primary
+    // key first), as PostgreSQL numbers them when it creates them: psqlODBC lists foreign
+    // keys by OID.
+    let mut constraint_oids: HashMap<u32, u32> = HashMap::new();
+    for (relation, keys) in keyed {
+        let count = keys.primary_key.iter().count() + keys.foreign_keys.len();
+        let Some(r) = names.relation(*relation) else {
+            continue;
+        };
+        let first = stable_oid_block(&format!("constraints {}.{}", r.schema, r.name), count, used);
+        constraint_oids.insert(*relation, first);
+    }
+    for (relation, keys) in keyed {
+        let Some(pk) = &keys.primary_key else {
+            continue;
+        };
+        let (Some(r), Some(columns)) = (
+            names.relation(*relation),
+            attnums(names, *relation, &pk.columns),
+        ) else {
+            continue;
+        };
+        let (schema, namespace) = (r.schema.clone(), r.namespace);
+        let index = stable_oid(&format!("index {schema}.{}", pk.name), used);
+        let oid = constraint_oids[relation];
+        names.indexes.push(Index {
+            oid: index,
+            name: pk.name.clone(),
+            namespace,
+            relation: *relation,
+            columns: columns.clone(),
+        });
+        names.constraints.push(Constraint {
+            oid,
+            name: pk.name.clone(),
+            namespace,
+            kind: 'p',
+            relation: *relation,
+            columns,
+            index,
+            referenced: None,
+        });
+    }
+    for (relation, keys) in keyed {
+        let mut next = constraint_oids.get(relation).copied().unwrap_or(0)
+            + keys.primary_key.iter().count() as u32;
+        for fk in &keys.foreign_keys {
+            let oid = next;
+            next += 1;
+            let Some(r) = names.relation(*relation) else {
+                continue;
+            };
+            let namespace = r.namespace;
+            let Some(target) = names
+                .relations
+                .iter()
+                .find(|t| t.schema == fk.schema && t.name == fk.table)
+                .map(|t| t.oid)
+            else {
+                continue;
+            };
+            let Some(index) = names
+                .indexes
+                .iter()
+                .find(|i| i.relation == target)
+                .map(|i| i.oid)
+            else {
+                continue;
+            };
+            let (Some(columns), Some(ref_columns)) = (
+                attnums(names, *relation, &fk.columns),
+                attnums(names, target, &fk.ref_columns),
+            ) else {
+                continue;
+            };
+            names.constraints.push(Constraint {
+                oid,
+                name: fk.name.clone(),
+                namespace,
+                kind: 'f',
+                relation: *relation,
+                columns,
+                index,
+                referenced: Some((target, ref_columns)),
+            });
+        }
     }
 }
 
@@ -610,6 +830,26 @@ fn stable_oid(key: &str, used: &mut HashSet<u32>) -> u32 {
         oid = FIRST_USER_OID + (oid - FIRST_USER_OID + 1) % span;
     }
     oid
+}
+
+/// `count` consecutive free OIDs for a named group of objects, the first a hash of the
+/// name (stable, like [`stable_oid`]).
+fn stable_oid_block(key: &str, count: usize, used: &mut HashSet<u32>) -> u32 {
+    let mut probe = HashSet::new();
+    let mut first = stable_oid(key, &mut probe);
+    let last = (i32::MAX as u32) - 1;
+    loop {
+        let end = first.saturating_add(count as u32);
+        if end <= last && (first..end).all(|o| !used.contains(&o)) {
+            used.extend(first..end);
+            return first;
+        }
+        first = if end > last {
+            FIRST_USER_OID
+        } else {
+            first + 1
+        };
+    }
 }
 
 fn register(
@@ -693,6 +933,7 @@ fn fill_row_types(mut rows: Rows, names: &Names) -> Rows {
 
 fn fill_classes(mut rows: Rows, names: &Names) -> Rows {
     for r in &names.relations {
+        let indexed = names.indexes.iter().any(|i| i.relation == r.oid);
         rows.push(&[
             ("oid", s(r.oid)),
             ("relname", s(&r.name)),
@@ -707,13 +948,204 @@ fn fill_classes(mut rows: Rows, names: &Names) -> Rows {
             ("relnatts", s(r.columns.len())),
             ("relispopulated", s('t')),
             ("relreplident", s(if r.kind == 'r' { 'd' } else { 'n' })),
+            ("relhasindex", s(indexed)),
+            // PostgreSQL enforces a foreign key with triggers on both tables; sluice's keys
+            // are informational, so it has none (and pg_trigger stays empty).
+            ("relhastriggers", s(false)),
+        ]);
+    }
+    for i in &names.indexes {
+        rows.push(&[
+            ("oid", s(i.oid)),
+            ("relname", s(&i.name)),
+            ("relnamespace", s(i.namespace)),
+            ("reltype", s(0)),
+            ("relowner", s(OWNER_OID)),
+            ("relam", s(BTREE_AM_OID)),
+            ("relfilenode", s(i.oid)),
+            ("relpages", s(1)),
+            ("reltuples", s(0)),
+            ("relpersistence", s('p')),
+            ("relkind", s('i')),
+            ("relnatts", s(i.columns.len())),
+            ("relispopulated", s('t')),
+            ("relreplident", s('n')),
+            ("relhasindex", s(false)),
+            ("relhastriggers", s(false)),
         ]);
     }
     rows
 }
 
+/// The default btree operator class of a key column's type (pg_index.indclass).
+fn btree_opclass(type_oid: u32) -> u32 {
+    match type_oid {
+        oids::INT2 => 1979,
+        oids::INT4 => 1978,
+        oids::INT8 => 3124,
+        oids::FLOAT4 => 10012,
+        oids::FLOAT8 => 3123,
+        oids::NUMERIC => 3125,
+        oids::DATE => 3122,
+        oids::TIMESTAMP => 3128,
+        oids::TIMESTAMPTZ => 3127,
+        oids::BOOL => 10003,
+        _ => 3126, // text_ops: text and varchar
+    }
+}
+
+fn collation(type_oid: u32) -> u32 {
+    if matches!(type_oid, oids::TEXT | oids::VARCHAR) {
+        DEFAULT_COLLATION_OID
+    } else {
+        0
+    }
+}
+
+fn pg_array<T: ToString>(values: impl IntoIterator<Item = T>) -> Option<String> {
+    let items: Vec<String> = values.into_iter().map(|v| v.to_string()).collect();
+    Some(format!("{{{}}}", items.join(",")))
+}
+
+fn fill_indexes(mut rows: Rows, names: &Names) -> Rows {
+    for i in &names.indexes {
+        let types: Vec<u32> = i
+            .columns
+            .iter()
+            .map(|n| {
+                names
+                    .relation(i.relation)
+                    .and_then(|r| r.columns.get(n - 1))
+                    .map_or(0, |c| c.type_oid)
+            })
+            .collect();
+        rows.push(&[
+            ("indexrelid", s(i.oid)),
+            ("indrelid", s(i.relation)),
+            ("indnatts", s(i.columns.len())),
+            ("indnkeyatts", s(i.columns.len())),
+            ("indisunique", s(true)),
+            ("indnullsnotdistinct", s(false)),
+            ("indisprimary", s(true)),
+            ("indisexclusion", s(false)),
+            ("indimmediate", s(true)),
+            ("indisclustered", s(false)),
+            ("indisvalid", s(true)),
+            ("indcheckxmin", s(false)),
+            ("indisready", s(true)),
+            ("indislive", s(true)),
+            ("indisreplident", s(false)),
+            ("indkey", pg_array(&i.columns)),
+            (
+                "indcollation",
+                pg_array(types.iter().map(|t| collation(*t))),
+            ),
+            (
+                "indclass",
+                pg_array(types.iter().map(|t| btree_opclass(*t))),
+            ),
+            ("indoption", pg_array(i.columns.iter().map(|_| 0))),
+        ]);
+    }
+    rows
+}
+
+fn fill_constraints(mut rows: Rows, names: &Names) -> Rows {
+    for c in &names.constraints {
+        let foreign = c.referenced.as_ref();
+        // The equality operators of a foreign key's column pairs (int8 = int8: 410, …).
+        let equality = foreign.map(|(target, ref_columns)| {
+            let types = |relation: u32, columns: &[usize]| -> Vec<u32> {
+                columns
+                    .iter()
+                    .map(|n| {
+                        names
+                            .relation(relation)
+                            .and_then(|r| r.columns.get(n - 1))
+                            .map_or(0, |c| c.type_oid)
+                    })
+                    .collect()
+            };
+            types(*target, ref_columns)
+                .into_iter()
+                .zip(types(c.relation, &c.columns))
+                .map(|(a, b)| equality_operator(a, b))
+                .collect::<Vec<_>>()
+        });
+        let fk_char = |v: char| if foreign.is_some() { s(v) } else { s(' ') };
+        rows.push(&[
+            ("oid", s(c.oid)),
+            ("conname", s(&c.name)),
+            ("connamespace", s(c.namespace)),
+            ("contype", s(c.kind)),
+            ("condeferrable", s(false)),
+            ("condeferred", s(false)),
+            ("convalidated", s(true)),
+            ("conrelid", s(c.relation)),
+            ("contypid", s(0)),
+            ("conindid", s(c.index)),
+            ("conparentid", s(0)),
+            ("confrelid", s(foreign.map_or(0, |f| f.0))),
+            ("confupdtype", fk_char('a')),
+            ("confdeltype", fk_char('a')),
+            ("confmatchtype", fk_char('s')),
+            ("conislocal", s(true)),
+            ("coninhcount", s(0)),
+            ("connoinherit", s(true)),
+            ("conkey", pg_array(&c.columns)),
+            ("confkey", foreign.and_then(|f| pg_array(&f.1))),
+            ("conpfeqop", equality.as_ref().and_then(|e| pg_array(e))),
+            ("conppeqop", equality.as_ref().and_then(|e| pg_array(e))),
+            ("conffeqop", equality.as_ref().and_then(|e| pg_array(e))),
+        ]);
+    }
+    rows
+}
+
+/// The `=` operator between two key column types (PostgreSQL's pg_operator OIDs).
+fn equality_operator(left: u32, right: u32) -> u32 {
+    match (left, right) {
+        (oids::INT8, oids::INT8) => 410,
+        (oids::INT4, oids::INT4) => 96,
+        (oids::INT2, oids::INT2) => 94,
+        (oids::INT8, oids::INT4) => 416,
+        (oids::INT4, oids::INT8) => 15,
+        (oids::NUMERIC, oids::NUMERIC) => 1752,
+        (oids::DATE, oids::DATE) => 1093,
+        (oids::FLOAT8, oids::FLOAT8) => 670,
+        (oids::TIMESTAMP, oids::TIMESTAMP) => 2060,
+        (oids::BOOL, oids::BOOL) => 91,
+        _ => 98, // text = text
+    }
+}
+
 fn fill_attributes(mut rows: Rows, names: &Names) -> Rows {
-    for r in &names.relations {
+    // An index's attributes are the key columns, numbered from 1, never NOT NULL.
+    let index_relations: Vec<Relation> = names
+        .indexes
+        .iter()
+        .filter_map(|i| {
+            let table = names.relation(i.relation)?;
+            Some(Relation {
+                oid: i.oid,
+                namespace: i.namespace,
+                schema: table.schema.clone(),
+                name: i.name.clone(),
+                kind: 'i',
+                rowtype: 0,
+                columns: i
+                    .columns
+                    .iter()
+                    .filter_map(|n| table.columns.get(n - 1))
+                    .map(|c| Column {
+                        not_null: false,
+                        ..c.clone()
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    for r in names.relations.iter().chain(&index_relations) {
         for (i, c) in r.columns.iter().enumerate() {
             let collation = matches!(c.type_oid, oids::TEXT | oids::VARCHAR);
             rows.push(&[
@@ -963,6 +1395,141 @@ fn fill_information_schema(table: &str, rows: &mut Rows, session: &SessionInfo, 
                 }
             }
         }
+        "table_constraints"
+        | "key_column_usage"
+        | "referential_constraints"
+        | "constraint_column_usage" => fill_key_views(table, rows, session, names),
+        _ => {}
+    }
+}
+
+/// The informational keys in information_schema's views, as PostgreSQL shows them; its
+/// table_constraints also lists a CHECK constraint per NOT NULL column of a table (named
+/// `<schema oid>_<table oid>_<column>_not_null`).
+fn fill_key_views(table: &str, rows: &mut Rows, session: &SessionInfo, names: &Names) {
+    let db = &session.database;
+    let visible: HashMap<u32, &Relation> = visible_relations(names, session)
+        .map(|r| (r.oid, r))
+        .collect();
+    // A foreign key shows when the session may read both of its tables.
+    let constraints = names.constraints.iter().filter(|c| {
+        visible.contains_key(&c.relation)
+            && c.referenced
+                .as_ref()
+                .is_none_or(|t| visible.contains_key(&t.0))
+    });
+    let schema_of = |oid: u32| names.namespaces.get(&oid).cloned().unwrap_or_default();
+    let constraint_of = |relation: u32, kind: char| {
+        names
+            .constraints
+            .iter()
+            .find(|c| c.relation == relation && c.kind == kind)
+    };
+    match table {
+        "table_constraints" => {
+            let mut row = |schema: &str, name: String, r: &Relation, kind: &str| {
+                rows.push(&[
+                    ("constraint_catalog", s(db)),
+                    ("constraint_schema", s(schema)),
+                    ("constraint_name", s(name)),
+                    ("table_catalog", s(db)),
+                    ("table_schema", s(&r.schema)),
+                    ("table_name", s(&r.name)),
+                    ("constraint_type", s(kind)),
+                    ("is_deferrable", s("NO")),
+                    ("initially_deferred", s("NO")),
+                    ("enforced", s("YES")),
+                    ("nulls_distinct", None),
+                ])
+            };
+            for c in constraints {
+                let kind = if c.kind == 'p' {
+                    "PRIMARY KEY"
+                } else {
+                    "FOREIGN KEY"
+                };
+                row(
+                    &schema_of(c.namespace),
+                    c.name.clone(),
+                    visible[&c.relation],
+                    kind,
+                );
+            }
+            for r in visible
+                .values()
+                .filter(|r| r.kind == 'r' && !SYSTEM_SCHEMAS.contains(&r.schema.as_str()))
+            {
+                for (i, _) in r.columns.iter().enumerate().filter(|(_, c)| c.not_null) {
+                    let name = format!("{}_{}_{}_not_null", r.namespace, r.oid, i + 1);
+                    row(&r.schema, name, r, "CHECK");
+                }
+            }
+        }
+        "key_column_usage" => {
+            for c in constraints {
+                let r = visible[&c.relation];
+                let columns = names.column_names(c.relation, &c.columns);
+                for (i, column) in columns.iter().enumerate() {
+                    rows.push(&[
+                        ("constraint_catalog", s(db)),
+                        ("constraint_schema", s(schema_of(c.namespace))),
+                        ("constraint_name", s(&c.name)),
+                        ("table_catalog", s(db)),
+                        ("table_schema", s(&r.schema)),
+                        ("table_name", s(&r.name)),
+                        ("column_name", s(column)),
+                        ("ordinal_position", s(i + 1)),
+                        (
+                            "position_in_unique_constraint",
+                            c.referenced.as_ref().map(|_| (i + 1).to_string()),
+                        ),
+                    ]);
+                }
+            }
+        }
+        "referential_constraints" => {
+            for c in constraints {
+                let Some((target, _)) = &c.referenced else {
+                    continue;
+                };
+                let Some(pk) = constraint_of(*target, 'p') else {
+                    continue;
+                };
+                rows.push(&[
+                    ("constraint_catalog", s(db)),
+                    ("constraint_schema", s(schema_of(c.namespace))),
+                    ("constraint_name", s(&c.name)),
+                    ("unique_constraint_catalog", s(db)),
+                    ("unique_constraint_schema", s(schema_of(pk.namespace))),
+                    ("unique_constraint_name", s(&pk.name)),
+                    ("match_option", s("NONE")),
+                    ("update_rule", s("NO ACTION")),
+                    ("delete_rule", s("NO ACTION")),
+                ]);
+            }
+        }
+        "constraint_column_usage" => {
+            // The columns a constraint uses: a primary key's own, a foreign key's
+            // referenced ones.
+            for c in constraints {
+                let (relation, columns) = match &c.referenced {
+                    Some((target, columns)) => (*target, columns),
+                    None => (c.relation, &c.columns),
+                };
+                let r = visible[&relation];
+                for column in names.column_names(relation, columns) {
+                    rows.push(&[
+                        ("table_catalog", s(db)),
+                        ("table_schema", s(&r.schema)),
+                        ("table_name", s(&r.name)),
+                        ("column_name", s(column)),
+                        ("constraint_catalog", s(db)),
+                        ("constraint_schema", s(schema_of(c.namespace))),
+                        ("constraint_name", s(&c.name)),
+                    ]);
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -1014,12 +1581,20 @@ fn visible_relations<'a>(
         .filter(move |r| all || readable(&session.access, r))
 }
 
-/// User relations a session may not read.
+/// User relations a session may not read, and their indexes.
 fn hidden_relations(names: &Names, access: &Access) -> HashSet<u32> {
-    user_relations(names)
+    let mut hidden: HashSet<u32> = user_relations(names)
         .filter(|r| !readable(access, r))
         .map(|r| r.oid)
-        .collect()
+        .collect();
+    let indexes: Vec<u32> = names
+        .indexes
+        .iter()
+        .filter(|i| hidden.contains(&i.relation))
+        .map(|i| i.oid)
+        .collect();
+    hidden.extend(indexes);
+    hidden
 }
 
 /// Schemas that hold tables, none of which the session may read.
@@ -1043,6 +1618,9 @@ type SessionRows = Arc<dyn Fn(&SessionInfo) -> Result<RecordBatch, QueryError> +
 /// The columns of a catalog table that say which relation or schema a row is about.
 enum RowKey {
     Relation(&'static str),
+    /// Rows about two relations (a foreign key and the table it references): shown when
+    /// the session may read both.
+    Relations(&'static str, &'static str),
     Namespace(&'static str),
     Name(&'static str, &'static str),
     /// pg_type: a table's row type (by its relation) or the array of one (by its element).
@@ -1052,6 +1630,7 @@ enum RowKey {
 /// [`RowKey`] resolved to column indexes.
 enum Key {
     Relation(usize),
+    Relations(usize, usize),
     Namespace(usize),
     Name(usize, usize),
     Type(usize, usize),
@@ -1087,6 +1666,10 @@ fn visible_rows(
     };
     let mask = match key {
         Key::Relation(c) => oids(*c, &hidden_relations(names, access))?,
+        Key::Relations(a, b) => {
+            let hidden = hidden_relations(names, access);
+            and(&oids(*a, &hidden)?, &oids(*b, &hidden)?).map_err(err)?
+        }
         Key::Namespace(c) => oids(*c, &hidden_namespaces(names, access))?,
         Key::Type(relid, elem) => {
             let hidden = hidden_relations(names, access);

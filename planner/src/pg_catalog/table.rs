@@ -258,6 +258,7 @@ fn copy_unescape(field: &str) -> Option<String> {
 
 /// Elements of a PostgreSQL array literal (`{a,"b c",NULL}`, optionally `[0:1]={…}`).
 pub fn parse_array_literal(text: &str) -> Result<Vec<Option<String>>, QueryError> {
+    let text = text.trim();
     let body = match text.find("]={") {
         Some(at) if text.starts_with('[') => &text[at + 2..],
         _ => text,
@@ -270,8 +271,13 @@ pub fn parse_array_literal(text: &str) -> Result<Vec<Option<String>>, QueryError
     if inner.is_empty() {
         return Ok(items);
     }
+    // PostgreSQL's rules: whitespace around an element is not part of it (inside an
+    // unquoted one it is), a quoted element may hold anything, unquoted NULL is null.
     let mut chars = inner.chars().peekable();
     loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
         let mut item = String::new();
         let quoted = chars.peek() == Some(&'"');
         if quoted {
@@ -283,6 +289,9 @@ pub fn parse_array_literal(text: &str) -> Result<Vec<Option<String>>, QueryError
                     c => item.push(c),
                 }
             }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
         } else {
             while let Some(&c) = chars.peek() {
                 if c == ',' {
@@ -291,8 +300,9 @@ pub fn parse_array_literal(text: &str) -> Result<Vec<Option<String>>, QueryError
                 item.push(c);
                 chars.next();
             }
+            item.truncate(item.trim_end().len());
         }
-        items.push(if !quoted && item == "NULL" {
+        items.push(if !quoted && item.eq_ignore_ascii_case("NULL") {
             None
         } else {
             Some(item)
@@ -393,6 +403,11 @@ mod tests {
             s(&[Some(""), Some("x"), None, Some("a \"b\"")])
         );
         assert!(parse_array_literal("{}").expect("valid").is_empty());
+        // Whitespace around elements (ADBC's PostgreSQL driver binds `{"r", "v"}`).
+        assert_eq!(
+            parse_array_literal(r#" {"r", "v" , s t ,null, " u "} "#).expect("valid"),
+            s(&[Some("r"), Some("v"), Some("s t"), None, Some(" u ")])
+        );
     }
 
     #[test]

@@ -42,8 +42,44 @@ impl Hs2 {
                 "GetCatalogs" => (op_type::GET_CATALOGS, catalogs(catalog)?),
                 "GetTableTypes" => (op_type::GET_TABLE_TYPES, table_types()?),
                 "GetTypeInfo" => (op_type::GET_TYPE_INFO, type_info()?),
-                "GetPrimaryKeys" => (op_type::UNKNOWN, primary_keys()?),
-                "GetCrossReference" => (op_type::UNKNOWN, cross_reference()?),
+                "GetPrimaryKeys" => {
+                    // TGetPrimaryKeysReq: 2 catalogName, 3 schemaName, 4 tableName (exact).
+                    let keys: Vec<_> = gateway::keys::primary_keys(self.handler.as_ref(), &session)
+                        .await?
+                        .into_iter()
+                        .filter(|k| {
+                            named(c.as_deref(), catalog)
+                                && named(s.as_deref(), &k.schema)
+                                && named(t.as_deref(), &k.table)
+                        })
+                        .collect();
+                    (op_type::UNKNOWN, primary_keys(catalog, &keys)?)
+                }
+                "GetCrossReference" => {
+                    // TGetCrossReferenceReq: 2-4 the parent (referenced) table's catalog,
+                    // schema and name; 5-7 the foreign (referencing) one's. Either side
+                    // may be left out (JDBC's getExportedKeys / getImportedKeys).
+                    let (fc, fs, ft) = (req.string(5), req.string(6), req.string(7));
+                    let mut keys: Vec<_> = gateway::keys::foreign_keys(self.handler.as_ref(), &session)
+                        .await?
+                        .into_iter()
+                        .filter(|k| {
+                            named(c.as_deref(), catalog)
+                                && named(s.as_deref(), &k.pk_schema)
+                                && named(t.as_deref(), &k.pk_table)
+                                && named(fc.as_deref(), catalog)
+                                && named(fs.as_deref(), &k.fk_schema)
+                                && named(ft.as_deref(), &k.fk_table)
+                        })
+                        .collect();
+                    if t.is_none() {
+                        keys.sort_by(|a, b| {
+                            (&a.pk_schema, &a.pk_table, &a.pk_name, a.seq)
+                                .cmp(&(&b.pk_schema, &b.pk_table, &b.pk_name, b.seq))
+                        });
+                    }
+                    (op_type::UNKNOWN, cross_reference(catalog, &keys)?)
+                }
                 "GetSchemas" => {
                     let schemas = self.schema_names(&session).await?;
                     (op_type::GET_SCHEMAS, self::schemas(catalog, &schemas, c.as_deref(), s.as_deref())?)
@@ -202,6 +238,12 @@ impl Hs2 {
 
 /// PostgreSQL's own schemas (pg_catalog, pg_toast): there for pg clients, noise in a
 /// Databricks client's catalog browser. They stay queryable by name.
+/// A key call's name argument: absent or empty means any; otherwise the exact name
+/// (without regard to case, as Spark identifiers are).
+fn named(given: Option<&str>, name: &str) -> bool {
+    given.is_none_or(|g| g.is_empty() || g.eq_ignore_ascii_case(name))
+}
+
 fn postgres_only(schema: &str) -> bool {
     schema.starts_with("pg_")
 }
@@ -287,13 +329,6 @@ fn batch(fields: &[(&str, DataType)], columns: Vec<ArrayRef>) -> Result<RecordBa
             .collect::<Vec<_>>(),
     ));
     RecordBatch::try_new(schema, columns).map_err(|e| QueryError::internal(e.to_string()))
-}
-
-/// An empty answer with JDBC's columns (all text).
-fn empty(names: &[&str]) -> Result<RecordBatch, QueryError> {
-    let fields: Vec<(&str, DataType)> = names.iter().map(|n| (*n, DataType::Utf8)).collect();
-    let columns = names.iter().map(|_| text(Vec::new())).collect();
-    batch(&fields, columns)
 }
 
 /// A table the session may see.
@@ -634,35 +669,77 @@ pub fn functions(catalog: &str, functions: &[(String, String)]) -> Result<Record
     )
 }
 
-/// sluice's tables declare no keys: the right columns, no rows.
-pub fn primary_keys() -> Result<RecordBatch, QueryError> {
-    empty(&[
-        "TABLE_CAT",
-        "TABLE_SCHEM",
-        "TABLE_NAME",
-        "COLUMN_NAME",
-        "KEY_SEQ",
-        "PK_NAME",
-    ])
+/// `getPrimaryKeys`: the key columns of the tables the request names, in key order.
+pub fn primary_keys(
+    catalog: &str,
+    keys: &[gateway::keys::PrimaryKeyColumn],
+) -> Result<RecordBatch, QueryError> {
+    let n = keys.len();
+    batch(
+        &[
+            ("TABLE_CAT", DataType::Utf8),
+            ("TABLE_SCHEM", DataType::Utf8),
+            ("TABLE_NAME", DataType::Utf8),
+            ("COLUMN_NAME", DataType::Utf8),
+            ("KEY_SEQ", DataType::Int32),
+            ("PK_NAME", DataType::Utf8),
+        ],
+        vec![
+            text(vec![Some(catalog.to_string()); n]),
+            text(keys.iter().map(|k| Some(k.schema.clone())).collect()),
+            text(keys.iter().map(|k| Some(k.table.clone())).collect()),
+            text(keys.iter().map(|k| Some(k.column.clone())).collect()),
+            ints(keys.iter().map(|k| Some(k.seq)).collect()),
+            text(keys.iter().map(|k| Some(k.name.clone())).collect()),
+        ],
+    )
 }
 
-pub fn cross_reference() -> Result<RecordBatch, QueryError> {
-    empty(&[
-        "PKTABLE_CAT",
-        "PKTABLE_SCHEM",
-        "PKTABLE_NAME",
-        "PKCOLUMN_NAME",
-        "FKTABLE_CAT",
-        "FKTABLE_SCHEM",
-        "FKTABLE_NAME",
-        "FKCOLUMN_NAME",
-        "KEY_SEQ",
-        "UPDATE_RULE",
-        "DELETE_RULE",
-        "FK_NAME",
-        "PK_NAME",
-        "DEFERRABILITY",
-    ])
+/// `getCrossReference` (and the imported / exported keys JDBC builds on it): foreign key
+/// columns with the primary key columns they reference. The keys are informational:
+/// NO ACTION on update and delete (3), not deferrable (7).
+pub fn cross_reference(
+    catalog: &str,
+    keys: &[gateway::keys::ForeignKeyColumn],
+) -> Result<RecordBatch, QueryError> {
+    let n = keys.len();
+    let field = |f: fn(&gateway::keys::ForeignKeyColumn) -> &String| {
+        text(keys.iter().map(|k| Some(f(k).clone())).collect())
+    };
+    batch(
+        &[
+            ("PKTABLE_CAT", DataType::Utf8),
+            ("PKTABLE_SCHEM", DataType::Utf8),
+            ("PKTABLE_NAME", DataType::Utf8),
+            ("PKCOLUMN_NAME", DataType::Utf8),
+            ("FKTABLE_CAT", DataType::Utf8),
+            ("FKTABLE_SCHEM", DataType::Utf8),
+            ("FKTABLE_NAME", DataType::Utf8),
+            ("FKCOLUMN_NAME", DataType::Utf8),
+            ("KEY_SEQ", DataType::Int32),
+            ("UPDATE_RULE", DataType::Int32),
+            ("DELETE_RULE", DataType::Int32),
+            ("FK_NAME", DataType::Utf8),
+            ("PK_NAME", DataType::Utf8),
+            ("DEFERRABILITY", DataType::Int32),
+        ],
+        vec![
+            text(vec![Some(catalog.to_string()); n]),
+            field(|k| &k.pk_schema),
+            field(|k| &k.pk_table),
+            field(|k| &k.pk_column),
+            text(vec![Some(catalog.to_string()); n]),
+            field(|k| &k.fk_schema),
+            field(|k| &k.fk_table),
+            field(|k| &k.fk_column),
+            ints(keys.iter().map(|k| Some(k.seq)).collect()),
+            ints(vec![Some(3); n]),
+            ints(vec![Some(3); n]),
+            field(|k| &k.fk_name),
+            field(|k| &k.pk_name),
+            ints(vec![Some(7); n]),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -712,6 +789,10 @@ mod tests {
         assert_eq!(c.num_rows(), 2);
         assert_eq!(c.num_columns(), 23);
         assert_eq!(type_info().expect("types").num_columns(), 18);
-        assert_eq!(primary_keys().expect("keys").num_rows(), 0);
+        assert_eq!(primary_keys("sluice", &[]).expect("keys").num_columns(), 6);
+        assert_eq!(
+            cross_reference("sluice", &[]).expect("keys").num_columns(),
+            14
+        );
     }
 }
