@@ -47,15 +47,32 @@ def load_corpus():
     return statements
 
 
-def normalize(value, type_oid):
+# Columns that report storage sizes (bytes, 8 kB pages): PostgreSQL stores heap and index
+# pages, sluice stores Parquet files and no index. Row counts (reltuples) are compared.
+SIZE_COLUMN = re.compile(r"(^|_)(size|pages|relpages|relallvisible)($|_)|^(pg_(total_)?relation_size|"
+                         r"pg_table_size|pg_indexes_size|index_rel_size|table_rel_size)$", re.I)
+PRETTY_SIZE = re.compile(r"^-?\d+ (bytes|kB|MB|GB|TB)$")
+# PostgreSQL names a NOT NULL column's implicit CHECK constraint after OIDs
+# (`<schema oid>_<table oid>_<column>_not_null`), which each server assigns itself.
+NOT_NULL_NAME = re.compile(r"^\d+_\d+_(\d+)_not_null$")
+
+
+def normalize(value, type_oid, name=""):
     """What may differ between two servers holding the same tables, and nothing else:
-    - OIDs of user objects (≥ 16384): each server numbers its own tables;
+    - storage sizes (columns named like `*_size`, `relpages`; see SIZE_COLUMN);
+    - OIDs of user objects (≥ 16384): each server numbers its own tables, also inside the
+      names PostgreSQL derives from them (NOT_NULL_NAME);
     - the owner's role name (sluice's objects belong to `sluice`, the reference's to
       `postgres`), also inside ACL strings;
     - `version()`'s text, which names the server's build (sluice says it is sluice);
     - transaction ids (`xid`: relfrozenxid, datminmxid, …), the server's own counters."""
     if value is None:
         return None
+    if name and SIZE_COLUMN.search(name) and (
+            isinstance(value, (int, float)) or PRETTY_SIZE.match(str(value))):
+        return "<size>"
+    if isinstance(value, str) and NOT_NULL_NAME.match(value):
+        return NOT_NULL_NAME.sub(r"<oid>_<oid>_\1_not_null", value)
     if isinstance(value, str) and VERSION.match(value):
         return "<server version>"
     if type_oid == XID:
@@ -83,7 +100,7 @@ def outcome(conn, sql):
             if cur.description:
                 names = [d.name for d in cur.description]
                 types = [d.type_code for d in cur.description]
-                rows = sorted((repr([normalize(v, t) for v, t in zip(row, types)])
+                rows = sorted((repr([normalize(v, t, n) for v, t, n in zip(row, types, names)])
                                for row in cur.fetchall()))
                 results.append({"names": names, "types": types, "rows": rows})
             else:
