@@ -18,6 +18,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# Perl DBI with DBD::Pg (conformance/perl/dbd_pg.pl).
+perl -MDBD::Pg -e 1 >/dev/null 2>&1 || need+=(libdbd-pg-perl)
 # Headless Chromium for the admin page test (driven by playwright-core from npm).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

@@ -51,6 +51,9 @@ def load_corpus():
 # pages, sluice stores Parquet files and no index. Row counts (reltuples) are compared.
 SIZE_COLUMN = re.compile(r"(^|_)(size|pages|relpages|relallvisible)($|_)|^(pg_(total_)?relation_size|"
                          r"pg_table_size|pg_indexes_size|index_rel_size|table_rel_size)$", re.I)
+# Counters of what each server has done itself (index and table scans since its statistics
+# were reset): PostgreSQL scanned the reference's indexes while it created its keys.
+COUNTER_COLUMN = re.compile(r"(^|_)(num_?scans|idx_scan|seq_scan|idx_tup_fetch|seq_tup_read)$", re.I)
 PRETTY_SIZE = re.compile(r"^-?\d+ (bytes|kB|MB|GB|TB)$")
 # PostgreSQL names a NOT NULL column's implicit CHECK constraint after OIDs
 # (`<schema oid>_<table oid>_<column>_not_null`), which each server assigns itself.
@@ -59,7 +62,8 @@ NOT_NULL_NAME = re.compile(r"^\d+_\d+_(\d+)_not_null$")
 
 def normalize(value, type_oid, name=""):
     """What may differ between two servers holding the same tables, and nothing else:
-    - storage sizes (columns named like `*_size`, `relpages`; see SIZE_COLUMN);
+    - storage sizes (columns named like `*_size`, `relpages`; see SIZE_COLUMN) and each
+      server's own activity counters (COUNTER_COLUMN);
     - OIDs of user objects (≥ 16384): each server numbers its own tables, also inside the
       names PostgreSQL derives from them (NOT_NULL_NAME);
     - the owner's role name (sluice's objects belong to `sluice`, the reference's to
@@ -71,6 +75,8 @@ def normalize(value, type_oid, name=""):
     if name and SIZE_COLUMN.search(name) and (
             isinstance(value, (int, float)) or PRETTY_SIZE.match(str(value))):
         return "<size>"
+    if name and COUNTER_COLUMN.search(name) and isinstance(value, int):
+        return "<counter>"
     if isinstance(value, str) and NOT_NULL_NAME.match(value):
         return NOT_NULL_NAME.sub(r"<oid>_<oid>_\1_not_null", value)
     if isinstance(value, str) and VERSION.match(value):

@@ -97,6 +97,9 @@ impl Prepared {
 /// How `COPY … TO STDOUT` writes rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyFormat {
+    /// PostgreSQL's binary COPY format (`PGCOPY`, each value in its binary form): what
+    /// the ADBC PostgreSQL driver reads every result with.
+    pub binary: bool,
     pub csv: bool,
     pub header: bool,
     pub delimiter: u8,
@@ -114,13 +117,14 @@ impl CopyFormat {
                 format!("COPY option {what} is not supported"),
             )
         };
-        let mut csv = false;
+        let (mut csv, mut binary) = (false, false);
         let (mut header, mut delimiter, mut null) = (false, None, None);
         for option in options {
             match option {
                 ast::CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
-                    "csv" => csv = true,
-                    "text" => csv = false,
+                    "csv" => (csv, binary) = (true, false),
+                    "text" => (csv, binary) = (false, false),
+                    "binary" => (csv, binary) = (false, true),
                     other => return Err(unsupported(format!("FORMAT {other}"))),
                 },
                 ast::CopyOption::Header(h) => header = *h,
@@ -140,10 +144,26 @@ impl CopyFormat {
                         }
                     }
                 }
+                ast::CopyLegacyOption::Binary => binary = true,
                 ast::CopyLegacyOption::Header => header = true,
                 ast::CopyLegacyOption::Delimiter(d) => delimiter = Some(*d),
                 ast::CopyLegacyOption::Null(n) => null = Some(n.clone()),
                 other => return Err(unsupported(other.to_string())),
+            }
+        }
+        if binary {
+            // PostgreSQL's words for options the binary format has no use for.
+            for (given, what) in [
+                (header, "HEADER"),
+                (delimiter.is_some(), "DELIMITER"),
+                (null.is_some(), "NULL"),
+            ] {
+                if given {
+                    return Err(QueryError::new(
+                        ErrorKind::Syntax,
+                        format!("cannot specify {what} in BINARY mode"),
+                    ));
+                }
             }
         }
         let delimiter = delimiter.unwrap_or(if csv { ',' } else { '\t' });
@@ -160,6 +180,7 @@ impl CopyFormat {
             ));
         }
         Ok(Self {
+            binary,
             csv,
             header,
             delimiter: delimiter as u8,

@@ -192,6 +192,7 @@ fn rewrite_as_written(statement: &mut ast::Statement, catalog: &CatalogNames) {
         catalog,
         ctes,
         catalog_only,
+        depth: 0,
     };
     let _ = statement.visit(&mut rewriter);
 }
@@ -318,6 +319,8 @@ struct Rewriter<'a> {
     ctes: HashSet<String>,
     /// The statement reads catalog tables only (or no table).
     catalog_only: bool,
+    /// How deep in (sub)queries the visit is: 1 in the statement's own query.
+    depth: usize,
 }
 
 /// The parts of an object name, lower-cased unless quoted.
@@ -343,13 +346,20 @@ impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        let (catalog, ctes) = (self.catalog, &self.ctes);
+        self.depth += 1;
+        let (catalog, ctes, top) = (self.catalog, &self.ctes, self.depth == 1);
         for_each_select(query.body.as_mut(), &mut |select| {
             expand_catalog_wildcards(select, catalog, ctes);
+            catalog_columns(select, catalog, ctes, top);
             unnest_lateral_joins(select);
             unnest_set_returning_calls(select);
             alias_duplicate_columns(select);
         });
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
         ControlFlow::Continue(())
     }
 
@@ -398,6 +408,7 @@ impl VisitorMut for Rewriter<'_> {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        simple_case_as_searched(expr);
         match expr {
             Expr::Function(f) => {
                 strip_system_qualifier(&mut f.name);
@@ -1048,34 +1059,10 @@ fn expand_catalog_wildcards(
     }
     // The name each catalog relation is referred to by (its alias, else its table name).
     let mut relations: std::collections::HashMap<String, &Vec<String>> = Default::default();
-    let factors = select
-        .from
-        .iter()
-        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
-    for factor in factors {
-        let TableFactor::Table {
-            name,
-            alias,
-            args: None,
-            ..
-        } = factor
-        else {
-            continue;
-        };
-        let p = parts(name);
-        let table = match p.as_slice() {
-            [t] if !ctes.contains(t) && catalog.pg_catalog.contains(t) => t,
-            [s, t] if s == PG_CATALOG || s == INFORMATION_SCHEMA => t,
-            _ => continue,
-        };
-        let Some(columns) = catalog.columns.get(table) else {
-            continue;
-        };
-        let key = match alias {
-            Some(a) => a.name.value.to_ascii_lowercase(),
-            None => table.clone(),
-        };
-        relations.insert(key, columns);
+    for (reference, table, _) in catalog_relations(select, catalog, ctes) {
+        if let Some(columns) = catalog.columns.get(&table) {
+            relations.insert(reference.to_ascii_lowercase(), columns);
+        }
     }
     if relations.is_empty() {
         return;
@@ -1153,6 +1140,264 @@ fn alias_duplicate_columns(select: &mut ast::Select) {
                     alias: Ident::with_quote('"', format!("{DUPLICATE_ALIAS}{i}")),
                 };
             }
+        }
+    }
+}
+
+/// `CASE a.attnotnull WHEN 't' THEN …`: a simple CASE whose WHEN values are untyped
+/// literals compares them as the operand's type, as PostgreSQL reads an unknown literal.
+/// As a searched CASE (`WHEN a.attnotnull = 't'`), the comparison planner does exactly
+/// that (DataFusion would refuse to compare Boolean with Utf8).
+fn simple_case_as_searched(expr: &mut Expr) {
+    let Expr::Case {
+        operand: operand @ Some(_),
+        conditions,
+        ..
+    } = expr
+    else {
+        return;
+    };
+    let untyped = conditions.iter().any(|c| {
+        matches!(
+            &c.condition,
+            Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_))
+        )
+    });
+    if !untyped {
+        return;
+    }
+    let Some(operand) = operand.take() else {
+        return;
+    };
+    for c in conditions.iter_mut() {
+        let value = std::mem::replace(&mut c.condition, Expr::value(ast::Value::Null));
+        c.condition = Expr::BinaryOp {
+            left: operand.clone(),
+            op: BinaryOperator::Eq,
+            right: Box::new(value),
+        };
+    }
+}
+
+/// The catalog tables a select reads: (the name it refers to each by — its alias, else its
+/// table name —, the table, whether it is pg_catalog's rather than information_schema's).
+fn catalog_relations(
+    select: &ast::Select,
+    catalog: &CatalogNames,
+    ctes: &HashSet<String>,
+) -> Vec<(String, String, bool)> {
+    let factors = select
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    let mut out = Vec::new();
+    for factor in factors {
+        let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        let p = parts(name);
+        let (table, in_pg_catalog) = match p.as_slice() {
+            [t] if !ctes.contains(t) && catalog.pg_catalog.contains(t) => (t, true),
+            [s, t] if s == PG_CATALOG => (t, catalog.pg_catalog.contains(t)),
+            [s, t] if s == INFORMATION_SCHEMA => (t, false),
+            _ => continue,
+        };
+        let reference = alias
+            .as_ref()
+            .map_or_else(|| table.clone(), |a| a.name.value.clone());
+        out.push((reference, table.clone(), in_pg_catalog));
+    }
+    out
+}
+
+/// The pg_catalog columns of type regproc (sluice keeps the function's OID), by table.
+const REGPROC_COLUMNS: &[(&str, &[&str])] = &[
+    (
+        "pg_type",
+        &[
+            "typinput",
+            "typoutput",
+            "typreceive",
+            "typsend",
+            "typmodin",
+            "typmodout",
+            "typanalyze",
+            "typsubscript",
+        ],
+    ),
+    ("pg_proc", &["prosupport"]),
+    ("pg_operator", &["oprcode", "oprrest", "oprjoin"]),
+    ("pg_am", &["amhandler"]),
+    ("pg_range", &["rngcanonical", "rngsubdiff"]),
+    ("pg_conversion", &["conproc"]),
+    (
+        "pg_aggregate",
+        &["aggfnoid", "aggtransfn", "aggfinalfn", "aggcombinefn"],
+    ),
+];
+
+/// Catalog columns that need PostgreSQL's reading, in a select over pg_catalog tables:
+/// - `c.tableoid` (PostgreSQL's system column: the OID of the table a row is in; DBD::Pg
+///   joins pg_description on it) becomes that table's OID,
+///   `'pg_catalog.<table>'::regclass::oid`;
+/// - a regproc column cast to text (`typreceive::text`, which the ADBC PostgreSQL driver
+///   matches against `array_recv`) is the function's name, `sluice_regproc_out(col)`; so
+///   is one the statement outputs as it is (`SELECT typreceive …`: the driver maps types
+///   by their receive function's name). Elsewhere (joins on `p.oid = t.typinput`) it
+///   stays the OID it is.
+fn catalog_columns(
+    select: &mut ast::Select,
+    catalog: &CatalogNames,
+    ctes: &HashSet<String>,
+    top: bool,
+) {
+    let tables: Vec<(String, String)> = catalog_relations(select, catalog, ctes)
+        .into_iter()
+        .filter(|(_, _, in_pg_catalog)| *in_pg_catalog)
+        .map(|(reference, table, _)| (reference, table))
+        .collect();
+    if tables.is_empty() {
+        return;
+    }
+    /// The relations of this select, and how deep in subqueries the visit is.
+    struct TableOid<'a>(&'a [(String, String)], usize);
+    impl TableOid<'_> {
+        /// Whether `expr` names a regproc column of one of the select's catalog tables.
+        fn regproc(&self, expr: &Expr) -> bool {
+            let is_regproc = |table: &str, column: &str| {
+                REGPROC_COLUMNS
+                    .iter()
+                    .any(|(t, columns)| *t == table && columns.contains(&column))
+            };
+            match expr {
+                Expr::CompoundIdentifier(idents) => match idents.as_slice() {
+                    [r, c] => self
+                        .0
+                        .iter()
+                        .any(|(reference, t)| reference == &r.value && is_regproc(t, &c.value)),
+                    _ => false,
+                },
+                Expr::Identifier(c) => {
+                    let owners: Vec<_> = self
+                        .0
+                        .iter()
+                        .filter(|(_, t)| is_regproc(t, &c.value))
+                        .collect();
+                    owners.len() == 1
+                }
+                _ => false,
+            }
+        }
+    }
+    impl VisitorMut for TableOid<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.1 += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.1 -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if self.1 > 0 {
+                return ControlFlow::Continue(()); // a subquery's own relations
+            }
+            if let Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } = expr
+            {
+                let is_text = matches!(
+                    data_type,
+                    SqlType::Text | SqlType::Varchar(_) | SqlType::CharacterVarying(_)
+                ) || matches!(data_type, SqlType::Custom(n, _) if parts(n).last().is_some_and(|t| t == "text"));
+                if is_text && self.regproc(inner) {
+                    let column = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                    *expr = call("sluice_regproc_out", vec![column]);
+                    return ControlFlow::Continue(());
+                }
+            }
+            let table = match expr {
+                Expr::CompoundIdentifier(idents) => match idents.as_slice() {
+                    [r, c] if c.value.eq_ignore_ascii_case("tableoid") => self
+                        .0
+                        .iter()
+                        .find(|(reference, _)| reference == &r.value)
+                        .map(|(_, t)| t.clone()),
+                    _ => None,
+                },
+                Expr::Identifier(c)
+                    if c.value.eq_ignore_ascii_case("tableoid") && self.0.len() == 1 =>
+                {
+                    Some(self.0[0].1.clone())
+                }
+                _ => None,
+            };
+            if let Some(table) = table {
+                *expr = Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(Expr::value(ast::Value::SingleQuotedString(format!(
+                            "{PG_CATALOG}.{table}"
+                        )))),
+                        data_type: SqlType::Regclass,
+                        array: false,
+                        format: None,
+                    }),
+                    data_type: SqlType::Custom(ObjectName::from(vec![Ident::new("oid")]), vec![]),
+                    array: false,
+                    format: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    // Only the select's own expressions (a subquery has its own FROM).
+    let visitor = &mut TableOid(&tables, 0);
+    if top {
+        for item in &mut select.projection {
+            let (expr, alias) = match item {
+                ast::SelectItem::UnnamedExpr(e) => (e, None),
+                ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+                _ => continue,
+            };
+            if !visitor.regproc(expr) {
+                continue;
+            }
+            let name = match (&alias, &*expr) {
+                (Some(a), _) => a.clone(),
+                (None, Expr::Identifier(c)) => c.clone(),
+                (None, Expr::CompoundIdentifier(idents)) => match idents.last() {
+                    Some(c) => c.clone(),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let column = std::mem::replace(expr, Expr::value(ast::Value::Null));
+            *item = ast::SelectItem::ExprWithAlias {
+                expr: call("sluice_regproc_out", vec![column]),
+                alias: name,
+            };
+        }
+    }
+    for item in &mut select.projection {
+        let _ = item.visit(visitor);
+    }
+    if let Some(selection) = &mut select.selection {
+        let _ = selection.visit(visitor);
+    }
+    for from in &mut select.from {
+        for join in &mut from.joins {
+            let _ = join.join_operator.visit(visitor);
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod delta;
 pub mod error;
 #[cfg(test)]
 mod fuzz_sql;
+mod join_keys;
 pub mod limits;
 pub mod locations;
 pub mod pg_catalog;
@@ -140,8 +141,10 @@ impl Planner {
         let mut expr_planners: Vec<Arc<dyn datafusion::logical_expr::planner::ExprPlanner>> =
             vec![Arc::new(compat::UnknownLiteralPlanner)];
         expr_planners.extend(defaults.expr_planners().iter().cloned());
+        let optimizer_rules = join_keys::optimizer_rules(defaults.optimizers());
         let mut state = SessionStateBuilder::new_from_existing(defaults)
             .with_expr_planners(expr_planners)
+            .with_optimizer_rules(optimizer_rules)
             .with_type_planner(Arc::new(compat::PgTypePlanner))
             .build();
         let catalog = catalog::build_catalog(&state, tables, managed).await?;

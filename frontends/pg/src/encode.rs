@@ -53,19 +53,9 @@ pub fn fields(schema: &SchemaRef, format: impl Fn(usize) -> FieldFormat) -> Vec<
 
 /// Encode every row of a batch as a DataRow.
 pub fn encode_batch(batch: &RecordBatch, formats: &[FieldFormat]) -> Result<Vec<DataRow>, String> {
-    let columns: Vec<ColumnWriter> = batch
-        .columns()
-        .iter()
-        .enumerate()
-        .map(|(i, column)| {
-            let mut writer =
-                ColumnWriter::new(column, formats.get(i).copied().unwrap_or(FieldFormat::Text))?;
-            if let Kind::List { vector, .. } = &mut writer.kind {
-                *vector = matches!(types::field_type_oid(batch.schema().field(i)), 22 | 30);
-            }
-            Ok::<_, String>(writer)
-        })
-        .collect::<Result<_, _>>()?;
+    let columns = column_writers(batch, |i| {
+        formats.get(i).copied().unwrap_or(FieldFormat::Text)
+    })?;
     let mut rows = Vec::with_capacity(batch.num_rows());
     // Rows are split off one shared buffer, refilled in large chunks: one allocation per
     // few hundred rows instead of a grow-and-copy per row.
@@ -420,8 +410,47 @@ impl<'a> ColumnWriter<'a> {
     }
 }
 
-/// `COPY … TO STDOUT` rows of a batch, each a complete line.
+/// A writer for each column of a batch, in the format `format_of(column)`.
+fn column_writers(
+    batch: &RecordBatch,
+    format_of: impl Fn(usize) -> FieldFormat,
+) -> Result<Vec<ColumnWriter<'_>>, String> {
+    let schema = batch.schema();
+    batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let mut writer = ColumnWriter::new(column, format_of(i))?;
+            if let Kind::List { vector, .. } = &mut writer.kind {
+                *vector = matches!(types::field_type_oid(schema.field(i)), 22 | 30);
+            }
+            Ok(writer)
+        })
+        .collect()
+}
+
+/// `COPY … TO STDOUT (FORMAT binary)` rows of a batch: each a field count, then each
+/// value as its length and binary form (-1 for NULL), as in a DataRow.
+fn copy_batch_binary(batch: &RecordBatch) -> Result<Vec<BytesMut>, String> {
+    let columns = column_writers(batch, |_| FieldFormat::Binary)?;
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let mut data = BytesMut::with_capacity(64);
+        data.put_i16(columns.len() as i16);
+        for column in &columns {
+            column.write(row, &mut data)?;
+        }
+        rows.push(data);
+    }
+    Ok(rows)
+}
+
+/// `COPY … TO STDOUT` rows of a batch, each a complete line (a tuple, in binary).
 pub fn copy_batch(batch: &RecordBatch, format: &CopyFormat) -> Result<Vec<BytesMut>, String> {
+    if format.binary {
+        return copy_batch_binary(batch);
+    }
     let columns: Vec<ColumnWriter> = batch
         .columns()
         .iter()
@@ -449,8 +478,19 @@ pub fn copy_batch(batch: &RecordBatch, format: &CopyFormat) -> Result<Vec<BytesM
     Ok(rows)
 }
 
-/// The CSV header line: the column names.
-pub fn copy_header(schema: &SchemaRef, format: &CopyFormat) -> BytesMut {
+/// What comes before the rows: the binary format's signature and header, or the CSV
+/// header line (the column names); nothing otherwise.
+pub fn copy_header(schema: &SchemaRef, format: &CopyFormat) -> Option<BytesMut> {
+    if format.binary {
+        let mut header = BytesMut::with_capacity(19);
+        header.put_slice(b"PGCOPY\n\xff\r\n\0");
+        header.put_i32(0); // flags: no OIDs
+        header.put_i32(0); // no header extension
+        return Some(header);
+    }
+    if !format.header {
+        return None;
+    }
     let mut line = BytesMut::new();
     for (i, field) in schema.fields().iter().enumerate() {
         if i > 0 {
@@ -459,7 +499,7 @@ pub fn copy_header(schema: &SchemaRef, format: &CopyFormat) -> BytesMut {
         copy_value(&mut line, field.name().as_bytes(), format);
     }
     line.put_u8(b'\n');
-    line
+    Some(line)
 }
 
 fn copy_value(line: &mut BytesMut, value: &[u8], format: &CopyFormat) {
@@ -1003,6 +1043,7 @@ mod tests {
         )
         .expect("batch");
         let text = CopyFormat {
+            binary: false,
             csv: false,
             header: false,
             delimiter: b'\t',
@@ -1015,6 +1056,7 @@ mod tests {
             .collect();
         assert_eq!(lines, [b"x\\ty,\"z\"\t1\n".to_vec(), b"\\N\t2\n".to_vec()]);
         let csv = CopyFormat {
+            binary: false,
             csv: true,
             header: true,
             delimiter: b',',
@@ -1029,6 +1071,31 @@ mod tests {
             lines,
             [b"\"x\ty,\"\"z\"\"\",1\n".to_vec(), b",2\n".to_vec()]
         );
-        assert_eq!(&copy_header(&schema, &csv)[..], b"a,b\n");
+        assert_eq!(&copy_header(&schema, &csv).expect("header")[..], b"a,b\n");
+        // PGCOPY: signature, flags, extension length; then per tuple the field count and
+        // each value's length and binary form (-1: NULL).
+        let binary = CopyFormat {
+            binary: true,
+            csv: false,
+            header: false,
+            delimiter: b'\t',
+            null: String::new(),
+        };
+        assert_eq!(
+            &copy_header(&schema, &binary).expect("header")[..],
+            b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0"
+        );
+        let tuples: Vec<_> = copy_batch(&batch, &binary)
+            .expect("copy")
+            .into_iter()
+            .map(|l| l.to_vec())
+            .collect();
+        let mut first = vec![0, 2, 0, 0, 0, 7];
+        first.extend_from_slice(b"x\ty,\"z\"");
+        first.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let second = vec![
+            0, 2, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 2,
+        ];
+        assert_eq!(tuples, [first, second]);
     }
 }

@@ -437,29 +437,32 @@ fn query_response(
     QueryResponse::new(Arc::new(fields), rows)
 }
 
-/// Result batches as COPY data: one CopyData message per row (the header, in CSV with
-/// HEADER, goes with the first).
+/// Result batches as COPY data: one CopyData message per row, the first carrying the
+/// header (binary signature, CSV column names) as PostgreSQL sends it — the ADBC
+/// PostgreSQL driver reads the header and the first tuple from one message — or the header
+/// alone when there are no rows (pgwire appends the binary trailer).
 fn copy_rows(
     schema: datafusion::arrow::datatypes::SchemaRef,
     batches: BatchStream,
     format: CopyFormat,
 ) -> impl Stream<Item = PgWireResult<CopyData>> + Send {
-    let header = format.header.then(|| encode::copy_header(&schema, &format));
-    let mut header = header;
-    batches.flat_map(move |batch| {
+    let header = Arc::new(std::sync::Mutex::new(encode::copy_header(&schema, &format)));
+    let pending = header.clone();
+    let rows = batches.flat_map(move |batch| {
         let messages: Vec<PgWireResult<CopyData>> = match batch {
             Ok(batch) => match encode::copy_batch(&batch, &format) {
                 Ok(rows) => rows
                     .into_iter()
                     .map(|row| {
-                        let row = match header.take() {
+                        let first = header.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        let row = match first {
                             Some(mut h) => {
                                 h.extend_from_slice(&row);
-                                h.freeze()
+                                h
                             }
-                            None => row.freeze(),
+                            None => row,
                         };
-                        Ok(CopyData::new(row))
+                        Ok(CopyData::new(row.freeze()))
                     })
                     .collect(),
                 Err(e) => vec![Err(user_error(&QueryError::internal(e)))],
@@ -467,7 +470,16 @@ fn copy_rows(
             Err(e) => vec![Err(user_error(&e))],
         };
         stream::iter(messages)
+    });
+    let rest = stream::once(async move {
+        pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map(|h| Ok(CopyData::new(h.freeze())))
     })
+    .filter_map(|h| async move { h });
+    rows.chain(rest)
 }
 
 /// A statement's outcome as a pg response, its row stream passed through `wrap` (to make
@@ -529,6 +541,7 @@ impl SimpleQueryHandler for PgQueries {
                     copy: Some(ref format),
                     ..
                 } => {
+                    let binary = format.binary;
                     let (handler, session, format) =
                         (self.handler.clone(), session.clone(), format.clone());
                     let columns = schema.fields().len();
@@ -544,7 +557,8 @@ impl SimpleQueryHandler for PgQueries {
                     })
                     .flatten();
                     let lazy = cancellable(lazy, token.clone());
-                    responses.push(Response::CopyOut(CopyResponse::new(0, columns, lazy)));
+                    let overall = if binary { 1 } else { 0 };
+                    responses.push(Response::CopyOut(CopyResponse::new(overall, columns, lazy)));
                 }
                 Prepared::Query { ref schema, .. } => {
                     let formats = vec![FieldFormat::Text; schema.fields().len()];
@@ -633,10 +647,15 @@ impl QueryParser for PgParser {
         let Some(prepared) = prepared.pop() else {
             return Ok(None);
         };
-        if matches!(prepared, Prepared::Query { copy: Some(_), .. }) {
+        // COPY … TO STDOUT through Parse/Bind/Execute (libpq's PQexecParams, as the ADBC
+        // PostgreSQL driver sends it) streams CopyData as the simple query does; it takes
+        // no parameters, as in PostgreSQL.
+        if matches!(prepared, Prepared::Query { copy: Some(_), .. })
+            && (!types.is_empty() || !prepared.param_types().is_empty())
+        {
             return Err(user_error(&QueryError::new(
-                ErrorKind::NotSupported,
-                "COPY … TO STDOUT runs as a simple query (send it without parameters)",
+                ErrorKind::Syntax,
+                "COPY … TO STDOUT takes no parameters",
             )));
         }
         let inferred = prepared.param_types();
@@ -664,6 +683,10 @@ impl QueryParser for PgParser {
         stmt: &PgStatement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
+        // A COPY returns no rows (its data comes as CopyData): Describe says NoData.
+        if matches!(stmt.prepared, Prepared::Query { copy: Some(_), .. }) {
+            return Ok(Vec::new());
+        }
         let schema = stmt.prepared.schema();
         Ok(encode::fields(&schema, |i| {
             column_format
@@ -751,6 +774,14 @@ impl ExtendedQueryHandler for PgQueries {
                     None
                 }
                 Response::Execution(tag) => Some(tag),
+                // COPY … TO STDOUT: CopyOutResponse, the data, CopyDone, `COPY n`.
+                Response::CopyOut(copy) => {
+                    *state = PortalExecutionState::Finished;
+                    drop(state);
+                    let sent = pgwire::api::copy::send_copy_out_response(client, copy).await;
+                    client.set_state(PgWireConnectionState::ReadyForQuery);
+                    return sent;
+                }
                 Response::TransactionStart(tag) => {
                     transaction_status = transaction_status.to_in_transaction_state();
                     Some(tag)
@@ -848,6 +879,20 @@ impl ExtendedQueryHandler for PgQueries {
             _ = token.cancelled() => return Err(user_error(&cancel_error())),
         };
         let columns = statement.prepared.schema().fields().len();
+        if let Prepared::Query {
+            copy: Some(format), ..
+        } = &statement.prepared
+        {
+            let overall = if format.binary { 1 } else { 0 };
+            let data = match outcome {
+                Outcome::Rows {
+                    schema, batches, ..
+                } => copy_rows(schema, batches, format.clone()).boxed(),
+                _ => stream::empty().boxed(),
+            };
+            let data = cancellable(data, token);
+            return Ok(Response::CopyOut(CopyResponse::new(overall, columns, data)));
+        }
         let formats: Vec<FieldFormat> = (0..columns)
             .map(|i| format_for(&portal.result_column_format, i))
             .collect();

@@ -419,6 +419,7 @@ impl PgCatalog {
         let stats = fill_stat_tables(take(&mut files, "pg_stat_user_tables")?, &names);
         let indexes = fill_indexes(take(&mut files, "pg_index")?, &names);
         let constraints = fill_constraints(take(&mut files, "pg_constraint")?, &names);
+        let depend = fill_depend(take(&mut files, "pg_depend")?, &names);
         for (name, rows, key) in [
             ("pg_namespace", namespace, RowKey::Namespace("oid")),
             ("pg_class", class, RowKey::Relation("oid")),
@@ -432,6 +433,7 @@ impl PgCatalog {
                 constraints,
                 RowKey::Relations("conrelid", "confrelid"),
             ),
+            ("pg_depend", depend, RowKey::Relations("objid", "refobjid")),
         ] {
             register(&pg_catalog, name, filtered(&rows, key)?)?;
         }
@@ -1102,6 +1104,42 @@ fn fill_constraints(mut rows: Rows, names: &Names) -> Rows {
     rows
 }
 
+/// How the keys hang together, as PostgreSQL records it (DBD::Pg's foreign_key_info walks
+/// these rows from a foreign key to the primary key it references): a key depends on its
+/// table's columns (`a`), a primary key's index on the key (`i`), a foreign key on the
+/// referenced index and columns (`n`).
+fn fill_depend(mut rows: Rows, names: &Names) -> Rows {
+    const PG_CLASS: u32 = 1259;
+    const PG_CONSTRAINT: u32 = 2606;
+    let mut push =
+        |classid: u32, objid: u32, refclassid: u32, refobjid: u32, sub: usize, kind: char| {
+            rows.push(&[
+                ("classid", s(classid)),
+                ("objid", s(objid)),
+                ("objsubid", s(0)),
+                ("refclassid", s(refclassid)),
+                ("refobjid", s(refobjid)),
+                ("refobjsubid", s(sub)),
+                ("deptype", s(kind)),
+            ]);
+        };
+    for c in &names.constraints {
+        for column in &c.columns {
+            push(PG_CONSTRAINT, c.oid, PG_CLASS, c.relation, *column, 'a');
+        }
+        match &c.referenced {
+            None => push(PG_CLASS, c.index, PG_CONSTRAINT, c.oid, 0, 'i'),
+            Some((target, columns)) => {
+                push(PG_CONSTRAINT, c.oid, PG_CLASS, c.index, 0, 'n');
+                for column in columns {
+                    push(PG_CONSTRAINT, c.oid, PG_CLASS, *target, *column, 'n');
+                }
+            }
+        }
+    }
+    rows
+}
+
 /// The `=` operator between two key column types (PostgreSQL's pg_operator OIDs).
 fn equality_operator(left: u32, right: u32) -> u32 {
     match (left, right) {
@@ -1593,7 +1631,18 @@ fn hidden_relations(names: &Names, access: &Access) -> HashSet<u32> {
         .filter(|i| hidden.contains(&i.relation))
         .map(|i| i.oid)
         .collect();
+    // Keys on a hidden table, or referencing one (pg_depend rows name them).
+    let constraints: Vec<u32> = names
+        .constraints
+        .iter()
+        .filter(|c| {
+            hidden.contains(&c.relation)
+                || c.referenced.as_ref().is_some_and(|t| hidden.contains(&t.0))
+        })
+        .map(|c| c.oid)
+        .collect();
     hidden.extend(indexes);
+    hidden.extend(constraints);
     hidden
 }
 
