@@ -324,10 +324,14 @@ def test_a_principal_sees_and_reads_only_its_grants(idp, secure):
         assert rows("SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'tpch'") == \
             [("nation",)]
         assert rows("SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'tpch'") == [("tpch", "nation")]
+        # nation and the index of its (informational) primary key; no other table's.
         assert rows("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = 'tpch'") == [("nation",)]
+                    "WHERE n.nspname = 'tpch'") == [("nation",), ("nation_pkey",)]
         assert rows("SELECT count(DISTINCT attrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tpch'") == [(1,)]
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tpch'") == [(2,)]
+        # Its foreign key names region, which this principal may not read: hidden.
+        assert rows("SELECT conname FROM pg_constraint WHERE connamespace = 'tpch'::regnamespace") == \
+            [("nation_pkey",)]
         # Row types and their arrays: only nation's.
         assert rows("SELECT typname FROM pg_type WHERE typname IN ('nation', '_nation', 'orders', '_orders', "
                     "'region', '_region') ORDER BY 1") == [("_nation",), ("nation",)]

@@ -270,9 +270,10 @@ def test_raw_metadata_calls_and_sqlstates(sluice):
     assert ("sluice", "pg_catalog", "format_type") in [f[:3] for f in functions]
     names, keys = rows(client.GetPrimaryKeys(ttypes.TGetPrimaryKeysReq(sessionHandle=session, schemaName="tpch",
                                                                        tableName="nation")))
-    assert names == ["TABLE_CAT", "TABLE_SCHEM", "TABLE_NAME", "COLUMN_NAME", "KEY_SEQ", "PK_NAME"] and keys == []
+    assert names == ["TABLE_CAT", "TABLE_SCHEM", "TABLE_NAME", "COLUMN_NAME", "KEY_SEQ", "PK_NAME"]
+    assert keys == [("sluice", "tpch", "nation", "n_nationkey", 1, "nation_pkey")]  # TPC-H's, informational
     names, refs = rows(client.GetCrossReference(ttypes.TGetCrossReferenceReq(sessionHandle=session)))
-    assert len(names) == 14 and refs == []
+    assert len(names) == 14 and len(refs) == 9  # every foreign key column of TPC-H
     # Errors carry the SQLSTATE of the one error table.
     for sql, state in [("SELECT * FROM tpch.nope", "42P01"), ("SELECT nope FROM tpch.nation", "42703"),
                        ("SELEC 1", "42601"), ("INSERT INTO tpch.region VALUES (9, 'X', 'y')", "25006")]:
