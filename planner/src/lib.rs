@@ -482,7 +482,7 @@ impl Planner {
                 )
             })?;
         self.authorize(&plan, session)?;
-        Ok(plan)
+        Ok(fold_output_casts(plan))
     }
 
     /// The types DataFusion inferred for `$1…$n` (None where it could not tell).
@@ -834,6 +834,49 @@ pub(crate) fn authorize(
 /// column, a cast after its operand or type, anything else `?column?`. psql headers, BI
 /// tools and `cursor.description` show these names. Only the reported names change (they
 /// may repeat, as in PostgreSQL); the plan keeps DataFusion's unique names.
+/// `CAST(1 AS INTEGER)` in the output list (PostgreSQL's int4 constants, see
+/// `compat::int4_output_constants`) as the int4 literal it is. Left to the optimizer, the
+/// fold is a change in its first pass, which costs a second pass over the whole plan — for
+/// `SELECT 1`, most of what planning it costs.
+fn fold_output_casts(plan: LogicalPlan) -> LogicalPlan {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{Cast, Expr};
+    let fold = |expr: Expr| -> datafusion::error::Result<Transformed<Expr>> {
+        let folded = match &expr {
+            Expr::Alias(alias) => match alias.expr.as_ref() {
+                // A cast that pins a PostgreSQL type (`'x'::name`) keeps it in its field.
+                Expr::Cast(Cast { expr: inner, field }) if field.metadata().is_empty() => {
+                    match inner.as_ref() {
+                        Expr::Literal(value, metadata) => value
+                            .cast_to(field.data_type())
+                            .ok()
+                            .map(|v| (alias.clone(), v, metadata.clone())),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(match folded {
+            Some((mut alias, value, metadata)) => {
+                alias.expr = Box::new(Expr::Literal(value, metadata));
+                Transformed::yes(Expr::Alias(alias))
+            }
+            None => Transformed::no(expr),
+        })
+    };
+    match plan {
+        LogicalPlan::Projection(_) => {
+            let original = plan.clone();
+            plan.map_expressions(fold)
+                .map(|t| t.data)
+                .unwrap_or(original)
+        }
+        other => other,
+    }
+}
+
 pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::sql::sqlparser::ast::{SelectItem, Statement as Sql};
