@@ -652,3 +652,28 @@ def test_array_parameters_bind_as_postgresql_infers_them(sluice, reference):
     want, want_rows = asyncio.run(describe(host="127.0.0.1", port=5432, user="postgres",
                                            database=REFERENCE_DB))
     assert (types, rows) == (want, want_rows)
+
+
+# Statements from "what fails today" (issue 22) whose answers must equal PostgreSQL's.
+SAME_AS_POSTGRESQL = [
+    "SELECT regexp_split_to_table('a,b,,c', ',')",
+    "SELECT x FROM regexp_split_to_table('one two  three', '\\s+') AS x",
+    "SELECT * FROM regexp_split_to_table('aXbxc', 'x', 'i')",
+    "SELECT regexp_split_to_array('hello world', '\\s*')",
+    "SELECT n_name, regexp_split_to_array(n_name, 'A') FROM tpch.nation WHERE n_nationkey < 4 ORDER BY 1",
+    "SELECT count(*) FROM pg_catalog.pg_policies",
+    "SELECT schemaname, tablename, policyname, cmd FROM pg_policies WHERE schemaname = 'tpch'",
+    "SELECT count(*), min(datname) FROM pg_catalog.pg_stat_activity WHERE pid = pg_backend_pid()",
+    "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+    "WHERE t.relname = 'partsupp' ORDER BY 1",
+]
+
+
+@pytest.mark.parametrize("sql", SAME_AS_POSTGRESQL)
+def test_answers_as_postgresql(sluice, reference, sql):
+    with psycopg.connect(sluice.dsn(dbname=REFERENCE_DB), autocommit=True) as ours, \
+            psycopg.connect(reference, autocommit=True) as theirs:
+        got, want = ours.execute(sql), theirs.execute(sql)
+        assert [d.name for d in got.description] == [d.name for d in want.description]
+        assert [d.type_code for d in got.description] == [d.type_code for d in want.description]
+        assert got.fetchall() == want.fetchall()

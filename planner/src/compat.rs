@@ -1038,6 +1038,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "unnest",
     "range",
     "pg_get_keywords",
+    "regexp_split_to_table",
 ];
 
 /// Prefix of the aliases given to repeated select-list expressions (`SELECT NULL, NULL`):
@@ -1117,7 +1118,13 @@ fn unnest_set_returning_calls(select: &mut ast::Select) {
             [s, n] if s == PG_CATALOG => n,
             _ => continue,
         };
-        if !["generate_series", "pg_partition_ancestors"].contains(&function.as_str()) {
+        if ![
+            "generate_series",
+            "pg_partition_ancestors",
+            "regexp_split_to_table",
+        ]
+        .contains(&function.as_str())
+        {
             continue;
         }
         let function = Ident::new(function.clone());

@@ -198,6 +198,10 @@ impl Planner {
             );
         }
         state.register_udtf("pg_get_keywords", Arc::new(pg_catalog::GetKeywords));
+        state.register_udtf(
+            "regexp_split_to_table",
+            Arc::new(pg_catalog::RegexpSplitToTable),
+        );
         for function in pg_catalog::functions::static_functions(pg.names.clone()) {
             state
                 .register_udf(Arc::new(function))

@@ -59,7 +59,8 @@ SCHEMA_ONLY = [
     "information_schema.schemata", "information_schema.tables", "information_schema.columns",
     "information_schema.views", "information_schema.table_constraints",
     "information_schema.key_column_usage", "information_schema.referential_constraints",
-    "information_schema.constraint_column_usage",
+    "information_schema.constraint_column_usage", "pg_catalog.pg_policies",
+    "pg_catalog.pg_stat_activity",
 ]
 
 # PostgreSQL type (after resolving domains) -> the TSV type name.

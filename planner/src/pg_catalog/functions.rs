@@ -349,6 +349,53 @@ fn reg_in(
     }
 }
 
+/// PostgreSQL's regexp_split_to_array: the pieces of `string` between the matches of
+/// `pattern`, where a match of no characters at the start or the end of the string, or
+/// right after another match, does not split (so `''` splits into characters). Flags:
+/// `i` (ignore case), `c` (respect case); the compiled pattern is bounded in size.
+pub fn regexp_split(
+    string: &str,
+    pattern: &str,
+    flags: Option<&str>,
+) -> Result<Vec<String>, QueryError> {
+    let mut case_insensitive = false;
+    for flag in flags.unwrap_or("").chars() {
+        match flag {
+            'i' => case_insensitive = true,
+            'c' => case_insensitive = false,
+            other => {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidValue,
+                    format!("invalid regular expression option: \"{other}\""),
+                ))
+            }
+        }
+    }
+    let regex = regex::RegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            QueryError::new(
+                ErrorKind::InvalidValue,
+                format!("invalid regular expression: {e}"),
+            )
+        })?;
+    let mut pieces = Vec::new();
+    let (mut start, mut last_end) = (0usize, None::<usize>);
+    for m in regex.find_iter(string) {
+        let empty = m.start() == m.end();
+        if empty && (m.start() == 0 || m.start() == string.len() || last_end == Some(m.start())) {
+            continue;
+        }
+        pieces.push(string[start..m.start()].to_string());
+        start = m.end();
+        last_end = Some(m.end());
+    }
+    pieces.push(string[start..].to_string());
+    Ok(pieces)
+}
+
 fn quote_ident(name: &str) -> String {
     let plain = name
         .chars()
@@ -589,6 +636,29 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             )))
         },
     ));
+    // regexp_split_to_table at the top of a select list is unnested (compat), in FROM it
+    // is a table function (`RegexpSplitToTable`); both split as regexp_split_to_array.
+    for name in ["regexp_split_to_array", "regexp_split_to_table"] {
+        f.push(udf(
+            name,
+            &[2, 3],
+            List(Arc::new(Field::new("item", Utf8, true))),
+            IMMUTABLE,
+            |a| {
+                let (Some(string), Some(pattern)) = (text(arg(a, 0)), text(arg(a, 1))) else {
+                    return Ok(ScalarValue::new_null_list(Utf8, true, 1));
+                };
+                let flags = a.get(2).and_then(text);
+                let items: Vec<ScalarValue> = regexp_split(&string, &pattern, flags.as_deref())?
+                    .into_iter()
+                    .map(|s| ScalarValue::Utf8(Some(s)))
+                    .collect();
+                Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+                    &items, &Utf8,
+                )))
+            },
+        ));
+    }
     f.push(ExpandArray::udf());
     f.push(udf("sluice_array_text", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(array_text(arg(a, 0))))
@@ -1032,6 +1102,23 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regexp_split_as_postgresql() {
+        // Answers of PostgreSQL 15's regexp_split_to_array.
+        let split = |s, p, f| regexp_split(s, p, f).expect("splits");
+        assert_eq!(split("a,b,,c", ",", None), ["a", "b", "", "c"]);
+        assert_eq!(
+            split("hello world", "\\s*", None),
+            ["h", "e", "l", "l", "o", "w", "o", "r", "l", "d"]
+        );
+        assert_eq!(split("abc", "", None), ["a", "b", "c"]);
+        assert_eq!(split("", ",", None), [""]);
+        assert_eq!(split("aXbxc", "x", Some("i")), ["a", "b", "c"]);
+        assert_eq!(split(",a,", ",", None), ["", "a", ""]);
+        assert!(regexp_split("a", "(", None).is_err());
+        assert!(regexp_split("a", "a", Some("q")).is_err());
+    }
 
     #[test]
     fn parse_ident_as_postgresql() {

@@ -139,6 +139,8 @@ const DATA: &[(&str, &str)] = data!(
     "information_schema.key_column_usage",
     "information_schema.referential_constraints",
     "information_schema.constraint_column_usage",
+    "pg_policies",
+    "pg_stat_activity",
 );
 const RELATIONS: &str = include_str!("data/relations.tsv");
 const KEYWORDS: &str = include_str!("data/pg_get_keywords.tsv");
@@ -163,6 +165,54 @@ impl datafusion::catalog::TableFunctionImpl for GetKeywords {
             .map_err(|e| datafusion::error::DataFusionError::Internal(e.message))?;
         Ok(Arc::new(datafusion::datasource::MemTable::try_new(
             batch.schema(),
+            vec![vec![batch]],
+        )?))
+    }
+}
+
+/// `regexp_split_to_table(string, pattern [, flags])` in FROM: one row per piece, in a
+/// column named after the function (an alias names it too, see `compat`). Its arguments
+/// must be constants here; over a column, call it in the select list.
+#[derive(Debug)]
+pub struct RegexpSplitToTable;
+
+impl datafusion::catalog::TableFunctionImpl for RegexpSplitToTable {
+    fn call_with_args(
+        &self,
+        args: datafusion::catalog::TableFunctionArgs,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        use datafusion::common::ScalarValue;
+        let plan_error = |m: &str| datafusion::error::DataFusionError::Plan(m.to_string());
+        let mut texts = Vec::new();
+        for expr in args.exprs() {
+            match expr {
+                Expr::Literal(
+                    ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v),
+                    _,
+                ) => texts.push(v.clone()),
+                Expr::Literal(v, _) if v.is_null() => texts.push(None),
+                _ => {
+                    return Err(plan_error(
+                        "regexp_split_to_table in FROM takes text constants; over a column, \
+                         call it in the select list",
+                    ))
+                }
+            }
+        }
+        let pieces = match texts.as_slice() {
+            [Some(s), Some(p)] => functions::regexp_split(s, p, None),
+            [Some(s), Some(p), flags] => functions::regexp_split(s, p, flags.as_deref()),
+            [_, _] | [_, _, _] => Ok(Vec::new()),
+            _ => return Err(plan_error("regexp_split_to_table takes 2 or 3 arguments")),
+        }
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("regexp_split_to_table", DataType::Utf8, true),
+        ]));
+        let column = datafusion::arrow::array::StringArray::from_iter_values(pieces);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)])?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+            schema,
             vec![vec![batch]],
         )?))
     }
@@ -440,7 +490,7 @@ impl PgCatalog {
 
         // Tables whose rows depend on the session.
         type Fill = fn(&str, &mut Rows, &SessionInfo, &Names);
-        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 13] = [
+        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 14] = [
             (
                 &pg_catalog,
                 "pg_database",
@@ -449,6 +499,12 @@ impl PgCatalog {
             ),
             (&pg_catalog, "pg_roles", "pg_roles", fill_session_table),
             (&pg_catalog, "pg_cursors", "pg_cursors", fill_session_table),
+            (
+                &pg_catalog,
+                "pg_stat_activity",
+                "pg_stat_activity",
+                fill_session_table,
+            ),
             (&pg_catalog, "pg_user", "pg_user", fill_session_table),
             (
                 &pg_catalog,
@@ -1289,6 +1345,21 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
                     ]);
                 }
             }
+        }
+        // The session's own backend (PostgreSQL shows a non-superuser the other sessions
+        // with their details hidden; sluice's system.queries lists the running queries).
+        "pg_stat_activity" => {
+            let application = session.settings.get("application_name");
+            rows.push(&[
+                ("datid", s(DATABASE_OID)),
+                ("datname", s(&session.database)),
+                ("pid", s(session.backend_pid)),
+                ("usesysid", s(user_oid(&session.user))),
+                ("usename", s(&session.user)),
+                ("application_name", application),
+                ("state", s("active")),
+                ("backend_type", s("client backend")),
+            ]);
         }
         "pg_cursors" => {
             for cursor in &session.cursors {
