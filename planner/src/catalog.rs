@@ -509,14 +509,17 @@ fn check_columns(what: &str, named: &[String], columns: &[String]) -> Result<(),
     if named.is_empty() {
         return Err(format!("{what} names no columns"));
     }
-    for (i, c) in named.iter().enumerate() {
-        if !columns.contains(c) {
+    // A key may name thousands of columns: linear checks, not quadratic ones.
+    let existing: std::collections::HashSet<&String> = columns.iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    for c in named {
+        if !existing.contains(c) {
             return Err(format!(
                 "{what} column {c:?} does not exist (the table has {})",
                 columns.join(", ")
             ));
         }
-        if named[..i].contains(c) {
+        if !seen.insert(c) {
             return Err(format!("{what} names column {c:?} twice"));
         }
     }

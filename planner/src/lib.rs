@@ -319,23 +319,25 @@ impl Planner {
 
     /// Why the table or view `schema.name` cannot be used, if it is defined but cannot.
     pub fn unavailable(&self, qualified: &str) -> Option<QueryError> {
+        self.catalog_schema(qualified, |schema, name| schema.unavailable(name))
+    }
+
+    /// `f` on the catalog schema of `schema.table` and the table's name.
+    fn catalog_schema<T>(
+        &self,
+        qualified: &str,
+        f: impl FnOnce(&catalog::CatalogSchema, &str) -> Option<T>,
+    ) -> Option<T> {
         let (schema, name) = split_name(qualified).ok()?;
         let catalog = self.base.catalog_list().catalog(CATALOG)?;
         let schema = catalog.schema(schema)?;
-        schema
-            .downcast_ref::<catalog::CatalogSchema>()?
-            .unavailable(name)
+        f(schema.downcast_ref::<catalog::CatalogSchema>()?, name)
     }
 
     /// Why a table's declared keys do not fit the catalog (a column that does not exist,
     /// a foreign key to no primary key), if they do not.
     pub fn key_error(&self, qualified: &str) -> Option<QueryError> {
-        let (schema, name) = split_name(qualified).ok()?;
-        let catalog = self.base.catalog_list().catalog(CATALOG)?;
-        let schema = catalog.schema(schema)?;
-        schema
-            .downcast_ref::<catalog::CatalogSchema>()?
-            .key_error(name)
+        self.catalog_schema(qualified, |schema, name| schema.key_error(name))
     }
 
     /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs
@@ -486,7 +488,7 @@ impl Planner {
                 )
             })?;
         self.authorize(&plan, session)?;
-        Ok(fold_output_casts(plan))
+        fold_output_casts(plan)
     }
 
     /// The types DataFusion inferred for `$1…$n` (None where it could not tell).
@@ -842,7 +844,7 @@ pub(crate) fn authorize(
 /// `compat::int4_output_constants`) as the int4 literal it is. Left to the optimizer, the
 /// fold is a change in its first pass, which costs a second pass over the whole plan — for
 /// `SELECT 1`, most of what planning it costs.
-fn fold_output_casts(plan: LogicalPlan) -> LogicalPlan {
+fn fold_output_casts(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
     use datafusion::common::tree_node::Transformed;
     use datafusion::logical_expr::{Cast, Expr};
     let fold = |expr: Expr| -> datafusion::error::Result<Transformed<Expr>> {
@@ -870,15 +872,21 @@ fn fold_output_casts(plan: LogicalPlan) -> LogicalPlan {
             None => Transformed::no(expr),
         })
     };
-    match plan {
-        LogicalPlan::Projection(_) => {
-            let original = plan.clone();
-            plan.map_expressions(fold)
-                .map(|t| t.data)
-                .unwrap_or(original)
-        }
-        other => other,
+    // Most statements have nothing to fold: look before rebuilding (no plan copy).
+    let LogicalPlan::Projection(projection) = &plan else {
+        return Ok(plan);
+    };
+    let foldable = projection.expr.iter().any(|e| {
+        matches!(e, Expr::Alias(a) if matches!(a.expr.as_ref(),
+            Expr::Cast(Cast { expr, field }) if field.metadata().is_empty()
+                && matches!(expr.as_ref(), Expr::Literal(..))))
+    });
+    if !foldable {
+        return Ok(plan);
     }
+    plan.map_expressions(fold)
+        .map(|t| t.data)
+        .map_err(QueryError::from)
 }
 
 pub fn postgres_names(statement: &Statement, schema: &SchemaRef) -> SchemaRef {
