@@ -595,6 +595,12 @@ pub async fn serve(
                 )));
                 process_error(&mut socket, error, is_extended).await?;
                 if password || severity == "FATAL" {
+                    // The client may still be sending the message's body: read (and skip)
+                    // it for a moment, so the close does not reset the connection before
+                    // the client has read why.
+                    let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
                     let _ = socket.close().await;
                     return Ok(());
                 }
