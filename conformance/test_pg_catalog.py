@@ -173,7 +173,7 @@ def test_catalog_functions_and_casts(sluice):
             "to_regtype('integer'), current_schema(), current_schemas(true), "
             "current_setting('server_version_num'), pg_catalog.pg_get_userbyid(10), "
             "has_table_privilege('tpch.nation', 'SELECT')").fetchone()
-        assert row == (1259, "integer", "numeric(15,2)", 23, "public", ["pg_catalog", "public"],
+        assert row == (1259, "integer", "numeric(15,2)", "integer", "public", ["pg_catalog", "public"],
                        "150020", "sluice", True)
         # A recursive CTE, a window function and a regex over the catalog.
         rows = conn.execute(
@@ -666,7 +666,37 @@ SAME_AS_POSTGRESQL = [
     "SELECT count(*), min(datname) FROM pg_catalog.pg_stat_activity WHERE pid = pg_backend_pid()",
     "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
     "WHERE t.relname = 'partsupp' ORDER BY 1",
+    # OID-alias types: the object's name in text, typed regclass / regtype / regproc /
+    # regprocedure; `::oid` a number again.
+    "SELECT 'pg_class'::regclass, 'int4'::regtype, 'int4in'::regproc, "
+    "'int4pl(integer,integer)'::regprocedure, 'int4'::regtype::oid, to_regclass('tpch.nation')",
+    "SELECT typname, typinput, typreceive, typsubscript FROM pg_catalog.pg_type "
+    "WHERE oid IN (23, 1007) ORDER BY 1",
+    "SELECT c.oid::regclass FROM pg_catalog.pg_class c WHERE c.relname = 'nation'",
+    # Expressions over catalog columns keep PostgreSQL's types.
+    "SELECT nullif(relkind, 'x') AS k, CASE WHEN relname = 'x' THEN '-' ELSE relname END AS n, "
+    "coalesce(relname, 'x') AS c, relkind::text AS t FROM pg_catalog.pg_class "
+    "WHERE relname = 'nation'",
+    "SELECT min(relname), max(relkind), array_agg(relname ORDER BY relname) FROM pg_catalog.pg_class "
+    "WHERE relname IN ('nation', 'region')",
+    "SELECT ARRAY(SELECT relname FROM pg_catalog.pg_class WHERE false) AS e, "
+    "ARRAY(SELECT relname FROM pg_catalog.pg_class WHERE relname = 'nation') AS n",
+    "SELECT format_type(1043, 7), format_type(1184, 2), format_type(1042, 9), "
+    "format_type(1266, NULL), format_type(1015, -1), format_type(1014, NULL), format_type(1562, 4)",
 ]
+
+
+def test_oid_alias_types_in_binary_as_postgresql(sluice, reference):
+    """A binary-format client gets a regclass / regproc as PostgreSQL sends it: the OID."""
+    sql = ("SELECT 'pg_class'::regclass, t.typinput FROM pg_catalog.pg_type t "
+           "WHERE t.oid = 23")
+    with psycopg.connect(sluice.dsn(dbname=REFERENCE_DB), autocommit=True) as ours, \
+            psycopg.connect(reference, autocommit=True) as theirs:
+        got = ours.cursor(binary=True).execute(sql)
+        want = theirs.cursor(binary=True).execute(sql)
+        assert [d.type_code for d in got.description] == [2205, 24]
+        assert [d.type_code for d in got.description] == [d.type_code for d in want.description]
+        assert got.fetchall() == want.fetchall()
 
 
 @pytest.mark.parametrize("sql", SAME_AS_POSTGRESQL)

@@ -88,6 +88,7 @@ impl Session {
             } else {
                 self.cursors.list()
             },
+            protocol: self.protocol,
         }
     }
 }

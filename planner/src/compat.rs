@@ -347,10 +347,10 @@ impl VisitorMut for Rewriter<'_> {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         self.depth += 1;
-        let (catalog, ctes, top) = (self.catalog, &self.ctes, self.depth == 1);
+        let (catalog, ctes) = (self.catalog, &self.ctes);
         for_each_select(query.body.as_mut(), &mut |select| {
             expand_catalog_wildcards(select, catalog, ctes);
-            catalog_columns(select, catalog, ctes, top);
+            catalog_columns(select, catalog, ctes);
             unnest_lateral_joins(select);
             unnest_set_returning_calls(select);
             alias_duplicate_columns(select);
@@ -650,7 +650,8 @@ impl Rewriter<'_> {
         *expr = call(crate::pg_catalog::subquery::NAME, args);
     }
 
-    /// `ARRAY(SELECT x FROM … ORDER BY y)` → `(SELECT array_agg(x ORDER BY y) FROM …)`.
+    /// `ARRAY(SELECT x FROM … ORDER BY y)` → `coalesce((SELECT array_agg(x ORDER BY y)
+    /// FROM …), make_array())`.
     fn rewrite_array_subquery(&self, expr: &mut Expr) {
         let Expr::Function(f) = expr else {
             return;
@@ -681,6 +682,9 @@ impl Rewriter<'_> {
         *value = with_order_by(call("array_agg", vec![arg]), order_by);
         *expr = Expr::Subquery(Box::new(query));
         self.rewrite_scalar_subquery(expr);
+        // No rows is an empty array, not NULL (`coalesce(…, make_array())`).
+        let subquery = std::mem::replace(expr, Expr::value(ast::Value::Null));
+        *expr = call("coalesce", vec![subquery, call("make_array", vec![])]);
     }
 
     fn query_reads_only_catalog(&self, query: &Query) -> bool {
@@ -1004,7 +1008,8 @@ fn reg_type(data_type: &SqlType) -> Option<&'static str> {
     Some(match parts(name).last()?.as_str() {
         "regclass" => "regclass",
         "regtype" => "regtype",
-        "regproc" | "regprocedure" => "regproc",
+        "regproc" => "regproc",
+        "regprocedure" => "regprocedure",
         "regnamespace" => "regnamespace",
         "regrole" => "regrole",
         _ => return None,
@@ -1254,16 +1259,10 @@ const REGPROC_COLUMNS: &[(&str, &[&str])] = &[
 ///   joins pg_description on it) becomes that table's OID,
 ///   `'pg_catalog.<table>'::regclass::oid`;
 /// - a regproc column cast to text (`typreceive::text`, which the ADBC PostgreSQL driver
-///   matches against `array_recv`) is the function's name, `sluice_regproc_out(col)`; so
-///   is one the statement outputs as it is (`SELECT typreceive …`: the driver maps types
-///   by their receive function's name). Elsewhere (joins on `p.oid = t.typinput`) it
-///   stays the OID it is.
-fn catalog_columns(
-    select: &mut ast::Select,
-    catalog: &CatalogNames,
-    ctes: &HashSet<String>,
-    top: bool,
-) {
+///   matches against `array_recv`) is the function's name, `sluice_regproc_out(col)`.
+///   Elsewhere (joins on `p.oid = t.typinput`) it stays the OID it is; output as it is,
+///   it is a regproc column (the name in text, the OID in binary: `reg_output` in lib.rs).
+fn catalog_columns(select: &mut ast::Select, catalog: &CatalogNames, ctes: &HashSet<String>) {
     let tables: Vec<(String, String)> = catalog_relations(select, catalog, ctes)
         .into_iter()
         .filter(|(_, _, in_pg_catalog)| *in_pg_catalog)
@@ -1370,32 +1369,6 @@ fn catalog_columns(
     }
     // Only the select's own expressions (a subquery has its own FROM).
     let visitor = &mut TableOid(&tables, 0);
-    if top {
-        for item in &mut select.projection {
-            let (expr, alias) = match item {
-                ast::SelectItem::UnnamedExpr(e) => (e, None),
-                ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
-                _ => continue,
-            };
-            if !visitor.regproc(expr) {
-                continue;
-            }
-            let name = match (&alias, &*expr) {
-                (Some(a), _) => a.clone(),
-                (None, Expr::Identifier(c)) => c.clone(),
-                (None, Expr::CompoundIdentifier(idents)) => match idents.last() {
-                    Some(c) => c.clone(),
-                    None => continue,
-                },
-                _ => continue,
-            };
-            let column = std::mem::replace(expr, Expr::value(ast::Value::Null));
-            *item = ast::SelectItem::ExprWithAlias {
-                expr: call("sluice_regproc_out", vec![column]),
-                alias: name,
-            };
-        }
-    }
     for item in &mut select.projection {
         let _ = item.visit(visitor);
     }
@@ -1802,9 +1775,12 @@ impl TypePlanner for PgTypePlanner {
             )
         };
         let field = match lower.as_str() {
-            "oid" | "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace"
-            | "regrole" | "regoper" | "regoperator" | "regconfig" | "regdictionary" | "xid"
-            | "cid" => Field::new("", DataType::UInt32, true),
+            // `x::oid` is a plain OID again (`'int4'::regtype::oid` prints 23).
+            "oid" => pinned(DataType::UInt32, oids::OID),
+            "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole"
+            | "regoper" | "regoperator" | "regconfig" | "regdictionary" | "xid" | "cid" => {
+                Field::new("", DataType::UInt32, true)
+            }
             "name" => pinned(DataType::Utf8, oids::NAME),
             "char" if ident.quote_style.is_some() => pinned(DataType::Utf8, oids::CHAR),
             "pg_node_tree" | "aclitem" | "regconfig_text" => Field::new("", DataType::Utf8, true),
@@ -1996,7 +1972,8 @@ mod tests {
         assert_eq!(
             rewritten("SELECT array(SELECT rolname FROM pg_roles WHERE oid = ANY(p.polroles) ORDER BY 1) FROM pg_policy p"),
             format!(
-                "SELECT sluice_subquery('{inner}', '{}', p.polroles) FROM pg_catalog.pg_policy p",
+                "SELECT coalesce(sluice_subquery('{inner}', '{}', p.polroles), make_array()) \
+                 FROM pg_catalog.pg_policy p",
                 seal(inner)
             )
         );

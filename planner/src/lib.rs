@@ -26,6 +26,7 @@ mod join_keys;
 pub mod limits;
 pub mod locations;
 pub mod pg_catalog;
+mod result_types;
 pub mod session;
 pub mod storage;
 pub mod system;
@@ -44,7 +45,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::ExprSchemable;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionConfig;
@@ -488,7 +489,26 @@ impl Planner {
                 )
             })?;
         self.authorize(&plan, session)?;
-        fold_output_casts(plan)
+        let plan = fold_output_casts(plan)?;
+        if session.protocol == "pg" && !Self::reads_data(&plan) {
+            // Catalog queries: PostgreSQL's types of expressions over catalog columns.
+            let mut reads_table = false;
+            let _ = plan.apply_with_subqueries(|node| {
+                reads_table = matches!(node, LogicalPlan::TableScan(_));
+                Ok(if reads_table {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            });
+            let plan = if reads_table {
+                result_types::state_result_types(plan).map_err(QueryError::from)?
+            } else {
+                plan
+            };
+            return reg_output(plan, &state);
+        }
+        Ok(plan)
     }
 
     /// The types DataFusion inferred for `$1…$n` (None where it could not tell).
@@ -886,6 +906,48 @@ fn fold_output_casts(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
     }
     plan.map_expressions(fold)
         .map(|t| t.data)
+        .map_err(QueryError::from)
+}
+
+/// PostgreSQL's OID-alias types (`regclass`, `regproc`, …) are sent as the object's name
+/// in text and as its OID in binary. An output column of one of those types (its field
+/// pins the type: a catalog column such as `pg_type.typinput`, or `x::regclass`) becomes
+/// `{oid, name}`, which the pg front-end sends as either. Catalog and table-free queries
+/// of pg sessions only: the name functions are the session's, and the gateway runs them.
+fn reg_output(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, QueryError> {
+    use datafusion::common::Column;
+    use datafusion::logical_expr::expr::{FieldMetadata, ScalarFunction};
+    use datafusion::logical_expr::{lit, Expr};
+    use pg_catalog::types::{reg_out_function, PG_TYPE_KEY, REG_NAME_FIELD, REG_OID_FIELD};
+    let schema = plan.schema().clone();
+    let out = |field: &datafusion::arrow::datatypes::Field| {
+        let oid: u32 = field.metadata().get(PG_TYPE_KEY)?.parse().ok()?;
+        let function = reg_out_function(oid)?;
+        (field.data_type() == &DataType::UInt32)
+            .then(|| state.scalar_functions().get(function).cloned())
+            .flatten()
+    };
+    if !schema.fields().iter().any(|f| out(f).is_some()) {
+        return Ok(plan);
+    }
+    let exprs = schema.iter().map(|(qualifier, field)| {
+        let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+        let Some(function) = out(field) else {
+            return column;
+        };
+        let name = Expr::ScalarFunction(ScalarFunction::new_udf(function, vec![column.clone()]));
+        let pair = datafusion::functions::core::expr_fn::named_struct(vec![
+            lit(REG_OID_FIELD),
+            column,
+            lit(REG_NAME_FIELD),
+            name,
+        ]);
+        let metadata = FieldMetadata::from(field.metadata().clone());
+        pair.alias_qualified_with_metadata(qualifier.cloned(), field.name(), Some(metadata))
+    });
+    LogicalPlanBuilder::from(plan)
+        .project(exprs)
+        .and_then(|b| b.build())
         .map_err(QueryError::from)
 }
 

@@ -24,6 +24,9 @@ pub struct SessionInfo {
     pub access: Access,
     /// The session's open cursors (`pg_cursors`).
     pub cursors: Vec<CursorInfo>,
+    /// The front-end the session came through (`pg`, `flight`, `hs2`, `rest`; empty for
+    /// sluice's own planning): what a result's columns are sent as depends on it.
+    pub protocol: &'static str,
 }
 
 /// An open cursor, as `pg_cursors` shows it.
@@ -110,6 +113,7 @@ impl Default for SessionInfo {
             backend_pid: 0,
             access: Access::All,
             cursors: Vec::new(),
+            protocol: "",
         }
     }
 }

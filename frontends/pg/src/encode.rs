@@ -117,6 +117,9 @@ enum Kind<'a> {
         /// int2vector / oidvector: text `1 2`, binary lower bound 0.
         vector: bool,
     },
+    /// An OID-alias value (`regclass`, `regproc`, …): the object's name in text, its OID
+    /// in binary, as PostgreSQL sends them.
+    Reg(&'a UInt32Array, &'a StringArray),
     /// Everything else: Arrow's own text rendering. Sent as `text` (whose binary form is
     /// the same bytes), except numeric-typed columns (flag set), which a binary-format
     /// client gets as binary numeric.
@@ -176,6 +179,19 @@ impl<'a> ColumnWriter<'a> {
                     vector: false,
                 }
             }
+            DataType::Struct(fields)
+                if fields.len() == 2
+                    && fields[0].name() == types::REG_OID_FIELD
+                    && fields[1].name() == types::REG_NAME_FIELD =>
+            {
+                let pair = get!(StructArray);
+                let oids = pair.column(0).as_any().downcast_ref::<UInt32Array>();
+                let names = pair.column(1).as_any().downcast_ref::<StringArray>();
+                match (oids, names) {
+                    (Some(oids), Some(names)) => Kind::Reg(oids, names),
+                    _ => return Err("an OID-alias column of unexpected types".into()),
+                }
+            }
             other => {
                 let options = FormatOptions::default().with_null("");
                 let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
@@ -191,8 +207,13 @@ impl<'a> ColumnWriter<'a> {
                 )
             }
         };
+        // A pair is null where its OID is (`named_struct` itself never is).
+        let nulls = match &kind {
+            Kind::Reg(oids, _) => oids.logical_nulls(),
+            _ => array.logical_nulls(),
+        };
         Ok(Self {
-            nulls: array.logical_nulls(),
+            nulls,
             binary,
             kind,
         })
@@ -393,6 +414,13 @@ impl<'a> ColumnWriter<'a> {
                         }
                     }
                     buf.put_u8(b'}');
+                }
+            }
+            Kind::Reg(oids, names) => {
+                if binary {
+                    buf.put_u32(oids.value(row))
+                } else {
+                    buf.put_slice(names.value(row).as_bytes())
                 }
             }
             Kind::Display(formatter, numeric) => {

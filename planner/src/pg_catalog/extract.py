@@ -80,7 +80,7 @@ TYPES = {
 
 # Types stored as another one with the same text, reported with their own OID
 # (`column:stored@oid` in the header).
-REPORTED = {"aclitem[]": 1034, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
+REPORTED = {"aclitem[]": 1034, "regproc": 24, "regtype": 2206, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
             "int2vector": 22, "oidvector": 30}
 
 

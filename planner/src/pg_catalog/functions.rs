@@ -19,6 +19,7 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 
+use super::types::oids;
 use super::{readable, user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::SessionInfo;
@@ -114,9 +115,15 @@ impl ScalarUDFImpl for PgFn {
             }
         }
         let value = (self.eval)(&values).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // The folded value keeps the type the function is reported as.
+        let metadata = self.pg_type.map(|oid| {
+            datafusion::logical_expr::expr::FieldMetadata::from(std::collections::HashMap::from([
+                (super::types::PG_TYPE_KEY.to_string(), oid.to_string()),
+            ]))
+        });
         Ok(ExprSimplifyResult::Simplified(Expr::Literal(
             cast_to(value, &self.return_type)?,
-            None,
+            metadata,
         )))
     }
 }
@@ -444,16 +451,24 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         )))
     }));
     let n = names.clone();
-    f.push(udf("to_regtype", &[1], UInt32, IMMUTABLE, move |a| {
-        Ok(ScalarValue::UInt32(
-            text(arg(a, 0)).and_then(|t| n.type_oid(&t)),
-        ))
-    }));
+    f.push(pg_fn(
+        "to_regtype",
+        &[1],
+        UInt32,
+        Some(oids::REGTYPE),
+        IMMUTABLE,
+        move |a| {
+            Ok(ScalarValue::UInt32(
+                text(arg(a, 0)).and_then(|t| n.type_oid(&t)),
+            ))
+        },
+    ));
     let n = names.clone();
-    f.push(udf(
+    f.push(pg_fn(
         "sluice_regtype_in",
         &[1],
         UInt32,
+        Some(oids::REGTYPE),
         IMMUTABLE,
         move |a| {
             reg_in(arg(a, 0), "type", ErrorKind::UndefinedObject, |t| {
@@ -469,10 +484,11 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         })))
     }));
     let n = names.clone();
-    f.push(udf(
+    f.push(pg_fn(
         "sluice_regproc_in",
         &[1],
         UInt32,
+        Some(oids::REGPROC),
         IMMUTABLE,
         move |a| {
             reg_in(arg(a, 0), "function", ErrorKind::UndefinedFunction, |p| {
@@ -491,11 +507,51 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             None => p.to_string(),
         })))
     }));
+    // regprocedure: a function with its argument types, `int4in(cstring)`.
+    let n = names.clone();
+    f.push(pg_fn(
+        "sluice_regprocedure_in",
+        &[1],
+        UInt32,
+        Some(oids::REGPROCEDURE),
+        IMMUTABLE,
+        move |a| {
+            reg_in(arg(a, 0), "function", ErrorKind::UndefinedFunction, |p| {
+                let p = p.trim().to_ascii_lowercase();
+                let p = p.split('(').next().unwrap_or_default().trim();
+                n.proc_by_name
+                    .get(p.strip_prefix("pg_catalog.").unwrap_or(p))
+                    .copied()
+            })
+        },
+    ));
     let n = names.clone();
     f.push(udf(
+        "sluice_regprocedure_out",
+        &[1],
+        Utf8,
+        IMMUTABLE,
+        move |a| {
+            Ok(utf8(oid(arg(a, 0)).map(|p| match n.procs.get(&p) {
+                Some(proc) => {
+                    let args: Vec<String> = proc
+                        .args
+                        .iter()
+                        .map(|t| n.type_name(*t, -1).unwrap_or_else(|| t.to_string()))
+                        .collect();
+                    format!("{}({})", proc.name, args.join(","))
+                }
+                None if p == 0 => "-".into(),
+                None => p.to_string(),
+            })))
+        },
+    ));
+    let n = names.clone();
+    f.push(pg_fn(
         "sluice_regnamespace_in",
         &[1],
         UInt32,
+        Some(oids::REGNAMESPACE),
         IMMUTABLE,
         move |a| {
             reg_in(arg(a, 0), "schema", ErrorKind::UndefinedObject, |s| {
@@ -882,10 +938,11 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         Ok(utf8(first.clone()))
     }));
     let schemas = existing.clone();
-    f.push(udf(
+    f.push(pg_fn(
         "current_schemas",
         &[1],
         List(Arc::new(Field::new("item", Utf8, true))),
+        Some(1003), // name[]
         STABLE,
         move |a| {
             let mut list: Vec<ScalarValue> = Vec::new();
@@ -963,18 +1020,32 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
     }
     let n = names.clone();
     let p = path.clone();
-    f.push(udf("to_regclass", &[1], UInt32, STABLE, move |a| {
-        Ok(ScalarValue::UInt32(
-            text(arg(a, 0)).and_then(|t| n.relation_oid(&t, &p)),
-        ))
-    }));
+    f.push(pg_fn(
+        "to_regclass",
+        &[1],
+        UInt32,
+        Some(oids::REGCLASS),
+        STABLE,
+        move |a| {
+            Ok(ScalarValue::UInt32(
+                text(arg(a, 0)).and_then(|t| n.relation_oid(&t, &p)),
+            ))
+        },
+    ));
     let n = names.clone();
     let p = path.clone();
-    f.push(udf("sluice_regclass_in", &[1], UInt32, STABLE, move |a| {
-        reg_in(arg(a, 0), "relation", ErrorKind::UndefinedTable, |t| {
-            n.relation_oid(t, &p)
-        })
-    }));
+    f.push(pg_fn(
+        "sluice_regclass_in",
+        &[1],
+        UInt32,
+        Some(oids::REGCLASS),
+        STABLE,
+        move |a| {
+            reg_in(arg(a, 0), "relation", ErrorKind::UndefinedTable, |t| {
+                n.relation_oid(t, &p)
+            })
+        },
+    ));
     let n = names.clone();
     let v = visible.clone();
     f.push(udf("sluice_regclass_out", &[1], Utf8, STABLE, move |a| {

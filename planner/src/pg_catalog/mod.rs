@@ -390,7 +390,16 @@ impl Names {
             self.types
                 .get(&oid)
                 .map(|(ns, name)| match name.strip_prefix('_') {
-                    Some(element) if *ns == PG_CATALOG_OID => format!("{element}[]"),
+                    // `_bpchar` is `character[]`: the element's display name.
+                    Some(element) if *ns == PG_CATALOG_OID => {
+                        let element = self
+                            .types
+                            .iter()
+                            .find(|(_, (ns, name))| *ns == PG_CATALOG_OID && name == element)
+                            .and_then(|(oid, _)| format_type(*oid, -1))
+                            .unwrap_or_else(|| element.to_string());
+                        format!("{element}[]")
+                    }
                     _ => name.clone(),
                 })
         })

@@ -35,6 +35,28 @@ pub mod oids {
     pub const NUMERIC: u32 = 1700;
     pub const UUID: u32 = 2950;
     pub const UNKNOWN: u32 = 705;
+    pub const REGPROC: u32 = 24;
+    pub const REGPROCEDURE: u32 = 2202;
+    pub const REGCLASS: u32 = 2205;
+    pub const REGTYPE: u32 = 2206;
+    pub const REGNAMESPACE: u32 = 4089;
+}
+
+/// The fields of an OID-alias output column (see [`reg_out_function`]).
+pub const REG_OID_FIELD: &str = "sluice_reg_oid";
+pub const REG_NAME_FIELD: &str = "sluice_reg_name";
+
+/// The session function that names an object of an OID-alias type (`regclass` → the
+/// relation's name), for output: sent as the name in text, the OID in binary.
+pub fn reg_out_function(oid: u32) -> Option<&'static str> {
+    Some(match oid {
+        oids::REGPROC => "sluice_regproc_out",
+        oids::REGPROCEDURE => "sluice_regprocedure_out",
+        oids::REGCLASS => "sluice_regclass_out",
+        oids::REGTYPE => "sluice_regtype_out",
+        oids::REGNAMESPACE => "sluice_regnamespace_out",
+        _ => return None,
+    })
 }
 
 /// The array type of a built-in element type (`int4` → `_int4`), if it has one.
@@ -162,6 +184,11 @@ pub fn type_len(oid: u32) -> i16 {
         oids::BOOL | oids::CHAR => 1,
         oids::INT2 => 2,
         oids::INT4 | oids::OID | oids::FLOAT4 | oids::DATE => 4,
+        oids::REGPROC
+        | oids::REGPROCEDURE
+        | oids::REGCLASS
+        | oids::REGTYPE
+        | oids::REGNAMESPACE => 4,
         oids::INT8 | oids::FLOAT8 | oids::TIMESTAMP | oids::TIMESTAMPTZ | oids::TIME => 8,
         oids::INTERVAL | oids::UUID => 16,
         oids::NAME => 64,
@@ -172,6 +199,10 @@ pub fn type_len(oid: u32) -> i16 {
 /// `format_type(oid, typmod)` for the types sluice produces; `None` for others (the caller
 /// falls back to the name in pg_type).
 pub fn format_type(oid: u32, typmod: i32) -> Option<String> {
+    const BPCHAR: u32 = 1042;
+    const TIMETZ: u32 = 1266;
+    const BIT: u32 = 1560;
+    const VARBIT: u32 = 1562;
     let base = match oid {
         oids::BOOL => "boolean",
         oids::BYTEA => "bytea",
@@ -185,11 +216,40 @@ pub fn format_type(oid: u32, typmod: i32) -> Option<String> {
         oids::JSON => "json",
         oids::FLOAT4 => "real",
         oids::FLOAT8 => "double precision",
-        oids::VARCHAR => "character varying",
+        // Lengths and precisions as PostgreSQL prints them: `character varying(3)`,
+        // `timestamp(2) with time zone`.
+        oids::VARCHAR | BPCHAR | BIT | VARBIT => {
+            let base = match oid {
+                oids::VARCHAR => "character varying",
+                BPCHAR => "character",
+                BIT => "bit",
+                _ => "bit varying",
+            };
+            let length = if matches!(oid, BIT | VARBIT) {
+                typmod
+            } else {
+                typmod - 4
+            };
+            return Some(if typmod >= 0 && length >= 0 {
+                format!("{base}({length})")
+            } else {
+                base.into()
+            });
+        }
         oids::DATE => "date",
-        oids::TIME => "time without time zone",
-        oids::TIMESTAMP => "timestamp without time zone",
-        oids::TIMESTAMPTZ => "timestamp with time zone",
+        oids::TIME | TIMETZ | oids::TIMESTAMP | oids::TIMESTAMPTZ => {
+            let (base, zone) = match oid {
+                oids::TIME => ("time", "without"),
+                TIMETZ => ("time", "with"),
+                oids::TIMESTAMP => ("timestamp", "without"),
+                _ => ("timestamp", "with"),
+            };
+            return Some(if typmod >= 0 {
+                format!("{base}({typmod}) {zone} time zone")
+            } else {
+                format!("{base} {zone} time zone")
+            });
+        }
         oids::INTERVAL => "interval",
         oids::UUID => "uuid",
         oids::NUMERIC => {

@@ -1,0 +1,179 @@
+//! PostgreSQL's types of expressions over catalog columns, where the Arrow type does not
+//! say them: `nullif(a.attidentity, '')` is a `"char"`, `CASE WHEN … THEN '-' ELSE
+//! p.proname END` a `name`, `array_agg(e.enumlabel)` a `name[]`, `typtype::text` a `text`.
+//!
+//! A catalog column carries its PostgreSQL type in its field (`PG_TYPE_KEY`); DataFusion
+//! keeps it through column references but not through functions, `CASE` or aggregates,
+//! and keeps it through a cast to the same Arrow type (`"char"` → `text`) that should drop
+//! it. This pass states the type of those expressions the way PostgreSQL resolves it
+//! (a result follows its typed operands; an untyped string literal or NULL takes the
+//! others' type), as field metadata on the expression's alias, bottom-up so that a
+//! subquery's column is typed for the query above it. Catalog queries of pg sessions only:
+//! data queries have no pinned columns.
+
+use std::collections::HashMap;
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::expr::{AggregateFunction, Alias, FieldMetadata};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
+
+use crate::pg_catalog::types::{array_of, field_type_oid, oids, type_oid, PG_TYPE_KEY};
+
+/// The plan with the PostgreSQL types of its projected and aggregated expressions stated.
+pub fn state_result_types(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| {
+        // A child may have changed: this node's schema is made from the children's again.
+        let node = node.recompute_schema()?;
+        let (node, changed) = match node {
+            LogicalPlan::Projection(mut projection) => {
+                let changed = type_all(&mut projection.expr, projection.input.schema());
+                (LogicalPlan::Projection(projection), changed)
+            }
+            LogicalPlan::Aggregate(mut aggregate) => {
+                let changed = type_all(&mut aggregate.aggr_expr, aggregate.input.schema());
+                (LogicalPlan::Aggregate(aggregate), changed)
+            }
+            other => (other, false),
+        };
+        Ok(if changed {
+            Transformed::yes(node.recompute_schema()?)
+        } else {
+            Transformed::no(node)
+        })
+    })
+    .map(|t| t.data)
+}
+
+/// Type each expression (see [`typed`]); whether any changed.
+fn type_all(exprs: &mut [Expr], schema: &DFSchema) -> bool {
+    let mut changed = false;
+    for expr in exprs {
+        if let Some(typed) = typed(expr, schema) {
+            *expr = typed;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// `expr` aliased (under the name it has) with the PostgreSQL type it has, when that is
+/// not the type its field already reports.
+fn typed(expr: &Expr, schema: &DFSchema) -> Option<Expr> {
+    let (inner, alias) = match expr {
+        Expr::Alias(alias) => (alias.expr.as_ref(), Some(alias)),
+        Expr::Column(_) => return None,
+        other => (other, None),
+    };
+    let wanted = pg_type(inner, schema)?;
+    let (_, field) = expr.to_field(schema).ok()?;
+    if field_type_oid(&field) == wanted {
+        return None;
+    }
+    let metadata = FieldMetadata::from(HashMap::from([(
+        PG_TYPE_KEY.to_string(),
+        wanted.to_string(),
+    )]));
+    Some(match alias {
+        Some(alias) => Expr::Alias(
+            Alias::new(
+                alias.expr.as_ref().clone(),
+                alias.relation.clone(),
+                alias.name.clone(),
+            )
+            .with_metadata(Some(metadata)),
+        ),
+        None => {
+            let name = inner.schema_name().to_string();
+            inner.clone().alias_with_metadata(name, Some(metadata))
+        }
+    })
+}
+
+/// The PostgreSQL type of an expression as PostgreSQL resolves it, where that can differ
+/// from what its field says; `None` to leave it as it is.
+fn pg_type(expr: &Expr, schema: &DFSchema) -> Option<u32> {
+    match expr {
+        Expr::Alias(alias) => pg_type(&alias.expr, schema),
+        // `x::text` of a `"char"` or `name` column is text (DataFusion keeps the field's
+        // metadata through a cast between equal Arrow types).
+        Expr::Cast(cast) if cast.field.metadata().get(PG_TYPE_KEY).is_none() => {
+            Some(type_oid(cast.field.data_type()))
+        }
+        Expr::Case(case) => common(
+            case.when_then_expr
+                .iter()
+                .map(|(_, then)| then.as_ref())
+                .chain(case.else_expr.as_deref()),
+            schema,
+        ),
+        // A scalar subquery is of its one column's type.
+        Expr::ScalarSubquery(subquery) => {
+            let field = subquery.subquery.schema().fields().first()?.clone();
+            field
+                .metadata()
+                .contains_key(PG_TYPE_KEY)
+                .then(|| field_type_oid(&field))
+        }
+        Expr::ScalarFunction(f) => match f.func.name() {
+            "nullif" => f.args.first().and_then(|a| current(a, schema)),
+            "coalesce" | "greatest" | "least" => common(f.args.iter(), schema),
+            _ => None,
+        },
+        Expr::AggregateFunction(AggregateFunction { func, params }) => {
+            let arg = params.args.first()?;
+            match func.name() {
+                "array_agg" => array_of(current(arg, schema)?),
+                // PostgreSQL has no min/max of `name` or `"char"` (they are read as
+                // text) nor of the OID aliases (read as oid).
+                "min" | "max" => match current(arg, schema)? {
+                    oids::NAME | oids::CHAR => Some(oids::TEXT),
+                    oids::REGPROC
+                    | oids::REGPROCEDURE
+                    | oids::REGCLASS
+                    | oids::REGTYPE
+                    | oids::REGNAMESPACE => Some(oids::OID),
+                    _ => None,
+                },
+                "first_value" | "last_value" => current(arg, schema),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The type an operand has: what this pass makes it, else what its field says.
+fn current(expr: &Expr, schema: &DFSchema) -> Option<u32> {
+    pg_type(expr, schema).or_else(|| {
+        expr.to_field(schema)
+            .ok()
+            .map(|(_, field)| field_type_oid(&field))
+    })
+}
+
+/// The type of a result made of several operands (`CASE`, `coalesce`): theirs when the
+/// typed ones agree. Untyped string literals, NULLs and `make_array()` take the others'
+/// type.
+fn common<'a>(operands: impl Iterator<Item = &'a Expr>, schema: &DFSchema) -> Option<u32> {
+    let mut found = None;
+    for operand in operands {
+        let untyped = match operand {
+            Expr::Literal(value, None) => value.is_null() || matches!(value, ScalarValue::Utf8(_)),
+            // `ARRAY(…)` of no rows (see compat): an empty array of the other's type.
+            Expr::ScalarFunction(f) => f.func.name() == "make_array" && f.args.is_empty(),
+            _ => false,
+        };
+        if untyped {
+            continue;
+        }
+        let oid = current(operand, schema)?;
+        match found {
+            None => found = Some(oid),
+            Some(f) if f == oid => {}
+            Some(_) => return None,
+        }
+    }
+    found
+}
