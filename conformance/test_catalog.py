@@ -188,6 +188,59 @@ def test_manage_creates_what_survives_a_restart_and_drops_it(lake, tmp_path):
         again.stop()
 
 
+def test_dbt_builds_a_view_model_as_dbt_postgres_does(lake, tmp_path):
+    """dbt-postgres (macros postgres__create_view_as, postgres__rename_relation) names every
+    relation "database"."schema"."name", creates a model as `<name>__dbt_tmp` and renames it
+    with ALTER TABLE … RENAME TO; the renamed view survives a restart."""
+    (tmp_path / "sluice.toml").write_text(config(lake))
+    data = tmp_path / "data"
+    server = start_sluice("--config", str(tmp_path / "sluice.toml"), data_dir=data)
+    db = "analytics"
+    try:
+        with psycopg.connect(server.dsn(password=MANAGER, dbname=db), autocommit=True) as conn:
+            conn.execute("create schema lake")
+            conn.execute(f'create external table "{db}"."lake"."trips" stored as parquet '
+                         f"location '{lake}/trips/'")
+            conn.execute(f'create view "{db}"."lake"."long_trips__dbt_tmp" as (\n'
+                         f'  select id, mode from "{db}"."lake"."trips" where km > 40\n)')
+            cur = conn.execute(f'alter table "{db}"."lake"."long_trips__dbt_tmp" rename to "long_trips"')
+            assert cur.statusmessage == "ALTER TABLE"
+            want = duck(lake, LONG.format("(select * from trips where km > 40)"))
+            assert rows(conn, LONG.format(f'"{db}"."lake"."long_trips"')) == want
+            refused(conn, "select count(*) from lake.long_trips__dbt_tmp", "42P01")
+            # A table renames too; the view reads it by the name it was bound to, as a
+            # PostgreSQL view would not: renaming it back restores the view.
+            conn.execute("alter table lake.trips rename to trips_v2")
+            assert rows(conn, "select count(*) from lake.trips_v2") == [(2000,)]
+            conn.execute("alter table lake.trips_v2 rename to trips")
+
+            # Mistakes: clear errors, nothing changed.
+            assert "cross-database" in refused(
+                conn, 'alter table "elsewhere"."lake"."long_trips" rename to "x"', "0A000")
+            assert "cross-database" in refused(
+                conn, 'create view "elsewhere"."lake"."x" as select 1', "0A000")
+            assert "already exists" in refused(
+                conn, "alter table lake.long_trips rename to trips", "42P07")
+            refused(conn, "alter table lake.nope rename to nope2", "42P01")
+            conn.execute("alter table if exists lake.nope rename to nope2")
+            assert "config file" in refused(conn, "alter table conf.small rename to big", "25006")
+            assert "RENAME TO" in refused(conn, "alter table lake.trips add column x int", "0A000")
+            assert "without a schema" in refused(
+                conn, "alter table lake.long_trips rename to other.long_trips", "22023")
+            assert rows(conn, LONG.format("lake.long_trips")) == want
+        with pg(server, ANALYST) as conn:
+            assert "MANAGE" in refused(conn, "alter table lake.long_trips rename to mine", "42501")
+    finally:
+        server.stop()
+    again = start_sluice("--config", str(tmp_path / "sluice.toml"), data_dir=data)
+    try:
+        with pg(again, MANAGER) as conn:
+            assert rows(conn, LONG.format("lake.long_trips")) == want
+            refused(conn, "select count(*) from lake.long_trips__dbt_tmp", "42P01")
+    finally:
+        again.stop()
+
+
 def test_two_gateways_on_postgresql_share_the_catalog(lake, tmp_path):
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as admin:
         admin.execute("drop table if exists sluice_catalog")

@@ -400,6 +400,69 @@ impl Catalog {
                 current.managed = managed;
                 self.put_in_place(planner);
             }
+            CatalogChange::Rename {
+                name,
+                new_name,
+                if_exists,
+            } => {
+                let key = ddl::relation_key(name);
+                let renamed = match stored(&managed, &key) {
+                    Some(CatalogObject::Table(mut table)) => {
+                        table.name = new_name.clone();
+                        CatalogObject::Table(table)
+                    }
+                    Some(CatalogObject::View(mut view)) => {
+                        view.name = new_name.clone();
+                        CatalogObject::View(view)
+                    }
+                    _ if config_names.contains(name) => return Err(read_only(name)),
+                    _ if *if_exists => return Ok(()),
+                    _ => {
+                        return Err(QueryError::new(
+                            ErrorKind::UndefinedTable,
+                            format!("relation {name} does not exist"),
+                        ))
+                    }
+                };
+                if config_names.contains(new_name)
+                    || stored(&managed, &ddl::relation_key(new_name)).is_some()
+                {
+                    return Err(exists("relation", new_name));
+                }
+                managed = Managed::from_objects(
+                    objects(&managed)
+                        .into_iter()
+                        .filter(|o| o.key() != key)
+                        .chain([renamed.clone()]),
+                );
+                // Keys name the tables they reference: one that referenced the old name
+                // no longer fits, and the rename is refused before anything is stored.
+                let planner = self.build(&current.config, &managed).await?;
+                let tables = config_names
+                    .iter()
+                    .chain(managed.tables.iter().map(|t| &t.name));
+                if let Some(e) = tables.filter_map(|t| planner.key_error(t)).next() {
+                    return Err(e);
+                }
+                if !self
+                    .store
+                    .put_object(&renamed, false)
+                    .await
+                    .map_err(store_error)?
+                {
+                    return Err(exists("relation", new_name));
+                }
+                if !self.store.remove_object(&key).await.map_err(store_error)? {
+                    // Another gateway dropped or renamed it just now: undo ours.
+                    let _ = self.store.remove_object(&renamed.key()).await;
+                    return Err(QueryError::new(
+                        ErrorKind::UndefinedTable,
+                        format!("relation {name} does not exist"),
+                    ));
+                }
+                current.managed = managed;
+                self.put_in_place(planner);
+            }
         }
         Ok(())
     }

@@ -558,7 +558,7 @@ impl Engine {
                 return Ok(prepared);
             }
         }
-        if let Some(change) = planner::ddl::catalog_change(statement)? {
+        if let Some(change) = planner::ddl::catalog_change(statement, &session.database)? {
             return Ok(Prepared::Session(SessionCommand::Catalog(change)));
         }
         let info = session.info();

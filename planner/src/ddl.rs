@@ -6,8 +6,8 @@
 
 use datafusion::sql::parser::{CreateExternalTable, Statement};
 use datafusion::sql::sqlparser::ast::{
-    ConstraintCharacteristics, Expr, Ident, ObjectName, ObjectType, SchemaName,
-    Statement as SqlStatement, TableConstraint, Value,
+    AlterTableOperation, ConstraintCharacteristics, Expr, Ident, ObjectName, ObjectType,
+    RenameTableNameKind, SchemaName, Statement as SqlStatement, TableConstraint, Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +92,13 @@ pub enum CatalogChange {
         name: String,
         if_exists: bool,
     },
+    /// `ALTER TABLE … RENAME TO`: a table or a view, within its schema.
+    Rename {
+        /// `schema.name`, before and after.
+        name: String,
+        new_name: String,
+        if_exists: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +122,7 @@ impl CatalogChange {
                 DropKind::View => "DROP VIEW",
                 DropKind::Schema => "DROP SCHEMA",
             },
+            CatalogChange::Rename { .. } => "ALTER TABLE",
         }
     }
 }
@@ -148,12 +156,18 @@ fn parts(name: &ObjectName) -> Result<Vec<String>, QueryError> {
         .collect()
 }
 
-/// `schema.name` of a table or view name (`public` when unqualified).
-fn qualified(name: &ObjectName) -> Result<String, QueryError> {
+/// `schema.name` of a table or view name (`public` when unqualified); a three-part name
+/// is in the session's database (`database`, or `sluice` itself), as in PostgreSQL.
+fn qualified(name: &ObjectName, database: &str) -> Result<String, QueryError> {
     match parts(name)?.as_slice() {
         [table] => Ok(format!("{DEFAULT_SCHEMA}.{table}")),
         [schema, table] => Ok(format!("{schema}.{table}")),
-        [catalog, schema, table] if catalog == crate::CATALOG => Ok(format!("{schema}.{table}")),
+        [catalog, schema, table] if catalog == crate::CATALOG || catalog == database => {
+            Ok(format!("{schema}.{table}"))
+        }
+        [_, _, _] => Err(not_supported(format!(
+            "cross-database references are not implemented: {name}"
+        ))),
         _ => Err(invalid(format!("{name}: name it as schema.name"))),
     }
 }
@@ -165,10 +179,14 @@ fn schema_name_of(name: &ObjectName) -> Result<String, QueryError> {
     }
 }
 
-/// The change a statement asks for, if it is DDL sluice manages (None: not DDL).
-pub fn catalog_change(statement: &Statement) -> Result<Option<CatalogChange>, QueryError> {
+/// The change a statement asks for, if it is DDL sluice manages (None: not DDL), for a
+/// session connected to `database`.
+pub fn catalog_change(
+    statement: &Statement,
+    database: &str,
+) -> Result<Option<CatalogChange>, QueryError> {
     match statement {
-        Statement::CreateExternalTable(create) => external_table(create).map(Some),
+        Statement::CreateExternalTable(create) => external_table(create, database).map(Some),
         Statement::Statement(sql) => match sql.as_ref() {
             SqlStatement::CreateView(view) => {
                 if view.materialized {
@@ -183,7 +201,7 @@ pub fn catalog_change(statement: &Statement) -> Result<Option<CatalogChange>, Qu
                 }
                 Ok(Some(CatalogChange::Create {
                     object: CatalogObject::View(ViewDef {
-                        name: qualified(&view.name)?,
+                        name: qualified(&view.name, database)?,
                         sql: view.query.to_string(),
                     }),
                     if_not_exists: view.if_not_exists,
@@ -226,12 +244,38 @@ pub fn catalog_change(statement: &Statement) -> Result<Option<CatalogChange>, Qu
                 };
                 let name = match kind {
                     DropKind::Schema => schema_name_of(name)?,
-                    _ => qualified(name)?,
+                    _ => qualified(name, database)?,
                 };
                 Ok(Some(CatalogChange::Drop {
                     kind,
                     name,
                     if_exists: *if_exists,
+                }))
+            }
+            SqlStatement::AlterTable(alter) => {
+                // `ALTER TABLE s.a RENAME TO b` (dbt renames every model it builds): the
+                // only change a table whose columns come from its data can take.
+                let new_name =
+                    match alter.operations.as_slice() {
+                        [AlterTableOperation::RenameTable {
+                            table_name: RenameTableNameKind::To(to) | RenameTableNameKind::As(to),
+                        }] => to,
+                        _ => return Err(not_supported(
+                            "ALTER TABLE takes only RENAME TO here: a table's columns come from \
+                             its data (recreate it with CREATE EXTERNAL TABLE to change more)",
+                        )),
+                    };
+                let name = qualified(&alter.name, database)?;
+                let [new_name] = parts(new_name)?.try_into().map_err(|_| {
+                    invalid(format!(
+                        "RENAME TO {new_name}: give the new name without a schema (it stays in its schema)"
+                    ))
+                })?;
+                let schema = name.split_once('.').map_or(DEFAULT_SCHEMA, |(s, _)| s);
+                Ok(Some(CatalogChange::Rename {
+                    new_name: format!("{schema}.{new_name}"),
+                    name,
+                    if_exists: alter.if_exists,
                 }))
             }
             _ => Ok(None),
@@ -240,7 +284,10 @@ pub fn catalog_change(statement: &Statement) -> Result<Option<CatalogChange>, Qu
     }
 }
 
-fn external_table(create: &CreateExternalTable) -> Result<CatalogChange, QueryError> {
+fn external_table(
+    create: &CreateExternalTable,
+    database: &str,
+) -> Result<CatalogChange, QueryError> {
     if !create.columns.is_empty() {
         return Err(not_supported(
             "CREATE EXTERNAL TABLE reads the columns from the data: leave out the column list \
@@ -273,7 +320,7 @@ fn external_table(create: &CreateExternalTable) -> Result<CatalogChange, QueryEr
         )));
     }
     let mut def = TableDef {
-        name: qualified(&create.name)?,
+        name: qualified(&create.name, database)?,
         location: location.clone(),
         format,
         has_header: None,
@@ -283,7 +330,7 @@ fn external_table(create: &CreateExternalTable) -> Result<CatalogChange, QueryEr
         foreign_keys: Vec::new(),
     };
     for constraint in &create.constraints {
-        informational_key(constraint, &mut def)?;
+        informational_key(constraint, &mut def, database)?;
     }
     for (key, value) in &create.options {
         let text = match value {
@@ -348,7 +395,11 @@ fn not_enforced(
     }
 }
 
-fn informational_key(constraint: &TableConstraint, def: &mut TableDef) -> Result<(), QueryError> {
+fn informational_key(
+    constraint: &TableConstraint,
+    def: &mut TableDef,
+    database: &str,
+) -> Result<(), QueryError> {
     match constraint {
         TableConstraint::PrimaryKey(pk) => {
             not_enforced("PRIMARY KEY", &pk.characteristics)?;
@@ -383,7 +434,7 @@ fn informational_key(constraint: &TableConstraint, def: &mut TableDef) -> Result
             def.foreign_keys.push(ForeignKeyDef {
                 name: fk.name.as_ref().map(ident),
                 columns: fk.columns.iter().map(ident).collect(),
-                references: qualified(&fk.foreign_table)?,
+                references: qualified(&fk.foreign_table, database)?,
                 ref_columns: fk.referred_columns.iter().map(ident).collect(),
             });
             Ok(())
@@ -406,7 +457,7 @@ mod tests {
             .build()
             .expect("parser");
         let statement = parser.parse_statement().expect("parses");
-        catalog_change(&statement)
+        catalog_change(&statement, "sluice")
     }
 
     #[test]

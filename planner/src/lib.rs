@@ -413,6 +413,8 @@ impl Planner {
         ) {
             return Err(one_query());
         }
+        // `"db"."s"."t"` of the creator's database is `s.t` of this catalog for everyone.
+        compat::strip_database(&mut statement, &creator.database)?;
         compat::qualify_relations(
             &mut statement,
             &self.default_schema(creator),
