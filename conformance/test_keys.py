@@ -288,6 +288,10 @@ def test_config_keys_are_informational_and_filtered_by_grants(shop):
         assert rows(c, "SELECT count(*) FROM shop.orders o JOIN shop.customers c "
                        "ON o.customer = c.id") == [(2,)]
         assert rows(c, "SELECT o.id, count(*) FROM shop.orders o GROUP BY o.id") == [(1, 2), (3, 1)]
+        [(customers_oid, customers_size)] = rows(
+            c, "SELECT 'shop.customers'::regclass::oid, pg_relation_size('shop.customers')")
+        assert customers_size == len("id,name\n1,ann\n2,bob\n")
+        [(whole_database,)] = rows(c, "SELECT pg_database_size(current_database())")
     # The analyst reads shop.orders but not shop.customers: the foreign key that names
     # customers is hidden with it, in every view.
     with psycopg.connect(server.dsn(password=ANALYST), autocommit=True) as c:
@@ -302,6 +306,12 @@ def test_config_keys_are_informational_and_filtered_by_grants(shop):
         # tpch.nation is readable, tpch.region is not: nation's foreign key is hidden.
         assert rows(c, "SELECT conname FROM pg_catalog.pg_constraint WHERE connamespace = "
                        "'tpch'::regnamespace") == [("nation_pkey",)]
+        # Sizes too: a table the analyst may not read has none, even by its OID.
+        assert rows(c, f"SELECT pg_relation_size({customers_oid}), "
+                       f"pg_total_relation_size({customers_oid})") == [(None, None)]
+        assert rows(c, "SELECT pg_relation_size('shop.orders') > 0") == [(True,)]
+        assert rows(c, "SELECT pg_database_size(current_database()) < "
+                       f"{whole_database}") == [(True,)]
     pk = flight_keys(server, ANALYST, "CommandGetImportedKeys", field(2, "shop") + field(3, "orders"))
     assert pk == []
 

@@ -681,9 +681,34 @@ SAME_AS_POSTGRESQL = [
     "WHERE relname IN ('nation', 'region')",
     "SELECT ARRAY(SELECT relname FROM pg_catalog.pg_class WHERE false) AS e, "
     "ARRAY(SELECT relname FROM pg_catalog.pg_class WHERE relname = 'nation') AS n",
+    # Row counts as the files say them, as PostgreSQL's after ANALYZE (Power BI, Metabase).
+    "SELECT c.relname, c.reltuples FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+    "ON n.oid = c.relnamespace WHERE n.nspname = 'tpch' AND c.relkind = 'r' ORDER BY 1",
     "SELECT format_type(1043, 7), format_type(1184, 2), format_type(1042, 9), "
     "format_type(1266, NULL), format_type(1015, -1), format_type(1014, NULL), format_type(1562, 4)",
 ]
+
+
+def test_table_sizes_are_their_files(sluice):
+    """pg_relation_size & co. and pg_database_size: the bytes of the tables' files (sluice
+    has no TOAST and no index pages); a table the session may not read has no size."""
+    files = {t.name: sum(f.stat().st_size for f in t.rglob("*") if f.is_file())
+             for t in (sluice.data_dir / "tpch").iterdir() if t.is_dir()}
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        got = dict(conn.execute(
+            "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'tpch' AND c.relkind = 'r'").fetchall())
+        assert got == files and all(v > 0 for v in got.values())
+        same = conn.execute(
+            "SELECT pg_table_size('tpch.lineitem'), pg_total_relation_size('tpch.lineitem'), "
+            "pg_indexes_size('tpch.lineitem'), pg_relation_size('tpch.nation_pkey'), "
+            "relpages FROM pg_class WHERE oid = 'tpch.lineitem'::regclass").fetchone()
+        assert same == (files["lineitem"], files["lineitem"], 0, 0, -(-files["lineitem"] // 8192))
+        total = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        assert total >= sum(files.values())
+        assert conn.execute("SELECT n_live_tup FROM pg_stat_user_tables "
+                            "WHERE relname = 'nation'").fetchone() == (25,)
 
 
 def test_oid_alias_types_in_binary_as_postgresql(sluice, reference):

@@ -781,3 +781,90 @@ mod tests {
         assert!(def("a-b").qualified_name().is_err());
     }
 }
+
+/// What a data table holds, as its files say: rows from their statistics (Parquet
+/// footers, the Delta log), bytes the files take. `None` where they do not say (CSV rows).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSize {
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// Sizes of the data tables, by `schema.table` (pg_class.reltuples, pg_relation_size, …:
+/// what Power BI and Metabase read to size a table).
+pub type TableSizes = HashMap<String, TableSize>;
+
+/// How long measuring every table may take when a catalog is built: what DataFusion reads
+/// for it (listings, footers) it would read at the first query anyway, but a slow store
+/// must not hold up a start. Tables not measured by then have no size (`reltuples` -1,
+/// as PostgreSQL says of a table never analyzed).
+const SIZE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Measure the data tables of `catalog` by planning a scan of each.
+pub async fn table_sizes(
+    state: &SessionState,
+    catalog: &dyn datafusion::catalog::CatalogProvider,
+) -> TableSizes {
+    let deadline = tokio::time::Instant::now() + SIZE_BUDGET;
+    let mut sizes = TableSizes::new();
+    for schema_name in catalog.schema_names() {
+        let Some(schema) = catalog.schema(&schema_name) else {
+            continue;
+        };
+        for table_name in schema.table_names() {
+            let Ok(Some(table)) = schema.table(&table_name).await else {
+                continue;
+            };
+            if !is_data_table(table.as_ref()) {
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, size_of(state, table.as_ref())).await {
+                Ok(Ok(size)) => {
+                    sizes.insert(format!("{schema_name}.{table_name}"), size);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(table = %table_name, error = %e, "table not measured");
+                }
+                Err(_) => {
+                    tracing::info!("measuring tables took over {SIZE_BUDGET:?}: the rest have no size in pg_class");
+                    return sizes;
+                }
+            }
+        }
+    }
+    sizes
+}
+
+async fn size_of(
+    state: &SessionState,
+    table: &dyn TableProvider,
+) -> Result<TableSize, DataFusionError> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::physical_plan::FileScanConfig;
+    use datafusion::datasource::source::DataSourceExec;
+    let plan = table.scan(state, None, &[], None).await?;
+    let statistics = datafusion::physical_plan::statistics::StatisticsContext::default().compute(
+        plan.as_ref(),
+        &datafusion::physical_plan::statistics::StatisticsArgs::new(),
+    )?;
+    let rows = statistics.num_rows.get_value().map(|n| *n as u64);
+    let mut bytes = None;
+    plan.apply(|node| {
+        let files = (node.as_ref() as &dyn std::any::Any)
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| {
+                (exec.data_source().as_ref() as &dyn std::any::Any).downcast_ref::<FileScanConfig>()
+            });
+        if let Some(config) = files {
+            let sum: u64 = config
+                .file_groups
+                .iter()
+                .flat_map(|group| group.files())
+                .map(|file| file.object_meta.size)
+                .sum();
+            bytes = Some(bytes.unwrap_or(0) + sum);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(TableSize { rows, bytes })
+}

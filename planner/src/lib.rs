@@ -82,6 +82,8 @@ pub struct Planner {
     catalog_names: compat::CatalogNames,
     /// What one statement may ask, checked before it is planned.
     limits: Limits,
+    /// The data tables' rows and bytes, measured when the catalog was built.
+    sizes: Arc<catalog::TableSizes>,
 }
 
 /// A query bound and optimized, with the state (and start time) it was optimized in.
@@ -149,12 +151,13 @@ impl Planner {
             .with_type_planner(Arc::new(compat::PgTypePlanner))
             .build();
         let catalog = catalog::build_catalog(&state, tables, managed).await?;
+        let sizes = Arc::new(catalog::table_sizes(&state, catalog.as_ref()).await);
         if let Some(source) = system {
             catalog
                 .register_schema(system::SYSTEM, system::schema(source)?)
                 .map_err(QueryError::from)?;
         }
-        let pg = PgCatalog::new(catalog.as_ref()).await?;
+        let pg = PgCatalog::new(catalog.as_ref(), &sizes).await?;
         catalog
             .register_schema(pg_catalog::PG_CATALOG, pg.pg_catalog.clone())
             .map_err(QueryError::from)?;
@@ -213,6 +216,7 @@ impl Planner {
             pg,
             catalog_names,
             limits,
+            sizes,
         };
         if !managed.views.is_empty() {
             planner.register_views(&managed.views).await?;
@@ -272,7 +276,7 @@ impl Planner {
             }
             pending = failed.into_iter().map(|(view, _)| view).collect();
         }
-        self.pg = PgCatalog::new(catalog.as_ref()).await?;
+        self.pg = PgCatalog::new(catalog.as_ref(), &self.sizes).await?;
         catalog
             .register_schema(pg_catalog::PG_CATALOG, self.pg.pg_catalog.clone())
             .map_err(QueryError::from)?;

@@ -772,16 +772,6 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(udf("pg_is_in_recovery", &[0], Boolean, IMMUTABLE, |_| {
         Ok(ScalarValue::Boolean(Some(false)))
     }));
-    for name in [
-        "pg_relation_size",
-        "pg_total_relation_size",
-        "pg_table_size",
-        "pg_indexes_size",
-    ] {
-        f.push(udf(name, &[1, 2], Int64, IMMUTABLE, |a| {
-            Ok(ScalarValue::Int64(oid(arg(a, 0)).map(|_| 0)))
-        }));
-    }
     f.push(udf("pg_size_pretty", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(int(arg(a, 0)).map(size_pretty)))
     }));
@@ -843,7 +833,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
 /// The session-independent functions over the built-in catalog only (for workers).
 pub async fn builtin() -> Result<Vec<ScalarUDF>, QueryError> {
     let empty = datafusion::catalog::MemoryCatalogProvider::new();
-    let catalog = super::PgCatalog::new(&empty).await?;
+    let catalog = super::PgCatalog::new(&empty, &Default::default()).await?;
     Ok(static_functions(catalog.names))
 }
 
@@ -1018,6 +1008,57 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             ))
         }));
     }
+    // Sizes: the bytes of a data table's files (no TOAST, no index: one number for the
+    // table, its relation and its total), of what the session may read. A table it may not
+    // read is as one that does not exist: NULL.
+    for name in [
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+    ] {
+        let n = names.clone();
+        let p = path.clone();
+        let access = session.access.clone();
+        let indexes = name == "pg_indexes_size";
+        f.push(udf(name, &[1, 2], Int64, STABLE, move |a| {
+            // `pg_table_size('s.t')`: the literal is a regclass.
+            let relation = if is_text(arg(a, 0)) {
+                text(arg(a, 0)).and_then(|t| n.relation_oid(&t, &p))
+            } else {
+                oid(arg(a, 0))
+            };
+            let Some(o) = relation else {
+                return Ok(ScalarValue::Int64(None));
+            };
+            let size = match n.relation(o) {
+                Some(r) if readable(&access, r) => Some(if indexes {
+                    0
+                } else {
+                    r.size.bytes.unwrap_or(0) as i64
+                }),
+                Some(_) => None,
+                // An informational key's index holds nothing.
+                None => n.indexes.iter().any(|i| i.oid == o).then_some(0),
+            };
+            Ok(ScalarValue::Int64(size))
+        }));
+    }
+    // The database's size: its tables' files, those the session may read.
+    let n = names.clone();
+    let access = session.access.clone();
+    f.push(udf("pg_database_size", &[1], Int64, STABLE, move |a| {
+        if arg(a, 0).is_null() {
+            return Ok(ScalarValue::Int64(None));
+        }
+        let total: u64 = n
+            .relations
+            .iter()
+            .filter(|r| readable(&access, r))
+            .filter_map(|r| r.size.bytes)
+            .sum();
+        Ok(ScalarValue::Int64(Some(total as i64)))
+    }));
     let n = names.clone();
     let p = path.clone();
     f.push(pg_fn(

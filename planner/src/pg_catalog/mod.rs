@@ -229,6 +229,8 @@ pub struct Relation {
     pub kind: char,
     pub rowtype: u32,
     pub columns: Vec<Column>,
+    /// Rows and bytes of a data table, where its files say them.
+    pub size: crate::catalog::TableSize,
 }
 
 #[derive(Debug, Clone)]
@@ -428,12 +430,15 @@ pub struct PgCatalog {
 
 impl PgCatalog {
     /// Build both schemas over the data schemas of `data` (the `sluice` catalog).
-    pub async fn new(data: &dyn CatalogProvider) -> Result<Self, QueryError> {
+    pub async fn new(
+        data: &dyn CatalogProvider,
+        sizes: &crate::catalog::TableSizes,
+    ) -> Result<Self, QueryError> {
         let mut files: HashMap<&str, Rows> = HashMap::new();
         for (name, text) in DATA {
             files.insert(name, Rows::from_tsv(text)?);
         }
-        let names = Arc::new(Self::names(data, &files).await?);
+        let names = Arc::new(Self::names(data, &files, sizes).await?);
         let pg_catalog = MemorySchemaProvider::new();
         let information_schema = MemorySchemaProvider::new();
 
@@ -608,6 +613,7 @@ impl PgCatalog {
     async fn names(
         data: &dyn CatalogProvider,
         files: &HashMap<&str, Rows>,
+        sizes: &crate::catalog::TableSizes,
     ) -> Result<Names, QueryError> {
         let mut names = Names::default();
         names.namespaces.insert(PG_CATALOG_OID, PG_CATALOG.into());
@@ -699,6 +705,7 @@ impl PgCatalog {
                 kind: rel_cols[3][i].and_then(|k| k.chars().next()).unwrap_or('r'),
                 rowtype: num(rel_cols[4][i]).unwrap_or(0),
                 columns,
+                size: Default::default(),
             });
         }
 
@@ -750,6 +757,10 @@ impl PgCatalog {
                 if let Some(keys) = catalog_schema.and_then(|c| c.keys(&table_name)) {
                     keyed.push((oid, keys));
                 }
+                let size = sizes
+                    .get(&format!("{schema_name}.{table_name}"))
+                    .copied()
+                    .unwrap_or_default();
                 names.relations.push(Relation {
                     oid,
                     namespace: ns,
@@ -762,6 +773,7 @@ impl PgCatalog {
                     },
                     rowtype,
                     columns,
+                    size,
                 });
             }
         }
@@ -1009,7 +1021,10 @@ fn fill_classes(mut rows: Rows, names: &Names) -> Rows {
             ("relowner", s(OWNER_OID)),
             ("relam", s(if r.kind == 'r' { HEAP_AM_OID } else { 0 })),
             ("relfilenode", s(if r.kind == 'r' { r.oid } else { 0 })),
-            ("reltuples", s(-1)),
+            // Rows and 8 kB pages as the table's files say them; -1 when they do not
+            // (PostgreSQL's "never analyzed").
+            ("reltuples", s(r.size.rows.map_or(-1.0, |n| n as f64))),
+            ("relpages", s(r.size.bytes.map_or(0, |b| b.div_ceil(8192)))),
             ("relpersistence", s('p')),
             ("relkind", s(r.kind)),
             ("relnatts", s(r.columns.len())),
@@ -1236,6 +1251,7 @@ fn fill_attributes(mut rows: Rows, names: &Names) -> Rows {
                 name: i.name.clone(),
                 kind: 'i',
                 rowtype: 0,
+                size: Default::default(),
                 columns: i
                     .columns
                     .iter()
@@ -1306,6 +1322,7 @@ fn fill_stat_tables(mut rows: Rows, names: &Names) -> Rows {
             ("relid", s(r.oid)),
             ("schemaname", s(&r.schema)),
             ("relname", s(&r.name)),
+            ("n_live_tup", s(r.size.rows.unwrap_or(0))),
         ]);
     }
     rows
