@@ -613,13 +613,51 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         ("pg_get_partkeydef", &[1]),
         ("pg_get_statisticsobjdef_columns", &[1]),
         ("pg_get_serial_sequence", &[2]),
-        ("obj_description", &[1, 2]),
-        ("col_description", &[2]),
         ("shobj_description", &[2]),
         ("pg_get_functiondef", &[1]),
     ] {
         f.push(udf(name, counts, Utf8, IMMUTABLE, |_| Ok(utf8(None))));
     }
+    // Comments: PostgreSQL's own on built-in objects; sluice's objects have none.
+    const PG_PROC_OID: u32 = 1255;
+    const PG_CLASS_OID: u32 = 1259;
+    const PG_TYPE_OID: u32 = 1247;
+    const PG_NAMESPACE_OID: u32 = 2615;
+    let n = names.clone();
+    f.push(udf("obj_description", &[1, 2], Utf8, IMMUTABLE, move |a| {
+        let Some(object) = oid(arg(a, 0)) else {
+            return Ok(utf8(None));
+        };
+        let class = match a.get(1) {
+            Some(catalog) => match text(catalog) {
+                Some(catalog) => {
+                    let catalog = catalog.trim().to_ascii_lowercase();
+                    let catalog = catalog.strip_prefix("pg_catalog.").unwrap_or(&catalog);
+                    match n.relation_oid(catalog, &[PG_CATALOG.to_string()]) {
+                        Some(class) => Some(class),
+                        None => return Ok(utf8(None)),
+                    }
+                }
+                None => return Ok(utf8(None)),
+            },
+            None => None,
+        };
+        // One argument (deprecated): the object's comment in whichever catalog has it.
+        let classes: &[u32] = match &class {
+            Some(class) => std::slice::from_ref(class),
+            None => &[PG_PROC_OID, PG_CLASS_OID, PG_TYPE_OID, PG_NAMESPACE_OID],
+        };
+        Ok(utf8(classes.iter().find_map(|class| {
+            n.descriptions.get(&(object, *class, 0)).cloned()
+        })))
+    }));
+    let n = names.clone();
+    f.push(udf("col_description", &[2], Utf8, IMMUTABLE, move |a| {
+        let column = int(arg(a, 1)).and_then(|c| i32::try_from(c).ok());
+        Ok(utf8(oid(arg(a, 0)).zip(column).and_then(
+            |(table, column)| n.descriptions.get(&(table, PG_CLASS_OID, column)).cloned(),
+        )))
+    }));
     let n = names.clone();
     f.push(udf(
         "pg_get_function_result",
@@ -1198,6 +1236,8 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
                 OWNER_NAME.to_string()
             } else if o == me {
                 user.clone()
+            } else if let Some((_, name)) = super::PREDEFINED_ROLES.iter().find(|(r, _)| *r == o) {
+                name.to_string()
             } else {
                 format!("unknown (OID={o})")
             }

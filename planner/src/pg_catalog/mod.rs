@@ -271,6 +271,9 @@ pub struct Constraint {
 /// Names and OIDs, for the functions and casts that translate between them.
 #[derive(Debug, Default)]
 pub struct Names {
+    /// Comments on built-in objects (pg_description): (object OID, catalog OID,
+    /// sub-id) → text, for `obj_description` and `col_description`.
+    pub descriptions: HashMap<(u32, u32, i32), String>,
     pub namespaces: BTreeMap<u32, String>,
     pub relations: Vec<Relation>,
     /// type OID → (namespace OID, name)
@@ -637,6 +640,20 @@ impl PgCatalog {
                 }
             }
         }
+        let comments = &files["pg_description"];
+        let cols = ["objoid", "classoid", "objsubid", "description"].map(|c| comments.column(c));
+        for i in 0..cols[0].len() {
+            if let (Some(object), Some(class), Some(sub), Some(text)) = (
+                num(cols[0][i]),
+                num(cols[1][i]),
+                cols[2][i].and_then(|v| v.parse().ok()),
+                cols[3][i],
+            ) {
+                names
+                    .descriptions
+                    .insert((object, class, sub), text.to_string());
+            }
+        }
         let procs = &files["pg_proc"];
         let cols =
             ["oid", "proname", "prorettype", "proargtypes", "proretset"].map(|c| procs.column(c));
@@ -951,11 +968,17 @@ fn fill_namespaces(mut rows: Rows, names: &Names) -> Rows {
         // PostgreSQL's built-in schemas carry its default privileges: their owner may use
         // and create in them, everyone may use them.
         let builtin = [PG_CATALOG, INFORMATION_SCHEMA, "public"].contains(&name.as_str());
-        let acl = builtin.then(|| format!("{{{OWNER_NAME}=UC/{OWNER_NAME},=U/{OWNER_NAME}}}"));
+        // `public` belongs to pg_database_owner (PostgreSQL 15), the others to the owner.
+        let (owner, owner_name) = if name == "public" {
+            (DATABASE_OWNER_OID, "pg_database_owner")
+        } else {
+            (OWNER_OID, OWNER_NAME)
+        };
+        let acl = builtin.then(|| format!("{{{owner_name}=UC/{owner_name},=U/{owner_name}}}"));
         rows.push(&[
             ("oid", s(oid)),
             ("nspname", s(name)),
-            ("nspowner", s(OWNER_OID)),
+            ("nspowner", s(owner)),
             ("nspacl", acl),
         ]);
     }
@@ -1037,6 +1060,8 @@ fn fill_classes(mut rows: Rows, names: &Names) -> Rows {
         ]);
     }
     for i in &names.indexes {
+        // A key's index has an entry per row of its table.
+        let table_rows = names.relation(i.relation).and_then(|r| r.size.rows);
         rows.push(&[
             ("oid", s(i.oid)),
             ("relname", s(&i.name)),
@@ -1046,7 +1071,7 @@ fn fill_classes(mut rows: Rows, names: &Names) -> Rows {
             ("relam", s(BTREE_AM_OID)),
             ("relfilenode", s(i.oid)),
             ("relpages", s(1)),
-            ("reltuples", s(0)),
+            ("reltuples", s(table_rows.map_or(-1.0, |n| n as f64))),
             ("relpersistence", s('p')),
             ("relkind", s('i')),
             ("relnatts", s(i.columns.len())),
@@ -1280,7 +1305,12 @@ fn fill_attributes(mut rows: Rows, names: &Names) -> Rows {
                 ("attalign", s('i')),
                 (
                     "attstorage",
-                    s(if type_len(c.type_oid) < 0 { 'x' } else { 'p' }),
+                    // numeric is stored compressed in line (`main`), as PostgreSQL does.
+                    s(match type_len(c.type_oid) {
+                        _ if c.type_oid == oids::NUMERIC => 'm',
+                        len if len < 0 => 'x',
+                        _ => 'p',
+                    }),
                 ),
                 ("attcompression", s("")),
                 ("attnotnull", s(c.not_null)),
@@ -1351,6 +1381,20 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
             ("datctype", s("C.UTF-8")),
         ]),
         "pg_roles" | "pg_user" => {
+            // PostgreSQL 15's predefined roles (no login: not in pg_user).
+            if table == "pg_roles" {
+                for (oid, name) in PREDEFINED_ROLES {
+                    rows.push(&[
+                        ("rolname", s(name)),
+                        ("rolsuper", s(false)),
+                        ("rolinherit", s(true)),
+                        ("rolcanlogin", s(false)),
+                        ("rolconnlimit", s(-1)),
+                        ("rolpassword", s("********")),
+                        ("oid", s(oid)),
+                    ]);
+                }
+            }
             for (oid, name, superuser) in roles(session) {
                 if table == "pg_roles" {
                     rows.push(&[
@@ -1424,6 +1468,25 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
 }
 
 /// The roles a session sees: the owner of every object, and the session's own user.
+/// PostgreSQL 15's predefined roles, with their OIDs.
+pub const PREDEFINED_ROLES: [(u32, &str); 12] = [
+    (DATABASE_OWNER_OID, "pg_database_owner"),
+    (6181, "pg_read_all_data"),
+    (6182, "pg_write_all_data"),
+    (3373, "pg_monitor"),
+    (3374, "pg_read_all_settings"),
+    (3375, "pg_read_all_stats"),
+    (3377, "pg_stat_scan_tables"),
+    (4569, "pg_read_server_files"),
+    (4570, "pg_write_server_files"),
+    (4571, "pg_execute_server_program"),
+    (4200, "pg_signal_backend"),
+    (4544, "pg_checkpoint"),
+];
+
+/// `pg_database_owner`: PostgreSQL 15's owner of the `public` schema.
+pub const DATABASE_OWNER_OID: u32 = 6171;
+
 pub fn roles(session: &SessionInfo) -> Vec<(u32, String, bool)> {
     let mut roles = vec![(OWNER_OID, OWNER_NAME.to_string(), true)];
     if session.user != OWNER_NAME && !session.user.is_empty() {
