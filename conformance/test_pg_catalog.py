@@ -681,6 +681,12 @@ SAME_AS_POSTGRESQL = [
     "WHERE relname IN ('nation', 'region')",
     "SELECT ARRAY(SELECT relname FROM pg_catalog.pg_class WHERE false) AS e, "
     "ARRAY(SELECT relname FROM pg_catalog.pg_class WHERE relname = 'nation') AS n",
+    # Catalog columns NOT NULL where PostgreSQL's are (PgJDBC's isNullable reads this).
+    "SELECT a.attname, a.attnotnull FROM pg_catalog.pg_attribute a WHERE a.attrelid IN "
+    "('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_namespace'::regclass, "
+    "'pg_catalog.pg_attribute'::regclass) AND a.attnum > 0 ORDER BY a.attrelid, a.attnum",
+    "SELECT c.relname, c.relhasindex, c.relreplident FROM pg_catalog.pg_class c "
+    "WHERE c.oid IN ('pg_class'::regclass, 'pg_tables'::regclass)",
     # Row counts as the files say them, as PostgreSQL's after ANALYZE (Power BI, Metabase).
     "SELECT c.relname, c.reltuples FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
     "ON n.oid = c.relnamespace WHERE n.nspname = 'tpch' AND c.relkind = 'r' ORDER BY 1",

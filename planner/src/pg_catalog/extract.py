@@ -6,7 +6,8 @@ PostgreSQL's, and the built-in rows (types, functions, ranges, access methods, â
 PostgreSQL's own. This script reads both from a running server and writes one TSV per table:
 
     line 1:  column:type <TAB> column:type â€¦      (types: oid bool int2 int4 int8 float4
-                                                    text name char timestamptz, `[]` for arrays)
+                                                    text name char timestamptz, `[]` for arrays;
+                                                    `@oid` the type reported, `!` NOT NULL)
     line 2+: rows in PostgreSQL COPY text format   (\\N is NULL; arrays as {a,b,"c d"})
 
 Tables listed in STATIC keep their rows (the server's built-in objects only: oid < 16384);
@@ -90,7 +91,8 @@ def column_types(cur, table):
         """
         SELECT a.attname,
                format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
-                           NULL)
+                           NULL),
+               a.attnotnull
         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
         WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
         ORDER BY a.attnum
@@ -98,11 +100,12 @@ def column_types(cur, table):
         (table,),
     )
     cols = []
-    for name, pgtype in cur.fetchall():
+    for name, pgtype, not_null in cur.fetchall():
         if pgtype not in TYPES:
             sys.exit(f"{table}.{name}: no mapping for type {pgtype}")
         stored = TYPES[pgtype]
-        cols.append((name, f"{stored}@{REPORTED[pgtype]}" if pgtype in REPORTED else stored))
+        spec = f"{stored}@{REPORTED[pgtype]}" if pgtype in REPORTED else stored
+        cols.append((name, spec + ("!" if not_null else "")))
     return cols
 
 
@@ -117,7 +120,7 @@ def write_table(cur, table):
         exprs = []
         for n, t in cols:
             q = f'"{n}"'
-            t = t.split("@")[0]
+            t = t.split("@")[0].rstrip("!")
             exprs.append(f"({q}::oid[])::text" if t == "oid[]" else
                          f"({q}::int2[])::text" if t == "int2[]" else
                          f"({q}::oid)::text" if t == "oid" else f"{q}::text")

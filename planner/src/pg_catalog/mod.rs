@@ -703,11 +703,12 @@ impl PgCatalog {
                 .schema
                 .fields()
                 .iter()
-                .map(|f| Column {
+                .zip(&rows.columns.not_null)
+                .map(|(f, not_null)| Column {
                     name: f.name().clone(),
                     type_oid: field_type_oid(f),
                     typmod: -1,
-                    not_null: false,
+                    not_null: *not_null,
                 })
                 .collect();
             names.relations.push(Relation {
@@ -1035,7 +1036,9 @@ fn fill_row_types(mut rows: Rows, names: &Names) -> Rows {
 
 fn fill_classes(mut rows: Rows, names: &Names) -> Rows {
     for r in &names.relations {
-        let indexed = names.indexes.iter().any(|i| i.relation == r.oid);
+        // PostgreSQL's own catalog tables have indexes and no replica identity.
+        let system_table = r.schema == PG_CATALOG && r.kind == 'r';
+        let indexed = system_table || names.indexes.iter().any(|i| i.relation == r.oid);
         rows.push(&[
             ("oid", s(r.oid)),
             ("relname", s(&r.name)),
@@ -1052,7 +1055,14 @@ fn fill_classes(mut rows: Rows, names: &Names) -> Rows {
             ("relkind", s(r.kind)),
             ("relnatts", s(r.columns.len())),
             ("relispopulated", s('t')),
-            ("relreplident", s(if r.kind == 'r' { 'd' } else { 'n' })),
+            (
+                "relreplident",
+                s(if r.kind == 'r' && !system_table {
+                    'd'
+                } else {
+                    'n'
+                }),
+            ),
             ("relhasindex", s(indexed)),
             // PostgreSQL enforces a foreign key with triggers on both tables; sluice's keys
             // are informational, so it has none (and pg_trigger stays empty).
@@ -1467,7 +1477,6 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
     }
 }
 
-/// The roles a session sees: the owner of every object, and the session's own user.
 /// PostgreSQL 15's predefined roles, with their OIDs.
 pub const PREDEFINED_ROLES: [(u32, &str); 12] = [
     (DATABASE_OWNER_OID, "pg_database_owner"),
@@ -1487,6 +1496,7 @@ pub const PREDEFINED_ROLES: [(u32, &str); 12] = [
 /// `pg_database_owner`: PostgreSQL 15's owner of the `public` schema.
 pub const DATABASE_OWNER_OID: u32 = 6171;
 
+/// The roles a session sees: the owner of every object, and the session's own user.
 pub fn roles(session: &SessionInfo) -> Vec<(u32, String, bool)> {
     let mut roles = vec![(OWNER_OID, OWNER_NAME.to_string(), true)];
     if session.user != OWNER_NAME && !session.user.is_empty() {

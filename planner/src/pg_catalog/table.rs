@@ -106,6 +106,9 @@ pub struct Columns {
     pub names: Vec<String>,
     pub types: Vec<ColType>,
     pub schema: SchemaRef,
+    /// Which columns PostgreSQL declares NOT NULL (pg_attribute.attnotnull of the catalog
+    /// tables; the Arrow fields stay nullable).
+    pub not_null: Vec<bool>,
 }
 
 impl Columns {
@@ -113,10 +116,17 @@ impl Columns {
         let mut names = Vec::new();
         let mut types = Vec::new();
         let mut fields = Vec::new();
+        let mut not_null = Vec::new();
         for col in header.split('\t') {
             let (name, ty) = col.split_once(':').ok_or_else(|| {
                 QueryError::internal(format!("catalog data: bad column header {col}"))
             })?;
+            // `type!`: NOT NULL in PostgreSQL.
+            let (ty, required) = match ty.strip_suffix('!') {
+                Some(ty) => (ty, true),
+                None => (ty, false),
+            };
+            not_null.push(required);
             // `type@oid`: stored as `type`, reported as PostgreSQL's type `oid` (aclitem[],
             // pg_node_tree, xid: the same text as the stored type).
             let (ty, reported) = match ty.split_once('@') {
@@ -142,6 +152,7 @@ impl Columns {
             names,
             types,
             schema,
+            not_null,
         })
     }
 }
