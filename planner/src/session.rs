@@ -240,6 +240,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("bytea_output", "hex"),
     ("escape_string_warning", "on"),
     ("client_min_messages", "notice"),
+    // What pgAdmin and SQLAlchemy read; sluice creates nothing with them.
+    ("default_tablespace", ""),
+    ("default_table_access_method", "heap"),
 ];
 
 pub fn default_setting(name: &str) -> Option<&'static str> {

@@ -16,6 +16,7 @@ the others are written with no rows — sluice fills them from its own catalog a
     python3 planner/src/pg_catalog/extract.py "host=127.0.0.1 user=postgres dbname=test"
 """
 import os
+import re
 import sys
 
 import psycopg
@@ -41,6 +42,10 @@ STATIC = {
     "pg_catalog.pg_ts_dict": "oid < 16384",
     "pg_catalog.pg_ts_parser": "oid < 16384",
     "pg_catalog.pg_ts_template": "oid < 16384",
+    "pg_catalog.pg_opfamily": "oid < 16384",
+    "pg_catalog.pg_opclass": "oid < 16384",
+    # The extensions sluice has (pg_extension): PL/pgSQL, which every PostgreSQL has.
+    "pg_catalog.pg_available_extensions": "name = 'plpgsql'",
 }
 SCHEMA_ONLY = [
     "pg_catalog.pg_namespace", "pg_catalog.pg_class", "pg_catalog.pg_attribute",
@@ -53,7 +58,7 @@ SCHEMA_ONLY = [
     "pg_catalog.pg_depend", "pg_catalog.pg_foreign_table", "pg_catalog.pg_partitioned_table",
     "pg_catalog.pg_event_trigger", "pg_catalog.pg_shdescription", "pg_catalog.pg_tables",
     "pg_catalog.pg_views", "pg_catalog.pg_matviews", "pg_catalog.pg_auth_members",
-    "pg_catalog.pg_stat_user_tables", "pg_catalog.pg_opclass", "pg_catalog.pg_foreign_server",
+    "pg_catalog.pg_stat_user_tables", "pg_catalog.pg_foreign_server",
     "pg_catalog.pg_foreign_data_wrapper", "pg_catalog.pg_user_mapping",
     "pg_catalog.pg_seclabel", "pg_catalog.pg_seclabels", "pg_catalog.pg_db_role_setting",
     "pg_catalog.pg_subscription", "pg_catalog.pg_user_mappings", "pg_catalog.pg_prepared_xacts",
@@ -61,7 +66,8 @@ SCHEMA_ONLY = [
     "information_schema.views", "information_schema.table_constraints",
     "information_schema.key_column_usage", "information_schema.referential_constraints",
     "information_schema.constraint_column_usage", "pg_catalog.pg_policies",
-    "pg_catalog.pg_stat_activity",
+    "pg_catalog.pg_stat_activity", "pg_catalog.pg_locks", "pg_catalog.pg_default_acl",
+    "pg_catalog.pg_stat_all_tables", "pg_catalog.pg_authid",
 ]
 
 # PostgreSQL type (after resolving domains) -> the TSV type name.
@@ -81,7 +87,7 @@ TYPES = {
 
 # Types stored as another one with the same text, reported with their own OID
 # (`column:stored@oid` in the header).
-REPORTED = {"aclitem[]": 1034, "regproc": 24, "regtype": 2206, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
+REPORTED = {"aclitem[]": 1034, "inet": 869, "regproc": 24, "regtype": 2206, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
             "int2vector": 22, "oidvector": 30}
 
 
@@ -166,6 +172,19 @@ def main():
             rows = b"".join(bytes(chunk) for chunk in copy)
         with open(os.path.join(OUT, "pg_get_keywords.tsv"), "wb") as f:
             f.write(b"word:text\tcatcode:char\tbarelabel:bool\tcatdesc:text\tbaredesc:text\n" + rows)
+        # What pg_settings says of the settings sluice has (planner/src/session.rs DEFAULTS).
+        with open(os.path.join(HERE, "..", "session.rs")) as f:
+            session_rs = f.read()
+        block = session_rs[session_rs.index("const DEFAULTS"):]
+        block = block[:block.index("];")]
+        known = ", ".join(f"'{n}'" for n in re.findall(r'\("([a-z_]+)"', block))
+        with cur.copy(f"COPY (SELECT lower(name), category, short_desc, extra_desc, context, "
+                      f"vartype, unit, min_val, max_val, enumvals::text FROM pg_settings "
+                      f"WHERE lower(name) IN ({known}) ORDER BY 1) TO STDOUT") as copy:
+            rows = b"".join(bytes(chunk) for chunk in copy)
+        with open(os.path.join(OUT, "settings_info.tsv"), "wb") as f:
+            f.write(b"name:text\tcategory:text\tshort_desc:text\textra_desc:text\tcontext:text\t"
+                    b"vartype:text\tunit:text\tmin_val:text\tmax_val:text\tenumvals:text[]\n" + rows)
         with open(os.path.join(OUT, "VERSION"), "w") as f:
             f.write(f"extracted from PostgreSQL {version}\n")
 

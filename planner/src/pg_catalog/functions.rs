@@ -597,11 +597,44 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         "pg_opclass_is_visible",
         "pg_operator_is_visible",
         "pg_conversion_is_visible",
+        "pg_opfamily_is_visible",
+        "pg_ts_config_is_visible",
+        "pg_ts_dict_is_visible",
+        "pg_ts_parser_is_visible",
+        "pg_ts_template_is_visible",
+        "pg_statistics_obj_is_visible",
     ] {
         f.push(udf(name, &[1], Boolean, IMMUTABLE, |a| {
             Ok(ScalarValue::Boolean(oid(arg(a, 0)).map(|_| true)))
         }));
     }
+    // No session waits on another's lock: sluice takes none.
+    f.push(udf(
+        "pg_blocking_pids",
+        &[1],
+        List(Arc::new(Field::new("item", Int32, true))),
+        IMMUTABLE,
+        |a| {
+            Ok(match int(arg(a, 0)) {
+                Some(_) => ScalarValue::List(ScalarValue::new_list_nullable(&[], &Int32)),
+                None => ScalarValue::try_from(&List(Arc::new(Field::new("item", Int32, true))))
+                    .map_err(|e| QueryError::internal(e.to_string()))?,
+            })
+        },
+    ));
+    // `format(fmt, args…)`: %s, %I (identifier, quoted when needed), %L (literal), %%.
+    f.push(udf(
+        "format",
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+        Utf8,
+        IMMUTABLE,
+        |a| {
+            let Some(pattern) = text(arg(a, 0)) else {
+                return Ok(utf8(None));
+            };
+            format_args_pg(&pattern, &a[1..]).map(|t| utf8(Some(t)))
+        },
+    ));
     // sluice keeps no expression trees: defaults, index and constraint definitions are none.
     f.push(udf("pg_get_expr", &[2, 3], Utf8, IMMUTABLE, |a| {
         Ok(utf8(text(arg(a, 0))))
@@ -1230,6 +1263,25 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         },
     ));
     let me = user_oid(&user);
+    // `pg_has_role([user,] role, privilege)`: a role has itself; the owner (superuser) has
+    // every role.
+    let (me_name, owner) = (user.clone(), user == OWNER_NAME);
+    f.push(udf("pg_has_role", &[2, 3], Boolean, STABLE, move |a| {
+        let role = |v: &ScalarValue| -> Option<u32> {
+            if is_text(v) {
+                text(v).map(|r| user_oid(r.trim()))
+            } else {
+                oid(v)
+            }
+        };
+        let (member, target) = match a.len() {
+            3 => (role(&a[0]), role(&a[1])),
+            _ => (Some(user_oid(&me_name)), role(&a[0])),
+        };
+        Ok(ScalarValue::Boolean(member.zip(target).map(|(m, t)| {
+            m == t || (m == user_oid(&me_name) && owner) || m == OWNER_OID
+        })))
+    }));
     f.push(name_udf("pg_get_userbyid", &[1], STABLE, move |a| {
         Ok(utf8(oid(arg(a, 0)).map(|o| {
             if o == OWNER_OID {
@@ -1249,6 +1301,79 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         })
     }));
     f
+}
+
+/// PostgreSQL's `format`: `%s` a value as text (NULL as nothing), `%I` an identifier,
+/// `%L` a literal (NULL as `NULL`), `%%` a percent sign; `%n$` picks an argument.
+fn format_args_pg(pattern: &str, args: &[ScalarValue]) -> Result<String, QueryError> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    let mut next = 0;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        // `%n$`: an explicit argument position.
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        if !digits.is_empty() {
+            if chars.next() != Some('$') {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidValue,
+                    "format: unsupported format specifier (widths are not supported)",
+                ));
+            }
+            next = digits.parse::<usize>().unwrap_or(0).saturating_sub(1);
+        }
+        let kind = chars.next().ok_or_else(|| {
+            QueryError::new(
+                ErrorKind::InvalidValue,
+                "format: unterminated format() type specifier",
+            )
+        })?;
+        if kind == '%' {
+            out.push('%');
+            continue;
+        }
+        let value = args
+            .get(next)
+            .ok_or_else(|| QueryError::new(ErrorKind::InvalidValue, "format: too few arguments"))?;
+        next += 1;
+        let value = if value.is_null() { None } else { text(value) };
+        match (kind, value) {
+            ('s', v) => out.push_str(v.as_deref().unwrap_or("")),
+            ('I', Some(v)) => out.push_str(&quote_ident(&v)),
+            ('I', None) => {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidValue,
+                    "format: null values cannot be formatted as an SQL identifier",
+                ))
+            }
+            ('L', Some(v)) => out.push_str(&quote_literal(&v)),
+            ('L', None) => out.push_str("NULL"),
+            (other, _) => {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidValue,
+                    format!("format: unrecognized format() type specifier \"{other}\""),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A string as an SQL literal (`quote_literal`): doubled quotes, `E''` with backslashes.
+fn quote_literal(value: &str) -> String {
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 #[cfg(test)]

@@ -141,6 +141,12 @@ const DATA: &[(&str, &str)] = data!(
     "information_schema.constraint_column_usage",
     "pg_policies",
     "pg_stat_activity",
+    "pg_opfamily",
+    "pg_available_extensions",
+    "pg_locks",
+    "pg_default_acl",
+    "pg_stat_all_tables",
+    "pg_authid",
 );
 const RELATIONS: &str = include_str!("data/relations.tsv");
 const KEYWORDS: &str = include_str!("data/pg_get_keywords.tsv");
@@ -484,6 +490,7 @@ impl PgCatalog {
         let tables = fill_pg_tables(take(&mut files, "pg_tables")?, &names, 'r');
         let views = fill_pg_tables(take(&mut files, "pg_views")?, &names, 'v');
         let stats = fill_stat_tables(take(&mut files, "pg_stat_user_tables")?, &names);
+        let all_stats = fill_stat_tables(take(&mut files, "pg_stat_all_tables")?, &names);
         let indexes = fill_indexes(take(&mut files, "pg_index")?, &names);
         let constraints = fill_constraints(take(&mut files, "pg_constraint")?, &names);
         let depend = fill_depend(take(&mut files, "pg_depend")?, &names);
@@ -494,6 +501,7 @@ impl PgCatalog {
             ("pg_tables", tables, RowKey::Name("schemaname", "tablename")),
             ("pg_views", views, RowKey::Name("schemaname", "viewname")),
             ("pg_stat_user_tables", stats, RowKey::Relation("relid")),
+            ("pg_stat_all_tables", all_stats, RowKey::Relation("relid")),
             ("pg_index", indexes, RowKey::Relation("indrelid")),
             (
                 "pg_constraint",
@@ -507,7 +515,7 @@ impl PgCatalog {
 
         // Tables whose rows depend on the session.
         type Fill = fn(&str, &mut Rows, &SessionInfo, &Names);
-        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 14] = [
+        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 15] = [
             (
                 &pg_catalog,
                 "pg_database",
@@ -515,6 +523,7 @@ impl PgCatalog {
                 fill_session_table,
             ),
             (&pg_catalog, "pg_roles", "pg_roles", fill_session_table),
+            (&pg_catalog, "pg_authid", "pg_authid", fill_session_table),
             (&pg_catalog, "pg_cursors", "pg_cursors", fill_session_table),
             (
                 &pg_catalog,
@@ -1390,6 +1399,20 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
             ("datcollate", s("C.UTF-8")),
             ("datctype", s("C.UTF-8")),
         ]),
+        // The roles with their attributes (no password: sluice keeps none).
+        "pg_authid" => {
+            for (oid, name, superuser) in roles(session) {
+                rows.push(&[
+                    ("oid", s(oid)),
+                    ("rolname", s(name)),
+                    ("rolsuper", s(superuser)),
+                    ("rolinherit", s(true)),
+                    ("rolcanlogin", s(true)),
+                    ("rolconnlimit", s(-1)),
+                    ("rolpassword", None),
+                ]);
+            }
+        }
         "pg_roles" | "pg_user" => {
             // PostgreSQL 15's predefined roles (no login: not in pg_user).
             if table == "pg_roles" {
@@ -1458,23 +1481,69 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
             }
         }
         "pg_settings" => {
+            let info = settings_info();
             for (name, value, source) in session.settings.all() {
+                // What PostgreSQL says of the setting (its group, description, kind).
+                let about = |column: &str| -> Option<String> {
+                    info.get(name.to_ascii_lowercase().as_str())
+                        .and_then(|row| row.get(column).cloned().flatten())
+                };
                 rows.push(&[
                     ("name", s(&name)),
                     ("setting", s(&value)),
-                    ("category", s("Ungrouped")),
-                    ("short_desc", s("")),
-                    ("context", s("user")),
-                    ("vartype", s("string")),
+                    ("category", about("category").or_else(|| s("Ungrouped"))),
+                    ("short_desc", about("short_desc").or_else(|| s(""))),
+                    ("extra_desc", about("extra_desc")),
+                    ("context", about("context").or_else(|| s("user"))),
+                    ("vartype", about("vartype").or_else(|| s("string"))),
+                    ("unit", about("unit")),
+                    ("min_val", about("min_val")),
+                    ("max_val", about("max_val")),
+                    ("enumvals", about("enumvals")),
                     ("source", s(source)),
                     ("boot_val", s(&value)),
                     ("reset_val", s(&value)),
+                    ("sourceline", None),
                     ("pending_restart", s(false)),
                 ]);
             }
         }
         _ => {}
     }
+}
+
+/// PostgreSQL's pg_settings columns for the settings sluice has, by lower-case name.
+fn settings_info() -> &'static HashMap<String, HashMap<String, Option<String>>> {
+    static INFO: std::sync::OnceLock<HashMap<String, HashMap<String, Option<String>>>> =
+        std::sync::OnceLock::new();
+    INFO.get_or_init(|| {
+        let mut info = HashMap::new();
+        let Ok(rows) = Rows::from_tsv(include_str!("data/settings_info.tsv")) else {
+            return info;
+        };
+        let names = rows.columns.names.clone();
+        let columns: Vec<Vec<Option<String>>> = names
+            .iter()
+            .map(|c| {
+                rows.column(c)
+                    .into_iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect()
+            })
+            .collect();
+        for i in 0..columns.first().map_or(0, Vec::len) {
+            let Some(name) = columns[0][i].clone() else {
+                continue;
+            };
+            let row = names
+                .iter()
+                .zip(&columns)
+                .map(|(n, values)| (n.clone(), values[i].clone()))
+                .collect();
+            info.insert(name, row);
+        }
+        info
+    })
 }
 
 /// PostgreSQL 15's predefined roles, with their OIDs.
