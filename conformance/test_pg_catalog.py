@@ -687,6 +687,18 @@ SAME_AS_POSTGRESQL = [
     "'pg_catalog.pg_attribute'::regclass) AND a.attnum > 0 ORDER BY a.attrelid, a.attnum",
     "SELECT c.relname, c.relhasindex, c.relreplident FROM pg_catalog.pg_class c "
     "WHERE c.oid IN ('pg_class'::regclass, 'pg_tables'::regclass)",
+    # Functions in FROM that are not table functions (Grafana, pgAdmin), SQL-syntax
+    # functions and niladic current_schema (Rails), untyped LIMIT literals (asyncpg).
+    "SELECT s[i], i FROM generate_series(1, 2) AS i, string_to_array('a,b', ',') s ORDER BY 2",
+    "SELECT x FROM upper('abc') x",
+    "SELECT st.name, st.setting FROM pg_catalog.pg_show_all_settings() st "
+    "WHERE st.name = 'search_path'",
+    "SELECT current_schema, substring('fillfactor=70,x=1' FROM 'fillfactor=([0-9]*)'), "
+    "substring('abc' FROM 'b'), trim(' a '), position('b' IN 'abc')",
+    "SELECT n_name FROM tpch.nation ORDER BY 1 LIMIT '3' OFFSET '1'",
+    # information_schema's character_data columns are varchar, as PostgreSQL reports them.
+    "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+    "WHERE table_schema = 'tpch' AND table_name = 'region' ORDER BY ordinal_position",
     # Row counts as the files say them, as PostgreSQL's after ANALYZE (Power BI, Metabase).
     "SELECT c.relname, c.reltuples FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
     "ON n.oid = c.relnamespace WHERE n.nspname = 'tpch' AND c.relkind = 'r' ORDER BY 1",

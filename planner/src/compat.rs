@@ -335,6 +335,95 @@ fn parts(name: &ObjectName) -> Vec<String> {
         .collect()
 }
 
+/// A function in FROM that is not a table function, as PostgreSQL reads it:
+/// - `pg_show_all_settings()`, `pg_available_extensions()`: the rows of the catalog view
+///   made of them;
+/// - a scalar function (`string_to_array(…) s`, which Grafana joins to `generate_series`)
+///   is one row of its value, in a column named after the alias (or the function):
+///   `(SELECT f(…) AS s) AS s`.
+fn scalar_function_in_from(factor: &mut TableFactor) {
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias,
+        ..
+    } = factor
+    else {
+        return;
+    };
+    let function = parts(name);
+    let Some(last) = function.last() else {
+        return;
+    };
+    let system = function.len() == 1 || function[0] == PG_CATALOG;
+    if !system || TABLE_FUNCTIONS.contains(&last.as_str()) {
+        return;
+    }
+    // Set-returning functions that catalog views are made of: their rows.
+    let rows_of = match last.as_str() {
+        "pg_show_all_settings" => Some("SELECT * FROM pg_catalog.pg_settings"),
+        "pg_available_extensions" => {
+            Some("SELECT name, default_version, comment FROM pg_catalog.pg_available_extensions")
+        }
+        _ => None,
+    };
+    let (table, column) = match alias {
+        Some(a) => (
+            a.name.value.clone(),
+            a.columns
+                .first()
+                .map_or_else(|| a.name.value.clone(), |c| c.name.value.clone()),
+        ),
+        None => (last.clone(), last.clone()),
+    };
+    let call = Expr::Function(Function {
+        name: name.clone(),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.args.clone(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    });
+    let sql = match rows_of {
+        Some(_) if !args.args.is_empty() => return,
+        Some(rows) => rows.to_string(),
+        None => format!("SELECT {call} AS {}", Ident::with_quote('"', column)),
+    };
+    let Some(subquery) = parse_query(&sql) else {
+        return;
+    };
+    let columns = match (rows_of, alias) {
+        (Some(_), Some(a)) => std::mem::take(&mut a.columns),
+        _ => vec![],
+    };
+    *factor = TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(ast::TableAlias {
+            explicit: true,
+            name: Ident::with_quote('"', table),
+            columns,
+            at: None,
+        }),
+        sample: None,
+    };
+}
+
+/// A query the rewrites wrote as SQL text, parsed.
+fn parse_query(sql: &str) -> Option<Box<Query>> {
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_query())
+        .ok()
+}
+
 fn strip_system_qualifier(name: &mut ObjectName) {
     let p = parts(name);
     if p.len() == 2 && (p[0] == PG_CATALOG || p[0] == INFORMATION_SCHEMA) {
@@ -347,6 +436,21 @@ impl VisitorMut for Rewriter<'_> {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         self.depth += 1;
+        // `LIMIT '3' OFFSET '1'`: untyped literals read as the bigint they spell.
+        if let Some(ast::LimitClause::LimitOffset { limit, offset, .. }) = &mut query.limit_clause {
+            for bound in limit
+                .iter_mut()
+                .chain(offset.iter_mut().map(|o| &mut o.value))
+            {
+                if let Expr::Value(v) = bound {
+                    if let ast::Value::SingleQuotedString(text) = &v.value {
+                        if let Ok(n) = text.trim().parse::<i64>() {
+                            *bound = Expr::value(ast::Value::Number(n.to_string(), false));
+                        }
+                    }
+                }
+            }
+        }
         let (catalog, ctes) = (self.catalog, &self.ctes);
         for_each_select(query.body.as_mut(), &mut |select| {
             expand_catalog_wildcards(select, catalog, ctes);
@@ -364,6 +468,7 @@ impl VisitorMut for Rewriter<'_> {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        scalar_function_in_from(factor);
         if let TableFactor::Table {
             name, args, alias, ..
         } = factor
@@ -410,6 +515,30 @@ impl VisitorMut for Rewriter<'_> {
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         simple_case_as_searched(expr);
         match expr {
+            // `current_schema` is a function without parentheses, as `current_user` is.
+            Expr::Identifier(id)
+                if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("current_schema") =>
+            {
+                *expr = call("current_schema", vec![]);
+            }
+            // `substring(s FROM 'pattern')`: the POSIX regular expression's first
+            // parenthesized match, or the whole match (pgAdmin reads reloptions so).
+            Expr::Substring {
+                expr: value,
+                substring_from: Some(from),
+                substring_for: None,
+                ..
+            } if matches!(from.as_ref(), Expr::Value(v)
+                    if matches!(v.value, ast::Value::SingleQuotedString(_))) =>
+            {
+                let value = std::mem::replace(value.as_mut(), Expr::value(ast::Value::Null));
+                let pattern = std::mem::replace(from.as_mut(), Expr::value(ast::Value::Null));
+                let one = Expr::value(ast::Value::Number("1".into(), false));
+                *expr = call(
+                    "array_element",
+                    vec![call("regexp_match", vec![value, pattern]), one],
+                );
+            }
             Expr::Function(f) => {
                 strip_system_qualifier(&mut f.name);
                 // information_schema._pg_expandarray(a): unnest of its (x, n) records.
@@ -1438,11 +1567,7 @@ fn unnest_lateral_joins(select: &mut ast::Select) {
             Ident::with_quote('"', &column),
             from.relation
         );
-        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-        let Ok(subquery) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-            .try_with_sql(&sql)
-            .and_then(|mut p| p.parse_query())
-        else {
+        let Some(subquery) = parse_query(&sql) else {
             continue;
         };
         renamed.push((k.name.value.clone(), column, r.value.clone()));

@@ -1078,6 +1078,26 @@ fn pg_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> (String, u8) {
         }
         Expr::Exists { .. } => ("exists".into(), 2),
         Expr::Array(_) => ("array".into(), 2),
+        // SQL-syntax functions, by the function PostgreSQL calls.
+        Expr::Substring { .. } => ("substring".into(), 2),
+        Expr::Trim { .. } => ("btrim".into(), 2),
+        Expr::Position { .. } => ("position".into(), 2),
+        Expr::Extract { .. } => ("extract".into(), 2),
+        Expr::Ceil { .. } => ("ceil".into(), 2),
+        Expr::Floor { .. } => ("floor".into(), 2),
+        Expr::Overlay { .. } => ("overlay".into(), 2),
+        Expr::AtTimeZone { .. } => ("timezone".into(), 2),
+        Expr::Interval(_) => ("interval".into(), 1),
+        // `s[i]` is named after `s`, `(r).f` after `f`.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field))) => (
+                field
+                    .value
+                    .to_lowercase_if_unquoted(field.quote_style.is_some()),
+                2,
+            ),
+            _ => pg_name(root),
+        },
         _ => unnamed(),
     }
 }
