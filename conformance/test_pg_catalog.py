@@ -699,6 +699,19 @@ SAME_AS_POSTGRESQL = [
     # information_schema's character_data columns are varchar, as PostgreSQL reports them.
     "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
     "WHERE table_schema = 'tpch' AND table_name = 'region' ORDER BY ordinal_position",
+    # Catalog views and functions tools read (pgAdmin, DBeaver, Metabase, PgJDBC).
+    "SELECT count(*) FROM pg_catalog.pg_replication_slots",
+    "SELECT count(*) FROM information_schema.character_sets",
+    "SELECT count(*) FROM pg_catalog.pg_auth_members",
+    "SELECT count(*) > 1000 FROM pg_catalog.pg_timezone_names",
+    "SELECT pid = pg_backend_pid(), gss_authenticated, encrypted FROM pg_catalog.pg_stat_gssapi",
+    "SELECT txid_current() > 0, pg_postmaster_start_time() < now()",
+    # Casts: information_schema's domains, long type names, and the columns they name.
+    "SELECT 1::information_schema.cardinal_number, 'a'::information_schema.character_data, "
+    "'b'::information_schema.sql_identifier",
+    "SELECT '1'::integer, '1'::bigint, 'a'::varchar, '{1}'::int2[], '{a}'::text[], "
+    "'1.5'::numeric(5,2), 'x'::pg_catalog.text, '1'::double precision, 'a'::character varying(3)",
+    "SELECT '2020-01-01 10:00:00'::timestamptz, now() > '2020-01-01'::timestamptz",
     # Row counts as the files say them, as PostgreSQL's after ANALYZE (Power BI, Metabase).
     "SELECT c.relname, c.reltuples FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
     "ON n.oid = c.relnamespace WHERE n.nspname = 'tpch' AND c.relkind = 'r' ORDER BY 1",
@@ -727,6 +740,21 @@ def test_table_sizes_are_their_files(sluice):
         assert total >= sum(files.values())
         assert conn.execute("SELECT n_live_tup FROM pg_stat_user_tables "
                             "WHERE relname = 'nation'").fetchone() == (25,)
+
+
+def test_activity_counters_and_system_columns(sluice, reference):
+    """pg_stat_get_* counters are each server's own: sluice keeps none (0, never analyzed),
+    typed as PostgreSQL's; xmin, the writing transaction, is an xid (bootstrap rows: 1)."""
+    sql = ("SELECT pg_stat_get_numscans(c.oid), pg_stat_get_tuples_returned(c.oid), "
+           "pg_stat_get_tuples_inserted(c.oid), pg_stat_get_last_analyze_time(c.oid), "
+           "pg_stat_get_live_tuples(c.oid), c.xmin FROM pg_catalog.pg_class c "
+           "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+           "WHERE n.nspname = 'tpch' AND c.relname = 'nation'")
+    with psycopg.connect(sluice.dsn(dbname=REFERENCE_DB), autocommit=True) as ours, \
+            psycopg.connect(reference, autocommit=True) as theirs:
+        got, want = ours.execute(sql), theirs.execute(sql)
+        assert [d.type_code for d in got.description] == [d.type_code for d in want.description]
+        assert got.fetchall() == [(0, 0, 0, None, 25, "1")]
 
 
 def test_oid_alias_types_in_binary_as_postgresql(sluice, reference):

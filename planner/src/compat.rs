@@ -1097,8 +1097,15 @@ fn contains_aggregate(expr: &Expr) -> bool {
     found
 }
 
-/// `pg_catalog.text` → `text`: built-in type names may be schema-qualified.
+/// `pg_catalog.text` → `text`: built-in type names may be schema-qualified; and
+/// `character varying(n)` / `varchar(n)` is sluice's `varchar`.
 fn unqualify_type(data_type: &mut SqlType) {
+    // varchar is reported as varchar (DataFusion would make it text): the type planner
+    // pins it (its length is not enforced, as before).
+    if let SqlType::CharacterVarying(_) | SqlType::Varchar(_) = data_type {
+        *data_type = SqlType::Custom(ObjectName::from(vec![Ident::new("varchar")]), vec![]);
+        return;
+    }
     if let SqlType::Array(
         ast::ArrayElemTypeDef::SquareBracket(inner, _)
         | ast::ArrayElemTypeDef::AngleBracket(inner)
@@ -1160,7 +1167,9 @@ fn is_text_type(data_type: &SqlType) -> bool {
         SqlType::Text | SqlType::Varchar(_) | SqlType::CharacterVarying(_) | SqlType::String(_) => {
             true
         }
-        SqlType::Custom(name, _) => parts(name).last().is_some_and(|n| n == "name"),
+        SqlType::Custom(name, _) => parts(name)
+            .last()
+            .is_some_and(|n| n == "name" || n == "varchar"),
         _ => false,
     }
 }
@@ -1271,10 +1280,17 @@ fn unnest_set_returning_calls(select: &mut ast::Select) {
 }
 
 fn alias_duplicate_columns(select: &mut ast::Select) {
+    // DataFusion names a cast after what it casts: `'1'::int4` and `'1'::int8` are one name.
+    fn datafusion_name(mut expr: &Expr) -> String {
+        while let Expr::Cast { expr: inner, .. } | Expr::Nested(inner) = expr {
+            expr = inner;
+        }
+        expr.to_string()
+    }
     let mut seen = HashSet::new();
     for (i, item) in select.projection.iter_mut().enumerate() {
         if let ast::SelectItem::UnnamedExpr(expr) = item {
-            if !seen.insert(expr.to_string()) {
+            if !seen.insert(datafusion_name(expr)) {
                 let expr = std::mem::replace(expr, Expr::value(ast::Value::Null));
                 *item = ast::SelectItem::ExprWithAlias {
                     expr,
@@ -1384,6 +1400,7 @@ const REGPROC_COLUMNS: &[(&str, &[&str])] = &[
 ];
 
 /// Catalog columns that need PostgreSQL's reading, in a select over pg_catalog tables:
+/// - `c.xmin` (a system column: the writing transaction) is 1, the bootstrap's;
 /// - `c.tableoid` (PostgreSQL's system column: the OID of the table a row is in; DBD::Pg
 ///   joins pg_description on it) becomes that table's OID,
 ///   `'pg_catalog.<table>'::regclass::oid`;
@@ -1459,6 +1476,26 @@ fn catalog_columns(select: &mut ast::Select, catalog: &CatalogNames, ctes: &Hash
                     *expr = call("sluice_regproc_out", vec![column]);
                     return ControlFlow::Continue(());
                 }
+            }
+            // `c.xmin`: the transaction that wrote the row; catalog rows are the
+            // bootstrap's, transaction 1 (PostgreSQL's FrozenTransactionId is 2, its
+            // bootstrap rows say 1).
+            let xmin = match expr {
+                Expr::CompoundIdentifier(idents) => matches!(idents.as_slice(),
+                    [r, c] if c.value.eq_ignore_ascii_case("xmin")
+                        && self.0.iter().any(|(reference, _)| reference == &r.value)),
+                Expr::Identifier(c) => c.value.eq_ignore_ascii_case("xmin") && self.0.len() == 1,
+                _ => false,
+            };
+            if xmin {
+                *expr = Expr::Cast {
+                    kind: ast::CastKind::DoubleColon,
+                    expr: Box::new(Expr::value(ast::Value::Number("1".into(), false))),
+                    data_type: SqlType::Custom(ObjectName::from(vec![Ident::new("xid")]), vec![]),
+                    array: false,
+                    format: None,
+                };
+                return ControlFlow::Continue(());
             }
             let table = match expr {
                 Expr::CompoundIdentifier(idents) => match idents.as_slice() {
@@ -1876,6 +1913,9 @@ impl ExprPlanner for UnknownLiteralPlanner {
     }
 }
 
+/// `xid`: a transaction id (reported as such; its value is an unsigned 32-bit number).
+const XID: u32 = 28;
+
 /// PostgreSQL's system types as Arrow types.
 #[derive(Debug, Default)]
 pub struct PgTypePlanner;
@@ -1903,10 +1943,24 @@ impl TypePlanner for PgTypePlanner {
             // `x::oid` is a plain OID again (`'int4'::regtype::oid` prints 23).
             "oid" => pinned(DataType::UInt32, oids::OID),
             "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole"
-            | "regoper" | "regoperator" | "regconfig" | "regdictionary" | "xid" | "cid" => {
+            | "regoper" | "regoperator" | "regconfig" | "regdictionary" | "cid" => {
                 Field::new("", DataType::UInt32, true)
             }
             "name" => pinned(DataType::Utf8, oids::NAME),
+            "varchar" => pinned(DataType::Utf8, oids::VARCHAR),
+            // information_schema's domains, as the types they are over.
+            "sql_identifier" => pinned(DataType::Utf8, oids::NAME),
+            "character_data" | "yes_or_no" => pinned(DataType::Utf8, oids::VARCHAR),
+            "cardinal_number" => pinned(DataType::Int32, oids::INT4),
+            "time_stamp" => Field::new(
+                "",
+                DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                ),
+                true,
+            ),
+            "xid" => pinned(DataType::UInt32, XID),
             "char" if ident.quote_style.is_some() => pinned(DataType::Utf8, oids::CHAR),
             "pg_node_tree" | "aclitem" | "regconfig_text" => Field::new("", DataType::Utf8, true),
             "int2vector" => Field::new(

@@ -119,11 +119,14 @@ impl Planner {
         storage: Arc<storage::Registry>,
         limits: Limits,
     ) -> Result<Self, QueryError> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .with_target_partitions(target_partitions.max(1));
+        // `now()` and `x::timestamptz` are timestamps with a time zone, as in PostgreSQL
+        // (the server's zone is UTC): without one DataFusion makes them plain timestamps.
+        config.options_mut().execution.time_zone = Some("UTC".into());
         // DataFusion keeps directory listings forever by default: a file added to a table
         // would never be seen. sluice lists at every plan (the result cache keys on the
         // same listing, so the two never disagree).
@@ -1060,7 +1063,7 @@ fn pg_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> (String, u8) {
         Expr::Cast {
             expr, data_type, ..
         } => match pg_name(expr) {
-            (_, strength) if strength <= 1 => (data_type.to_string().to_lowercase(), 1),
+            (_, strength) if strength <= 1 => (pg_type_name(data_type), 1),
             strong => strong,
         },
         Expr::Nested(inner) => pg_name(inner),
@@ -1100,6 +1103,44 @@ fn pg_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> (String, u8) {
         },
         _ => unnamed(),
     }
+}
+
+/// The name PostgreSQL gives a cast's column: the type's own name (`int4` for `integer`,
+/// `varchar` for `character varying(3)`, the element's for an array, the last part of a
+/// qualified name).
+fn pg_type_name(data_type: &datafusion::sql::sqlparser::ast::DataType) -> String {
+    let written = data_type.to_string().to_lowercase();
+    let mut name = written.trim_end_matches("[]").trim();
+    if let Some(open) = name.find('(') {
+        let close = name.rfind(')').map_or(name.len(), |c| c + 1);
+        let rest = name[close..].trim();
+        // `timestamp(2) with time zone`: the precision out, the zone kept.
+        return pg_internal_name(&format!("{} {rest}", name[..open].trim()).trim().to_string());
+    }
+    if let Some((_, last)) = name.rsplit_once('.') {
+        name = last;
+    }
+    pg_internal_name(name.trim_matches('"'))
+}
+
+fn pg_internal_name(name: &str) -> String {
+    match name {
+        "integer" | "int" => "int4",
+        "bigint" => "int8",
+        "smallint" => "int2",
+        "real" => "float4",
+        "double precision" | "float" => "float8",
+        "boolean" => "bool",
+        "character varying" => "varchar",
+        "character" | "char" => "bpchar",
+        "decimal" => "numeric",
+        "timestamp with time zone" => "timestamptz",
+        "timestamp without time zone" => "timestamp",
+        "time with time zone" => "timetz",
+        "time without time zone" => "time",
+        other => other,
+    }
+    .to_string()
 }
 
 /// The column a cast-like call's only argument names, if it is a column.

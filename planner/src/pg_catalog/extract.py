@@ -44,8 +44,11 @@ STATIC = {
     "pg_catalog.pg_ts_template": "oid < 16384",
     "pg_catalog.pg_opfamily": "oid < 16384",
     "pg_catalog.pg_opclass": "oid < 16384",
+    # The predefined roles' memberships (pg_monitor's).
+    "pg_catalog.pg_auth_members": "roleid < 16384 AND member < 16384",
     # The extensions sluice has (pg_extension): PL/pgSQL, which every PostgreSQL has.
     "pg_catalog.pg_available_extensions": "name = 'plpgsql'",
+    "pg_catalog.pg_timezone_names": "true",
 }
 SCHEMA_ONLY = [
     "pg_catalog.pg_namespace", "pg_catalog.pg_class", "pg_catalog.pg_attribute",
@@ -57,7 +60,7 @@ SCHEMA_ONLY = [
     "pg_catalog.pg_publication_namespace", "pg_catalog.pg_trigger", "pg_catalog.pg_rewrite",
     "pg_catalog.pg_depend", "pg_catalog.pg_foreign_table", "pg_catalog.pg_partitioned_table",
     "pg_catalog.pg_event_trigger", "pg_catalog.pg_shdescription", "pg_catalog.pg_tables",
-    "pg_catalog.pg_views", "pg_catalog.pg_matviews", "pg_catalog.pg_auth_members",
+    "pg_catalog.pg_views", "pg_catalog.pg_matviews",
     "pg_catalog.pg_stat_user_tables", "pg_catalog.pg_foreign_server",
     "pg_catalog.pg_foreign_data_wrapper", "pg_catalog.pg_user_mapping",
     "pg_catalog.pg_seclabel", "pg_catalog.pg_seclabels", "pg_catalog.pg_db_role_setting",
@@ -67,7 +70,8 @@ SCHEMA_ONLY = [
     "information_schema.key_column_usage", "information_schema.referential_constraints",
     "information_schema.constraint_column_usage", "pg_catalog.pg_policies",
     "pg_catalog.pg_stat_activity", "pg_catalog.pg_locks", "pg_catalog.pg_default_acl",
-    "pg_catalog.pg_stat_all_tables", "pg_catalog.pg_authid",
+    "pg_catalog.pg_stat_all_tables", "pg_catalog.pg_authid", "pg_catalog.pg_replication_slots",
+    "pg_catalog.pg_stat_gssapi", "information_schema.character_sets",
 ]
 
 # PostgreSQL type (after resolving domains) -> the TSV type name.

@@ -432,7 +432,9 @@ fn size_pretty(bytes: i64) -> String {
 /// The functions that do not depend on the session: registered once in the planner and
 /// in every worker (so a data query that calls one can be shipped).
 pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
+    use datafusion::arrow::datatypes::TimeUnit;
     use DataType::*;
+    let _ = process_start_micros(); // the clock starts with the catalog
     let mut f = Vec::new();
     let n = names.clone();
     f.push(udf("version", &[0], Utf8, IMMUTABLE, |_| {
@@ -846,9 +848,95 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(udf("pg_size_pretty", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(int(arg(a, 0)).map(size_pretty)))
     }));
-    // Index scan counters (DBeaver's index list): sluice has no indexes, none was scanned.
-    f.push(udf("pg_stat_get_numscans", &[1], Int64, IMMUTABLE, |a| {
-        Ok(ScalarValue::Int64(oid(arg(a, 0)).map(|_| 0)))
+    // Activity counters of a table or index (DBeaver's and pgAdmin's statistics): sluice
+    // keeps none (no index scanned, no tuple written), times never set.
+    for name in [
+        "pg_stat_get_numscans",
+        "pg_stat_get_tuples_returned",
+        "pg_stat_get_tuples_fetched",
+        "pg_stat_get_tuples_inserted",
+        "pg_stat_get_tuples_updated",
+        "pg_stat_get_tuples_deleted",
+        "pg_stat_get_tuples_hot_updated",
+        "pg_stat_get_dead_tuples",
+        "pg_stat_get_mod_since_analyze",
+        "pg_stat_get_ins_since_vacuum",
+        "pg_stat_get_blocks_fetched",
+        "pg_stat_get_blocks_hit",
+        "pg_stat_get_vacuum_count",
+        "pg_stat_get_autovacuum_count",
+        "pg_stat_get_analyze_count",
+        "pg_stat_get_autoanalyze_count",
+    ] {
+        f.push(udf(name, &[1], Int64, IMMUTABLE, |a| {
+            Ok(ScalarValue::Int64(oid(arg(a, 0)).map(|_| 0)))
+        }));
+    }
+    for name in [
+        "pg_stat_get_last_vacuum_time",
+        "pg_stat_get_last_autovacuum_time",
+        "pg_stat_get_last_analyze_time",
+        "pg_stat_get_last_autoanalyze_time",
+    ] {
+        f.push(udf(
+            name,
+            &[1],
+            Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            IMMUTABLE,
+            |_| Ok(ScalarValue::TimestampMicrosecond(None, Some("UTC".into()))),
+        ));
+    }
+    // The server's start, as PostgreSQL's postmaster's.
+    f.push(udf(
+        "pg_postmaster_start_time",
+        &[0],
+        Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        STABLE,
+        |_| {
+            Ok(ScalarValue::TimestampMicrosecond(
+                Some(process_start_micros()),
+                Some("UTC".into()),
+            ))
+        },
+    ));
+    // Transaction ids: sluice's transactions write nothing; each statement gets a number
+    // that only grows, as a client comparing them expects.
+    for name in [
+        "txid_current",
+        "pg_current_xact_id",
+        "txid_current_if_assigned",
+    ] {
+        f.push(udf(name, &[0], Int64, VOLATILE, |_| {
+            use std::sync::atomic::{AtomicI64, Ordering};
+            static NEXT: AtomicI64 = AtomicI64::new(1000);
+            Ok(ScalarValue::Int64(Some(
+                NEXT.fetch_add(1, Ordering::Relaxed),
+            )))
+        }));
+    }
+    // The address and port the client reached: not known to the planner (NULL, as
+    // PostgreSQL answers over a Unix socket).
+    f.push(pg_fn(
+        "inet_server_addr",
+        &[0],
+        Utf8,
+        Some(869),
+        STABLE,
+        |_| Ok(utf8(None)),
+    ));
+    f.push(pg_fn(
+        "inet_client_addr",
+        &[0],
+        Utf8,
+        Some(869),
+        STABLE,
+        |_| Ok(utf8(None)),
+    ));
+    f.push(udf("inet_server_port", &[0], Int32, STABLE, |_| {
+        Ok(ScalarValue::Int32(None))
+    }));
+    f.push(udf("inet_client_port", &[0], Int32, STABLE, |_| {
+        Ok(ScalarValue::Int32(None))
     }));
     // SQL-standard function bodies (`BEGIN ATOMIC`): no function of sluice's has one.
     f.push(udf(
@@ -1115,6 +1203,24 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             Ok(ScalarValue::Int64(size))
         }));
     }
+    // A table's live rows: its files' row count, for a table the session may read.
+    let n = names.clone();
+    let access = session.access.clone();
+    f.push(udf(
+        "pg_stat_get_live_tuples",
+        &[1],
+        Int64,
+        STABLE,
+        move |a| {
+            Ok(ScalarValue::Int64(oid(arg(a, 0)).and_then(
+                |o| match n.relation(o) {
+                    Some(r) if readable(&access, r) => Some(r.size.rows.unwrap_or(0) as i64),
+                    Some(_) => None,
+                    None => Some(0),
+                },
+            )))
+        },
+    ));
     // The database's size: its tables' files, those the session may read.
     let n = names.clone();
     let access = session.access.clone();
@@ -1301,6 +1407,16 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         })
     }));
     f
+}
+
+/// When this process started, in microseconds since 1970.
+fn process_start_micros() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64)
+    })
 }
 
 /// PostgreSQL's `format`: `%s` a value as text (NULL as nothing), `%I` an identifier,

@@ -147,6 +147,10 @@ const DATA: &[(&str, &str)] = data!(
     "pg_default_acl",
     "pg_stat_all_tables",
     "pg_authid",
+    "pg_timezone_names",
+    "pg_replication_slots",
+    "pg_stat_gssapi",
+    "information_schema.character_sets",
 );
 const RELATIONS: &str = include_str!("data/relations.tsv");
 const KEYWORDS: &str = include_str!("data/pg_get_keywords.tsv");
@@ -515,7 +519,7 @@ impl PgCatalog {
 
         // Tables whose rows depend on the session.
         type Fill = fn(&str, &mut Rows, &SessionInfo, &Names);
-        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 15] = [
+        let per_session: [(&MemorySchemaProvider, &str, &str, Fill); 17] = [
             (
                 &pg_catalog,
                 "pg_database",
@@ -524,6 +528,18 @@ impl PgCatalog {
             ),
             (&pg_catalog, "pg_roles", "pg_roles", fill_session_table),
             (&pg_catalog, "pg_authid", "pg_authid", fill_session_table),
+            (
+                &pg_catalog,
+                "pg_stat_gssapi",
+                "pg_stat_gssapi",
+                fill_session_table,
+            ),
+            (
+                &information_schema,
+                "character_sets",
+                "information_schema.character_sets",
+                fill_information_schema,
+            ),
             (&pg_catalog, "pg_cursors", "pg_cursors", fill_session_table),
             (
                 &pg_catalog,
@@ -1399,6 +1415,13 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
             ("datcollate", s("C.UTF-8")),
             ("datctype", s("C.UTF-8")),
         ]),
+        // The session's own connection: no GSSAPI.
+        "pg_stat_gssapi" => rows.push(&[
+            ("pid", s(session.backend_pid)),
+            ("gss_authenticated", s(false)),
+            ("principal", None),
+            ("encrypted", s(false)),
+        ]),
         // The roles with their attributes (no password: sluice keeps none).
         "pg_authid" => {
             for (oid, name, superuser) in roles(session) {
@@ -1586,6 +1609,13 @@ pub fn user_oid(user: &str) -> u32 {
 fn fill_information_schema(table: &str, rows: &mut Rows, session: &SessionInfo, names: &Names) {
     let db = &session.database;
     match table {
+        // The database's one character set, as PostgreSQL shows it.
+        "character_sets" => rows.push(&[
+            ("character_set_name", s("UTF8")),
+            ("character_repertoire", s("UCS")),
+            ("form_of_use", s("UTF8")),
+            ("default_collate_catalog", s(db)),
+        ]),
         "schemata" => {
             let hidden = hidden_namespaces(names, &session.access);
             for (oid, name) in &names.namespaces {
