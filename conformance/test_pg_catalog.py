@@ -464,6 +464,37 @@ def test_limit_and_offset_parameters_are_bigint_as_in_postgresql(sluice, referen
     assert types == want == ["int8", "int8"]
 
 
+@pytest.mark.parametrize("sql, args", [
+    # A cast parameter is the cast's type, also inside a rewritten function.
+    ("SELECT generate_subscripts(ARRAY[4,5,6], $1::INTEGER)", [1]),
+    ("SELECT $1::date - 1", ["2020-01-05"]),
+    ("SELECT n_name FROM tpch.nation WHERE n_nationkey = $1", [3]),
+])
+def test_parameters_are_described_and_typed_as_in_postgresql(sluice, reference, sql, args):
+    """asyncpg binds by the types the server describes (ParameterDescription)."""
+    import asyncio
+    import datetime
+
+    import asyncpg
+
+    values = [datetime.date.fromisoformat(a) if isinstance(a, str) else a for a in args]
+
+    async def run(**connect):
+        conn = await asyncpg.connect(**connect)
+        try:
+            statement = await conn.prepare(sql)
+            params = [t.name for t in statement.get_parameters()]
+            columns = [a.type.name for a in statement.get_attributes()]
+            return params, columns, [tuple(r) for r in await statement.fetch(*values)]
+        finally:
+            await conn.close()
+
+    got = asyncio.run(run(host=sluice.pg_host, port=sluice.pg_port, user="tester",
+                          password=sluice.token, database=REFERENCE_DB))
+    want = asyncio.run(run(host="127.0.0.1", port=5432, user="postgres", database=REFERENCE_DB))
+    assert got == want
+
+
 @pytest.mark.parametrize("sql", ["SELECT 'tpch.nation'::regclass", "SELECT 'pg_class'::regclass::text",
                                  "SELECT 'int4'::regtype, 'pg_catalog'::regnamespace",
                                  "SELECT c.oid::regclass FROM pg_catalog.pg_class c WHERE c.relname = 'nation'"])
@@ -712,6 +743,9 @@ SAME_AS_POSTGRESQL = [
     "SELECT '1'::integer, '1'::bigint, 'a'::varchar, '{1}'::int2[], '{a}'::text[], "
     "'1.5'::numeric(5,2), 'x'::pg_catalog.text, '1'::double precision, 'a'::character varying(3)",
     "SELECT '2020-01-01 10:00:00'::timestamptz, now() > '2020-01-01'::timestamptz",
+    "SELECT date '2020-01-01' + interval '2 hours', interval '90 minutes' + date '2020-01-01', "
+    "date '2020-01-05' + 3",
+    "SELECT generate_subscripts(ARRAY[4,5,6], 1) AS s",
     # Row counts as the files say them, as PostgreSQL's after ANALYZE (Power BI, Metabase).
     "SELECT c.relname, c.reltuples FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
     "ON n.oid = c.relnamespace WHERE n.nspname = 'tpch' AND c.relkind = 'r' ORDER BY 1",

@@ -548,12 +548,19 @@ impl VisitorMut for Rewriter<'_> {
                     *expr = call("unnest", vec![inner]);
                     return ControlFlow::Continue(());
                 }
-                // generate_subscripts(a, 1) in a select list: unnest(range(1, cardinality(a) + 1)).
+                // generate_subscripts(a, dim) in a select list: the subscripts of a
+                // one-dimensional array, as integers, none for another dimension:
+                // unnest(CAST(range(1, CASE WHEN dim = 1 THEN cardinality(a) + 1 ELSE 1 END)
+                // AS INT[])) — `dim` kept, so a parameter there is typed by its context.
                 if parts(&f.name) == ["generate_subscripts"] {
                     if let FunctionArguments::List(list) = &mut f.args {
-                        if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array))) =
-                            list.args.first().cloned()
-                        {
+                        let arg = |i: usize| match list.args.get(i) {
+                            Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))) => {
+                                Some(e.clone())
+                            }
+                            _ => None,
+                        };
+                        if let (Some(array), Some(dim)) = (arg(0), arg(1)) {
                             let one = || Expr::value(ast::Value::Number("1".into(), false));
                             let upper = Expr::BinaryOp {
                                 left: Box::new(Expr::Cast {
@@ -566,7 +573,32 @@ impl VisitorMut for Rewriter<'_> {
                                 op: BinaryOperator::Plus,
                                 right: Box::new(one()),
                             };
-                            *expr = call("unnest", vec![call("range", vec![one(), upper])]);
+                            let first_dimension = Expr::BinaryOp {
+                                left: Box::new(dim),
+                                op: BinaryOperator::Eq,
+                                right: Box::new(one()),
+                            };
+                            let upper = Expr::Case {
+                                case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                                end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                                operand: None,
+                                conditions: vec![ast::CaseWhen {
+                                    condition: first_dimension,
+                                    result: upper,
+                                }],
+                                else_result: Some(Box::new(one())),
+                            };
+                            let subscripts = Expr::Cast {
+                                kind: ast::CastKind::Cast,
+                                expr: Box::new(call("range", vec![one(), upper])),
+                                data_type: SqlType::Array(ast::ArrayElemTypeDef::SquareBracket(
+                                    Box::new(SqlType::Integer(None)),
+                                    None,
+                                )),
+                                array: false,
+                                format: None,
+                            };
+                            *expr = call("unnest", vec![subscripts]);
                             return ControlFlow::Continue(());
                         }
                     }
@@ -1868,6 +1900,42 @@ impl ExprPlanner for UnknownLiteralPlanner {
     ) -> DfResult<PlannerResult<RawBinaryExpr>> {
         use datafusion::common::ScalarValue;
         use datafusion::logical_expr::ExprSchemable;
+        // `date ± interval` is a timestamp in PostgreSQL; DataFusion keeps the date and
+        // drops the interval's hours. An interval with a time of day (or one not known when
+        // planning) makes the date a timestamp; whole days and months keep date arithmetic —
+        // the same instants, and a date column compared with the result keeps its pruning
+        // (TPC-H's `l_shipdate <= date '…' - interval '90' day`).
+        if matches!(expr.op, BinaryOperator::Plus | BinaryOperator::Minus) {
+            let is_date = |e: &LogicalExpr| {
+                matches!(e.get_type(schema), Ok(DataType::Date32 | DataType::Date64))
+            };
+            let is_interval = |e: &LogicalExpr| {
+                if !matches!(e.get_type(schema), Ok(DataType::Interval(_))) {
+                    return false;
+                }
+                match e {
+                    LogicalExpr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
+                        v.nanoseconds != 0
+                    }
+                    LogicalExpr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+                        v.milliseconds != 0
+                    }
+                    LogicalExpr::Literal(ScalarValue::IntervalYearMonth(_), _) => false,
+                    _ => true,
+                }
+            };
+            let timestamp =
+                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+            if is_date(&expr.left) && is_interval(&expr.right) {
+                expr.left = datafusion::logical_expr::cast(expr.left, timestamp);
+            } else if is_interval(&expr.left)
+                && is_date(&expr.right)
+                && expr.op == BinaryOperator::Plus
+            {
+                expr.right = datafusion::logical_expr::cast(expr.right, timestamp);
+            }
+            return Ok(PlannerResult::Original(expr));
+        }
         let comparison = matches!(
             expr.op,
             BinaryOperator::Eq
