@@ -716,6 +716,9 @@ SAME_AS_POSTGRESQL = [
     "SELECT a.attname, a.attnotnull FROM pg_catalog.pg_attribute a WHERE a.attrelid IN "
     "('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_namespace'::regclass, "
     "'pg_catalog.pg_attribute'::regclass) AND a.attnum > 0 ORDER BY a.attrelid, a.attnum",
+    # A table's columns with their alignment, and its system columns (attnum < 0).
+    "SELECT attname, atttypid, attlen, attnum, attalign, attbyval, attstorage, attnotnull "
+    "FROM pg_catalog.pg_attribute WHERE attrelid = 'tpch.nation'::regclass ORDER BY attnum",
     "SELECT c.relname, c.relhasindex, c.relreplident FROM pg_catalog.pg_class c "
     "WHERE c.oid IN ('pg_class'::regclass, 'pg_tables'::regclass)",
     # Functions in FROM that are not table functions (Grafana, pgAdmin), SQL-syntax

@@ -91,7 +91,8 @@ TYPES = {
 
 # Types stored as another one with the same text, reported with their own OID
 # (`column:stored@oid` in the header).
-REPORTED = {"aclitem[]": 1034, "inet": 869, "character varying": 1043, "regproc": 24, "regtype": 2206, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
+REPORTED = {"aclitem[]": 1034, "inet": 869, "character varying": 1043, "anyarray": 2277,
+            "bytea": 17, "regproc": 24, "regtype": 2206, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
             "int2vector": 22, "oidvector": 30}
 
 

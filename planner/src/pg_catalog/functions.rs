@@ -729,10 +729,11 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             )))
         }));
     }
-    f.push(udf(
+    f.push(pg_fn(
         "json_build_object",
         &[0, 2, 4, 6, 8, 10, 12, 14, 16],
         Utf8,
+        Some(oids::JSON), // json's text is its binary form too
         IMMUTABLE,
         |a| {
             let mut out = String::from("{");

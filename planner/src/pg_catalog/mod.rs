@@ -1337,7 +1337,17 @@ fn fill_attributes(mut rows: Rows, names: &Names) -> Rows {
                 ("attcacheoff", s(-1)),
                 ("atttypmod", s(c.typmod)),
                 ("attbyval", s(matches!(type_len(c.type_oid), 1 | 2 | 4 | 8))),
-                ("attalign", s('i')),
+                // The type's alignment (pg_type.typalign): 8-byte types double, int2
+                // short, one-byte types and name char, the rest int.
+                (
+                    "attalign",
+                    s(match type_len(c.type_oid) {
+                        8 => 'd',
+                        2 => 's',
+                        1 | 64 => 'c',
+                        _ => 'i',
+                    }),
+                ),
                 (
                     "attstorage",
                     // numeric is stored compressed in line (`main`), as PostgreSQL does.
@@ -1358,9 +1368,45 @@ fn fill_attributes(mut rows: Rows, names: &Names) -> Rows {
                 ),
             ]);
         }
+        // A table's system columns, as PostgreSQL lists them (attnum < 0).
+        if r.kind == 'r' {
+            for (name, type_oid, attnum) in SYSTEM_COLUMNS {
+                let tid = type_oid == TID_OID;
+                rows.push(&[
+                    ("attrelid", s(r.oid)),
+                    ("attname", s(name)),
+                    ("atttypid", s(type_oid)),
+                    ("attstattarget", s(0)),
+                    ("attlen", s(if tid { 6 } else { 4 })),
+                    ("attnum", s(attnum)),
+                    ("attcacheoff", s(-1)),
+                    ("atttypmod", s(-1)),
+                    ("attbyval", s(!tid)),
+                    ("attalign", s(if tid { 's' } else { 'i' })),
+                    ("attstorage", s('p')),
+                    ("attcompression", s("")),
+                    ("attnotnull", s(true)),
+                    ("attidentity", s("")),
+                    ("attgenerated", s("")),
+                    ("attislocal", s(true)),
+                ]);
+            }
+        }
     }
     rows
 }
+
+const TID_OID: u32 = 27;
+
+/// PostgreSQL's system columns of every table: name, type, attnum.
+const SYSTEM_COLUMNS: [(&str, u32, i32); 6] = [
+    ("tableoid", oids::OID, -6),
+    ("cmax", 29, -5),
+    ("xmax", 28, -4),
+    ("cmin", 29, -3),
+    ("xmin", 28, -2),
+    ("ctid", TID_OID, -1),
+];
 
 fn fill_pg_tables(mut rows: Rows, names: &Names, kind: char) -> Rows {
     for r in names.relations.iter().filter(|r| r.kind == kind) {
