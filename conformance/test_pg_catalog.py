@@ -733,6 +733,12 @@ SAME_AS_POSTGRESQL = [
     # information_schema's character_data columns are varchar, as PostgreSQL reports them.
     "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
     "WHERE table_schema = 'tpch' AND table_name = 'region' ORDER BY ordinal_position",
+    # Correlated scalar subqueries with LIMIT (pgAdmin's table list).
+    "SELECT c.relname, (SELECT count(1) FROM pg_catalog.pg_inherits WHERE inhrelid = c.oid "
+    "LIMIT 1) AS is_inherits, (SELECT a.attname FROM pg_catalog.pg_attribute a "
+    "WHERE a.attrelid = c.oid AND a.attnum > 0 ORDER BY a.attnum DESC LIMIT 1) AS last_column "
+    "FROM pg_catalog.pg_class c WHERE c.relnamespace = 'tpch'::regnamespace "
+    "AND c.relkind = 'r' ORDER BY 1",
     # Catalog views and functions tools read (pgAdmin, DBeaver, Metabase, PgJDBC).
     "SELECT count(*) FROM pg_catalog.pg_replication_slots",
     "SELECT count(*) FROM information_schema.character_sets",

@@ -856,6 +856,23 @@ impl Rewriter<'_> {
 /// Whether a subquery is one select, without grouping, whose outer columns appear only
 /// in `outer = inner` conditions of its WHERE: what DataFusion decorrelates.
 fn equality_correlated(query: &mut Query, scope: &Scope) -> bool {
+    // `(SELECT count(1) FROM … WHERE … LIMIT 1)` (pgAdmin): an aggregate without GROUP BY
+    // is one row, so a LIMIT of at least one changes nothing and goes; any other LIMIT
+    // keeps the subquery off DataFusion's decorrelation (it runs per outer row).
+    if let Some(limit) = &query.limit_clause {
+        let one_row = contains_aggregate_projection(query)
+            && matches!(query.body.as_ref(), ast::SetExpr::Select(s)
+                if matches!(&s.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty()));
+        let no_op = matches!(limit, ast::LimitClause::LimitOffset {
+                limit: Some(Expr::Value(v)), offset: None, limit_by } if limit_by.is_empty()
+                    && matches!(&v.value, ast::Value::Number(n, _)
+                        if n.parse::<u64>().is_ok_and(|n| n >= 1)));
+        if one_row && no_op {
+            query.limit_clause = None;
+        } else {
+            return false;
+        }
+    }
     let ast::SetExpr::Select(select) = query.body.as_mut() else {
         return false;
     };
