@@ -857,8 +857,8 @@ impl Rewriter<'_> {
 /// in `outer = inner` conditions of its WHERE: what DataFusion decorrelates.
 fn equality_correlated(query: &mut Query, scope: &Scope) -> bool {
     // `(SELECT count(1) FROM … WHERE … LIMIT 1)` (pgAdmin): an aggregate without GROUP BY
-    // is one row, so a LIMIT of at least one changes nothing and goes; any other LIMIT
-    // keeps the subquery off DataFusion's decorrelation (it runs per outer row).
+    // is one row, so a LIMIT of at least one changes nothing and goes (`ORDER BY … LIMIT 1`
+    // of a plain select is rewritten elsewhere, as `first_value`).
     if let Some(limit) = &query.limit_clause {
         let one_row = contains_aggregate_projection(query)
             && matches!(query.body.as_ref(), ast::SetExpr::Select(s)
@@ -869,8 +869,6 @@ fn equality_correlated(query: &mut Query, scope: &Scope) -> bool {
                         if n.parse::<u64>().is_ok_and(|n| n >= 1)));
         if one_row && no_op {
             query.limit_clause = None;
-        } else {
-            return false;
         }
     }
     let ast::SetExpr::Select(select) = query.body.as_mut() else {
