@@ -733,6 +733,9 @@ SAME_AS_POSTGRESQL = [
     # information_schema's character_data columns are varchar, as PostgreSQL reports them.
     "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
     "WHERE table_schema = 'tpch' AND table_name = 'region' ORDER BY ordinal_position",
+    # A table's row type by its qualified name (pgx's LoadType).
+    "SELECT 'tpch.nation'::regtype::oid = (SELECT reltype FROM pg_catalog.pg_class "
+    "WHERE oid = 'tpch.nation'::regclass), 'tpch.nation'::regtype",
     # Correlated scalar subqueries with LIMIT (pgAdmin's table list).
     "SELECT c.relname, (SELECT count(1) FROM pg_catalog.pg_inherits WHERE inhrelid = c.oid "
     "LIMIT 1) AS is_inherits, (SELECT a.attname FROM pg_catalog.pg_attribute a "

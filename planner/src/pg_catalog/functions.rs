@@ -1274,6 +1274,24 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             None => o.to_string(),
         })))
     }));
+    // A type's name, qualified when its schema is not on the search_path (a table's row
+    // type `tpch.nation`), as PostgreSQL prints a regtype.
+    let n = names.clone();
+    let v = visible.clone();
+    f.push(udf("sluice_regtype_out", &[1], Utf8, STABLE, move |a| {
+        Ok(utf8(oid(arg(a, 0)).map(|t| {
+            let name = match t {
+                0 => return "-".to_string(),
+                t => n.type_name(t, -1).unwrap_or_else(|| t.to_string()),
+            };
+            match n.types.get(&t).and_then(|(ns, _)| n.namespaces.get(ns)) {
+                Some(schema) if !v.iter().any(|s| s == schema) => {
+                    format!("{}.{}", quote_ident(schema), name)
+                }
+                _ => name,
+            }
+        })))
+    }));
     // Informational keys, as PostgreSQL prints their definitions: a referenced table is
     // qualified unless its schema is on the search_path; an index's table always is.
     let n = names.clone();

@@ -396,7 +396,21 @@ impl Names {
             "time with time zone" => "timetz",
             other => other,
         };
-        self.type_by_name.get(canonical).copied()
+        if let Some(oid) = self.type_by_name.get(canonical) {
+            return Some(*oid);
+        }
+        // `schema.type`: a table's row type (or its array), `tpch.nation`.
+        let (schema, type_name) = canonical.split_once('.')?;
+        let (schema, type_name) = (schema.trim_matches('"'), type_name.trim_matches('"'));
+        let namespace = self
+            .namespaces
+            .iter()
+            .find(|(_, n)| n.as_str() == schema)
+            .map(|(oid, _)| *oid)?;
+        self.types
+            .iter()
+            .find(|(_, (ns, n))| *ns == namespace && n == type_name)
+            .map(|(oid, _)| *oid)
     }
 
     /// The display name of a type (`format_type(oid, NULL)`).
