@@ -710,6 +710,21 @@ impl VisitorMut for Rewriter<'_> {
                 ..
             } => {
                 unqualify_type(data_type);
+                // `x::regtype::oid`, `typinput::oid`: a plain OID, whatever type the
+                // operand is reported as (a cast between equal Arrow types would keep it).
+                let to_oid = matches!(data_type, SqlType::Custom(n, m)
+                    if m.is_empty() && parts(n).last().is_some_and(|t| t == "oid"));
+                if to_oid
+                    && (reg_in_call(inner).is_some()
+                        || matches!(
+                            inner.as_ref(),
+                            Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+                        ))
+                {
+                    let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                    *expr = call("sluice_oid_in", vec![arg]);
+                    return ControlFlow::Continue(());
+                }
                 if let Some(reg) = reg_type(data_type) {
                     let arg = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
                     *expr = call(&format!("sluice_{reg}_in"), vec![arg]);
@@ -2023,10 +2038,10 @@ impl TypePlanner for PgTypePlanner {
             )
         };
         let field = match lower.as_str() {
-            // `x::oid` is a plain OID again (`'int4'::regtype::oid` prints 23).
-            "oid" => pinned(DataType::UInt32, oids::OID),
-            "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole"
-            | "regoper" | "regoperator" | "regconfig" | "regdictionary" | "cid" => {
+            // `x::oid` stays unpinned (a union of `0::oid` with an oid column must have one
+            // schema); `'int4'::regtype::oid` is a plain OID again in `reg_output`.
+            "oid" | "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace"
+            | "regrole" | "regoper" | "regoperator" | "regconfig" | "regdictionary" | "cid" => {
                 Field::new("", DataType::UInt32, true)
             }
             "name" => pinned(DataType::Utf8, oids::NAME),

@@ -929,6 +929,22 @@ fn reg_output(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, Qu
     use datafusion::logical_expr::{lit, Expr};
     use pg_catalog::types::{reg_out_function, PG_TYPE_KEY, REG_NAME_FIELD, REG_OID_FIELD};
     let schema = plan.schema().clone();
+    // `x::regtype::oid`: a cast to oid is an OID, whatever its operand's type (DataFusion
+    // keeps the operand's field metadata through a cast to the same Arrow type).
+    let cast_to_oid: Vec<bool> = match &plan {
+        LogicalPlan::Projection(p) => p
+            .expr
+            .iter()
+            .map(|e| {
+                let e = match e {
+                    Expr::Alias(a) => a.expr.as_ref(),
+                    e => e,
+                };
+                matches!(e, Expr::Cast(c) if c.field.metadata().get(PG_TYPE_KEY).is_none())
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let out = |field: &datafusion::arrow::datatypes::Field| {
         let oid: u32 = field.metadata().get(PG_TYPE_KEY)?.parse().ok()?;
         let function = reg_out_function(oid)?;
@@ -936,12 +952,24 @@ fn reg_output(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, Qu
             .then(|| state.scalar_functions().get(function).cloned())
             .flatten()
     };
-    if !schema.fields().iter().any(|f| out(f).is_some()) {
+    let reg = |i: usize, field| {
+        if cast_to_oid.get(i).copied().unwrap_or(false) {
+            None
+        } else {
+            out(field)
+        }
+    };
+    if !schema
+        .fields()
+        .iter()
+        .enumerate()
+        .any(|(i, f)| reg(i, f).is_some())
+    {
         return Ok(plan);
     }
-    let exprs = schema.iter().map(|(qualifier, field)| {
+    let exprs = schema.iter().enumerate().map(|(i, (qualifier, field))| {
         let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-        let Some(function) = out(field) else {
+        let Some(function) = reg(i, field) else {
             return column;
         };
         let name = Expr::ScalarFunction(ScalarFunction::new_udf(function, vec![column.clone()]));

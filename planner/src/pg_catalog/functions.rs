@@ -478,6 +478,10 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             })
         },
     ));
+    // `x::oid` of an OID-alias value or column: the same number, typed oid.
+    f.push(udf("sluice_oid_in", &[1], UInt32, IMMUTABLE, |a| {
+        Ok(ScalarValue::UInt32(oid(arg(a, 0))))
+    }));
     let n = names.clone();
     f.push(udf("sluice_regtype_out", &[1], Utf8, IMMUTABLE, move |a| {
         Ok(utf8(oid(arg(a, 0)).map(|t| match t {
