@@ -803,6 +803,18 @@ def test_activity_counters_and_system_columns(sluice, reference):
         assert got.fetchall() == [(0, 0, 0, None, 25, "1")]
 
 
+def test_set_operations_over_typed_catalog_columns_answer(sluice, reference):
+    """A union of catalog expressions answers PostgreSQL's rows (typing a branch's column
+    once made DataFusion's physical union disagree with the logical plan: XX000)."""
+    sql = ("SELECT DISTINCT tt.name FROM (SELECT CAST(c.relname AS pg_catalog.text) AS name "
+           "FROM pg_catalog.pg_class c WHERE c.relname = 'pg_type' UNION ALL "
+           "SELECT CAST(n.nspname AS pg_catalog.text) FROM pg_catalog.pg_namespace n "
+           "WHERE n.nspname = 'public') tt ORDER BY 1")
+    with psycopg.connect(sluice.dsn(dbname=REFERENCE_DB), autocommit=True) as ours, \
+            psycopg.connect(reference, autocommit=True) as theirs:
+        assert ours.execute(sql).fetchall() == theirs.execute(sql).fetchall()
+
+
 def test_oid_alias_types_in_binary_as_postgresql(sluice, reference):
     """A binary-format client gets a regclass / regproc as PostgreSQL sends it: the OID."""
     sql = ("SELECT 'pg_class'::regclass, t.typinput FROM pg_catalog.pg_type t "

@@ -304,12 +304,17 @@ fn fuzz_sql() {
                 ),
                 ..SessionInfo::default()
             };
+            // A pg session also types its catalog results (result_types, reg_output).
+            let pg = SessionInfo {
+                protocol: "pg",
+                ..SessionInfo::default()
+            };
             fuzz::generated("sql", statement, |sql| {
                 let Ok(statements) = planner.parse(sql) else {
                     return;
                 };
                 for statement in &statements {
-                    for session in [&everyone, &reader] {
+                    for session in [&everyone, &reader, &pg] {
                         let planned = runtime.block_on(async {
                             let logical = planner.logical_plan(statement, session).await?;
                             let _ = Planner::parameter_types(&logical);

@@ -501,16 +501,21 @@ impl Planner {
         let plan = fold_output_casts(plan)?;
         if session.protocol == "pg" && !Self::reads_data(&plan) {
             // Catalog queries: PostgreSQL's types of expressions over catalog columns.
-            let mut reads_table = false;
+            // Not over a set operation or a recursive CTE: DataFusion's union takes its
+            // schema from its first input's physical plan, and a recursive query wants its
+            // terms' metadata equal, where a typed alias in one branch would disagree (an
+            // internal error instead of a mere type OID).
+            let (mut reads_table, mut has_union) = (false, false);
             let _ = plan.apply_with_subqueries(|node| {
-                reads_table = matches!(node, LogicalPlan::TableScan(_));
-                Ok(if reads_table {
+                reads_table |= matches!(node, LogicalPlan::TableScan(_));
+                has_union |= matches!(node, LogicalPlan::Union(_) | LogicalPlan::RecursiveQuery(_));
+                Ok(if has_union {
                     TreeNodeRecursion::Stop
                 } else {
                     TreeNodeRecursion::Continue
                 })
             });
-            let plan = if reads_table {
+            let plan = if reads_table && !has_union {
                 result_types::state_result_types(plan).map_err(QueryError::from)?
             } else {
                 plan
