@@ -733,6 +733,12 @@ SAME_AS_POSTGRESQL = [
     # information_schema's character_data columns are varchar, as PostgreSQL reports them.
     "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
     "WHERE table_schema = 'tpch' AND table_name = 'region' ORDER BY ordinal_position",
+    # Integer constants in catalog SQL are int4 inside expressions too; ORDER BY 1 is still
+    # a position (asyncpg's recursive type introspection, Grafana's version number).
+    "WITH RECURSIVE r(depth) AS (SELECT 0 UNION ALL SELECT depth + 1 FROM r WHERE depth < 3) "
+    "SELECT depth FROM r ORDER BY 1",
+    "SELECT relname, 1 + 1 AS two, -2 * 3 AS six, 10 - relnatts AS left_over "
+    "FROM pg_catalog.pg_class WHERE relname = 'pg_type' ORDER BY 1, 2",
     # A table's row type by its qualified name (pgx's LoadType).
     "SELECT 'tpch.nation'::regtype::oid = (SELECT reltype FROM pg_catalog.pg_class "
     "WHERE oid = 'tpch.nation'::regclass), 'tpch.nation'::regtype",

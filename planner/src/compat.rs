@@ -183,6 +183,61 @@ fn int4_output_constants(statement: &mut ast::Statement) {
     }
 }
 
+/// In catalog SQL, integer constants of a select list that fit in 32 bits are `integer`
+/// wherever they are in an expression, as PostgreSQL types them: `0 AS depth` and
+/// `depth + 1` of a recursive CTE are int4 (asyncpg's and pgx's type introspection). Only
+/// the select list (ORDER BY 1 and GROUP BY 1 are positions) and only catalog statements
+/// (over data, 32-bit arithmetic could overflow where PostgreSQL would refuse). Constants
+/// inside a subquery are its own select's.
+fn int4_constants(select: &mut ast::Select, top: bool) {
+    struct Int4(usize);
+    impl VisitorMut for Int4 {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.0 += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.0 -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if self.0 > 0 {
+                return ControlFlow::Continue(());
+            }
+            let fits = matches!(expr, Expr::Value(v)
+                if matches!(&v.value, ast::Value::Number(n, _)
+                    if !n.contains(['.', 'e', 'E']) && n.parse::<i32>().is_ok()));
+            if fits {
+                let constant = std::mem::replace(expr, Expr::value(ast::Value::Null));
+                *expr = Expr::Cast {
+                    kind: ast::CastKind::Cast,
+                    expr: Box::new(constant),
+                    data_type: SqlType::Integer(None),
+                    array: false,
+                    format: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    for item in &mut select.projection {
+        if let ast::SelectItem::UnnamedExpr(expr) | ast::SelectItem::ExprWithAlias { expr, .. } =
+            item
+        {
+            // A cast constant already is what it says (`0::oid`, `CAST(1 AS INTEGER)`); a
+            // bare one in the statement's own select list is `int4_output_constants`'.
+            let bare = matches!(expr, Expr::Value(_))
+                || matches!(expr, Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr }
+                    if matches!(expr.as_ref(), Expr::Value(_)));
+            if matches!(expr, Expr::Cast { .. }) || (top && bare) {
+                continue;
+            }
+            let _ = expr.visit(&mut Int4(0));
+        }
+    }
+}
+
 fn rewrite_as_written(statement: &mut ast::Statement, catalog: &CatalogNames) {
     let mut ctes = HashSet::new();
     // CTE names shadow catalog tables: collect them first.
@@ -451,13 +506,17 @@ impl VisitorMut for Rewriter<'_> {
                 }
             }
         }
-        let (catalog, ctes) = (self.catalog, &self.ctes);
+        let (catalog, ctes, catalog_only) = (self.catalog, &self.ctes, self.catalog_only);
+        let top = self.depth == 1;
         for_each_select(query.body.as_mut(), &mut |select| {
             expand_catalog_wildcards(select, catalog, ctes);
             catalog_columns(select, catalog, ctes);
             unnest_lateral_joins(select);
             unnest_set_returning_calls(select);
             alias_duplicate_columns(select);
+            if catalog_only {
+                int4_constants(select, top);
+            }
         });
         ControlFlow::Continue(())
     }
@@ -2194,7 +2253,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("WITH pg_class AS (SELECT 1) SELECT * FROM pg_class, pg_type"),
-            "WITH pg_class AS (SELECT 1) SELECT * FROM pg_class, pg_catalog.pg_type"
+            "WITH pg_class AS (SELECT CAST(1 AS INTEGER)) SELECT * FROM pg_class, pg_catalog.pg_type"
         );
         assert_eq!(rewritten("SELECT * FROM trips"), "SELECT * FROM trips");
     }
@@ -2276,7 +2335,7 @@ mod tests {
                 "SELECT pg_catalog.format_type(1, 2) FROM pg_class c \
                  WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default"
             ),
-            "SELECT format_type(1, 2) FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$'"
+            "SELECT format_type(CAST(1 AS INTEGER), CAST(2 AS INTEGER)) FROM pg_catalog.pg_class c WHERE c.relname ~ '^(t)$'"
         );
         assert_eq!(
             rewritten("SELECT * FROM pg_catalog.generate_series(1, 32) pos(n)"),
