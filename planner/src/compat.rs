@@ -1990,36 +1990,32 @@ impl ExprPlanner for UnknownLiteralPlanner {
         use datafusion::common::ScalarValue;
         use datafusion::logical_expr::ExprSchemable;
         // `date ± interval` is a timestamp in PostgreSQL; DataFusion keeps the date and
-        // drops the interval's hours. An interval with a time of day (or one not known when
-        // planning) makes the date a timestamp; whole days and months keep date arithmetic —
-        // the same instants, and a date column compared with the result keeps its pruning
-        // (TPC-H's `l_shipdate <= date '…' - interval '90' day`).
+        // drops the interval's hours. An interval constant with a time of day makes the
+        // date a timestamp; whole days and months keep date arithmetic — the same instants,
+        // and a date column compared with the result keeps its pruning (TPC-H's
+        // `l_shipdate <= date '…' - interval '90' day`). Only the constant is looked at
+        // first: typing the other side walks it, which over a long `a + b + …` chain at
+        // every level would cost its square.
         if matches!(expr.op, BinaryOperator::Plus | BinaryOperator::Minus) {
+            let timed_interval = |e: &LogicalExpr| match e {
+                LogicalExpr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
+                    v.nanoseconds != 0
+                }
+                LogicalExpr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+                    v.milliseconds != 0
+                }
+                _ => false,
+            };
             let is_date = |e: &LogicalExpr| {
                 matches!(e.get_type(schema), Ok(DataType::Date32 | DataType::Date64))
             };
-            let is_interval = |e: &LogicalExpr| {
-                if !matches!(e.get_type(schema), Ok(DataType::Interval(_))) {
-                    return false;
-                }
-                match e {
-                    LogicalExpr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
-                        v.nanoseconds != 0
-                    }
-                    LogicalExpr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
-                        v.milliseconds != 0
-                    }
-                    LogicalExpr::Literal(ScalarValue::IntervalYearMonth(_), _) => false,
-                    _ => true,
-                }
-            };
             let timestamp =
                 DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
-            if is_date(&expr.left) && is_interval(&expr.right) {
+            if timed_interval(&expr.right) && is_date(&expr.left) {
                 expr.left = datafusion::logical_expr::cast(expr.left, timestamp);
-            } else if is_interval(&expr.left)
+            } else if expr.op == BinaryOperator::Plus
+                && timed_interval(&expr.left)
                 && is_date(&expr.right)
-                && expr.op == BinaryOperator::Plus
             {
                 expr.right = datafusion::logical_expr::cast(expr.right, timestamp);
             }
