@@ -8,8 +8,9 @@
 //! it. This pass states the type of those expressions the way PostgreSQL resolves it
 //! (a result follows its typed operands; an untyped string literal or NULL takes the
 //! others' type), as field metadata on the expression's alias, bottom-up so that a
-//! subquery's column is typed for the query above it. Catalog queries of pg sessions only:
-//! data queries have no pinned columns.
+//! subquery's column is typed for the query above it. Catalog queries of pg sessions only
+//! (data queries have no pinned columns), and none with a set operation or a recursive CTE
+//! (`Planner::logical_plan` says why).
 
 use std::collections::HashMap;
 
