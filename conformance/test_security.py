@@ -243,6 +243,39 @@ def test_manage_cannot_read_another_tables_files_or_write_config_schemas(target,
     serves(target)
 
 
+def test_format_cannot_multiply_an_argument_into_gigabytes(target):
+    """format() repeats an argument once per `%1$s`: a 0.3 MB pattern over a 1 MB argument
+    would be 300 GB; it is refused with 54001 and the gateway serves on."""
+    e = refused(target, "pg", READER, "select format(repeat('%1$s', 100000), repeat('x', 1000000))")
+    assert e.code == "54001", e
+    assert run(target, "pg", READER, "select format('%s-%I-%L', 'a', 'B c', 'it''s')") == \
+        [("a-\"B c\"-'it''s'",)]
+    serves(target)
+
+
+def test_manage_cannot_rename_a_table_it_may_not_read(target, lake):
+    """Grants name tables: ALTER TABLE … RENAME of a table the manager may not read (to a
+    name its grants might cover) is refused, and the table keeps its name."""
+    # Its own tables it renames.
+    run(target, "pg", MANAGER, "create schema if not exists lake")
+    run(target, "pg", MANAGER,
+        f"create external table lake.mine stored as parquet location '{lake}/shared/trips/'")
+    run(target, "pg", MANAGER, "alter table lake.mine rename to mine2")
+    assert run(target, "pg", MANAGER, "select count(*) from lake.mine2") == [(10,)]
+    run(target, "pg", MANAGER, "drop table lake.mine2")
+    run(target, "pg", target.token, "create schema if not exists vault")
+    run(target, "pg", target.token,
+        f"create external table vault.stash stored as parquet location '{lake}/shared/trips/'")
+    try:
+        e = refused(target, "pg", MANAGER, "alter table vault.stash rename to stash_open")
+        assert e.code == "42501" and "SELECT" in e.message, e
+        assert run(target, "pg", target.token, "select count(*) from vault.stash") == [(10,)]
+    finally:
+        run(target, "pg", target.token, "drop table if exists vault.stash")
+        run(target, "pg", target.token, "drop schema if exists vault")
+    serves(target)
+
+
 # --- 5. views and search_path ------------------------------------------------------------------
 
 def test_a_view_reads_what_its_creator_meant_whatever_the_readers_search_path(target):

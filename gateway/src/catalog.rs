@@ -424,6 +424,18 @@ impl Catalog {
                         ))
                     }
                 };
+                // Grants name tables: renaming one the session may not read to a name it
+                // may read would hand it the data. Only a reader renames (as only a reader
+                // may point a new table at another's files).
+                let (schema, table) = name
+                    .split_once('.')
+                    .unwrap_or((planner::DEFAULT_SCHEMA, name));
+                if !session.access.can_read(planner::CATALOG, schema, table) {
+                    return Err(QueryError::new(
+                        ErrorKind::PermissionDenied,
+                        format!("{name}: renaming a relation needs SELECT on it"),
+                    ));
+                }
                 if config_names.contains(new_name)
                     || stored(&managed, &ddl::relation_key(new_name)).is_some()
                 {

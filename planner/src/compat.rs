@@ -171,16 +171,21 @@ fn int4_output_constants(statement: &mut ast::Statement) {
             e => number(e, ""),
         };
         if fits {
-            let constant = std::mem::replace(expr, Expr::value(ast::Value::Null));
-            *expr = Expr::Cast {
-                kind: ast::CastKind::Cast,
-                expr: Box::new(constant),
-                data_type: SqlType::Integer(None),
-                array: false,
-                format: None,
-            };
+            as_int4(expr);
         }
     }
+}
+
+/// `n` → `CAST(n AS INTEGER)`, in place.
+fn as_int4(expr: &mut Expr) {
+    let constant = std::mem::replace(expr, Expr::value(ast::Value::Null));
+    *expr = Expr::Cast {
+        kind: ast::CastKind::Cast,
+        expr: Box::new(constant),
+        data_type: SqlType::Integer(None),
+        array: false,
+        format: None,
+    };
 }
 
 /// In catalog SQL, integer constants of a select list that fit in 32 bits are `integer`
@@ -209,14 +214,7 @@ fn int4_constants(select: &mut ast::Select, top: bool) {
                 if matches!(&v.value, ast::Value::Number(n, _)
                     if !n.contains(['.', 'e', 'E']) && n.parse::<i32>().is_ok()));
             if fits {
-                let constant = std::mem::replace(expr, Expr::value(ast::Value::Null));
-                *expr = Expr::Cast {
-                    kind: ast::CastKind::Cast,
-                    expr: Box::new(constant),
-                    data_type: SqlType::Integer(None),
-                    array: false,
-                    format: None,
-                };
+                as_int4(expr);
             }
             ControlFlow::Continue(())
         }
@@ -680,15 +678,7 @@ impl VisitorMut for Rewriter<'_> {
                     if let Expr::Value(v) = result {
                         if let ast::Value::Number(n, _) = &v.value {
                             if n.parse::<i32>().is_ok() {
-                                let literal =
-                                    std::mem::replace(result, Expr::value(ast::Value::Null));
-                                *result = Expr::Cast {
-                                    kind: ast::CastKind::Cast,
-                                    expr: Box::new(literal),
-                                    data_type: SqlType::Integer(None),
-                                    array: false,
-                                    format: None,
-                                };
+                                as_int4(result);
                             }
                         }
                     }

@@ -499,30 +499,24 @@ impl Planner {
             })?;
         self.authorize(&plan, session)?;
         let plan = fold_output_casts(plan)?;
-        if session.protocol == "pg" && !Self::reads_data(&plan) {
-            // Catalog queries: PostgreSQL's types of expressions over catalog columns.
-            // Not over a set operation or a recursive CTE: DataFusion's union takes its
-            // schema from its first input's physical plan, and a recursive query wants its
-            // terms' metadata equal, where a typed alias in one branch would disagree (an
-            // internal error instead of a mere type OID).
-            let (mut reads_table, mut has_union) = (false, false);
-            let _ = plan.apply_with_subqueries(|node| {
-                reads_table |= matches!(node, LogicalPlan::TableScan(_));
-                has_union |= matches!(node, LogicalPlan::Union(_) | LogicalPlan::RecursiveQuery(_));
-                Ok(if has_union {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
-            });
-            let plan = if reads_table && !has_union {
-                result_types::state_result_types(plan).map_err(QueryError::from)?
-            } else {
-                plan
-            };
-            return reg_output(plan, &state);
+        if session.protocol != "pg" {
+            return Ok(plan);
         }
-        Ok(plan)
+        let reads = PlanReads::of(&plan);
+        if reads.data {
+            return Ok(plan);
+        }
+        // Catalog queries: PostgreSQL's types of expressions over catalog columns. Not over
+        // a set operation or a recursive CTE: DataFusion's union takes its schema from its
+        // first input's physical plan, and a recursive query wants its terms' metadata
+        // equal, where a typed alias in one branch would disagree (an internal error
+        // instead of a mere type OID).
+        let plan = if reads.table && !reads.set_operation {
+            result_types::state_result_types(plan).map_err(QueryError::from)?
+        } else {
+            plan
+        };
+        reg_output(plan, &state)
     }
 
     /// The types DataFusion inferred for `$1…$n` (None where it could not tell).
@@ -709,20 +703,7 @@ impl Planner {
     /// pg_catalog / information_schema, table functions, or no table at all, are answered
     /// by the gateway.
     pub fn reads_data(plan: &LogicalPlan) -> bool {
-        let mut data = false;
-        let _ = plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node {
-                let is_data = datafusion::datasource::source_as_provider(&scan.source)
-                    .map(|p| catalog::is_data_table(p.as_ref()))
-                    .unwrap_or(true);
-                if is_data {
-                    data = true;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        data
+        PlanReads::of(plan).data
     }
 
     /// The state plans are made with (for the worker side of tests and benchmarks).
@@ -923,6 +904,43 @@ fn fold_output_casts(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
         .map_err(QueryError::from)
 }
 
+/// What a plan reads, found in one walk (with its subqueries).
+#[derive(Debug, Default)]
+struct PlanReads {
+    /// A data table (it runs on a worker).
+    data: bool,
+    /// Any table (a catalog one counts).
+    table: bool,
+    /// A set operation or a recursive CTE.
+    set_operation: bool,
+}
+
+impl PlanReads {
+    fn of(plan: &LogicalPlan) -> Self {
+        let mut reads = Self::default();
+        let _ = plan.apply_with_subqueries(|node| {
+            match node {
+                LogicalPlan::TableScan(scan) => {
+                    reads.table = true;
+                    reads.data |= datafusion::datasource::source_as_provider(&scan.source)
+                        .map(|p| catalog::is_data_table(p.as_ref()))
+                        .unwrap_or(true);
+                }
+                LogicalPlan::Union(_) | LogicalPlan::RecursiveQuery(_) => {
+                    reads.set_operation = true
+                }
+                _ => {}
+            }
+            Ok(if reads.data {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        reads
+    }
+}
+
 /// PostgreSQL's OID-alias types (`regclass`, `regproc`, …) are sent as the object's name
 /// in text and as its OID in binary. An output column of one of those types (its field
 /// pins the type: a catalog column such as `pg_type.typinput`, or `x::regclass`) becomes
@@ -934,22 +952,6 @@ fn reg_output(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, Qu
     use datafusion::logical_expr::{lit, Expr};
     use pg_catalog::types::{reg_out_function, PG_TYPE_KEY, REG_NAME_FIELD, REG_OID_FIELD};
     let schema = plan.schema().clone();
-    // `x::regtype::oid`: a cast to oid is an OID, whatever its operand's type (DataFusion
-    // keeps the operand's field metadata through a cast to the same Arrow type).
-    let cast_to_oid: Vec<bool> = match &plan {
-        LogicalPlan::Projection(p) => p
-            .expr
-            .iter()
-            .map(|e| {
-                let e = match e {
-                    Expr::Alias(a) => a.expr.as_ref(),
-                    e => e,
-                };
-                matches!(e, Expr::Cast(c) if c.field.metadata().get(PG_TYPE_KEY).is_none())
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
     let out = |field: &datafusion::arrow::datatypes::Field| {
         let oid: u32 = field.metadata().get(PG_TYPE_KEY)?.parse().ok()?;
         let function = reg_out_function(oid)?;
@@ -957,24 +959,12 @@ fn reg_output(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, Qu
             .then(|| state.scalar_functions().get(function).cloned())
             .flatten()
     };
-    let reg = |i: usize, field| {
-        if cast_to_oid.get(i).copied().unwrap_or(false) {
-            None
-        } else {
-            out(field)
-        }
-    };
-    if !schema
-        .fields()
-        .iter()
-        .enumerate()
-        .any(|(i, f)| reg(i, f).is_some())
-    {
+    if !schema.fields().iter().any(|f| out(f).is_some()) {
         return Ok(plan);
     }
-    let exprs = schema.iter().enumerate().map(|(i, (qualifier, field))| {
+    let exprs = schema.iter().map(|(qualifier, field)| {
         let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-        let Some(function) = reg(i, field) else {
+        let Some(function) = out(field) else {
             return column;
         };
         let name = Expr::ScalarFunction(ScalarFunction::new_udf(function, vec![column.clone()]));

@@ -1442,6 +1442,8 @@ fn process_start_micros() -> i64 {
     })
 }
 
+const FORMAT_MAX_BYTES: usize = 64 << 20;
+
 /// PostgreSQL's `format`: `%s` a value as text (NULL as nothing), `%I` an identifier,
 /// `%L` a literal (NULL as `NULL`), `%%` a percent sign; `%n$` picks an argument.
 fn format_args_pg(pattern: &str, args: &[ScalarValue]) -> Result<String, QueryError> {
@@ -1483,6 +1485,14 @@ fn format_args_pg(pattern: &str, args: &[ScalarValue]) -> Result<String, QueryEr
             .ok_or_else(|| QueryError::new(ErrorKind::InvalidValue, "format: too few arguments"))?;
         next += 1;
         let value = if value.is_null() { None } else { text(value) };
+        // `format(repeat('%1$s', n), big)` writes an argument n times: bounded as a text
+        // value is in PostgreSQL (1 GB there; less here, where the gateway holds it).
+        if out.len() + value.as_ref().map_or(0, String::len) * 2 > FORMAT_MAX_BYTES {
+            return Err(QueryError::new(
+                ErrorKind::TooComplex,
+                format!("format: the result would exceed {FORMAT_MAX_BYTES} bytes"),
+            ));
+        }
         match (kind, value) {
             ('s', v) => out.push_str(v.as_deref().unwrap_or("")),
             ('I', Some(v)) => out.push_str(&quote_ident(&v)),

@@ -1482,52 +1482,38 @@ fn fill_session_table(table: &str, rows: &mut Rows, session: &SessionInfo, names
             ("principal", None),
             ("encrypted", s(false)),
         ]),
-        // The roles with their attributes (no password: sluice keeps none).
-        "pg_authid" => {
-            for (oid, name, superuser) in roles(session) {
-                rows.push(&[
-                    ("oid", s(oid)),
-                    ("rolname", s(name)),
-                    ("rolsuper", s(superuser)),
-                    ("rolinherit", s(true)),
-                    ("rolcanlogin", s(true)),
-                    ("rolconnlimit", s(-1)),
-                    ("rolpassword", None),
-                ]);
-            }
-        }
-        "pg_roles" | "pg_user" => {
-            // PostgreSQL 15's predefined roles (no login: not in pg_user).
-            if table == "pg_roles" {
-                for (oid, name) in PREDEFINED_ROLES {
-                    rows.push(&[
-                        ("rolname", s(name)),
-                        ("rolsuper", s(false)),
-                        ("rolinherit", s(true)),
-                        ("rolcanlogin", s(false)),
-                        ("rolconnlimit", s(-1)),
-                        ("rolpassword", s("********")),
-                        ("oid", s(oid)),
-                    ]);
-                }
-            }
-            for (oid, name, superuser) in roles(session) {
-                if table == "pg_roles" {
-                    rows.push(&[
-                        ("rolname", s(name)),
-                        ("rolsuper", s(superuser)),
-                        ("rolinherit", s(true)),
-                        ("rolcanlogin", s(true)),
-                        ("rolconnlimit", s(-1)),
-                        ("rolpassword", s("********")),
-                        ("oid", s(oid)),
-                    ]);
-                } else {
+        // The roles: PostgreSQL 15's predefined ones (no login: not in pg_user) and the
+        // session's. pg_authid (pgAdmin reads it) is pg_roles with its password column
+        // empty: sluice keeps no passwords.
+        "pg_roles" | "pg_authid" | "pg_user" => {
+            let password = (table == "pg_roles").then_some("********");
+            let predefined = PREDEFINED_ROLES.map(|(oid, name)| (oid, name.to_string(), false));
+            let logins = roles(session);
+            let shown = match table {
+                "pg_user" => &[][..],
+                _ => &predefined[..],
+            };
+            for (login, (oid, name, superuser)) in shown
+                .iter()
+                .map(|r| (false, r))
+                .chain(logins.iter().map(|r| (true, r)))
+            {
+                if table == "pg_user" {
                     rows.push(&[
                         ("usename", s(name)),
                         ("usesysid", s(oid)),
                         ("usesuper", s(superuser)),
                         ("passwd", s("********")),
+                    ]);
+                } else {
+                    rows.push(&[
+                        ("oid", s(oid)),
+                        ("rolname", s(name)),
+                        ("rolsuper", s(superuser)),
+                        ("rolinherit", s(true)),
+                        ("rolcanlogin", s(login)),
+                        ("rolconnlimit", s(-1)),
+                        ("rolpassword", password.map(str::to_string)),
                     ]);
                 }
             }
