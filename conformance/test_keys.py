@@ -310,6 +310,12 @@ def test_config_keys_are_informational_and_filtered_by_grants(shop):
         assert rows(c, f"SELECT pg_relation_size({customers_oid}), "
                        f"pg_total_relation_size({customers_oid})") == [(None, None)]
         assert rows(c, "SELECT pg_relation_size('shop.orders') > 0") == [(True,)]
+        # Nor a name: by OID it prints as a number, by name it does not resolve.
+        assert rows(c, f"SELECT {customers_oid}::oid::regclass::text, "
+                       "to_regclass('shop.customers'), 'shop.orders'::regclass::text") == \
+            [(str(customers_oid), None, "shop.orders")]
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("SELECT 'shop.customers'::regclass")
         assert rows(c, "SELECT pg_database_size(current_database()) < "
                        f"{whole_database}") == [(True,)]
     pk = flight_keys(server, ANALYST, "CommandGetImportedKeys", field(2, "shop") + field(3, "orders"))

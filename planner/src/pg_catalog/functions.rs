@@ -1241,8 +1241,23 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             .sum();
         Ok(ScalarValue::Int64(Some(total as i64)))
     }));
+    // A relation (or a key's index) the session may not read is one that does not exist:
+    // its name does not resolve, its OID prints as a number — as the catalog hides it.
+    let may_see = {
+        let n = names.clone();
+        let access = session.access.clone();
+        move |o: u32| {
+            let table = n
+                .indexes
+                .iter()
+                .find(|i| i.oid == o)
+                .map_or(o, |index| index.relation);
+            n.relation(table).is_none_or(|r| readable(&access, r))
+        }
+    };
     let n = names.clone();
     let p = path.clone();
+    let see = may_see.clone();
     f.push(pg_fn(
         "to_regclass",
         &[1],
@@ -1251,12 +1266,13 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         STABLE,
         move |a| {
             Ok(ScalarValue::UInt32(
-                text(arg(a, 0)).and_then(|t| n.relation_oid(&t, &p)),
+                text(arg(a, 0)).and_then(|t| n.relation_oid(&t, &p).filter(|o| see(*o))),
             ))
         },
     ));
     let n = names.clone();
     let p = path.clone();
+    let see = may_see.clone();
     f.push(pg_fn(
         "sluice_regclass_in",
         &[1],
@@ -1265,14 +1281,16 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
         STABLE,
         move |a| {
             reg_in(arg(a, 0), "relation", ErrorKind::UndefinedTable, |t| {
-                n.relation_oid(t, &p)
+                n.relation_oid(t, &p).filter(|o| see(*o))
             })
         },
     ));
     let n = names.clone();
     let v = visible.clone();
+    let see = may_see.clone();
     f.push(udf("sluice_regclass_out", &[1], Utf8, STABLE, move |a| {
         Ok(utf8(oid(arg(a, 0)).map(|o| match n.relation_name(o) {
+            Some(_) if !see(o) => o.to_string(),
             Some((schema, name)) if v.iter().any(|s| s == schema) => quote_ident(name),
             Some((schema, name)) => format!("{}.{}", quote_ident(schema), quote_ident(name)),
             None => o.to_string(),
