@@ -687,6 +687,44 @@ def test_array_parameters_bind_as_postgresql_infers_them(sluice, reference):
 
 # Statements from "what fails today" (issue 22) whose answers must equal PostgreSQL's.
 SAME_AS_POSTGRESQL = [
+    # Vectors count from 0 (generate_subscripts over indkey once began at 1: a wrong key
+    # column for Rails' `pg_get_indexdef(indexrelid, k + 1)`).
+    "SELECT generate_subscripts(i.indkey, 1) AS k, array_lower(i.indkey, 1), "
+    "array_upper(i.indkey, 1) FROM pg_index i WHERE i.indrelid = 'tpch.lineitem'::regclass ORDER BY 1",
+    "SELECT k, pg_get_indexdef(i.indexrelid, k + 1, true) FROM pg_index i, "
+    "generate_subscripts(i.indkey, 1) AS k WHERE i.indrelid = 'tpch.partsupp'::regclass ORDER BY 1",
+    "SELECT ARRAY(SELECT pg_get_indexdef(i.indexrelid, k + 1, true) FROM generate_subscripts(i.indkey, 1) "
+    "AS k ORDER BY k) FROM pg_index i WHERE i.indrelid = 'tpch.lineitem'::regclass",
+    "SELECT array_lower(ARRAY[5, 6], 1), array_upper(ARRAY[5, 6], 1), array_lower('{}'::int[], 1)",
+    "SELECT * FROM generate_subscripts(ARRAY['a', 'b', 'c'], 1) AS k",
+    # unnest WITH ORDINALITY, several arrays, and over the row before it (Django).
+    "SELECT * FROM unnest(ARRAY['x', 'y']) WITH ORDINALITY AS t(v, n)",
+    "SELECT * FROM unnest(ARRAY[1, 2, 3], ARRAY['a']) WITH ORDINALITY AS t(a, b, n)",
+    "SELECT c.conname, k.* FROM pg_constraint c, unnest(c.conkey) WITH ORDINALITY k(attnum, pos) "
+    "WHERE c.conrelid = 'tpch.lineitem'::regclass ORDER BY 1, 3",
+    "SELECT c.conname, ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY cols(colid, arridx) "
+    "JOIN pg_attribute a ON cols.colid = a.attnum WHERE a.attrelid = c.conrelid ORDER BY cols.arridx) "
+    "FROM pg_constraint c WHERE c.conrelid = 'tpch.partsupp'::regclass ORDER BY 1",
+    # A subscripted outer column inside a derived table of a correlated subquery (Rails).
+    "SELECT c.conname, (SELECT array_agg(e ORDER BY idx) FROM (SELECT idx, c.conkey[idx] AS e "
+    "FROM generate_subscripts(c.conkey, 1) AS idx) x) FROM pg_constraint c "
+    "WHERE c.conrelid = 'tpch.lineitem'::regclass ORDER BY 1",
+    # EXISTS and IN as values, in a select list and in ORDER BY (pgAdmin, Grafana).
+    "SELECT c.relname, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = 4), "
+    "NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND 2 = ANY(k.conkey)) "
+    "FROM pg_class c WHERE c.relnamespace = 'tpch'::regnamespace ORDER BY 1",
+    "SELECT n_name, n_regionkey IN (SELECT r_regionkey FROM tpch.region WHERE r_name LIKE 'A%'), "
+    "n_regionkey NOT IN (SELECT r_regionkey FROM tpch.region WHERE r_name LIKE 'A%') "
+    "FROM tpch.nation ORDER BY 1",
+    "SELECT relname FROM pg_class WHERE relnamespace = 'tpch'::regnamespace "
+    "ORDER BY relname IN (SELECT 'nation' UNION SELECT 'orders'), 1",
+    # Subqueries in a DISTINCT ON select list; an oid with an integer constant stays an oid.
+    "SELECT DISTINCT ON (a.attnum) a.attname, (SELECT nspname FROM pg_namespace WHERE oid = t.typnamespace), "
+    "coalesce(t.typrelid, 0) AS rel FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+    "WHERE a.attrelid = 'tpch.nation'::regclass AND a.attnum > 0 ORDER BY a.attnum",
+    "SELECT DISTINCT ON (n_regionkey) n_regionkey, upper(n_name) FROM tpch.nation ORDER BY n_regionkey, n_name",
+    # quote_ident quotes reserved keywords.
+    "SELECT quote_ident('default'), quote_ident('user'), quote_ident('name'), quote_ident('Abc')",
     "SELECT regexp_split_to_table('a,b,,c', ',')",
     "SELECT x FROM regexp_split_to_table('one two  three', '\\s+') AS x",
     "SELECT * FROM regexp_split_to_table('aXbxc', 'x', 'i')",
@@ -819,6 +857,22 @@ def test_set_operations_over_typed_catalog_columns_answer(sluice, reference):
     with psycopg.connect(sluice.dsn(dbname=REFERENCE_DB), autocommit=True) as ours, \
             psycopg.connect(reference, autocommit=True) as theirs:
         assert ours.execute(sql).fetchall() == theirs.execute(sql).fetchall()
+
+
+def test_explain_answers_a_query_plan_column(sluice, reference):
+    """EXPLAIN on a pg session is PostgreSQL's one text column, a row per plan line (pgAdmin
+    validates a filter so); the plan is sluice's own, and reads nothing."""
+    sql = "EXPLAIN SELECT * FROM tpch.nation WHERE n_regionkey = 1"
+    with psycopg.connect(sluice.dsn(dbname=REFERENCE_DB), autocommit=True) as ours, \
+            psycopg.connect(reference, autocommit=True) as theirs:
+        got, want = ours.execute(sql), theirs.execute(sql)
+        assert [(d.name, d.type_code) for d in got.description] == \
+            [(d.name, d.type_code) for d in want.description] == [("QUERY PLAN", 25)]
+        lines = [r[0] for r in got.fetchall()]
+        assert lines[0].startswith("FilterExec: n_regionkey@2 = 1"), lines
+        assert any("DataSourceExec" in line for line in lines), lines
+        # Catalog tables resolve under EXPLAIN as in the query itself.
+        assert ours.execute("EXPLAIN SELECT * FROM pg_class").fetchall()
 
 
 def test_oid_alias_types_in_binary_as_postgresql(sluice, reference):

@@ -69,7 +69,10 @@ def normalize(value, type_oid, name=""):
     - the owner's role name (sluice's objects belong to `sluice`, the reference's to
       `postgres`), also inside ACL strings;
     - `version()`'s text, which names the server's build (sluice says it is sluice);
-    - transaction ids (`xid`: relfrozenxid, datminmxid, …), the server's own counters."""
+    - transaction ids (`xid`: relfrozenxid, datminmxid, …), the server's own counters;
+    - the text of a plan (EXPLAIN's `QUERY PLAN` lines, see `outcome`): each engine plans
+      with its own operators (PostgreSQL's Seq Scan and costs, DataFusion's execution
+      plan), so only the column, its type and that there is a plan are compared."""
     if value is None:
         return None
     if name and SIZE_COLUMN.search(name) and (
@@ -108,6 +111,8 @@ def outcome(conn, sql):
                 types = [d.type_code for d in cur.description]
                 rows = sorted((repr([normalize(v, t, n) for v, t, n in zip(row, types, names)])
                                for row in cur.fetchall()))
+                if names == ["QUERY PLAN"] and rows:
+                    rows = ["<plan>"]
                 results.append({"names": names, "types": types, "rows": rows})
             else:
                 results.append({"tag": cur.statusmessage})

@@ -188,15 +188,11 @@ fn as_int4(expr: &mut Expr) {
     };
 }
 
-/// In catalog SQL, integer constants of a select list that fit in 32 bits are `integer`
-/// wherever they are in an expression, as PostgreSQL types them: `0 AS depth` and
-/// `depth + 1` of a recursive CTE are int4 (asyncpg's and pgx's type introspection). Only
-/// the select list (ORDER BY 1 and GROUP BY 1 are positions) and only catalog statements
-/// (over data, 32-bit arithmetic could overflow where PostgreSQL would refuse). Constants
-/// inside a subquery are its own select's.
-fn int4_constants(select: &mut ast::Select, top: bool) {
-    struct Int4(usize);
-    impl VisitorMut for Int4 {
+/// Apply `f` to each expression of `expr`, bottom-up, but not inside its subqueries (their
+/// expressions are their own select's).
+fn outside_subqueries(expr: &mut Expr, f: impl FnMut(&mut Expr)) {
+    struct Own<F>(usize, F);
+    impl<F: FnMut(&mut Expr)> VisitorMut for Own<F> {
         type Break = ();
         fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
             self.0 += 1;
@@ -207,18 +203,30 @@ fn int4_constants(select: &mut ast::Select, top: bool) {
             ControlFlow::Continue(())
         }
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            if self.0 > 0 {
-                return ControlFlow::Continue(());
-            }
-            let fits = matches!(expr, Expr::Value(v)
-                if matches!(&v.value, ast::Value::Number(n, _)
-                    if !n.contains(['.', 'e', 'E']) && n.parse::<i32>().is_ok()));
-            if fits {
-                as_int4(expr);
+            if self.0 == 0 {
+                (self.1)(expr);
             }
             ControlFlow::Continue(())
         }
     }
+    let _ = expr.visit(&mut Own(0, f));
+}
+
+/// In catalog SQL, integer constants of a select list that fit in 32 bits are `integer`
+/// wherever they are in an expression, as PostgreSQL types them: `0 AS depth` and
+/// `depth + 1` of a recursive CTE are int4 (asyncpg's and pgx's type introspection). Only
+/// the select list (ORDER BY 1 and GROUP BY 1 are positions) and only catalog statements
+/// (over data, 32-bit arithmetic could overflow where PostgreSQL would refuse). Constants
+/// inside a subquery are its own select's.
+fn int4_constants(select: &mut ast::Select, top: bool) {
+    let int4 = |expr: &mut Expr| {
+        let fits = matches!(expr, Expr::Value(v)
+            if matches!(&v.value, ast::Value::Number(n, _)
+                if !n.contains(['.', 'e', 'E']) && n.parse::<i32>().is_ok()));
+        if fits {
+            as_int4(expr);
+        }
+    };
     for item in &mut select.projection {
         if let ast::SelectItem::UnnamedExpr(expr) | ast::SelectItem::ExprWithAlias { expr, .. } =
             item
@@ -231,7 +239,7 @@ fn int4_constants(select: &mut ast::Select, top: bool) {
             if matches!(expr, Expr::Cast { .. }) || (top && bare) {
                 continue;
             }
-            let _ = expr.visit(&mut Int4(0));
+            outside_subqueries(expr, int4);
         }
     }
 }
@@ -468,6 +476,154 @@ fn scalar_function_in_from(factor: &mut TableFactor) {
     };
 }
 
+/// The subscripts `generate_subscripts(a, dim)` yields, as an integer array: those of a
+/// one-dimensional array from `array_lower` to `array_upper` (0-based for PostgreSQL's
+/// vectors), none for another dimension or an empty array. `dim` is kept in a comparison,
+/// so a parameter there is typed by its context.
+fn subscripts_of(args: &[ast::FunctionArg]) -> Option<Expr> {
+    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array)), ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(dim))] =
+        args
+    else {
+        return None;
+    };
+    let sql = format!(
+        "CAST(range(CASE WHEN {dim} = 1 THEN coalesce(array_lower({array}, 1), 1) ELSE 1 END, \
+         CASE WHEN {dim} = 1 THEN coalesce(array_upper({array}, 1) + 1, 1) ELSE 1 END) AS INT[])"
+    );
+    parse_expr(&sql)
+}
+
+/// The select items of `unnest(a, b, …) [WITH ORDINALITY] AS k(x, y, …[, n])` as a
+/// select-list unnest (`unnest(a) AS "x", unnest(b) AS "y", unnest(range(1, greatest(
+/// cardinality(a), …) + 1)) AS "n"`: several arrays zip, the shorter padded with NULLs, as
+/// in PostgreSQL), and the column names. One array without column names is named by `k`.
+fn unnest_items(
+    arrays: &[Expr],
+    k: &ast::TableAlias,
+    ordinality: bool,
+) -> Option<(String, Vec<String>)> {
+    let mut columns: Vec<String> = k.columns.iter().map(|c| c.name.value.clone()).collect();
+    if columns.is_empty() && arrays.len() == 1 && !ordinality {
+        columns.push(k.name.value.clone());
+    }
+    if arrays.is_empty() || columns.len() != arrays.len() + usize::from(ordinality) {
+        return None;
+    }
+    let mut items: Vec<String> = arrays
+        .iter()
+        .zip(&columns)
+        .map(|(a, c)| format!("unnest({a}) AS {}", Ident::with_quote('"', c)))
+        .collect();
+    if ordinality {
+        let lengths: Vec<String> = arrays
+            .iter()
+            .map(|a| format!("CAST(cardinality({a}) AS BIGINT)"))
+            .collect();
+        let longest = if lengths.len() == 1 {
+            lengths[0].clone()
+        } else {
+            format!("greatest({})", lengths.join(", "))
+        };
+        items.push(format!(
+            "unnest(range(1, {longest} + 1)) AS {}",
+            Ident::with_quote('"', &columns[arrays.len()])
+        ));
+    }
+    Some((items.join(", "), columns))
+}
+
+/// `EXISTS (…)` and `x IN (…)` as values (a select list, ORDER BY — pgAdmin's `EXISTS(…)
+/// AS is_fk`, Grafana's `CASE WHEN schema IN (SELECT … search_path …)`): DataFusion turns
+/// them into joins only in WHERE. As scalar subqueries, which it (or, for correlated
+/// catalog subqueries, `rewrite_scalar_subquery`) plans anywhere:
+///
+/// * `EXISTS (q)` → `(SELECT count(*) FROM (q) AS e) > 0` (`= 0` for NOT EXISTS);
+/// * `x IN (q)` → `CASE WHEN x IS NULL THEN NULL ELSE coalesce(array_has((SELECT
+///   array_agg(v) FROM (q) AS i(v)), x), false) END` (NOT IN negated).
+///
+/// Subqueries of subqueries are their own select lists' (left alone here).
+fn subquery_predicates_as_values(expr: &mut Expr) {
+    outside_subqueries(expr, |expr| {
+        let sql = match expr {
+            Expr::Exists { subquery, negated } => {
+                let compare = if *negated { "=" } else { ">" };
+                match count_of_rows(subquery) {
+                    // A plain select keeps its WHERE (DataFusion decorrelates that).
+                    Some(count) => format!("({count}) {compare} 0"),
+                    None => format!(
+                        "(SELECT count(*) FROM ({subquery}) AS __sluice_exists) {compare} 0"
+                    ),
+                }
+            }
+            Expr::InSubquery {
+                expr: value,
+                subquery,
+                negated,
+            } => format!(
+                "CASE WHEN ({value}) IS NULL THEN NULL ELSE {}coalesce(array_has((SELECT \
+                 array_agg(__sluice_in.v) FROM ({subquery}) AS __sluice_in(v)), {value}), \
+                 false) END",
+                if *negated { "NOT " } else { "" }
+            ),
+            _ => return,
+        };
+        if let Some(value) = parse_expr(&sql) {
+            *expr = Expr::Nested(Box::new(value));
+        }
+    });
+}
+
+/// `SELECT count(*) FROM … WHERE …` of a plain select (no grouping, DISTINCT, aggregate,
+/// set operation or WITH; a LIMIT of at least one row and ORDER BY change no count).
+fn count_of_rows(query: &Query) -> Option<Query> {
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let limit_ok = match &query.limit_clause {
+        None => true,
+        Some(ast::LimitClause::LimitOffset {
+            limit: Some(Expr::Value(v)),
+            offset: None,
+            limit_by,
+        }) => {
+            limit_by.is_empty()
+                && matches!(&v.value, ast::Value::Number(n, _) if n.parse::<u64>().is_ok_and(|n| n >= 1))
+        }
+        _ => false,
+    };
+    let plain = limit_ok
+        && query.with.is_none()
+        && query.fetch.is_none()
+        && select.distinct.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+        && !contains_aggregate_projection(query);
+    if !plain {
+        return None;
+    }
+    let mut count = query.clone();
+    count.limit_clause = None;
+    count.order_by = None;
+    let ast::SetExpr::Select(select) = count.body.as_mut() else {
+        return None;
+    };
+    select.projection = vec![ast::SelectItem::UnnamedExpr(call(
+        "count",
+        vec![Expr::value(ast::Value::Number("1".into(), false))],
+    ))];
+    Some(count)
+}
+
+/// An expression the rewrites wrote as SQL text, parsed.
+fn parse_expr(sql: &str) -> Option<Expr> {
+    datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(sql)
+    .and_then(|mut p| p.parse_expr())
+    .ok()
+}
+
 /// A query the rewrites wrote as SQL text, parsed.
 fn parse_query(sql: &str) -> Option<Box<Query>> {
     let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
@@ -504,11 +660,28 @@ impl VisitorMut for Rewriter<'_> {
                 }
             }
         }
+        if let Some(ast::OrderBy {
+            kind: ast::OrderByKind::Expressions(exprs),
+            ..
+        }) = &mut query.order_by
+        {
+            for e in exprs {
+                subquery_predicates_as_values(&mut e.expr);
+            }
+        }
         let (catalog, ctes, catalog_only) = (self.catalog, &self.ctes, self.catalog_only);
         let top = self.depth == 1;
         for_each_select(query.body.as_mut(), &mut |select| {
+            for item in &mut select.projection {
+                if let ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    subquery_predicates_as_values(e);
+                }
+            }
             expand_catalog_wildcards(select, catalog, ctes);
             catalog_columns(select, catalog, ctes);
+            subscripts_as_unnest(select);
             unnest_lateral_joins(select);
             unnest_set_returning_calls(select);
             alias_duplicate_columns(select);
@@ -552,6 +725,30 @@ impl VisitorMut for Rewriter<'_> {
                 }
             }
         } else if let TableFactor::UNNEST {
+            alias: Some(k),
+            array_exprs,
+            with_ordinality: true,
+            with_offset: false,
+            ..
+        } = factor
+        {
+            // `unnest(a) WITH ORDINALITY AS k(x, n)`: DataFusion has no ordinality.
+            if let Some(subquery) = unnest_items(array_exprs, k, true)
+                .and_then(|(items, _)| parse_query(&format!("SELECT {items}")))
+            {
+                *factor = TableFactor::Derived {
+                    lateral: false,
+                    subquery,
+                    alias: Some(ast::TableAlias {
+                        explicit: true,
+                        name: k.name.clone(),
+                        columns: Vec::new(),
+                        at: None,
+                    }),
+                    sample: None,
+                };
+            }
+        } else if let TableFactor::UNNEST {
             alias: Some(alias),
             array_exprs,
             with_ordinality: false,
@@ -564,6 +761,36 @@ impl VisitorMut for Rewriter<'_> {
                 alias.columns.push(ast::TableAliasColumnDef::from_name(
                     alias.name.value.clone(),
                 ));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `c.conkey[i]` parses as `c` with `.conkey` and `[i]` applied; read as the column
+        // `c.conkey` subscripted, so that the column is seen as one reference (an outer one
+        // in a correlated subquery).
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr {
+            while let (
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_),
+                Some(ast::AccessExpr::Dot(Expr::Identifier(_))),
+            ) = (root.as_ref(), access_chain.first())
+            {
+                let ast::AccessExpr::Dot(Expr::Identifier(next)) = access_chain.remove(0) else {
+                    break;
+                };
+                let mut idents =
+                    match std::mem::replace(root.as_mut(), Expr::value(ast::Value::Null)) {
+                        Expr::Identifier(first) => vec![first],
+                        Expr::CompoundIdentifier(idents) => idents,
+                        _ => break,
+                    };
+                idents.push(next);
+                **root = Expr::CompoundIdentifier(idents);
+            }
+            if access_chain.is_empty() {
+                let root = std::mem::replace(root.as_mut(), Expr::value(ast::Value::Null));
+                *expr = root;
             }
         }
         ControlFlow::Continue(())
@@ -605,59 +832,15 @@ impl VisitorMut for Rewriter<'_> {
                     *expr = call("unnest", vec![inner]);
                     return ControlFlow::Continue(());
                 }
-                // generate_subscripts(a, dim) in a select list: the subscripts of a
-                // one-dimensional array, as integers, none for another dimension:
-                // unnest(CAST(range(1, CASE WHEN dim = 1 THEN cardinality(a) + 1 ELSE 1 END)
-                // AS INT[])) — `dim` kept, so a parameter there is typed by its context.
+                // generate_subscripts(a, dim) in a select list: unnest of its subscripts.
                 if parts(&f.name) == ["generate_subscripts"] {
-                    if let FunctionArguments::List(list) = &mut f.args {
-                        let arg = |i: usize| match list.args.get(i) {
-                            Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e))) => {
-                                Some(e.clone())
-                            }
-                            _ => None,
-                        };
-                        if let (Some(array), Some(dim)) = (arg(0), arg(1)) {
-                            let one = || Expr::value(ast::Value::Number("1".into(), false));
-                            let upper = Expr::BinaryOp {
-                                left: Box::new(Expr::Cast {
-                                    kind: ast::CastKind::Cast,
-                                    expr: Box::new(call("cardinality", vec![array])),
-                                    data_type: SqlType::BigInt(None),
-                                    array: false,
-                                    format: None,
-                                }),
-                                op: BinaryOperator::Plus,
-                                right: Box::new(one()),
-                            };
-                            let first_dimension = Expr::BinaryOp {
-                                left: Box::new(dim),
-                                op: BinaryOperator::Eq,
-                                right: Box::new(one()),
-                            };
-                            let upper = Expr::Case {
-                                case_token: ast::helpers::attached_token::AttachedToken::empty(),
-                                end_token: ast::helpers::attached_token::AttachedToken::empty(),
-                                operand: None,
-                                conditions: vec![ast::CaseWhen {
-                                    condition: first_dimension,
-                                    result: upper,
-                                }],
-                                else_result: Some(Box::new(one())),
-                            };
-                            let subscripts = Expr::Cast {
-                                kind: ast::CastKind::Cast,
-                                expr: Box::new(call("range", vec![one(), upper])),
-                                data_type: SqlType::Array(ast::ArrayElemTypeDef::SquareBracket(
-                                    Box::new(SqlType::Integer(None)),
-                                    None,
-                                )),
-                                array: false,
-                                format: None,
-                            };
-                            *expr = call("unnest", vec![subscripts]);
-                            return ControlFlow::Continue(());
-                        }
+                    let subscripts = match &f.args {
+                        FunctionArguments::List(list) => subscripts_of(&list.args),
+                        _ => None,
+                    };
+                    if let Some(subscripts) = subscripts {
+                        *expr = call("unnest", vec![subscripts]);
+                        return ControlFlow::Continue(());
                     }
                 }
                 self.rewrite_array_subquery(expr);
@@ -1659,12 +1842,80 @@ fn catalog_columns(select: &mut ast::Select, catalog: &CatalogNames, ctes: &Hash
     }
 }
 
+/// `generate_subscripts(a, dim) AS k` in FROM, a table function DataFusion lacks, is
+/// `unnest(<its subscripts>) AS k(k)` (see [`subscripts_of`]), also over the row before it
+/// (`FROM pg_index i, generate_subscripts(i.indkey, 1) k`, see [`unnest_lateral_joins`]).
+fn subscripts_as_unnest(select: &mut ast::Select) {
+    let factors = select.from.iter_mut().flat_map(|from| {
+        std::iter::once(&mut from.relation).chain(from.joins.iter_mut().map(|j| &mut j.relation))
+    });
+    for factor in factors {
+        let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        let function = parts(name);
+        let system = function.len() == 1 || function[0] == PG_CATALOG;
+        if !system || function.last().map(String::as_str) != Some("generate_subscripts") {
+            continue;
+        }
+        let Some(subscripts) = subscripts_of(&args.args) else {
+            continue;
+        };
+        let mut alias = alias.clone().unwrap_or_else(|| ast::TableAlias {
+            explicit: true,
+            name: Ident::new("generate_subscripts"),
+            columns: Vec::new(),
+            at: None,
+        });
+        if alias.columns.is_empty() {
+            alias.columns.push(ast::TableAliasColumnDef::from_name(
+                alias.name.value.clone(),
+            ));
+        }
+        *factor = TableFactor::UNNEST {
+            alias: Some(alias),
+            array_exprs: vec![subscripts],
+            with_offset: false,
+            with_offset_alias: None,
+            with_ordinality: false,
+        };
+    }
+}
+
 /// `FROM t AS r CROSS JOIN unnest(r.a) AS k` — a set-returning function over the row
 /// before it (PostgreSQL's implicit LATERAL), which DataFusion cannot decorrelate — becomes
 /// `FROM (SELECT r.*, unnest(r.a) AS k FROM t AS r) AS r`, with `k.k` read as `r.k`. The
 /// ADBC PostgreSQL driver reads key columns this way (`CROSS JOIN UNNEST(conkey) AS
-/// conkeys`). Only the first join after a plain table, with one array and one column.
+/// conkeys`); Django writes `FROM pg_index i, unnest(i.indkey, i.indoption) WITH ORDINALITY
+/// koi(key, option, arridx)`. The unnest follows a plain table (as its first join or as the
+/// next item of the FROM list), its columns named (see [`unnest_items`]).
 fn unnest_lateral_joins(select: &mut ast::Select) {
+    // `FROM t r, unnest(r.a) k` is `FROM t r CROSS JOIN unnest(r.a) k`.
+    let mut i = 1;
+    while i < select.from.len() {
+        let lateral_unnest = matches!(select.from[i].relation, TableFactor::UNNEST { .. })
+            && select.from[i].joins.is_empty()
+            && select.from[i - 1].joins.is_empty()
+            && matches!(
+                select.from[i - 1].relation,
+                TableFactor::Table { args: None, .. }
+            );
+        if lateral_unnest {
+            let unnest = select.from.remove(i);
+            select.from[i - 1].joins.push(ast::Join {
+                relation: unnest.relation,
+                global: false,
+                join_operator: ast::JoinOperator::CrossJoin(ast::JoinConstraint::None),
+            });
+        }
+        i += 1;
+    }
     let mut renamed: Vec<(String, String, String)> = Vec::new();
     for from in &mut select.from {
         let Some(first) = from.joins.first() else {
@@ -1680,19 +1931,15 @@ fn unnest_lateral_joins(select: &mut ast::Select) {
             alias: Some(k),
             array_exprs,
             with_offset: false,
-            with_ordinality: false,
+            with_ordinality,
             ..
         } = &first.relation
         else {
             continue;
         };
-        let ([array], 0 | 1) = (array_exprs.as_slice(), k.columns.len()) else {
+        let Some((items, columns)) = unnest_items(array_exprs, k, *with_ordinality) else {
             continue;
         };
-        let column = k
-            .columns
-            .first()
-            .map_or_else(|| k.name.value.clone(), |c| c.name.value.clone());
         let TableFactor::Table {
             name,
             alias,
@@ -1710,15 +1957,15 @@ fn unnest_lateral_joins(select: &mut ast::Select) {
             },
             Some(_) => continue,
         };
-        let sql = format!(
-            "SELECT {r}.*, unnest({array}) AS {} FROM {}",
-            Ident::with_quote('"', &column),
-            from.relation
-        );
+        let sql = format!("SELECT {r}.*, {items} FROM {}", from.relation);
         let Some(subquery) = parse_query(&sql) else {
             continue;
         };
-        renamed.push((k.name.value.clone(), column, r.value.clone()));
+        renamed.extend(
+            columns
+                .into_iter()
+                .map(|column| (k.name.value.clone(), column, r.value.clone())),
+        );
         from.relation = TableFactor::Derived {
             lateral: false,
             subquery,
@@ -1735,6 +1982,32 @@ fn unnest_lateral_joins(select: &mut ast::Select) {
     if renamed.is_empty() {
         return;
     }
+    // `k.*`: the unnest's columns, now the derived table's.
+    let mut projection = Vec::with_capacity(select.projection.len());
+    for item in std::mem::take(&mut select.projection) {
+        let unnest = match &item {
+            ast::SelectItem::QualifiedWildcard(
+                ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) => parts(name)
+                .last()
+                .filter(|k| renamed.iter().any(|(alias, _, _)| alias == *k))
+                .cloned(),
+            _ => None,
+        };
+        match unnest {
+            Some(k) => projection.extend(renamed.iter().filter(|(a, _, _)| *a == k).map(
+                |(_, column, r)| {
+                    ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
+                        Ident::with_quote('"', r.clone()),
+                        Ident::with_quote('"', column.clone()),
+                    ]))
+                },
+            )),
+            None => projection.push(item),
+        }
+    }
+    select.projection = projection;
     struct Requalify<'a>(&'a [(String, String, String)]);
     impl VisitorMut for Requalify<'_> {
         type Break = ();
@@ -1952,12 +2225,10 @@ impl ExprPlanner for UnknownLiteralPlanner {
         let GetFieldAccess::ListIndex { key } = &expr.field_access else {
             return Ok(PlannerResult::Original(expr));
         };
-        let is_vector = expr.expr.to_field(schema).is_ok_and(|(_, field)| {
-            matches!(
-                field.metadata().get(PG_TYPE_KEY).map(String::as_str),
-                Some("22" | "30")
-            )
-        });
+        let is_vector = expr
+            .expr
+            .to_field(schema)
+            .is_ok_and(|(_, field)| crate::pg_catalog::functions::is_vector(&field));
         if !is_vector {
             return Ok(PlannerResult::Original(expr));
         }
@@ -2106,15 +2377,14 @@ impl TypePlanner for PgTypePlanner {
             "xid" => pinned(DataType::UInt32, XID),
             "char" if ident.quote_style.is_some() => pinned(DataType::Utf8, oids::CHAR),
             "pg_node_tree" | "aclitem" | "regconfig_text" => Field::new("", DataType::Utf8, true),
-            "int2vector" => Field::new(
-                "",
+            // Vectors count from 0 (`indkey[0]`, `array_lower`): the type says so.
+            "int2vector" => pinned(
                 DataType::List(Arc::new(Field::new("item", DataType::Int16, true))),
-                true,
+                22,
             ),
-            "oidvector" => Field::new(
-                "",
+            "oidvector" => pinned(
                 DataType::List(Arc::new(Field::new("item", DataType::UInt32, true))),
-                true,
+                30,
             ),
             _ => return Ok(None),
         };

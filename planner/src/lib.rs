@@ -19,6 +19,7 @@ pub mod compat;
 pub mod cursor;
 pub mod ddl;
 pub mod delta;
+mod distinct_on;
 pub mod error;
 #[cfg(test)]
 mod fuzz_sql;
@@ -353,6 +354,11 @@ impl Planner {
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
         let mut statements = self.parse_as_written(sql)?;
         for statement in &mut statements {
+            let mut statement = statement;
+            // `EXPLAIN …` explains the query as it is rewritten to run.
+            while let Statement::Explain(explain) = statement {
+                statement = explain.statement.as_mut();
+            }
             if let Statement::Statement(sql) = statement {
                 compat::rewrite(sql, &self.catalog_names);
             }
@@ -483,6 +489,7 @@ impl Planner {
         let plan = state
             .statement_to_plan(statement)
             .await
+            .and_then(distinct_on::hoist_subqueries)
             .map_err(QueryError::from)?;
         // Reads only: DDL (e.g. CREATE EXTERNAL TABLE) would change the shared catalog, and
         // DML has nowhere to write.
@@ -502,16 +509,15 @@ impl Planner {
         if session.protocol != "pg" {
             return Ok(plan);
         }
+        if matches!(plan, LogicalPlan::Explain(_)) {
+            return pg_explain(plan, &state).await;
+        }
         let reads = PlanReads::of(&plan);
         if reads.data {
             return Ok(plan);
         }
-        // Catalog queries: PostgreSQL's types of expressions over catalog columns. Not over
-        // a set operation or a recursive CTE: DataFusion's union takes its schema from its
-        // first input's physical plan, and a recursive query wants its terms' metadata
-        // equal, where a typed alias in one branch would disagree (an internal error
-        // instead of a mere type OID).
-        let plan = if reads.table && !reads.set_operation {
+        // Catalog queries: PostgreSQL's types of expressions over catalog columns.
+        let plan = if reads.table {
             result_types::state_result_types(plan).map_err(QueryError::from)?
         } else {
             plan
@@ -906,30 +912,22 @@ fn fold_output_casts(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
 
 /// What a plan reads, found in one walk (with its subqueries).
 #[derive(Debug, Default)]
-struct PlanReads {
+pub(crate) struct PlanReads {
     /// A data table (it runs on a worker).
-    data: bool,
+    pub(crate) data: bool,
     /// Any table (a catalog one counts).
-    table: bool,
-    /// A set operation or a recursive CTE.
-    set_operation: bool,
+    pub(crate) table: bool,
 }
 
 impl PlanReads {
-    fn of(plan: &LogicalPlan) -> Self {
+    pub(crate) fn of(plan: &LogicalPlan) -> Self {
         let mut reads = Self::default();
         let _ = plan.apply_with_subqueries(|node| {
-            match node {
-                LogicalPlan::TableScan(scan) => {
-                    reads.table = true;
-                    reads.data |= datafusion::datasource::source_as_provider(&scan.source)
-                        .map(|p| catalog::is_data_table(p.as_ref()))
-                        .unwrap_or(true);
-                }
-                LogicalPlan::Union(_) | LogicalPlan::RecursiveQuery(_) => {
-                    reads.set_operation = true
-                }
-                _ => {}
+            if let LogicalPlan::TableScan(scan) = node {
+                reads.table = true;
+                reads.data |= datafusion::datasource::source_as_provider(&scan.source)
+                    .map(|p| catalog::is_data_table(p.as_ref()))
+                    .unwrap_or(true);
             }
             Ok(if reads.data {
                 TreeNodeRecursion::Stop
@@ -939,6 +937,48 @@ impl PlanReads {
         });
         reads
     }
+}
+
+/// `EXPLAIN` as PostgreSQL answers it: one text column `QUERY PLAN`, a row per line of
+/// the plan that runs (DataFusion's physical plan; its logical plan is an intermediate
+/// step PostgreSQL does not show). pgAdmin validates a filter by EXPLAINing it, and tools
+/// read the column by that name. DataFusion plans an EXPLAIN only as the root of a plan,
+/// so its text is made here (planning only; nothing is read) and answered as values.
+async fn pg_explain(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, QueryError> {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::logical_expr::{lit, LogicalPlanBuilder};
+    let physical = state
+        .create_physical_plan(&plan)
+        .await
+        .map_err(QueryError::from)?;
+    let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
+        .await
+        .map_err(QueryError::from)?;
+    let mut lines = Vec::new();
+    for batch in &batches {
+        let (Some(kinds), Some(plans)) = (
+            batch.column(0).as_any().downcast_ref::<StringArray>(),
+            batch.column(1).as_any().downcast_ref::<StringArray>(),
+        ) else {
+            continue;
+        };
+        for row in 0..batch.num_rows() {
+            if kinds.is_valid(row) && kinds.value(row) == "physical_plan" && plans.is_valid(row) {
+                lines.extend(plans.value(row).lines().map(|l| vec![lit(l.to_string())]));
+            }
+        }
+    }
+    if lines.is_empty() {
+        lines.push(vec![lit("")]);
+    }
+    LogicalPlanBuilder::values(lines)
+        .and_then(|b| {
+            b.project(vec![
+                datafusion::logical_expr::col("column1").alias("QUERY PLAN")
+            ])
+        })
+        .and_then(|b| b.build())
+        .map_err(QueryError::from)
 }
 
 /// PostgreSQL's OID-alias types (`regclass`, `regproc`, …) are sent as the object's name
@@ -1102,7 +1142,8 @@ fn pg_name(expr: &datafusion::sql::sqlparser::ast::Expr) -> (String, u8) {
                 _ => unnamed(),
             }
         }
-        Expr::Exists { .. } => ("exists".into(), 2),
+        // `NOT EXISTS` is a NOT over it, unnamed.
+        Expr::Exists { negated: false, .. } => ("exists".into(), 2),
         Expr::Array(_) => ("array".into(), 2),
         // SQL-syntax functions, by the function PostgreSQL calls.
         Expr::Substring { .. } => ("substring".into(), 2),

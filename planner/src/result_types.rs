@@ -9,8 +9,8 @@
 //! (a result follows its typed operands; an untyped string literal or NULL takes the
 //! others' type), as field metadata on the expression's alias, bottom-up so that a
 //! subquery's column is typed for the query above it. Catalog queries of pg sessions only
-//! (data queries have no pinned columns), and none with a set operation or a recursive CTE
-//! (`Planner::logical_plan` says why).
+//! (data queries have no pinned columns); not under a set operation or a recursive CTE
+//! (`state_result_types` says why).
 
 use std::collections::HashMap;
 
@@ -22,34 +22,100 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 
 use crate::pg_catalog::types::{array_of, field_type_oid, oids, type_oid, PG_TYPE_KEY};
 
-/// The plan with the PostgreSQL types of its projected and aggregated expressions stated.
+/// The plan with the PostgreSQL types of its projected and aggregated expressions stated,
+/// except under a set operation or a recursive CTE: DataFusion's union takes its schema
+/// from its first input's physical plan, and a recursive query wants its terms' metadata
+/// equal, where a typed alias in one branch would disagree (an internal error instead of a
+/// mere type OID). What is above them (pgx's select over its recursive CTE) is typed.
 pub fn state_result_types(plan: LogicalPlan) -> DfResult<LogicalPlan> {
-    plan.transform_up_with_subqueries(|node| {
-        // A child may have changed: this node's schema is made from the children's again.
-        let node = node.recompute_schema()?;
-        let (node, changed) = match node {
-            LogicalPlan::Projection(mut projection) => {
-                let changed = type_all(&mut projection.expr, projection.input.schema());
-                (LogicalPlan::Projection(projection), changed)
-            }
-            LogicalPlan::Aggregate(mut aggregate) => {
-                let changed = type_all(&mut aggregate.aggr_expr, aggregate.input.schema());
-                (LogicalPlan::Aggregate(aggregate), changed)
-            }
-            other => (other, false),
-        };
-        Ok(if changed {
-            Transformed::yes(node.recompute_schema()?)
-        } else {
-            Transformed::no(node)
-        })
+    type_plan(plan).map(|t| t.data)
+}
+
+fn type_plan(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
+    use datafusion::common::tree_node::TreeNode;
+    if matches!(plan, LogicalPlan::Union(_) | LogicalPlan::RecursiveQuery(_)) {
+        return Ok(Transformed::no(plan));
+    }
+    let children = plan
+        .map_subqueries(type_plan)?
+        .transform_children(|plan| plan.map_children(type_plan))?;
+    let changed_below = children.transformed;
+    // A child may have changed: this node's schema is made from the children's again.
+    let node = if changed_below {
+        children.data.recompute_schema()?
+    } else {
+        children.data
+    };
+    let (node, changed) = match node {
+        LogicalPlan::Projection(mut projection) => {
+            let changed = type_all(&mut projection.expr, projection.input.schema());
+            (LogicalPlan::Projection(projection), changed)
+        }
+        LogicalPlan::Aggregate(mut aggregate) => {
+            let changed = type_all(&mut aggregate.aggr_expr, aggregate.input.schema());
+            (LogicalPlan::Aggregate(aggregate), changed)
+        }
+        other => (other, false),
+    };
+    Ok(if changed {
+        Transformed::yes(node.recompute_schema()?)
+    } else {
+        Transformed::new_transformed(node, changed_below)
     })
-    .map(|t| t.data)
+}
+
+/// `coalesce(reltablespace, 0)`: PostgreSQL reads the integer constant as the oid the
+/// other operand is (the result is an oid); DataFusion would widen both to bigint.
+fn oid_constants(expr: &mut Expr, schema: &DFSchema) -> bool {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::tree_node::TreeNode;
+    let Ok(rewritten) = expr.clone().transform_up(|e| {
+        let Expr::ScalarFunction(mut f) = e else {
+            return Ok(Transformed::no(e));
+        };
+        let is_oid = |a: &Expr| {
+            !matches!(a, Expr::Literal(..))
+                && a.get_type(schema).is_ok_and(|t| t == DataType::UInt32)
+        };
+        if f.func.name() != "coalesce" || !f.args.iter().any(is_oid) {
+            return Ok(Transformed::no(Expr::ScalarFunction(f)));
+        }
+        let mut changed = false;
+        for arg in &mut f.args {
+            // `0`, or `CAST(0 AS INTEGER)` as compat types catalog constants.
+            let constant = match &*arg {
+                Expr::Cast(cast) => cast.expr.as_ref(),
+                other => other,
+            };
+            let n = match constant {
+                Expr::Literal(ScalarValue::Int64(Some(n)), None) => u32::try_from(*n).ok(),
+                Expr::Literal(ScalarValue::Int32(Some(n)), None) => u32::try_from(*n).ok(),
+                _ => None,
+            };
+            if let Some(n) = n {
+                *arg = Expr::Literal(ScalarValue::UInt32(Some(n)), None);
+                changed = true;
+            }
+        }
+        Ok(Transformed::new_transformed(
+            Expr::ScalarFunction(f),
+            changed,
+        ))
+    }) else {
+        return false;
+    };
+    if rewritten.transformed {
+        *expr = rewritten.data;
+    }
+    rewritten.transformed
 }
 
 /// Type each expression (see [`typed`]); whether any changed.
 fn type_all(exprs: &mut [Expr], schema: &DFSchema) -> bool {
     let mut changed = false;
+    for expr in exprs.iter_mut() {
+        changed |= oid_constants(expr, schema);
+    }
     for expr in exprs {
         if let Some(typed) = typed(expr, schema) {
             *expr = typed;

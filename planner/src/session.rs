@@ -234,7 +234,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("lc_ctype", "C.UTF-8"),
     ("lc_messages", "C.UTF-8"),
     ("statement_timeout", "0"),
-    ("jit", "off"),
+    ("jit", "on"),
     ("is_superuser", "off"),
     ("in_hot_standby", "off"),
     ("bytea_output", "hex"),

@@ -410,7 +410,8 @@ fn quote_ident(name: &str) -> String {
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !super::is_reserved_keyword(name);
     if plain {
         name.to_string()
     } else {
@@ -839,14 +840,8 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             Ok(ScalarValue::Boolean(Some(true)))
         }));
     }
-    f.push(udf("array_upper", &[2], Int32, IMMUTABLE, |a| {
-        Ok(ScalarValue::Int32(array_len(arg(a, 0), arg(a, 1))))
-    }));
-    f.push(udf("array_lower", &[2], Int32, IMMUTABLE, |a| {
-        Ok(ScalarValue::Int32(
-            array_len(arg(a, 0), arg(a, 1)).map(|_| 1),
-        ))
-    }));
+    f.push(ScalarUDF::new_from_impl(ArrayBound::new(false)));
+    f.push(ScalarUDF::new_from_impl(ArrayBound::new(true)));
     f.push(udf("pg_is_in_recovery", &[0], Boolean, IMMUTABLE, |_| {
         Ok(ScalarValue::Boolean(Some(false)))
     }));
@@ -1048,7 +1043,69 @@ fn array_text(value: &ScalarValue) -> Option<String> {
     Some(format!("{{{}}}", items.join(",")))
 }
 
-/// `array_upper(a, 1)`: the length of a one-dimensional array (NULL if empty).
+/// `array_lower(a, dim)` / `array_upper(a, dim)` of a one-dimensional array: 1 and its
+/// length, NULL for an empty array or another dimension. PostgreSQL's vectors (int2vector,
+/// oidvector: pg_index.indkey, pg_proc.proargtypes) count from 0, so the bounds of a value
+/// whose field says it is one are 0 and length − 1 (Rails reads `indkey` by
+/// `generate_subscripts(indkey, 1)`, which starts at `array_lower`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArrayBound {
+    upper: bool,
+    signature: Signature,
+}
+
+impl ArrayBound {
+    fn new(upper: bool) -> Self {
+        Self {
+            upper,
+            signature: Signature::any(2, IMMUTABLE),
+        }
+    }
+}
+
+/// Whether a field holds one of PostgreSQL's vectors, which count from 0.
+pub(crate) fn is_vector(field: &Field) -> bool {
+    matches!(
+        field
+            .metadata()
+            .get(super::types::PG_TYPE_KEY)
+            .map(String::as_str),
+        Some("22" | "30")
+    )
+}
+
+impl ScalarUDFImpl for ArrayBound {
+    fn name(&self) -> &str {
+        if self.upper {
+            "array_upper"
+        } else {
+            "array_lower"
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let first = if args.arg_fields.first().is_some_and(|f| is_vector(f)) {
+            0
+        } else {
+            1
+        };
+        let upper = self.upper;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        map_rows(&arrays, args.number_rows, &DataType::Int32, |a| {
+            Ok(ScalarValue::Int32(
+                array_len(arg(a, 0), arg(a, 1))
+                    .map(|len| if upper { first + len - 1 } else { first }),
+            ))
+        })
+    }
+}
+
+/// The length of a one-dimensional array (NULL if empty or `dim` is not 1).
 fn array_len(array: &ScalarValue, dim: &ScalarValue) -> Option<i32> {
     use datafusion::arrow::array::Array;
     if int(dim) != Some(1) {

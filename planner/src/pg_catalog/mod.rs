@@ -64,6 +64,8 @@ const DATABASE_OID: u32 = 16384;
 const HEAP_AM_OID: u32 = 2;
 const BTREE_AM_OID: u32 = 403;
 const DEFAULT_COLLATION_OID: u32 = 100;
+/// The "C" collation.
+const C_COLLATION_OID: u32 = 950;
 const FIRST_USER_OID: u32 = 16385;
 
 macro_rules! data {
@@ -154,6 +156,27 @@ const DATA: &[(&str, &str)] = data!(
 );
 const RELATIONS: &str = include_str!("data/relations.tsv");
 const KEYWORDS: &str = include_str!("data/pg_get_keywords.tsv");
+
+/// Whether `word` is a keyword an identifier must be quoted to be (any category but
+/// unreserved), as `quote_ident` and `format('%I')` decide: `quote_ident('default')` is
+/// `"default"`.
+pub(crate) fn is_reserved_keyword(word: &str) -> bool {
+    static RESERVED: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    RESERVED
+        .get_or_init(|| {
+            KEYWORDS
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let mut fields = line.split('\t');
+                    let word = fields.next()?;
+                    (fields.next()? != "U").then_some(word)
+                })
+                .collect()
+        })
+        .contains(word)
+}
 
 /// `pg_get_keywords()`: the SQL keywords of the PostgreSQL the catalog data was extracted
 /// from (PgJDBC's `getSQLKeywords` and SQL editors' highlighting read them).
@@ -1151,7 +1174,7 @@ fn btree_opclass(type_oid: u32) -> u32 {
 }
 
 fn collation(type_oid: u32) -> u32 {
-    if matches!(type_oid, oids::TEXT | oids::VARCHAR) {
+    if matches!(type_oid, oids::TEXT | oids::VARCHAR | 1009 | 1015) {
         DEFAULT_COLLATION_OID
     } else {
         0
@@ -1340,7 +1363,15 @@ fn fill_attributes(mut rows: Rows, names: &Names) -> Rows {
         .collect();
     for r in names.relations.iter().chain(&index_relations) {
         for (i, c) in r.columns.iter().enumerate() {
-            let collation = matches!(c.type_oid, oids::TEXT | oids::VARCHAR);
+            // name (and its array) and pg_node_tree collate as C; text in a system
+            // catalog table as C too (PostgreSQL's catalogs are created so), elsewhere by
+            // the database's default.
+            let system_table = r.schema == PG_CATALOG && r.kind == 'r';
+            let collation = match c.type_oid {
+                oids::NAME | 1003 | 194 => C_COLLATION_OID,
+                oids::TEXT | oids::VARCHAR | 1009 | 1015 if system_table => C_COLLATION_OID,
+                other => collation(other),
+            };
             rows.push(&[
                 ("attrelid", s(r.oid)),
                 ("attname", s(&c.name)),
@@ -1376,10 +1407,7 @@ fn fill_attributes(mut rows: Rows, names: &Names) -> Rows {
                 ("attidentity", s("")),
                 ("attgenerated", s("")),
                 ("attislocal", s(true)),
-                (
-                    "attcollation",
-                    s(if collation { DEFAULT_COLLATION_OID } else { 0 }),
-                ),
+                ("attcollation", s(collation)),
             ]);
         }
         // A table's system columns, as PostgreSQL lists them (attnum < 0).

@@ -193,8 +193,32 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// Which outer values are PostgreSQL vectors (int2vector, oidvector), which count from 0:
+/// bound as a cast to their type, so `indkey[0]` and `generate_subscripts(indkey, 1)` read
+/// inside the subquery as they do outside.
+fn vector_types(fields: &[FieldRef]) -> Vec<Option<&'static str>> {
+    fields
+        .iter()
+        .map(|f| {
+            match f
+                .metadata()
+                .get(super::types::PG_TYPE_KEY)
+                .map(String::as_str)
+            {
+                Some("22") => Some("int2vector"),
+                Some("30") => Some("oidvector"),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The statement with each `$n` replaced by the n-th value as a typed literal.
-fn bind(statement: &Statement, values: &[ScalarValue]) -> DfResult<Statement> {
+fn bind(
+    statement: &Statement,
+    values: &[ScalarValue],
+    vectors: &[Option<&str>],
+) -> DfResult<Statement> {
     let mut statement = statement.clone();
     let mut failure = None;
     let _ = ast::visit_expressions_mut(&mut statement, |e| {
@@ -205,8 +229,27 @@ fn bind(statement: &Statement, values: &[ScalarValue]) -> DfResult<Statement> {
                     .parse::<usize>()
                     .ok()
                     .and_then(|i| values.get(i.wrapping_sub(1)));
+                let vector = p
+                    .trim_start_matches('$')
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| vectors.get(i.wrapping_sub(1)).copied().flatten());
                 match value.map(literal) {
-                    Some(Ok(lit)) => *e = lit,
+                    Some(Ok(lit)) => {
+                        *e = match vector {
+                            Some(name) => Expr::Cast {
+                                kind: ast::CastKind::DoubleColon,
+                                expr: Box::new(lit),
+                                data_type: ast::DataType::Custom(
+                                    ast::ObjectName::from(vec![ast::Ident::new(name)]),
+                                    vec![],
+                                ),
+                                array: false,
+                                format: None,
+                            },
+                            None => lit,
+                        }
+                    }
                     Some(Err(err)) => failure = Some(err),
                     None => {}
                 }
@@ -244,13 +287,24 @@ async fn checked_plan(
         .ok_or_else(|| external(QueryError::internal("a subquery without its session")))?;
     let schema = state.config_options().catalog.default_schema.clone();
     crate::authorize(&plan, (crate::CATALOG, &schema), &session.access).map_err(external)?;
+    // The subquery's value has PostgreSQL's type, as the statement's own columns do
+    // (`ARRAY(SELECT attname …)` is name[]).
+    let reads = crate::PlanReads::of(&plan);
+    if session.protocol == "pg" && reads.table {
+        return crate::result_types::state_result_types(plan);
+    }
     Ok(plan)
 }
 
 impl CorrelatedSubquery {
     /// Run the subquery with `$1…$n` bound to `values`: its one value (NULL for no row).
-    fn run(&self, statement: &Statement, values: &[ScalarValue]) -> DfResult<ScalarValue> {
-        let statement = bind(statement, values)?;
+    fn run(
+        &self,
+        statement: &Statement,
+        values: &[ScalarValue],
+        vectors: &[Option<&str>],
+    ) -> DfResult<ScalarValue> {
+        let statement = bind(statement, values, vectors)?;
         let state = self.state.clone();
         let batches = block_on(async move {
             let plan = checked_plan(&state, statement).await?;
@@ -311,7 +365,7 @@ impl ScalarUDFImpl for CorrelatedSubquery {
             .iter()
             .map(|f| ScalarValue::try_from(f.data_type()))
             .collect::<DfResult<Vec<_>>>()?;
-        let typed = bind(&statement, &nulls)?;
+        let typed = bind(&statement, &nulls, &vector_types(&args.arg_fields[2..]))?;
         let state = self.state.clone();
         let plan = block_on(async move { checked_plan(&state, typed).await })?;
         let field = plan.schema().field(0).clone();
@@ -330,11 +384,12 @@ impl ScalarUDFImpl for CorrelatedSubquery {
         let sql = Self::sql(scalar(0), scalar(1))?;
         let statement = parse(&sql)?;
         let outer = ColumnarValue::values_to_arrays(&args.args[2..])?;
+        let vectors = vector_types(args.arg_fields.get(2..).unwrap_or_default());
         super::functions::map_rows(
             &outer,
             args.number_rows,
             args.return_field.data_type(),
-            |values| self.run(&statement, values),
+            |values| self.run(&statement, values, &vectors),
         )
     }
 }

@@ -189,6 +189,11 @@ pub fn type_len(oid: u32) -> i16 {
         | oids::REGCLASS
         | oids::REGTYPE
         | oids::REGNAMESPACE => 4,
+        // xid, cid, regrole; pg_lsn, aclitem, tid: fixed-size system types.
+        28 | 29 | 4096 => 4,
+        3220 => 8,
+        1033 => 12,
+        27 => 6,
         oids::INT8 | oids::FLOAT8 | oids::TIMESTAMP | oids::TIMESTAMPTZ | oids::TIME => 8,
         oids::INTERVAL | oids::UUID => 16,
         oids::NAME => 64,
