@@ -723,6 +723,16 @@ SAME_AS_POSTGRESQL = [
     "coalesce(t.typrelid, 0) AS rel FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
     "WHERE a.attrelid = 'tpch.nation'::regclass AND a.attnum > 0 ORDER BY a.attnum",
     "SELECT DISTINCT ON (n_regionkey) n_regionkey, upper(n_name) FROM tpch.nation ORDER BY n_regionkey, n_name",
+    # Objects in words (psql's \dx+ lists an extension's members so); encodings by number.
+    "SELECT pg_describe_object(classid, objid, objsubid) FROM pg_catalog.pg_depend "
+    "WHERE refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass ORDER BY 1",
+    "SELECT pg_describe_object('pg_class'::regclass, 'tpch.nation'::regclass, 0), "
+    "pg_describe_object('pg_class'::regclass, 'tpch.nation'::regclass, 2), "
+    "pg_describe_object(2615, 'tpch'::regnamespace, 0), pg_describe_object(1247, 'tpch.nation'::regtype, 0), "
+    "pg_describe_object(1247, 23, 0), pg_describe_object(1259, 'pg_class'::regclass, 0), "
+    "pg_describe_object(1255, 'now'::regproc, 0), pg_describe_object(2606, "
+    "(SELECT oid FROM pg_constraint WHERE conname = 'nation_pkey'), 0)",
+    "SELECT i, pg_encoding_to_char(i) FROM generate_series(0, 42) AS i",
     # quote_ident quotes reserved keywords.
     "SELECT quote_ident('default'), quote_ident('user'), quote_ident('name'), quote_ident('Abc')",
     "SELECT regexp_split_to_table('a,b,,c', ',')",

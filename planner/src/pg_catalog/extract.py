@@ -44,6 +44,13 @@ STATIC = {
     "pg_catalog.pg_ts_template": "oid < 16384",
     "pg_catalog.pg_opfamily": "oid < 16384",
     "pg_catalog.pg_opclass": "oid < 16384",
+    # System catalogs clients list (PgJDBC's getTables of SYSTEM TABLEs) with their
+    # built-in rows.
+    "pg_catalog.pg_aggregate": "aggfnoid < 16384",
+    "pg_catalog.pg_amop": "oid < 16384",
+    "pg_catalog.pg_amproc": "oid < 16384",
+    "pg_catalog.pg_init_privs": "objoid < 16384",
+    "pg_catalog.pg_ts_config_map": "mapcfg < 16384",
     # The predefined roles' memberships (pg_monitor's).
     "pg_catalog.pg_auth_members": "roleid < 16384 AND member < 16384",
     # The extensions sluice has (pg_extension): PL/pgSQL, which every PostgreSQL has.
@@ -72,6 +79,14 @@ SCHEMA_ONLY = [
     "pg_catalog.pg_stat_activity", "pg_catalog.pg_locks", "pg_catalog.pg_default_acl",
     "pg_catalog.pg_stat_all_tables", "pg_catalog.pg_authid", "pg_catalog.pg_replication_slots",
     "pg_catalog.pg_stat_gssapi", "information_schema.character_sets",
+    # System catalogs of what sluice has none of (large objects, replication origins,
+    # shared dependencies, security labels, statistics, subscriptions, transforms,
+    # parameter privileges): listed, empty.
+    "pg_catalog.pg_largeobject", "pg_catalog.pg_largeobject_metadata",
+    "pg_catalog.pg_parameter_acl", "pg_catalog.pg_replication_origin",
+    "pg_catalog.pg_shdepend", "pg_catalog.pg_shseclabel", "pg_catalog.pg_statistic",
+    "pg_catalog.pg_statistic_ext_data", "pg_catalog.pg_subscription_rel",
+    "pg_catalog.pg_transform",
 ]
 
 # PostgreSQL type (after resolving domains) -> the TSV type name.
@@ -86,6 +101,8 @@ TYPES = {
     "text[]": "text[]", '"char"[]': "char[]", "aclitem[]": "text[]", "name[]": "name[]",
     "real[]": "text[]", "anyarray[]": "text[]", "bytea": "text",
     "double precision[]": "text[]", "regproc[]": "oid[]", "regtype[]": "oid[]", "char[]": "text",
+    "pg_ndistinct": "text", "pg_dependencies": "text", "pg_mcv_list": "text",
+    "pg_statistic[]": "text",
 }
 
 
@@ -93,7 +110,8 @@ TYPES = {
 # (`column:stored@oid` in the header).
 REPORTED = {"aclitem[]": 1034, "inet": 869, "character varying": 1043, "anyarray": 2277,
             "bytea": 17, "regproc": 24, "regtype": 2206, "pg_node_tree": 194, "xid": 28, "name[]": 1003,
-            "int2vector": 22, "oidvector": 30}
+            "int2vector": 22, "oidvector": 30, "pg_ndistinct": 3361, "pg_dependencies": 3402,
+            "pg_mcv_list": 5017, "pg_statistic[]": 10028}
 
 
 def column_types(cur, table):

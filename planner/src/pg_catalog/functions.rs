@@ -803,12 +803,12 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     }));
     f.push(name_udf("pg_encoding_to_char", &[1], IMMUTABLE, |a| {
         Ok(utf8(int(arg(a, 0)).map(|e| {
-            match e {
-                0 => "SQL_ASCII",
-                6 => "UTF8",
-                _ => "",
-            }
-            .to_string()
+            usize::try_from(e)
+                .ok()
+                .and_then(|e| ENCODINGS.get(e))
+                .copied()
+                .unwrap_or("")
+                .to_string()
         })))
     }));
     f.push(udf("pg_char_to_encoding", &[1], Int32, IMMUTABLE, |a| {
@@ -1042,6 +1042,69 @@ fn array_text(value: &ScalarValue) -> Option<String> {
         .collect();
     Some(format!("{{{}}}", items.join(",")))
 }
+
+// System catalogs, as pg_depend's classid names them.
+const PG_PROC: u32 = 1255;
+const PG_TYPE: u32 = 1247;
+const PG_CLASS: u32 = 1259;
+const PG_CONSTRAINT: u32 = 2606;
+const PG_LANGUAGE: u32 = 2612;
+const PG_NAMESPACE: u32 = 2615;
+const PG_EXTENSION: u32 = 3079;
+const PG_CATALOG_OID: u32 = 11;
+/// pg_language's rows (by OID).
+const LANGUAGES: &[(u32, &str)] = &[
+    (12, "internal"),
+    (13, "c"),
+    (14, "sql"),
+    (super::PLPGSQL_LANGUAGE, "plpgsql"),
+];
+
+/// PostgreSQL's encodings by number (pg_conversion's, pg_database.encoding).
+const ENCODINGS: &[&str] = &[
+    "SQL_ASCII",
+    "EUC_JP",
+    "EUC_CN",
+    "EUC_KR",
+    "EUC_TW",
+    "EUC_JIS_2004",
+    "UTF8",
+    "MULE_INTERNAL",
+    "LATIN1",
+    "LATIN2",
+    "LATIN3",
+    "LATIN4",
+    "LATIN5",
+    "LATIN6",
+    "LATIN7",
+    "LATIN8",
+    "LATIN9",
+    "LATIN10",
+    "WIN1256",
+    "WIN1258",
+    "WIN866",
+    "WIN874",
+    "KOI8R",
+    "WIN1251",
+    "WIN1252",
+    "ISO_8859_5",
+    "ISO_8859_6",
+    "ISO_8859_7",
+    "ISO_8859_8",
+    "WIN1250",
+    "WIN1253",
+    "WIN1254",
+    "WIN1255",
+    "WIN1257",
+    "KOI8U",
+    "SJIS",
+    "BIG5",
+    "GBK",
+    "UHC",
+    "GB18030",
+    "JOHAB",
+    "SHIFT_JIS_2004",
+];
 
 /// `array_lower(a, dim)` / `array_upper(a, dim)` of a one-dimensional array: 1 and its
 /// length, NULL for an empty array or another dimension. PostgreSQL's vectors (int2vector,
@@ -1370,6 +1433,84 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
                 _ => name,
             }
         })))
+    }));
+    // `pg_describe_object(classid, objid, objsubid)`: an object in words, as psql's `\dx+`
+    // lists an extension's members ("function plpgsql_validator(oid)", "language
+    // plpgsql") and tools describe dependencies. A relation the session may not read is
+    // not described.
+    let n = names.clone();
+    let v = visible.clone();
+    let access = session.access.clone();
+    f.push(udf("pg_describe_object", &[3], Utf8, STABLE, move |a| {
+        let qualified = |namespace: u32, name: &str| match n.namespaces.get(&namespace) {
+            Some(schema) if !v.iter().any(|s| s == schema) => {
+                format!("{}.{}", quote_ident(schema), quote_ident(name))
+            }
+            _ => quote_ident(name),
+        };
+        let relation = |oid: u32| {
+            n.relation(oid).filter(|r| readable(&access, r)).map(|r| {
+                let kind = match r.kind {
+                    'v' => "view",
+                    'i' => "index",
+                    _ => "table",
+                };
+                (format!("{kind} {}", qualified(r.namespace, &r.name)), r)
+            })
+        };
+        let (Some(class), Some(object)) = (oid(arg(a, 0)), oid(arg(a, 1))) else {
+            return Ok(utf8(None));
+        };
+        let sub = int(arg(a, 2)).unwrap_or(0);
+        let text = match class {
+            PG_PROC => n.procs.get(&object).map(|p| {
+                let args: Vec<String> = p
+                    .args
+                    .iter()
+                    .map(|t| n.type_name(*t, -1).unwrap_or_else(|| t.to_string()))
+                    .collect();
+                format!(
+                    "function {}({})",
+                    qualified(PG_CATALOG_OID, &p.name),
+                    args.join(",")
+                )
+            }),
+            PG_LANGUAGE => LANGUAGES
+                .iter()
+                .find(|(oid, _)| *oid == object)
+                .map(|(_, name)| format!("language {name}")),
+            PG_CLASS if sub > 0 => relation(object).and_then(|(described, r)| {
+                let column = r.columns.get(usize::try_from(sub - 1).ok()?)?;
+                Some(format!(
+                    "column {} of {described}",
+                    quote_ident(&column.name)
+                ))
+            }),
+            PG_CLASS => relation(object).map(|(described, _)| described),
+            PG_CONSTRAINT => n.constraint(object).and_then(|c| {
+                let (described, _) = relation(c.relation)?;
+                Some(format!(
+                    "constraint {} on {described}",
+                    quote_ident(&c.name)
+                ))
+            }),
+            PG_TYPE => n.types.get(&object).map(|(namespace, _)| {
+                let name = n.type_name(object, -1).unwrap_or_default();
+                match n.namespaces.get(namespace) {
+                    Some(schema) if !v.iter().any(|s| s == schema) => {
+                        format!("type {}.{name}", quote_ident(schema))
+                    }
+                    _ => format!("type {name}"),
+                }
+            }),
+            PG_NAMESPACE => n
+                .namespaces
+                .get(&object)
+                .map(|schema| format!("schema {}", quote_ident(schema))),
+            PG_EXTENSION if object == super::PLPGSQL_EXTENSION => Some("extension plpgsql".into()),
+            _ => None,
+        };
+        Ok(utf8(text))
     }));
     // Informational keys, as PostgreSQL prints their definitions: a referenced table is
     // qualified unless its schema is on the search_path; an index's table always is.

@@ -153,6 +153,21 @@ const DATA: &[(&str, &str)] = data!(
     "pg_replication_slots",
     "pg_stat_gssapi",
     "information_schema.character_sets",
+    "pg_aggregate",
+    "pg_amop",
+    "pg_amproc",
+    "pg_init_privs",
+    "pg_ts_config_map",
+    "pg_largeobject",
+    "pg_largeobject_metadata",
+    "pg_parameter_acl",
+    "pg_replication_origin",
+    "pg_shdepend",
+    "pg_shseclabel",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+    "pg_subscription_rel",
+    "pg_transform",
 );
 const RELATIONS: &str = include_str!("data/relations.tsv");
 const KEYWORDS: &str = include_str!("data/pg_get_keywords.tsv");
@@ -1285,9 +1300,18 @@ fn fill_constraints(mut rows: Rows, names: &Names) -> Rows {
 /// these rows from a foreign key to the primary key it references): a key depends on its
 /// table's columns (`a`), a primary key's index on the key (`i`), a foreign key on the
 /// referenced index and columns (`n`).
+/// The one extension, PL/pgSQL (pg_extension's row), and what it made: its language and
+/// the language's call, inline and validator functions (pg_language's row, pg_proc's).
+pub(crate) const PLPGSQL_EXTENSION: u32 = 13559;
+pub(crate) const PLPGSQL_LANGUAGE: u32 = 13563;
+const PLPGSQL_FUNCTIONS: [u32; 3] = [13560, 13561, 13562];
+
 fn fill_depend(mut rows: Rows, names: &Names) -> Rows {
+    const PG_PROC: u32 = 1255;
     const PG_CLASS: u32 = 1259;
     const PG_CONSTRAINT: u32 = 2606;
+    const PG_LANGUAGE: u32 = 2612;
+    const PG_EXTENSION: u32 = 3079;
     let mut push =
         |classid: u32, objid: u32, refclassid: u32, refobjid: u32, sub: usize, kind: char| {
             rows.push(&[
@@ -1300,6 +1324,18 @@ fn fill_depend(mut rows: Rows, names: &Names) -> Rows {
                 ("deptype", s(kind)),
             ]);
         };
+    // An extension's members depend on it (`e`): psql's `\dx+` lists them.
+    for function in PLPGSQL_FUNCTIONS {
+        push(PG_PROC, function, PG_EXTENSION, PLPGSQL_EXTENSION, 0, 'e');
+    }
+    push(
+        PG_LANGUAGE,
+        PLPGSQL_LANGUAGE,
+        PG_EXTENSION,
+        PLPGSQL_EXTENSION,
+        0,
+        'e',
+    );
     for c in &names.constraints {
         for column in &c.columns {
             push(PG_CONSTRAINT, c.oid, PG_CLASS, c.relation, *column, 'a');
