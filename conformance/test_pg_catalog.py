@@ -733,6 +733,14 @@ SAME_AS_POSTGRESQL = [
     "pg_describe_object(1255, 'now'::regproc, 0), pg_describe_object(2606, "
     "(SELECT oid FROM pg_constraint WHERE conname = 'nation_pkey'), 0)",
     "SELECT i, pg_encoding_to_char(i) FROM generate_series(0, 42) AS i",
+    # An ACL's privileges (pgAdmin's privileges dialog); a CASE of name and text is its
+    # ELSE's type, as PostgreSQL resolves it.
+    "SELECT (d).grantee = 0, (d).privilege_type, (d).is_grantable FROM "
+    "(SELECT aclexplode('{=r/postgres,postgres=arw*/postgres}'::aclitem[]) AS d) x",
+    "SELECT count(*) FROM (SELECT aclexplode(relacl) FROM pg_class "
+    "WHERE oid = 'tpch.nation'::regclass) x",
+    "SELECT CASE WHEN t.typname IS NOT NULL THEN 'a' || '.' || quote_ident(t.typname) ELSE t.typname END, "
+    "CASE WHEN t.oid > 0 THEN t.typname ELSE 'x'::text END FROM pg_type t WHERE t.oid = 23",
     # quote_ident quotes reserved keywords.
     "SELECT quote_ident('default'), quote_ident('user'), quote_ident('name'), quote_ident('Abc')",
     "SELECT regexp_split_to_table('a,b,,c', ',')",

@@ -55,7 +55,7 @@ SIZE_COLUMN = re.compile(r"(^|_)(size|pages|relpages|relallvisible)($|_)|^(pg_(t
 # were reset): PostgreSQL scanned the reference's indexes while it created its keys.
 COUNTER_COLUMN = re.compile(r"(^|_)(num_?scans|idx_scan|seq_scan|idx_tup_fetch|seq_tup_read)$", re.I)
 # How each server stores a table and enforces its keys (see `normalize`).
-STORAGE_COLUMN = {"reltoastrelid", "relhastriggers"}
+STORAGE_COLUMN = {"reltoastrelid", "relhastriggers", "hastoasttable"}
 PRETTY_SIZE = re.compile(r"^-?\d+ (bytes|kB|MB|GB|TB)$")
 # PostgreSQL names a NOT NULL column's implicit CHECK constraint after OIDs
 # (`<schema oid>_<table oid>_<column>_not_null`), which each server assigns itself.
@@ -79,7 +79,7 @@ def normalize(value, type_oid, name=""):
       option on every column it creates (a patch of its packager; stock PostgreSQL and
       sluice store none);
     - heap storage and key enforcement (STORAGE_COLUMN): PostgreSQL keeps long values in
-      a TOAST table (reltoastrelid) and enforces a foreign key with internal triggers on
+      a TOAST table (reltoastrelid, pgAdmin's hastoasttable) and enforces a foreign key with internal triggers on
       both tables (relhastriggers; PostgreSQL 15 has no NOT ENFORCED keys); sluice stores
       Parquet and its keys are informational, like PostgreSQL 18's NOT ENFORCED keys,
       which have no triggers. Neither server has a trigger of its own;

@@ -825,9 +825,15 @@ impl VisitorMut for Rewriter<'_> {
             }
             Expr::Function(f) => {
                 strip_system_qualifier(&mut f.name);
-                // information_schema._pg_expandarray(a): unnest of its (x, n) records.
-                if parts(&f.name) == ["_pg_expandarray"] {
-                    f.name = ObjectName::from(vec![Ident::new("sluice_expandarray")]);
+                // information_schema._pg_expandarray(a): unnest of its (x, n) records;
+                // aclexplode(acl): of its privilege records.
+                let records = match parts(&f.name).as_slice() {
+                    [name] if name == "_pg_expandarray" => Some("sluice_expandarray"),
+                    [name] if name == "aclexplode" => Some("sluice_aclexplode"),
+                    _ => None,
+                };
+                if let Some(records) = records {
+                    f.name = ObjectName::from(vec![Ident::new(records)]);
                     let inner = std::mem::replace(expr, Expr::value(ast::Value::Null));
                     *expr = call("unnest", vec![inner]);
                     return ControlFlow::Continue(());

@@ -23,10 +23,11 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use crate::pg_catalog::types::{array_of, field_type_oid, oids, type_oid, PG_TYPE_KEY};
 
 /// The plan with the PostgreSQL types of its projected and aggregated expressions stated,
-/// except under a set operation or a recursive CTE: DataFusion's union takes its schema
-/// from its first input's physical plan, and a recursive query wants its terms' metadata
-/// equal, where a typed alias in one branch would disagree (an internal error instead of a
-/// mere type OID). What is above them (pgx's select over its recursive CTE) is typed.
+/// except under a set operation or a recursive CTE: DataFusion's physical union takes its
+/// schema from its inputs' physical plans, which do not carry a typed alias's metadata the
+/// way the logical plan does, and a recursive query wants its terms' metadata equal (either
+/// way an internal error instead of a mere type OID). What is above them (pgx's select
+/// over its recursive CTE) is typed.
 pub fn state_result_types(plan: LogicalPlan) -> DfResult<LogicalPlan> {
     type_plan(plan).map(|t| t.data)
 }
@@ -168,11 +169,12 @@ fn pg_type(expr: &Expr, schema: &DFSchema) -> Option<u32> {
         Expr::Cast(cast) if cast.field.metadata().get(PG_TYPE_KEY).is_none() => {
             Some(type_oid(cast.field.data_type()))
         }
+        // PostgreSQL resolves a CASE from its ELSE first, then its results in order.
         Expr::Case(case) => common(
-            case.when_then_expr
-                .iter()
-                .map(|(_, then)| then.as_ref())
-                .chain(case.else_expr.as_deref()),
+            case.else_expr
+                .as_deref()
+                .into_iter()
+                .chain(case.when_then_expr.iter().map(|(_, then)| then.as_ref())),
             schema,
         ),
         // A scalar subquery is of its one column's type.
@@ -222,7 +224,8 @@ fn current(expr: &Expr, schema: &DFSchema) -> Option<u32> {
 
 /// The type of a result made of several operands (`CASE`, `coalesce`): theirs when the
 /// typed ones agree. Untyped string literals, NULLs and `make_array()` take the others'
-/// type.
+/// type. `name` and `text` convert to each other implicitly, so a mix of them is the first
+/// one's type (PostgreSQL keeps its first candidate then).
 fn common<'a>(operands: impl Iterator<Item = &'a Expr>, schema: &DFSchema) -> Option<u32> {
     let mut found = None;
     for operand in operands {
@@ -239,6 +242,7 @@ fn common<'a>(operands: impl Iterator<Item = &'a Expr>, schema: &DFSchema) -> Op
         match found {
             None => found = Some(oid),
             Some(f) if f == oid => {}
+            Some(oids::NAME | oids::TEXT) if matches!(oid, oids::NAME | oids::TEXT) => {}
             Some(_) => return None,
         }
     }

@@ -795,6 +795,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         ));
     }
     f.push(ExpandArray::udf());
+    f.push(ScalarUDF::new_from_impl(AclExplode::new()));
     f.push(udf("sluice_array_text", &[1], Utf8, IMMUTABLE, |a| {
         Ok(utf8(array_text(arg(a, 0))))
     }));
@@ -1861,6 +1862,144 @@ impl ScalarUDFImpl for ExpandArray {
             datafusion::arrow::buffer::OffsetBuffer::new(rebased.into()),
             Arc::new(records),
             input.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(list)))
+    }
+}
+
+/// `aclexplode(acl)`: an ACL's privileges, one record each (grantor, grantee,
+/// privilege_type, is_grantable), as pgAdmin's privileges dialogs read them. Planned as
+/// `unnest(sluice_aclexplode(acl))` (see `compat`): the records of a list, in the order
+/// PostgreSQL lists privileges. A grantee of no name is PUBLIC (OID 0).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct AclExplode {
+    signature: Signature,
+}
+
+/// Privilege letters of an ACL item, in PostgreSQL's order, with their names.
+const PRIVILEGES: &[(char, &str)] = &[
+    ('a', "INSERT"),
+    ('r', "SELECT"),
+    ('w', "UPDATE"),
+    ('d', "DELETE"),
+    ('D', "TRUNCATE"),
+    ('x', "REFERENCES"),
+    ('t', "TRIGGER"),
+    ('X', "EXECUTE"),
+    ('U', "USAGE"),
+    ('C', "CREATE"),
+    ('T', "TEMPORARY"),
+    ('c', "CONNECT"),
+    ('s', "SET"),
+    ('A', "ALTER SYSTEM"),
+    ('m', "MAINTAIN"),
+];
+
+impl AclExplode {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, IMMUTABLE),
+        }
+    }
+
+    fn record() -> datafusion::arrow::datatypes::Fields {
+        vec![
+            Field::new("grantor", DataType::UInt32, true),
+            Field::new("grantee", DataType::UInt32, true),
+            Field::new("privilege_type", DataType::Utf8, true),
+            Field::new("is_grantable", DataType::Boolean, true),
+        ]
+        .into()
+    }
+
+    /// One ACL item (`grantee=privileges/grantor`, a `*` after a privilege letter granting
+    /// it with grant option): its records.
+    fn items(item: &str) -> Vec<(u32, u32, &'static str, bool)> {
+        let unquote = |name: &str| name.trim_matches('"').replace("\"\"", "\"");
+        let Some((grantee, rest)) = item.split_once('=') else {
+            return Vec::new();
+        };
+        let (privileges, grantor) = rest.split_once('/').unwrap_or((rest, OWNER_NAME));
+        let grantee = match unquote(grantee) {
+            name if name.is_empty() => 0,
+            name => user_oid(&name),
+        };
+        let grantor = user_oid(&unquote(grantor));
+        let letters: Vec<char> = privileges.chars().collect();
+        PRIVILEGES
+            .iter()
+            .filter_map(|(letter, name)| {
+                let at = letters.iter().position(|c| c == letter)?;
+                let grantable = letters.get(at + 1) == Some(&'*');
+                Some((grantor, grantee, *name, grantable))
+            })
+            .collect()
+    }
+}
+
+impl ScalarUDFImpl for AclExplode {
+    fn name(&self) -> &str {
+        "sluice_aclexplode"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Struct(Self::record()),
+            true,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::{
+            ArrayRef, BooleanArray, ListArray, StringArray, StructArray, UInt32Array,
+        };
+        use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut records = Vec::new();
+        let mut offsets = vec![0i32];
+        let mut valid = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            let acl = match arrays.first() {
+                Some(a) => ScalarValue::try_from_array(a, row)?,
+                None => ScalarValue::Null,
+            };
+            // An ACL as an array of items, or as its text (`{a=r/b,…}`).
+            let items: Vec<String> = match &acl {
+                ScalarValue::List(l) => ScalarValue::convert_array_to_scalar_vec(l.as_ref())?
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|v| text(&v))
+                    .collect(),
+                other => text(other)
+                    .and_then(|t| super::table::parse_array_literal(&t).ok())
+                    .map(|items| items.into_iter().flatten().collect())
+                    .unwrap_or_default(),
+            };
+            records.extend(items.iter().flat_map(|item| Self::items(item)));
+            offsets.push(i32::try_from(records.len()).map_err(|_| {
+                DataFusionError::External(Box::new(QueryError::new(
+                    ErrorKind::TooComplex,
+                    "aclexplode: too many privileges",
+                )))
+            })?);
+            valid.push(!acl.is_null());
+        }
+        let fields = Self::record();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from_iter_values(records.iter().map(|r| r.0))),
+            Arc::new(UInt32Array::from_iter_values(records.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.2))),
+            Arc::new(BooleanArray::from_iter(records.iter().map(|r| Some(r.3)))),
+        ];
+        let list = ListArray::try_new(
+            Arc::new(Field::new("item", DataType::Struct(fields.clone()), true)),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(StructArray::try_new(fields, columns, None)?),
+            Some(NullBuffer::from(valid)),
         )?;
         Ok(ColumnarValue::Array(Arc::new(list)))
     }
