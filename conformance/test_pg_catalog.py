@@ -741,6 +741,11 @@ SAME_AS_POSTGRESQL = [
     "WHERE oid = 'tpch.nation'::regclass) x",
     "SELECT CASE WHEN t.typname IS NOT NULL THEN 'a' || '.' || quote_ident(t.typname) ELSE t.typname END, "
     "CASE WHEN t.oid > 0 THEN t.typname ELSE 'x'::text END FROM pg_type t WHERE t.oid = 23",
+    # An empty array literal beside an array in coalesce is that array's empty value
+    # (psycopg's CompositeInfo).
+    "SELECT coalesce(a.fnames, '{}') FROM (SELECT array_agg(attname) AS fnames FROM pg_attribute "
+    "WHERE attrelid = 'tpch.nation'::regclass AND attnum > 0) a",
+    "SELECT coalesce(NULL::text[], '{}'), coalesce(ARRAY['a'], '{}')",
     # quote_ident quotes reserved keywords.
     "SELECT quote_ident('default'), quote_ident('user'), quote_ident('name'), quote_ident('Abc')",
     "SELECT regexp_split_to_table('a,b,,c', ',')",

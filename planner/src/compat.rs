@@ -838,6 +838,22 @@ impl VisitorMut for Rewriter<'_> {
                     *expr = call("unnest", vec![inner]);
                     return ControlFlow::Continue(());
                 }
+                // `coalesce(a.fnames, '{}')`: an empty array literal beside an array is
+                // that array type's empty value (psycopg's CompositeInfo), as PostgreSQL
+                // reads the unknown literal.
+                if parts(&f.name) == ["coalesce"] {
+                    if let FunctionArguments::List(list) = &mut f.args {
+                        for arg in &mut list.args {
+                            if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = arg {
+                                if matches!(e, Expr::Value(v)
+                                    if matches!(&v.value, ast::Value::SingleQuotedString(s) if s == "{}"))
+                                {
+                                    *e = call("make_array", vec![]);
+                                }
+                            }
+                        }
+                    }
+                }
                 // generate_subscripts(a, dim) in a select list: unnest of its subscripts.
                 if parts(&f.name) == ["generate_subscripts"] {
                     let subscripts = match &f.args {
