@@ -718,6 +718,9 @@ SAME_AS_POSTGRESQL = [
     "FROM tpch.nation ORDER BY 1",
     "SELECT relname FROM pg_class WHERE relnamespace = 'tpch'::regnamespace "
     "ORDER BY relname IN (SELECT 'nation' UNION SELECT 'orders'), 1",
+    "SELECT n_name, EXISTS (SELECT 1 FROM tpch.supplier s WHERE s.s_nationkey = n.n_nationkey "
+    "AND s.s_acctbal > 9000) AS rich, n_nationkey IN (SELECT s_nationkey FROM tpch.supplier "
+    "WHERE s_acctbal < -900) AS poor FROM tpch.nation n ORDER BY 1",
     # Subqueries in a DISTINCT ON select list; an oid with an integer constant stays an oid.
     "SELECT DISTINCT ON (a.attnum) a.attname, (SELECT nspname FROM pg_namespace WHERE oid = t.typnamespace), "
     "coalesce(t.typrelid, 0) AS rel FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "

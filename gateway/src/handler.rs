@@ -974,7 +974,9 @@ impl Engine {
                     } else {
                         // Catalog and table-free queries: answered here, no worker needed.
                         tracing::debug!("answering in the gateway");
-                        ArrowRows::Batches(local_batches(planner.run_locally(&planned, &info)?))
+                        ArrowRows::Batches(local_batches(
+                            planner.run_locally(&planned, &optimized)?,
+                        ))
                     };
                     // Report the names the statement was prepared with (PostgreSQL style).
                     let schema = prepared.schema();
@@ -1124,7 +1126,7 @@ impl Engine {
                     let plan = planner::codec::encode_plan(&planned.physical)?;
                     warehouse.execute_flight(meta, plan).await
                 }
-                None => Ok(ipc_messages(planner.run_locally(&planned, &info)?)),
+                None => Ok(ipc_messages(planner.run_locally(&planned, &optimized)?)),
             }
         };
         let (messages, served) = self.cache.answer(lookup, text, run).await?;

@@ -694,15 +694,19 @@ impl Planner {
         })
     }
 
-    /// Run a plan in this process (catalog queries: see [`Planner::reads_data`]).
+    /// Run a plan in this process (catalog queries: see [`Planner::reads_data`]), with the
+    /// state it was optimized in (the session's, its start time marked: no second copy of
+    /// the session state per statement).
     pub fn run_locally(
         &self,
         planned: &PlannedQuery,
-        session: &SessionInfo,
+        optimized: &OptimizedQuery,
     ) -> Result<SendableRecordBatchStream, QueryError> {
-        let state = self.session_state(session);
-        datafusion::physical_plan::execute_stream(planned.physical.clone(), state.task_ctx())
-            .map_err(QueryError::from)
+        datafusion::physical_plan::execute_stream(
+            planned.physical.clone(),
+            optimized.state.task_ctx(),
+        )
+        .map_err(QueryError::from)
     }
 
     /// Whether a plan reads data tables (and so runs on a worker). Plans that read only
