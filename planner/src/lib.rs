@@ -21,8 +21,6 @@ pub mod ddl;
 pub mod delta;
 mod distinct_on;
 pub mod error;
-#[cfg(test)]
-mod fuzz_sql;
 mod join_keys;
 pub mod limits;
 pub mod locations;

@@ -2,16 +2,16 @@
 //! path every statement takes in the gateway. Statements come from a grammar (nesting as
 //! deep as the limits allow, and deeper; every construct the rewrites touch) or are
 //! mutations of statements BI tools send. Planning runs on a thread with the gateway's
-//! stack ([`crate::limits::THREAD_STACK`]), as it does in the gateway.
+//! stack ([`planner::limits::THREAD_STACK`]), as it does in the gateway.
 
 use std::sync::Arc;
 
 use fuzz::{Rng, StdRng};
 
-use crate::catalog::{TableDef, TableFormat};
-use crate::ddl::Managed;
-use crate::session::{Access, SessionInfo};
-use crate::{Limits, Planner};
+use planner::catalog::{TableDef, TableFormat};
+use planner::ddl::Managed;
+use planner::session::{Access, SessionInfo};
+use planner::{Limits, Planner};
 
 /// Statements of the kind BI tools and drivers send (catalog queries, PostgreSQL syntax).
 const SEEDS: &[&str] = &[
@@ -54,7 +54,7 @@ fn planner() -> Planner {
             &Managed::default(),
             2,
             None,
-            crate::storage::Registry::new(Default::default()),
+            planner::storage::Registry::new(Default::default()),
             Limits::default(),
         ))
         .expect("planner");
@@ -66,7 +66,7 @@ fn planner() -> Planner {
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .thread_stack_size(crate::limits::THREAD_STACK)
+        .thread_stack_size(planner::limits::THREAD_STACK)
         .enable_all()
         .build()
         .expect("runtime")
@@ -292,7 +292,7 @@ fn statement(rng: &mut StdRng) -> String {
 fn fuzz_sql() {
     // Planning recurses per level of nesting: on a thread with the gateway's stack.
     let report = std::thread::Builder::new()
-        .stack_size(crate::limits::THREAD_STACK)
+        .stack_size(planner::limits::THREAD_STACK)
         .spawn(|| {
             let planner = planner();
             let runtime = runtime();
@@ -322,7 +322,7 @@ fn fuzz_sql() {
                             planner.physical(&optimized).await
                         });
                         if let Ok(planned) = planned {
-                            let _ = crate::codec::encode_plan(&planned.physical);
+                            let _ = planner::codec::encode_plan(&planned.physical);
                         }
                     }
                 }
