@@ -713,14 +713,14 @@ SAME_AS_POSTGRESQL = [
     "SELECT c.relname, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = 4), "
     "NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND 2 = ANY(k.conkey)) "
     "FROM pg_class c WHERE c.relnamespace = 'tpch'::regnamespace ORDER BY 1",
-    "SELECT n_name, n_regionkey IN (SELECT r_regionkey FROM tpch.region WHERE r_name LIKE 'A%'), "
-    "n_regionkey NOT IN (SELECT r_regionkey FROM tpch.region WHERE r_name LIKE 'A%') "
-    "FROM tpch.nation ORDER BY 1",
+    "SELECT relname, relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'tp%'), "
+    "relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname LIKE 'tp%') "
+    "FROM pg_class WHERE relname IN ('nation', 'pg_class') ORDER BY 1",
     "SELECT relname FROM pg_class WHERE relnamespace = 'tpch'::regnamespace "
     "ORDER BY relname IN (SELECT 'nation' UNION SELECT 'orders'), 1",
     "SELECT n_name, EXISTS (SELECT 1 FROM tpch.supplier s WHERE s.s_nationkey = n.n_nationkey "
-    "AND s.s_acctbal > 9000) AS rich, n_nationkey IN (SELECT s_nationkey FROM tpch.supplier "
-    "WHERE s_acctbal < -900) AS poor FROM tpch.nation n ORDER BY 1",
+    "AND s.s_acctbal > 9000) AS rich, NOT EXISTS (SELECT 1 FROM tpch.supplier s "
+    "WHERE s.s_nationkey = n.n_nationkey AND s.s_acctbal < -900) AS solvent FROM tpch.nation n ORDER BY 1",
     # Subqueries in a DISTINCT ON select list; an oid with an integer constant stays an oid.
     "SELECT DISTINCT ON (a.attnum) a.attname, (SELECT nspname FROM pg_namespace WHERE oid = t.typnamespace), "
     "coalesce(t.typrelid, 0) AS rel FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "

@@ -343,22 +343,39 @@ fn reads_only_catalog(
     catalog: &CatalogNames,
     ctes: &HashSet<String>,
 ) -> bool {
-    let mut only = true;
-    let _ = ast::visit_relations(statement, |name| {
-        let p = parts(name);
-        let system = match p.as_slice() {
-            [schema, _] => schema == PG_CATALOG || schema == INFORMATION_SCHEMA,
-            [table] => {
-                ctes.contains(table)
-                    || catalog.pg_catalog.contains(table)
-                    || TABLE_FUNCTIONS.contains(&table.as_str())
-            }
-            _ => false,
-        };
-        only &= system;
-        ControlFlow::<()>::Continue(())
-    });
-    only
+    struct Only<'a> {
+        catalog: &'a CatalogNames,
+        ctes: &'a HashSet<String>,
+        only: bool,
+    }
+    impl ast::Visitor for Only<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            // A function in FROM (`string_to_array(…) s`, `generate_series(…)`) reads no
+            // table; a name without arguments is a table, a view or a CTE.
+            let TableFactor::Table {
+                name, args: None, ..
+            } = factor
+            else {
+                return ControlFlow::Continue(());
+            };
+            let p = parts(name);
+            let system = match p.as_slice() {
+                [schema, _] => schema == PG_CATALOG || schema == INFORMATION_SCHEMA,
+                [table] => self.ctes.contains(table) || self.catalog.pg_catalog.contains(table),
+                _ => false,
+            };
+            self.only &= system;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut visitor = Only {
+        catalog,
+        ctes,
+        only: true,
+    };
+    let _ = statement.visit(&mut visitor);
+    visitor.only
 }
 
 struct CteNames<'a>(&'a mut HashSet<String>);
@@ -539,10 +556,12 @@ fn unnest_items(
 ///
 /// * `EXISTS (q)` → `(SELECT count(*) FROM (q) AS e) > 0` (`= 0` for NOT EXISTS);
 /// * `x IN (q)` → `CASE WHEN x IS NULL THEN NULL ELSE coalesce(array_has((SELECT
-///   array_agg(v) FROM (q) AS i(v)), x), false) END` (NOT IN negated).
+///   array_agg(v) FROM (q) AS i(v)), x), false) END` (NOT IN negated) — in catalog
+///   statements only (`lists`): each row searches the whole list, which over a data table
+///   of millions of rows would run for hours; there DataFusion's error stays.
 ///
 /// Subqueries of subqueries are their own select lists' (left alone here).
-fn subquery_predicates_as_values(expr: &mut Expr) {
+fn subquery_predicates_as_values(expr: &mut Expr, lists: bool) {
     outside_subqueries(expr, |expr| {
         let sql = match expr {
             Expr::Exists { subquery, negated } => {
@@ -559,7 +578,7 @@ fn subquery_predicates_as_values(expr: &mut Expr) {
                 expr: value,
                 subquery,
                 negated,
-            } => format!(
+            } if lists => format!(
                 "CASE WHEN ({value}) IS NULL THEN NULL ELSE {}coalesce(array_has((SELECT \
                  array_agg(__sluice_in.v) FROM ({subquery}) AS __sluice_in(v)), {value}), \
                  false) END",
@@ -666,7 +685,7 @@ impl VisitorMut for Rewriter<'_> {
         }) = &mut query.order_by
         {
             for e in exprs {
-                subquery_predicates_as_values(&mut e.expr);
+                subquery_predicates_as_values(&mut e.expr, self.catalog_only);
             }
         }
         let (catalog, ctes, catalog_only) = (self.catalog, &self.ctes, self.catalog_only);
@@ -676,7 +695,7 @@ impl VisitorMut for Rewriter<'_> {
                 if let ast::SelectItem::UnnamedExpr(e)
                 | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
                 {
-                    subquery_predicates_as_values(e);
+                    subquery_predicates_as_values(e, catalog_only);
                 }
             }
             expand_catalog_wildcards(select, catalog, ctes);
