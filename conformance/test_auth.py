@@ -335,6 +335,17 @@ def test_a_principal_sees_and_reads_only_its_grants(idp, secure):
         # Row types and their arrays: only nation's.
         assert rows("SELECT typname FROM pg_type WHERE typname IN ('nation', '_nation', 'orders', '_orders', "
                     "'region', '_region') ORDER BY 1") == [("_nation",), ("nation",)]
+        # Nor do the names of unreadable tables' row types come out through the functions
+        # that print a type (a regtype, format_type, pg_describe_object).
+        with psycopg.connect(tls_dsn(secure, v2.token("gateway-tests"))) as admin:
+            orders, orders_array, nation = admin.execute(
+                "SELECT oid, typarray, 'tpch.nation'::regtype::oid FROM pg_type WHERE typname = 'orders'"
+            ).fetchone()
+        assert rows(f"SELECT {orders}::regtype::text, {orders_array}::regtype::text, format_type({orders}, NULL), "
+                    f"format_type({orders_array}, NULL), pg_describe_object(1247, {orders}, 0)") == \
+            [(str(orders), str(orders_array), "???", "???", None)]
+        assert rows(f"SELECT {nation}::regtype::text, format_type({nation}, NULL), "
+                    f"pg_describe_object(1247, {nation}, 0)") == [("tpch.nation", "nation", "type tpch.nation")]
         assert rows("SELECT has_table_privilege('tpch.nation', 'SELECT'), "
                     "has_table_privilege('tpch.orders', 'SELECT'), "
                     "has_table_privilege('tpch.nation', 'INSERT')") == [(True, False, False)]
@@ -369,6 +380,11 @@ def test_no_grant_means_no_tables(idp, secure):
         assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tpch'"
                             ).fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'tpch'").fetchone() == (0,)
+        # Nor does the schema's name come out through a regnamespace or pg_describe_object.
+        with psycopg.connect(tls_dsn(secure, v2.token("gateway-tests"))) as admin:
+            (tpch,) = admin.execute("SELECT 'tpch'::regnamespace::oid").fetchone()
+        assert conn.execute(f"SELECT {tpch}::regnamespace::text, pg_describe_object(2615, {tpch}, 0)"
+                            ).fetchone() == (str(tpch), None)
         # The system catalogs stay readable: clients need them to connect.
         assert conn.execute("SELECT count(*) > 0 FROM pg_type").fetchone() == (True,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

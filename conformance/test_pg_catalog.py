@@ -718,6 +718,9 @@ SAME_AS_POSTGRESQL = [
     "FROM pg_class WHERE relname IN ('nation', 'pg_class') ORDER BY 1",
     "SELECT relname FROM pg_class WHERE relnamespace = 'tpch'::regnamespace "
     "ORDER BY relname IN (SELECT 'nation' UNION SELECT 'orders'), 1",
+    "SELECT NULL::oid IN (SELECT oid FROM pg_namespace), 5 IN (SELECT oid FROM pg_namespace WHERE false), "
+    "5 NOT IN (SELECT oid FROM pg_namespace WHERE false), 11 IN (SELECT oid FROM pg_namespace), "
+    "11 NOT IN (SELECT oid FROM pg_namespace), true IN (SELECT true) IN (SELECT false)",
     "SELECT n_name, EXISTS (SELECT 1 FROM tpch.supplier s WHERE s.s_nationkey = n.n_nationkey "
     "AND s.s_acctbal > 9000) AS rich, NOT EXISTS (SELECT 1 FROM tpch.supplier s "
     "WHERE s.s_nationkey = n.n_nationkey AND s.s_acctbal < -900) AS solvent FROM tpch.nation n ORDER BY 1",
@@ -899,6 +902,34 @@ def test_explain_answers_a_query_plan_column(sluice, reference):
         assert any("DataSourceExec" in line for line in lines), lines
         # Catalog tables resolve under EXPLAIN as in the query itself.
         assert ours.execute("EXPLAIN SELECT * FROM pg_class").fetchall()
+        # PostgreSQL's options list, as pgAdmin's and DBeaver's plan views send it: FORMAT
+        # JSON answers one json value in PostgreSQL's shape.
+        sql = ("EXPLAIN (FORMAT JSON, ANALYZE false, VERBOSE false, COSTS false, BUFFERS false, "
+               "SETTINGS false, SUMMARY false) SELECT n_name FROM tpch.nation WHERE n_regionkey = 1")
+        got, want = ours.execute(sql), theirs.execute(sql)
+        assert [(d.name, d.type_code) for d in got.description] == \
+            [(d.name, d.type_code) for d in want.description] == [("QUERY PLAN", 114)]
+        (plan,), = got.fetchall()
+        (reference_plan,), = want.fetchall()
+        assert isinstance(plan, list) and isinstance(reference_plan, list)
+        top = plan[0]["Plan"]
+        assert top["Node Type"].endswith("Exec"), top
+        nodes, stack = [], [top]
+        while stack:
+            node = stack.pop()
+            nodes.append(node["Node Type"])
+            stack.extend(node.get("Plans", []))
+        assert "DataSourceExec" in nodes, nodes
+        assert [r[0] for r in ours.execute("EXPLAIN (FORMAT TEXT, COSTS off) SELECT 1")] == \
+            [r[0] for r in ours.execute("EXPLAIN SELECT 1")]
+        # Formats and options sluice does not have are refused clearly; the session goes on.
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="use TEXT or JSON"):
+            ours.execute("EXPLAIN (FORMAT YAML) SELECT 1")
+        with pytest.raises(psycopg.errors.SyntaxError, match='unrecognized EXPLAIN option "colour"'):
+            ours.execute("EXPLAIN (COLOUR true) SELECT 1")
+        with pytest.raises(psycopg.errors.SyntaxError):
+            theirs.execute("EXPLAIN (COLOUR true) SELECT 1")
+        assert ours.execute("SELECT 1").fetchall() == [(1,)]
 
 
 def test_oid_alias_types_in_binary_as_postgresql(sluice, reference):

@@ -182,6 +182,16 @@ def test_nested_special_forms_cannot_keep_the_parser_busy(target, front):
     serves(target)
 
 
+def test_chained_in_subqueries_cost_linear_time(target):
+    # `x IN (q)` as a value is rewritten around x; a chain of them once rewrote (and parsed
+    # again) the value twice per link: 8 links kept the gateway busy for minutes.
+    chain = "SELECT true" + " IN (SELECT true)" * 40
+    started = time.monotonic()
+    assert run(target, "pg", READER, chain) == [(True,)]
+    assert time.monotonic() - started < 10
+    serves(target)
+
+
 def test_long_or_chains_within_the_limit_are_answered(target):
     # 1,500 terms nest 1,500 deep: a real BI filter, planned on threads with stack for it.
     terms = " OR ".join(f"n_nationkey = {i}" for i in range(1500))

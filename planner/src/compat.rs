@@ -503,11 +503,13 @@ fn subscripts_of(args: &[ast::FunctionArg]) -> Option<Expr> {
     else {
         return None;
     };
-    let sql = format!(
-        "CAST(range(CASE WHEN {dim} = 1 THEN coalesce(array_lower({array}, 1), 1) ELSE 1 END, \
-         CASE WHEN {dim} = 1 THEN coalesce(array_upper({array}, 1) + 1, 1) ELSE 1 END) AS INT[])"
-    );
-    parse_expr(&sql)
+    template(
+        "CAST(range(CASE WHEN __sluice_1 = 1 THEN coalesce(array_lower(__sluice_0, 1), 1) ELSE 1 \
+         END, CASE WHEN __sluice_1 = 1 THEN coalesce(array_upper(__sluice_0, 1) + 1, 1) ELSE 1 \
+         END) AS INT[])",
+        &[array, dim],
+        &[],
+    )
 }
 
 /// The select items of `unnest(a, b, …) [WITH ORDINALITY] AS k(x, y, …[, n])` as a
@@ -555,41 +557,104 @@ fn unnest_items(
 /// catalog subqueries, `rewrite_scalar_subquery`) plans anywhere:
 ///
 /// * `EXISTS (q)` → `(SELECT count(*) FROM (q) AS e) > 0` (`= 0` for NOT EXISTS);
-/// * `x IN (q)` → `CASE WHEN x IS NULL THEN NULL ELSE coalesce(array_has((SELECT
-///   array_agg(v) FROM (q) AS i(v)), x), false) END` (NOT IN negated) — in catalog
-///   statements only (`lists`): each row searches the whole list, which over a data table
-///   of millions of rows would run for hours; there DataFusion's error stays.
+/// * `x IN (q)` → `array_has(coalesce((SELECT array_agg(v) FROM (q) AS i(v)),
+///   make_array()), x)` (NOT IN negated; NULL when x is) — `x` written once, so a chain
+///   `a IN (q) IN (q) …` grows linearly, not doubling per link — in catalog statements
+///   only (`lists`): each row searches the whole list, which over a data table of
+///   millions of rows would run for hours; there DataFusion's error stays.
 ///
 /// Subqueries of subqueries are their own select lists' (left alone here).
 fn subquery_predicates_as_values(expr: &mut Expr, lists: bool) {
     outside_subqueries(expr, |expr| {
-        let sql = match expr {
+        let value = match expr {
             Expr::Exists { subquery, negated } => {
                 let compare = if *negated { "=" } else { ">" };
-                match count_of_rows(subquery) {
-                    // A plain select keeps its WHERE (DataFusion decorrelates that).
-                    Some(count) => format!("({count}) {compare} 0"),
-                    None => format!(
-                        "(SELECT count(*) FROM ({subquery}) AS __sluice_exists) {compare} 0"
-                    ),
-                }
+                // A plain select keeps its WHERE (DataFusion decorrelates that).
+                let count = match count_of_rows(subquery) {
+                    Some(count) => Box::new(count),
+                    None => match template(
+                        "(SELECT count(*) FROM __sluice_q0 AS __sluice_exists)",
+                        &[],
+                        &[subquery.clone()],
+                    ) {
+                        Some(Expr::Subquery(count)) => count,
+                        _ => return,
+                    },
+                };
+                template(
+                    &format!("__sluice_0 {compare} 0"),
+                    &[&Expr::Subquery(count)],
+                    &[],
+                )
             }
             Expr::InSubquery {
                 expr: value,
                 subquery,
                 negated,
-            } if lists => format!(
-                "CASE WHEN ({value}) IS NULL THEN NULL ELSE {}coalesce(array_has((SELECT \
-                 array_agg(__sluice_in.v) FROM ({subquery}) AS __sluice_in(v)), {value}), \
-                 false) END",
-                if *negated { "NOT " } else { "" }
+            } if lists => template(
+                &format!(
+                    "{}array_has(coalesce((SELECT array_agg(__sluice_in.v) FROM __sluice_q0 AS \
+                     __sluice_in(v)), make_array()), __sluice_0)",
+                    if *negated { "NOT " } else { "" }
+                ),
+                &[value],
+                &[subquery.clone()],
             ),
             _ => return,
         };
-        if let Some(value) = parse_expr(&sql) {
+        if let Some(value) = value {
             *expr = Expr::Nested(Box::new(value));
         }
     });
+}
+
+/// An expression written as SQL text around parts of the statement, which are put in as
+/// they are, not printed and parsed again: `__sluice_0`, `__sluice_1`, … stand for the
+/// expressions, tables named `__sluice_q0`, … for the queries (as derived tables with the
+/// placeholder's alias). Parsing a rewrite's text around a rewritten part would parse it
+/// again per rewrite, and the parser's work doubles per level of nested function calls:
+/// a chain of rewrites (`a IN (q) IN (q) …`) would take exponential time.
+fn template(sql: &str, exprs: &[&Expr], queries: &[Box<Query>]) -> Option<Expr> {
+    struct Fill<'a> {
+        exprs: &'a [&'a Expr],
+        queries: &'a [Box<Query>],
+    }
+    impl VisitorMut for Fill<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Identifier(i) = expr {
+                if let Some(n) = i.value.strip_prefix("__sluice_") {
+                    if let Some(e) = n.parse::<usize>().ok().and_then(|n| self.exprs.get(n)) {
+                        *expr = (*e).clone();
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                let query = match parts(name).as_slice() {
+                    [one] => one
+                        .strip_prefix("__sluice_q")
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .and_then(|n| self.queries.get(n)),
+                    _ => None,
+                };
+                if let Some(query) = query {
+                    *factor = TableFactor::Derived {
+                        lateral: false,
+                        subquery: query.clone(),
+                        alias: alias.take(),
+                        sample: None,
+                    };
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut expr = parse_expr(sql)?;
+    let _ = expr.visit(&mut Fill { exprs, queries });
+    Some(expr)
 }
 
 /// `SELECT count(*) FROM … WHERE …` of a plain select (no grouping, DISTINCT, aggregate,

@@ -21,6 +21,7 @@ pub mod ddl;
 pub mod delta;
 mod distinct_on;
 pub mod error;
+mod explain;
 mod join_keys;
 pub mod limits;
 pub mod locations;
@@ -381,8 +382,8 @@ impl Planner {
             .with_recursion_limit(SQL_RECURSION_LIMIT)
             .build()
             .map_err(QueryError::from)?;
-        let statements: Vec<Statement> = match parser.parse_statements() {
-            Ok(statements) => statements.into(),
+        let statements: Vec<Statement> = match explain::parse_statements(&mut parser) {
+            Ok(statements) => statements,
             // DataFusion's parser reads `COPY … TO` as its own file export; PostgreSQL's
             // forms (`COPY (query) TO STDOUT WITH (FORMAT csv)`) parse with sqlparser's.
             Err(e) => match datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
@@ -484,6 +485,7 @@ impl Planner {
         if let Statement::Statement(sql) = &mut statement {
             compat::strip_database(sql, &session.database)?;
         }
+        let explain_format = explain::format(&statement);
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -508,7 +510,7 @@ impl Planner {
             return Ok(plan);
         }
         if matches!(plan, LogicalPlan::Explain(_)) {
-            return pg_explain(plan, &state).await;
+            return explain::pg_answer(plan, explain_format, &state).await;
         }
         let reads = PlanReads::of(&plan);
         if reads.data {
@@ -939,48 +941,6 @@ impl PlanReads {
         });
         reads
     }
-}
-
-/// `EXPLAIN` as PostgreSQL answers it: one text column `QUERY PLAN`, a row per line of
-/// the plan that runs (DataFusion's physical plan; its logical plan is an intermediate
-/// step PostgreSQL does not show). pgAdmin validates a filter by EXPLAINing it, and tools
-/// read the column by that name. DataFusion plans an EXPLAIN only as the root of a plan,
-/// so its text is made here (planning only; nothing is read) and answered as values.
-async fn pg_explain(plan: LogicalPlan, state: &SessionState) -> Result<LogicalPlan, QueryError> {
-    use datafusion::arrow::array::{Array, StringArray};
-    use datafusion::logical_expr::{lit, LogicalPlanBuilder};
-    let physical = state
-        .create_physical_plan(&plan)
-        .await
-        .map_err(QueryError::from)?;
-    let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
-        .await
-        .map_err(QueryError::from)?;
-    let mut lines = Vec::new();
-    for batch in &batches {
-        let (Some(kinds), Some(plans)) = (
-            batch.column(0).as_any().downcast_ref::<StringArray>(),
-            batch.column(1).as_any().downcast_ref::<StringArray>(),
-        ) else {
-            continue;
-        };
-        for row in 0..batch.num_rows() {
-            if kinds.is_valid(row) && kinds.value(row) == "physical_plan" && plans.is_valid(row) {
-                lines.extend(plans.value(row).lines().map(|l| vec![lit(l.to_string())]));
-            }
-        }
-    }
-    if lines.is_empty() {
-        lines.push(vec![lit("")]);
-    }
-    LogicalPlanBuilder::values(lines)
-        .and_then(|b| {
-            b.project(vec![
-                datafusion::logical_expr::col("column1").alias("QUERY PLAN")
-            ])
-        })
-        .and_then(|b| b.build())
-        .map_err(QueryError::from)
 }
 
 /// PostgreSQL's OID-alias types (`regclass`, `regproc`, …) are sent as the object's name

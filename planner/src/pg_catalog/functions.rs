@@ -7,6 +7,7 @@
 //! `current_setting`, …) are made per statement and fold to constants when their arguments
 //! are constants, so they also work in queries that run on a worker.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -19,8 +20,13 @@ use datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 
+use super::classes::{
+    PG_CLASS, PG_CONSTRAINT, PG_EXTENSION, PG_LANGUAGE, PG_NAMESPACE, PG_PROC, PG_TYPE,
+};
 use super::types::oids;
-use super::{readable, user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, SERVER_VERSION};
+use super::{
+    readable, user_oid, Names, OWNER_NAME, OWNER_OID, PG_CATALOG, PG_CATALOG_OID, SERVER_VERSION,
+};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::SessionInfo;
 
@@ -444,6 +450,8 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
             env!("CARGO_PKG_VERSION")
         ))))
     }));
+    // format_type, regtype and regnamespace output: the built-in types' names (workers);
+    // sessions override them with versions that hide what the session may not read.
     f.push(udf("format_type", &[2], Utf8, IMMUTABLE, move |a| {
         let Some(t) = oid(arg(a, 0)) else {
             return Ok(utf8(None));
@@ -592,9 +600,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         IMMUTABLE,
         move |a| {
             Ok(ScalarValue::Boolean(oid(arg(a, 0)).map(|t| {
-                n.types
-                    .get(&t)
-                    .is_some_and(|(ns, _)| *ns == super::PG_CATALOG_OID)
+                n.types.get(&t).is_some_and(|(ns, _)| *ns == PG_CATALOG_OID)
             })))
         },
     ));
@@ -659,10 +665,6 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         f.push(udf(name, counts, Utf8, IMMUTABLE, |_| Ok(utf8(None))));
     }
     // Comments: PostgreSQL's own on built-in objects; sluice's objects have none.
-    const PG_PROC_OID: u32 = 1255;
-    const PG_CLASS_OID: u32 = 1259;
-    const PG_TYPE_OID: u32 = 1247;
-    const PG_NAMESPACE_OID: u32 = 2615;
     let n = names.clone();
     f.push(udf("obj_description", &[1, 2], Utf8, IMMUTABLE, move |a| {
         let Some(object) = oid(arg(a, 0)) else {
@@ -685,7 +687,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
         // One argument (deprecated): the object's comment in whichever catalog has it.
         let classes: &[u32] = match &class {
             Some(class) => std::slice::from_ref(class),
-            None => &[PG_PROC_OID, PG_CLASS_OID, PG_TYPE_OID, PG_NAMESPACE_OID],
+            None => &[PG_PROC, PG_CLASS, PG_TYPE, PG_NAMESPACE],
         };
         Ok(utf8(classes.iter().find_map(|class| {
             n.descriptions.get(&(object, *class, 0)).cloned()
@@ -695,7 +697,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(udf("col_description", &[2], Utf8, IMMUTABLE, move |a| {
         let column = int(arg(a, 1)).and_then(|c| i32::try_from(c).ok());
         Ok(utf8(oid(arg(a, 0)).zip(column).and_then(
-            |(table, column)| n.descriptions.get(&(table, PG_CLASS_OID, column)).cloned(),
+            |(table, column)| n.descriptions.get(&(table, PG_CLASS, column)).cloned(),
         )))
     }));
     let n = names.clone();
@@ -1044,15 +1046,55 @@ fn array_text(value: &ScalarValue) -> Option<String> {
     Some(format!("{{{}}}", items.join(",")))
 }
 
-// System catalogs, as pg_depend's classid names them.
-const PG_PROC: u32 = 1255;
-const PG_TYPE: u32 = 1247;
-const PG_CLASS: u32 = 1259;
-const PG_CONSTRAINT: u32 = 2606;
-const PG_LANGUAGE: u32 = 2612;
-const PG_NAMESPACE: u32 = 2615;
-const PG_EXTENSION: u32 = 3079;
-const PG_CATALOG_OID: u32 = 11;
+/// The names a session may not see (see `session_functions`), computed on first use:
+/// most statements call no function that asks.
+struct Unseen {
+    names: Arc<Names>,
+    access: crate::session::Access,
+    /// (row types and their arrays, schemas)
+    hidden: std::sync::OnceLock<(HashSet<u32>, HashSet<u32>)>,
+}
+
+impl Unseen {
+    fn new(names: Arc<Names>, access: crate::session::Access) -> Self {
+        Self {
+            names,
+            access,
+            hidden: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn hidden(&self) -> &(HashSet<u32>, HashSet<u32>) {
+        self.hidden.get_or_init(|| {
+            if self.access.reads_all() {
+                return Default::default();
+            }
+            let types = self
+                .names
+                .relations
+                .iter()
+                .filter(|r| !readable(&self.access, r))
+                .flat_map(|r| {
+                    [
+                        Some(r.rowtype),
+                        self.names.array_types.get(&r.rowtype).copied(),
+                    ]
+                })
+                .flatten()
+                .collect();
+            (types, super::hidden_namespaces(&self.names, &self.access))
+        })
+    }
+
+    fn type_hidden(&self, oid: u32) -> bool {
+        self.hidden().0.contains(&oid)
+    }
+
+    fn namespace_hidden(&self, oid: u32) -> bool {
+        self.hidden().1.contains(&oid)
+    }
+}
+
 /// pg_language's rows (by OID).
 const LANGUAGES: &[(u32, &str)] = &[
     (12, "internal"),
@@ -1417,14 +1459,20 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             None => o.to_string(),
         })))
     }));
+    // What the session may not read has no name: a table's row type (`tpch.nation`, and
+    // its array) prints as its number, as does a schema none of whose tables it may read
+    // — as the catalog's rows about them are hidden.
+    let unseen = Arc::new(Unseen::new(names.clone(), session.access.clone()));
     // A type's name, qualified when its schema is not on the search_path (a table's row
     // type `tpch.nation`), as PostgreSQL prints a regtype.
     let n = names.clone();
     let v = visible.clone();
+    let hidden = unseen.clone();
     f.push(udf("sluice_regtype_out", &[1], Utf8, STABLE, move |a| {
         Ok(utf8(oid(arg(a, 0)).map(|t| {
             let name = match t {
                 0 => return "-".to_string(),
+                t if hidden.type_hidden(t) => return t.to_string(),
                 t => n.type_name(t, -1).unwrap_or_else(|| t.to_string()),
             };
             match n.types.get(&t).and_then(|(ns, _)| n.namespaces.get(ns)) {
@@ -1435,6 +1483,34 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             }
         })))
     }));
+    let n = names.clone();
+    let hidden = unseen.clone();
+    f.push(udf("format_type", &[2], Utf8, STABLE, move |a| {
+        let Some(t) = oid(arg(a, 0)) else {
+            return Ok(utf8(None));
+        };
+        if hidden.type_hidden(t) {
+            return Ok(utf8(Some("???".into())));
+        }
+        let typmod = int(arg(a, 1)).unwrap_or(-1) as i32;
+        Ok(utf8(Some(
+            n.type_name(t, typmod).unwrap_or_else(|| "???".into()),
+        )))
+    }));
+    let n = names.clone();
+    let hidden = unseen.clone();
+    f.push(udf(
+        "sluice_regnamespace_out",
+        &[1],
+        Utf8,
+        STABLE,
+        move |a| {
+            Ok(utf8(oid(arg(a, 0)).map(|o| match n.namespaces.get(&o) {
+                Some(schema) if !hidden.namespace_hidden(o) => schema.clone(),
+                _ => o.to_string(),
+            })))
+        },
+    ));
     // `pg_describe_object(classid, objid, objsubid)`: an object in words, as psql's `\dx+`
     // lists an extension's members ("function plpgsql_validator(oid)", "language
     // plpgsql") and tools describe dependencies. A relation the session may not read is
@@ -1495,6 +1571,7 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
                     quote_ident(&c.name)
                 ))
             }),
+            PG_TYPE if unseen.type_hidden(object) => None,
             PG_TYPE => n.types.get(&object).map(|(namespace, _)| {
                 let name = n.type_name(object, -1).unwrap_or_default();
                 match n.namespaces.get(namespace) {
@@ -1504,6 +1581,7 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
                     _ => format!("type {name}"),
                 }
             }),
+            PG_NAMESPACE if unseen.namespace_hidden(object) => None,
             PG_NAMESPACE => n
                 .namespaces
                 .get(&object)

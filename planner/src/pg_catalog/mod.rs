@@ -52,7 +52,7 @@ pub const INFORMATION_SCHEMA: &str = "information_schema";
 /// Schemas whose tables the gateway answers itself.
 pub const SYSTEM_SCHEMAS: [&str; 2] = [PG_CATALOG, INFORMATION_SCHEMA];
 
-const PG_CATALOG_OID: u32 = 11;
+pub(crate) const PG_CATALOG_OID: u32 = 11;
 const PG_TOAST_OID: u32 = 99;
 const PUBLIC_OID: u32 = 2200;
 /// information_schema's OID in the PostgreSQL the data was extracted from.
@@ -1296,22 +1296,29 @@ fn fill_constraints(mut rows: Rows, names: &Names) -> Rows {
     rows
 }
 
-/// How the keys hang together, as PostgreSQL records it (DBD::Pg's foreign_key_info walks
-/// these rows from a foreign key to the primary key it references): a key depends on its
-/// table's columns (`a`), a primary key's index on the key (`i`), a foreign key on the
-/// referenced index and columns (`n`).
+/// The system catalogs' own OIDs, as pg_depend's and pg_description's `classid` name them.
+pub(crate) mod classes {
+    pub const PG_TYPE: u32 = 1247;
+    pub const PG_PROC: u32 = 1255;
+    pub const PG_CLASS: u32 = 1259;
+    pub const PG_CONSTRAINT: u32 = 2606;
+    pub const PG_LANGUAGE: u32 = 2612;
+    pub const PG_NAMESPACE: u32 = 2615;
+    pub const PG_EXTENSION: u32 = 3079;
+}
+
 /// The one extension, PL/pgSQL (pg_extension's row), and what it made: its language and
 /// the language's call, inline and validator functions (pg_language's row, pg_proc's).
 pub(crate) const PLPGSQL_EXTENSION: u32 = 13559;
 pub(crate) const PLPGSQL_LANGUAGE: u32 = 13563;
 const PLPGSQL_FUNCTIONS: [u32; 3] = [13560, 13561, 13562];
 
+/// How the keys hang together, as PostgreSQL records it (DBD::Pg's foreign_key_info walks
+/// these rows from a foreign key to the primary key it references): a key depends on its
+/// table's columns (`a`), a primary key's index on the key (`i`), a foreign key on the
+/// referenced index and columns (`n`); PL/pgSQL's members depend on the extension (`e`).
 fn fill_depend(mut rows: Rows, names: &Names) -> Rows {
-    const PG_PROC: u32 = 1255;
-    const PG_CLASS: u32 = 1259;
-    const PG_CONSTRAINT: u32 = 2606;
-    const PG_LANGUAGE: u32 = 2612;
-    const PG_EXTENSION: u32 = 3079;
+    use classes::*;
     let mut push =
         |classid: u32, objid: u32, refclassid: u32, refobjid: u32, sub: usize, kind: char| {
             rows.push(&[
@@ -2026,7 +2033,7 @@ fn hidden_relations(names: &Names, access: &Access) -> HashSet<u32> {
 }
 
 /// Schemas that hold tables, none of which the session may read.
-fn hidden_namespaces(names: &Names, access: &Access) -> HashSet<u32> {
+pub(super) fn hidden_namespaces(names: &Names, access: &Access) -> HashSet<u32> {
     if access.reads_all() {
         return HashSet::new();
     }
