@@ -182,7 +182,11 @@ def reference(sluice):
             "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale, is_nullable "
             "FROM information_schema.columns WHERE table_schema = 'tpch' "
             "ORDER BY table_name, ordinal_position").fetchall()
+        system_columns = s.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'system' ORDER BY table_name, ordinal_position").fetchall()
     assert columns, "sluice's information_schema lists no tpch columns"
+    assert system_columns, "sluice's information_schema lists no system columns"
     tables = {}
     for table, column, data_type, precision, scale, nullable in columns:
         if data_type == "numeric" and precision is not None:
@@ -196,9 +200,12 @@ def reference(sluice):
         c.execute("DROP SCHEMA IF EXISTS system CASCADE")
         c.execute("CREATE SCHEMA system")
         # sluice's system tables are views over its own state (PostgreSQL gives views row
-        # types too, which getTypeInfo lists).
-        for view in ["warehouses", "workers", "queries", "cache", "query_history"]:
-            c.execute(f"CREATE VIEW system.{view} AS SELECT 1 AS x")
+        # types too, which getTypeInfo lists), with their columns (empty here).
+        views = {}
+        for view, column, data_type in system_columns:
+            views.setdefault(view, []).append(f"NULL::{data_type} AS {column}")
+        for view, cols in views.items():
+            c.execute(f"CREATE VIEW system.{view} AS SELECT {', '.join(cols)} WHERE false")
         for table, cols in tables.items():
             c.execute(f"CREATE TABLE tpch.{table} ({', '.join(cols)})")
         # The same rows: statements that read data (a tool's preview, a dashboard's query)

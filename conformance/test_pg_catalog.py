@@ -718,6 +718,18 @@ SAME_AS_POSTGRESQL = [
     "FROM pg_class WHERE relname IN ('nation', 'pg_class') ORDER BY 1",
     "SELECT relname FROM pg_class WHERE relnamespace = 'tpch'::regnamespace "
     "ORDER BY relname IN (SELECT 'nation' UNION SELECT 'orders'), 1",
+    # EXTRACT is numeric and date_part double precision, seconds with their fraction (a
+    # timestamp's seconds were once whole: date_part('second', '…01.5') was 1).
+    "SELECT date_part('second', timestamp '2020-01-01 10:00:01.5'), date_part('epoch', timestamp "
+    "'2020-01-01 10:00:01.5'), extract(epoch from date '2020-01-01'), extract(milliseconds from "
+    "timestamp '2020-01-01 10:00:01.5'), extract(dow from date '2020-01-05'), extract(year from "
+    "date '2020-01-05'), date_part('year', date '2020-01-05'), extract(microseconds from timestamp "
+    "'2020-01-01 10:00:01.5'), extract(epoch from interval '1 day 2 hours'), extract(quarter from "
+    "date '2020-05-01'), extract(doy from date '2020-05-01'), extract(isodow from date '2020-01-05'), "
+    "extract(week from date '2020-01-05'), extract(second from timestamp '2020-01-01 10:00:01.5'), "
+    "extract(epoch from interval '1 year 1 month'), extract(century from date '2001-01-01')",
+    "SELECT extract(year from o_orderdate) AS y, count(*), sum(date_part('month', o_orderdate)) "
+    "FROM tpch.orders GROUP BY 1 ORDER BY 1",
     "SELECT NULL::oid IN (SELECT oid FROM pg_namespace), 5 IN (SELECT oid FROM pg_namespace WHERE false), "
     "5 NOT IN (SELECT oid FROM pg_namespace WHERE false), 11 IN (SELECT oid FROM pg_namespace), "
     "11 NOT IN (SELECT oid FROM pg_namespace), true IN (SELECT true) IN (SELECT false)",

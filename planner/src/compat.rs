@@ -2319,6 +2319,16 @@ impl TableFunctionImpl for PgGenerateSeries {
 pub struct UnknownLiteralPlanner;
 
 impl ExprPlanner for UnknownLiteralPlanner {
+    /// `EXTRACT(field FROM x)`: PostgreSQL's, numeric (see `pg_catalog::datetime`).
+    fn plan_extract(&self, args: Vec<LogicalExpr>) -> DfResult<PlannerResult<Vec<LogicalExpr>>> {
+        Ok(PlannerResult::Planned(LogicalExpr::ScalarFunction(
+            datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                crate::pg_catalog::datetime::extract(),
+                args,
+            ),
+        )))
+    }
+
     /// `indkey[0]`: PostgreSQL's vectors (int2vector, oidvector: pg_index.indkey,
     /// pg_proc.proargtypes, …) count from 0, where arrays count from 1. A subscript of a
     /// column of one of those types (its field says so) reads the element it names.

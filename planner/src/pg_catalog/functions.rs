@@ -443,6 +443,9 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     use DataType::*;
     let _ = process_start_micros(); // the clock starts with the catalog
     let mut f = Vec::new();
+    // EXTRACT and date_part as PostgreSQL's (seconds with their fraction).
+    f.push(super::datetime::date_part());
+    f.push(super::datetime::extract().as_ref().clone());
     let n = names.clone();
     f.push(udf("version", &[0], Utf8, IMMUTABLE, |_| {
         Ok(utf8(Some(format!(

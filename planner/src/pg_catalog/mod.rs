@@ -16,6 +16,7 @@
 //! OID), ships a query-text blacklist, and pins a second pgwire. This module keeps OIDs
 //! stable (PostgreSQL's own for built-in objects, a hash of the name for sluice's).
 
+pub mod datetime;
 pub mod functions;
 pub mod subquery;
 mod table;
