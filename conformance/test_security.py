@@ -192,6 +192,22 @@ def test_chained_in_subqueries_cost_linear_time(target):
     serves(target)
 
 
+def test_nested_unnest_with_ordinality_cannot_multiply_the_statement(target):
+    # unnest(a) WITH ORDINALITY writes `a` twice; an `a` holding another such unnest once
+    # doubled per level: five levels (351 bytes) kept the gateway busy for 18 s.
+    a = "ARRAY[1,2]"
+    for k in range(5):
+        a = f"ARRAY(SELECT v FROM unnest({a}) WITH ORDINALITY AS k{k}(v, n))"
+    started = time.monotonic()
+    e = refused(target, "pg", READER, f"SELECT count(*) FROM unnest({a}) WITH ORDINALITY AS k(v, n)")
+    assert e.code == "0A000", e
+    assert time.monotonic() - started < 5
+    # The forms tools send still answer.
+    assert run(target, "pg", READER, "SELECT * FROM unnest(ARRAY['x', 'y']) WITH ORDINALITY AS t(v, n)") == \
+        [("x", 1), ("y", 2)]
+    serves(target)
+
+
 def test_long_or_chains_within_the_limit_are_answered(target):
     # 1,500 terms nest 1,500 deep: a real BI filter, planned on threads with stack for it.
     terms = " OR ".join(f"n_nationkey = {i}" for i in range(1500))

@@ -528,6 +528,11 @@ fn unnest_items(
     if arrays.is_empty() || columns.len() != arrays.len() + usize::from(ordinality) {
         return None;
     }
+    // Each array is written twice (its elements, its length): an array holding a subquery
+    // with another such unnest would double per level of nesting. Tools unnest columns.
+    if ordinality && arrays.iter().any(holds_query) {
+        return None;
+    }
     let mut items: Vec<String> = arrays
         .iter()
         .zip(&columns)
@@ -549,6 +554,18 @@ fn unnest_items(
         ));
     }
     Some((items.join(", "), columns))
+}
+
+/// Does the expression hold a subquery?
+fn holds_query(expr: &Expr) -> bool {
+    struct Finds;
+    impl ast::Visitor for Finds {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            ControlFlow::Break(())
+        }
+    }
+    ast::Visit::visit(expr, &mut Finds).is_break()
 }
 
 /// `EXISTS (…)` and `x IN (…)` as values (a select list, ORDER BY — pgAdmin's `EXISTS(…)

@@ -6,7 +6,7 @@
 //!      ──datafusion-proto────────────► bytes shipped to a worker (`codec`)
 //! ```
 //!
-//! The planner owns the catalog (config tables and the TPC-H demo, [`catalog`], [`tpch`];
+//! The planner owns the catalog (config tables and the TPC-H demo, [`catalog`];
 //! the `system.*` tables the gateway fills, [`system`]),
 //! the classification of errors into [`ErrorKind`]s ([`error`]) and the plan codec.
 //! Session statements (`SET`, `BEGIN`, …) are the gateway's business: the planner sees
@@ -30,7 +30,6 @@ mod result_types;
 pub mod session;
 pub mod storage;
 pub mod system;
-pub mod tpch;
 
 use std::collections::HashMap;
 use std::sync::Arc;

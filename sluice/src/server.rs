@@ -98,7 +98,7 @@ impl Server {
         if let Some(scale) = settings.demo_scale {
             let dir = data_dir.clone();
             tables.extend(
-                tokio::task::spawn_blocking(move || planner::tpch::ensure_demo_data(&dir, scale))
+                tokio::task::spawn_blocking(move || crate::tpch::ensure_demo_data(&dir, scale))
                     .await??,
             );
         }

@@ -24,7 +24,7 @@ use tpchgen_arrow::{
     SupplierArrow,
 };
 
-use crate::catalog::{ForeignKeyDef, TableDef, TableFormat};
+use planner::catalog::{ForeignKeyDef, TableDef, TableFormat};
 
 /// The eight TPC-H tables, in the order they are generated.
 pub const TABLES: [&str; 8] = [

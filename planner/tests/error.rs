@@ -1,0 +1,103 @@
+//! The one error table (`planner::error`): kinds, and how DataFusion's errors map to them.
+
+use planner::error::*;
+
+#[test]
+fn kinds_round_trip_by_name() {
+    for kind in ErrorKind::ALL {
+        assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+    }
+    assert_eq!(ErrorKind::parse("nope"), None);
+}
+
+/// `ALL` holds every kind: a new variant fails to compile here until it is listed.
+#[test]
+fn all_lists_every_kind() {
+    use ErrorKind::*;
+    for (i, kind) in ErrorKind::ALL.into_iter().enumerate() {
+        let position = match kind {
+            Syntax => 0,
+            UndefinedTable => 1,
+            UndefinedColumn => 2,
+            UndefinedFunction => 3,
+            UndefinedObject => 4,
+            DuplicateObject => 5,
+            Ambiguous => 6,
+            DatatypeMismatch => 7,
+            DivisionByZero => 8,
+            InvalidValue => 9,
+            InvalidText => 10,
+            InvalidParameter => 11,
+            NotSupported => 12,
+            ReadOnly => 13,
+            ResourcesExhausted => 14,
+            QueueFull => 15,
+            Cancelled => 16,
+            StatementTimeout => 17,
+            WorkerLost => 18,
+            Unavailable => 19,
+            DataUnreadable => 20,
+            PermissionDenied => 21,
+            ProtocolViolation => 22,
+            UndefinedCursor => 23,
+            DuplicateCursor => 24,
+            InvalidState => 25,
+            NoTransaction => 26,
+            TooComplex => 27,
+            QuotaExceeded => 28,
+            Internal => 29,
+        };
+        assert_eq!(i, position, "{kind:?}");
+    }
+}
+
+/// The DataFusion messages `classify_plan_message` and `classify` read, produced by
+/// DataFusion itself: a reworded message after an upgrade fails here, not in a client.
+#[tokio::test]
+async fn datafusion_messages_classify_as_expected() {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::prelude::SessionContext;
+    use std::sync::Arc;
+    let ctx = SessionContext::new();
+    let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+    ctx.register_batch("t", batch).unwrap();
+    let cases = [
+        ("select * from nope", ErrorKind::UndefinedTable),
+        ("select nope(a) from t", ErrorKind::UndefinedFunction),
+        ("select b from t", ErrorKind::UndefinedColumn),
+        ("select a + true from t", ErrorKind::DatatypeMismatch),
+        (
+            "select a from t where a = 'x' || true",
+            ErrorKind::InvalidText,
+        ),
+        ("select a from t t1 join t t2 on true", ErrorKind::Ambiguous),
+        ("select abs('x', 'y')", ErrorKind::DatatypeMismatch),
+        ("selec 1", ErrorKind::Syntax),
+        ("select 1 / 0", ErrorKind::DivisionByZero),
+        ("select cast('abc' as int)", ErrorKind::InvalidText),
+        ("select cast(300 as tinyint)", ErrorKind::InvalidValue),
+    ];
+    let mut wrong = Vec::new();
+    for (sql, want) in cases {
+        let result = match ctx.sql(sql).await {
+            Ok(df) => df.collect().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = result.expect_err(sql);
+        let got = classify(&err);
+        if got.kind != want {
+            wrong.push(format!(
+                "{sql}: {:?} ({}), expected {want:?}",
+                got.kind, err
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "DataFusion's messages changed:\n{}",
+        wrong.join("\n")
+    );
+}
