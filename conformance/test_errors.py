@@ -17,6 +17,11 @@ CASES = [
     ("listen some_channel", "0A000"),                       # not supported
     ("insert into tpch.nation values (99, 'X', 0, 'x')", "25006"),  # read-only warehouse
     ("select n_nationkey from tpch.nation a, tpch.nation b", "42702"),  # ambiguous column
+    # Integer arithmetic that overflows is an error, as in PostgreSQL, not a wrapped
+    # value (2147483647::int4 + 1 was once -2147483648).
+    ("select 2147483647::int4 + 1", "22003"),
+    ("select 9223372036854775807 * 2", "22003"),
+    ("select n_nationkey + 9223372036854775807 from tpch.nation", "22003"),  # … on a worker
 ]
 
 

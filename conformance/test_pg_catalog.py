@@ -728,6 +728,11 @@ SAME_AS_POSTGRESQL = [
     "date '2020-05-01'), extract(doy from date '2020-05-01'), extract(isodow from date '2020-01-05'), "
     "extract(week from date '2020-01-05'), extract(second from timestamp '2020-01-01 10:00:01.5'), "
     "extract(epoch from interval '1 year 1 month'), extract(century from date '2001-01-01')",
+    # Integer arithmetic near the limits (checked, as PostgreSQL's), PostgreSQL's names
+    # of DataFusion's functions.
+    "SELECT 2147483646::int4 + 1::int4, (-2147483647)::int4 - 1::int4, 46340::int4 * 46340::int4, "
+    "9223372036854775806 + 1, n_nationkey * 3 - 1 FROM tpch.nation WHERE n_nationkey < 3 ORDER BY 5",
+    "SELECT sign(-3), every(x > 0), every(x > 1) FROM (VALUES (1), (2), (4)) t(x)",
     "SELECT extract(year from o_orderdate) AS y, count(*), sum(date_part('month', o_orderdate)) "
     "FROM tpch.orders GROUP BY 1 ORDER BY 1",
     "SELECT NULL::oid IN (SELECT oid FROM pg_namespace), 5 IN (SELECT oid FROM pg_namespace WHERE false), "

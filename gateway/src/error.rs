@@ -20,6 +20,8 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         DatatypeMismatch => "42804",
         DivisionByZero => "22012",
         InvalidValue => "22023",
+        // numeric_value_out_of_range: `integer out of range`.
+        OutOfRange => "22003",
         InvalidText => "22P02",
         InvalidParameter => "22023",
         NotSupported => "0A000",
@@ -55,8 +57,8 @@ pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
     use ErrorKind::*;
     match kind {
         Syntax | UndefinedColumn | UndefinedFunction | Ambiguous | DatatypeMismatch
-        | DivisionByZero | InvalidValue | InvalidText | InvalidParameter | ReadOnly
-        | ProtocolViolation | TooComplex => Code::InvalidArgument,
+        | DivisionByZero | InvalidValue | OutOfRange | InvalidText | InvalidParameter
+        | ReadOnly | ProtocolViolation | TooComplex => Code::InvalidArgument,
         UndefinedTable | UndefinedObject | UndefinedCursor => Code::NotFound,
         DuplicateObject | DuplicateCursor => Code::AlreadyExists,
         InvalidState | NoTransaction => Code::FailedPrecondition,
@@ -78,9 +80,9 @@ pub fn databricks_error_code(kind: ErrorKind) -> &'static str {
         // the cause in the message; sluice does the same.
         Syntax | UndefinedTable | UndefinedColumn | UndefinedFunction | UndefinedObject
         | DuplicateObject | Ambiguous | DatatypeMismatch | DivisionByZero | InvalidValue
-        | InvalidText | InvalidParameter | NotSupported | ReadOnly | PermissionDenied
-        | StatementTimeout | ProtocolViolation | TooComplex | UndefinedCursor | DuplicateCursor
-        | InvalidState | NoTransaction => "BAD_REQUEST",
+        | OutOfRange | InvalidText | InvalidParameter | NotSupported | ReadOnly
+        | PermissionDenied | StatementTimeout | ProtocolViolation | TooComplex
+        | UndefinedCursor | DuplicateCursor | InvalidState | NoTransaction => "BAD_REQUEST",
         Cancelled => "CANCELLED",
         ResourcesExhausted | QueueFull | QuotaExceeded => "RESOURCE_EXHAUSTED",
         WorkerLost | Unavailable => "TEMPORARILY_UNAVAILABLE",
@@ -100,10 +102,10 @@ pub fn http_refusal(kind: ErrorKind) -> Option<(u16, Option<u32>)> {
         QuotaExceeded => Some((429, Some(1))),
         Syntax | UndefinedTable | UndefinedColumn | UndefinedFunction | UndefinedObject
         | DuplicateObject | Ambiguous | DatatypeMismatch | DivisionByZero | InvalidValue
-        | InvalidText | InvalidParameter | NotSupported | ReadOnly | ResourcesExhausted
-        | Cancelled | StatementTimeout | WorkerLost | Unavailable | DataUnreadable
-        | PermissionDenied | ProtocolViolation | TooComplex | Internal | UndefinedCursor
-        | DuplicateCursor | InvalidState | NoTransaction => None,
+        | OutOfRange | InvalidText | InvalidParameter | NotSupported | ReadOnly
+        | ResourcesExhausted | Cancelled | StatementTimeout | WorkerLost | Unavailable
+        | DataUnreadable | PermissionDenied | ProtocolViolation | TooComplex | Internal
+        | UndefinedCursor | DuplicateCursor | InvalidState | NoTransaction => None,
     }
 }
 
@@ -216,6 +218,7 @@ ambiguous 42702 InvalidArgument BAD_REQUEST -
 datatype_mismatch 42804 InvalidArgument BAD_REQUEST -
 division_by_zero 22012 InvalidArgument BAD_REQUEST -
 invalid_value 22023 InvalidArgument BAD_REQUEST -
+out_of_range 22003 InvalidArgument BAD_REQUEST -
 invalid_text 22P02 InvalidArgument BAD_REQUEST -
 invalid_parameter 22023 InvalidArgument BAD_REQUEST -
 not_supported 0A000 Unimplemented BAD_REQUEST -

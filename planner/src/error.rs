@@ -30,6 +30,8 @@ pub enum ErrorKind {
     DivisionByZero,
     /// A value that cannot be converted or is out of range.
     InvalidValue,
+    /// Arithmetic whose result its type cannot hold (`integer out of range`).
+    OutOfRange,
     /// Text that does not read as the type it is cast to (`'abc'::int`).
     InvalidText,
     /// A parameter that is missing or cannot be decoded.
@@ -87,6 +89,7 @@ impl ErrorKind {
             DatatypeMismatch => "datatype_mismatch",
             DivisionByZero => "division_by_zero",
             InvalidValue => "invalid_value",
+            OutOfRange => "out_of_range",
             InvalidText => "invalid_text",
             InvalidParameter => "invalid_parameter",
             NotSupported => "not_supported",
@@ -111,7 +114,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for tests over the whole error table.
-    pub const ALL: [ErrorKind; 30] = [
+    pub const ALL: [ErrorKind; 31] = [
         ErrorKind::Syntax,
         ErrorKind::UndefinedTable,
         ErrorKind::UndefinedColumn,
@@ -122,6 +125,7 @@ impl ErrorKind {
         ErrorKind::DatatypeMismatch,
         ErrorKind::DivisionByZero,
         ErrorKind::InvalidValue,
+        ErrorKind::OutOfRange,
         ErrorKind::InvalidText,
         ErrorKind::InvalidParameter,
         ErrorKind::NotSupported,
@@ -258,7 +262,7 @@ fn classify_arrow(err: &ArrowError) -> QueryError {
         ArrowError::CastError(msg) if msg.contains("Cannot cast string") => ErrorKind::InvalidText,
         ArrowError::ParseError(_) => ErrorKind::InvalidText,
         ArrowError::CastError(_) | ArrowError::ComputeError(_) => ErrorKind::InvalidValue,
-        ArrowError::ArithmeticOverflow(_) => ErrorKind::InvalidValue,
+        ArrowError::ArithmeticOverflow(_) => ErrorKind::OutOfRange,
         ArrowError::MemoryError(_) => ErrorKind::ResourcesExhausted,
         ArrowError::NotYetImplemented(_) => ErrorKind::NotSupported,
         _ => ErrorKind::Internal,

@@ -14,6 +14,7 @@
 
 pub mod cache_key;
 pub mod catalog;
+mod checked;
 pub mod codec;
 pub mod compat;
 pub mod cursor;
@@ -151,7 +152,19 @@ impl Planner {
             .with_expr_planners(expr_planners)
             .with_optimizer_rules(optimizer_rules)
             .with_type_planner(Arc::new(compat::PgTypePlanner))
+            .with_analyzer_rule(Arc::new(checked::CheckedIntegers))
             .build();
+        // PostgreSQL's names of functions DataFusion has under others (plans name them by
+        // DataFusion's name, which workers know).
+        use datafusion::execution::FunctionRegistry;
+        for (theirs, ours) in [("signum", "sign")] {
+            let f = state.udf(theirs).map_err(QueryError::from)?;
+            state.register_udf(Arc::new(f.as_ref().clone().with_aliases([ours])))?;
+        }
+        for (theirs, ours) in [("var", "variance"), ("bool_and", "every")] {
+            let f = state.udaf(theirs).map_err(QueryError::from)?;
+            state.register_udaf(Arc::new(f.as_ref().clone().with_aliases([ours])))?;
+        }
         let catalog = catalog::build_catalog(&state, tables, managed).await?;
         let sizes = Arc::new(catalog::table_sizes(&state, catalog.as_ref()).await);
         if let Some(source) = system {

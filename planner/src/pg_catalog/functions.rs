@@ -446,6 +446,8 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     // EXTRACT and date_part as PostgreSQL's (seconds with their fraction).
     f.push(super::datetime::date_part());
     f.push(super::datetime::extract().as_ref().clone());
+    // Integer arithmetic that fails on overflow (see `checked`).
+    f.extend(crate::checked::functions());
     let n = names.clone();
     f.push(udf("version", &[0], Utf8, IMMUTABLE, |_| {
         Ok(utf8(Some(format!(
