@@ -733,6 +733,11 @@ SAME_AS_POSTGRESQL = [
     "SELECT 2147483646::int4 + 1::int4, (-2147483647)::int4 - 1::int4, 46340::int4 * 46340::int4, "
     "9223372036854775806 + 1, n_nationkey * 3 - 1 FROM tpch.nation WHERE n_nationkey < 3 ORDER BY 5",
     "SELECT sign(-3), every(x > 0), every(x > 1) FROM (VALUES (1), (2), (4)) t(x)",
+    # PostgreSQL's date/time templates (to_char once printed the template itself).
+    "SELECT to_char(date '2024-03-05', 'YYYY-MM-DD'), to_char(timestamp '2024-03-05 14:07:09', "
+    "'YYYY-MM-DD HH24:MI:SS'), to_char(timestamp '2024-03-05 14:07:09', 'DD Mon YYYY HH12:MI AM'), "
+    "to_char(date '2024-03-05', 'FMMM/FMDD/YY \"Q\"'), to_date('2024-03-05', 'YYYY-MM-DD')",
+    "SELECT to_char(o_orderdate, 'YYYY-MM') AS m, count(*) FROM tpch.orders GROUP BY 1 ORDER BY 1",
     "SELECT extract(year from o_orderdate) AS y, count(*), sum(date_part('month', o_orderdate)) "
     "FROM tpch.orders GROUP BY 1 ORDER BY 1",
     "SELECT NULL::oid IN (SELECT oid FROM pg_namespace), 5 IN (SELECT oid FROM pg_namespace WHERE false), "

@@ -207,7 +207,10 @@ pub fn classify(err: &DataFusionError) -> QueryError {
         DataFusionError::Execution(msg) => {
             let kind = if msg.contains("Divide by zero") || msg.contains("division by zero") {
                 ErrorKind::DivisionByZero
-            } else if msg.contains("Cannot cast string") || msg.contains("Failed to parse") {
+            } else if msg.contains("Cannot cast string")
+                || msg.contains("Failed to parse")
+                || msg.contains("Error parsing timestamp")
+            {
                 ErrorKind::InvalidText
             } else if msg.contains("Cannot cast") {
                 ErrorKind::InvalidValue

@@ -80,6 +80,11 @@ async fn datafusion_messages_classify_as_expected() {
         ("select 1 / 0", ErrorKind::DivisionByZero),
         ("select cast('abc' as int)", ErrorKind::InvalidText),
         ("select cast(300 as tinyint)", ErrorKind::InvalidValue),
+        ("select to_date('abc', '%Y')", ErrorKind::InvalidText),
+        (
+            "select to_timestamp('2024-99', '%Y-%m')",
+            ErrorKind::InvalidText,
+        ),
     ];
     let mut wrong = Vec::new();
     for (sql, want) in cases {

@@ -80,3 +80,17 @@ async fn seconds_keep_their_fraction_and_types_are_postgresqls() {
         "13.0"
     );
 }
+
+#[test]
+fn postgresql_templates_read_as_strftime() {
+    assert_eq!(strftime("YYYY-MM-DD HH24:MI:SS"), "%Y-%m-%d %H:%M:%S");
+    assert_eq!(
+        strftime("FMMM/FMDD \"at\" HH12 AM %"),
+        "%-m/%-d at %I %p %%"
+    );
+    assert_eq!(strftime("DD Mon YYYY, Day DDD"), "%d %b %Y, %A %j");
+    assert_eq!(
+        strftime("YYYY-MM-DD\"T\"HH24:MI:SS.MSOF"),
+        "%Y-%m-%dT%H:%M:%S.%3f%:z"
+    );
+}

@@ -339,3 +339,69 @@ fn of_micros(
         other => return exec_err!("unit \"{other:?}\" not supported for intervals and times"),
     })
 }
+
+/// PostgreSQL's date/time template (`to_char`, `to_date`, `to_timestamp`) as the strftime
+/// format DataFusion's functions read: `YYYY-MM-DD HH24:MI:SS` is `%Y-%m-%d %H:%M:%S`.
+/// Text in double quotes and characters that are no pattern are literal; `FM` drops a
+/// number's padding. Names (`Month`, `Day`) are not padded to nine characters as
+/// PostgreSQL pads them without `FM`.
+pub fn strftime(template: &str) -> String {
+    const PATTERNS: &[(&str, &str, &str)] = &[
+        // (pattern, format, format in fill mode)
+        ("HH24", "%H", "%-H"),
+        ("HH12", "%I", "%-I"),
+        ("HH", "%I", "%-I"),
+        ("MI", "%M", "%-M"),
+        ("SS", "%S", "%-S"),
+        ("MS", "%3f", "%3f"),
+        ("US", "%6f", "%6f"),
+        ("AM", "%p", "%p"),
+        ("PM", "%p", "%p"),
+        ("am", "%P", "%P"),
+        ("pm", "%P", "%P"),
+        ("YYYY", "%Y", "%Y"),
+        ("YY", "%y", "%y"),
+        ("Month", "%B", "%B"),
+        ("Mon", "%b", "%b"),
+        ("MM", "%m", "%-m"),
+        ("Day", "%A", "%A"),
+        ("Dy", "%a", "%a"),
+        ("DDD", "%j", "%-j"),
+        ("DD", "%d", "%-d"),
+        ("IW", "%V", "%-V"),
+        ("TZ", "%Z", "%Z"),
+        ("OF", "%:z", "%:z"),
+    ];
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    let mut fill = false;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("FM") {
+            fill = true;
+            rest = after;
+            continue;
+        }
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            out.push_str(&quoted[..end].replace('%', "%%"));
+            rest = quoted.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        match PATTERNS.iter().find(|(p, _, _)| rest.starts_with(p)) {
+            Some((pattern, format, filled)) => {
+                out.push_str(if fill { filled } else { format });
+                rest = &rest[pattern.len()..];
+            }
+            None => {
+                out.push_str(if c == '%' {
+                    "%%"
+                } else {
+                    &rest[..c.len_utf8()]
+                });
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        fill = false;
+    }
+    out
+}
