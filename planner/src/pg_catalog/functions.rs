@@ -448,6 +448,7 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(super::datetime::extract().as_ref().clone());
     // Integer arithmetic that fails on overflow (see `checked`).
     f.extend(crate::checked::functions());
+    f.push(super::types::pg_typeof());
     let n = names.clone();
     f.push(udf("version", &[0], Utf8, IMMUTABLE, |_| {
         Ok(utf8(Some(format!(

@@ -273,3 +273,36 @@ pub fn format_type(oid: u32, typmod: i32) -> Option<String> {
     };
     Some(base.to_string())
 }
+
+/// `pg_typeof(x)`: the PostgreSQL name of its argument's type (`integer`, `numeric`,
+/// `timestamp with time zone`), from the argument's field.
+pub fn pg_typeof() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::common::{Result, ScalarValue};
+    use datafusion::logical_expr::{
+        ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    };
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct PgTypeof(Signature);
+    impl ScalarUDFImpl for PgTypeof {
+        fn name(&self) -> &str {
+            "pg_typeof"
+        }
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+        fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+            Ok(DataType::Utf8)
+        }
+        fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+            let name = args.arg_fields.first().map(|f| {
+                let oid = field_type_oid(f);
+                format_type(oid, -1).unwrap_or_else(|| oid.to_string())
+            });
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(name)))
+        }
+    }
+    datafusion::logical_expr::ScalarUDF::new_from_impl(PgTypeof(Signature::any(
+        1,
+        Volatility::Immutable,
+    )))
+}
