@@ -733,6 +733,9 @@ SAME_AS_POSTGRESQL = [
     "SELECT 2147483646::int4 + 1::int4, (-2147483647)::int4 - 1::int4, 46340::int4 * 46340::int4, "
     "9223372036854775806 + 1, n_nationkey * 3 - 1 FROM tpch.nation WHERE n_nationkey < 3 ORDER BY 5",
     "SELECT sign(-3), every(x > 0), every(x > 1) FROM (VALUES (1), (2), (4)) t(x)",
+    # Output names DataFusion would give twice (it names a cast after its operand).
+    "SELECT 0.1 + 0.2, 0.1::float8 + 0.2::float8, o_totalprice, o_totalprice::float8, "
+    "-o_totalprice, -(o_totalprice::float8) FROM tpch.orders ORDER BY o_orderkey LIMIT 2",
     "SELECT pg_typeof(1::int4)::text, pg_typeof('a'::text)::text, pg_typeof(1.5::numeric)::text, "
     "pg_typeof(now())::text, pg_typeof(o_orderdate)::text, pg_typeof(o_totalprice)::text, "
     "pg_typeof(o_orderkey)::text FROM tpch.orders LIMIT 1",

@@ -1715,11 +1715,17 @@ fn unnest_set_returning_calls(select: &mut ast::Select) {
 }
 
 fn alias_duplicate_columns(select: &mut ast::Select) {
-    // DataFusion names a cast after what it casts: `'1'::int4` and `'1'::int8` are one name.
-    fn datafusion_name(mut expr: &Expr) -> String {
-        while let Expr::Cast { expr: inner, .. } | Expr::Nested(inner) = expr {
-            expr = inner;
-        }
+    // DataFusion names a cast after what it casts, wherever it is: `'1'::int4` and
+    // `'1'::int8` are one name, and so are `0.1 + 0.2` and `0.1::float8 + 0.2::float8`.
+    fn datafusion_name(expr: &Expr) -> String {
+        let mut expr = expr.clone();
+        let _ = ast::visit_expressions_mut(&mut expr, |e| {
+            while let Expr::Cast { expr: inner, .. } | Expr::Nested(inner) = e {
+                let inner = std::mem::replace(inner.as_mut(), Expr::value(ast::Value::Null));
+                *e = inner;
+            }
+            ControlFlow::<()>::Continue(())
+        });
         expr.to_string()
     }
     let mut seen = HashSet::new();
