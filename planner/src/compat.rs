@@ -1728,6 +1728,9 @@ fn alias_duplicate_columns(select: &mut ast::Select) {
         });
         expr.to_string()
     }
+    if select.projection.len() < 2 {
+        return;
+    }
     let mut seen = HashSet::new();
     for (i, item) in select.projection.iter_mut().enumerate() {
         if let ast::SelectItem::UnnamedExpr(expr) = item {

@@ -8,18 +8,18 @@
 //! On pg sessions the answer is PostgreSQL's: one column `QUERY PLAN`, a text row per line
 //! of the plan that runs (DataFusion's physical plan; its logical plan is an intermediate
 //! step PostgreSQL does not show), or with FORMAT JSON one `json` value in PostgreSQL's
-//! shape: `[{"Plan": {"Node Type": …, "Plans": […]}}]`.
+//! shape, `[{"Plan": {"Node Type": …, "Details": …, "Plans": […]}}]` (DataFusion's
+//! rendering of the physical plan).
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use datafusion::common::format::{ExplainFormat, ExplainStatementOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::expr::FieldMetadata;
 use datafusion::logical_expr::{col, lit, LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::{displayable, ExecutionPlan};
+use datafusion::physical_plan::displayable;
 use datafusion::sql::parser::{DFParser, ExplainStatement, Statement};
 use datafusion::sql::sqlparser::ast::{self, Expr, UtilityOption};
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -194,9 +194,9 @@ pub async fn pg_answer(
         .await
         .map_err(QueryError::from)?;
     let (rows, type_oid) = match format {
+        // DataFusion's own PostgreSQL-shaped rendering of the physical plan.
         Some(ExplainFormat::PostgresJSON) => {
-            let json = serde_json::json!([{ "Plan": node(&physical) }]);
-            let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+            let text = displayable(physical.as_ref()).pgjson(false).to_string();
             (vec![vec![lit(text)]], oids::JSON)
         }
         format => {
@@ -224,28 +224,6 @@ pub async fn pg_answer(
         })
         .and_then(|b| b.build())
         .map_err(QueryError::from)
-}
-
-/// One operator of a physical plan in PostgreSQL's JSON shape: its name as "Node Type",
-/// DataFusion's one-line description of it, and its inputs as "Plans".
-fn node(plan: &Arc<dyn ExecutionPlan>) -> serde_json::Value {
-    let line = displayable(plan.as_ref()).one_line().to_string();
-    let name = plan.name();
-    let detail = line
-        .trim()
-        .strip_prefix(name)
-        .map(|rest| rest.trim_start_matches(':').trim())
-        .unwrap_or(line.trim());
-    let mut out = serde_json::Map::new();
-    out.insert("Node Type".into(), name.into());
-    if !detail.is_empty() {
-        out.insert("Detail".into(), detail.into());
-    }
-    let children: Vec<_> = plan.children().into_iter().map(node).collect();
-    if !children.is_empty() {
-        out.insert("Plans".into(), children.into());
-    }
-    serde_json::Value::Object(out)
 }
 
 #[cfg(test)]
