@@ -71,6 +71,17 @@ pub struct GrantError {
 
 type Checked = Vec<(Grant, Vec<[String; 3]>)>;
 
+/// One set of grants as it was in force (it holds the set, so two versions are equal
+/// exactly when they are the same set).
+#[derive(Debug, Clone)]
+pub struct GrantsVersion(Arc<Checked>);
+
+impl PartialEq for GrantsVersion {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// All grants, checked; replaced as a whole on reload.
 #[derive(Debug, Default)]
 pub struct Grants {
@@ -87,6 +98,11 @@ impl Grants {
     /// Take another (checked) set of grants: every session sees them from its next check.
     pub fn replace(&self, other: &Grants) {
         *self.grants.write().unwrap_or_else(|e| e.into_inner()) = other.current();
+    }
+
+    /// Which set of grants is in force: equal versions until the next [`Grants::replace`].
+    pub fn version(&self) -> GrantsVersion {
+        GrantsVersion(self.current())
     }
 
     fn current(&self) -> Arc<Checked> {

@@ -29,7 +29,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use grants::{
-    check_principal_name, names, Grant, GrantError, Grants, TableName, MANAGE, MONITOR,
+    check_principal_name, names, Grant, GrantError, Grants, GrantsVersion, TableName, MANAGE,
+    MONITOR,
 };
 pub use oidc::{IssuerStats, OidcSettings};
 

@@ -1,7 +1,7 @@
 //! A client session: who it is, where it points, and the settings it changed.
 
 use auth::Principal;
-use planner::{Access, SessionInfo, Settings};
+use planner::{Access, SessionInfo, Settings, StateCache};
 
 use crate::cursors::Cursors;
 
@@ -33,6 +33,8 @@ pub struct Session {
     pub in_transaction: bool,
     /// `DECLARE … CURSOR`s open in this session.
     pub cursors: Cursors,
+    /// The planner's state for this session's statements, kept between them.
+    pub planning: StateCache,
 }
 
 impl Session {
@@ -54,6 +56,7 @@ impl Session {
             protocol: "",
             in_transaction: false,
             cursors: Cursors::default(),
+            planning: StateCache::default(),
         }
     }
 
@@ -89,6 +92,7 @@ impl Session {
                 self.cursors.list()
             },
             protocol: self.protocol,
+            planning: self.planning.clone(),
         }
     }
 }

@@ -43,7 +43,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::execution::SessionState;
+use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -58,7 +58,8 @@ pub use catalog::{
 };
 pub use error::{ErrorKind, QueryError};
 pub use limits::Limits;
-pub use session::{Access, SessionInfo, Settings};
+use session::CachedState;
+pub use session::{Access, SessionInfo, Settings, StateCache};
 
 use pg_catalog::PgCatalog;
 
@@ -84,6 +85,8 @@ pub struct Planner {
     limits: Limits,
     /// The data tables' rows and bytes, measured when the catalog was built.
     sizes: Arc<catalog::TableSizes>,
+    /// Told apart from other planners (a session's kept state is this planner's).
+    id: u64,
 }
 
 /// A query bound and optimized, with the state (and start time) it was optimized in.
@@ -91,13 +94,48 @@ pub struct Planner {
 pub struct OptimizedQuery {
     pub schema: SchemaRef,
     pub plan: LogicalPlan,
-    state: SessionState,
+    state: Arc<SessionState>,
+    /// The context it runs in here (catalog queries), if made already.
+    task: Option<Arc<TaskContext>>,
 }
 
 impl OptimizedQuery {
     /// The state it was optimized in (the session's: defaults, object stores).
     pub fn state(&self) -> &SessionState {
         &self.state
+    }
+}
+
+/// The optimizer's view of one query: the session's state with the query's own start time
+/// (`now()` is folded to it), without a copy of the state.
+struct QueryStart<'a> {
+    state: &'a SessionState,
+    props: datafusion::execution::context::ExecutionProps,
+}
+
+impl<'a> QueryStart<'a> {
+    fn new(state: &'a SessionState) -> Self {
+        let mut props = datafusion::execution::context::ExecutionProps::new();
+        props.mark_start_execution(state.config_options().clone());
+        Self { state, props }
+    }
+}
+
+impl datafusion::optimizer::OptimizerConfig for QueryStart<'_> {
+    fn query_execution_start_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.props.query_execution_start_time
+    }
+
+    fn alias_generator(&self) -> &Arc<datafusion::common::alias::AliasGenerator> {
+        &self.props.alias_generator
+    }
+
+    fn options(&self) -> Arc<datafusion::config::ConfigOptions> {
+        self.state.config_options().clone()
+    }
+
+    fn function_registry(&self) -> Option<&dyn FunctionRegistry> {
+        Some(self.state)
     }
 }
 
@@ -226,12 +264,14 @@ impl Planner {
                 .register_udf(Arc::new(function))
                 .map_err(QueryError::from)?;
         }
+        static PLANNERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut planner = Self {
             base: state,
             pg,
             catalog_names,
             limits,
             sizes,
+            id: PLANNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         if !managed.views.is_empty() {
             planner.register_views(&managed.views).await?;
@@ -453,37 +493,42 @@ impl Planner {
     }
 
     /// The state a statement of this session is planned and run with: the session's
-    /// functions registered, and the session itself for the catalog tables to read.
-    fn session_state(&self, session: &SessionInfo) -> SessionState {
-        let mut state = self.base.clone();
-        state.config_mut().set_extension(Arc::new(session.clone()));
-        // Unqualified table names resolve in the first schema of `search_path` that exists.
-        state.config_mut().options_mut().catalog.default_schema = self.default_schema(session);
-        state
+    /// functions registered, and the session itself for the catalog tables to read. Made
+    /// once and kept with the session until it changes ([`session::StateCache`]).
+    fn session_state(&self, session: &SessionInfo) -> Result<Arc<CachedState>, QueryError> {
+        StateCache::get_or_make(session, self.id, |session| {
+            let mut state = self.base.clone();
+            state.config_mut().set_extension(Arc::new(session.clone()));
+            // Unqualified table names resolve in the first schema of `search_path` that
+            // exists.
+            state.config_mut().options_mut().catalog.default_schema = self.default_schema(session);
+            let names = self.pg.names.clone();
+            for function in pg_catalog::functions::session_functions(names, session) {
+                state
+                    .register_udf(Arc::new(function))
+                    .map_err(QueryError::from)?;
+            }
+            Ok(state)
+        })
     }
 
-    /// The state a statement is planned with: the session's, plus its functions (a plan
-    /// holds the functions it calls, so optimizing and running it later needs only
-    /// [`Planner::session_state`]).
+    /// The state a statement is planned with: the session's, plus a copy of it for
+    /// correlated catalog subqueries (compat) to run per row in, if the statement has one.
     fn planning_state(
         &self,
         session: &SessionInfo,
         statement: &Statement,
-    ) -> Result<SessionState, QueryError> {
-        let mut state = self.session_state(session);
-        for function in pg_catalog::functions::session_functions(self.pg.names.clone(), session) {
-            state
-                .register_udf(Arc::new(function))
-                .map_err(QueryError::from)?;
+    ) -> Result<Arc<SessionState>, QueryError> {
+        let state = self.session_state(session)?.state.clone();
+        if !compat::calls_function(statement, pg_catalog::subquery::NAME) {
+            return Ok(state);
         }
-        // Correlated catalog subqueries (compat) run per row in a copy of this state.
-        if compat::calls_function(statement, pg_catalog::subquery::NAME) {
-            let subquery = pg_catalog::subquery::function(state.clone());
-            state
-                .register_udf(Arc::new(subquery))
-                .map_err(QueryError::from)?;
-        }
-        Ok(state)
+        let mut state = state.as_ref().clone();
+        let subquery = pg_catalog::subquery::function(state.clone());
+        state
+            .register_udf(Arc::new(subquery))
+            .map_err(QueryError::from)?;
+        Ok(Arc::new(state))
     }
 
     /// The logical plan of a query, with `$n` placeholders left in place.
@@ -641,14 +686,36 @@ impl Planner {
         let schema = Arc::new(logical.schema().as_arrow().clone());
         // Each query gets its own start time: `now()` and friends are folded into constants
         // here, once, so every worker and every row sees the same instant.
-        let mut state = self.session_state(session);
-        let options = Arc::new(state.config_options().as_ref().clone());
-        state.execution_props_mut().mark_start_execution(options);
-        let optimized = state.optimize(&logical).map_err(QueryError::from)?;
+        let cached = self.session_state(session)?;
+        if let LogicalPlan::Explain(_) = logical {
+            // DataFusion's EXPLAIN shows each rule's plan: its own optimize does that.
+            let mut state = cached.state.as_ref().clone();
+            let options = state.config_options().clone();
+            state.execution_props_mut().mark_start_execution(options);
+            let optimized = state.optimize(&logical).map_err(QueryError::from)?;
+            return Ok(OptimizedQuery {
+                schema,
+                plan: optimized,
+                state: Arc::new(state),
+                task: None,
+            });
+        }
+        let query = QueryStart::new(&cached.state);
+        let analyzed = cached
+            .state
+            .analyzer()
+            .execute_and_check(logical, cached.state.config_options(), |_, _| {})
+            .map_err(QueryError::from)?;
+        let optimized = cached
+            .state
+            .optimizer()
+            .optimize(analyzed, &query, |_, _| {})
+            .map_err(QueryError::from)?;
         Ok(OptimizedQuery {
             schema,
             plan: optimized,
-            state,
+            state: cached.state.clone(),
+            task: Some(cached.task.clone()),
         })
     }
 
@@ -687,7 +754,7 @@ impl Planner {
 
     /// The physical plan of an optimized query.
     pub async fn physical(&self, query: &OptimizedQuery) -> Result<PlannedQuery, QueryError> {
-        let state = &query.state;
+        let state: &SessionState = &query.state;
         let physical = state
             .query_planner()
             .create_physical_plan(&query.plan, state)
@@ -714,11 +781,12 @@ impl Planner {
         planned: &PlannedQuery,
         optimized: &OptimizedQuery,
     ) -> Result<SendableRecordBatchStream, QueryError> {
-        datafusion::physical_plan::execute_stream(
-            planned.physical.clone(),
-            optimized.state.task_ctx(),
-        )
-        .map_err(QueryError::from)
+        let task = match &optimized.task {
+            Some(task) => task.clone(),
+            None => optimized.state.task_ctx(),
+        };
+        datafusion::physical_plan::execute_stream(planned.physical.clone(), task)
+            .map_err(QueryError::from)
     }
 
     /// Whether a plan reads data tables (and so runs on a worker). Plans that read only

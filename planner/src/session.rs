@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use auth::{Grants, Principal, TableName};
+use auth::{Grants, GrantsVersion, Principal, TableName};
+use datafusion::execution::{SessionState, TaskContext};
 
 use crate::pg_catalog::{SERVER_VERSION, SERVER_VERSION_NUM};
 
@@ -27,6 +28,8 @@ pub struct SessionInfo {
     /// The front-end the session came through (`pg`, `flight`, `hs2`, `rest`; empty for
     /// sluice's own planning): what a result's columns are sent as depends on it.
     pub protocol: &'static str,
+    /// The state the session's statements are planned in, kept between them.
+    pub planning: StateCache,
 }
 
 /// An open cursor, as `pg_cursors` shows it.
@@ -60,6 +63,29 @@ impl Access {
         Self::Granted {
             principal: Arc::new(principal),
             grants,
+        }
+    }
+
+    /// The same access: the same principal under the same grants (handles compared).
+    fn same(&self, other: &Access) -> bool {
+        match (self, other) {
+            (Self::All, Self::All) => true,
+            (
+                Self::Granted { principal, grants },
+                Self::Granted {
+                    principal: p,
+                    grants: g,
+                },
+            ) => Arc::ptr_eq(principal, p) && Arc::ptr_eq(grants, g),
+            _ => false,
+        }
+    }
+
+    /// The set of grants in force, if grants decide.
+    fn grants_version(&self) -> Option<GrantsVersion> {
+        match self {
+            Self::All => None,
+            Self::Granted { grants, .. } => Some(grants.version()),
         }
     }
 
@@ -114,11 +140,24 @@ impl Default for SessionInfo {
             access: Access::All,
             cursors: Vec::new(),
             protocol: "",
+            planning: StateCache::default(),
         }
     }
 }
 
 impl SessionInfo {
+    /// Whether a planning state made for `other` serves this session too: the same values,
+    /// the same settings and access (the handles themselves, as the state holds them).
+    fn plans_like(&self, other: &SessionInfo) -> bool {
+        self.user == other.user
+            && self.database == other.database
+            && self.backend_pid == other.backend_pid
+            && self.protocol == other.protocol
+            && self.cursors == other.cursors
+            && Arc::ptr_eq(&self.settings.0, &other.settings.0)
+            && self.access.same(&other.access)
+    }
+
     /// Schemas unqualified names are looked up in, from `search_path` (`"$user"` and
     /// schemas that do not exist are skipped, as in PostgreSQL).
     pub fn search_path(&self) -> Vec<String> {
@@ -247,4 +286,67 @@ const DEFAULTS: &[(&str, &str)] = &[
 
 pub fn default_setting(name: &str) -> Option<&'static str> {
     DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// A session's planning state, kept from one statement to the next. DataFusion's
+/// `SessionState` holds its function maps (hundreds of entries) by value: copying them for
+/// each statement was a fifth of the gateway's CPU on `SELECT 1`. Made again when the
+/// planner, the session (see [`SessionInfo::plans_like`]) or the grants in force change.
+#[derive(Clone, Default)]
+pub struct StateCache(Arc<Mutex<Option<Arc<CachedState>>>>);
+
+/// A session's state, what it was made from, and the context catalog queries run in.
+pub(crate) struct CachedState {
+    planner: u64,
+    session: SessionInfo,
+    grants: Option<GrantsVersion>,
+    /// search_path when it was made (the settings handle is shared: its values change).
+    search_path: Option<String>,
+    pub(crate) state: Arc<SessionState>,
+    pub(crate) task: Arc<TaskContext>,
+}
+
+impl std::fmt::Debug for StateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateCache")
+    }
+}
+
+impl StateCache {
+    /// The state `planner` made for `session`, made now by `make` if there is none or it
+    /// was made from something else.
+    pub(crate) fn get_or_make<E>(
+        session: &SessionInfo,
+        planner: u64,
+        make: impl FnOnce(&SessionInfo) -> Result<SessionState, E>,
+    ) -> Result<Arc<CachedState>, E> {
+        let grants = session.access.grants_version();
+        let search_path = session.settings.get("search_path");
+        let slot = &session.planning.0;
+        if let Some(cached) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if cached.planner == planner
+                && cached.grants == grants
+                && cached.search_path == search_path
+                && cached.session.plans_like(session)
+            {
+                return Ok(cached.clone());
+            }
+        }
+        // The state holds this copy of the session (no cache in it: no cycle).
+        let copy = SessionInfo {
+            planning: StateCache::default(),
+            ..session.clone()
+        };
+        let state = make(&copy)?;
+        let cached = Arc::new(CachedState {
+            planner,
+            session: copy,
+            grants,
+            search_path,
+            task: Arc::new(TaskContext::from(&state)),
+            state: Arc::new(state),
+        });
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(cached.clone());
+        Ok(cached)
+    }
 }
