@@ -733,6 +733,16 @@ SAME_AS_POSTGRESQL = [
     "SELECT 2147483646::int4 + 1::int4, (-2147483647)::int4 - 1::int4, 46340::int4 * 46340::int4, "
     "9223372036854775806 + 1, n_nationkey * 3 - 1 FROM tpch.nation WHERE n_nationkey < 3 ORDER BY 5",
     "SELECT sign(-3), every(x > 0), every(x > 1) FROM (VALUES (1), (2), (4)) t(x)",
+    # floor, ceil and trunc of a numeric have scale 0 (trunc(x, n): n), as in PostgreSQL
+    # (Grafana's $__timeGroup: floor(extract(epoch …)/86400)*86400 printed 788918400.0000);
+    # ceil of a value at the top of its precision carries a digit.
+    # (as text: Python's Decimal('7') equals Decimal('7.00')).
+    "SELECT floor(7.25::numeric(10,2))::text, ceil(7.25::numeric(10,2))::text, ceiling(9.9)::text, "
+    "trunc(7.256::numeric(10,3))::text, trunc(7.256::numeric(10,3), 1)::text, trunc(1234.5, -2)::text, "
+    "floor(-7.5)::text, trunc(-7.5)::text, round(7.256, 2)::text, floor(2.5::float8), "
+    "(floor(extract(epoch from date '1995-01-01')/86400)*86400)::text",
+    "SELECT floor(l_extendedprice)::text, ceil(l_tax)::text, trunc(l_extendedprice, 1)::text "
+    "FROM tpch.lineitem ORDER BY l_orderkey, l_linenumber LIMIT 5",
     # Output names DataFusion would give twice (it names a cast after its operand).
     "SELECT 0.1 + 0.2, 0.1::float8 + 0.2::float8, o_totalprice, o_totalprice::float8, "
     "-o_totalprice, -(o_totalprice::float8) FROM tpch.orders ORDER BY o_orderkey LIMIT 2",

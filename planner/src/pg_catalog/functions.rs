@@ -448,6 +448,8 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(super::datetime::extract().as_ref().clone());
     // Integer arithmetic that fails on overflow (see `checked`).
     f.extend(crate::checked::functions());
+    // floor, ceil and trunc of a numeric at PostgreSQL's scale.
+    f.extend(super::rounding::functions());
     f.push(super::types::pg_typeof());
     let n = names.clone();
     f.push(udf("version", &[0], Utf8, IMMUTABLE, |_| {

@@ -18,6 +18,7 @@
 
 pub mod datetime;
 pub mod functions;
+mod rounding;
 pub mod subquery;
 mod table;
 pub mod types;
