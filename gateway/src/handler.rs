@@ -215,7 +215,12 @@ const MEMO_TEXT_LIMIT: usize = 16 << 10;
 
 impl PlanMemo {
     fn context(session: &Session) -> String {
-        let mut context = format!("{}\0{}", session.user, session.database);
+        // The front-end too: what a statement means and how its result is typed depend
+        // on it (PostgreSQL's or Databricks' dialect, pg's catalog types).
+        let mut context = format!(
+            "{}\0{}\0{}",
+            session.user, session.database, session.protocol
+        );
         for (name, value, _) in session.settings.all() {
             context.push('\0');
             context.push_str(&name);
@@ -470,7 +475,7 @@ impl Engine {
         )
     }
 
-    async fn plan_statement(
+    pub(crate) async fn plan_statement(
         &self,
         session: &Session,
         statement: &DfStatement,
@@ -711,6 +716,14 @@ impl Engine {
     async fn prepare_all(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
         // First: a catalog that changed empties the memo before it is read.
         let planner = self.planner();
+        // Databricks SQL's SHOW, DESCRIBE and USE (never memoized: DESCRIBE's rows are
+        // read when it is planned).
+        if session.databricks_sql() {
+            planner.limits().check_text(sql)?;
+            if let Some(command) = crate::databricks_sql::command(sql)? {
+                return crate::databricks_sql::prepare(self, session, command).await;
+            }
+        }
         let memo_key = self
             .cache
             .config()
@@ -730,7 +743,11 @@ impl Engine {
         if let Some(command) = planner.cursor_command(sql)? {
             return Ok(vec![Prepared::Session(cursor_command(session, command)?)]);
         }
-        let statements = planner.parse(sql)?;
+        let statements = if session.databricks_sql() {
+            planner.parse_databricks(sql)?
+        } else {
+            planner.parse(sql)?
+        };
         let mut prepared = Vec::with_capacity(statements.len());
         // Statements after a SET in the same message are planned with its value
         // (`SET search_path = tpch; SELECT * FROM nation`), on a copy of the settings: the

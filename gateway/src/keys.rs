@@ -106,6 +106,22 @@ pub async fn foreign_keys(
     Ok(out)
 }
 
+/// Every row of a catalog query, each value as text (NULL as empty).
+pub(crate) async fn text_rows(
+    handler: &dyn Handler,
+    session: &Session,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, QueryError> {
+    let mut out = Vec::new();
+    for batch in rows(handler, session, sql).await? {
+        let c: Vec<Vec<String>> = (0..batch.num_columns())
+            .map(|i| text(&batch, i))
+            .collect::<Result<_, _>>()?;
+        out.extend((0..batch.num_rows()).map(|row| c.iter().map(|v| v[row].clone()).collect()));
+    }
+    Ok(out)
+}
+
 async fn rows(
     handler: &dyn Handler,
     session: &Session,

@@ -9,7 +9,8 @@
 //!                                 ├─► warehouses ─► workers::Warehouse (pools of workers)
 //!                                 └─► activity: running statements, history, metrics
 //!  catalog (the tables and views, DDL) · system tables · metadata store · http (bearer
-//!  sign-in shared by the HTTP front-ends) · files (private files of the data dir)
+//!  sign-in shared by the HTTP front-ends) · files (private files of the data dir) ·
+//!  databricks_sql (SHOW / DESCRIBE / USE of the Databricks paths)
 //! ```
 //!
 //! Front-ends depend on this crate only (never on each other, never on `workers`): they
@@ -20,6 +21,7 @@ pub mod activity;
 pub mod cache;
 pub mod catalog;
 pub mod cursors;
+pub mod databricks_sql;
 pub mod deadline;
 pub mod error;
 pub mod files;

@@ -78,6 +78,12 @@ impl Session {
             .unwrap_or_else(|| self.warehouse.clone())
     }
 
+    /// Whether the session speaks Databricks SQL (it came through HS2 or the Statement
+    /// Execution API); the others speak PostgreSQL's dialect.
+    pub fn databricks_sql(&self) -> bool {
+        matches!(self.protocol, "hs2" | "rest")
+    }
+
     /// What the planner needs to know about this session.
     pub fn info(&self) -> SessionInfo {
         SessionInfo {

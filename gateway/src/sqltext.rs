@@ -18,6 +18,8 @@ pub struct Rewrite<'a> {
     pub named: &'a [String],
     /// `` `x` `` → `"x"`.
     pub backticks: bool,
+    /// Strings escape with a backslash (`'O\'BRIEN'`, Databricks SQL), besides doubling.
+    pub backslash_escapes: bool,
 }
 
 /// `sql` with the rewrites applied.
@@ -36,11 +38,29 @@ pub fn rewrite(sql: &str, what: Rewrite<'_>) -> String {
                 while i < chars.len() {
                     out.push(chars[i]);
                     i += 1;
-                    if chars[i - 1] == c {
+                    if what.backslash_escapes && chars[i - 1] == '\\' && i < chars.len() {
+                        out.push(chars[i]);
+                        i += 1;
+                    } else if chars[i - 1] == c {
                         break;
                     }
                 }
                 continue;
+            }
+            // Databricks writes a marker with a quoted name: :`name`.
+            '`' if !what.named.is_empty() && i > 0 && chars[i - 1] == ':' && out.ends_with(':') => {
+                let end = (i + 1..chars.len()).find(|&j| chars[j] == '`');
+                if let Some(end) = end {
+                    let name: String = chars[i + 1..end].iter().collect();
+                    if let Some(index) = what.named.iter().position(|p| p == &name) {
+                        out.pop();
+                        out.push('$');
+                        out.push_str(&(index + 1).to_string());
+                        i = end + 1;
+                        continue;
+                    }
+                }
+                out.push(c);
             }
             '`' if what.backticks => {
                 out.push('"');
@@ -152,6 +172,21 @@ mod tests {
     }
 
     #[test]
+    fn backslash_escaped_quotes_stay_inside_their_string() {
+        let names = vec!["a".to_string()];
+        let what = Rewrite {
+            named: &names,
+            question_marks: true,
+            backslash_escapes: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rewrite(r"SELECT 'O\'BRIEN ?', :a, ?, 'x\\', ?", what),
+            r"SELECT 'O\'BRIEN ?', $1, $1, 'x\\', $2"
+        );
+    }
+
+    #[test]
     fn named_markers_and_backticks() {
         let names = vec!["min_id".to_string(), "name".to_string()];
         let what = Rewrite {
@@ -167,6 +202,17 @@ mod tests {
             "SELECT \"a b\", x::int, ':name' FROM \"tpch\".\"nation\" WHERE id > $1 AND n = $2 AND z = :other"
         );
         assert_eq!(rewrite("SELECT `we``ird\"`", what), "SELECT \"we`ird\"\"\"");
+        // Databricks' SQLAlchemy dialect quotes the marker's name.
+        assert_eq!(
+            rewrite(
+                "SELECT :`name`, :`min_id`, :`nope`",
+                Rewrite {
+                    backticks: false,
+                    ..what
+                }
+            ),
+            "SELECT $2, $1, :`nope`"
+        );
         // Comments with markers inside are left alone.
         assert_eq!(
             rewrite("/* :name */ SELECT :name", what),

@@ -750,38 +750,6 @@ async fn listing_table(state: &SessionState, def: &TableDef) -> Result<ListingTa
     ListingTable::try_new(config).map_err(QueryError::from)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn def(name: &str) -> TableDef {
-        TableDef {
-            name: name.into(),
-            location: "/nowhere".into(),
-            format: TableFormat::Csv,
-            has_header: None,
-            delimiter: None,
-            primary_key: Vec::new(),
-            primary_key_name: None,
-            foreign_keys: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn qualified_names() {
-        assert_eq!(
-            def("Sales.Orders").qualified_name().ok(),
-            Some(("sales".into(), "orders".into()))
-        );
-        assert_eq!(
-            def("orders").qualified_name().ok(),
-            Some(("public".into(), "orders".into()))
-        );
-        assert!(def("a.b.c").qualified_name().is_err());
-        assert!(def("a-b").qualified_name().is_err());
-    }
-}
-
 /// What a data table holds, as its files say: rows from their statistics (Parquet
 /// footers, the Delta log), bytes the files take. `None` where they do not say (CSV rows).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -29,6 +29,7 @@ pub mod locations;
 pub mod pg_catalog;
 mod result_types;
 pub mod session;
+pub mod spark;
 pub mod storage;
 pub mod system;
 
@@ -50,7 +51,7 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect};
 
 pub use catalog::{
     ForeignKey, ForeignKeyDef, PrimaryKey, TableDef, TableFormat, TableKeys, CATALOG,
@@ -403,7 +404,17 @@ impl Planner {
     /// Split SQL text into statements (PostgreSQL dialect), with PostgreSQL constructs
     /// DataFusion does not plan rewritten ([`compat`]).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
-        let mut statements = self.parse_as_written(sql)?;
+        self.parse_in(sql, &PostgreSqlDialect {})
+    }
+
+    /// Split Databricks SQL text into statements (sessions of the Databricks paths):
+    /// Spark's literals and identifiers ([`spark::SparkDialect`]).
+    pub fn parse_databricks(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+        self.parse_in(sql, &spark::SparkDialect)
+    }
+
+    fn parse_in(&self, sql: &str, dialect: &dyn Dialect) -> Result<Vec<Statement>, QueryError> {
+        let mut statements = self.parse_as_written(sql, dialect)?;
         for statement in &mut statements {
             let mut statement = statement;
             // `EXPLAIN …` explains the query as it is rewritten to run.
@@ -425,12 +436,16 @@ impl Planner {
     }
 
     /// Split SQL text into statements as written, within the [`Limits`].
-    fn parse_as_written(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
+    fn parse_as_written(
+        &self,
+        sql: &str,
+        dialect: &dyn Dialect,
+    ) -> Result<Vec<Statement>, QueryError> {
         self.limits.check_text(sql)?;
         let sql = compat::rewrite_time_travel(sql)?;
         let sql = sql.as_ref();
         let mut parser = DFParserBuilder::new(sql)
-            .with_dialect(&PostgreSqlDialect {})
+            .with_dialect(dialect)
             .with_recursion_limit(SQL_RECURSION_LIMIT)
             .build()
             .map_err(QueryError::from)?;
@@ -438,7 +453,7 @@ impl Planner {
             Ok(statements) => statements,
             // DataFusion's parser reads `COPY … TO` as its own file export; PostgreSQL's
             // forms (`COPY (query) TO STDOUT WITH (FORMAT csv)`) parse with sqlparser's.
-            Err(e) => match datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {})
+            Err(e) => match datafusion::sql::sqlparser::parser::Parser::new(dialect)
                 .with_recursion_limit(SQL_RECURSION_LIMIT)
                 .try_with_sql(sql)
                 .and_then(|mut p| p.parse_statements())
@@ -465,7 +480,7 @@ impl Planner {
     /// A view's query bound for keeps: its table names qualified as its creator's session
     /// resolves them (see [`compat::qualify_relations`]).
     pub fn bind_view(&self, sql: &str, creator: &SessionInfo) -> Result<String, QueryError> {
-        let mut statements = self.parse_as_written(sql)?;
+        let mut statements = self.parse_as_written(sql, &PostgreSqlDialect {})?;
         let one_query = || QueryError::new(ErrorKind::InvalidValue, "a view is one query");
         let mut statement = match (statements.pop(), statements.is_empty()) {
             (Some(Statement::Statement(statement)), true) => statement,

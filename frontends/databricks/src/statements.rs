@@ -469,7 +469,8 @@ pub async fn execute(
         &request.statement,
         gateway::sqltext::Rewrite {
             named: &names,
-            backticks: true,
+            backticks: false,
+            backslash_escapes: true,
             ..Default::default()
         },
     );

@@ -278,7 +278,8 @@ fn is_text(v: &ScalarValue) -> bool {
 
 /// `parse_ident`: a qualified identifier's parts (quoted ones as written, the others in
 /// lower case); None when it is not one.
-fn parse_ident(text: &str) -> Option<Vec<String>> {
+#[doc(hidden)]
+pub fn parse_ident(text: &str) -> Option<Vec<String>> {
     let mut parts = Vec::new();
     let mut chars = text.trim().chars().peekable();
     loop {
@@ -409,7 +410,8 @@ pub fn regexp_split(
     Ok(pieces)
 }
 
-fn quote_ident(name: &str) -> String {
+#[doc(hidden)]
+pub fn quote_ident(name: &str) -> String {
     let plain = name
         .chars()
         .next()
@@ -425,7 +427,8 @@ fn quote_ident(name: &str) -> String {
     }
 }
 
-fn size_pretty(bytes: i64) -> String {
+#[doc(hidden)]
+pub fn size_pretty(bytes: i64) -> String {
     let mut size = bytes as f64;
     for unit in ["bytes", "kB", "MB", "GB", "TB"] {
         if size.abs() < 10240.0 || unit == "TB" {
@@ -1825,49 +1828,6 @@ fn quote_literal(value: &str) -> String {
         format!("E'{}'", quoted.replace('\\', "\\\\"))
     } else {
         format!("'{quoted}'")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn regexp_split_as_postgresql() {
-        // Answers of PostgreSQL 15's regexp_split_to_array.
-        let split = |s, p, f| regexp_split(s, p, f).expect("splits");
-        assert_eq!(split("a,b,,c", ",", None), ["a", "b", "", "c"]);
-        assert_eq!(
-            split("hello world", "\\s*", None),
-            ["h", "e", "l", "l", "o", "w", "o", "r", "l", "d"]
-        );
-        assert_eq!(split("abc", "", None), ["a", "b", "c"]);
-        assert_eq!(split("", ",", None), [""]);
-        assert_eq!(split("aXbxc", "x", Some("i")), ["a", "b", "c"]);
-        assert_eq!(split(",a,", ",", None), ["", "a", ""]);
-        assert!(regexp_split("a", "(", None).is_err());
-        assert!(regexp_split("a", "a", Some("q")).is_err());
-    }
-
-    #[test]
-    fn parse_ident_as_postgresql() {
-        assert_eq!(parse_ident("tpch.nation").unwrap(), ["tpch", "nation"]);
-        assert_eq!(
-            parse_ident(" MySchema . \"Odd \"\"T\"\" \" ").unwrap(),
-            ["myschema", "Odd \"T\" "]
-        );
-        for bad in ["", "a.", ".a", "a b", "\"\"", "\"open", "a-b"] {
-            assert_eq!(parse_ident(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn identifiers_quote_like_postgres() {
-        assert_eq!(quote_ident("lineitem"), "lineitem");
-        assert_eq!(quote_ident("LineItem"), "\"LineItem\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(size_pretty(123), "123 bytes");
-        assert_eq!(size_pretty(20 * 1024 * 1024), "20 MB");
     }
 }
 

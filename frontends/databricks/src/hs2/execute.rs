@@ -609,7 +609,8 @@ fn statement_with_parameters(
         sqltext::Rewrite {
             question_marks: !positional.is_empty(),
             named: &names,
-            backticks: true,
+            backticks: false,
+            backslash_escapes: true,
         },
     );
     let values = if named.is_empty() {

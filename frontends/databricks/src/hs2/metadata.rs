@@ -104,10 +104,11 @@ impl Hs2 {
                 "GetColumns" => {
                     let mut columns = Vec::new();
                     for table in self.visible_tables(&session, c.as_deref(), s.as_deref(), t.as_deref()).await? {
+                        // Databricks SQL quotes names with backticks.
                         let sql = format!(
-                            "SELECT * FROM \"{}\".\"{}\"",
-                            table.schema.replace('"', "\"\""),
-                            table.name.replace('"', "\"\"")
+                            "SELECT * FROM `{}`.`{}`",
+                            table.schema.replace('`', "``"),
+                            table.name.replace('`', "``")
                         );
                         if let Ok(prepared) = self.handler.prepare(&session, &sql).await {
                             if let Some(p) = prepared.first() {

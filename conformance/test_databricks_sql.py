@@ -1,0 +1,171 @@
+"""Databricks SQL on the Databricks paths (HS2, the Statement Execution API): SHOW, DESCRIBE,
+USE, Spark's literals and parameter markers, through databricks-sql-connector and the
+SQLAlchemy dialect Superset and Airflow use for Databricks (databricks-sqlalchemy), against a
+running `sluice serve`. Result columns are the ones Databricks documents for each statement
+(docs.databricks.com, SQL language reference: SHOW SCHEMAS, SHOW TABLES, SHOW VIEWS,
+SHOW COLUMNS, DESCRIBE TABLE)."""
+import json
+import urllib.request
+
+import pytest
+import sqlalchemy
+from databricks import sql as dbsql
+
+from test_hs2 import OTHER_TOKEN, configured, connect  # noqa: F401 (a fixture)
+
+
+@pytest.fixture(scope="module")
+def cur(sluice):
+    with connect(sluice) as c, c.cursor() as cur:
+        yield cur
+
+
+def rows(cur, sql, *args):
+    cur.execute(sql, *args)
+    if cur.description is None:  # a command: no result set
+        return [], []
+    return [d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()]
+
+
+def test_show_schemas_tables_views_and_catalogs(cur):
+    names, schemas = rows(cur, "SHOW SCHEMAS")
+    assert names == ["databaseName"]
+    assert ("tpch",) in schemas and ("information_schema",) in schemas
+    assert ("pg_catalog",) not in schemas
+    assert rows(cur, "SHOW DATABASES LIKE 'tp*'") == (["databaseName"], [("tpch",)])
+    assert rows(cur, "show schemas in sluice like 'TPCH|nothing'")[1] == [("tpch",)]
+    names, tables = rows(cur, "SHOW TABLES FROM `sluice`.`tpch`")
+    assert names == ["database", "tableName", "isTemporary"]
+    assert [t[1] for t in tables] == sorted(
+        ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"])
+    assert all(t[0] == "tpch" and t[2] is False for t in tables)
+    assert rows(cur, "SHOW TABLES IN tpch LIKE 'n*|re*'")[1] == [
+        ("tpch", "nation", False), ("tpch", "region", False)]
+    assert rows(cur, "SHOW VIEWS FROM `sluice`.`tpch`") == (
+        ["namespace", "viewName", "isTemporary", "isMaterialized"], [])
+    assert rows(cur, "SHOW CATALOGS") == (["catalog"], [("sluice",)])
+    assert rows(cur, "SHOW CATALOGS LIKE 'hive*'") == (["catalog"], [])
+
+
+def test_describe_table_and_columns(cur):
+    names, described = rows(cur, "DESCRIBE TABLE `sluice`.`tpch`.`nation`")
+    assert names == ["col_name", "data_type", "comment"]
+    assert described == [("n_nationkey", "bigint", None), ("n_name", "string", None),
+                         ("n_regionkey", "bigint", None), ("n_comment", "string", None)]
+    assert rows(cur, "DESC tpch.orders o_totalprice") == (
+        ["info_name", "info_value"],
+        [("col_name", "o_totalprice"), ("data_type", "decimal(15,2)"), ("comment", None)])
+    assert rows(cur, "SHOW COLUMNS IN nation IN tpch") == (
+        ["col_name"], [("n_nationkey",), ("n_name",), ("n_regionkey",), ("n_comment",)])
+    _, extended = rows(cur, "DESCRIBE TABLE EXTENDED `sluice`.`tpch`.`nation`")
+    detail = {r[0]: r[1] for r in extended[extended.index(("# Detailed Table Information", "", "")):]}
+    assert (detail["Catalog"], detail["Database"], detail["Table"], detail["Type"]) == (
+        "sluice", "tpch", "nation", "EXTERNAL")
+    assert ("nation_pkey", "PRIMARY KEY (`n_nationkey`)", "") in extended
+    assert any(r[1] == "FOREIGN KEY (`n_regionkey`) REFERENCES `sluice`.`tpch`.`region` (`r_regionkey`)"
+               for r in extended)
+    with pytest.raises(dbsql.exc.DatabaseError) as missing:
+        cur.execute("DESCRIBE TABLE EXTENDED `sluice`.`tpch`.`no_such_table`")
+    assert "TABLE_OR_VIEW_NOT_FOUND" in str(missing.value)
+    with pytest.raises(dbsql.exc.DatabaseError) as column:
+        cur.execute("DESCRIBE tpch.nation no_such_column")
+    assert "UNRESOLVED_COLUMN" in str(column.value)
+
+
+def test_use_current_catalog_and_spark_literals(sluice):
+    with connect(sluice) as c, c.cursor() as cur:
+        assert rows(cur, "USE `tpch`")[1] == []
+        assert rows(cur, "SELECT count(*) FROM nation")[1] == [(25,)]
+        assert rows(cur, "SELECT current_schema()")[1] == [("tpch",)]
+        cur.execute("SELECT current_catalog(), current_user() IS NOT NULL")
+        assert cur.fetchall()[0][1] is True
+        # Backslash escapes, double-quoted strings, backtick identifiers.
+        assert rows(cur, r"SELECT 'O\'BRIEN', 'a\\b', " + '"it\'s"')[1] == [("O'BRIEN", "a\\b", "it's")]
+        assert rows(cur, "SELECT `n_name` FROM `tpch`.`nation` WHERE `n_nationkey` = 3")[1] == [("CANADA",)]
+        # Named markers, plain and with a quoted name (the SQLAlchemy dialect's form).
+        cur.execute("SELECT n_name FROM nation WHERE n_nationkey = :`k` OR n_nationkey = :j ORDER BY 1",
+                    {"k": 3, "j": 4})
+        assert [r[0] for r in cur.fetchall()] == ["CANADA", "EGYPT"]
+        assert rows(cur, "USE SCHEMA sluice.information_schema")[1] == []
+        assert rows(cur, "SELECT current_schema()")[1] == [("information_schema",)]
+        with pytest.raises(dbsql.exc.DatabaseError) as catalog:
+            cur.execute("USE CATALOG hive_elsewhere")
+        assert "not found" in str(catalog.value)
+        # Forms not built yet are refused by name; the connection goes on.
+        with pytest.raises(dbsql.exc.DatabaseError) as unsupported:
+            cur.execute("SHOW TBLPROPERTIES tpch.nation")
+        assert "SHOW TBLPROPERTIES is not supported" in str(unsupported.value)
+        assert rows(cur, "SELECT 1")[1] == [(1,)]
+
+
+def test_statement_execution_api_speaks_databricks_sql(sluice):
+    body = json.dumps({"statement": "DESCRIBE TABLE `sluice`.`tpch`.`region`",
+                       "warehouse_id": "default", "wait_timeout": "30s"}).encode()
+    request = urllib.request.Request(f"http://{sluice.http}/api/2.0/sql/statements", data=body,
+                                     headers={"Authorization": f"Bearer {sluice.token}",
+                                              "Content-Type": "application/json"})
+    answer = json.load(urllib.request.urlopen(request, timeout=60))
+    assert answer["status"]["state"] == "SUCCEEDED", answer
+    assert [c["name"] for c in answer["manifest"]["schema"]["columns"]] == [
+        "col_name", "data_type", "comment"]
+    assert [r[:2] for r in answer["result"]["data_array"]] == [
+        ["r_regionkey", "bigint"], ["r_name", "string"], ["r_comment", "string"]]
+
+
+def engine(server, token=None):
+    host, port = server.http.split(":")
+    return sqlalchemy.create_engine(
+        f"databricks://token:{token or server.token}@{host}:{port}"
+        "?http_path=/sql/1.0/warehouses/default&catalog=sluice&schema=tpch",
+        connect_args={"_connection_uri": f"http://{server.http}/sql/1.0/warehouses/default",
+                      "enable_telemetry": False})
+
+
+@pytest.fixture
+def sqlalchemy_engine(sluice):
+    e = engine(sluice)
+    yield e
+    # Pooled connections hold the connector's threads: close them, or the run never ends.
+    e.dispose()
+
+
+def test_sqlalchemy_inspector_and_bound_parameters(sqlalchemy_engine):
+    e = sqlalchemy_engine
+    inspector = sqlalchemy.inspect(e)
+    assert "tpch" in inspector.get_schema_names()
+    assert sorted(inspector.get_table_names(schema="tpch")) == sorted(
+        ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"])
+    assert inspector.get_view_names(schema="tpch") == []
+    columns = inspector.get_columns("nation", schema="tpch")
+    assert [c["name"] for c in columns] == ["n_nationkey", "n_name", "n_regionkey", "n_comment"]
+    assert inspector.get_pk_constraint("nation", schema="tpch") == {
+        "constrained_columns": ["n_nationkey"], "name": "nation_pkey"}
+    [fk] = inspector.get_foreign_keys("nation", schema="tpch")
+    assert (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"]) == (
+        ["n_regionkey"], "region", ["r_regionkey"])
+    assert inspector.has_table("nation", schema="tpch")
+    assert not inspector.has_table("no_such_table", schema="tpch")
+    assert inspector.get_table_comment("nation", schema="tpch") == {"text": None}
+    nation = sqlalchemy.Table("nation", sqlalchemy.MetaData(), autoload_with=e, schema="tpch")
+    assert [c.name for c in nation.columns] == ["n_nationkey", "n_name", "n_regionkey", "n_comment"]
+    with e.connect() as conn:
+        got = conn.execute(sqlalchemy.select(nation.c.n_name).where(nation.c.n_nationkey == 3)).all()
+        assert got == [("CANADA",)]
+        got = conn.execute(sqlalchemy.text("SELECT n_name FROM tpch.nation WHERE n_regionkey = :r "
+                                           "ORDER BY n_name LIMIT 2"), {"r": 1}).all()
+        assert got == [("ARGENTINA",), ("BRAZIL",)]
+
+
+def test_show_and_describe_follow_the_grants(configured):
+    # test_hs2's server, where a second principal may read tpch.nation only.
+    with connect(configured, token=OTHER_TOKEN) as c, c.cursor() as cur:
+        assert rows(cur, "SHOW TABLES IN tpch")[1] == [("tpch", "nation", False)]
+        _, extended = rows(cur, "DESCRIBE TABLE EXTENDED tpch.nation")
+        # The key to region, a table this principal may not read, is not shown.
+        assert ("nation_pkey", "PRIMARY KEY (`n_nationkey`)", "") in extended
+        assert not any("FOREIGN KEY" in r[1] for r in extended)
+        with pytest.raises(dbsql.exc.DatabaseError) as denied:
+            cur.execute("DESCRIBE TABLE tpch.orders")
+        assert "permission denied" in str(denied.value)
+        with pytest.raises(dbsql.exc.DatabaseError):
+            cur.execute("SHOW COLUMNS IN tpch.region")

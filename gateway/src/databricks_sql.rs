@@ -1,0 +1,618 @@
+//! Databricks SQL's own statements, for sessions of the Databricks paths (HS2, the
+//! Statement Execution API): `SHOW CATALOGS | SCHEMAS | DATABASES | TABLES | VIEWS |
+//! COLUMNS`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t [column]` and `USE`.
+//!
+//! A SHOW is answered by a query over the session's information_schema, so grants filter
+//! it as they filter every catalog view. DESCRIBE plans a read of the table — the one
+//! authorization path: a table the session may not read is not found — and answers from
+//! its columns (Spark's type names) and informational keys. USE sets the schema that
+//! unqualified names resolve in. Result columns are the ones Databricks documents.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use planner::spark::SparkDialect;
+
+use crate::handler::{Engine, Prepared, SessionCommand};
+use crate::keys;
+use crate::planner::{ErrorKind, QueryError, CATALOG};
+use crate::session::Session;
+
+/// What a Databricks statement asks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Answered by this query (PostgreSQL syntax, over information_schema).
+    Query(String),
+    Describe(Describe),
+    /// `USE [SCHEMA] s`: unqualified names resolve in `s`.
+    Use(String),
+    /// `USE CATALOG sluice`: the one catalog, already in use.
+    UseCatalog,
+}
+
+/// `DESCRIBE` and `SHOW COLUMNS`: answered from a table's columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Describe {
+    /// `schema.table` or `table` (a catalog part is checked and dropped).
+    pub table: Vec<String>,
+    /// `EXTENDED` / `FORMATTED`: the detailed table information and the keys follow.
+    pub extended: bool,
+    /// `DESCRIBE t c`: that column's details.
+    pub column: Option<String>,
+    /// `SHOW COLUMNS`: the names only.
+    pub names_only: bool,
+}
+
+/// The Databricks statement `sql` is, if it is one of those above (None: plan it as SQL).
+pub fn command(sql: &str) -> Result<Option<Command>, QueryError> {
+    // Most statements are queries: look at the first word before tokenizing them all.
+    if !matches!(
+        first_word(sql).to_ascii_uppercase().as_str(),
+        "SHOW" | "DESCRIBE" | "DESC" | "USE"
+    ) {
+        return Ok(None);
+    }
+    let dialect = SparkDialect;
+    let Ok(mut p) = Parser::new(&dialect).try_with_sql(sql) else {
+        return Ok(None);
+    };
+    let command = if p.parse_keyword(Keyword::SHOW) {
+        match show(&mut p)? {
+            Some(c) => c,
+            None => return Ok(None),
+        }
+    } else if p
+        .parse_one_of_keywords(&[Keyword::DESCRIBE, Keyword::DESC])
+        .is_some()
+    {
+        describe(&mut p)?
+    } else if p.parse_keyword(Keyword::USE) {
+        let _ = p.parse_one_of_keywords(&[Keyword::SCHEMA, Keyword::DATABASE]);
+        if p.parse_keyword(Keyword::CATALOG) {
+            let catalog = name(&mut p)?;
+            match catalog.as_slice() {
+                [one] => check_catalog(Some(one))?,
+                _ => return Err(syntax("USE CATALOG names a catalog")),
+            }
+            Command::UseCatalog
+        } else {
+            let mut schema = name(&mut p)?;
+            if schema.len() == 2 {
+                check_catalog(schema.first().map(String::as_str))?;
+                schema.remove(0);
+            }
+            match schema.as_slice() {
+                [one] => Command::Use(one.clone()),
+                _ => return Err(syntax("USE names a schema: USE [SCHEMA] [catalog.]schema")),
+            }
+        }
+    } else {
+        return Ok(None);
+    };
+    while p.consume_token(&Token::SemiColon) {}
+    let next = p.peek_token().token;
+    if next != Token::EOF {
+        return Err(syntax(&format!(
+            "Expected: end of statement, found: {next}"
+        )));
+    }
+    Ok(Some(command))
+}
+
+/// The first word of `sql`, past blanks and comments (tools open statements with them).
+fn first_word(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = sql.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            let end = sql
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(sql.len());
+            return &sql[..end];
+        }
+    }
+}
+
+fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
+    let Token::Word(word) = p.peek_token().token else {
+        return Ok(None);
+    };
+    let what = word.value.to_ascii_uppercase();
+    let command = match what.as_str() {
+        "CATALOGS" => {
+            p.next_token();
+            let filter = pattern(p, "\"catalog\"")?;
+            Command::Query(format!(
+                "SELECT \"catalog\" FROM (SELECT {} AS \"catalog\") c{}",
+                literal(CATALOG),
+                filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
+            ))
+        }
+        "SCHEMAS" | "DATABASES" | "NAMESPACES" => {
+            p.next_token();
+            if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
+                .is_some()
+            {
+                let catalog = name(p)?;
+                check_catalog(catalog.first().map(String::as_str))?;
+            }
+            let filter = pattern(p, "schema_name")?;
+            Command::Query(format!(
+                "SELECT schema_name AS \"databaseName\" FROM information_schema.schemata \
+                 WHERE schema_name <> 'pg_catalog'{} ORDER BY 1",
+                filter.map(|f| format!(" AND {f}")).unwrap_or_default()
+            ))
+        }
+        "TABLES" | "VIEWS" => {
+            p.next_token();
+            let schema = in_schema(p)?;
+            let filter = pattern(p, "table_name")?;
+            let (columns, views) = if what == "TABLES" {
+                (
+                    "table_schema AS \"database\", table_name AS \"tableName\", \
+                     false AS \"isTemporary\"",
+                    "",
+                )
+            } else {
+                (
+                    "table_schema AS \"namespace\", table_name AS \"viewName\", \
+                     false AS \"isTemporary\", false AS \"isMaterialized\"",
+                    " AND table_type = 'VIEW'",
+                )
+            };
+            Command::Query(format!(
+                "SELECT {columns} FROM information_schema.tables WHERE table_schema = {schema}\
+                 {views}{} ORDER BY 2",
+                filter.map(|f| format!(" AND {f}")).unwrap_or_default()
+            ))
+        }
+        "COLUMNS" => {
+            p.next_token();
+            if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
+                .is_none()
+            {
+                return Err(syntax(
+                    "SHOW COLUMNS {IN | FROM} table [{IN | FROM} schema]",
+                ));
+            }
+            let mut table = name(p)?;
+            if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
+                .is_some()
+            {
+                let schema = name(p)?;
+                table = schema.into_iter().chain(table.pop()).collect();
+            }
+            Command::Describe(Describe {
+                table: drop_catalog(table)?,
+                extended: false,
+                column: None,
+                names_only: true,
+            })
+        }
+        "FUNCTIONS" | "TBLPROPERTIES" | "CREATE" | "PARTITIONS" | "GRANTS" | "USERS" | "GROUPS"
+        | "SHARES" | "PROVIDERS" | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
+            return Err(QueryError::new(
+                ErrorKind::NotSupported,
+                format!("SHOW {what} is not supported by sluice yet"),
+            ))
+        }
+        // SHOW <setting>: the session's settings.
+        _ => return Ok(None),
+    };
+    Ok(Some(command))
+}
+
+fn describe(p: &mut Parser) -> Result<Command, QueryError> {
+    if let Some(k) = p.parse_one_of_keywords(&[
+        Keyword::SCHEMA,
+        Keyword::DATABASE,
+        Keyword::CATALOG,
+        Keyword::QUERY,
+        Keyword::HISTORY,
+        Keyword::FUNCTION,
+        Keyword::VOLUME,
+    ]) {
+        return Err(QueryError::new(
+            ErrorKind::NotSupported,
+            format!("DESCRIBE {k:?} is not supported by sluice yet"),
+        ));
+    }
+    let _ = p.parse_keyword(Keyword::TABLE);
+    let extended = p
+        .parse_one_of_keywords(&[Keyword::EXTENDED, Keyword::FORMATTED])
+        .is_some();
+    let _ = p.parse_keyword(Keyword::TABLE);
+    let table = drop_catalog(name(p)?)?;
+    let column = match p.peek_token().token {
+        Token::Word(_) => Some(name(p)?.join(".")),
+        _ => None,
+    };
+    Ok(Command::Describe(Describe {
+        table,
+        extended,
+        column,
+        names_only: false,
+    }))
+}
+
+/// `{IN | FROM} [catalog.]schema`, as a SQL value (else the session's current schema).
+fn in_schema(p: &mut Parser) -> Result<String, QueryError> {
+    if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
+        .is_none()
+    {
+        return Ok("current_schema()".into());
+    }
+    match name(p)?.as_slice() {
+        [schema] => Ok(literal(schema)),
+        [catalog, schema] => {
+            check_catalog(Some(catalog))?;
+            Ok(literal(schema))
+        }
+        _ => Err(syntax("name a schema: [catalog.]schema")),
+    }
+}
+
+/// `[LIKE] 'pattern'` as a condition on `column`: Spark's patterns, where `*` is any
+/// text and `|` separates alternatives, matched whole and regardless of case.
+fn pattern(p: &mut Parser, column: &str) -> Result<Option<String>, QueryError> {
+    let like = p.parse_keyword(Keyword::LIKE);
+    let text = match p.peek_token().token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => {
+            p.next_token();
+            s
+        }
+        _ if like => return Err(syntax("LIKE takes a quoted pattern")),
+        _ => return Ok(None),
+    };
+    let alternatives: Vec<String> = text
+        .trim()
+        .split('|')
+        .map(|alternative| alternative.replace('*', ".*"))
+        .collect();
+    let regex = format!("^(?:{})$", alternatives.join("|"));
+    Ok(Some(format!("{column} ~* {}", literal(&regex))))
+}
+
+/// A dotted name; identifiers read regardless of case, as Spark reads them.
+fn name(p: &mut Parser) -> Result<Vec<String>, QueryError> {
+    let name = p
+        .parse_object_name(false)
+        .map_err(|e| syntax(&e.to_string()))?;
+    Ok(name
+        .0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .map(|ident| ident.value.to_lowercase())
+        .collect())
+}
+
+/// `catalog.schema.table` → `schema.table`, the catalog checked.
+fn drop_catalog(mut name: Vec<String>) -> Result<Vec<String>, QueryError> {
+    if name.len() == 3 {
+        check_catalog(name.first().map(String::as_str))?;
+        name.remove(0);
+    }
+    if name.is_empty() || name.len() > 2 {
+        return Err(syntax("name a table: [[catalog.]schema.]table"));
+    }
+    Ok(name)
+}
+
+fn check_catalog(catalog: Option<&str>) -> Result<(), QueryError> {
+    match catalog {
+        Some(c) if !c.eq_ignore_ascii_case(CATALOG) => Err(QueryError::new(
+            ErrorKind::UndefinedObject,
+            format!("catalog {c:?} not found (the catalog is {CATALOG:?})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn syntax(message: &str) -> QueryError {
+    QueryError::new(ErrorKind::Syntax, message.to_string())
+}
+
+/// A SQL string literal of `text`.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A quoted SQL identifier.
+pub fn ident(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// The SQL type name Databricks gives an Arrow type (`GetColumns`' `TYPE_NAME`, upper
+/// case; DESCRIBE prints it in lower case) and its JDBC type code.
+pub fn spark_type(data_type: &DataType) -> (String, i32) {
+    use DataType::*;
+    match data_type {
+        Boolean => ("BOOLEAN".into(), 16),
+        Int8 => ("TINYINT".into(), -6),
+        Int16 | UInt8 => ("SMALLINT".into(), 5),
+        Int32 | UInt16 => ("INT".into(), 4),
+        Int64 | UInt32 => ("BIGINT".into(), -5),
+        Float16 | Float32 => ("FLOAT".into(), 6),
+        Float64 => ("DOUBLE".into(), 8),
+        Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) | Decimal256(p, s) => {
+            (format!("DECIMAL({p},{s})"), 3)
+        }
+        UInt64 => ("DECIMAL(20,0)".into(), 3),
+        Date32 | Date64 => ("DATE".into(), 91),
+        Timestamp(_, Some(_)) => ("TIMESTAMP".into(), 93),
+        Timestamp(_, None) => ("TIMESTAMP_NTZ".into(), 93),
+        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => ("BINARY".into(), -2),
+        List(f) | LargeList(f) | FixedSizeList(f, _) => {
+            (format!("ARRAY<{}>", spark_type(f.data_type()).0), 2003)
+        }
+        Struct(_) => ("STRUCT".into(), 2002),
+        Map(..) => ("MAP".into(), 2000),
+        Null => ("VOID".into(), 0),
+        Interval(_) | Duration(_) => ("INTERVAL".into(), 1111),
+        Dictionary(_, value) => spark_type(value),
+        _ => ("STRING".into(), 12),
+    }
+}
+
+/// The plan of a Databricks statement for `session`.
+pub(crate) async fn prepare(
+    engine: &Engine,
+    session: &Session,
+    command: Command,
+) -> Result<Vec<Prepared>, QueryError> {
+    let sql = match command {
+        Command::Use(schema) => {
+            return Ok(vec![Prepared::Session(SessionCommand::Set {
+                name: "search_path".into(),
+                value: schema,
+            })])
+        }
+        Command::UseCatalog => return Ok(vec![Prepared::Session(SessionCommand::Accept("USE"))]),
+        Command::Query(sql) => sql,
+        Command::Describe(describe) => describe_query(engine, session, describe).await?,
+    };
+    let mut prepared = Vec::new();
+    for statement in engine.planner().parse(&sql)? {
+        prepared.push(engine.plan_statement(session, &statement).await?);
+    }
+    Ok(prepared)
+}
+
+/// DESCRIBE's answer as a query of its rows.
+async fn describe_query(
+    engine: &Engine,
+    session: &Session,
+    d: Describe,
+) -> Result<String, QueryError> {
+    let qualified: Vec<String> = d.table.iter().map(|p| ident(p)).collect();
+    let read = engine
+        .planner()
+        .parse(&format!("SELECT * FROM {}", qualified.join(".")))?
+        .pop()
+        .ok_or_else(|| QueryError::internal("DESCRIBE: no statement"))?;
+    let not_found = || {
+        QueryError::new(
+            ErrorKind::UndefinedTable,
+            format!(
+                "[TABLE_OR_VIEW_NOT_FOUND] The table or view `{}` cannot be found.",
+                d.table.join("`.`")
+            ),
+        )
+    };
+    let columns = match engine.plan_statement(session, &read).await {
+        Ok(prepared) => prepared.schema(),
+        Err(e) if e.kind == ErrorKind::UndefinedTable => return Err(not_found()),
+        Err(e) => return Err(e),
+    };
+    let type_name = |t: &DataType| spark_type(t).0.to_lowercase();
+    let null = "CAST(NULL AS TEXT)".to_string();
+    let row = |cells: &[String]| format!("({})", cells.join(", "));
+    let values = |rows: Vec<String>, names: &str| {
+        format!("SELECT * FROM (VALUES {}) AS d({names})", rows.join(", "))
+    };
+    if d.names_only {
+        let rows = columns
+            .fields()
+            .iter()
+            .map(|f| row(&[literal(f.name())]))
+            .collect();
+        return Ok(values(rows, "col_name"));
+    }
+    if let Some(name) = &d.column {
+        let field = columns.field_with_name(name).map_err(|_| {
+            QueryError::new(
+                ErrorKind::UndefinedColumn,
+                format!(
+                    "[UNRESOLVED_COLUMN] A column with name `{name}` cannot be resolved in `{}`.",
+                    d.table.join("`.`")
+                ),
+            )
+        })?;
+        let rows = vec![
+            row(&[literal("col_name"), literal(field.name())]),
+            row(&[literal("data_type"), literal(&type_name(field.data_type()))]),
+            row(&[literal("comment"), null.clone()]),
+        ];
+        return Ok(values(rows, "info_name, info_value"));
+    }
+    let mut rows: Vec<String> = columns
+        .fields()
+        .iter()
+        .map(|f| {
+            row(&[
+                literal(f.name()),
+                literal(&type_name(f.data_type())),
+                null.clone(),
+            ])
+        })
+        .collect();
+    if d.extended {
+        let (schema, table) = match d.table.as_slice() {
+            [schema, table] => (schema.clone(), table.clone()),
+            [table] => (
+                session
+                    .info()
+                    .search_path()
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "public".into()),
+                table.clone(),
+            ),
+            _ => return Err(not_found()),
+        };
+        let kind = keys::text_rows(
+            engine,
+            session,
+            &format!(
+                "SELECT table_type FROM information_schema.tables \
+                 WHERE table_schema = {} AND table_name = {}",
+                literal(&schema),
+                literal(&table)
+            ),
+        )
+        .await?;
+        let kind = match kind.first().map(|r| r[0].as_str()) {
+            Some("VIEW") => "VIEW",
+            _ => "EXTERNAL",
+        };
+        let detail = |name: &str, value: &str| row(&[literal(name), literal(value), literal("")]);
+        rows.push(detail("", ""));
+        rows.push(detail("# Detailed Table Information", ""));
+        rows.push(detail("Catalog", CATALOG));
+        rows.push(detail("Database", &schema));
+        rows.push(detail("Table", &table));
+        rows.push(detail("Type", kind));
+        // The informational keys, as Databricks lists a table's constraints.
+        let quote = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("`{}`", n.replace('`', "``")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut constraints = Vec::new();
+        let mut primary: Vec<(String, Vec<String>)> = Vec::new();
+        for k in keys::primary_keys(engine, session).await? {
+            if k.schema == schema && k.table == table {
+                match primary.iter_mut().find(|(n, _)| *n == k.name) {
+                    Some((_, columns)) => columns.push(k.column),
+                    None => primary.push((k.name, vec![k.column])),
+                }
+            }
+        }
+        for (name, columns) in primary {
+            constraints.push(detail(&name, &format!("PRIMARY KEY ({})", quote(&columns))));
+        }
+        let mut foreign: Vec<(String, Vec<String>, [String; 2], Vec<String>)> = Vec::new();
+        for k in keys::foreign_keys(engine, session).await? {
+            if k.fk_schema == schema && k.fk_table == table {
+                match foreign.iter_mut().find(|f| f.0 == k.fk_name) {
+                    Some(f) => {
+                        f.1.push(k.fk_column);
+                        f.3.push(k.pk_column);
+                    }
+                    None => foreign.push((
+                        k.fk_name,
+                        vec![k.fk_column],
+                        [k.pk_schema, k.pk_table],
+                        vec![k.pk_column],
+                    )),
+                }
+            }
+        }
+        for (name, columns, [ref_schema, ref_table], ref_columns) in foreign {
+            let target = [CATALOG.to_string(), ref_schema, ref_table]
+                .iter()
+                .map(|n| quote(std::slice::from_ref(n)))
+                .collect::<Vec<_>>()
+                .join(".");
+            let text = format!(
+                "FOREIGN KEY ({}) REFERENCES {target} ({})",
+                quote(&columns),
+                quote(&ref_columns)
+            );
+            constraints.push(detail(&name, &text));
+        }
+        if !constraints.is_empty() {
+            rows.push(detail("", ""));
+            rows.push(detail("# Constraints", ""));
+            rows.extend(constraints);
+        }
+    }
+    Ok(values(rows, "col_name, data_type, comment"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(sql: &str) -> String {
+        match command(sql).expect("recognized") {
+            Some(Command::Query(q)) => q,
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn show_forms_become_catalog_queries() {
+        assert!(query("SHOW SCHEMAS").contains("AS \"databaseName\""));
+        assert!(query("show databases in `sluice` like 'tp*|x'")
+            .contains("schema_name ~* '^(?:tp.*|x)$'"));
+        let tables = query("SHOW TABLES FROM `sluice`.`tpch`");
+        assert!(tables.contains("table_schema = 'tpch'"), "{tables}");
+        assert!(tables.contains("\"tableName\""), "{tables}");
+        assert!(query("SHOW TABLES").contains("table_schema = current_schema()"));
+        assert!(query("SHOW VIEWS IN tpch LIKE 'n*'").contains("table_type = 'VIEW'"));
+        // A pattern cannot leave its literal.
+        assert!(query("SHOW TABLES LIKE 'a''; DROP'").contains("'^(?:a''; DROP)$'"));
+        assert_eq!(command("SHOW search_path").unwrap(), None);
+        assert_eq!(command("SELECT 1").unwrap(), None);
+        assert!(query("/* dbt */ -- x\n SHOW SCHEMAS").contains("databaseName"));
+    }
+
+    #[test]
+    fn describe_and_use() {
+        assert_eq!(
+            command("DESCRIBE TABLE EXTENDED `sluice`.`tpch`.`nation`").unwrap(),
+            Some(Command::Describe(Describe {
+                table: vec!["tpch".into(), "nation".into()],
+                extended: true,
+                column: None,
+                names_only: false,
+            }))
+        );
+        let Some(Command::Describe(d)) = command("desc nation n_name").unwrap() else {
+            panic!("describe")
+        };
+        assert_eq!(d.column.as_deref(), Some("n_name"));
+        let Some(Command::Describe(d)) = command("SHOW COLUMNS IN nation IN tpch").unwrap() else {
+            panic!("show columns")
+        };
+        assert_eq!(
+            (d.table, d.names_only),
+            (vec!["tpch".into(), "nation".into()], true)
+        );
+        assert_eq!(
+            command("USE `tpch`").unwrap(),
+            Some(Command::Use("tpch".into()))
+        );
+        assert_eq!(
+            command("USE SCHEMA sluice.tpch;").unwrap(),
+            Some(Command::Use("tpch".into()))
+        );
+        let e = command("USE CATALOG hive").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UndefinedObject);
+        let e = command("DESCRIBE HISTORY t").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotSupported);
+        let e = command("SHOW FUNCTIONS").unwrap_err();
+        assert!(e.message.contains("SHOW FUNCTIONS"), "{}", e.message);
+        assert_eq!(
+            command("SHOW TABLES extra junk").unwrap_err().kind,
+            ErrorKind::Syntax
+        );
+    }
+}
