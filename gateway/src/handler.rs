@@ -22,13 +22,15 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 use planner::cursor::{CursorCommand, Direction};
-use planner::{Access, ErrorKind, Planner, QueryError};
+use planner::{Access, ErrorKind, Planner, QueryError, CATALOG};
 use tracing::Instrument;
 use workers::{BatchStream, QueryMeta};
 
 use crate::activity::{tracked_stream, Activity, StatementInfo};
 use crate::cache::ResultCache;
+use crate::databricks_sql;
 use crate::deadline::{timed_out, with_deadline};
+use crate::keys;
 use crate::session::{Session, WAREHOUSE_SETTING};
 use crate::warehouses::Warehouses;
 
@@ -304,6 +306,29 @@ pub enum Outcome {
     TransactionEnd {
         tag: String,
     },
+}
+
+/// Catalog queries for the key calls ([`keys`]): prepared and run like any statement
+/// of the session (on a copy of it).
+#[async_trait]
+impl keys::CatalogRows for dyn Handler {
+    async fn catalog_rows(
+        &self,
+        session: &Session,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        use futures::TryStreamExt;
+        let mut session = session.clone();
+        let mut out = Vec::new();
+        for p in self.prepare(&session, sql).await? {
+            if let Outcome::Rows { batches, .. } =
+                self.execute(&mut session, &p, Vec::new()).await?
+            {
+                out.extend(batches.try_collect::<Vec<_>>().await?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Database behaviour shared by all front-ends.
@@ -712,6 +737,203 @@ impl Handler for Engine {
 }
 
 impl Engine {
+    /// The plan of a Databricks statement for `session`.
+    /// The plan of a Databricks statement ([`databricks_sql`]) for `session`.
+    async fn prepare_databricks(
+        &self,
+        session: &Session,
+        command: databricks_sql::Command,
+    ) -> Result<Vec<Prepared>, QueryError> {
+        use databricks_sql::Command;
+        let engine = self;
+        let sql = match command {
+            Command::Use(schema) => {
+                return Ok(vec![Prepared::Session(SessionCommand::Set {
+                    name: "search_path".into(),
+                    value: schema,
+                })])
+            }
+            Command::UseCatalog => {
+                return Ok(vec![Prepared::Session(SessionCommand::Accept("USE"))])
+            }
+            Command::Query(sql) => sql,
+            Command::Describe(describe) => self.describe_query(session, describe).await?,
+        };
+        let mut prepared = Vec::new();
+        for statement in engine.planner().parse(&sql)? {
+            prepared.push(engine.plan_statement(session, &statement).await?);
+        }
+        Ok(prepared)
+    }
+
+    /// DESCRIBE's answer as a query of its rows: the table's columns as a read of it is
+    /// planned (the one authorization path), its informational keys as the session sees them.
+    async fn describe_query(
+        &self,
+        session: &Session,
+        d: databricks_sql::Describe,
+    ) -> Result<String, QueryError> {
+        use databricks_sql::{ident, literal, spark_type};
+        let engine = self;
+        let qualified: Vec<String> = d.table.iter().map(|p| ident(p)).collect();
+        let read = engine
+            .planner()
+            .parse(&format!("SELECT * FROM {}", qualified.join(".")))?
+            .pop()
+            .ok_or_else(|| QueryError::internal("DESCRIBE: no statement"))?;
+        let not_found = || {
+            QueryError::new(
+                ErrorKind::UndefinedTable,
+                format!(
+                    "[TABLE_OR_VIEW_NOT_FOUND] The table or view `{}` cannot be found.",
+                    d.table.join("`.`")
+                ),
+            )
+        };
+        let columns = match engine.plan_statement(session, &read).await {
+            Ok(prepared) => prepared.schema(),
+            Err(e) if e.kind == ErrorKind::UndefinedTable => return Err(not_found()),
+            Err(e) => return Err(e),
+        };
+        let type_name = |t: &DataType| spark_type(t).0.to_lowercase();
+        let null = "CAST(NULL AS TEXT)".to_string();
+        let row = |cells: &[String]| format!("({})", cells.join(", "));
+        let values = |rows: Vec<String>, names: &str| {
+            format!("SELECT * FROM (VALUES {}) AS d({names})", rows.join(", "))
+        };
+        if d.names_only {
+            let rows = columns
+                .fields()
+                .iter()
+                .map(|f| row(&[literal(f.name())]))
+                .collect();
+            return Ok(values(rows, "col_name"));
+        }
+        if let Some(name) = &d.column {
+            let field = columns.field_with_name(name).map_err(|_| {
+                QueryError::new(
+                    ErrorKind::UndefinedColumn,
+                    format!(
+                        "[UNRESOLVED_COLUMN] A column with name `{name}` cannot be resolved in `{}`.",
+                        d.table.join("`.`")
+                    ),
+                )
+            })?;
+            let rows = vec![
+                row(&[literal("col_name"), literal(field.name())]),
+                row(&[literal("data_type"), literal(&type_name(field.data_type()))]),
+                row(&[literal("comment"), null.clone()]),
+            ];
+            return Ok(values(rows, "info_name, info_value"));
+        }
+        let mut rows: Vec<String> = columns
+            .fields()
+            .iter()
+            .map(|f| {
+                row(&[
+                    literal(f.name()),
+                    literal(&type_name(f.data_type())),
+                    null.clone(),
+                ])
+            })
+            .collect();
+        if d.extended {
+            let (schema, table) = match d.table.as_slice() {
+                [schema, table] => (schema.clone(), table.clone()),
+                [table] => (
+                    session
+                        .info()
+                        .search_path()
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "public".into()),
+                    table.clone(),
+                ),
+                _ => return Err(not_found()),
+            };
+            let kind = keys::text_rows(
+                self as &dyn Handler,
+                session,
+                &format!(
+                    "SELECT table_type FROM information_schema.tables \
+                     WHERE table_schema = {} AND table_name = {}",
+                    literal(&schema),
+                    literal(&table)
+                ),
+            )
+            .await?;
+            let kind = match kind.first().map(|r| r[0].as_str()) {
+                Some("VIEW") => "VIEW",
+                _ => "EXTERNAL",
+            };
+            let detail =
+                |name: &str, value: &str| row(&[literal(name), literal(value), literal("")]);
+            rows.push(detail("", ""));
+            rows.push(detail("# Detailed Table Information", ""));
+            rows.push(detail("Catalog", CATALOG));
+            rows.push(detail("Database", &schema));
+            rows.push(detail("Table", &table));
+            rows.push(detail("Type", kind));
+            // The informational keys, as Databricks lists a table's constraints.
+            let quote = |names: &[String]| {
+                names
+                    .iter()
+                    .map(|n| format!("`{}`", n.replace('`', "``")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut constraints = Vec::new();
+            let mut primary: Vec<(String, Vec<String>)> = Vec::new();
+            for k in keys::primary_keys(self as &dyn Handler, session).await? {
+                if k.schema == schema && k.table == table {
+                    match primary.iter_mut().find(|(n, _)| *n == k.name) {
+                        Some((_, columns)) => columns.push(k.column),
+                        None => primary.push((k.name, vec![k.column])),
+                    }
+                }
+            }
+            for (name, columns) in primary {
+                constraints.push(detail(&name, &format!("PRIMARY KEY ({})", quote(&columns))));
+            }
+            let mut foreign: Vec<(String, Vec<String>, [String; 2], Vec<String>)> = Vec::new();
+            for k in keys::foreign_keys(self as &dyn Handler, session).await? {
+                if k.fk_schema == schema && k.fk_table == table {
+                    match foreign.iter_mut().find(|f| f.0 == k.fk_name) {
+                        Some(f) => {
+                            f.1.push(k.fk_column);
+                            f.3.push(k.pk_column);
+                        }
+                        None => foreign.push((
+                            k.fk_name,
+                            vec![k.fk_column],
+                            [k.pk_schema, k.pk_table],
+                            vec![k.pk_column],
+                        )),
+                    }
+                }
+            }
+            for (name, columns, [ref_schema, ref_table], ref_columns) in foreign {
+                let target = [CATALOG.to_string(), ref_schema, ref_table]
+                    .iter()
+                    .map(|n| quote(std::slice::from_ref(n)))
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let text = format!(
+                    "FOREIGN KEY ({}) REFERENCES {target} ({})",
+                    quote(&columns),
+                    quote(&ref_columns)
+                );
+                constraints.push(detail(&name, &text));
+            }
+            if !constraints.is_empty() {
+                rows.push(detail("", ""));
+                rows.push(detail("# Constraints", ""));
+                rows.extend(constraints);
+            }
+        }
+        Ok(values(rows, "col_name, data_type, comment"))
+    }
+
     /// Plan every statement of a text (from the memo when it planned it before).
     async fn prepare_all(&self, session: &Session, sql: &str) -> Result<Vec<Prepared>, QueryError> {
         // First: a catalog that changed empties the memo before it is read.
@@ -720,8 +942,8 @@ impl Engine {
         // read when it is planned).
         if session.databricks_sql() {
             planner.limits().check_text(sql)?;
-            if let Some(command) = crate::databricks_sql::command(sql)? {
-                return crate::databricks_sql::prepare(self, session, command).await;
+            if let Some(command) = databricks_sql::command(sql)? {
+                return self.prepare_databricks(session, command).await;
             }
         }
         let memo_key = self

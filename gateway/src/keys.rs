@@ -7,11 +7,20 @@
 use datafusion::arrow::array::{Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use futures::TryStreamExt;
 
-use crate::handler::{Handler, Outcome};
 use crate::planner::QueryError;
 use crate::session::Session;
+
+/// Runs a catalog query for a session and returns its rows (the handler does; kept as a
+/// trait here so that this module does not depend on the handler's).
+#[async_trait::async_trait]
+pub trait CatalogRows: Send + Sync {
+    async fn catalog_rows(
+        &self,
+        session: &Session,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>, QueryError>;
+}
 
 /// One column of a primary key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,12 +69,12 @@ const FOREIGN_KEYS: &str = "SELECT p.table_schema, p.table_name, p.column_name, 
        f.ordinal_position";
 
 /// Every primary key column the session may see, by schema, table and position.
-pub async fn primary_keys(
-    handler: &dyn Handler,
+pub async fn primary_keys<H: CatalogRows + ?Sized>(
+    handler: &H,
     session: &Session,
 ) -> Result<Vec<PrimaryKeyColumn>, QueryError> {
     let mut out = Vec::new();
-    for batch in rows(handler, session, PRIMARY_KEYS).await? {
+    for batch in handler.catalog_rows(session, PRIMARY_KEYS).await? {
         let c: Vec<Vec<String>> = (0..5).map(|i| text(&batch, i)).collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             out.push(PrimaryKeyColumn {
@@ -82,12 +91,12 @@ pub async fn primary_keys(
 
 /// Every foreign key column the session may see, by referenced table, referencing table,
 /// key name and position.
-pub async fn foreign_keys(
-    handler: &dyn Handler,
+pub async fn foreign_keys<H: CatalogRows + ?Sized>(
+    handler: &H,
     session: &Session,
 ) -> Result<Vec<ForeignKeyColumn>, QueryError> {
     let mut out = Vec::new();
-    for batch in rows(handler, session, FOREIGN_KEYS).await? {
+    for batch in handler.catalog_rows(session, FOREIGN_KEYS).await? {
         let c: Vec<Vec<String>> = (0..9).map(|i| text(&batch, i)).collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             out.push(ForeignKeyColumn {
@@ -107,33 +116,17 @@ pub async fn foreign_keys(
 }
 
 /// Every row of a catalog query, each value as text (NULL as empty).
-pub(crate) async fn text_rows(
-    handler: &dyn Handler,
+pub(crate) async fn text_rows<H: CatalogRows + ?Sized>(
+    handler: &H,
     session: &Session,
     sql: &str,
 ) -> Result<Vec<Vec<String>>, QueryError> {
     let mut out = Vec::new();
-    for batch in rows(handler, session, sql).await? {
+    for batch in handler.catalog_rows(session, sql).await? {
         let c: Vec<Vec<String>> = (0..batch.num_columns())
             .map(|i| text(&batch, i))
             .collect::<Result<_, _>>()?;
         out.extend((0..batch.num_rows()).map(|row| c.iter().map(|v| v[row].clone()).collect()));
-    }
-    Ok(out)
-}
-
-async fn rows(
-    handler: &dyn Handler,
-    session: &Session,
-    sql: &str,
-) -> Result<Vec<RecordBatch>, QueryError> {
-    let mut session = session.clone();
-    let mut out = Vec::new();
-    for p in handler.prepare(&session, sql).await? {
-        if let Outcome::Rows { batches, .. } = handler.execute(&mut session, &p, Vec::new()).await?
-        {
-            out.extend(batches.try_collect::<Vec<_>>().await?);
-        }
     }
     Ok(out)
 }
