@@ -10,14 +10,13 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::future::BoxFuture;
-use futures::TryStreamExt;
 use gateway::planner::QueryError;
 
 use super::protocol::{op_type, sql_type};
 use super::results::WireOptions;
 use super::thrift::{Struct, Value};
 use super::{error_status, invalid_session, reply, status_only, Hs2, Reply};
-use gateway::handler::{ArrowRows, Outcome};
+use gateway::handler::ArrowRows;
 use gateway::session::Session;
 
 impl Hs2 {
@@ -176,16 +175,8 @@ impl Hs2 {
         session: &Session,
         sql: &str,
     ) -> Result<Vec<RecordBatch>, QueryError> {
-        let mut session = session.clone();
-        let mut out = Vec::new();
-        for p in self.handler.prepare(&session, sql).await? {
-            if let Outcome::Rows { batches, .. } =
-                self.handler.execute(&mut session, &p, Vec::new()).await?
-            {
-                out.extend(batches.try_collect::<Vec<_>>().await?);
-            }
-        }
-        Ok(out)
+        use gateway::keys::CatalogRows;
+        self.handler.as_ref().catalog_rows(session, sql).await
     }
 
     async fn schema_names(&self, session: &Session) -> Result<Vec<String>, QueryError> {
