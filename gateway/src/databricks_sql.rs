@@ -41,13 +41,18 @@ pub struct Describe {
     pub names_only: bool,
 }
 
-/// The Databricks statement `sql` is, if it is one of those above (None: plan it as SQL).
-pub fn command(sql: &str) -> Result<Option<Command>, QueryError> {
-    // Most statements are queries: look at the first word before tokenizing them all.
-    if !matches!(
+/// Whether `sql` may be one of the statements above: its first word, past comments
+/// (most statements are queries, and pay nothing more than this look).
+pub fn may_be_command(sql: &str) -> bool {
+    matches!(
         first_word(sql).to_ascii_uppercase().as_str(),
         "SHOW" | "DESCRIBE" | "DESC" | "USE"
-    ) {
+    )
+}
+
+/// The Databricks statement `sql` is, if it is one of those above (None: plan it as SQL).
+pub fn command(sql: &str) -> Result<Option<Command>, QueryError> {
+    if !may_be_command(sql) {
         return Ok(None);
     }
     let dialect = SparkDialect;
@@ -190,8 +195,8 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
                 names_only: true,
             })
         }
-        "FUNCTIONS" | "TBLPROPERTIES" | "CREATE" | "PARTITIONS" | "GRANTS" | "USERS" | "GROUPS"
-        | "SHARES" | "PROVIDERS" | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
+        "FUNCTIONS" | "TBLPROPERTIES" | "CREATE" | "TABLE" | "PARTITIONS" | "GRANTS" | "USERS"
+        | "GROUPS" | "SHARES" | "PROVIDERS" | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
             return Err(QueryError::new(
                 ErrorKind::NotSupported,
                 format!("SHOW {what} is not supported by sluice yet"),
@@ -212,6 +217,7 @@ fn describe(p: &mut Parser) -> Result<Command, QueryError> {
         Keyword::HISTORY,
         Keyword::FUNCTION,
         Keyword::VOLUME,
+        Keyword::DETAIL,
     ]) {
         return Err(QueryError::new(
             ErrorKind::NotSupported,
@@ -271,6 +277,15 @@ fn pattern(p: &mut Parser, column: &str) -> Result<Option<String>, QueryError> {
         .map(|alternative| alternative.replace('*', ".*"))
         .collect();
     let regex = format!("^(?:{})$", alternatives.join("|"));
+    // Refused here, clearly, rather than when the catalog query runs.
+    if let Err(e) = regex::RegexBuilder::new(&regex).size_limit(1 << 20).build() {
+        let reason = e.to_string();
+        let reason = reason.lines().last().unwrap_or("not a regular expression");
+        return Err(QueryError::new(
+            ErrorKind::InvalidValue,
+            format!("invalid pattern {text:?}: {reason}"),
+        ));
+    }
     Ok(Some(format!("{column} ~* {}", literal(&regex))))
 }
 
@@ -417,6 +432,24 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::UndefinedObject);
         let e = command("DESCRIBE HISTORY t").unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotSupported);
+        assert_eq!(
+            command("SHOW TABLE EXTENDED IN tpch LIKE '*'")
+                .unwrap_err()
+                .kind,
+            ErrorKind::NotSupported
+        );
+        assert_eq!(
+            command("DESCRIBE DETAIL tpch.nation").unwrap_err().kind,
+            ErrorKind::NotSupported
+        );
+        let e = command("SHOW TABLES LIKE '['").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidValue);
+        let deep = format!(
+            "SHOW TABLES LIKE '{}b{}'",
+            "(a|".repeat(3000),
+            ")".repeat(3000)
+        );
+        assert_eq!(command(&deep).unwrap_err().kind, ErrorKind::InvalidValue);
         let e = command("SHOW FUNCTIONS").unwrap_err();
         assert!(e.message.contains("SHOW FUNCTIONS"), "{}", e.message);
         assert_eq!(

@@ -940,7 +940,7 @@ impl Engine {
         let planner = self.planner();
         // Databricks SQL's SHOW, DESCRIBE and USE (never memoized: DESCRIBE's rows are
         // read when it is planned).
-        if session.databricks_sql() {
+        if session.databricks_sql() && databricks_sql::may_be_command(sql) {
             planner.limits().check_text(sql)?;
             if let Some(command) = databricks_sql::command(sql)? {
                 return self.prepare_databricks(session, command).await;
