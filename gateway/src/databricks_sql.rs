@@ -1,6 +1,7 @@
 //! Databricks SQL's own statements, for sessions of the Databricks paths (HS2, the
 //! Statement Execution API): `SHOW CATALOGS | SCHEMAS | DATABASES | TABLES | VIEWS |
-//! COLUMNS`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t [column]` and `USE`.
+//! COLUMNS`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t [column]`, `USE`, and `SET` /
+//! `RESET` of the configuration parameters Databricks SQL has ([`conf`]).
 //!
 //! A SHOW is answered by a query over the session's information_schema, so grants filter
 //! it as they filter every catalog view. DESCRIBE plans a read of the table — the one
@@ -8,11 +9,10 @@
 //! its columns (Spark's type names) and informational keys. USE sets the schema that
 //! unqualified names resolve in. Result columns are the ones Databricks documents.
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use planner::spark::SparkDialect;
+use spark::SparkDialect;
 
 use crate::planner::{ErrorKind, QueryError, CATALOG};
 
@@ -26,6 +26,20 @@ pub enum Command {
     Use(String),
     /// `USE CATALOG sluice`: the one catalog, already in use.
     UseCatalog,
+    /// `SHOW TABLES | VIEWS IN s`: answered by the query, once the schema (`literal`, the
+    /// name as a SQL string) is known to exist.
+    InSchema {
+        literal: String,
+        query: String,
+    },
+    /// `SET` (all), `SET key`, `SET key = value`, `SET TIME ZONE …`: answered with the
+    /// (key, value) rows Spark answers with.
+    Set {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// `RESET [key]`.
+    Reset(Option<String>),
 }
 
 /// `DESCRIBE` and `SHOW COLUMNS`: answered from a table's columns.
@@ -46,7 +60,7 @@ pub struct Describe {
 pub fn may_be_command(sql: &str) -> bool {
     matches!(
         first_word(sql).to_ascii_uppercase().as_str(),
-        "SHOW" | "DESCRIBE" | "DESC" | "USE"
+        "SHOW" | "DESCRIBE" | "DESC" | "USE" | "SET" | "RESET"
     )
 }
 
@@ -54,6 +68,16 @@ pub fn may_be_command(sql: &str) -> bool {
 pub fn command(sql: &str) -> Result<Option<Command>, QueryError> {
     if !may_be_command(sql) {
         return Ok(None);
+    }
+    match first_word(sql).to_ascii_uppercase().as_str() {
+        "SET" => return set(sql).map(Some),
+        "RESET" => {
+            let key = after_first_word(sql);
+            return Ok(Some(Command::Reset(
+                (!key.is_empty()).then(|| key.trim_matches('`').to_string()),
+            )));
+        }
+        _ => {}
     }
     let dialect = SparkDialect;
     let Ok(mut p) = Parser::new(&dialect).try_with_sql(sql) else {
@@ -102,6 +126,130 @@ pub fn command(sql: &str) -> Result<Option<Command>, QueryError> {
     Ok(Some(command))
 }
 
+/// The text after the first word, without the statement's end (`;`).
+fn after_first_word(sql: &str) -> &str {
+    let word = first_word(sql);
+    let start = sql.find(word).map_or(sql.len(), |i| i + word.len());
+    sql[start..].trim().trim_end_matches(';').trim()
+}
+
+/// Spark's `SET` forms: `SET [-v]`, `SET key`, `SET key = value` (the value is the rest of
+/// the text, unquoted), `SET TIME ZONE 'zone' | LOCAL`.
+fn set(sql: &str) -> Result<Command, QueryError> {
+    let rest = after_first_word(sql);
+    if rest.is_empty() || rest == "-v" {
+        return Ok(Command::Set {
+            key: None,
+            value: None,
+        });
+    }
+    let unquote = |v: &str| {
+        let v = v.trim();
+        for q in ['\'', '"', '`'] {
+            if let Some(inner) = v.strip_prefix(q).and_then(|v| v.strip_suffix(q)) {
+                return inner.to_string();
+            }
+        }
+        v.to_string()
+    };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    if words.len() >= 2
+        && words[0].eq_ignore_ascii_case("TIME")
+        && words[1].eq_ignore_ascii_case("ZONE")
+    {
+        return Ok(Command::Set {
+            key: Some(TIME_ZONE.into()),
+            value: Some(unquote(&words[2..].join(" "))),
+        });
+    }
+    let (key, value) = match rest.split_once('=') {
+        Some((k, v)) => (unquote(k), Some(unquote(v))),
+        None => (unquote(rest), None),
+    };
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Err(syntax("SET key = value, SET key, or SET"));
+    }
+    Ok(Command::Set {
+        key: Some(key),
+        value,
+    })
+}
+
+/// Spark's name of the session time zone.
+pub const TIME_ZONE: &str = "spark.sql.session.timeZone";
+
+/// The configuration parameters a Databricks SQL session has, by Databricks' name and
+/// Spark's, with the value sluice runs with.
+const CONFS: &[(&str, &str, &str)] = &[
+    ("ANSI_MODE", "spark.sql.ansi.enabled", "true"),
+    ("TIMEZONE", TIME_ZONE, "UTC"),
+    (
+        "LEGACY_TIME_PARSER_POLICY",
+        "spark.sql.legacy.timeParserPolicy",
+        "EXCEPTION",
+    ),
+    (
+        "USE_CACHED_RESULT",
+        "spark.databricks.sql.useCachedResult",
+        "true",
+    ),
+    ("STATEMENT_TIMEOUT", "statement_timeout", "0"),
+];
+
+/// The session setting a configuration parameter is kept under and its default.
+pub fn conf_default(key: &str) -> Option<(&'static str, &'static str)> {
+    CONFS
+        .iter()
+        .find(|(name, spark, _)| key.eq_ignore_ascii_case(name) || key == *spark)
+        .map(|(_, spark, default)| (*spark, *default))
+}
+
+/// Every configuration parameter, as `SET` lists them: (key, setting, default).
+pub fn confs() -> impl Iterator<Item = (&'static str, &'static str)> {
+    CONFS.iter().map(|(_, spark, default)| (*spark, *default))
+}
+
+/// What `SET key = value` stores (setting, value), or why it cannot: sluice answers in
+/// ANSI mode and in UTC only; `STATEMENT_TIMEOUT` (seconds) is the session's
+/// `statement_timeout`; Spark's other `spark.*` settings are kept and reported, and do not
+/// change what sluice does; anything else is not a configuration parameter here.
+pub fn conf(key: &str, value: &str) -> Result<Vec<(String, String)>, QueryError> {
+    let refuse = |why: String| Err(QueryError::new(ErrorKind::NotSupported, why));
+    let Some((setting, _)) = conf_default(key) else {
+        if key.starts_with("spark.") {
+            return Ok(vec![(key.to_string(), value.to_string())]);
+        }
+        return Err(QueryError::new(
+            ErrorKind::UndefinedObject,
+            format!(
+                "[CONFIG_NOT_AVAILABLE] Configuration {key} is not available: set ANSI_MODE, \
+                 TIMEZONE, STATEMENT_TIMEOUT, USE_CACHED_RESULT, LEGACY_TIME_PARSER_POLICY \
+                 or a spark.* setting"
+            ),
+        ));
+    };
+    match setting {
+        "spark.sql.ansi.enabled" if !value.eq_ignore_ascii_case("true") => refuse(format!(
+            "{key} = {value}: sluice answers Databricks SQL in ANSI mode only"
+        )),
+        TIME_ZONE
+            if !["UTC", "Etc/UTC", "GMT", "Z", "+00:00", "LOCAL"]
+                .iter()
+                .any(|z| value.eq_ignore_ascii_case(z)) =>
+        {
+            refuse(format!("{key} = {value}: sluice sessions run in UTC only"))
+        }
+        "statement_timeout" => match value.parse::<u64>() {
+            Ok(seconds) => Ok(vec![(setting.into(), format!("{seconds}s"))]),
+            Err(_) => Err(QueryError::new(
+                ErrorKind::InvalidValue,
+                format!("{key} takes a number of seconds, not {value:?}"),
+            )),
+        },
+        _ => Ok(vec![(setting.into(), value.to_string())]),
+    }
+}
+
 /// The first word of `sql`, past blanks and comments (tools open statements with them).
 fn first_word(mut sql: &str) -> &str {
     loop {
@@ -145,12 +293,13 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
             let filter = pattern(p, "schema_name")?;
             Command::Query(format!(
                 "SELECT schema_name AS \"databaseName\" FROM information_schema.schemata \
-                 WHERE schema_name <> 'pg_catalog'{} ORDER BY 1",
+                 WHERE schema_name NOT IN ('pg_catalog', 'pg_toast'){} ORDER BY 1",
                 filter.map(|f| format!(" AND {f}")).unwrap_or_default()
             ))
         }
         "TABLES" | "VIEWS" => {
             p.next_token();
+            let named = p.peek_token().token;
             let schema = in_schema(p)?;
             let filter = pattern(p, "table_name")?;
             let (columns, views) = if what == "TABLES" {
@@ -166,11 +315,19 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
                     " AND table_type = 'VIEW'",
                 )
             };
-            Command::Query(format!(
+            let query = format!(
                 "SELECT {columns} FROM information_schema.tables WHERE table_schema = {schema}\
                  {views}{} ORDER BY 2",
                 filter.map(|f| format!(" AND {f}")).unwrap_or_default()
-            ))
+            );
+            if matches!(named, Token::Word(w) if matches!(w.keyword, Keyword::IN | Keyword::FROM)) {
+                Command::InSchema {
+                    literal: schema,
+                    query,
+                }
+            } else {
+                Command::Query(query)
+            }
         }
         "COLUMNS" => {
             p.next_token();
@@ -336,38 +493,6 @@ pub fn literal(text: &str) -> String {
 /// A quoted SQL identifier.
 pub fn ident(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
-}
-
-/// The SQL type name Databricks gives an Arrow type (`GetColumns`' `TYPE_NAME`, upper
-/// case; DESCRIBE prints it in lower case) and its JDBC type code.
-pub fn spark_type(data_type: &DataType) -> (String, i32) {
-    use DataType::*;
-    match data_type {
-        Boolean => ("BOOLEAN".into(), 16),
-        Int8 => ("TINYINT".into(), -6),
-        Int16 | UInt8 => ("SMALLINT".into(), 5),
-        Int32 | UInt16 => ("INT".into(), 4),
-        Int64 | UInt32 => ("BIGINT".into(), -5),
-        Float16 | Float32 => ("FLOAT".into(), 6),
-        Float64 => ("DOUBLE".into(), 8),
-        Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s) | Decimal256(p, s) => {
-            (format!("DECIMAL({p},{s})"), 3)
-        }
-        UInt64 => ("DECIMAL(20,0)".into(), 3),
-        Date32 | Date64 => ("DATE".into(), 91),
-        Timestamp(_, Some(_)) => ("TIMESTAMP".into(), 93),
-        Timestamp(_, None) => ("TIMESTAMP_NTZ".into(), 93),
-        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => ("BINARY".into(), -2),
-        List(f) | LargeList(f) | FixedSizeList(f, _) => {
-            (format!("ARRAY<{}>", spark_type(f.data_type()).0), 2003)
-        }
-        Struct(_) => ("STRUCT".into(), 2002),
-        Map(..) => ("MAP".into(), 2000),
-        Null => ("VOID".into(), 0),
-        Interval(_) | Duration(_) => ("INTERVAL".into(), 1111),
-        Dictionary(_, value) => spark_type(value),
-        _ => ("STRING".into(), 12),
-    }
 }
 
 #[cfg(test)]

@@ -83,6 +83,9 @@ impl Prepared {
             Prepared::Query { schema, .. } => schema.clone(),
             Prepared::Session(SessionCommand::Show(name)) => show_schema(name),
             Prepared::Session(SessionCommand::Fetch { schema, .. }) => schema.clone(),
+            Prepared::Session(SessionCommand::Conf { show, .. }) if !show.is_empty() => {
+                conf_schema()
+            }
             Prepared::Session(_) | Prepared::Declare { .. } => Arc::new(Schema::empty()),
         }
     }
@@ -288,6 +291,12 @@ pub enum SessionCommand {
     },
     /// `CLOSE name`, `CLOSE ALL` (None).
     Close(Option<String>),
+    /// Databricks SQL's `SET` / `RESET` ([`databricks_sql::conf`]): settings to set (or, with
+    /// None, reset), then the (key, value) rows Spark answers with, if any.
+    Conf {
+        set: Vec<(String, Option<String>)>,
+        show: Vec<(String, String)>,
+    },
 }
 
 /// What running a statement produced.
@@ -595,8 +604,14 @@ impl Engine {
         let (planner, generation) = self.current_planner();
         let logical = planner.logical_plan(statement, &info).await?;
         let param_types = Planner::parameter_types(&logical)?;
-        let schema =
-            planner::postgres_names(statement, &Arc::new(logical.schema().as_arrow().clone()));
+        // A Databricks session's columns keep DataFusion's names of them (an unaliased
+        // expression as written); PostgreSQL names them its own way.
+        let schema = Arc::new(logical.schema().as_arrow().clone());
+        let schema = if session.databricks_sql() {
+            schema
+        } else {
+            planner::postgres_names(statement, &schema)
+        };
         let schema = planner.with_column_origins(&logical, schema);
         let text = self.recorded(&statement.to_string());
         let cache = if self.cache.config().enabled {
@@ -748,13 +763,65 @@ impl Engine {
         let engine = self;
         let sql = match command {
             Command::Use(schema) => {
+                self.schema_exists(session, &databricks_sql::literal(&schema))
+                    .await?;
                 return Ok(vec![Prepared::Session(SessionCommand::Set {
                     name: "search_path".into(),
                     value: schema,
-                })])
+                })]);
             }
             Command::UseCatalog => {
                 return Ok(vec![Prepared::Session(SessionCommand::Accept("USE"))])
+            }
+            Command::Set { key, value } => {
+                let current = |setting: &str, default: &str| {
+                    session
+                        .setting(setting)
+                        .unwrap_or_else(|| default.to_string())
+                };
+                let (set, show) = match (key, value) {
+                    (None, _) => (
+                        Vec::new(),
+                        databricks_sql::confs()
+                            .map(|(k, default)| (k.to_string(), current(k, default)))
+                            .collect(),
+                    ),
+                    (Some(key), None) => {
+                        let value = match databricks_sql::conf_default(&key) {
+                            Some((setting, default)) => current(setting, default),
+                            None => session
+                                .setting(&key)
+                                .unwrap_or_else(|| "<undefined>".into()),
+                        };
+                        (Vec::new(), vec![(key, value)])
+                    }
+                    (Some(key), Some(value)) => {
+                        let set = databricks_sql::conf(&key, &value)?
+                            .into_iter()
+                            .map(|(k, v)| (k, Some(v)))
+                            .collect();
+                        (set, vec![(key, value)])
+                    }
+                };
+                return Ok(vec![Prepared::Session(SessionCommand::Conf { set, show })]);
+            }
+            Command::Reset(key) => {
+                let set = match key {
+                    Some(key) => {
+                        let setting = databricks_sql::conf_default(&key)
+                            .map_or(key.clone(), |(setting, _)| setting.to_string());
+                        vec![(setting, None)]
+                    }
+                    None => databricks_sql::confs()
+                        .map(|(k, _)| (k.to_string(), None))
+                        .collect(),
+                };
+                let show = Vec::new();
+                return Ok(vec![Prepared::Session(SessionCommand::Conf { set, show })]);
+            }
+            Command::InSchema { literal, query } => {
+                self.schema_exists(session, &literal).await?;
+                query
             }
             Command::Query(sql) => sql,
             Command::Describe(describe) => self.describe_query(session, describe).await?,
@@ -766,6 +833,25 @@ impl Engine {
         Ok(prepared)
     }
 
+    /// `[SCHEMA_NOT_FOUND]` unless the schema named by the SQL string `literal` is one the
+    /// session sees.
+    async fn schema_exists(&self, session: &Session, literal: &str) -> Result<(), QueryError> {
+        let found = keys::text_rows(
+            self as &dyn Handler,
+            session,
+            &format!("SELECT 1 FROM information_schema.schemata WHERE schema_name = {literal}"),
+        )
+        .await?;
+        if found.is_empty() {
+            let name = literal.trim_matches('\'').replace("''", "'");
+            return Err(QueryError::new(
+                ErrorKind::UndefinedObject,
+                format!("[SCHEMA_NOT_FOUND] The schema `{CATALOG}`.`{name}` cannot be found."),
+            ));
+        }
+        Ok(())
+    }
+
     /// DESCRIBE's answer as a query of its rows: the table's columns as a read of it is
     /// planned (the one authorization path), its informational keys as the session sees them.
     async fn describe_query(
@@ -773,7 +859,8 @@ impl Engine {
         session: &Session,
         d: databricks_sql::Describe,
     ) -> Result<String, QueryError> {
-        use databricks_sql::{ident, literal, spark_type};
+        use databricks_sql::{ident, literal};
+        use spark::spark_type;
         let engine = self;
         let qualified: Vec<String> = d.table.iter().map(|p| ident(p)).collect();
         let read = engine
@@ -822,7 +909,8 @@ impl Engine {
             let rows = vec![
                 row(&[literal("col_name"), literal(field.name())]),
                 row(&[literal("data_type"), literal(&type_name(field.data_type()))]),
-                row(&[literal("comment"), null.clone()]),
+                // Spark prints a missing comment as the text NULL here.
+                row(&[literal("comment"), literal("NULL")]),
             ];
             return Ok(values(rows, "info_name, info_value"));
         }
@@ -1580,6 +1668,37 @@ pub fn run_session_command(
             session.settings.reset_all();
             tag("RESET")
         }
+        SessionCommand::Conf { set, show } => {
+            for (name, value) in set {
+                match value {
+                    Some(value) => session.settings.set(name, value.clone()),
+                    None => session.settings.reset(name),
+                }
+            }
+            if show.is_empty() {
+                return tag(if set.iter().all(|(_, v)| v.is_none()) {
+                    "RESET"
+                } else {
+                    "SET"
+                });
+            }
+            let schema = conf_schema();
+            let (keys, values): (Vec<&str>, Vec<&str>) =
+                show.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(keys)),
+                    Arc::new(StringArray::from(values)),
+                ],
+            )
+            .map_err(|e| QueryError::internal(e.to_string()))?;
+            Ok(Outcome::Rows {
+                schema,
+                batches: Box::pin(futures::stream::once(async move { Ok(batch) })),
+                command: "SET",
+            })
+        }
         SessionCommand::Show(name) => {
             let value = if name == "all" {
                 return Err(QueryError::new(
@@ -1659,6 +1778,14 @@ pub fn run_session_command(
             ))
         }
     }
+}
+
+/// The columns of Databricks SQL's `SET`.
+fn conf_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]))
 }
 
 fn show_schema(name: &str) -> SchemaRef {

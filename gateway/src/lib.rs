@@ -40,6 +40,7 @@ pub mod warehouses;
 pub use auth;
 pub use planner;
 pub use planner::{ErrorKind, QueryError};
+pub use spark::spark_type;
 pub use workers::{BatchStream, FlightStream};
 
 /// The Arrow forms results take on their way to clients (string views as plain strings;

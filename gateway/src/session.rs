@@ -81,7 +81,7 @@ impl Session {
     /// Whether the session speaks Databricks SQL (it came through HS2 or the Statement
     /// Execution API); the others speak PostgreSQL's dialect.
     pub fn databricks_sql(&self) -> bool {
-        matches!(self.protocol, "hs2" | "rest")
+        planner::SessionInfo::databricks_sql_protocol(self.protocol)
     }
 
     /// What the planner needs to know about this session.

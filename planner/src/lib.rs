@@ -29,7 +29,6 @@ pub mod locations;
 pub mod pg_catalog;
 mod result_types;
 pub mod session;
-pub mod spark;
 pub mod storage;
 pub mod system;
 
@@ -79,6 +78,9 @@ pub struct Planner {
     /// The session state every query starts from: configuration, functions and the
     /// `sluice` catalog. Cloned per statement (cheap: it holds `Arc`s).
     base: SessionState,
+    /// The state a Databricks session's statements start from: `base` with Spark's
+    /// functions and operators ([`spark::functions`], [`spark::operators`]).
+    databricks: SessionState,
     pg: PgCatalog,
     /// pg_catalog and information_schema names, for the SQL rewrites.
     catalog_names: compat::CatalogNames,
@@ -267,6 +269,7 @@ impl Planner {
         }
         static PLANNERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut planner = Self {
+            databricks: state.clone(),
             base: state,
             pg,
             catalog_names,
@@ -277,6 +280,7 @@ impl Planner {
         if !managed.views.is_empty() {
             planner.register_views(&managed.views).await?;
         }
+        planner.databricks = databricks_state(&planner.base)?;
         Ok(planner)
     }
 
@@ -408,9 +412,22 @@ impl Planner {
     }
 
     /// Split Databricks SQL text into statements (sessions of the Databricks paths):
-    /// Spark's literals and identifiers ([`spark::SparkDialect`]).
+    /// Spark's literals and identifiers ([`spark::SparkDialect`]), Spark's forms rewritten
+    /// ([`spark::rewrite`]); none of PostgreSQL's rewrites ([`compat`]).
     pub fn parse_databricks(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
-        self.parse_in(sql, &spark::SparkDialect)
+        let mut statements = self.parse_as_written(sql, &spark::SparkDialect)?;
+        let context = spark::rewrite::Context { catalog: CATALOG };
+        for statement in &mut statements {
+            let mut statement = statement;
+            while let Statement::Explain(explain) = statement {
+                statement = explain.statement.as_mut();
+            }
+            if let Statement::Statement(sql) = statement {
+                spark::rewrite::statement(sql, &context)
+                    .map_err(|e| QueryError::new(ErrorKind::NotSupported, e.0))?;
+            }
+        }
+        Ok(statements)
     }
 
     fn parse_in(&self, sql: &str, dialect: &dyn Dialect) -> Result<Vec<Statement>, QueryError> {
@@ -512,7 +529,11 @@ impl Planner {
     /// once and kept with the session until it changes ([`session::StateCache`]).
     fn session_state(&self, session: &SessionInfo) -> Result<Arc<CachedState>, QueryError> {
         StateCache::get_or_make(session, self.id, |session| {
-            let mut state = self.base.clone();
+            let mut state = if session.databricks_sql() {
+                self.databricks.clone()
+            } else {
+                self.base.clone()
+            };
             state.config_mut().set_extension(Arc::new(session.clone()));
             // Unqualified table names resolve in the first schema of `search_path` that
             // exists.
@@ -578,6 +599,9 @@ impl Planner {
             })?;
         self.authorize(&plan, session)?;
         let plan = fold_output_casts(plan)?;
+        if session.databricks_sql() {
+            return spark::operators::signed_outputs(plan).map_err(QueryError::from);
+        }
         if session.protocol != "pg" {
             return Ok(plan);
         }
@@ -892,6 +916,18 @@ fn column_origin(
 
 /// Refuse a statement deeper or larger than the limits (every kind of statement that
 /// holds SQL expressions or queries).
+/// The state a Databricks session starts from: `base` with Spark's functions over
+/// DataFusion's builtins of the same names and Spark's operators planned first.
+fn databricks_state(base: &SessionState) -> Result<SessionState, QueryError> {
+    let mut planners = spark::operators::expr_planners();
+    planners.extend(base.expr_planners().iter().cloned());
+    let mut state = SessionStateBuilder::new_from_existing(base.clone())
+        .with_expr_planners(planners)
+        .build();
+    spark::functions::register(&mut state).map_err(QueryError::from)?;
+    Ok(state)
+}
+
 fn check_shape(limits: &Limits, statement: &Statement) -> Result<(), QueryError> {
     use datafusion::sql::parser::CopyToSource;
     match statement {

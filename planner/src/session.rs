@@ -146,6 +146,17 @@ impl Default for SessionInfo {
 }
 
 impl SessionInfo {
+    /// Whether the session speaks Databricks SQL (it came through HS2 or the Statement
+    /// Execution API); the others speak PostgreSQL's dialect.
+    pub fn databricks_sql(&self) -> bool {
+        Self::databricks_sql_protocol(self.protocol)
+    }
+
+    /// Whether sessions of a front-end (`protocol`) speak Databricks SQL.
+    pub fn databricks_sql_protocol(protocol: &str) -> bool {
+        matches!(protocol, "hs2" | "rest")
+    }
+
     /// Whether a planning state made for `other` serves this session too: the same values,
     /// the same settings and access (the handles themselves, as the state holds them).
     fn plans_like(&self, other: &SessionInfo) -> bool {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const FRONT_ENDS: [&str; 3] = ["pg", "flight", "databricks"];
-const BOTTOM: [&str; 3] = ["auth", "planner", "workers"];
+const BOTTOM: [&str; 4] = ["auth", "planner", "spark", "workers"];
 const BINARY: &str = "sluice";
 const CORE: &str = "gateway";
 

@@ -87,6 +87,7 @@ impl Hs2 {
         let has_result_set = match &prepared {
             Prepared::Session(c) => {
                 matches!(c, SessionCommand::Show(_) | SessionCommand::Fetch { .. })
+                    || matches!(c, SessionCommand::Conf { show, .. } if !show.is_empty())
             }
             Prepared::Declare { .. } => false,
             Prepared::Query { .. } => true,

@@ -234,7 +234,7 @@ pub fn type_id(data_type: &DataType) -> i32 {
 
 /// The SQL type name a column has in `GetColumns` (`TYPE_NAME`) and its JDBC type code
 /// (Databricks' names, shared with DESCRIBE).
-pub use gateway::databricks_sql::spark_type as sql_type;
+pub use gateway::spark_type as sql_type;
 
 #[cfg(test)]
 mod tests {

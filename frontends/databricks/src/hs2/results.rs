@@ -86,10 +86,16 @@ fn wire_type(data_type: &DataType, o: &WireOptions) -> DataType {
         }
         Date32 | Date64 if o.arrow => Date32,
         Timestamp(..) if o.arrow && o.native_timestamp => data_type.clone(),
-        List(_) | LargeList(_) | FixedSizeList(..) | Struct(_) | Map(..)
-            if o.arrow && o.native_complex =>
-        {
-            data_type.clone()
+        // Nested types travel natively with their members in wire types too (the
+        // connector's pandas conversion reads no string views inside a list).
+        List(f) | LargeList(f) | FixedSizeList(f, _) if o.arrow && o.native_complex => {
+            List(Arc::new(wire_field(f, o)))
+        }
+        Struct(fields) if o.arrow && o.native_complex => {
+            Struct(fields.iter().map(|f| wire_field(f, o)).collect())
+        }
+        Map(entries, sorted) if o.arrow && o.native_complex => {
+            Map(Arc::new(wire_field(entries, o)), *sorted)
         }
         Interval(_) | Duration(_) if o.arrow && o.native_interval => data_type.clone(),
         Dictionary(_, value) => wire_type(value, o),
@@ -97,6 +103,10 @@ fn wire_type(data_type: &DataType, o: &WireOptions) -> DataType {
         // travels in Hive's text form.
         _ => Utf8,
     }
+}
+
+fn wire_field(f: &Field, o: &WireOptions) -> Field {
+    Field::new(f.name(), wire_type(f.data_type(), o), f.is_nullable())
 }
 
 /// Cast a batch to the wire schema (untouched columns are shared, not copied).

@@ -5,7 +5,10 @@
 
 use std::any::TypeId;
 
-use datafusion::sql::sqlparser::dialect::{DatabricksDialect, Dialect};
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr};
+use datafusion::sql::sqlparser::dialect::{DatabricksDialect, Dialect, Precedence};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 
 #[derive(Debug, Default)]
 pub struct SparkDialect;
@@ -18,6 +21,28 @@ impl Dialect for SparkDialect {
 
     fn supports_string_literal_backslash_escape(&self) -> bool {
         true
+    }
+
+    /// `a DIV b`: Spark's integral division.
+    fn parse_infix(
+        &self,
+        parser: &mut Parser,
+        expr: &Expr,
+        _precedence: u8,
+    ) -> Option<Result<Expr, ParserError>> {
+        if !parser.parse_keyword(Keyword::DIV) {
+            return None;
+        }
+        let precedence = self.prec_value(Precedence::MulDivModOp);
+        Some(
+            parser
+                .parse_subexpr(precedence)
+                .map(|right| Expr::BinaryOp {
+                    left: Box::new(expr.clone()),
+                    op: BinaryOperator::MyIntegerDivide,
+                    right: Box::new(right),
+                }),
+        )
     }
 
     fn is_delimited_identifier_start(&self, ch: char) -> bool {

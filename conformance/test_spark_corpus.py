@@ -1,0 +1,225 @@
+"""The Databricks SQL differential corpus: statements Databricks clients and tools send, run
+through databricks-sql-connector on sluice and on Apache Spark in local mode (PySpark, ANSI
+mode on, as Databricks SQL warehouses run) over the same Parquet files.
+
+Each `spark_corpus/*.yaml` holds the statements of one source (a tool's macros, a dialect's
+introspection, the Spark SQL function reference), naming where each statement comes from.
+Statements of one file run in order in one session on each side (a `USE` holds for the
+statements after it). Results must be equal once what may legitimately differ is normalized
+(see `normalize` and `spark_text`, with their reasons); a statement whose answer differs is
+listed in spark_corpus/differences.yaml with what differs (or, written by hand, "because …":
+why it may). Set CORPUS_UPDATE=1 to rewrite that list from this run (keeping the reasons
+written by hand).
+
+Done means for issue 23: at least 200 statements, at least 95 % equal.
+"""
+import datetime
+import decimal
+import math
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+
+import pytest
+import yaml
+from databricks import sql as dbsql
+
+from test_hs2 import connect
+
+CORPUS = pathlib.Path(__file__).resolve().parent / "spark_corpus"
+DIFFERENCES = CORPUS / "differences.yaml"
+TPCH = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"]
+# sluice's one catalog, as statements in the corpus name it; local Spark's session catalog.
+CATALOG = "sluice"
+SPARK_CATALOG = "spark_catalog"
+
+
+def load_corpus():
+    files = []
+    for path in sorted(CORPUS.glob("*.yaml")):
+        if path == DIFFERENCES:
+            continue
+        doc = yaml.safe_load(path.read_text())
+        statements = [{"id": s["id"], "source": s.get("source", doc["source"]), "sql": s["sql"]}
+                      for s in doc["statements"]]
+        files.append((doc["tool"], statements))
+    return files
+
+
+@pytest.fixture(scope="module")
+def spark(sluice):
+    """A local Spark session over sluice's demo Parquet files: database `tpch` with its eight
+    tables as external Parquet tables. ANSI mode on and the session time zone UTC (as
+    Databricks SQL warehouses run; sluice's sessions are UTC). `keepCommandOutputSchema`
+    gives SHOW's result columns the names Databricks documents (`database`, `databaseName`),
+    which open-source Spark renamed (`namespace`)."""
+    os.environ["TZ"] = "UTC"
+    os.environ.setdefault("PYSPARK_PYTHON", str(pathlib.Path(os.sys.executable)))
+    from pyspark.sql import SparkSession
+    warehouse = tempfile.mkdtemp(prefix="spark-warehouse-")
+    session = (SparkSession.builder.master("local[1]").appName("sluice-reference")
+               .config("spark.sql.ansi.enabled", "true")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.legacy.keepCommandOutputSchema", "true")
+               .config("spark.sql.shuffle.partitions", "1")
+               .config("spark.ui.enabled", "false")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.sql.warehouse.dir", warehouse)
+               .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    session.sql("CREATE DATABASE IF NOT EXISTS tpch")
+    for table in TPCH:
+        session.sql(f"CREATE TABLE IF NOT EXISTS tpch.{table} USING parquet "
+                    f"LOCATION '{sluice.data_dir}/tpch/{table}'")
+    yield session
+    session.stop()
+    shutil.rmtree(warehouse, ignore_errors=True)
+
+
+def spark_text(sql):
+    """The statement as local Spark runs it: sluice's catalog named by Spark's own name for
+    its session catalog (`spark_catalog`), the one catalog each side has."""
+    return re.sub(rf"`{CATALOG}`|\b{CATALOG}\b(?=\s*\.)", f"`{SPARK_CATALOG}`", sql)
+
+
+SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def normalize(value):
+    """A value as the two sides are compared:
+    - numbers by kind and value: an integer, a decimal (by value, whatever its scale: the
+      decimal's type is each engine's choice within Spark's rules) and a double (to 12
+      significant digits: the last bits of a float sum depend on the order of addition);
+    - dates and timestamps as ISO text (both in UTC);
+    - `spark_catalog`, Spark's name for its one catalog, as sluice's (`sluice`);
+    - arrays, maps and structs element by element (Arrow reads a map as (key, value)
+      pairs, PySpark as a dict; a struct as a dict, PySpark as a Row)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return ("int", value)
+    if isinstance(value, decimal.Decimal):
+        return ("decimal", format(value.normalize(), "f"))
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return ("double", str(value))
+        return ("double", float(f"{value:.12g}"))
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return ("timestamp", value.isoformat())
+    if isinstance(value, datetime.date):
+        return ("date", value.isoformat())
+    if isinstance(value, str):
+        return value.replace(SPARK_CATALOG, CATALOG)
+    if isinstance(value, (bytes, bytearray)):
+        return ("binary", bytes(value).hex())
+    if hasattr(value, "asDict"):  # a PySpark Row (a struct)
+        return {k: normalize(v) for k, v in value.asDict().items()}
+    if isinstance(value, dict):
+        return {str(k): normalize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return {str(k): normalize(v) for k, v in value}  # a map, read as pairs
+        return [normalize(v) for v in value]
+    return repr(value)
+
+
+def column_name(name):
+    """A result column's name when it is an alias or a column (an unaliased expression's
+    name is each engine's own rendering of the expression: `<expr>`)."""
+    return name if SIMPLE_NAME.match(name) else "<expr>"
+
+
+def rows_of(names, rows, ordered):
+    rendered = [repr([normalize(v) for v in row]) for row in rows]
+    return {"names": [column_name(n) for n in names],
+            "rows": rendered if ordered else sorted(rendered)}
+
+
+def ordered(sql):
+    return re.search(r"\border\s+by\b", sql, re.I) is not None
+
+
+def on_sluice(cur, sql):
+    try:
+        cur.execute(sql)
+        if cur.description is None:
+            return {"names": [], "rows": []}
+        # Read as Arrow (what sluice sent), not through the connector's pandas conversion,
+        # which turns a list of integers with a NULL into floats and NaN.
+        table = cur.fetchall_arrow()
+        rows = list(zip(*[column.to_pylist() for column in table.columns])) if table.num_columns else []
+        return rows_of([d[0] for d in cur.description], rows, ordered(sql))
+    except dbsql.exc.Error as e:
+        return {"error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
+    except Exception as e:  # the client could not read what sluice sent: never equal
+        return {"error": f"client fails: {type(e).__name__}: {str(e)[:160]}", "client": True}
+
+
+def on_spark(spark, sql):
+    try:
+        df = spark.sql(spark_text(sql))
+        return rows_of(df.columns, [tuple(r) for r in df.collect()], ordered(sql))
+    except Exception as e:  # AnalysisException, ParseException, the JVM's runtime errors
+        return {"error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
+
+
+def difference(got, want):
+    """What differs, in words (None when nothing does). Two failures are equal: the
+    connector does not carry an error's SQLSTATE, and each engine words its own message."""
+    if got.get("client"):
+        return got["error"]
+    if "error" in got and "error" in want:
+        return None
+    if "error" in got:
+        return f"sluice fails: {got['error']}"
+    if "error" in want:
+        return f"Spark fails ({want['error'][:120]}), sluice answers"
+    if got["names"] != want["names"]:
+        return f"column names {got['names']}, Spark {want['names']}"
+    if got["rows"] != want["rows"]:
+        if len(got["rows"]) != len(want["rows"]):
+            return f"rows differ ({len(got['rows'])} rows, Spark {len(want['rows'])})"
+        first = next(i for i, (g, w) in enumerate(zip(got["rows"], want["rows"])) if g != w)
+        return f"rows differ: {got['rows'][first][:150]}, Spark {want['rows'][first][:150]}"
+    return None
+
+
+def test_corpus_matches_spark(sluice, spark):
+    files = load_corpus()
+    known = (yaml.safe_load(DIFFERENCES.read_text()) or {}) if DIFFERENCES.exists() else {}
+    found, total = {}, 0
+    for _tool, statements in files:
+        spark.sql("USE default")
+        # A gateway that went away fails the statement at once (no retries for minutes).
+        with connect(sluice, _retry_stop_after_attempts_count=1) as conn, conn.cursor() as cur:
+            for s in statements:
+                total += 1
+                why = difference(on_sluice(cur, s["sql"]), on_spark(spark, s["sql"]))
+                if why:
+                    found[s["id"]] = why
+    ids = [s["id"] for _, statements in files for s in statements]
+    assert len(ids) == len(set(ids)), "corpus ids are unique"
+    if os.environ.get("CORPUS_UPDATE"):
+        keep = {k: v for k, v in known.items() if k in found and str(v).startswith("because")}
+        keep.update({k: v for k, v in found.items() if k not in keep})
+        DIFFERENCES.write_text("# Corpus statements whose answer differs from local Spark's, and how "
+                               "(test_spark_corpus.py).\n" + yaml.safe_dump(keep, sort_keys=False, width=200,
+                                                                             allow_unicode=True))
+        known = keep
+    equal = total - len(found)
+    print(f"\nDatabricks SQL corpus: {equal}/{total} statements equal to local Spark "
+          f"({100 * equal / total:.1f} %)")
+    unlisted = {k: v for k, v in found.items() if k not in known}
+    assert not unlisted, f"statements differ from Spark and are not in differences.yaml: {unlisted}"
+    stale = [k for k in known if k not in found]
+    assert not stale, f"statements in differences.yaml now equal Spark's answer (take them off): {stale}"
+    assert total >= 200, f"the corpus has {total} statements (at least 200)"
+    assert equal >= 0.95 * total, f"{equal}/{total} equal to Spark (at least 95 %)"

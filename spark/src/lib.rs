@@ -1,0 +1,30 @@
+//! Databricks SQL, for the sessions of the Databricks paths (HS2 and the Statement
+//! Execution API): what makes their statements mean what they mean on a Databricks SQL
+//! warehouse (Spark in ANSI mode) rather than in PostgreSQL.
+//!
+//! - [`SparkDialect`]: Spark's lexical rules (backticks, `"strings"`, backslash escapes).
+//! - [`rewrite`]: rewrites of parsed statements — Spark's forms DataFusion plans under
+//!   another name or shape (`timestampadd(MONTH, …)`, `date_format` with Java patterns,
+//!   `explode`, `count_if`, …).
+//! - [`functions`]: the functions a Databricks session calls by name — datafusion-spark's
+//!   (Apache DataFusion's Spark-compatible functions) and sluice's own for what it lacks —
+//!   registered over DataFusion's builtins of the same name, and how a plan that calls them
+//!   names them to a worker ([`functions::MARKER`]).
+//! - [`operators`]: Spark's `/` (a double or a decimal, never an integer) and 0-based
+//!   array subscripts.
+//! - [`spark_type`]: the type names Databricks gives Arrow types.
+//!
+//! The pg front-end never sees any of it: its sessions keep PostgreSQL's rules.
+
+mod datetime;
+mod dialect;
+pub mod functions;
+mod json;
+mod misc;
+pub mod operators;
+pub mod rewrite;
+mod strings;
+mod types;
+
+pub use dialect::SparkDialect;
+pub use types::spark_type;
