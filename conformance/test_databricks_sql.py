@@ -54,7 +54,7 @@ def test_describe_table_and_columns(cur):
                          ("n_regionkey", "bigint", None), ("n_comment", "string", None)]
     assert rows(cur, "DESC tpch.orders o_totalprice") == (
         ["info_name", "info_value"],
-        [("col_name", "o_totalprice"), ("data_type", "decimal(15,2)"), ("comment", None)])
+        [("col_name", "o_totalprice"), ("data_type", "decimal(15,2)"), ("comment", "NULL")])
     assert rows(cur, "SHOW COLUMNS IN nation IN tpch") == (
         ["col_name"], [("n_nationkey",), ("n_name",), ("n_regionkey",), ("n_comment",)])
     _, extended = rows(cur, "DESCRIBE TABLE EXTENDED `sluice`.`tpch`.`nation`")

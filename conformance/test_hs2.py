@@ -234,7 +234,8 @@ def test_session_statements_apply_before_their_answer(sluice):
         resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(
             sessionHandle=session, statement="SET search_path = tpch", runAsync=True))
         assert resp.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS
-        assert resp.operationHandle.hasResultSet is False
+        # Spark answers SET with its (key, value) row.
+        assert resp.operationHandle.hasResultSet is True
         resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(
             sessionHandle=session, statement="SELECT count(*) FROM nation", runAsync=False))
         assert resp.status.statusCode == ttypes.TStatusCode.SUCCESS_STATUS, resp.status

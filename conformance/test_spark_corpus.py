@@ -87,6 +87,8 @@ def spark_text(sql):
 
 
 SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A day-time interval in Hive's text form, as Databricks' connector receives it.
+HIVE_INTERVAL = re.compile(r"^(-?)(\d+) (\d{2}):(\d{2}):(\d{2})\.(\d{9})$")
 
 
 def normalize(value):
@@ -94,7 +96,9 @@ def normalize(value):
     - numbers by kind and value: an integer, a decimal (by value, whatever its scale: the
       decimal's type is each engine's choice within Spark's rules) and a double (to 12
       significant digits: the last bits of a float sum depend on the order of addition);
-    - dates and timestamps as ISO text (both in UTC);
+    - dates and timestamps as ISO text (both in UTC); a day-time interval as microseconds
+      (PySpark reads it as a timedelta; the connector receives Hive's text,
+      `1 00:00:00.000000000`, as from Databricks);
     - `spark_catalog`, Spark's name for its one catalog, as sluice's (`sluice`);
     - arrays, maps and structs element by element (Arrow reads a map as (key, value)
       pairs, PySpark as a dict; a struct as a dict, PySpark as a Row)."""
@@ -116,7 +120,15 @@ def normalize(value):
         return ("timestamp", value.isoformat())
     if isinstance(value, datetime.date):
         return ("date", value.isoformat())
+    if isinstance(value, datetime.timedelta):
+        return ("interval", value / datetime.timedelta(microseconds=1))
     if isinstance(value, str):
+        m = HIVE_INTERVAL.match(value)
+        if m:
+            sign, d, h, mi, sec, nanos = m.groups()
+            micros = ((int(d) * 24 + int(h)) * 60 + int(mi)) * 60_000_000 + int(sec) * 1_000_000 \
+                + int(nanos) // 1000
+            return ("interval", float(-micros if sign else micros))
         return value.replace(SPARK_CATALOG, CATALOG)
     if isinstance(value, (bytes, bytearray)):
         return ("binary", bytes(value).hex())
@@ -138,6 +150,7 @@ def column_name(name):
 
 
 def rows_of(names, rows, ordered):
+    names, rows = documented(list(names), rows)
     rendered = [repr([normalize(v) for v in row]) for row in rows]
     return {"names": [column_name(n) for n in names],
             "rows": rendered if ordered else sorted(rendered)}
@@ -145,6 +158,46 @@ def rows_of(names, rows, ordered):
 
 def ordered(sql):
     return re.search(r"\border\s+by\b", sql, re.I) is not None
+
+
+# Schemas each side has of its own: local Spark's empty `default`; sluice's
+# information_schema (as a Unity Catalog catalog has), `system` (its warehouse state) and
+# `public` (where PostgreSQL clients' objects go). The schemas of the data are compared.
+OWN_SCHEMAS = {"default", "information_schema", "system", "public"}
+# DESCRIBE TABLE EXTENDED's detail rows that are each server's own facts (when and by whom
+# the table was made, where its files are, Spark's table properties); the columns, Catalog,
+# Database, Table and Type rows are compared.
+OWN_DETAILS = {"Owner", "Created Time", "Last Access", "Created By", "Provider", "Location",
+               "Statistics", "Serde Library", "InputFormat", "OutputFormat", "Table Properties",
+               "Storage Properties", "Partition Provider", "Comment"}
+
+
+def documented(names, rows):
+    """What Databricks documents beyond open-source Spark, and each server's own facts:
+    - SHOW VIEWS' `isMaterialized` column (Databricks SQL has materialized views; Spark has
+      no such column);
+    - SHOW SCHEMAS' rows for OWN_SCHEMAS;
+    - DESCRIBE TABLE EXTENDED: the OWN_DETAILS rows, and sluice's `# Constraints` section
+      (its informational keys, as Databricks lists a table's constraints; the Parquet tables
+      local Spark reads declare none)."""
+    if names == ["namespace", "viewName", "isTemporary", "isMaterialized"]:
+        return names[:3], [r[:3] for r in rows]
+    if names == ["databaseName"]:
+        return names, [r for r in rows if r[0] not in OWN_SCHEMAS]
+    if names == ["col_name", "data_type", "comment"] and any(
+            r[0] == "# Detailed Table Information" for r in rows):
+        kept, constraints = [], False
+        for r in rows:
+            if r[0] == "# Constraints":
+                constraints = True
+            elif constraints and r[0] == "":
+                constraints = False
+            if not constraints and r[0] not in OWN_DETAILS:
+                kept.append(r)
+        while kept and kept[-1][0] == "":
+            kept.pop()
+        return names, kept
+    return names, rows
 
 
 def on_sluice(cur, sql):

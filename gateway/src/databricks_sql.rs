@@ -204,6 +204,13 @@ pub fn conf_default(key: &str) -> Option<(&'static str, &'static str)> {
         .map(|(_, spark, default)| (*spark, *default))
 }
 
+/// sluice's session settings a Databricks session may set too (`SET search_path = tpch`).
+const SLUICE_SETTINGS: &[&str] = &[
+    "search_path",
+    crate::session::WAREHOUSE_SETTING,
+    "application_name",
+];
+
 /// Every configuration parameter, as `SET` lists them: (key, setting, default).
 pub fn confs() -> impl Iterator<Item = (&'static str, &'static str)> {
     CONFS.iter().map(|(_, spark, default)| (*spark, *default))
@@ -219,12 +226,16 @@ pub fn conf(key: &str, value: &str) -> Result<Vec<(String, String)>, QueryError>
         if key.starts_with("spark.") {
             return Ok(vec![(key.to_string(), value.to_string())]);
         }
+        // sluice's own session settings, as the pg front-end sets them.
+        if SLUICE_SETTINGS.iter().any(|s| key.eq_ignore_ascii_case(s)) {
+            return Ok(vec![(key.to_ascii_lowercase(), value.to_string())]);
+        }
         return Err(QueryError::new(
             ErrorKind::UndefinedObject,
             format!(
                 "[CONFIG_NOT_AVAILABLE] Configuration {key} is not available: set ANSI_MODE, \
-                 TIMEZONE, STATEMENT_TIMEOUT, USE_CACHED_RESULT, LEGACY_TIME_PARSER_POLICY \
-                 or a spark.* setting"
+                 TIMEZONE, STATEMENT_TIMEOUT, USE_CACHED_RESULT, LEGACY_TIME_PARSER_POLICY, \
+                 a spark.* setting, search_path or warehouse"
             ),
         ));
     };

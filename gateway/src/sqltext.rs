@@ -4,7 +4,9 @@
 //! - `?` placeholders (JDBC/ODBC, ADBC, Databricks positional parameters) become `$1, $2…`;
 //! - `:name` markers (Databricks named parameters) become the `$n` of their name;
 //! - `` `quoted` `` identifiers (Spark SQL, and Power BI's Databricks connector, quote every
-//!   name with backticks) become `"quoted"`.
+//!   name with backticks) become `"quoted"`;
+//! - with Databricks SQL's backslash escapes: raw strings (`r'C:\dir'`) become plain ones
+//!   with their backslashes escaped, and `\uXXXX` / `\UXXXXXXXX` escapes become the character.
 //!
 //! Strings, quoted identifiers and comments are copied as they are; `::` casts are not
 //! markers.
@@ -22,6 +24,53 @@ pub struct Rewrite<'a> {
     pub backslash_escapes: bool,
 }
 
+/// Copy the string starting at `chars[start]` (its quote) through its closing quote, with
+/// backslash escapes kept and `\uXXXX` / `\UXXXXXXXX` written as the character (escaped
+/// again where it is a quote or a backslash); the index after it.
+fn copy_escaped_string(chars: &[char], start: usize, out: &mut String) -> usize {
+    let quote = chars[start];
+    out.push(quote);
+    let mut i = start + 1;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' && i + 1 < chars.len() {
+            let digits = match chars[i + 1] {
+                'u' => 4,
+                'U' => 8,
+                _ => 0,
+            };
+            let hex: String = chars
+                .get(i + 2..i + 2 + digits)
+                .map(|h| h.iter().collect())
+                .unwrap_or_default();
+            let unicode = (digits > 0 && hex.len() == digits)
+                .then(|| u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32))
+                .flatten();
+            match unicode {
+                Some(u) => {
+                    if u == quote || u == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(u);
+                    i += 2 + digits;
+                }
+                None => {
+                    out.push(c);
+                    out.push(chars[i + 1]);
+                    i += 2;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+        i += 1;
+        if c == quote {
+            return i;
+        }
+    }
+    i
+}
+
 /// `sql` with the rewrites applied.
 pub fn rewrite(sql: &str, what: Rewrite<'_>) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
@@ -30,7 +79,32 @@ pub fn rewrite(sql: &str, what: Rewrite<'_>) -> String {
     let mut n = 0;
     while i < chars.len() {
         let c = chars[i];
+        // `r'…'`: a raw string (no escapes), as the plain string with the same value.
+        let word_start = i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if what.backslash_escapes
+            && word_start
+            && matches!(c, 'r' | 'R')
+            && matches!(chars.get(i + 1), Some('\'' | '"'))
+        {
+            let quote = chars[i + 1];
+            if let Some(len) = chars[i + 2..].iter().position(|&d| d == quote) {
+                out.push(quote);
+                for &d in &chars[i + 2..i + 2 + len] {
+                    if d == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(d);
+                }
+                out.push(quote);
+                i += len + 3;
+                continue;
+            }
+        }
         match c {
+            '\'' | '"' if what.backslash_escapes => {
+                i = copy_escaped_string(&chars, i, &mut out);
+                continue;
+            }
             '\'' | '"' => {
                 // Copy through the closing quote (a doubled quote stays inside).
                 out.push(c);
@@ -169,6 +243,28 @@ mod tests {
         );
         assert_eq!(rewrite("SELECT $1", what), "SELECT $1");
         assert_eq!(rewrite("SELECT 'it''s ?', ?", what), "SELECT 'it''s ?', $1");
+    }
+
+    #[test]
+    fn raw_strings_and_unicode_escapes_become_plain_strings() {
+        let databricks = Rewrite {
+            backslash_escapes: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            rewrite(r#"SELECT r'a\nb', R"C:\x""#, databricks),
+            r#"SELECT 'a\\nb', "C:\\x""#
+        );
+        assert_eq!(
+            rewrite(r"SELECT '\u0041BC', '\u0027'", databricks),
+            r"SELECT 'ABC', '\''"
+        );
+        // A name ending in r before a string is not a raw string; a bad escape stays.
+        assert_eq!(
+            rewrite(r"SELECT chr'x', '\u00'", databricks),
+            r"SELECT chr'x', '\u00'"
+        );
+        assert_eq!(rewrite("SELECT r'x'", Rewrite::default()), "SELECT r'x'");
     }
 
     #[test]

@@ -23,6 +23,11 @@ impl Dialect for SparkDialect {
         true
     }
 
+    /// `'con' 'cat'` is one string.
+    fn supports_string_literal_concatenation(&self) -> bool {
+        true
+    }
+
     /// `a DIV b`: Spark's integral division.
     fn parse_infix(
         &self,

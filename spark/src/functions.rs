@@ -85,7 +85,7 @@ fn registry() -> &'static Registry {
             scalars.insert("if".to_string(), iff);
         }
         let mut aggregates = HashMap::new();
-        let avg = datafusion::functions_aggregate::average::avg_udaf();
+        let avg = crate::average::Average::udaf();
         for f in datafusion_spark::all_default_aggregate_functions()
             .into_iter()
             .filter(|f| !REPLACED.contains(&f.name()))

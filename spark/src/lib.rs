@@ -16,6 +16,7 @@
 //!
 //! The pg front-end never sees any of it: its sessions keep PostgreSQL's rules.
 
+mod average;
 mod datetime;
 mod dialect;
 pub mod functions;

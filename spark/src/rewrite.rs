@@ -60,6 +60,19 @@ struct Rewriter<'a> {
 impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
+    fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
+        if let ast::SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let ast::SelectItem::UnnamedExpr(e)
+                | ast::SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    int_literals(e);
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let rewritten = if matches!(expr, Expr::Function(_)) {
             rewrite_call(expr, self.context)
@@ -138,6 +151,51 @@ fn output_names(query: &mut ast::Query) {
     }
 }
 
+/// Integer constants of an output expression as Spark types them: INT when they fit
+/// (`typeof(1)` is int, `2147483647 + 1` overflows), BIGINT beyond. Only through the
+/// expression forms below: a window's offsets and frame bounds, and an interval's quantity,
+/// stay the constants DataFusion reads them as.
+fn int_literals(expr: &mut Expr) {
+    match expr {
+        Expr::Value(v) => {
+            if let Value::Number(n, false) = &v.value {
+                if n.parse::<i32>().is_ok() {
+                    *expr = template("CAST($1 AS INT)", &[expr.clone()]);
+                }
+            }
+        }
+        Expr::BinaryOp { left, right, .. } => {
+            int_literals(left);
+            int_literals(right);
+        }
+        Expr::UnaryOp { expr: inner, .. } | Expr::Nested(inner) => int_literals(inner),
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            for e in operand.iter_mut().chain(else_result.iter_mut()) {
+                int_literals(e);
+            }
+            for c in conditions {
+                int_literals(&mut c.condition);
+                int_literals(&mut c.result);
+            }
+        }
+        Expr::Function(f) if f.over.is_none() && f.within_group.is_empty() => {
+            if let FunctionArguments::List(list) = &mut f.args {
+                for arg in &mut list.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                        int_literals(e);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Spark's literal and operator forms sqlparser reads as something else.
 fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
     match expr {
@@ -189,6 +247,15 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             }
             None
         }
+        // `a DIV b`: the quotient truncated to a BIGINT.
+        Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::MyIntegerDivide,
+            right,
+        } => Some(template(
+            "CAST(($1) / ($2) AS BIGINT)",
+            &[left.as_ref().clone(), right.as_ref().clone()],
+        )),
         // `1E3` is a double in Spark (`1.5` a decimal).
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) if n.contains(['e', 'E']) => {
@@ -471,7 +538,7 @@ mod tests {
     fn spark_forms_become_datafusion_ones() {
         assert_eq!(
             rewritten("SELECT timestampadd(MONTH, 1, ts) FROM t").unwrap(),
-            "SELECT timestampadd('MONTH', 1, ts) FROM t"
+            "SELECT timestampadd('MONTH', CAST(1 AS INT), ts) FROM t"
         );
         assert_eq!(
             rewritten("SELECT datediff(day, a, b), datediff(a, b) FROM t").unwrap(),
@@ -483,7 +550,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT decode(x, 1, 'a', 2, 'b', 'z') FROM t").unwrap(),
-            "SELECT CASE WHEN x <=> 1 THEN 'a' WHEN x <=> 2 THEN 'b' ELSE 'z' END FROM t"
+            "SELECT CASE WHEN x <=> CAST(1 AS INT) THEN 'a' WHEN x <=> CAST(2 AS INT) THEN 'b' ELSE 'z' END FROM t"
         );
         // Nested calls are rewritten from the inside out.
         assert_eq!(
@@ -492,7 +559,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT N_NAME, (SELECT 1 FROM (VALUES (1)) AS v(x)) FROM t").unwrap(),
-            "SELECT N_NAME AS `N_NAME`, (SELECT 1 FROM (VALUES (1)) AS v (x)) FROM t"
+            "SELECT N_NAME AS `N_NAME`, (SELECT CAST(1 AS INT) FROM (VALUES (1)) AS v (x)) FROM t"
         );
         assert_eq!(
             rewritten("VALUES (1, 'a')").unwrap(),

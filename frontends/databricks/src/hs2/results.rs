@@ -21,7 +21,10 @@ use datafusion::arrow::array::{
     Int64Array, Int8Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Field, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit, Schema,
+    SchemaRef,
+};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -142,6 +145,15 @@ fn hive_text(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
         .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f"))
         .with_datetime_format(Some("%Y-%m-%d %H:%M:%S%.f"));
+    if let DataType::Interval(IntervalUnit::MonthDayNano) = column.data_type() {
+        return Ok(Arc::new(
+            column
+                .as_primitive::<IntervalMonthDayNanoType>()
+                .iter()
+                .map(|v| v.map(hive_interval))
+                .collect::<datafusion::arrow::array::StringArray>(),
+        ));
+    }
     let formatter = ArrayFormatter::try_new(column.as_ref(), &FORMAT)?;
     let mut out = datafusion::arrow::array::StringBuilder::with_capacity(column.len(), 0);
     for i in 0..column.len() {
@@ -152,6 +164,30 @@ fn hive_text(column: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         }
     }
     Ok(Arc::new(out.finish()))
+}
+
+/// An interval in Hive's text forms, as Databricks sends them: `Y-M` for years and months,
+/// `D HH:MM:SS.nnnnnnnnn` for days and time (one of the two kinds; a value with both is
+/// written as days and time after whole months of 30 days).
+fn hive_interval(v: IntervalMonthDayNano) -> String {
+    if v.days == 0 && v.nanoseconds == 0 {
+        let sign = if v.months < 0 { "-" } else { "" };
+        let months = v.months.unsigned_abs();
+        return format!("{sign}{}-{}", months / 12, months % 12);
+    }
+    let total =
+        (v.months as i128 * 30 + v.days as i128) * 86_400_000_000_000 + v.nanoseconds as i128;
+    let sign = if total < 0 { "-" } else { "" };
+    let total = total.unsigned_abs();
+    let nanos = total % 1_000_000_000;
+    let seconds = total / 1_000_000_000;
+    format!(
+        "{sign}{} {:02}:{:02}:{:02}.{nanos:09}",
+        seconds / 86_400,
+        seconds % 86_400 / 3_600,
+        seconds % 3_600 / 60,
+        seconds % 60
+    )
 }
 
 /// A `TTableSchema` field (`id`): names, Hive type ids (from the query's own types, so a
