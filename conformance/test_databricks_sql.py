@@ -91,6 +91,29 @@ def test_use_current_catalog_and_spark_literals(sluice):
         with pytest.raises(dbsql.exc.DatabaseError) as catalog:
             cur.execute("USE CATALOG hive_elsewhere")
         assert "not found" in str(catalog.value)
+        # Databricks' other names of the one catalog: the legacy Hive metastore, Spark's
+        # session catalog, a workspace's default Unity Catalog.
+        assert rows(cur, "USE CATALOG hive_metastore")[1] == []
+        assert rows(cur, "SELECT count(*) FROM main.tpch.region")[1] == [(5,)]
+        assert rows(cur, "SELECT count(*) FROM `spark_catalog`.`tpch`.`nation`")[1] == [(25,)]
+        assert ("tpch",) in rows(cur, "SHOW SCHEMAS IN hive_metastore")[1]
+        assert rows(cur, "DESCRIBE TABLE main.tpch.region r_name")[1][0] == ("col_name", "r_name")
+        # SET answers Spark's (key, value) rows; what sluice cannot honour is refused.
+        assert rows(cur, "SET ANSI_MODE = true") == (["key", "value"], [("ANSI_MODE", "true")])
+        assert rows(cur, "SET spark.sql.session.timeZone")[1] == [("spark.sql.session.timeZone", "UTC")]
+        for refused in ["SET TIME ZONE 'America/Los_Angeles'", "SET spark.sql.ansi.enabled = false",
+                        "SET no_such_conf = 1"]:
+            with pytest.raises(dbsql.exc.DatabaseError):
+                cur.execute(refused)
+        with pytest.raises(dbsql.exc.DatabaseError) as schema:
+            cur.execute("USE no_such_schema")
+        assert "SCHEMA_NOT_FOUND" in str(schema.value)
+        # A Spark function and a DataFusion builtin of the same name: on a data query (a
+        # worker answers it) the worker runs the one the gateway planned — `concat` of
+        # arrays is an array (DataFusion's would print '[1][2]').
+        _, answer = rows(cur, "SELECT concat(array(o_orderkey), array(2)) AS b "
+                              "FROM tpch.orders WHERE o_orderkey = 1")
+        assert [list(r[0]) for r in answer] == [[1, 2]]
         # Forms not built yet are refused by name; the connection goes on.
         with pytest.raises(dbsql.exc.DatabaseError) as unsupported:
             cur.execute("SHOW TBLPROPERTIES tpch.nation")

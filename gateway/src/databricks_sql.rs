@@ -484,9 +484,11 @@ fn drop_catalog(mut name: Vec<String>) -> Result<Vec<String>, QueryError> {
 
 fn check_catalog(catalog: Option<&str>) -> Result<(), QueryError> {
     match catalog {
-        Some(c) if !c.eq_ignore_ascii_case(CATALOG) => Err(QueryError::new(
+        Some(c) if !spark::is_catalog(c, CATALOG) => Err(QueryError::new(
             ErrorKind::UndefinedObject,
-            format!("catalog {c:?} not found (the catalog is {CATALOG:?})"),
+            format!(
+                "[NO_SUCH_CATALOG_EXCEPTION] catalog {c:?} not found (the catalog is {CATALOG:?})"
+            ),
         )),
         _ => Ok(()),
     }

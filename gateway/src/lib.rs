@@ -40,6 +40,7 @@ pub mod warehouses;
 pub use auth;
 pub use planner;
 pub use planner::{ErrorKind, QueryError};
+pub use spark;
 pub use spark::spark_type;
 pub use workers::{BatchStream, FlightStream};
 

@@ -28,4 +28,16 @@ mod strings;
 mod types;
 
 pub use dialect::SparkDialect;
+
+/// The names Databricks clients give the one catalog besides its own: Databricks' legacy
+/// Hive metastore catalog, Spark's session catalog, and a Unity Catalog workspace's default
+/// catalog. A client that asks for one of them (`USE CATALOG hive_metastore`, an initial
+/// catalog at OpenSession, `main.tpch.nation`) gets sluice's one catalog.
+pub const CATALOG_ALIASES: &[&str] = &["hive_metastore", "spark_catalog", "main"];
+
+/// Whether `name` names the one catalog called `catalog`.
+pub fn is_catalog(name: &str, catalog: &str) -> bool {
+    name.eq_ignore_ascii_case(catalog)
+        || CATALOG_ALIASES.iter().any(|a| name.eq_ignore_ascii_case(a))
+}
 pub use types::spark_type;

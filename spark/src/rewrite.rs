@@ -41,6 +41,17 @@ pub fn statement(statement: &mut ast::Statement, context: &Context) -> Result<()
     if let ast::Statement::Query(query) = statement {
         output_names(query);
     }
+    // `hive_metastore.s.t`, `main.s.t`: the one catalog by another of its names.
+    let _ = ast::visit_relations_mut(statement, |name| {
+        if name.0.len() == 3 {
+            if let Some(first) = name.0[0].as_ident() {
+                if crate::is_catalog(&first.value, context.catalog) {
+                    name.0[0] = ast::ObjectNamePart::Identifier(ast::Ident::new(context.catalog));
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
     let mut rewriter = Rewriter {
         context,
         error: None,
@@ -560,6 +571,10 @@ mod tests {
         assert_eq!(
             rewritten("SELECT N_NAME, (SELECT 1 FROM (VALUES (1)) AS v(x)) FROM t").unwrap(),
             "SELECT N_NAME AS `N_NAME`, (SELECT CAST(1 AS INT) FROM (VALUES (1)) AS v (x)) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM hive_metastore.tpch.nation, `MAIN`.tpch.region").unwrap(),
+            "SELECT * FROM sluice.tpch.nation, sluice.tpch.region"
         );
         assert_eq!(
             rewritten("VALUES (1, 'a')").unwrap(),

@@ -443,7 +443,7 @@ pub async fn execute(
     if request
         .catalog
         .as_deref()
-        .is_some_and(|c| !c.eq_ignore_ascii_case(gateway::planner::CATALOG))
+        .is_some_and(|c| !gateway::spark::is_catalog(c, gateway::planner::CATALOG))
     {
         return error(
             StatusCode::NOT_FOUND,

@@ -376,7 +376,7 @@ impl Hs2 {
             .and_then(|n| n.string(1))
             .filter(|c| !c.is_empty())
         {
-            if !catalog.eq_ignore_ascii_case(gateway::planner::CATALOG) {
+            if !gateway::spark::is_catalog(&catalog, gateway::planner::CATALOG) {
                 return refuse(error_status(&QueryError::new(
                     ErrorKind::UndefinedObject,
                     format!(
