@@ -22,13 +22,21 @@ import re
 import shutil
 import tempfile
 
+import json
+import subprocess
+import urllib.request
+
+import pyarrow as pa
 import pytest
 import yaml
 from databricks import sql as dbsql
+from databricks.sdk import WorkspaceClient
 
+from conftest import start_sluice
 from test_hs2 import connect
 
-CORPUS = pathlib.Path(__file__).resolve().parent / "spark_corpus"
+HERE = pathlib.Path(__file__).resolve().parent
+CORPUS = HERE / "spark_corpus"
 DIFFERENCES = CORPUS / "differences.yaml"
 TPCH = ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"]
 # sluice's one catalog, as statements in the corpus name it; local Spark's session catalog.
@@ -98,7 +106,8 @@ def normalize(value):
       significant digits: the last bits of a float sum depend on the order of addition);
     - dates and timestamps as ISO text (both in UTC); a day-time interval as microseconds
       (PySpark reads it as a timedelta; the connector receives Hive's text,
-      `1 00:00:00.000000000`, as from Databricks);
+      `1 00:00:00.000000000`, as from Databricks; the Statement Execution API's Arrow files
+      carry Arrow's month-day-nanosecond interval);
     - `spark_catalog`, Spark's name for its one catalog, as sluice's (`sluice`);
     - arrays, maps and structs element by element (Arrow reads a map as (key, value)
       pairs, PySpark as a dict; a struct as a dict, PySpark as a Row)."""
@@ -122,6 +131,8 @@ def normalize(value):
         return ("date", value.isoformat())
     if isinstance(value, datetime.timedelta):
         return ("interval", value / datetime.timedelta(microseconds=1))
+    if type(value).__name__ == "MonthDayNano" and value.months == 0:  # an Arrow interval
+        return ("interval", float(value.days * 86_400_000_000 + value.nanoseconds // 1000))
     if isinstance(value, str):
         m = HIVE_INTERVAL.match(value)
         if m:
@@ -149,9 +160,10 @@ def column_name(name):
     return name if SIMPLE_NAME.match(name) else "<expr>"
 
 
-def rows_of(names, rows, ordered):
+def rows_of(names, rows, ordered, value=None):
     names, rows = documented(list(names), rows)
-    rendered = [repr([normalize(v) for v in row]) for row in rows]
+    value = value or normalize
+    rendered = [repr([value(v) for v in row]) for row in rows]
     return {"names": [column_name(n) for n in names],
             "rows": rendered if ordered else sorted(rendered)}
 
@@ -209,11 +221,89 @@ def on_sluice(cur, sql):
         # which turns a list of integers with a NULL into floats and NaN.
         table = cur.fetchall_arrow()
         rows = list(zip(*[column.to_pylist() for column in table.columns])) if table.num_columns else []
-        return rows_of([d[0] for d in cur.description], rows, ordered(sql))
+        names = [d[0] for d in cur.description]
+        return {**rows_of(names, rows, ordered(sql)), "raw": (names, rows)}
     except dbsql.exc.Error as e:
         return {"error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
     except Exception as e:  # the client could not read what sluice sent: never equal
         return {"error": f"client fails: {type(e).__name__}: {str(e)[:160]}", "client": True}
+
+
+# Files whose statements need no session of their own (no USE or SET): they run through the
+# Statement Execution API too, one request each.
+SESSIONLESS = {"Spark SQL built-in functions", "Databricks SQL literals", "dbt-databricks",
+               "databricks-sqlalchemy", "TPC-H"}
+
+
+def on_rest(api, sql):
+    """A statement through the Statement Execution API, its result as Arrow (ARROW_STREAM
+    over EXTERNAL_LINKS), normalized as the connector's."""
+    from databricks.sdk.service.sql import Disposition, Format, StatementState
+    try:
+        r = api.execute_statement(statement=sql, warehouse_id="default", wait_timeout="50s",
+                                  disposition=Disposition.EXTERNAL_LINKS, format=Format.ARROW_STREAM)
+    except Exception as e:  # a refused request
+        return {"error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
+    if r.status.state != StatementState.SUCCEEDED:
+        error = r.status.error.message if r.status.error else str(r.status.state)
+        return {"error": (error or "").splitlines()[0][:200]}
+    columns = (r.manifest.schema.columns or []) if r.manifest and r.manifest.schema else []
+    tables, chunk = [], r.result
+    while chunk is not None and chunk.external_links:
+        for link in chunk.external_links:
+            with urllib.request.urlopen(link.external_link, timeout=60) as resp:
+                tables.append(pa.ipc.open_stream(resp.read()).read_all())
+        if chunk.next_chunk_index is None:
+            break
+        chunk = api.get_statement_result_chunk_n(r.statement_id, chunk.next_chunk_index)
+    rows = []
+    for t in tables:
+        rows.extend(zip(*[c.to_pylist() for c in t.columns]))
+    return rows_of([c.name for c in columns], rows, ordered(sql))
+
+
+def plain(value):
+    """A value as the Node connector hands it over, made JSON (see
+    node/databricks_corpus.mjs): numbers as doubles (it reads decimals and BIGINTs as
+    JavaScript numbers or text), dates and timestamps as the instant's ISO text to the
+    millisecond, binary as a Buffer's JSON."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return float(f"{float(value):.10g}")
+    if isinstance(value, str):
+        if re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", value):
+            return float(f"{float(value):.10g}")
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", value):
+            return value[:-1]
+        return value.replace(SPARK_CATALOG, CATALOG)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, datetime.date):
+        return f"{value.isoformat()}T00:00:00.000"
+    if isinstance(value, (bytes, bytearray)):
+        return {"type": "Buffer", "data": [float(b) for b in value]}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return {str(k): plain(v) for k, v in value}
+        return [plain(v) for v in value]
+    return repr(value)
+
+
+def on_node(server, files):
+    """Every file's statements through @databricks/sql (one session per file), against a
+    server with TLS (the Node connector speaks HTTPS only)."""
+    sessions = [[s["sql"] for s in statements] for _, statements in files]
+    out = subprocess.run(["node", str(HERE / "node" / "databricks_corpus.mjs"), server.http, server.token,
+                          server.tls_cert], input=json.dumps(sessions), capture_output=True, text=True,
+                         timeout=900, cwd=HERE / "node")
+    assert out.returncode == 0, out.stderr[-2000:]
+    # The connector logs to standard output too: the answer is the last line.
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def on_spark(spark, sql):
@@ -245,19 +335,48 @@ def difference(got, want):
     return None
 
 
-def test_corpus_matches_spark(sluice, spark):
+@pytest.fixture(scope="module")
+def tls_sluice():
+    server = start_sluice("--tls-self-signed")
+    yield server
+    server.stop()
+
+
+def test_corpus_matches_spark(sluice, spark, tls_sluice):
     files = load_corpus()
     known = (yaml.safe_load(DIFFERENCES.read_text()) or {}) if DIFFERENCES.exists() else {}
     found, total = {}, 0
-    for _tool, statements in files:
+    # The same statements through the Statement Execution API and the Node connector must
+    # answer as through databricks-sql-connector.
+    api = WorkspaceClient(host=sluice.http_url, token=sluice.token, auth_type="pat").statement_execution
+    node = iter(on_node(tls_sluice, files))
+    other_clients = {}
+    for tool, statements in files:
         spark.sql("USE default")
         # A gateway that went away fails the statement at once (no retries for minutes).
         with connect(sluice, _retry_stop_after_attempts_count=1) as conn, conn.cursor() as cur:
             for s in statements:
                 total += 1
-                why = difference(on_sluice(cur, s["sql"]), on_spark(spark, s["sql"]))
+                ours = on_sluice(cur, s["sql"])
+                why = difference(ours, on_spark(spark, s["sql"]))
                 if why:
                     found[s["id"]] = why
+                if tool in SESSIONLESS:
+                    rest = difference(on_rest(api, s["sql"]), ours)
+                    if rest:
+                        other_clients[f"{s['id']} (Statement Execution API)"] = rest
+                from_node = next(node)
+                if "error" in ours or "error" in from_node:
+                    if ("error" in ours) != ("error" in from_node):
+                        other_clients[f"{s['id']} (Node)"] = f"Node {from_node}, connector {ours}"[:300]
+                    continue
+                names, rows = ours.get("raw", ([], []))
+                want = rows_of(names, rows, ordered(s["sql"]), plain)
+                got = rows_of(from_node["names"], [tuple(r) for r in from_node["rows"]], ordered(s["sql"]),
+                              plain)
+                if got != want:
+                    other_clients[f"{s['id']} (Node)"] = f"Node {got}, connector {want}"[:300]
+    assert not other_clients, f"other clients answer differently: {other_clients}"
     ids = [s["id"] for _, statements in files for s in statements]
     assert len(ids) == len(set(ids)), "corpus ids are unique"
     if os.environ.get("CORPUS_UPDATE"):

@@ -514,7 +514,7 @@ mod tests {
 
     fn query(sql: &str) -> String {
         match command(sql).expect("recognized") {
-            Some(Command::Query(q)) => q,
+            Some(Command::Query(q) | Command::InSchema { query: q, .. }) => q,
             other => panic!("{sql}: {other:?}"),
         }
     }
@@ -593,6 +593,59 @@ mod tests {
         assert_eq!(
             command("SHOW TABLES extra junk").unwrap_err().kind,
             ErrorKind::Syntax
+        );
+    }
+
+    #[test]
+    fn set_forms_as_spark_reads_them() {
+        let set = |sql: &str| match command(sql).expect("recognized") {
+            Some(Command::Set { key, value }) => (key, value),
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(set("SET"), (None, None));
+        assert_eq!(set("set -v"), (None, None));
+        assert_eq!(
+            set("SET spark.sql.ansi.enabled"),
+            (Some("spark.sql.ansi.enabled".into()), None)
+        );
+        assert_eq!(
+            set("SET `spark.sql.session.timeZone` = 'UTC';"),
+            (Some(TIME_ZONE.into()), Some("UTC".into()))
+        );
+        assert_eq!(
+            set("SET TIME ZONE 'Etc/UTC'"),
+            (Some(TIME_ZONE.into()), Some("Etc/UTC".into()))
+        );
+        assert!(matches!(command("RESET"), Ok(Some(Command::Reset(None)))));
+        assert!(command("SET a b = c").is_err());
+    }
+
+    #[test]
+    fn confs_map_to_what_sluice_does() {
+        assert_eq!(
+            conf("STATEMENT_TIMEOUT", "30").unwrap(),
+            vec![("statement_timeout".to_string(), "30s".to_string())]
+        );
+        assert_eq!(
+            conf("spark.sql.shuffle.partitions", "4").unwrap(),
+            vec![("spark.sql.shuffle.partitions".to_string(), "4".to_string())]
+        );
+        assert!(conf("ansi_mode", "TRUE").is_ok());
+        assert_eq!(
+            conf("ANSI_MODE", "false").unwrap_err().kind,
+            ErrorKind::NotSupported
+        );
+        assert_eq!(
+            conf("TIMEZONE", "Europe/Paris").unwrap_err().kind,
+            ErrorKind::NotSupported
+        );
+        assert_eq!(
+            conf("STATEMENT_TIMEOUT", "soon").unwrap_err().kind,
+            ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            conf("work_mem", "1GB").unwrap_err().kind,
+            ErrorKind::UndefinedObject
         );
     }
 }

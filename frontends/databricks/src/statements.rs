@@ -629,6 +629,7 @@ async fn run(
 /// Cuts a result into chunks as it arrives.
 struct Collector<'a> {
     statement: &'a Statement,
+    /// The result's columns (for Arrow files, in the types they are written with).
     schema: SchemaRef,
     limits: Limits,
     /// The chunk being filled: batches (Arrow) or rows already formatted (JSON, CSV).
@@ -662,9 +663,17 @@ impl<'a> Collector<'a> {
             gateway::files::private_dir(&statement.dir)
                 .map_err(|e| QueryError::internal(format!("creating the result directory: {e}")))?;
         }
+        // Arrow files carry plain Arrow types (see `WireOptions::native_arrow`).
+        let schema = match statement.format {
+            Format::ArrowStream => crate::hs2::results::wire_schema(
+                schema,
+                &crate::hs2::results::WireOptions::native_arrow(),
+            ),
+            Format::JsonArray | Format::Csv => schema.clone(),
+        };
         Ok(Self {
             statement,
-            schema: schema.clone(),
+            schema,
             limits,
             pending: Vec::new(),
             pending_json: Vec::new(),
@@ -698,7 +707,11 @@ impl<'a> Collector<'a> {
             }
         }
         let mut text = match self.statement.format {
-            Format::ArrowStream => None,
+            Format::ArrowStream => {
+                batch = crate::hs2::results::to_wire(&batch, &self.schema)
+                    .map_err(|e| QueryError::internal(e.to_string()))?;
+                None
+            }
             Format::JsonArray | Format::Csv => Some(json_rows(&batch)?),
         };
         let room = self

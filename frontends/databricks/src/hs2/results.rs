@@ -53,6 +53,19 @@ impl WireOptions {
     pub fn columns() -> Self {
         Self::default()
     }
+
+    /// Arrow with every type native, as Arrow files of the Statement Execution API carry
+    /// them (no string views, which Arrow readers of other languages may not read).
+    pub fn native_arrow() -> Self {
+        Self {
+            arrow: true,
+            native_decimal: true,
+            native_timestamp: true,
+            native_complex: true,
+            native_interval: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// The column types a result travels with (Arrow path) or is converted to before it is
