@@ -116,8 +116,22 @@ def test_use_current_catalog_and_spark_literals(sluice):
         assert [list(r[0]) for r in answer] == [[1, 2]]
         # Forms not built yet are refused by name; the connection goes on.
         with pytest.raises(dbsql.exc.DatabaseError) as unsupported:
-            cur.execute("SHOW TBLPROPERTIES tpch.nation")
-        assert "SHOW TBLPROPERTIES is not supported" in str(unsupported.value)
+            cur.execute("SHOW CREATE TABLE tpch.nation")
+        assert "SHOW CREATE is not supported" in str(unsupported.value)
+        # DESCRIBE QUERY, DESCRIBE SCHEMA / CATALOG, SHOW FUNCTIONS, SHOW TBLPROPERTIES.
+        assert rows(cur, "DESCRIBE QUERY SELECT n_name, n_nationkey + 1 AS k FROM tpch.nation") == (
+            ["col_name", "data_type", "comment"], [("n_name", "string", None), ("k", "bigint", None)])
+        assert rows(cur, "DESC SELECT 1 AS one")[1] == [("one", "int", None)]
+        assert rows(cur, "DESCRIBE SCHEMA tpch")[1][:2] == [("Catalog Name", "sluice"), ("Namespace Name", "tpch")]
+        with pytest.raises(dbsql.exc.DatabaseError) as schema:
+            cur.execute("DESCRIBE DATABASE EXTENDED no_such_schema")
+        assert "SCHEMA_NOT_FOUND" in str(schema.value)
+        assert rows(cur, "DESCRIBE CATALOG hive_metastore")[1][0] == ("Catalog Name", "sluice")
+        names, functions = rows(cur, "SHOW FUNCTIONS LIKE 'date_*|months_between'")
+        assert names == ["function"]
+        assert {"date_add", "date_format", "date_trunc", "months_between"} <= {f[0] for f in functions}
+        assert all(f[0].startswith("date_") or f[0] == "months_between" for f in functions)
+        assert rows(cur, "SHOW TBLPROPERTIES tpch.nation") == (["key", "value"], [])
         assert rows(cur, "SELECT 1")[1] == [(1,)]
 
 

@@ -188,12 +188,15 @@ def documented(names, rows):
     """What Databricks documents beyond open-source Spark, and each server's own facts:
     - SHOW VIEWS' `isMaterialized` column (Databricks SQL has materialized views; Spark has
       no such column);
-    - SHOW SCHEMAS' rows for OWN_SCHEMAS;
+    - SHOW SCHEMAS' rows for OWN_SCHEMAS; DESCRIBE SCHEMA's OWN_DETAILS rows (Location,
+      Owner);
     - DESCRIBE TABLE EXTENDED: the OWN_DETAILS rows, and sluice's `# Constraints` section
       (its informational keys, as Databricks lists a table's constraints; the Parquet tables
       local Spark reads declare none)."""
     if names == ["namespace", "viewName", "isTemporary", "isMaterialized"]:
         return names[:3], [r[:3] for r in rows]
+    if names == ["database_description_item", "database_description_value"]:
+        return names, [r for r in rows if r[0] not in OWN_DETAILS]
     if names == ["databaseName"]:
         return names, [r for r in rows if r[0] not in OWN_SCHEMAS]
     if names == ["col_name", "data_type", "comment"] and any(

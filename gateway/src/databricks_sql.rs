@@ -1,7 +1,8 @@
 //! Databricks SQL's own statements, for sessions of the Databricks paths (HS2, the
 //! Statement Execution API): `SHOW CATALOGS | SCHEMAS | DATABASES | TABLES | VIEWS |
-//! COLUMNS`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t [column]`, `USE`, and `SET` /
-//! `RESET` of the configuration parameters Databricks SQL has ([`conf`]).
+//! COLUMNS | FUNCTIONS | TBLPROPERTIES`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t
+//! [column]`, `DESCRIBE QUERY | SCHEMA | CATALOG`, `USE`, and `SET` / `RESET` of the
+//! configuration parameters Databricks SQL has ([`conf`]).
 //!
 //! A SHOW is answered by a query over the session's information_schema, so grants filter
 //! it as they filter every catalog view. DESCRIBE plans a read of the table — the one
@@ -40,6 +41,15 @@ pub enum Command {
     },
     /// `RESET [key]`.
     Reset(Option<String>),
+    /// `DESCRIBE QUERY q` (or `DESCRIBE SELECT …`): the columns the query answers.
+    DescribeQuery(String),
+    /// `DESCRIBE SCHEMA | DATABASE [EXTENDED] s`.
+    DescribeSchema(String),
+    /// `SHOW [USER | SYSTEM | ALL] FUNCTIONS [[LIKE] pattern]`: the functions a statement may
+    /// call, filtered by the condition on column `function`.
+    Functions(Option<String>),
+    /// `SHOW TBLPROPERTIES t`: a table's properties (sluice keeps none).
+    TblProperties(Vec<String>),
 }
 
 /// `DESCRIBE` and `SHOW COLUMNS`: answered from a table's columns.
@@ -71,6 +81,18 @@ pub fn command(sql: &str) -> Result<Option<Command>, QueryError> {
     }
     match first_word(sql).to_ascii_uppercase().as_str() {
         "SET" => return set(sql).map(Some),
+        "DESCRIBE" | "DESC" => {
+            let rest = after_first_word(sql);
+            let second = first_word(rest).to_ascii_uppercase();
+            if second == "QUERY" {
+                return Ok(Some(Command::DescribeQuery(
+                    after_first_word(rest).to_string(),
+                )));
+            }
+            if matches!(second.as_str(), "SELECT" | "WITH" | "VALUES") {
+                return Ok(Some(Command::DescribeQuery(rest.to_string())));
+            }
+        }
         "RESET" => {
             let key = after_first_word(sql);
             return Ok(Some(Command::Reset(
@@ -363,8 +385,23 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
                 names_only: true,
             })
         }
-        "FUNCTIONS" | "TBLPROPERTIES" | "CREATE" | "TABLE" | "PARTITIONS" | "GRANTS" | "USERS"
-        | "GROUPS" | "SHARES" | "PROVIDERS" | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
+        "FUNCTIONS" | "USER" | "SYSTEM" | "ALL" => {
+            p.next_token();
+            if what != "FUNCTIONS"
+                && !matches!(p.next_token().token, Token::Word(w) if w.value.eq_ignore_ascii_case("FUNCTIONS"))
+            {
+                return Err(syntax(
+                    "SHOW [USER | SYSTEM | ALL] FUNCTIONS [[LIKE] pattern]",
+                ));
+            }
+            Command::Functions(pattern(p, "\"function\"")?)
+        }
+        "TBLPROPERTIES" => {
+            p.next_token();
+            Command::TblProperties(drop_catalog(name(p)?)?)
+        }
+        "CREATE" | "TABLE" | "PARTITIONS" | "GRANTS" | "USERS" | "GROUPS" | "SHARES"
+        | "PROVIDERS" | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
             return Err(QueryError::new(
                 ErrorKind::NotSupported,
                 format!("SHOW {what} is not supported by sluice yet"),
@@ -377,11 +414,33 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
 }
 
 fn describe(p: &mut Parser) -> Result<Command, QueryError> {
+    if p.parse_one_of_keywords(&[Keyword::SCHEMA, Keyword::DATABASE])
+        .is_some()
+    {
+        let _ = p.parse_keyword(Keyword::EXTENDED);
+        let mut schema = name(p)?;
+        if schema.len() == 2 {
+            check_catalog(schema.first().map(String::as_str))?;
+            schema.remove(0);
+        }
+        return match schema.as_slice() {
+            [one] => Ok(Command::DescribeSchema(one.clone())),
+            _ => Err(syntax("DESCRIBE SCHEMA [catalog.]schema")),
+        };
+    }
+    if p.parse_keyword(Keyword::CATALOG) {
+        let _ = p.parse_keyword(Keyword::EXTENDED);
+        let catalog = name(p)?;
+        match catalog.as_slice() {
+            [one] => check_catalog(Some(one))?,
+            _ => return Err(syntax("DESCRIBE CATALOG catalog")),
+        }
+        return Ok(Command::Query(format!(
+            "SELECT * FROM (VALUES ('Catalog Name', {}), ('Comment', '')) AS d(info_name, info_value)",
+            literal(CATALOG)
+        )));
+    }
     if let Some(k) = p.parse_one_of_keywords(&[
-        Keyword::SCHEMA,
-        Keyword::DATABASE,
-        Keyword::CATALOG,
-        Keyword::QUERY,
         Keyword::HISTORY,
         Keyword::FUNCTION,
         Keyword::VOLUME,

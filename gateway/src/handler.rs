@@ -819,6 +819,55 @@ impl Engine {
                 let show = Vec::new();
                 return Ok(vec![Prepared::Session(SessionCommand::Conf { set, show })]);
             }
+            Command::DescribeQuery(sql) => {
+                let mut statements = engine.planner().parse_databricks(&sql)?;
+                let (Some(statement), true) = (statements.pop(), statements.is_empty()) else {
+                    return Err(QueryError::new(
+                        ErrorKind::Syntax,
+                        "DESCRIBE QUERY describes one query",
+                    ));
+                };
+                let columns = engine.plan_statement(session, &statement).await?.schema();
+                column_rows(&columns)
+            }
+            Command::DescribeSchema(schema) => {
+                let name = databricks_sql::literal(&schema);
+                self.schema_exists(session, &name).await?;
+                format!(
+                    "SELECT * FROM (VALUES ('Catalog Name', {}), ('Namespace Name', {name}), \
+                     ('Comment', ''), ('Owner', 'sluice')) \
+                     AS d(database_description_item, database_description_value)",
+                    databricks_sql::literal(CATALOG)
+                )
+            }
+            Command::Functions(filter) => {
+                let names = engine.planner().function_names(&session.info())?;
+                let rows: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("({})", databricks_sql::literal(n)))
+                    .collect();
+                format!(
+                    "SELECT \"function\" FROM (VALUES {}) AS f(\"function\"){} ORDER BY 1",
+                    rows.join(", "),
+                    filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
+                )
+            }
+            Command::TblProperties(table) => {
+                // The table must be one the session may read; sluice keeps no properties.
+                self.describe_query(
+                    session,
+                    databricks_sql::Describe {
+                        table,
+                        extended: false,
+                        column: None,
+                        names_only: true,
+                    },
+                )
+                .await?;
+                "SELECT * FROM (VALUES (CAST(NULL AS TEXT), CAST(NULL AS TEXT))) \
+                 AS p(\"key\", \"value\") WHERE false"
+                    .to_string()
+            }
             Command::InSchema { literal, query } => {
                 self.schema_exists(session, &literal).await?;
                 query
@@ -883,7 +932,6 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let type_name = |t: &DataType| spark_type(t).0.to_lowercase();
-        let null = "CAST(NULL AS TEXT)".to_string();
         let row = |cells: &[String]| format!("({})", cells.join(", "));
         let values = |rows: Vec<String>, names: &str| {
             format!("SELECT * FROM (VALUES {}) AS d({names})", rows.join(", "))
@@ -914,17 +962,7 @@ impl Engine {
             ];
             return Ok(values(rows, "info_name, info_value"));
         }
-        let mut rows: Vec<String> = columns
-            .fields()
-            .iter()
-            .map(|f| {
-                row(&[
-                    literal(f.name()),
-                    literal(&type_name(f.data_type())),
-                    null.clone(),
-                ])
-            })
-            .collect();
+        let mut rows = column_values(&columns);
         if d.extended {
             let (schema, table) = match d.table.as_slice() {
                 [schema, table] => (schema.clone(), table.clone()),
@@ -1778,6 +1816,30 @@ pub fn run_session_command(
             ))
         }
     }
+}
+
+/// DESCRIBE's rows of a result's columns: name, Spark's type name, comment.
+fn column_values(columns: &Schema) -> Vec<String> {
+    use databricks_sql::literal;
+    columns
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "({}, {}, CAST(NULL AS TEXT))",
+                literal(f.name()),
+                literal(&spark::spark_type(f.data_type()).0.to_lowercase())
+            )
+        })
+        .collect()
+}
+
+/// DESCRIBE QUERY's answer: the query's columns as rows.
+fn column_rows(columns: &Schema) -> String {
+    format!(
+        "SELECT * FROM (VALUES {}) AS d(col_name, data_type, comment)",
+        column_values(columns).join(", ")
+    )
 }
 
 /// The columns of Databricks SQL's `SET`.

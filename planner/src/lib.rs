@@ -519,6 +519,23 @@ impl Planner {
         Ok(statement.to_string())
     }
 
+    /// The functions a session's statements may call, by name (Databricks' SHOW FUNCTIONS):
+    /// scalar, aggregate and window, without sluice's internal and PostgreSQL's own.
+    pub fn function_names(&self, session: &SessionInfo) -> Result<Vec<String>, QueryError> {
+        let state = self.session_state(session)?.state.clone();
+        let mut names: Vec<String> = state
+            .scalar_functions()
+            .keys()
+            .chain(state.aggregate_functions().keys())
+            .chain(state.window_functions().keys())
+            .filter(|n| !n.starts_with("pg_") && !n.starts_with("sluice_"))
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// What one statement may ask.
     pub fn limits(&self) -> &Limits {
         &self.limits
