@@ -647,8 +647,22 @@ mod tests {
             ")".repeat(3000)
         );
         assert_eq!(command(&deep).unwrap_err().kind, ErrorKind::InvalidValue);
-        let e = command("SHOW FUNCTIONS").unwrap_err();
-        assert!(e.message.contains("SHOW FUNCTIONS"), "{}", e.message);
+        let e = command("SHOW CREATE TABLE tpch.nation").unwrap_err();
+        assert!(e.message.contains("SHOW CREATE"), "{}", e.message);
+        let e = command("DESCRIBE HISTORY tpch.nation").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotSupported);
+        assert!(matches!(
+            command("SHOW USER FUNCTIONS LIKE 'a*'"),
+            Ok(Some(Command::Functions(Some(_))))
+        ));
+        assert!(matches!(
+            command("DESCRIBE QUERY SELECT 1"),
+            Ok(Some(Command::DescribeQuery(q))) if q == "SELECT 1"
+        ));
+        assert!(matches!(
+            command("DESC DATABASE EXTENDED sluice.tpch"),
+            Ok(Some(Command::DescribeSchema(s))) if s == "tpch"
+        ));
         assert_eq!(
             command("SHOW TABLES extra junk").unwrap_err().kind,
             ErrorKind::Syntax

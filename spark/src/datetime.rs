@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicro
 use datafusion::common::{exec_err, DataFusionError, Result};
 use datafusion::logical_expr::ScalarUDF;
 
-use crate::functions::Simple;
+use crate::simple::Simple;
 
 const TS: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
 

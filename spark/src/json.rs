@@ -11,7 +11,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::ScalarUDF;
 use serde_json::Value;
 
-use crate::functions::Simple;
+use crate::simple::Simple;
 
 pub(crate) fn functions() -> Vec<Arc<ScalarUDF>> {
     vec![Simple::udf(

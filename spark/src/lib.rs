@@ -24,6 +24,7 @@ mod json;
 mod misc;
 pub mod operators;
 pub mod rewrite;
+mod simple;
 mod strings;
 mod types;
 

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::functions::Simple;
+use crate::simple::Simple;
 
 pub(crate) fn functions() -> Vec<Arc<ScalarUDF>> {
     vec![

@@ -171,7 +171,7 @@ fn int_literals(expr: &mut Expr) {
         Expr::Value(v) => {
             if let Value::Number(n, false) = &v.value {
                 if n.parse::<i32>().is_ok() {
-                    *expr = template("CAST($1 AS INT)", &[expr.clone()]);
+                    *expr = template("CAST($1 AS INT)", std::slice::from_ref(expr));
                 }
             }
         }
@@ -270,7 +270,7 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
         // `1E3` is a double in Spark (`1.5` a decimal).
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) if n.contains(['e', 'E']) => {
-                Some(template("CAST($1 AS DOUBLE)", &[expr.clone()]))
+                Some(template("CAST($1 AS DOUBLE)", std::slice::from_ref(expr)))
             }
             _ => None,
         },
@@ -519,7 +519,7 @@ fn rewrite_call(expr: &Expr, context: &Context) -> Result<Option<Expr>, Unsuppor
         ("decode", n) if n >= 3 => {
             let mut sql = String::from("CASE");
             let mut i = 2;
-            while i + 1 <= n {
+            while i < n {
                 sql.push_str(&format!(" WHEN $1 <=> ${i} THEN ${}", i + 1));
                 i += 2;
             }

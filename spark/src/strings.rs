@@ -12,7 +12,7 @@ use datafusion::common::{exec_err, DataFusionError, Result};
 use datafusion::logical_expr::ScalarUDF;
 use regex::Regex;
 
-use crate::functions::Simple;
+use crate::simple::Simple;
 
 /// The most memory one compiled pattern may take.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
