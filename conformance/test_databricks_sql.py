@@ -206,3 +206,37 @@ def test_show_and_describe_follow_the_grants(configured):
         assert "permission denied" in str(denied.value)
         with pytest.raises(dbsql.exc.DatabaseError):
             cur.execute("SHOW COLUMNS IN tpch.region")
+
+
+def test_spark_function_errors_are_the_users(sluice):
+    """A bad argument to a Spark function is the user's mistake, with its SQLSTATE from the
+    one error table (never XX000); element_at reads arrays and maps."""
+    import test_hs2
+    ttypes = test_hs2.ttypes
+    client = test_hs2.raw_client(sluice)
+    session = test_hs2.open_session(client).sessionHandle
+    for sql, state in [
+            ("SELECT timestampadd(FORTNIGHT, 1, TIMESTAMP'2024-01-01 00:00:00')", "22023"),
+            ("SELECT timestampadd(YEAR, n_nationkey * 100000000, TIMESTAMP'2024-01-01 00:00:00') "
+             "FROM tpch.nation", "22003"),
+            ("SELECT regexp_extract(n_name, '(a)\\\\1', 1) FROM tpch.nation", "22023"),
+            ("SELECT regexp_extract(n_name, '(a)', 3) FROM tpch.nation", "22023"),
+            ("SELECT assert_true(n_nationkey > 100) FROM tpch.nation", "22023"),
+            ("SELECT date_format(DATE'2024-01-01', 'QQQ')", "0A000"),
+            ("SELECT no_such_function(1)", "42883")]:
+        resp = client.ExecuteStatement(ttypes.TExecuteStatementReq(sessionHandle=session, statement=sql,
+                                                                   runAsync=True))
+        status = resp.status
+        if status.statusCode != ttypes.TStatusCode.ERROR_STATUS:
+            op = resp.operationHandle
+            status = client.GetOperationStatus(ttypes.TGetOperationStatusReq(operationHandle=op))
+            while status.operationState in (ttypes.TOperationState.PENDING_STATE,
+                                            ttypes.TOperationState.RUNNING_STATE,
+                                            ttypes.TOperationState.INITIALIZED_STATE):
+                status = client.GetOperationStatus(ttypes.TGetOperationStatusReq(operationHandle=op))
+            assert status.operationState == ttypes.TOperationState.ERROR_STATE, (sql, status)
+        assert status.sqlState == state, (sql, status)
+    client.CloseSession(ttypes.TCloseSessionReq(sessionHandle=session))
+    with connect(sluice) as c, c.cursor() as cur:
+        assert rows(cur, "SELECT element_at(array(10, 20, 30), 2) AS a, element_at(array(10, 20, 30), -1) AS b, "
+                         "element_at(map('k', 'v'), 'k') AS c")[1] == [(20, 30, "v")]

@@ -221,9 +221,13 @@ def test_initial_namespace_and_session_settings(sluice):
         cur.execute("SET statement_timeout = 0")
         cur.execute("SELECT count(*) FROM nation")
         assert cur.fetchall()[0][0] == 25
+    # Databricks' other names of the one catalog are it; another catalog is refused.
+    with connect(sluice, catalog="hive_metastore", schema="tpch") as c, c.cursor() as cur:
+        cur.execute("SELECT count(*) FROM region")
+        assert cur.fetchall()[0][0] == 5
     with pytest.raises(dbsql.exc.Error) as unknown:
-        connect(sluice, catalog="hive_metastore")
-    assert "hive_metastore" in str(unknown.value)
+        connect(sluice, catalog="no_such_catalog")
+    assert "no_such_catalog" in str(unknown.value)
 
 
 def test_session_statements_apply_before_their_answer(sluice):

@@ -10,10 +10,10 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
-use datafusion::common::{exec_err, DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::logical_expr::ScalarUDF;
 
-use crate::simple::Simple;
+use crate::simple::{invalid, out_of_range, Simple};
 
 const TS: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
 
@@ -50,7 +50,7 @@ fn timestamps(a: &ArrayRef) -> &TimestampMicrosecondArray {
 fn to_datetime(micros: i64) -> Result<NaiveDateTime> {
     chrono::DateTime::from_timestamp_micros(micros)
         .map(|d| d.naive_utc())
-        .ok_or_else(|| DataFusionError::Execution(format!("timestamp out of range: {micros} µs")))
+        .ok_or_else(|| out_of_range(format!("timestamp out of range: {micros} µs")))
 }
 
 fn from_datetime(t: NaiveDateTime) -> i64 {
@@ -112,9 +112,9 @@ fn unit(name: &str) -> Result<Unit> {
         "QUARTER" => Unit::Months(3),
         "YEAR" => Unit::Months(12),
         other => {
-            return exec_err!(
+            return Err(invalid(format!(
                 "invalid unit {other:?}: use MICROSECOND, MILLISECOND, SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER or YEAR"
-            )
+            )))
         }
     })
 }
@@ -125,7 +125,7 @@ fn timestamp_add(args: &[ArrayRef]) -> Result<ArrayRef> {
         args[1].as_primitive::<Int64Type>(),
         timestamps(&args[2]),
     );
-    let overflow = || DataFusionError::Execution("timestampadd: the result is out of range".into());
+    let overflow = || out_of_range("timestampadd: the result is out of range");
     let mut out = TimestampMicrosecondArray::builder(ts.len());
     for i in 0..ts.len() {
         if units.is_null(i) || counts.is_null(i) || ts.is_null(i) {

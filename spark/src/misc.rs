@@ -1,21 +1,25 @@
 //! `typeof(x)` (the Spark type name of its argument), `assert_true(condition)` (NULL, or
 //! an error when the condition is false: dbt's Spark macros guard casts with it), and
-//! `concat` of strings or of arrays.
+//! `concat` of strings or of arrays, `element_at` of an array or a map.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, NullArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::simple::Simple;
+use crate::simple::{invalid, Simple};
 
 pub(crate) fn functions() -> Vec<Arc<ScalarUDF>> {
     vec![
         Concat::udf(),
+        Arc::new(ScalarUDF::new_from_impl(ElementAt {
+            signature: Signature::user_defined(Volatility::Immutable),
+        })),
         Arc::new(ScalarUDF::new_from_impl(TypeOf {
             signature: Signature::any(1, Volatility::Immutable),
         })),
@@ -38,10 +42,9 @@ fn assert_true(args: &[ArrayRef]) -> Result<ArrayRef> {
                 .map(|m| m.as_string::<i32>())
                 .filter(|m| !m.is_null(i))
                 .map(|m| m.value(i).to_string());
-            return exec_err!(
-                "{}",
-                message.unwrap_or_else(|| "assert_true: the condition is not true".into())
-            );
+            return Err(invalid(message.unwrap_or_else(|| {
+                "assert_true: the condition is not true".into()
+            })));
         }
     }
     Ok(Arc::new(NullArray::new(conditions.len())))
@@ -156,5 +159,70 @@ impl ScalarUDFImpl for Concat {
             .map(|f| f.data_type().clone())
             .collect();
         self.of(&types).invoke_with_args(args)
+    }
+}
+
+/// Spark's `element_at`: of an array, the element at a 1-based position (a negative one
+/// counts from the end); of a map, the value of a key. Planned as DataFusion's
+/// `array_element` or `map_extract` by the first argument's type.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ElementAt {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ElementAt {
+    fn name(&self) -> &str {
+        "element_at"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..), _] => {
+                Ok(vec![arg_types[0].clone(), DataType::Int64])
+            }
+            [DataType::Map(..), _] => Ok(arg_types.to_vec()),
+            _ => plan_err!("element_at takes an array and a position, or a map and a key"),
+        }
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _)) => {
+                Ok(f.data_type().clone())
+            }
+            Some(DataType::Map(entries, _)) => match entries.data_type() {
+                DataType::Struct(fields) if fields.len() == 2 => Ok(fields[1].data_type().clone()),
+                _ => plan_err!("element_at: a map without values"),
+            },
+            _ => plan_err!("element_at takes an array and a position, or a map and a key"),
+        }
+    }
+
+    fn simplify(
+        &self,
+        args: Vec<datafusion::logical_expr::Expr>,
+        info: &SimplifyContext,
+    ) -> Result<ExprSimplifyResult> {
+        use datafusion::logical_expr::expr::ScalarFunction;
+        use datafusion::logical_expr::{lit, Expr};
+        let element = datafusion::functions_nested::extract::array_element_udf();
+        let expr = if matches!(info.get_data_type(&args[0])?, DataType::Map(..)) {
+            let values = Expr::ScalarFunction(ScalarFunction::new_udf(
+                datafusion::functions_nested::map_extract::map_extract_udf(),
+                args,
+            ));
+            Expr::ScalarFunction(ScalarFunction::new_udf(element, vec![values, lit(1i64)]))
+        } else {
+            Expr::ScalarFunction(ScalarFunction::new_udf(element, args))
+        };
+        Ok(ExprSimplifyResult::Simplified(expr))
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        exec_err!("element_at is planned as array_element or map_extract")
     }
 }

@@ -3,8 +3,23 @@
 
 use std::sync::Arc;
 
-use datafusion::common::Result;
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::ScalarUDF;
+
+/// A value a function cannot take: an error the one error table reads as the user's
+/// (22023, from Arrow's compute error), not as the server's.
+pub(crate) fn invalid(message: impl Into<String>) -> DataFusionError {
+    DataFusionError::ArrowError(Box::new(ArrowError::ComputeError(message.into())), None)
+}
+
+/// A result beyond its type's range (22003).
+pub(crate) fn out_of_range(message: impl Into<String>) -> DataFusionError {
+    DataFusionError::ArrowError(
+        Box::new(ArrowError::ArithmeticOverflow(message.into())),
+        None,
+    )
+}
 
 /// A function of sluice's own: arguments cast to `arg_types` (a prefix of it, for optional
 /// ones), evaluated on arrays. Told apart by name (each has its own).

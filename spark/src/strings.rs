@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
-use datafusion::common::{exec_err, DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::logical_expr::ScalarUDF;
 use regex::Regex;
 
-use crate::simple::Simple;
+use crate::simple::{invalid, Simple};
 
 /// The most memory one compiled pattern may take.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -46,7 +46,7 @@ impl Patterns {
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
                 .map_err(|e| {
-                    DataFusionError::Execution(format!(
+                    invalid(format!(
                         "the regular expression {pattern:?} is not valid here: {e}"
                     ))
                 })?;
@@ -69,10 +69,10 @@ fn regexp_extract(args: &[ArrayRef]) -> Result<ArrayRef> {
         let regex = compiled.get(patterns.value(i))?;
         let group = groups.map_or(1, |g| g.value(i));
         if group < 0 || group as usize >= regex.captures_len() {
-            return exec_err!(
+            return Err(invalid(format!(
                 "regexp_extract: the pattern has {} groups, group {group} does not exist",
                 regex.captures_len() - 1
-            );
+            )));
         }
         let found = regex
             .captures(texts.value(i))
