@@ -1695,7 +1695,7 @@ pub fn run_session_command(
     let tag = |t: &str| Ok(Outcome::Command { tag: t.to_string() });
     match command {
         SessionCommand::Set { name, value } => {
-            session.settings.set(name, value.clone());
+            session.settings.set_checked(name, value.clone())?;
             tag("SET")
         }
         SessionCommand::Reset(Some(name)) => {
@@ -1709,7 +1709,7 @@ pub fn run_session_command(
         SessionCommand::Conf { set, show } => {
             for (name, value) in set {
                 match value {
-                    Some(value) => session.settings.set(name, value.clone()),
+                    Some(value) => session.settings.set_checked(name, value.clone())?,
                     None => session.settings.reset(name),
                 }
             }

@@ -184,6 +184,9 @@ impl SessionInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Settings(Arc<Mutex<BTreeMap<String, String>>>);
 
+/// The most settings one session may set (see [`Settings::set_checked`]).
+pub const MAX_SESSION_SETTINGS: usize = 256;
+
 impl Settings {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
         // A panic while holding this lock cannot leave the map half-written.
@@ -213,6 +216,24 @@ impl Settings {
 
     pub fn set(&self, name: &str, value: String) {
         self.lock().insert(canonical_name(name), value);
+    }
+
+    /// `set`, for a name a client chose (SET, `set_config`): at most
+    /// [`MAX_SESSION_SETTINGS`] distinct names per session, since any name is accepted and
+    /// every copy of the settings (a statement planned ahead of a SET) copies them all.
+    pub fn set_checked(&self, name: &str, value: String) -> Result<(), crate::QueryError> {
+        let name = canonical_name(name);
+        let mut settings = self.lock();
+        if settings.len() >= MAX_SESSION_SETTINGS && !settings.contains_key(&name) {
+            return Err(crate::QueryError::new(
+                crate::ErrorKind::ResourcesExhausted,
+                format!(
+                    "a session sets at most {MAX_SESSION_SETTINGS} settings: RESET one before setting {name:?}"
+                ),
+            ));
+        }
+        settings.insert(name, value);
+        Ok(())
     }
 
     pub fn reset(&self, name: &str) {

@@ -123,3 +123,21 @@ async fn kept_between_statements_and_made_again_when_the_session_changes() {
     let (shown, _) = run(&planner, &sql, &reader).await;
     assert_eq!(shown, "t", "grants replaced: the state is made again");
 }
+
+#[test]
+fn a_session_sets_a_bounded_number_of_settings() {
+    let settings = planner::Settings::default();
+    for i in 0..planner::session::MAX_SESSION_SETTINGS {
+        settings
+            .set_checked(&format!("spark.x{i}"), "1".into())
+            .unwrap();
+    }
+    let e = settings
+        .set_checked("spark.one_more", "1".into())
+        .unwrap_err();
+    assert_eq!(e.kind, planner::ErrorKind::ResourcesExhausted);
+    // A setting already set may change; one reset makes room.
+    settings.set_checked("spark.x0", "2".into()).unwrap();
+    settings.reset("spark.x0");
+    settings.set_checked("spark.one_more", "1".into()).unwrap();
+}

@@ -1306,7 +1306,7 @@ pub fn session_functions(names: Arc<Names>, session: &SessionInfo) -> Vec<Scalar
             ));
         };
         let value = value.unwrap_or_default();
-        settings.set(&name, value.clone());
+        settings.set_checked(&name, value.clone())?;
         Ok(utf8(Some(value)))
     }));
     let pid = session.backend_pid;
