@@ -60,11 +60,18 @@ class Sluice:
         return ssl.create_default_context(cafile=self.tls_cert) if self.tls_cert else None
 
     def health(self) -> dict:
-        """/healthz; with the dev token (a MONITOR principal) it has the details."""
+        """/healthz; with the dev token (a MONITOR principal) it has the details. A 503 (no
+        worker of the default warehouse ready, e.g. while one is being replaced) carries the
+        same document with `status` "starting"; it is returned, not raised."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         req = urllib.request.Request(f"{self.http_url}/healthz", headers=headers)
-        with urllib.request.urlopen(req, timeout=5, context=self.ssl_context()) as r:
-            return json.loads(r.read())
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=self.ssl_context()) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code != 503:
+                raise
+            return json.loads(e.read())
 
     def log(self) -> str:
         return pathlib.Path(self.log_path).read_text(errors="replace")
