@@ -35,6 +35,11 @@ if [ ! -x conformance/.venv/bin/python ]; then
   python3 -m venv conformance/.venv
 fi
 conformance/.venv/bin/pip install -q --disable-pip-version-check -r conformance/requirements.txt
+# dbt-databricks pins an older databricks-sql-connector: its own venv.
+if [ ! -x conformance/.venv-dbt/bin/python ]; then
+  python3 -m venv conformance/.venv-dbt
+fi
+conformance/.venv-dbt/bin/pip install -q --disable-pip-version-check -r conformance/requirements-dbt.txt
 # node-postgres, pinned by conformance/node/package-lock.json.
 npm ci --prefix conformance/node --no-audit --no-fund --loglevel=error
 

@@ -245,7 +245,8 @@ impl Catalog {
                     CatalogObject::View(view) => {
                         bound = CatalogObject::View(ddl::ViewDef {
                             name: view.name.clone(),
-                            sql: self.planner().bind_view(&view.sql, session)?,
+                            sql: self.planner().bind_view(view, session)?,
+                            databricks: view.databricks,
                         });
                         &bound
                     }
@@ -298,7 +299,7 @@ impl Catalog {
                         }
                         match object {
                             CatalogObject::View(view) => {
-                                self.planner().check_view(&view.sql, session).await?;
+                                self.planner().check_view(view, session).await?;
                             }
                             CatalogObject::Table(table) => {
                                 self.check_location(table, &current, &managed, session)?;

@@ -1,6 +1,6 @@
 //! Databricks SQL's own statements, for sessions of the Databricks paths (HS2, the
-//! Statement Execution API): `SHOW CATALOGS | SCHEMAS | DATABASES | TABLES | VIEWS |
-//! COLUMNS | FUNCTIONS | TBLPROPERTIES`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t
+//! Statement Execution API): `SHOW CATALOGS | SCHEMAS | DATABASES | TABLES | TABLE EXTENDED
+//! | VIEWS | COLUMNS | FUNCTIONS | TBLPROPERTIES`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t
 //! [column]`, `DESCRIBE QUERY | SCHEMA | CATALOG`, `USE`, and `SET` / `RESET` of the
 //! configuration parameters Databricks SQL has ([`conf`]).
 //!
@@ -400,8 +400,36 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
             p.next_token();
             Command::TblProperties(drop_catalog(name(p)?)?)
         }
-        "CREATE" | "TABLE" | "PARTITIONS" | "GRANTS" | "USERS" | "GROUPS" | "SHARES"
-        | "PROVIDERS" | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
+        "TABLE" => {
+            // SHOW TABLE EXTENDED [IN schema] LIKE 'pattern': what dbt-databricks lists
+            // relations and their columns with (`docs generate`).
+            p.next_token();
+            if !p.parse_keyword(Keyword::EXTENDED) {
+                return Err(syntax("SHOW TABLE EXTENDED [IN schema] LIKE 'pattern'"));
+            }
+            let named = p.peek_token().token;
+            let schema = in_schema(p)?;
+            let Some(filter) = pattern(p, "t.table_name")? else {
+                return Err(syntax("SHOW TABLE EXTENDED [IN schema] LIKE 'pattern'"));
+            };
+            if p.parse_keyword(Keyword::PARTITION) {
+                return Err(QueryError::new(
+                    ErrorKind::NotSupported,
+                    "SHOW TABLE EXTENDED … PARTITION: sluice's tables have no partitions to show",
+                ));
+            }
+            let query = show_table_extended(&schema, &filter);
+            if matches!(named, Token::Word(w) if matches!(w.keyword, Keyword::IN | Keyword::FROM)) {
+                Command::InSchema {
+                    literal: schema,
+                    query,
+                }
+            } else {
+                Command::Query(query)
+            }
+        }
+        "CREATE" | "PARTITIONS" | "GRANTS" | "USERS" | "GROUPS" | "SHARES" | "PROVIDERS"
+        | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
             return Err(QueryError::new(
                 ErrorKind::NotSupported,
                 format!("SHOW {what} is not supported by sluice yet"),
@@ -484,6 +512,38 @@ fn in_schema(p: &mut Parser) -> Result<String, QueryError> {
         }
         _ => Err(syntax("name a schema: [catalog.]schema")),
     }
+}
+
+/// SHOW TABLE EXTENDED's rows (database, tableName, isTemporary, information): the
+/// information is Spark's text block, its `Schema:` the tree Spark prints (` |-- name:
+/// type (nullable = …)`, Spark's type names), which dbt-databricks reads the columns from.
+fn show_table_extended(schema: &str, filter: &str) -> String {
+    let catalog = literal(CATALOG);
+    format!(
+        "SELECT t.table_schema AS \"database\", t.table_name AS \"tableName\", \
+         false AS \"isTemporary\", \
+         'Catalog: ' || {catalog} || chr(10) || 'Database: ' || t.table_schema || chr(10) || \
+         'Table: ' || t.table_name || chr(10) || 'Owner: ' || coalesce(s.schema_owner, '') || \
+         chr(10) || 'Type: ' || CASE WHEN t.table_type = 'VIEW' THEN 'VIEW' ELSE 'EXTERNAL' END || \
+         chr(10) || 'Schema: root' || chr(10) || \
+         string_agg(' |-- ' || c.column_name || ': ' || {tree_type} || ' (nullable = ' || \
+                    CASE WHEN c.is_nullable = 'YES' THEN 'true' ELSE 'false' END || ')', \
+                    chr(10) ORDER BY c.ordinal_position) || chr(10) AS information \
+         FROM information_schema.tables t \
+         JOIN information_schema.columns c \
+           ON c.table_schema = t.table_schema AND c.table_name = t.table_name \
+         LEFT JOIN information_schema.schemata s ON s.schema_name = t.table_schema \
+         WHERE t.table_schema = {schema} AND {filter} \
+         GROUP BY t.table_schema, t.table_name, t.table_type, s.schema_owner ORDER BY 2",
+        tree_type = "CASE c.udt_name WHEN 'int2' THEN 'short' WHEN 'int4' THEN 'integer' \
+             WHEN 'int8' THEN 'long' WHEN 'float4' THEN 'float' WHEN 'float8' THEN 'double' \
+             WHEN 'bool' THEN 'boolean' WHEN 'bytea' THEN 'binary' \
+             WHEN 'timestamp' THEN 'timestamp_ntz' WHEN 'timestamptz' THEN 'timestamp' \
+             WHEN 'numeric' THEN 'decimal(' || CAST(c.numeric_precision AS text) || ',' || \
+                  CAST(c.numeric_scale AS text) || ')' \
+             WHEN 'text' THEN 'string' WHEN 'varchar' THEN 'string' WHEN 'bpchar' THEN 'string' \
+             ELSE c.udt_name END",
+    )
 }
 
 /// `[LIKE] 'pattern'` as a condition on `column`: Spark's patterns, where `*` is any
@@ -629,11 +689,19 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::UndefinedObject);
         let e = command("DESCRIBE HISTORY t").unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotSupported);
+        assert!(matches!(
+            command("SHOW TABLE EXTENDED IN tpch LIKE '*'").unwrap(),
+            Some(Command::InSchema { .. })
+        ));
         assert_eq!(
-            command("SHOW TABLE EXTENDED IN tpch LIKE '*'")
+            command("SHOW TABLE EXTENDED IN tpch LIKE 'n*' PARTITION (a = 1)")
                 .unwrap_err()
                 .kind,
             ErrorKind::NotSupported
+        );
+        assert_eq!(
+            command("SHOW TABLE EXTENDED IN tpch").unwrap_err().kind,
+            ErrorKind::Syntax
         );
         assert_eq!(
             command("DESCRIBE DETAIL tpch.nation").unwrap_err().kind,

@@ -597,7 +597,14 @@ impl Engine {
                 return Ok(prepared);
             }
         }
-        if let Some(change) = planner::ddl::catalog_change(statement, &session.database)? {
+        if let Some(mut change) = planner::ddl::catalog_change(statement, &session.database)? {
+            if let planner::ddl::CatalogChange::Create {
+                object: planner::ddl::CatalogObject::View(view),
+                ..
+            } = &mut change
+            {
+                view.databricks = session.databricks_sql();
+            }
             return Ok(Prepared::Session(SessionCommand::Catalog(change)));
         }
         let info = session.info();

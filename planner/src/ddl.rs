@@ -20,6 +20,10 @@ pub struct ViewDef {
     /// `schema.view`.
     pub name: String,
     pub sql: String,
+    /// Written in Databricks SQL (created from an HS2 or Statement Execution API session):
+    /// read with Spark's rules and functions whoever queries it, as it was written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub databricks: bool,
 }
 
 /// The objects created with SQL, as the metadata store holds them.
@@ -172,9 +176,15 @@ fn qualified(name: &ObjectName, database: &str) -> Result<String, QueryError> {
     }
 }
 
-fn schema_name_of(name: &ObjectName) -> Result<String, QueryError> {
+/// A schema's name: `schema`, or `catalog.schema` in the session's database (or `sluice`
+/// itself), as Databricks clients name it (dbt: ``create schema if not exists `c`.`s` ``).
+fn schema_name_of(name: &ObjectName, database: &str) -> Result<String, QueryError> {
     match parts(name)?.as_slice() {
         [schema] => Ok(schema.clone()),
+        [catalog, schema] if catalog == crate::CATALOG || catalog == database => Ok(schema.clone()),
+        [_, _] => Err(not_supported(format!(
+            "cross-database references are not implemented: {name}"
+        ))),
         _ => Err(invalid(format!("{name} is not a schema name"))),
     }
 }
@@ -203,6 +213,7 @@ pub fn catalog_change(
                     object: CatalogObject::View(ViewDef {
                         name: qualified(&view.name, database)?,
                         sql: view.query.to_string(),
+                        databricks: false,
                     }),
                     if_not_exists: view.if_not_exists,
                     or_replace: view.or_replace,
@@ -215,7 +226,7 @@ pub fn catalog_change(
             } => {
                 let name = match schema_name {
                     SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
-                        schema_name_of(name)?
+                        schema_name_of(name, database)?
                     }
                     SchemaName::UnnamedAuthorization(_) => {
                         return Err(invalid("CREATE SCHEMA needs a name".into()))
@@ -243,7 +254,7 @@ pub fn catalog_change(
                     return Err(not_supported("drop one object per statement"));
                 };
                 let name = match kind {
-                    DropKind::Schema => schema_name_of(name)?,
+                    DropKind::Schema => schema_name_of(name, database)?,
                     _ => qualified(name, database)?,
                 };
                 Ok(Some(CatalogChange::Drop {

@@ -355,7 +355,17 @@ impl Planner {
         view: &ddl::ViewDef,
         session: &SessionInfo,
     ) -> Result<Arc<dyn datafusion::datasource::TableProvider>, QueryError> {
-        let mut statements = self.parse(&view.sql)?;
+        // A Databricks SQL view is read as written, with Spark's functions, by everyone.
+        let databricks_reader;
+        let (mut statements, session) = if view.databricks {
+            databricks_reader = SessionInfo {
+                protocol: "hs2",
+                ..session.clone()
+            };
+            (self.parse_databricks(&view.sql)?, &databricks_reader)
+        } else {
+            (self.parse(&view.sql)?, session)
+        };
         let statement = match (statements.pop(), statements.is_empty()) {
             (Some(statement), true) => statement,
             _ => {
@@ -374,12 +384,12 @@ impl Planner {
 
     /// Check a view's query before it is created: it must plan, and the creator must be
     /// allowed to read what it reads.
-    pub async fn check_view(&self, sql: &str, session: &SessionInfo) -> Result<(), QueryError> {
-        let view = ddl::ViewDef {
-            name: String::new(),
-            sql: sql.to_string(),
-        };
-        self.view_table(&view, session).await.map(|_| ())
+    pub async fn check_view(
+        &self,
+        view: &ddl::ViewDef,
+        session: &SessionInfo,
+    ) -> Result<(), QueryError> {
+        self.view_table(view, session).await.map(|_| ())
     }
 
     /// Why the table or view `schema.name` cannot be used, if it is defined but cannot.
@@ -496,8 +506,16 @@ impl Planner {
 
     /// A view's query bound for keeps: its table names qualified as its creator's session
     /// resolves them (see [`compat::qualify_relations`]).
-    pub fn bind_view(&self, sql: &str, creator: &SessionInfo) -> Result<String, QueryError> {
-        let mut statements = self.parse_as_written(sql, &PostgreSqlDialect {})?;
+    pub fn bind_view(
+        &self,
+        view: &ddl::ViewDef,
+        creator: &SessionInfo,
+    ) -> Result<String, QueryError> {
+        let mut statements = if view.databricks {
+            self.parse_as_written(&view.sql, &spark::SparkDialect)?
+        } else {
+            self.parse_as_written(&view.sql, &PostgreSqlDialect {})?
+        };
         let one_query = || QueryError::new(ErrorKind::InvalidValue, "a view is one query");
         let mut statement = match (statements.pop(), statements.is_empty()) {
             (Some(Statement::Statement(statement)), true) => statement,
@@ -516,6 +534,10 @@ impl Planner {
             &self.default_schema(creator),
             &self.catalog_names,
         );
+        if view.databricks {
+            // Printed back, a string's backslashes must read as themselves again.
+            spark::rewrite::escape_backslashes(&mut statement);
+        }
         Ok(statement.to_string())
     }
 

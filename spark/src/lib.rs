@@ -13,6 +13,8 @@
 //! - [`operators`]: Spark's `/` (a double or a decimal, never an integer) and 0-based
 //!   array subscripts.
 //! - [`spark_type`]: the type names Databricks gives Arrow types.
+//! - `information_schema`: Databricks' information_schema views
+//!   (`system.information_schema.tables`, …) over the session's own.
 //!
 //! The pg front-end never sees any of it: its sessions keep PostgreSQL's rules.
 
@@ -20,8 +22,10 @@ mod average;
 mod datetime;
 mod dialect;
 pub mod functions;
+mod information_schema;
 mod json;
 mod misc;
+mod names;
 pub mod operators;
 pub mod rewrite;
 mod simple;

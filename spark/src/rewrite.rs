@@ -36,7 +36,24 @@ pub struct Context<'a> {
     pub catalog: &'a str,
 }
 
-/// Rewrite a Databricks session's statement in place.
+/// Double the backslashes of every string constant, so that the statement printed reads
+/// back (with Spark's backslash escapes) as the same strings: for a view's text, kept and
+/// read again.
+pub fn escape_backslashes(statement: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(statement, |expr| {
+        if let Expr::Value(v) = expr {
+            if let Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) = &mut v.value {
+                if s.contains('\\') {
+                    *s = s.replace('\\', "\\\\");
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Rewrite a Databricks session's statement in place. A view's query is kept as written
+/// (it is rewritten each time it is read), only its names mapped.
 pub fn statement(statement: &mut ast::Statement, context: &Context) -> Result<(), Unsupported> {
     if let ast::Statement::Query(query) = statement {
         output_names(query);
@@ -52,6 +69,33 @@ pub fn statement(statement: &mut ast::Statement, context: &Context) -> Result<()
         }
         ControlFlow::<()>::Continue(())
     });
+    // `CREATE SCHEMA hive_metastore.s`, `DROP SCHEMA main.s`: a schema named in the
+    // catalog; `CREATE VIEW main.s.v`: a view.
+    let named = match statement {
+        ast::Statement::CreateSchema {
+            schema_name:
+                ast::SchemaName::Simple(name) | ast::SchemaName::NamedAuthorization(name, _),
+            ..
+        } => Some((name, 2)),
+        ast::Statement::Drop {
+            object_type: ast::ObjectType::Schema,
+            names,
+            ..
+        } => names.first_mut().map(|name| (name, 2)),
+        ast::Statement::CreateView(view) => Some((&mut view.name, 3)),
+        _ => None,
+    };
+    if let Some((name, _)) = named.filter(|(name, parts)| name.0.len() == *parts) {
+        if name.0[0]
+            .as_ident()
+            .is_some_and(|first| crate::is_catalog(&first.value, context.catalog))
+        {
+            name.0[0] = ast::ObjectNamePart::Identifier(ast::Ident::new(context.catalog));
+        }
+    }
+    if matches!(statement, ast::Statement::CreateView(_)) {
+        return Ok(());
+    }
     let mut rewriter = Rewriter {
         context,
         error: None,
@@ -84,6 +128,14 @@ impl VisitorMut for Rewriter<'_> {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        // After its children: the view's own query is not visited again.
+        if let Some(view) = crate::information_schema::view(factor, self.context.catalog) {
+            *factor = view;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let rewritten = if matches!(expr, Expr::Function(_)) {
             rewrite_call(expr, self.context)
@@ -110,7 +162,18 @@ impl VisitorMut for Rewriter<'_> {
 fn output_names(query: &mut ast::Query) {
     match query.body.as_mut() {
         ast::SetExpr::Select(select) => {
-            for item in &mut select.projection {
+            // Expressions nobody named get Spark's name for them, unless another output
+            // column would have the same name (DataFusion wants them distinct).
+            let printed: Vec<Option<String>> = select
+                .projection
+                .iter()
+                .map(|item| match item {
+                    ast::SelectItem::UnnamedExpr(e) => crate::names::spark_name(e),
+                    ast::SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+                    _ => None,
+                })
+                .collect();
+            for (item, name) in select.projection.iter_mut().zip(&printed) {
                 let ast::SelectItem::UnnamedExpr(e) = item else {
                     continue;
                 };
@@ -120,7 +183,17 @@ fn output_names(query: &mut ast::Query) {
                         Some(last) => last,
                         None => continue,
                     },
-                    _ => continue,
+                    _ => {
+                        if let Some(name) = name {
+                            if printed.iter().filter(|n| n.as_ref() == Some(name)).count() == 1 {
+                                *item = ast::SelectItem::ExprWithAlias {
+                                    expr: e.clone(),
+                                    alias: ast::Ident::with_quote('`', name.clone()),
+                                };
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let typed_number = written.value.starts_with(|c: char| c.is_ascii_digit());
                 if written.quote_style.is_none()
@@ -549,24 +622,24 @@ mod tests {
     fn spark_forms_become_datafusion_ones() {
         assert_eq!(
             rewritten("SELECT timestampadd(MONTH, 1, ts) FROM t").unwrap(),
-            "SELECT timestampadd('MONTH', CAST(1 AS INT), ts) FROM t"
+            "SELECT timestampadd('MONTH', CAST(1 AS INT), ts) AS `timestampadd(MONTH, 1, ts)` FROM t"
         );
         assert_eq!(
             rewritten("SELECT datediff(day, a, b), datediff(a, b) FROM t").unwrap(),
-            "SELECT timestampdiff('DAY', a, b), datediff(a, b) FROM t"
+            "SELECT timestampdiff('DAY', a, b) AS `datediff(day, a, b)`, datediff(a, b) AS `datediff(a, b)` FROM t"
         );
         assert_eq!(
             rewritten("SELECT date_format(d, 'yyyy-MM') FROM t").unwrap(),
-            "SELECT date_format(CAST(d AS TIMESTAMP), '%Y-%m') FROM t"
+            "SELECT date_format(CAST(d AS TIMESTAMP), '%Y-%m') AS `date_format(d, yyyy-MM)` FROM t"
         );
         assert_eq!(
             rewritten("SELECT decode(x, 1, 'a', 2, 'b', 'z') FROM t").unwrap(),
-            "SELECT CASE WHEN x <=> CAST(1 AS INT) THEN 'a' WHEN x <=> CAST(2 AS INT) THEN 'b' ELSE 'z' END FROM t"
+            "SELECT CASE WHEN x <=> CAST(1 AS INT) THEN 'a' WHEN x <=> CAST(2 AS INT) THEN 'b' ELSE 'z' END AS `decode(x, 1, a, 2, b, z)` FROM t"
         );
         // Nested calls are rewritten from the inside out.
         assert_eq!(
             rewritten("SELECT year(to_date(s)) FROM t").unwrap(),
-            "SELECT CAST(date_part('year', CAST(CAST(CAST(s AS TIMESTAMP) AS DATE) AS DATE)) AS INT) FROM t"
+            "SELECT CAST(date_part('year', CAST(CAST(CAST(s AS TIMESTAMP) AS DATE) AS DATE)) AS INT) AS `year(to_date(s))` FROM t"
         );
         assert_eq!(
             rewritten("SELECT N_NAME, (SELECT 1 FROM (VALUES (1)) AS v(x)) FROM t").unwrap(),
@@ -583,13 +656,53 @@ mod tests {
         assert_eq!(
             rewritten("SELECT 1L, 2.5BD, 1E3, x RLIKE 'a+', current_catalog() FROM t").unwrap(),
             "SELECT CAST(1 AS BIGINT), CAST(2.5 AS DECIMAL(2,1)), CAST(1E3 AS DOUBLE), \
-             regexp_like(x, 'a+'), 'sluice' FROM t"
+             regexp_like(x, 'a+'), 'sluice' AS `current_catalog()` FROM t"
         );
         // A string argument keeps its backslashes: arguments are never printed and re-read.
         assert_eq!(
             rewritten(r"SELECT locate('\\', s) FROM t").unwrap(),
-            r"SELECT strpos(s, '\') FROM t"
+            r"SELECT strpos(s, '\') AS `locate(\, s)` FROM t"
         );
+    }
+
+    #[test]
+    fn databricks_information_schema_is_a_view_over_the_sessions_own() {
+        for sql in [
+            "SELECT table_name FROM `system`.`information_schema`.`tables` WHERE table_catalog = 'sluice'",
+            "SELECT t.table_name FROM main.information_schema.tables AS t",
+        ] {
+            let out = rewritten(sql).unwrap();
+            assert!(out.contains("FROM information_schema.tables t LEFT JOIN"), "{out}");
+            assert!(out.contains("'EXTERNAL' END AS table_type"), "{out}");
+        }
+        // Unknown views, other catalogs and PostgreSQL's two-part names are left alone.
+        for sql in [
+            "SELECT * FROM system.information_schema.routines",
+            "SELECT * FROM other.information_schema.tables",
+            "SELECT * FROM information_schema.tables",
+        ] {
+            assert!(!rewritten(sql).unwrap().contains("LEFT JOIN"), "{sql}");
+        }
+        // A view's query is kept as written (it is rewritten when read); names are mapped.
+        assert_eq!(
+            rewritten("CREATE VIEW main.s.v AS SELECT date_format(d, 'yyyy') FROM main.s.t")
+                .unwrap(),
+            "CREATE VIEW sluice.s.v AS SELECT date_format(d, 'yyyy') FROM sluice.s.t"
+        );
+        let out = rewritten("CREATE SCHEMA IF NOT EXISTS `hive_metastore`.`s`").unwrap();
+        assert_eq!(out, "CREATE SCHEMA IF NOT EXISTS sluice.`s`");
+    }
+
+    #[test]
+    fn a_printed_statement_reads_back_as_the_same_strings() {
+        let sql = r#"SELECT 'a\b', "c'd", 'e''f' FROM t"#;
+        let mut statement = Parser::parse_sql(&SparkDialect, sql).unwrap().remove(0);
+        let before = statement.clone();
+        escape_backslashes(&mut statement);
+        let again = Parser::parse_sql(&SparkDialect, &statement.to_string())
+            .unwrap()
+            .remove(0);
+        assert_eq!(again, before);
     }
 
     #[test]
