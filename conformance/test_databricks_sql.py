@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy
 from databricks import sql as dbsql
 
-from test_hs2 import OTHER_TOKEN, configured, connect  # noqa: F401 (a fixture)
+from test_hs2 import OTHER_TOKEN, configured, connect, duck  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +116,14 @@ def test_use_current_catalog_and_spark_literals(sluice):
         assert [list(r[0]) for r in answer] == [[1, 2]]
         # Forms not built yet are refused by name; the connection goes on.
         with pytest.raises(dbsql.exc.DatabaseError) as unsupported:
-            cur.execute("SHOW CREATE TABLE tpch.nation")
-        assert "SHOW CREATE is not supported" in str(unsupported.value)
+            cur.execute("DESCRIBE FUNCTION upper")
+        assert "DESCRIBE FUNCTION is not supported" in str(unsupported.value)
+        # SHOW CREATE TABLE in Spark's layout: columns, keys, format.
+        assert rows(cur, "SHOW CREATE TABLE hive_metastore.tpch.nation") == (["createtab_stmt"], [(
+            "CREATE TABLE `sluice`.`tpch`.`nation` (\n  `n_nationkey` BIGINT NOT NULL,\n"
+            "  `n_name` STRING NOT NULL,\n  `n_regionkey` BIGINT NOT NULL,\n  `n_comment` STRING NOT NULL,\n"
+            "  CONSTRAINT `nation_pkey` PRIMARY KEY (`n_nationkey`),\n  CONSTRAINT `nation_n_regionkey_fkey` "
+            "FOREIGN KEY (`n_regionkey`) REFERENCES `sluice`.`tpch`.`region` (`r_regionkey`))\nUSING parquet\n",)])
         # DESCRIBE QUERY, DESCRIBE SCHEMA / CATALOG, SHOW FUNCTIONS, SHOW TBLPROPERTIES.
         assert rows(cur, "DESCRIBE QUERY SELECT n_name, n_nationkey + 1 AS k FROM tpch.nation") == (
             ["col_name", "data_type", "comment"], [("n_name", "string", None), ("k", "bigint", None)])
@@ -133,6 +139,69 @@ def test_use_current_catalog_and_spark_literals(sluice):
         assert all(f[0].startswith("date_") or f[0] == "months_between" for f in functions)
         assert rows(cur, "SHOW TBLPROPERTIES tpch.nation") == (["key", "value"], [])
         assert rows(cur, "SELECT 1")[1] == [(1,)]
+
+
+def test_information_schema_show_table_extended_and_output_names(cur):
+    """Databricks' information_schema (`system`.`information_schema`, what dbt-databricks and
+    BI tools read) and SHOW TABLE EXTENDED in Databricks' documented shapes; unaliased output
+    columns named as Spark names them (each name below as PySpark 4.3 printed it)."""
+    names, tables = rows(cur, "SELECT table_catalog, table_schema, table_name, table_type, table_owner, "
+                              "data_source_format FROM `system`.`information_schema`.`tables` "
+                              "WHERE table_schema = 'tpch' ORDER BY table_name")
+    assert [t[2] for t in tables] == ["customer", "lineitem", "nation", "orders", "part", "partsupp",
+                                      "region", "supplier"]
+    assert tables[2] == ("sluice", "tpch", "nation", "EXTERNAL", "sluice", None)
+    names, columns = rows(cur, "SELECT column_name, ordinal_position, full_data_type, data_type, is_nullable "
+                               "FROM main.information_schema.columns "
+                               "WHERE table_schema = 'tpch' AND table_name = 'orders' ORDER BY ordinal_position")
+    assert columns[:5] == [("o_orderkey", 0, "bigint", "LONG", "NO"), ("o_custkey", 1, "bigint", "LONG", "NO"),
+                           ("o_orderstatus", 2, "string", "STRING", "NO"),
+                           ("o_totalprice", 3, "decimal(15,2)", "DECIMAL", "NO"),
+                           ("o_orderdate", 4, "date", "DATE", "NO")]
+    schemas = [r[0] for r in rows(cur, "SELECT schema_name FROM system.information_schema.schemata")[1]]
+    assert "tpch" in schemas and "pg_catalog" not in schemas
+    # Every table and column the session may read, with the one catalog's name.
+    assert rows(cur, "SELECT count(*) FROM system.information_schema.columns "
+                     "WHERE table_catalog <> 'sluice' OR table_schema LIKE 'pg\\_%'")[1] == [(0,)]
+
+    names, extended = rows(cur, "SHOW TABLE EXTENDED IN tpch LIKE 'nation|reg*'")
+    assert names == ["database", "tableName", "isTemporary", "information"]
+    assert [r[:3] for r in extended] == [("tpch", "nation", False), ("tpch", "region", False)]
+    assert extended[1][3] == ("Catalog: sluice\nDatabase: tpch\nTable: region\nOwner: sluice\nType: EXTERNAL\n"
+                              "Schema: root\n |-- r_regionkey: long (nullable = false)\n"
+                              " |-- r_name: string (nullable = false)\n |-- r_comment: string (nullable = false)\n")
+    with pytest.raises(dbsql.exc.DatabaseError):
+        cur.execute("SHOW TABLE EXTENDED IN tpch")  # Databricks requires the pattern
+
+    cur.execute("SELECT 1, 'abc', n_nationkey + 1, upper(n_name), count(*), CAST(n_regionkey AS STRING), "
+                "n_nationkey <> 2, 1.50 FROM tpch.nation GROUP BY n_nationkey, n_name, n_regionkey LIMIT 1")
+    assert [d[0] for d in cur.description] == [
+        "1", "abc", "(n_nationkey + 1)", "upper(n_name)", "count(1)", "n_regionkey",
+        "(NOT (n_nationkey = 2))", "1.50"]
+    # Columns Spark would name alike get distinct names (DataFusion needs them).
+    cur.execute("SELECT 1, 1, n_name, n_name FROM tpch.nation LIMIT 1")
+    assert [d[0] for d in cur.description] == ["1", "1_2", "n_name", "n_name_2"]
+
+
+def test_views_are_databricks_sql_for_every_reader(sluice):
+    """A view created in Databricks SQL keeps Spark's meaning: read through HS2 and through
+    the pg front-end alike (Spark's date_format pattern, a backslash in a string)."""
+    import psycopg
+    with connect(sluice) as c, c.cursor() as cur:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS hive_metastore.spark_views")
+        cur.execute("CREATE OR REPLACE VIEW `main`.`spark_views`.`years` AS "
+                    r"SELECT o_orderkey, date_format(o_orderdate, 'yyyy/MM') AS ym, 'a\\b' AS s "
+                    "FROM tpch.orders WHERE o_orderkey = 1")
+        spark = rows(cur, "SELECT ym, s FROM spark_views.years")[1]
+        created = rows(cur, "SHOW CREATE TABLE spark_views.years")[1][0][0]
+        assert created.startswith("CREATE VIEW `sluice`.`spark_views`.`years` (\n  `o_orderkey`,\n  `ym`,\n"
+                                  "  `s`)\nAS SELECT o_orderkey, date_format(o_orderdate, 'yyyy/MM')"), created
+    with psycopg.connect(sluice.dsn(), autocommit=True) as pg:
+        from_pg = pg.execute("SELECT ym, s FROM spark_views.years").fetchall()
+        pg.execute("DROP VIEW spark_views.years")
+        pg.execute("DROP SCHEMA spark_views")
+    want = duck(sluice, "SELECT strftime(o_orderdate, '%Y/%m'), 'a\\b' FROM orders WHERE o_orderkey = 1")
+    assert spark == from_pg == want and want[0][1] == "a\\b"
 
 
 def test_statement_execution_api_speaks_databricks_sql(sluice):
@@ -240,3 +309,90 @@ def test_spark_function_errors_are_the_users(sluice):
     with connect(sluice) as c, c.cursor() as cur:
         assert rows(cur, "SELECT element_at(array(10, 20, 30), 2) AS a, element_at(array(10, 20, 30), -1) AS b, "
                          "element_at(map('k', 'v'), 'k') AS c")[1] == [(20, 30, "v")]
+
+
+def test_the_catalog_name_is_configurable(tmp_path):
+    """`catalog = "lakehouse"`: the one name every front-end shows and accepts (GetCatalogs
+    through HS2 and Flight SQL, SHOW CATALOGS, current_catalog(), three-part names,
+    information_schema), Databricks' aliases still meaning it; a bad name refuses to start."""
+    import subprocess
+
+    import adbc_driver_flightsql.dbapi as flight_sql
+    import psycopg
+    from adbc_driver_flightsql import DatabaseOptions
+
+    from conftest import sluice_bin, start_sluice
+    config = tmp_path / "sluice.toml"
+    config.write_text('catalog = "lakehouse"\n')
+    server = start_sluice("--config", str(config))
+    try:
+        with connect(server) as c, c.cursor() as cur:
+            assert rows(cur, "SHOW CATALOGS")[1] == [("lakehouse",)]
+            assert rows(cur, "SELECT current_catalog()")[1] == [("lakehouse",)]
+            assert rows(cur, "SELECT count(*) FROM lakehouse.tpch.region")[1] == [(5,)]
+            assert rows(cur, "SELECT count(*) FROM hive_metastore.tpch.region")[1] == [(5,)]
+            assert rows(cur, "SELECT DISTINCT table_catalog FROM system.information_schema.tables")[1] == \
+                [("lakehouse",)]
+            with pytest.raises(dbsql.exc.DatabaseError):
+                cur.execute("SELECT count(*) FROM sluice.tpch.region")
+            cur.catalogs()
+            assert [r[0] for r in cur.fetchall()] == ["lakehouse"]
+        with psycopg.connect(server.dsn(), autocommit=True) as pg:
+            assert pg.execute("SELECT count(*) FROM lakehouse.tpch.region").fetchone() == (5,)
+        kwargs = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {server.token}"}
+        with flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as fc:
+            catalogs = fc.adbc_get_objects(depth="catalogs").read_all().to_pylist()
+            assert [c["catalog_name"] for c in catalogs] == ["lakehouse"]
+    finally:
+        server.stop()
+    config.write_text('catalog = "Lake-House"\n')
+    out = subprocess.run([sluice_bin(), "serve", "--config", str(config), "--data-dir", str(tmp_path),
+                          "--no-demo", "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "Lake-House" in out.stderr
+
+
+def test_describe_history_of_a_delta_table(tmp_path):
+    """DESCRIBE HISTORY lists a Delta table's commits, newest first, as the deltalake package
+    (delta-rs, the reference) reads the same log; LIMIT; a table of another format is refused
+    by name, a table the principal may not read is not described."""
+    import datetime
+
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    events = tmp_path / "events"
+    write_deltalake(str(events), pa.table({"id": [1, 2], "kind": ["a", "b"]}))
+    write_deltalake(str(events), pa.table({"id": [3], "kind": ["c"]}), mode="append")
+    write_deltalake(str(events), pa.table({"id": [4], "kind": ["d"]}), mode="overwrite")
+    config = tmp_path / "sluice.toml"
+    config.write_text(f'[[tables]]\nname = "lake.events"\nlocation = "{events}"\nformat = "delta"\n\n'
+                      f'[[auth.tokens]]\nname = "analyst"\nsha256 = "{__import__("hashlib").sha256(OTHER_TOKEN.encode()).hexdigest()}"\n'
+                      'roles = ["analyst"]\n\n[[grants]]\nroles = ["analyst"]\nselect = ["tpch.nation"]\n')
+    from conftest import start_sluice
+    server = start_sluice("--config", str(config))
+    try:
+        with connect(server) as c, c.cursor() as cur:
+            names, history = rows(cur, "DESCRIBE HISTORY main.lake.events")
+            assert names == ["version", "timestamp", "userId", "userName", "operation", "operationParameters",
+                             "job", "notebook", "clusterId", "readVersion", "isolationLevel", "isBlindAppend",
+                             "operationMetrics", "userMetadata", "engineInfo"]
+            want = DeltaTable(str(events)).history()
+            assert [h[0] for h in history] == [w["version"] for w in want] == [2, 1, 0]
+            for got, w in zip(history, want):
+                assert got[1] == datetime.datetime.fromtimestamp(w["timestamp"] / 1000, datetime.timezone.utc), \
+                    (got, w)
+                assert got[4] == w["operation"]
+                assert dict(got[5] or []) == {k: v if isinstance(v, str) else json.dumps(v)
+                                              for k, v in w.get("operationParameters", {}).items()}
+                assert got[14] == w.get("engineInfo")
+            assert rows(cur, "DESCRIBE HISTORY lake.events LIMIT 1")[1][0][0] == 2
+            with pytest.raises(dbsql.exc.DatabaseError) as not_delta:
+                cur.execute("DESCRIBE HISTORY tpch.nation")
+            assert "DELTA_ONLY_OPERATION" in str(not_delta.value)
+        with connect(server, token=OTHER_TOKEN) as c, c.cursor() as cur:
+            with pytest.raises(dbsql.exc.DatabaseError) as denied:
+                cur.execute("DESCRIBE HISTORY lake.events")
+            assert "permission denied" in str(denied.value)
+    finally:
+        server.stop()

@@ -431,7 +431,7 @@ impl Catalog {
                 let (schema, table) = name
                     .split_once('.')
                     .unwrap_or((planner::DEFAULT_SCHEMA, name));
-                if !session.access.can_read(planner::CATALOG, schema, table) {
+                if !session.access.can_read(planner::catalog(), schema, table) {
                     return Err(QueryError::new(
                         ErrorKind::PermissionDenied,
                         format!("{name}: renaming a relation needs SELECT on it"),
@@ -502,7 +502,7 @@ impl Catalog {
             let Ok((schema, name)) = other.qualified_name() else {
                 continue;
             };
-            if !session.access.can_read(planner::CATALOG, &schema, &name) {
+            if !session.access.can_read(planner::catalog(), &schema, &name) {
                 return Err(QueryError::new(
                     ErrorKind::PermissionDenied,
                     format!(

@@ -1,7 +1,7 @@
 //! Databricks SQL's own statements, for sessions of the Databricks paths (HS2, the
 //! Statement Execution API): `SHOW CATALOGS | SCHEMAS | DATABASES | TABLES | TABLE EXTENDED
-//! | VIEWS | COLUMNS | FUNCTIONS | TBLPROPERTIES`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t
-//! [column]`, `DESCRIBE QUERY | SCHEMA | CATALOG`, `USE`, and `SET` / `RESET` of the
+//! | VIEWS | COLUMNS | FUNCTIONS | TBLPROPERTIES | CREATE TABLE`, `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t
+//! [column]`, `DESCRIBE QUERY | SCHEMA | CATALOG | HISTORY`, `USE`, and `SET` / `RESET` of the
 //! configuration parameters Databricks SQL has ([`conf`]).
 //!
 //! A SHOW is answered by a query over the session's information_schema, so grants filter
@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use spark::SparkDialect;
 
-use crate::planner::{ErrorKind, QueryError, CATALOG};
+use crate::planner::{catalog, ErrorKind, QueryError};
 
 /// What a Databricks statement asks.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +50,15 @@ pub enum Command {
     Functions(Option<String>),
     /// `SHOW TBLPROPERTIES t`: a table's properties (sluice keeps none).
     TblProperties(Vec<String>),
+    /// `DESCRIBE HISTORY t [LIMIT n]`: a Delta table's commits, newest first.
+    History {
+        table: Vec<String>,
+        limit: usize,
+    },
 }
+
+/// The most commits DESCRIBE HISTORY lists without a LIMIT (each is one log file read).
+pub const HISTORY_LIMIT: usize = 1000;
 
 /// `DESCRIBE` and `SHOW COLUMNS`: answered from a table's columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +71,8 @@ pub struct Describe {
     pub column: Option<String>,
     /// `SHOW COLUMNS`: the names only.
     pub names_only: bool,
+    /// `SHOW CREATE TABLE`: the statement that would create it.
+    pub create: bool,
 }
 
 /// Whether `sql` may be one of the statements above: its first word, past comments
@@ -311,7 +321,7 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
             let filter = pattern(p, "\"catalog\"")?;
             Command::Query(format!(
                 "SELECT \"catalog\" FROM (SELECT {} AS \"catalog\") c{}",
-                literal(CATALOG),
+                literal(catalog()),
                 filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
             ))
         }
@@ -383,6 +393,7 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
                 extended: false,
                 column: None,
                 names_only: true,
+                create: false,
             })
         }
         "FUNCTIONS" | "USER" | "SYSTEM" | "ALL" => {
@@ -428,8 +439,28 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
                 Command::Query(query)
             }
         }
-        "CREATE" | "PARTITIONS" | "GRANTS" | "USERS" | "GROUPS" | "SHARES" | "PROVIDERS"
-        | "RECIPIENTS" | "VOLUMES" | "CONNECTIONS" => {
+        "CREATE" => {
+            p.next_token();
+            if !p.parse_keyword(Keyword::TABLE) {
+                return Err(syntax("SHOW CREATE TABLE table"));
+            }
+            let table = drop_catalog(name(p)?)?;
+            if p.parse_keyword(Keyword::AS) {
+                return Err(QueryError::new(
+                    ErrorKind::NotSupported,
+                    "SHOW CREATE TABLE … AS SERDE: sluice's tables are not Hive SerDe tables",
+                ));
+            }
+            Command::Describe(Describe {
+                table,
+                extended: false,
+                column: None,
+                names_only: false,
+                create: true,
+            })
+        }
+        "PARTITIONS" | "GRANTS" | "USERS" | "GROUPS" | "SHARES" | "PROVIDERS" | "RECIPIENTS"
+        | "VOLUMES" | "CONNECTIONS" => {
             return Err(QueryError::new(
                 ErrorKind::NotSupported,
                 format!("SHOW {what} is not supported by sluice yet"),
@@ -458,22 +489,32 @@ fn describe(p: &mut Parser) -> Result<Command, QueryError> {
     }
     if p.parse_keyword(Keyword::CATALOG) {
         let _ = p.parse_keyword(Keyword::EXTENDED);
-        let catalog = name(p)?;
-        match catalog.as_slice() {
+        let named = name(p)?;
+        match named.as_slice() {
             [one] => check_catalog(Some(one))?,
             _ => return Err(syntax("DESCRIBE CATALOG catalog")),
         }
         return Ok(Command::Query(format!(
             "SELECT * FROM (VALUES ('Catalog Name', {}), ('Comment', '')) AS d(info_name, info_value)",
-            literal(CATALOG)
+            literal(catalog())
         )));
     }
-    if let Some(k) = p.parse_one_of_keywords(&[
-        Keyword::HISTORY,
-        Keyword::FUNCTION,
-        Keyword::VOLUME,
-        Keyword::DETAIL,
-    ]) {
+    if p.parse_keyword(Keyword::HISTORY) {
+        let table = drop_catalog(name(p)?)?;
+        let limit = if p.parse_keyword(Keyword::LIMIT) {
+            match p.next_token().token {
+                Token::Number(n, _) => n
+                    .parse::<usize>()
+                    .map_err(|_| syntax("DESCRIBE HISTORY t LIMIT takes a whole number"))?,
+                _ => return Err(syntax("DESCRIBE HISTORY t LIMIT takes a whole number")),
+            }
+        } else {
+            HISTORY_LIMIT
+        };
+        return Ok(Command::History { table, limit });
+    }
+    if let Some(k) = p.parse_one_of_keywords(&[Keyword::FUNCTION, Keyword::VOLUME, Keyword::DETAIL])
+    {
         return Err(QueryError::new(
             ErrorKind::NotSupported,
             format!("DESCRIBE {k:?} is not supported by sluice yet"),
@@ -494,6 +535,7 @@ fn describe(p: &mut Parser) -> Result<Command, QueryError> {
         extended,
         column,
         names_only: false,
+        create: false,
     }))
 }
 
@@ -518,7 +560,7 @@ fn in_schema(p: &mut Parser) -> Result<String, QueryError> {
 /// information is Spark's text block, its `Schema:` the tree Spark prints (` |-- name:
 /// type (nullable = …)`, Spark's type names), which dbt-databricks reads the columns from.
 fn show_table_extended(schema: &str, filter: &str) -> String {
-    let catalog = literal(CATALOG);
+    let catalog = literal(catalog());
     format!(
         "SELECT t.table_schema AS \"database\", t.table_name AS \"tableName\", \
          false AS \"isTemporary\", \
@@ -601,12 +643,13 @@ fn drop_catalog(mut name: Vec<String>) -> Result<Vec<String>, QueryError> {
     Ok(name)
 }
 
-fn check_catalog(catalog: Option<&str>) -> Result<(), QueryError> {
-    match catalog {
-        Some(c) if !spark::is_catalog(c, CATALOG) => Err(QueryError::new(
+fn check_catalog(named: Option<&str>) -> Result<(), QueryError> {
+    match named {
+        Some(c) if !spark::is_catalog(c, catalog()) => Err(QueryError::new(
             ErrorKind::UndefinedObject,
             format!(
-                "[NO_SUCH_CATALOG_EXCEPTION] catalog {c:?} not found (the catalog is {CATALOG:?})"
+                "[NO_SUCH_CATALOG_EXCEPTION] catalog {c:?} not found (the catalog is {:?})",
+                catalog()
             ),
         )),
         _ => Ok(()),
@@ -664,6 +707,7 @@ mod tests {
                 extended: true,
                 column: None,
                 names_only: false,
+                create: false,
             }))
         );
         let Some(Command::Describe(d)) = command("desc nation n_name").unwrap() else {
@@ -687,7 +731,7 @@ mod tests {
         );
         let e = command("USE CATALOG hive").unwrap_err();
         assert_eq!(e.kind, ErrorKind::UndefinedObject);
-        let e = command("DESCRIBE HISTORY t").unwrap_err();
+        let e = command("DESCRIBE FUNCTION f").unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotSupported);
         assert!(matches!(
             command("SHOW TABLE EXTENDED IN tpch LIKE '*'").unwrap(),
@@ -715,10 +759,29 @@ mod tests {
             ")".repeat(3000)
         );
         assert_eq!(command(&deep).unwrap_err().kind, ErrorKind::InvalidValue);
-        let e = command("SHOW CREATE TABLE tpch.nation").unwrap_err();
-        assert!(e.message.contains("SHOW CREATE"), "{}", e.message);
-        let e = command("DESCRIBE HISTORY tpch.nation").unwrap_err();
+        let Some(Command::Describe(d)) = command("SHOW CREATE TABLE main.tpch.nation").unwrap()
+        else {
+            panic!("show create table")
+        };
+        assert!(d.create && d.table == ["tpch", "nation"]);
+        let e = command("SHOW CREATE TABLE tpch.nation AS SERDE").unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotSupported);
+        assert_eq!(
+            command("DESCRIBE HISTORY main.lake.events LIMIT 2").unwrap(),
+            Some(Command::History {
+                table: vec!["lake".into(), "events".into()],
+                limit: 2
+            })
+        );
+        assert!(matches!(
+            command("DESC HISTORY events").unwrap(),
+            Some(Command::History {
+                limit: HISTORY_LIMIT,
+                ..
+            })
+        ));
+        let e = command("DESCRIBE HISTORY t LIMIT -1").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Syntax);
         assert!(matches!(
             command("SHOW USER FUNCTIONS LIKE 'a*'"),
             Ok(Some(Command::Functions(Some(_))))

@@ -22,7 +22,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 use planner::cursor::{CursorCommand, Direction};
-use planner::{Access, ErrorKind, Planner, QueryError, CATALOG};
+use planner::{catalog, Access, ErrorKind, Planner, QueryError};
 use tracing::Instrument;
 use workers::{BatchStream, QueryMeta};
 
@@ -844,7 +844,7 @@ impl Engine {
                     "SELECT * FROM (VALUES ('Catalog Name', {}), ('Namespace Name', {name}), \
                      ('Comment', ''), ('Owner', 'sluice')) \
                      AS d(database_description_item, database_description_value)",
-                    databricks_sql::literal(CATALOG)
+                    databricks_sql::literal(catalog())
                 )
             }
             Command::Functions(filter) => {
@@ -868,6 +868,7 @@ impl Engine {
                         extended: false,
                         column: None,
                         names_only: true,
+                        create: false,
                     },
                 )
                 .await?;
@@ -875,6 +876,7 @@ impl Engine {
                  AS p(\"key\", \"value\") WHERE false"
                     .to_string()
             }
+            Command::History { table, limit } => self.history(session, table, limit).await?,
             Command::InSchema { literal, query } => {
                 self.schema_exists(session, &literal).await?;
                 query
@@ -902,7 +904,10 @@ impl Engine {
             let name = literal.trim_matches('\'').replace("''", "'");
             return Err(QueryError::new(
                 ErrorKind::UndefinedObject,
-                format!("[SCHEMA_NOT_FOUND] The schema `{CATALOG}`.`{name}` cannot be found."),
+                format!(
+                    "[SCHEMA_NOT_FOUND] The schema `{}`.`{name}` cannot be found.",
+                    catalog()
+                ),
             ));
         }
         Ok(())
@@ -915,29 +920,9 @@ impl Engine {
         session: &Session,
         d: databricks_sql::Describe,
     ) -> Result<String, QueryError> {
-        use databricks_sql::{ident, literal};
+        use databricks_sql::literal;
         use spark::spark_type;
-        let engine = self;
-        let qualified: Vec<String> = d.table.iter().map(|p| ident(p)).collect();
-        let read = engine
-            .planner()
-            .parse(&format!("SELECT * FROM {}", qualified.join(".")))?
-            .pop()
-            .ok_or_else(|| QueryError::internal("DESCRIBE: no statement"))?;
-        let not_found = || {
-            QueryError::new(
-                ErrorKind::UndefinedTable,
-                format!(
-                    "[TABLE_OR_VIEW_NOT_FOUND] The table or view `{}` cannot be found.",
-                    d.table.join("`.`")
-                ),
-            )
-        };
-        let columns = match engine.plan_statement(session, &read).await {
-            Ok(prepared) => prepared.schema(),
-            Err(e) if e.kind == ErrorKind::UndefinedTable => return Err(not_found()),
-            Err(e) => return Err(e),
-        };
+        let (schema, table, columns) = self.readable_table(session, &d.table).await?;
         let type_name = |t: &DataType| spark_type(t).0.to_lowercase();
         let row = |cells: &[String]| format!("({})", cells.join(", "));
         let values = |rows: Vec<String>, names: &str| {
@@ -969,102 +954,268 @@ impl Engine {
             ];
             return Ok(values(rows, "info_name, info_value"));
         }
+        if d.create {
+            let text = self
+                .create_statement(session, &schema, &table, &columns)
+                .await?;
+            return Ok(values(vec![row(&[literal(&text)])], "createtab_stmt"));
+        }
         let mut rows = column_values(&columns);
         if d.extended {
-            let (schema, table) = match d.table.as_slice() {
-                [schema, table] => (schema.clone(), table.clone()),
-                [table] => (
-                    session
-                        .info()
-                        .search_path()
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(|| "public".into()),
-                    table.clone(),
-                ),
-                _ => return Err(not_found()),
-            };
-            let kind = keys::text_rows(
-                self as &dyn Handler,
-                session,
-                &format!(
-                    "SELECT table_type FROM information_schema.tables \
-                     WHERE table_schema = {} AND table_name = {}",
-                    literal(&schema),
-                    literal(&table)
-                ),
-            )
-            .await?;
-            let kind = match kind.first().map(|r| r[0].as_str()) {
-                Some("VIEW") => "VIEW",
-                _ => "EXTERNAL",
-            };
+            let view = self.planner().view_definition(&schema, &table).await;
             let detail =
                 |name: &str, value: &str| row(&[literal(name), literal(value), literal("")]);
             rows.push(detail("", ""));
             rows.push(detail("# Detailed Table Information", ""));
-            rows.push(detail("Catalog", CATALOG));
+            rows.push(detail("Catalog", catalog()));
             rows.push(detail("Database", &schema));
             rows.push(detail("Table", &table));
-            rows.push(detail("Type", kind));
-            // The informational keys, as Databricks lists a table's constraints.
-            let quote = |names: &[String]| {
-                names
-                    .iter()
-                    .map(|n| format!("`{}`", n.replace('`', "``")))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut constraints = Vec::new();
-            let mut primary: Vec<(String, Vec<String>)> = Vec::new();
-            for k in keys::primary_keys(self as &dyn Handler, session).await? {
-                if k.schema == schema && k.table == table {
-                    match primary.iter_mut().find(|(n, _)| *n == k.name) {
-                        Some((_, columns)) => columns.push(k.column),
-                        None => primary.push((k.name, vec![k.column])),
-                    }
-                }
+            rows.push(detail(
+                "Type",
+                if view.is_some() { "VIEW" } else { "EXTERNAL" },
+            ));
+            if let Some(format) = self.planner().table_format(&schema, &table).await {
+                rows.push(detail("Provider", &format));
             }
-            for (name, columns) in primary {
-                constraints.push(detail(&name, &format!("PRIMARY KEY ({})", quote(&columns))));
-            }
-            let mut foreign: Vec<(String, Vec<String>, [String; 2], Vec<String>)> = Vec::new();
-            for k in keys::foreign_keys(self as &dyn Handler, session).await? {
-                if k.fk_schema == schema && k.fk_table == table {
-                    match foreign.iter_mut().find(|f| f.0 == k.fk_name) {
-                        Some(f) => {
-                            f.1.push(k.fk_column);
-                            f.3.push(k.pk_column);
-                        }
-                        None => foreign.push((
-                            k.fk_name,
-                            vec![k.fk_column],
-                            [k.pk_schema, k.pk_table],
-                            vec![k.pk_column],
-                        )),
-                    }
-                }
-            }
-            for (name, columns, [ref_schema, ref_table], ref_columns) in foreign {
-                let target = [CATALOG.to_string(), ref_schema, ref_table]
-                    .iter()
-                    .map(|n| quote(std::slice::from_ref(n)))
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let text = format!(
-                    "FOREIGN KEY ({}) REFERENCES {target} ({})",
-                    quote(&columns),
-                    quote(&ref_columns)
-                );
-                constraints.push(detail(&name, &text));
-            }
+            let constraints = self.constraints(session, &schema, &table).await?;
             if !constraints.is_empty() {
                 rows.push(detail("", ""));
                 rows.push(detail("# Constraints", ""));
-                rows.extend(constraints);
+                rows.extend(constraints.iter().map(|(name, text)| detail(name, text)));
             }
         }
         Ok(values(rows, "col_name, data_type, comment"))
+    }
+
+    /// A table the session may read, named as a Databricks statement names it (`t` in the
+    /// first schema of the search path, or `s.t`): its schema, name and columns, from a read
+    /// of it planned — the one authorization path. A table the session may not read is
+    /// refused as any read of it is; one that does not exist is
+    /// `[TABLE_OR_VIEW_NOT_FOUND]`.
+    async fn readable_table(
+        &self,
+        session: &Session,
+        table: &[String],
+    ) -> Result<(String, String, SchemaRef), QueryError> {
+        use databricks_sql::ident;
+        let not_found = || {
+            QueryError::new(
+                ErrorKind::UndefinedTable,
+                format!(
+                    "[TABLE_OR_VIEW_NOT_FOUND] The table or view `{}` cannot be found.",
+                    table.join("`.`")
+                ),
+            )
+        };
+        let qualified: Vec<String> = table.iter().map(|p| ident(p)).collect();
+        let read = self
+            .planner()
+            .parse(&format!("SELECT * FROM {}", qualified.join(".")))?
+            .pop()
+            .ok_or_else(|| QueryError::internal("DESCRIBE: no statement"))?;
+        let columns = match self.plan_statement(session, &read).await {
+            Ok(prepared) => prepared.schema(),
+            Err(e) if e.kind == ErrorKind::UndefinedTable => return Err(not_found()),
+            Err(e) => return Err(e),
+        };
+        let (schema, name) = match table {
+            [schema, name] => (schema.clone(), name.clone()),
+            [name] => (
+                session
+                    .info()
+                    .search_path()
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "public".into()),
+                name.clone(),
+            ),
+            _ => return Err(not_found()),
+        };
+        Ok((schema, name, columns))
+    }
+
+    /// DESCRIBE HISTORY's answer: a Delta table's commits as Databricks lists them, newest
+    /// first, for a session that may read the table.
+    async fn history(
+        &self,
+        session: &Session,
+        table: Vec<String>,
+        limit: usize,
+    ) -> Result<String, QueryError> {
+        use databricks_sql::literal;
+        // The table must be one the session may read (planned as DESCRIBE plans it).
+        let (schema, name, _) = self.readable_table(session, &table).await?;
+        let Some(commits) = self.planner().delta_history(&schema, &name, limit).await? else {
+            return Err(QueryError::new(
+                ErrorKind::NotSupported,
+                format!(
+                    "[DELTA_ONLY_OPERATION] DESCRIBE HISTORY is only supported for Delta tables: \
+                     `{schema}`.`{name}` is not one"
+                ),
+            ));
+        };
+        let text = |v: &Option<String>| v.as_deref().map_or("CAST(NULL AS TEXT)".into(), literal);
+        let map = |pairs: &[(String, String)]| {
+            if pairs.is_empty() {
+                return "NULL".to_string();
+            }
+            let (keys, values): (Vec<String>, Vec<String>) =
+                pairs.iter().map(|(k, v)| (literal(k), literal(v))).unzip();
+            format!(
+                "map(make_array({}), make_array({}))",
+                keys.join(", "),
+                values.join(", ")
+            )
+        };
+        let or_null = |v: Option<String>| v.unwrap_or_else(|| "NULL".into());
+        let rows: Vec<String> = commits
+            .iter()
+            .map(|c| {
+                format!(
+                    "(CAST({} AS BIGINT), {}, {}, {}, {}, {}, CAST(NULL AS TEXT), \
+                     CAST(NULL AS TEXT), CAST(NULL AS TEXT), {}, {}, {}, {}, {}, {})",
+                    c.version,
+                    or_null(c.timestamp.map(|t| format!("to_timestamp_millis({t})"))),
+                    text(&c.user_id),
+                    text(&c.user_name),
+                    text(&c.operation),
+                    map(&c.operation_parameters),
+                    or_null(c.read_version.map(|v| format!("CAST({v} AS BIGINT)"))),
+                    text(&c.isolation_level),
+                    or_null(c.is_blind_append.map(|b| b.to_string())),
+                    map(&c.operation_metrics),
+                    text(&c.user_metadata),
+                    text(&c.engine_info),
+                )
+            })
+            .collect();
+        let columns = "version, \"timestamp\", \"userId\", \"userName\", operation, \
+             \"operationParameters\", job, notebook, \"clusterId\", \"readVersion\", \
+             \"isolationLevel\", \"isBlindAppend\", \"operationMetrics\", \"userMetadata\", \
+             \"engineInfo\"";
+        if rows.is_empty() {
+            // No commit left to read: the columns, no rows.
+            return Ok(format!(
+                "SELECT * FROM (VALUES (CAST(NULL AS BIGINT), CAST(NULL AS TIMESTAMP), {}, \
+                 NULL, CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+                 CAST(NULL AS BIGINT), CAST(NULL AS TEXT), CAST(NULL AS BOOLEAN), NULL, {})) \
+                 AS h({columns}) WHERE false",
+                ["CAST(NULL AS TEXT)"; 3].join(", "),
+                ["CAST(NULL AS TEXT)"; 2].join(", "),
+            ));
+        }
+        Ok(format!(
+            "SELECT * FROM (VALUES {}) AS h({columns})",
+            rows.join(", ")
+        ))
+    }
+
+    /// A table's informational keys as Databricks lists its constraints: (name,
+    /// `PRIMARY KEY (…)` / `FOREIGN KEY (…) REFERENCES c.s.t (…)`), only keys whose tables
+    /// the session may read.
+    async fn constraints(
+        &self,
+        session: &Session,
+        schema: &str,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, QueryError> {
+        let quote = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("`{}`", n.replace('`', "``")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut constraints = Vec::new();
+        let mut primary: Vec<(String, Vec<String>)> = Vec::new();
+        for k in keys::primary_keys(self as &dyn Handler, session).await? {
+            if k.schema == schema && k.table == table {
+                match primary.iter_mut().find(|(n, _)| *n == k.name) {
+                    Some((_, columns)) => columns.push(k.column),
+                    None => primary.push((k.name, vec![k.column])),
+                }
+            }
+        }
+        for (name, columns) in primary {
+            constraints.push((name, format!("PRIMARY KEY ({})", quote(&columns))));
+        }
+        let mut foreign: Vec<(String, Vec<String>, [String; 2], Vec<String>)> = Vec::new();
+        for k in keys::foreign_keys(self as &dyn Handler, session).await? {
+            if k.fk_schema == schema && k.fk_table == table {
+                match foreign.iter_mut().find(|f| f.0 == k.fk_name) {
+                    Some(f) => {
+                        f.1.push(k.fk_column);
+                        f.3.push(k.pk_column);
+                    }
+                    None => foreign.push((
+                        k.fk_name,
+                        vec![k.fk_column],
+                        [k.pk_schema, k.pk_table],
+                        vec![k.pk_column],
+                    )),
+                }
+            }
+        }
+        for (name, columns, [ref_schema, ref_table], ref_columns) in foreign {
+            let target = [catalog().to_string(), ref_schema, ref_table]
+                .iter()
+                .map(|n| quote(std::slice::from_ref(n)))
+                .collect::<Vec<_>>()
+                .join(".");
+            let text = format!(
+                "FOREIGN KEY ({}) REFERENCES {target} ({})",
+                quote(&columns),
+                quote(&ref_columns)
+            );
+            constraints.push((name, text));
+        }
+        Ok(constraints)
+    }
+
+    /// SHOW CREATE TABLE's statement, in Spark's layout: a view's columns and query; a
+    /// table's columns (Spark's types, NOT NULL), its informational keys and its format
+    /// (`USING parquet`). Its location is not shown: a file path on the server is not the
+    /// client's to know (the data dir is kept out of SQL's reach).
+    async fn create_statement(
+        &self,
+        session: &Session,
+        schema: &str,
+        table: &str,
+        columns: &Schema,
+    ) -> Result<String, QueryError> {
+        let ident = |n: &str| format!("`{}`", n.replace('`', "``"));
+        let name = [catalog(), schema, table].map(ident).join(".");
+        if let Some(query) = self.planner().view_definition(schema, table).await {
+            let names: Vec<String> = columns
+                .fields()
+                .iter()
+                .map(|f| format!("  {}", ident(f.name())))
+                .collect();
+            return Ok(format!(
+                "CREATE VIEW {name} (\n{})\nAS {query}\n",
+                names.join(",\n")
+            ));
+        }
+        let mut lines: Vec<String> = columns
+            .fields()
+            .iter()
+            .map(|f| {
+                format!(
+                    "  {} {}{}",
+                    ident(f.name()),
+                    spark::spark_type(f.data_type()).0,
+                    if f.is_nullable() { "" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        for (constraint, text) in self.constraints(session, schema, table).await? {
+            lines.push(format!("  CONSTRAINT {} {text}", ident(&constraint)));
+        }
+        let mut text = format!("CREATE TABLE {name} (\n{})\n", lines.join(",\n"));
+        if let Some(format) = self.planner().table_format(schema, table).await {
+            text.push_str(&format!("USING {format}\n"));
+        }
+        Ok(text)
     }
 
     /// Plan every statement of a text (from the memo when it planned it before).

@@ -245,7 +245,7 @@ impl SystemSource for SystemView {
                             || (e.shared
                                 && e.tables.iter().all(|t| {
                                     let (schema, table) = t.split_once('.').unwrap_or(("", t));
-                                    access.can_read(planner::CATALOG, schema, table)
+                                    access.can_read(planner::catalog(), schema, table)
                                 }))
                     })
                     .collect();

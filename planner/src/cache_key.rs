@@ -85,7 +85,7 @@ fn visit(
             }
             LogicalPlan::TableScan(scan) => {
                 if let Some(view) = scan.source.get_logical_plan() {
-                    visit(&view, crate::VIEW_DEFAULTS, tables, catalog, refusal);
+                    visit(&view, crate::view_defaults(), tables, catalog, refusal);
                 } else {
                     match datafusion::datasource::source_as_provider(&scan.source) {
                         Ok(provider) if crate::catalog::is_data_table(provider.as_ref()) => {

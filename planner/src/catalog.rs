@@ -37,8 +37,62 @@ pub fn is_data_table(table: &dyn datafusion::datasource::TableProvider) -> bool 
     any.is::<ListingTable>() || any.is::<DeltaTableProvider>()
 }
 
-/// The DataFusion catalog every table lives in.
-pub const CATALOG: &str = "sluice";
+/// The format a data table's files are in, as Spark names it (`parquet`, `csv`, `json`,
+/// `arrow`, `delta`); None for anything else (a view, a system table).
+pub fn table_format(table: &dyn TableProvider) -> Option<String> {
+    let any = table as &dyn std::any::Any;
+    if let Some(listing) = any.downcast_ref::<ListingTable>() {
+        let ext = listing.options().format.get_ext();
+        return Some(ext.trim_start_matches('.').to_ascii_lowercase());
+    }
+    any.is::<DeltaTableProvider>().then(|| "delta".to_string())
+}
+
+/// The one catalog's name unless the configuration names it (`catalog = "…"`).
+pub const DEFAULT_CATALOG: &str = "sluice";
+
+static CATALOG_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The one catalog every table lives in, by the name clients see it under (GetCatalogs,
+/// SHOW CATALOGS, `current_catalog()`, three-part names, information_schema, grants'
+/// `catalog.schema.table` patterns): `sluice` unless [`set_catalog_name`] named it.
+pub fn catalog() -> &'static str {
+    CATALOG_NAME.get().map_or(DEFAULT_CATALOG, String::as_str)
+}
+
+/// Whether `name` can name the catalog: a lower-case SQL identifier of at most 63
+/// characters, not one of the names it is already known by to other engines' clients
+/// (`information_schema`, `system`, `pg_catalog`).
+pub fn check_catalog_name(name: &str) -> Result<(), String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(format!(
+            "catalog {name:?}: a catalog name is lower-case letters, digits and _ (at most 63), \
+             starting with a letter or _"
+        ));
+    }
+    if ["system", "information_schema", "pg_catalog"].contains(&name) {
+        return Err(format!(
+            "catalog {name:?}: that name is taken (Databricks' system catalog, the SQL \
+             standard's and PostgreSQL's schemas)"
+        ));
+    }
+    Ok(())
+}
+
+/// Name the catalog, once, before anything is planned (the server's configuration): a
+/// lower-case SQL identifier, so that every front-end can write it unquoted.
+pub fn set_catalog_name(name: &str) -> Result<(), String> {
+    check_catalog_name(name)?;
+    if CATALOG_NAME.get_or_init(|| name.to_string()) != name {
+        return Err(format!("the catalog is already named {:?}", catalog()));
+    }
+    Ok(())
+}
 /// The schema an unqualified table name resolves to.
 pub const DEFAULT_SCHEMA: &str = "public";
 

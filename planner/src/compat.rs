@@ -273,8 +273,8 @@ pub fn strip_database(statement: &mut ast::Statement, database: &str) -> Result<
                     ObjectNamePart::Identifier(i) => i.value.to_ascii_lowercase(),
                     ObjectNamePart::Function(f) => f.name.value.to_ascii_lowercase(),
                 };
-                if first == database || first == crate::CATALOG {
-                    name.0[0] = ObjectNamePart::Identifier(Ident::new(crate::CATALOG));
+                if first == database || first == crate::catalog() {
+                    name.0[0] = ObjectNamePart::Identifier(Ident::new(crate::catalog()));
                 } else {
                     refused = Some(QueryError::new(
                         ErrorKind::NotSupported,

@@ -166,7 +166,7 @@ fn qualified(name: &ObjectName, database: &str) -> Result<String, QueryError> {
     match parts(name)?.as_slice() {
         [table] => Ok(format!("{DEFAULT_SCHEMA}.{table}")),
         [schema, table] => Ok(format!("{schema}.{table}")),
-        [catalog, schema, table] if catalog == crate::CATALOG || catalog == database => {
+        [catalog, schema, table] if catalog == crate::catalog() || catalog == database => {
             Ok(format!("{schema}.{table}"))
         }
         [_, _, _] => Err(not_supported(format!(
@@ -181,7 +181,9 @@ fn qualified(name: &ObjectName, database: &str) -> Result<String, QueryError> {
 fn schema_name_of(name: &ObjectName, database: &str) -> Result<String, QueryError> {
     match parts(name)?.as_slice() {
         [schema] => Ok(schema.clone()),
-        [catalog, schema] if catalog == crate::CATALOG || catalog == database => Ok(schema.clone()),
+        [catalog, schema] if catalog == crate::catalog() || catalog == database => {
+            Ok(schema.clone())
+        }
         [_, _] => Err(not_supported(format!(
             "cross-database references are not implemented: {name}"
         ))),

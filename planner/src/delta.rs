@@ -23,7 +23,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::Mutex;
 
 use crate::error::{ErrorKind, QueryError};
@@ -285,6 +285,79 @@ fn delta_error(name: &str, e: DeltaTableError) -> QueryError {
     QueryError::new(kind, format!("Delta table {name}: {cause}"))
 }
 
+/// One commit of a Delta table, as DESCRIBE HISTORY lists it (from its `commitInfo`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Commit {
+    pub version: i64,
+    /// Milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub operation: Option<String>,
+    /// Each value as text (JSON values other than strings as their JSON).
+    pub operation_parameters: Vec<(String, String)>,
+    pub read_version: Option<i64>,
+    pub isolation_level: Option<String>,
+    pub is_blind_append: Option<bool>,
+    pub operation_metrics: Vec<(String, String)>,
+    pub user_metadata: Option<String>,
+    pub engine_info: Option<String>,
+}
+
+/// The longest commit file DESCRIBE HISTORY reads (a commit lists every file it added:
+/// a commit past this is reported by version only).
+const MAX_COMMIT_FILE: usize = 16 << 20;
+
+impl Commit {
+    /// The `commitInfo` action of one commit file's text (one JSON action per line).
+    fn read(version: i64, log: &str) -> Self {
+        let mut commit = Commit {
+            version,
+            ..Default::default()
+        };
+        let Some(info) = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|mut action| action.get_mut("commitInfo").map(serde_json::Value::take))
+        else {
+            return commit;
+        };
+        let text = |key: &str| match info.get(key) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        let pairs = |key: &str| -> Vec<(String, String)> {
+            let Some(serde_json::Value::Object(map)) = info.get(key) else {
+                return Vec::new();
+            };
+            map.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        };
+        commit.timestamp = info.get("timestamp").and_then(serde_json::Value::as_i64);
+        commit.user_id = text("userId");
+        commit.user_name = text("userName");
+        commit.operation = text("operation");
+        commit.operation_parameters = pairs("operationParameters");
+        commit.read_version = info.get("readVersion").and_then(serde_json::Value::as_i64);
+        commit.isolation_level = text("isolationLevel");
+        commit.is_blind_append = info
+            .get("isBlindAppend")
+            .and_then(serde_json::Value::as_bool);
+        commit.operation_metrics = pairs("operationMetrics");
+        commit.user_metadata = text("userMetadata");
+        commit.engine_info = text("engineInfo");
+        commit
+    }
+}
+
 /// One snapshot of a Delta table: its version, schema and files.
 #[derive(Debug)]
 pub struct DeltaSnapshot {
@@ -344,6 +417,38 @@ impl DeltaTableProvider {
             ));
         }
         Ok(snapshot)
+    }
+
+    /// The table's commits, newest first, at most `limit`: each version's `commitInfo`
+    /// from its log file. Versions whose log files are gone (cleaned up after a
+    /// checkpoint, as Delta's log retention does) end the list.
+    pub async fn history(&self, limit: usize) -> Result<Vec<Commit>, QueryError> {
+        let latest = self.source.snapshot(&AsOf::Latest).await?.version;
+        let log = self.source.url.prefix().clone().join("_delta_log");
+        let mut commits = Vec::new();
+        for version in (0..=latest).rev().take(limit) {
+            let path = log.clone().join(format!("{version:020}.json").as_str());
+            let object = match self.source.store.get(&path).await {
+                Ok(object) => object,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => {
+                    return Err(self
+                        .source
+                        .error(DeltaTableError::ObjectStore { source: e }))
+                }
+            };
+            let text = if object.meta.size > MAX_COMMIT_FILE as u64 {
+                String::new()
+            } else {
+                let bytes = object.bytes().await.map_err(|e| {
+                    self.source
+                        .error(DeltaTableError::ObjectStore { source: e })
+                })?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            commits.push(Commit::read(version, &text));
+        }
+        Ok(commits)
     }
 
     /// The result cache's table version: the Delta version read now.

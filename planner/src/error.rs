@@ -337,7 +337,7 @@ fn clean(msg: &str) -> String {
     }
     let msg = msg.trim_end_matches("\")");
     // The default catalog name is an implementation detail clients should not see.
-    msg.replace(&format!("{}.", crate::CATALOG), "")
+    msg.replace(&format!("{}.", crate::catalog()), "")
 }
 
 #[cfg(test)]

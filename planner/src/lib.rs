@@ -53,8 +53,8 @@ use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect};
 
 pub use catalog::{
-    ForeignKey, ForeignKeyDef, PrimaryKey, TableDef, TableFormat, TableKeys, CATALOG,
-    DEFAULT_SCHEMA,
+    catalog, check_catalog_name, set_catalog_name, ForeignKey, ForeignKeyDef, PrimaryKey, TableDef,
+    TableFormat, TableKeys, DEFAULT_CATALOG, DEFAULT_SCHEMA,
 };
 pub use error::{ErrorKind, QueryError};
 pub use limits::Limits;
@@ -66,7 +66,9 @@ use pg_catalog::PgCatalog;
 /// Where the unqualified names of a view's plan resolve: views are planned (registered)
 /// with the default session, and stored with their names qualified by their creator's
 /// session ([`Planner::bind_view`]).
-pub(crate) const VIEW_DEFAULTS: (&str, &str) = (CATALOG, DEFAULT_SCHEMA);
+pub(crate) fn view_defaults() -> (&'static str, &'static str) {
+    (catalog(), DEFAULT_SCHEMA)
+}
 
 /// Deepest nesting of SQL the parser accepts before it refuses the statement (protects the
 /// gateway's stack from hostile input).
@@ -161,7 +163,7 @@ impl Planner {
         limits: Limits,
     ) -> Result<Self, QueryError> {
         let mut config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
+            .with_default_catalog_and_schema(catalog(), DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .with_target_partitions(target_partitions.max(1));
@@ -240,9 +242,10 @@ impl Planner {
                 }
             }
         }
-        state
-            .catalog_list()
-            .register_catalog(CATALOG.to_string(), catalog as Arc<dyn CatalogProvider>);
+        state.catalog_list().register_catalog(
+            crate::catalog().to_string(),
+            catalog as Arc<dyn CatalogProvider>,
+        );
         state.config_mut().options_mut().sql_parser.dialect =
             datafusion::config::Dialect::PostgreSQL;
         // `1.5` is numeric, as in PostgreSQL (not double precision).
@@ -292,7 +295,7 @@ impl Planner {
         let catalog = self
             .base
             .catalog_list()
-            .catalog(CATALOG)
+            .catalog(catalog())
             .ok_or_else(|| QueryError::internal("no sluice catalog"))?;
         let session = SessionInfo::default();
         let mut pending: Vec<&ddl::ViewDef> = views.iter().collect();
@@ -392,6 +395,61 @@ impl Planner {
         self.view_table(view, session).await.map(|_| ())
     }
 
+    /// The format of the data table `schema.name` (Spark's name for it: `parquet`, …), if
+    /// it is one.
+    pub async fn table_format(&self, schema: &str, name: &str) -> Option<String> {
+        let table = self
+            .base
+            .catalog_list()
+            .catalog(catalog())?
+            .schema(schema)?
+            .table(name)
+            .await
+            .ok()??;
+        catalog::table_format(table.as_ref())
+    }
+
+    /// The query text of the view `schema.name` as it was created (None: not a view).
+    pub async fn view_definition(&self, schema: &str, name: &str) -> Option<String> {
+        let table = self
+            .base
+            .catalog_list()
+            .catalog(catalog())?
+            .schema(schema)?
+            .table(name)
+            .await
+            .ok()??;
+        if table.table_type() != datafusion::datasource::TableType::View {
+            return None;
+        }
+        table.get_table_definition().map(str::to_string)
+    }
+
+    /// The commits of the Delta table `schema.name`, newest first (at most `limit`); None
+    /// when it is not a Delta table.
+    pub async fn delta_history(
+        &self,
+        schema: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<delta::Commit>>, QueryError> {
+        let table = self
+            .base
+            .catalog_list()
+            .catalog(catalog())
+            .and_then(|c| c.schema(schema));
+        let Some(table) = table else {
+            return Ok(None);
+        };
+        let Ok(Some(table)) = table.table(name).await else {
+            return Ok(None);
+        };
+        match (table.as_ref() as &dyn std::any::Any).downcast_ref::<delta::DeltaTableProvider>() {
+            Some(delta) => delta.history(limit).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Why the table or view `schema.name` cannot be used, if it is defined but cannot.
     pub fn unavailable(&self, qualified: &str) -> Option<QueryError> {
         self.catalog_schema(qualified, |schema, name| schema.unavailable(name))
@@ -404,7 +462,7 @@ impl Planner {
         f: impl FnOnce(&catalog::CatalogSchema, &str) -> Option<T>,
     ) -> Option<T> {
         let (schema, name) = split_name(qualified).ok()?;
-        let catalog = self.base.catalog_list().catalog(CATALOG)?;
+        let catalog = self.base.catalog_list().catalog(catalog())?;
         let schema = catalog.schema(schema)?;
         f(schema.downcast_ref::<catalog::CatalogSchema>()?, name)
     }
@@ -426,7 +484,7 @@ impl Planner {
     /// ([`spark::rewrite`]); none of PostgreSQL's rewrites ([`compat`]).
     pub fn parse_databricks(&self, sql: &str) -> Result<Vec<Statement>, QueryError> {
         let mut statements = self.parse_as_written(sql, &spark::SparkDialect)?;
-        let context = spark::rewrite::Context { catalog: CATALOG };
+        let context = spark::rewrite::Context { catalog: catalog() };
         for statement in &mut statements {
             let mut statement = statement;
             while let Statement::Explain(explain) = statement {
@@ -805,7 +863,7 @@ impl Planner {
         }
         authorize(
             plan,
-            (CATALOG, &self.default_schema(session)),
+            (catalog(), &self.default_schema(session)),
             &session.access,
         )
     }
@@ -817,7 +875,7 @@ impl Planner {
         plan: &LogicalPlan,
         session: &SessionInfo,
     ) -> Result<cache_key::Reads, String> {
-        cache_key::cacheability(plan, (CATALOG, &self.default_schema(session)))
+        cache_key::cacheability(plan, (catalog(), &self.default_schema(session)))
     }
 
     /// The schema unqualified table names resolve in: the first of `search_path` that
@@ -1000,7 +1058,7 @@ pub(crate) fn authorize(
         if let Some(view) = scan.source.get_logical_plan() {
             // A view's names resolve as they did when it was planned, not in the reader's
             // search_path.
-            if let Err(e) = authorize(&view, VIEW_DEFAULTS, access) {
+            if let Err(e) = authorize(&view, view_defaults(), access) {
                 denied = Some(e);
                 return Ok(TreeNodeRecursion::Stop);
             }

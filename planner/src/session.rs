@@ -134,7 +134,7 @@ impl Default for SessionInfo {
     fn default() -> Self {
         Self {
             user: crate::pg_catalog::OWNER_NAME.into(),
-            database: crate::CATALOG.into(),
+            database: crate::catalog().into(),
             settings: Settings::default(),
             backend_pid: 0,
             access: Access::All,

@@ -107,6 +107,7 @@ fn init_tracing(json: bool) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args).map_err(anyhow::Error::msg)?;
     init_tracing(settings.log_json);
+    planner::set_catalog_name(&settings.catalog).map_err(anyhow::Error::msg)?;
     let mut drain = settings.drain_timeout;
     let server = crate::server::Server::start(settings).await?;
     use tokio::signal::unix::{signal, SignalKind};
@@ -117,6 +118,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ = hangup.recv() => {
                 // SIGHUP: read the configuration again and apply what can change live.
                 match Settings::resolve(&args) {
+                    Ok(settings) if settings.catalog != planner::catalog() => tracing::error!(
+                        catalog = %settings.catalog,
+                        "reload refused: the catalog's name changes only with a restart; the previous configuration stays"
+                    ),
                     Ok(settings) => match server.reload(&settings).await {
                         Ok(()) => {
                             drain = settings.drain_timeout;

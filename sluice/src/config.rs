@@ -74,6 +74,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `catalog`: the one catalog's name as clients see it (`sluice` unless set).
+    pub catalog: Option<String>,
     pub pg_addr: Option<SocketAddr>,
     pub flight_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
@@ -432,6 +434,8 @@ pub struct WarehouseFile {
 /// Everything resolved and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The one catalog's name (`catalog`; fixed for the process: a change needs a restart).
+    pub catalog: String,
     pub pg_addr: SocketAddr,
     pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -542,7 +546,13 @@ impl Settings {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| "sluice-data".into());
+        let catalog = file
+            .catalog
+            .clone()
+            .unwrap_or_else(|| planner::DEFAULT_CATALOG.into());
+        planner::check_catalog_name(&catalog)?;
         Ok(Self {
+            catalog,
             data_cache: resolve_data_cache(&file.storage, &data_dir, &base)?,
             pg_addr: args
                 .pg_addr

@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, GroupsAccumulator, Signature,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature,
 };
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -90,14 +90,97 @@ impl AggregateUDFImpl for Average {
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        self.widened(args.expr_fields).is_none() && self.inner.groups_accumulator_supported(args)
+        let Some(wide) = self.widened(args.expr_fields) else {
+            return self.inner.groups_accumulator_supported(args);
+        };
+        let Ok(return_field) = self.inner.return_field(&wide) else {
+            return false;
+        };
+        self.inner.groups_accumulator_supported(AccumulatorArgs {
+            return_field,
+            expr_fields: &wide,
+            ..args
+        })
     }
 
+    /// Grouped (`GROUP BY`, a correlated subquery decorrelated into one): DataFusion's
+    /// groups accumulator over the widened input, rounded when it is evaluated. Without
+    /// it, every group would get its own row-at-a-time accumulator (TPC-H q17: 8× slower).
     fn create_groups_accumulator(
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        self.inner.create_groups_accumulator(args)
+        let Some(wide) = self.widened(args.expr_fields) else {
+            return self.inner.create_groups_accumulator(args);
+        };
+        let inner_return = self.inner.return_field(&wide)?;
+        let inner = self.inner.create_groups_accumulator(AccumulatorArgs {
+            return_field: inner_return,
+            expr_fields: &wide,
+            ..args
+        })?;
+        Ok(Box::new(RoundedGroups {
+            inner,
+            input: wide[0].data_type().clone(),
+            output: args.return_field.data_type().clone(),
+        }))
+    }
+}
+
+/// DataFusion's grouped average of the widened input, each group's rounded to the
+/// result's scale (Arrow's decimal cast to a smaller scale rounds half up, as
+/// [`ScalarValue::cast_to`] does for one group).
+struct RoundedGroups {
+    inner: Box<dyn GroupsAccumulator>,
+    input: DataType,
+    output: DataType,
+}
+
+impl GroupsAccumulator for RoundedGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.inner.update_batch(
+            &[cast(&values[0], &self.input)?],
+            group_indices,
+            opt_filter,
+            total_num_groups,
+        )
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(cast(&self.inner.evaluate(emit_to)?, &self.output)?)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        self.inner.state(emit_to)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.inner
+            .merge_batch(values, group_indices, total_num_groups)
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        self.inner
+            .convert_to_state(&[cast(&values[0], &self.input)?], opt_filter)
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size() + size_of::<Self>()
     }
 }
 

@@ -93,7 +93,9 @@ pub fn statement(statement: &mut ast::Statement, context: &Context) -> Result<()
             name.0[0] = ast::ObjectNamePart::Identifier(ast::Ident::new(context.catalog));
         }
     }
-    if matches!(statement, ast::Statement::CreateView(_)) {
+    if let ast::Statement::CreateView(_) = statement {
+        // Its text is what is kept: printed so that it reads back as written.
+        escape_backslashes(statement);
         return Ok(());
     }
     let mut rewriter = Rewriter {
@@ -162,8 +164,7 @@ impl VisitorMut for Rewriter<'_> {
 fn output_names(query: &mut ast::Query) {
     match query.body.as_mut() {
         ast::SetExpr::Select(select) => {
-            // Expressions nobody named get Spark's name for them, unless another output
-            // column would have the same name (DataFusion wants them distinct).
+            // Expressions nobody named get Spark's name for them.
             let printed: Vec<Option<String>> = select
                 .projection
                 .iter()
@@ -173,10 +174,34 @@ fn output_names(query: &mut ast::Query) {
                     _ => None,
                 })
                 .collect();
+            let mut taken: std::collections::HashSet<String> =
+                printed.iter().flatten().cloned().collect();
+            let mut seen = std::collections::HashSet::new();
+            // The next suffix to try for each name (a thousand `1`s cost a thousand steps).
+            let mut next: std::collections::HashMap<String, usize> = Default::default();
             for (item, name) in select.projection.iter_mut().zip(&printed) {
                 let ast::SelectItem::UnnamedExpr(e) = item else {
+                    if let Some(name) = name {
+                        seen.insert(name.clone());
+                    }
                     continue;
                 };
+                // Spark names `SELECT 1, 1` alike; DataFusion needs distinct names: the
+                // second is `1_2`, the third `1_3`, ….
+                if let Some(name) = name.as_ref().filter(|n| !seen.insert((*n).clone())) {
+                    let k = next.entry(name.clone()).or_insert(2);
+                    let mut unique = format!("{name}_{k}");
+                    while !taken.insert(unique.clone()) {
+                        *k += 1;
+                        unique = format!("{name}_{k}");
+                    }
+                    *k += 1;
+                    *item = ast::SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: ast::Ident::with_quote('`', unique),
+                    };
+                    continue;
+                }
                 let written = match e {
                     Expr::Identifier(i) => i,
                     Expr::CompoundIdentifier(parts) => match parts.last() {
@@ -185,12 +210,10 @@ fn output_names(query: &mut ast::Query) {
                     },
                     _ => {
                         if let Some(name) = name {
-                            if printed.iter().filter(|n| n.as_ref() == Some(name)).count() == 1 {
-                                *item = ast::SelectItem::ExprWithAlias {
-                                    expr: e.clone(),
-                                    alias: ast::Ident::with_quote('`', name.clone()),
-                                };
-                            }
+                            *item = ast::SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: ast::Ident::with_quote('`', name.clone()),
+                            };
                         }
                         continue;
                     }
@@ -691,6 +714,19 @@ mod tests {
         );
         let out = rewritten("CREATE SCHEMA IF NOT EXISTS `hive_metastore`.`s`").unwrap();
         assert_eq!(out, "CREATE SCHEMA IF NOT EXISTS sluice.`s`");
+    }
+
+    #[test]
+    fn output_names_are_sparks_and_distinct() {
+        assert_eq!(
+            rewritten("SELECT x, x, x_2, 1, 1, upper(x), count(*) FROM t").unwrap(),
+            "SELECT x, x AS `x_3`, x_2, CAST(1 AS INT) AS `1`, CAST(1 AS INT) AS `1_2`, \
+             upper(x) AS `upper(x)`, count(*) AS `count(1)` FROM t"
+        );
+        // Many alike: each suffix found in a step or two.
+        let many = vec!["1"; 20_000].join(", ");
+        let out = rewritten(&format!("SELECT {many}")).unwrap();
+        assert!(out.ends_with("AS `1_20000`"), "{}", &out[out.len() - 40..]);
     }
 
     #[test]

@@ -443,7 +443,7 @@ pub async fn execute(
     if request
         .catalog
         .as_deref()
-        .is_some_and(|c| !gateway::spark::is_catalog(c, gateway::planner::CATALOG))
+        .is_some_and(|c| !gateway::spark::is_catalog(c, gateway::planner::catalog()))
     {
         return error(
             StatusCode::NOT_FOUND,
@@ -451,7 +451,7 @@ pub async fn execute(
             format!(
                 "catalog {:?} does not exist (the catalog is {:?})",
                 request.catalog.unwrap_or_default(),
-                gateway::planner::CATALOG
+                gateway::planner::catalog()
             ),
         );
     }

@@ -104,7 +104,7 @@ impl FlightSqlFrontend {
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                text(&|_| gateway::planner::CATALOG.to_string()),
+                text(&|_| gateway::planner::catalog().to_string()),
                 text(&|k| k.schema.clone()),
                 text(&|k| k.table.clone()),
                 text(&|k| k.column.clone()),
@@ -164,11 +164,11 @@ impl FlightSqlFrontend {
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                text(&|_| gateway::planner::CATALOG.to_string()),
+                text(&|_| gateway::planner::catalog().to_string()),
                 text(&|k| k.pk_schema.clone()),
                 text(&|k| k.pk_table.clone()),
                 text(&|k| k.pk_column.clone()),
-                text(&|_| gateway::planner::CATALOG.to_string()),
+                text(&|_| gateway::planner::catalog().to_string()),
                 text(&|k| k.fk_schema.clone()),
                 text(&|k| k.fk_table.clone()),
                 text(&|k| k.fk_column.clone()),
@@ -201,7 +201,7 @@ impl TableRef<'_> {
 
 /// Whether a command's catalog (absent, empty or sluice's) is sluice's.
 fn names_catalog(catalog: Option<&str>) -> bool {
-    catalog.is_none_or(|c| c.is_empty() || c == gateway::planner::CATALOG)
+    catalog.is_none_or(|c| c.is_empty() || c == gateway::planner::catalog())
 }
 
 /// A text column of a catalog answer as strings.

@@ -244,7 +244,7 @@ impl FlightSqlService for FlightSqlFrontend {
     ) -> Result<Response<DoGetStream>, Status> {
         self.session(request.metadata()).await?;
         let mut builder = query.into_builder();
-        builder.append(gateway::planner::CATALOG);
+        builder.append(gateway::planner::catalog());
         Ok(one_batch(builder.schema(), builder.build()))
     }
 
@@ -276,7 +276,7 @@ impl FlightSqlService for FlightSqlFrontend {
         let mut builder = query.into_builder();
         for batch in batches {
             for name in strings(&batch, 0)? {
-                builder.append(gateway::planner::CATALOG, name);
+                builder.append(gateway::planner::catalog(), name);
             }
         }
         Ok(one_batch(builder.schema(), builder.build()))
@@ -327,7 +327,7 @@ impl FlightSqlService for FlightSqlFrontend {
             };
             builder
                 .append(
-                    gateway::planner::CATALOG,
+                    gateway::planner::catalog(),
                     &schema_name,
                     &table,
                     kind,

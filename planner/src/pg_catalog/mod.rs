@@ -1992,7 +1992,7 @@ fn datetime_precision(c: &Column) -> Option<String> {
 pub(crate) fn readable(access: &Access, r: &Relation) -> bool {
     SYSTEM_SCHEMAS.contains(&r.schema.as_str())
         || r.schema == crate::system::SYSTEM
-        || access.can_read(crate::CATALOG, &r.schema, &r.name)
+        || access.can_read(crate::catalog(), &r.schema, &r.name)
 }
 
 /// The relations a session may see.

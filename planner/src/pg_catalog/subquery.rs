@@ -286,7 +286,7 @@ async fn checked_plan(
         .get_extension::<SessionInfo>()
         .ok_or_else(|| external(QueryError::internal("a subquery without its session")))?;
     let schema = state.config_options().catalog.default_schema.clone();
-    crate::authorize(&plan, (crate::CATALOG, &schema), &session.access).map_err(external)?;
+    crate::authorize(&plan, (crate::catalog(), &schema), &session.access).map_err(external)?;
     // The subquery's value has PostgreSQL's type, as the statement's own columns do
     // (`ARRAY(SELECT attname …)` is name[]).
     let reads = crate::PlanReads::of(&plan);

@@ -34,7 +34,7 @@ impl Hs2 {
             return Ok(reply(name, seqid, status_only(&invalid_session())));
         };
         let session = hs2_session.session.clone();
-        let catalog = gateway::planner::CATALOG;
+        let catalog = gateway::planner::catalog();
         let (c, s, t) = (req.string(2), req.string(3), req.string(4));
         let answer: Result<(i32, RecordBatch), QueryError> = async {
             Ok(match name {
@@ -200,7 +200,7 @@ impl Hs2 {
         schema: Option<&str>,
         table: Option<&str>,
     ) -> Result<Vec<TableEntry>, QueryError> {
-        if !matches(catalog, gateway::planner::CATALOG) {
+        if !matches(catalog, gateway::planner::catalog()) {
             return Ok(Vec::new());
         }
         let rows = self

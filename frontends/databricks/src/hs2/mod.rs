@@ -376,12 +376,12 @@ impl Hs2 {
             .and_then(|n| n.string(1))
             .filter(|c| !c.is_empty())
         {
-            if !gateway::spark::is_catalog(&catalog, gateway::planner::CATALOG) {
+            if !gateway::spark::is_catalog(&catalog, gateway::planner::catalog()) {
                 return refuse(error_status(&QueryError::new(
                     ErrorKind::UndefinedObject,
                     format!(
                         "catalog {catalog:?} does not exist: this warehouse has one catalog, {:?}",
-                        gateway::planner::CATALOG
+                        gateway::planner::catalog()
                     ),
                 )));
             }
@@ -482,7 +482,7 @@ impl Hs2 {
         let value: Option<String> = match req.int(2) {
             Some(13) | Some(17) => Some("sluice".into()),
             Some(18) => Some(env!("CARGO_PKG_VERSION").into()),
-            Some(2) => Some(gateway::planner::CATALOG.into()),
+            Some(2) => Some(gateway::planner::catalog().into()),
             Some(14) => Some("\\".into()),
             Some(29) => Some("`".into()),
             Some(47) => Some(login.principal.name.clone()),
