@@ -14,7 +14,6 @@ statement over `seconds`), and the 22 TPC-H queries through databricks-sql-conne
 
 Usage: [FRONTEND=pg|hs2] bench/before_after.py BEFORE_BINARY AFTER_BINARY [clients=8] [seconds=10] [rounds=3]
 """
-import http.client
 import json
 import os
 import pathlib
@@ -25,7 +24,7 @@ import time
 import psycopg
 
 from operations import cpu_seconds
-from serving import pgbench, sluice
+from serving import hs2_raw_select_one, pgbench, sluice
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "security"
@@ -74,32 +73,11 @@ def hs2_round(proc, endpoints, token, seconds):
     pre-encoded POST on a kept-alive connection for `seconds` (statements/s, gateway CPU µs
     per statement), and the 22 TPC-H queries through the connector (seconds each)."""
     from databricks import sql as dbsql
-    from databricks.sql.thrift_api.TCLIService import TCLIService, ttypes
-    from thrift.protocol import TBinaryProtocol
-    from thrift.transport import THttpClient, TTransport
 
     host, port = endpoints["pg"].rsplit(":", 1)
     wait_ready(f"host={host} port={port} user=bench password={token} dbname=default sslmode=disable")
     path = "/sql/1.0/warehouses/default"
-    transport = THttpClient.THttpClient(f"http://{endpoints['http']}{path}")
-    transport.setCustomHeaders({"Authorization": f"Bearer {token}"})
-    client = TCLIService.Client(TBinaryProtocol.TBinaryProtocol(transport))
-    session = client.OpenSession(ttypes.TOpenSessionReq(client_protocol_i64=42247)).sessionHandle
-    buf = TTransport.TMemoryBuffer()
-    proto = TBinaryProtocol.TBinaryProtocol(buf)
-    proto.writeMessageBegin("ExecuteStatement", 1, 1)
-    TCLIService.ExecuteStatement_args(req=ttypes.TExecuteStatementReq(
-        sessionHandle=session, statement="SELECT 1", runAsync=True, canReadArrowResult=True,
-        getDirectResults=ttypes.TSparkGetDirectResults(maxRows=100000, maxBytes=104857600))).write(proto)
-    body = buf.getvalue()
-    raw = http.client.HTTPConnection(endpoints["http"])
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-thrift"}
-
-    def select_one():
-        raw.request("POST", path, body=body, headers=headers)
-        response = raw.getresponse()
-        assert response.status == 200
-        response.read()
+    select_one = hs2_raw_select_one(endpoints["http"], token)
 
     for _ in range(200):  # warm-up
         select_one()

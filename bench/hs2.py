@@ -17,15 +17,12 @@ import sys
 import threading
 import time
 
-import http.client
-
 import adbc_driver_flightsql as fs
 import adbc_driver_flightsql.dbapi as flight_sql
 import psycopg
 from databricks import sql as dbsql
-from databricks.sql.thrift_api.TCLIService import TCLIService, ttypes
-from thrift.protocol import TBinaryProtocol
-from thrift.transport import THttpClient, TTransport
+
+from serving import hs2_raw_select_one
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = pathlib.Path(os.environ["CARGO_TARGET_DIR"])
@@ -146,25 +143,7 @@ def main():
                 cur.fetchall()
             hs2_one = latencies("sluice HS2 (databricks-sql-connector) SELECT 1", hs2_select_one)
         # The same statement as the connector sends it, as one pre-encoded POST.
-        transport = THttpClient.THttpClient(f"http://{ep['http']}/sql/1.0/warehouses/default")
-        transport.setCustomHeaders({"Authorization": f"Bearer {token}"})
-        client = TCLIService.Client(TBinaryProtocol.TBinaryProtocol(transport))
-        session = client.OpenSession(ttypes.TOpenSessionReq(client_protocol_i64=42247)).sessionHandle
-        buf = TTransport.TMemoryBuffer()
-        proto = TBinaryProtocol.TBinaryProtocol(buf)
-        proto.writeMessageBegin("ExecuteStatement", 1, 1)
-        TCLIService.ExecuteStatement_args(req=ttypes.TExecuteStatementReq(
-            sessionHandle=session, statement="SELECT 1", runAsync=True, canReadArrowResult=True,
-            getDirectResults=ttypes.TSparkGetDirectResults(maxRows=100000, maxBytes=104857600))).write(proto)
-        body = buf.getvalue()
-        raw = http.client.HTTPConnection(ep["http"])
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-thrift"}
-
-        def raw_select_one():
-            raw.request("POST", "/sql/1.0/warehouses/default", body=body, headers=headers)
-            response = raw.getresponse()
-            assert response.status == 200
-            response.read()
+        raw_select_one = hs2_raw_select_one(ep["http"], token)
         raw_one = latencies("sluice HS2, raw ExecuteStatement POST (direct results) SELECT 1", raw_select_one)
 
         dsn = f"host=127.0.0.1 port={ep['pg'].rsplit(':', 1)[1]} user=bench password={token} dbname=default sslmode=disable"

@@ -65,3 +65,36 @@ def pgbench(out, dsn_args, password, sql, clients, seconds, log_prefix=None):
     failed = next((int(line.split(":")[1].split()[0]) for line in run.stdout.splitlines()
                    if "failed transactions" in line), 0)
     return tps, failed
+
+
+def hs2_raw_select_one(address, token):
+    """`SELECT 1` as databricks-sql-connector sends it (ExecuteStatement with direct results),
+    encoded once and sent as one HTTP POST on a kept-alive connection: a function that runs
+    it once (the server's share of a statement; the connector's own Python is most of its)."""
+    import http.client
+
+    from databricks.sql.thrift_api.TCLIService import TCLIService, ttypes
+    from thrift.protocol import TBinaryProtocol
+    from thrift.transport import THttpClient, TTransport
+
+    path = "/sql/1.0/warehouses/default"
+    transport = THttpClient.THttpClient(f"http://{address}{path}")
+    transport.setCustomHeaders({"Authorization": f"Bearer {token}"})
+    client = TCLIService.Client(TBinaryProtocol.TBinaryProtocol(transport))
+    session = client.OpenSession(ttypes.TOpenSessionReq(client_protocol_i64=42247)).sessionHandle
+    buf = TTransport.TMemoryBuffer()
+    proto = TBinaryProtocol.TBinaryProtocol(buf)
+    proto.writeMessageBegin("ExecuteStatement", 1, 1)
+    TCLIService.ExecuteStatement_args(req=ttypes.TExecuteStatementReq(
+        sessionHandle=session, statement="SELECT 1", runAsync=True, canReadArrowResult=True,
+        getDirectResults=ttypes.TSparkGetDirectResults(maxRows=100000, maxBytes=104857600))).write(proto)
+    body = buf.getvalue()
+    raw = http.client.HTTPConnection(address)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-thrift"}
+
+    def select_one():
+        raw.request("POST", path, body=body, headers=headers)
+        response = raw.getresponse()
+        assert response.status == 200
+        response.read()
+    return select_one

@@ -158,6 +158,13 @@ def test_information_schema_show_table_extended_and_output_names(cur):
                            ("o_orderstatus", 2, "string", "STRING", "NO"),
                            ("o_totalprice", 3, "decimal(15,2)", "DECIMAL", "NO"),
                            ("o_orderdate", 4, "date", "DATE", "NO")]
+    # The informational keys, as the Databricks JDBC driver and BI tools read them.
+    assert rows(cur, "SELECT k.constraint_name, c.constraint_type, k.column_name, k.ordinal_position "
+                     "FROM system.information_schema.key_column_usage k "
+                     "JOIN system.information_schema.table_constraints c USING (constraint_name) "
+                     "WHERE k.table_schema = 'tpch' AND k.table_name = 'nation' ORDER BY 1")[1] == [
+        ("nation_n_regionkey_fkey", "FOREIGN KEY", "n_regionkey", 0),
+        ("nation_pkey", "PRIMARY KEY", "n_nationkey", 0)]
     schemas = [r[0] for r in rows(cur, "SELECT schema_name FROM system.information_schema.schemata")[1]]
     assert "tpch" in schemas and "pg_catalog" not in schemas
     # Every table and column the session may read, with the one catalog's name.

@@ -57,7 +57,8 @@ pub enum Command {
     },
 }
 
-/// The most commits DESCRIBE HISTORY lists without a LIMIT (each is one log file read).
+/// The most commits DESCRIBE HISTORY lists, with or without a LIMIT (each is one log file
+/// read, and its answer one VALUES row).
 pub const HISTORY_LIMIT: usize = 1000;
 
 /// `DESCRIBE` and `SHOW COLUMNS`: answered from a table's columns.
@@ -363,14 +364,7 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
                  {views}{} ORDER BY 2",
                 filter.map(|f| format!(" AND {f}")).unwrap_or_default()
             );
-            if matches!(named, Token::Word(w) if matches!(w.keyword, Keyword::IN | Keyword::FROM)) {
-                Command::InSchema {
-                    literal: schema,
-                    query,
-                }
-            } else {
-                Command::Query(query)
-            }
+            in_schema_command(&named, schema, query)
         }
         "COLUMNS" => {
             p.next_token();
@@ -430,14 +424,7 @@ fn show(p: &mut Parser) -> Result<Option<Command>, QueryError> {
                 ));
             }
             let query = show_table_extended(&schema, &filter);
-            if matches!(named, Token::Word(w) if matches!(w.keyword, Keyword::IN | Keyword::FROM)) {
-                Command::InSchema {
-                    literal: schema,
-                    query,
-                }
-            } else {
-                Command::Query(query)
-            }
+            in_schema_command(&named, schema, query)
         }
         "CREATE" => {
             p.next_token();
@@ -503,9 +490,11 @@ fn describe(p: &mut Parser) -> Result<Command, QueryError> {
         let table = drop_catalog(name(p)?)?;
         let limit = if p.parse_keyword(Keyword::LIMIT) {
             match p.next_token().token {
+                // Each commit is a log file read: a LIMIT asks for fewer, never more.
                 Token::Number(n, _) => n
                     .parse::<usize>()
-                    .map_err(|_| syntax("DESCRIBE HISTORY t LIMIT takes a whole number"))?,
+                    .map_err(|_| syntax("DESCRIBE HISTORY t LIMIT takes a whole number"))?
+                    .min(HISTORY_LIMIT),
                 _ => return Err(syntax("DESCRIBE HISTORY t LIMIT takes a whole number")),
             }
         } else {
@@ -537,6 +526,19 @@ fn describe(p: &mut Parser) -> Result<Command, QueryError> {
         names_only: false,
         create: false,
     }))
+}
+
+/// A SHOW answered by `query` over `schema`: when the statement named the schema (`named`
+/// is the token after SHOW's object word), the schema must exist ([`Command::InSchema`]).
+fn in_schema_command(named: &Token, schema: String, query: String) -> Command {
+    if matches!(named, Token::Word(w) if matches!(w.keyword, Keyword::IN | Keyword::FROM)) {
+        Command::InSchema {
+            literal: schema,
+            query,
+        }
+    } else {
+        Command::Query(query)
+    }
 }
 
 /// `{IN | FROM} [catalog.]schema`, as a SQL value (else the session's current schema).
@@ -775,6 +777,13 @@ mod tests {
         );
         assert!(matches!(
             command("DESC HISTORY events").unwrap(),
+            Some(Command::History {
+                limit: HISTORY_LIMIT,
+                ..
+            })
+        ));
+        assert!(matches!(
+            command("DESCRIBE HISTORY t LIMIT 99999999999").unwrap(),
             Some(Command::History {
                 limit: HISTORY_LIMIT,
                 ..

@@ -395,30 +395,30 @@ impl Planner {
         self.view_table(view, session).await.map(|_| ())
     }
 
-    /// The format of the data table `schema.name` (Spark's name for it: `parquet`, …), if
-    /// it is one.
-    pub async fn table_format(&self, schema: &str, name: &str) -> Option<String> {
-        let table = self
-            .base
+    /// The table or view `schema.name` of the catalog, if there is one.
+    async fn table_provider(
+        &self,
+        schema: &str,
+        name: &str,
+    ) -> Option<Arc<dyn datafusion::datasource::TableProvider>> {
+        self.base
             .catalog_list()
             .catalog(catalog())?
             .schema(schema)?
             .table(name)
             .await
-            .ok()??;
-        catalog::table_format(table.as_ref())
+            .ok()?
+    }
+
+    /// The format of the data table `schema.name` (Spark's name for it: `parquet`, …), if
+    /// it is one.
+    pub async fn table_format(&self, schema: &str, name: &str) -> Option<String> {
+        catalog::table_format(self.table_provider(schema, name).await?.as_ref())
     }
 
     /// The query text of the view `schema.name` as it was created (None: not a view).
     pub async fn view_definition(&self, schema: &str, name: &str) -> Option<String> {
-        let table = self
-            .base
-            .catalog_list()
-            .catalog(catalog())?
-            .schema(schema)?
-            .table(name)
-            .await
-            .ok()??;
+        let table = self.table_provider(schema, name).await?;
         if table.table_type() != datafusion::datasource::TableType::View {
             return None;
         }
@@ -433,15 +433,7 @@ impl Planner {
         name: &str,
         limit: usize,
     ) -> Result<Option<Vec<delta::Commit>>, QueryError> {
-        let table = self
-            .base
-            .catalog_list()
-            .catalog(catalog())
-            .and_then(|c| c.schema(schema));
-        let Some(table) = table else {
-            return Ok(None);
-        };
-        let Ok(Some(table)) = table.table(name).await else {
+        let Some(table) = self.table_provider(schema, name).await else {
             return Ok(None);
         };
         match (table.as_ref() as &dyn std::any::Any).downcast_ref::<delta::DeltaTableProvider>() {

@@ -2,7 +2,8 @@
 //! (every catalog's objects, what dbt-databricks reads for relations and `docs generate`)
 //! and `<catalog>.information_schema.t` answer with Databricks' documented columns
 //! (`table_type` MANAGED/EXTERNAL/VIEW, 0-based `ordinal_position`, `full_data_type` in
-//! Spark's type names, …), as views over the session's own information_schema — so they
+//! Spark's type names, the informational keys in `table_constraints` and
+//! `key_column_usage`, …), as views over the session's own information_schema — so they
 //! show exactly what its grants let the session see. A two-part `information_schema.t`
 //! keeps PostgreSQL's shape (sluice's own statements read it).
 //!
@@ -79,6 +80,22 @@ fn view_sql(view: &str, catalog: &str) -> Option<String> {
             full = FULL_TYPE,
             simple = SIMPLE_TYPE,
         ),
+        // The informational keys (Databricks' `enforced` is NO: neither checks them).
+        "table_constraints" => format!(
+            "SELECT '{catalog}' AS constraint_catalog, constraint_schema, constraint_name, \
+             '{catalog}' AS table_catalog, table_schema, table_name, constraint_type, \
+             'NO' AS is_deferrable, 'NO' AS initially_deferred, 'NO' AS enforced, \
+             CAST(NULL AS STRING) AS comment, CAST(NULL AS TIMESTAMP) AS created, \
+             CAST(NULL AS TIMESTAMP) AS last_altered \
+             FROM information_schema.table_constraints WHERE {visible}"
+        ),
+        "key_column_usage" => format!(
+            "SELECT '{catalog}' AS constraint_catalog, constraint_schema, constraint_name, \
+             '{catalog}' AS table_catalog, table_schema, table_name, column_name, \
+             CAST(ordinal_position - 1 AS INT) AS ordinal_position, \
+             CAST(position_in_unique_constraint - 1 AS INT) AS position_in_unique_constraint \
+             FROM information_schema.key_column_usage WHERE {visible}"
+        ),
         _ => return None,
     };
     Some(sql)
@@ -151,7 +168,15 @@ mod tests {
 
     #[test]
     fn every_view_parses() {
-        for v in ["catalogs", "schemata", "tables", "views", "columns"] {
+        for v in [
+            "catalogs",
+            "schemata",
+            "tables",
+            "views",
+            "columns",
+            "table_constraints",
+            "key_column_usage",
+        ] {
             let sql = view_sql(v, "it's").unwrap();
             Parser::new(&SparkDialect)
                 .try_with_sql(&sql)
