@@ -37,10 +37,11 @@ def sluice(target, data, out, scale, config_text=None, binary=None):
         proc.wait(30)
 
 
-def rss_bytes(pid):
+def rss_bytes(pid, field="VmRSS"):
+    """A process's resident memory (`VmHWM`: its peak so far), from /proc."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 

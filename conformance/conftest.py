@@ -140,21 +140,25 @@ def wait_for(predicate, timeout, what):
 
 
 def self_signed(tmp_path, ip, stem=None):
-    """A certificate for `ip` (and its key), made with `cryptography`, written as `<stem>.crt`
-    and `<stem>.key` (stem: the address)."""
+    """A certificate for `ip` (an address, or a list of them: one certificate several
+    workers share) and its key, made with `cryptography`, written as `<stem>.crt` and
+    `<stem>.key` (stem: the first address)."""
     import datetime
     import ipaddress
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
+    ips = [ip] if isinstance(ip, str) else list(ip)
+    ip = ips[0]
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sluice-worker")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(a)) for a in ips]),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     stem = stem or ip
     cert_path, key_path = tmp_path / f"{stem}.crt", tmp_path / f"{stem}.key"

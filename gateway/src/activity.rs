@@ -342,6 +342,11 @@ impl Inner {
             executing_us: us(executing),
             from_cache: self.from_cache.into(),
             gateway: activity.gateway.clone(),
+            distributed: self
+                .progress
+                .as_ref()
+                .and_then(|p| p.distribution())
+                .map(|d| crate::metadata::DistributedRecord::from_progress(&d)),
         });
     }
 }

@@ -607,7 +607,15 @@ impl Engine {
             }
             return Ok(Prepared::Session(SessionCommand::Catalog(change)));
         }
-        let info = session.info();
+        let mut info = session.info();
+        if is_explain(statement) {
+            // EXPLAIN shows the plan the session's warehouse would run, stages and all.
+            info.distribution = self
+                .warehouses
+                .named(&session.warehouse())
+                .ok()
+                .map(|w| Arc::new(workers::distributed::Explainer(w)) as _);
+        }
         let (planner, generation) = self.current_planner();
         let logical = planner.logical_plan(statement, &info).await?;
         let param_types = Planner::parameter_types(&logical)?;
@@ -1486,14 +1494,7 @@ impl Engine {
                     };
                     let planned = planner.physical(&optimized).await?;
                     let rows = if reads_data {
-                        let warehouse = warehouse?;
-                        let plan = planner::codec::encode_plan(&planned.physical)?;
-                        tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
-                        if ipc {
-                            ArrowRows::Ipc(warehouse.execute_flight(meta, plan).await?)
-                        } else {
-                            ArrowRows::Batches(warehouse.execute(meta, plan).await?)
-                        }
+                        on_warehouse(&warehouse?, meta, &planned, &optimized, ipc).await?
                     } else {
                         // Catalog and table-free queries: answered here, no worker needed.
                         tracing::debug!("answering in the gateway");
@@ -1646,8 +1647,12 @@ impl Engine {
             let planned = planner.physical(&optimized).await?;
             match warehouse {
                 Some(warehouse) => {
-                    let plan = planner::codec::encode_plan(&planned.physical)?;
-                    warehouse.execute_flight(meta, plan).await
+                    match on_warehouse(&warehouse, meta, &planned, &optimized, true).await? {
+                        ArrowRows::Ipc(messages) => Ok(messages),
+                        ArrowRows::Batches(batches) => {
+                            Ok(workers::encode(planned.schema.clone(), batches))
+                        }
+                    }
                 }
                 None => Ok(ipc_messages(planner.run_locally(&planned, &optimized)?)),
             }
@@ -1736,23 +1741,45 @@ fn statement_timeout(session: &Session) -> Result<Option<std::time::Duration>, Q
 /// A local result as Arrow IPC messages (schema first, even with no rows), the form the
 /// result cache keeps.
 fn ipc_messages(stream: datafusion::execution::SendableRecordBatchStream) -> workers::FlightStream {
-    use futures::{StreamExt, TryStreamExt};
-    let encoded = arrow_flight::encode::FlightDataEncoderBuilder::new()
-        .with_schema(stream.schema())
-        .build(stream.map_err(|e| {
-            arrow_flight::error::FlightError::ExternalError(Box::new(QueryError::from(e)))
-        }));
-    Box::pin(encoded.map(|item| {
-        item.map_err(|e| match e {
-            arrow_flight::error::FlightError::ExternalError(inner) => {
-                match inner.downcast::<QueryError>() {
-                    Ok(q) => *q,
-                    Err(other) => QueryError::internal(other.to_string()),
-                }
-            }
-            other => QueryError::internal(format!("encoding a result: {other}")),
-        })
-    }))
+    let schema = stream.schema();
+    workers::encode(schema, local_batches(stream))
+}
+
+/// Run a data query on its warehouse: over several workers when the warehouse distributes
+/// it (decided on the finished plan: grants and the cache key are settled already), else
+/// on one worker.
+async fn on_warehouse(
+    warehouse: &Arc<workers::Warehouse>,
+    meta: QueryMeta,
+    planned: &planner::PlannedQuery,
+    optimized: &planner::OptimizedQuery,
+    ipc: bool,
+) -> Result<ArrowRows, QueryError> {
+    if let Some(distributed) = warehouse
+        .distribute(&planned.physical, optimized.state(), &meta.id)
+        .await?
+    {
+        tracing::debug!("distributing over the warehouse's workers");
+        let schema = distributed.schema();
+        let batches = warehouse.execute_distributed(meta, distributed).await?;
+        return Ok(if ipc {
+            ArrowRows::Ipc(workers::encode(schema, batches))
+        } else {
+            ArrowRows::Batches(batches)
+        });
+    }
+    let plan = planner::codec::encode_plan(&planned.physical)?;
+    tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
+    Ok(if ipc {
+        ArrowRows::Ipc(warehouse.execute_flight(meta, plan).await?)
+    } else {
+        ArrowRows::Batches(warehouse.execute(meta, plan).await?)
+    })
+}
+
+/// Whether a statement is an EXPLAIN (not EXPLAIN ANALYZE: that one runs as it would).
+fn is_explain(statement: &datafusion::sql::parser::Statement) -> bool {
+    matches!(statement, datafusion::sql::parser::Statement::Explain(e) if !e.options.analyze)
 }
 
 fn local_batches(stream: datafusion::execution::SendableRecordBatchStream) -> BatchStream {

@@ -41,6 +41,34 @@ pub struct QueryRecord {
     pub from_cache: String,
     /// `host:pid` of the gateway that ran it.
     pub gateway: String,
+    /// A distributed query: its stages (the gateway's head stage included), its tasks,
+    /// and the workers they ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedRecord>,
+}
+
+/// Where a distributed query ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistributedRecord {
+    pub stages: u64,
+    pub tasks: u64,
+    pub workers: Vec<u64>,
+}
+
+impl DistributedRecord {
+    pub fn from_progress(p: &workers::DistributedProgress) -> Self {
+        Self {
+            stages: p.stages as u64,
+            tasks: p.tasks as u64,
+            workers: p.workers.clone(),
+        }
+    }
+
+    /// The workers as `system.*` shows them: `2,3,5`.
+    pub fn worker_list(&self) -> String {
+        let ids: Vec<String> = self.workers.iter().map(u64::to_string).collect();
+        ids.join(",")
+    }
 }
 
 /// Which records a reader wants, newest first.
@@ -585,6 +613,7 @@ pub(crate) mod tests {
             executing_us: 2,
             from_cache: "none".into(),
             gateway: "test:1".into(),
+            distributed: None,
         }
     }
 

@@ -99,6 +99,7 @@ impl Session {
             },
             protocol: self.protocol,
             planning: self.planning.clone(),
+            distribution: None,
         }
     }
 }

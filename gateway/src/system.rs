@@ -210,6 +210,15 @@ impl SystemSource for SystemView {
                     .flat_map(|(_, queries)| queries.iter())
                     .filter(|q| sees(&session.access, &q.meta.principal_id))
                     .collect();
+                let distributed: Vec<Option<crate::metadata::DistributedRecord>> = q
+                    .iter()
+                    .map(|q| {
+                        q.meta
+                            .progress
+                            .distribution()
+                            .map(|d| crate::metadata::DistributedRecord::from_progress(&d))
+                    })
+                    .collect();
                 vec![
                     text(q.iter().map(|q| q.meta.id.clone()).collect()),
                     text(q.iter().map(|q| q.warehouse.clone()).collect()),
@@ -227,6 +236,24 @@ impl SystemSource for SystemView {
                             .collect(),
                     ),
                     maybe_text(q.iter().map(|q| Some(q.meta.text.clone())).collect()),
+                    maybe_counts(
+                        distributed
+                            .iter()
+                            .map(|d| d.as_ref().map(|d| d.stages as i64))
+                            .collect(),
+                    ),
+                    maybe_counts(
+                        distributed
+                            .iter()
+                            .map(|d| d.as_ref().map(|d| d.tasks as i64))
+                            .collect(),
+                    ),
+                    maybe_text(
+                        distributed
+                            .iter()
+                            .map(|d| d.as_ref().map(|d| d.worker_list()))
+                            .collect(),
+                    ),
                 ]
             }
             SystemTable::QueryHistory => return self.history_rows(session).await,
@@ -327,6 +354,21 @@ impl SystemView {
             us(|x| (x.end_us - x.start_us).max(0) as u64),
             text(r.iter().map(|x| x.from_cache.clone()).collect()),
             text(r.iter().map(|x| x.gateway.clone()).collect()),
+            maybe_counts(
+                r.iter()
+                    .map(|x| x.distributed.as_ref().map(|d| d.stages as i64))
+                    .collect(),
+            ),
+            maybe_counts(
+                r.iter()
+                    .map(|x| x.distributed.as_ref().map(|d| d.tasks as i64))
+                    .collect(),
+            ),
+            maybe_text(
+                r.iter()
+                    .map(|x| x.distributed.as_ref().map(|d| d.worker_list()))
+                    .collect(),
+            ),
         ];
         RecordBatch::try_new(table.schema(), columns)
             .map_err(|e| QueryError::internal(e.to_string()))

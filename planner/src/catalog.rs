@@ -861,32 +861,12 @@ async fn size_of(
     state: &SessionState,
     table: &dyn TableProvider,
 ) -> Result<TableSize, DataFusionError> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::datasource::physical_plan::FileScanConfig;
-    use datafusion::datasource::source::DataSourceExec;
     let plan = table.scan(state, None, &[], None).await?;
     let statistics = datafusion::physical_plan::statistics::StatisticsContext::default().compute(
         plan.as_ref(),
         &datafusion::physical_plan::statistics::StatisticsArgs::new(),
     )?;
     let rows = statistics.num_rows.get_value().map(|n| *n as u64);
-    let mut bytes = None;
-    plan.apply(|node| {
-        let files = (node.as_ref() as &dyn std::any::Any)
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| {
-                (exec.data_source().as_ref() as &dyn std::any::Any).downcast_ref::<FileScanConfig>()
-            });
-        if let Some(config) = files {
-            let sum: u64 = config
-                .file_groups
-                .iter()
-                .flat_map(|group| group.files())
-                .map(|file| file.object_meta.size)
-                .sum();
-            bytes = Some(bytes.unwrap_or(0) + sum);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
+    let bytes = crate::distributed::scanned_bytes(&plan);
     Ok(TableSize { rows, bytes })
 }

@@ -50,7 +50,7 @@ pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionP
 /// DataFusion's encoding of plans, with Spark's functions told apart from DataFusion's
 /// builtins of the same name.
 #[derive(Debug)]
-struct SluiceCodec;
+pub struct SluiceCodec;
 
 impl PhysicalExtensionCodec for SluiceCodec {
     fn try_decode(

@@ -25,6 +25,7 @@ use datafusion::sql::sqlparser::ast::{self, Expr, UtilityOption};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use crate::distributed::Distributor;
 use crate::error::{ErrorKind, QueryError};
 use crate::pg_catalog::types::{oids, PG_TYPE_KEY};
 
@@ -179,12 +180,60 @@ fn format_of(option: &UtilityOption) -> Result<Option<ExplainFormat>, QueryError
     }
 }
 
+fn text_rows(text: &str) -> Vec<Vec<datafusion::logical_expr::Expr>> {
+    let mut rows: Vec<_> = text.lines().map(|l| vec![lit(l.to_string())]).collect();
+    if rows.is_empty() {
+        rows.push(vec![lit("")]);
+    }
+    rows
+}
+
+/// EXPLAIN (not ANALYZE) on the other front-ends, when the session's warehouse would
+/// distribute the plan: DataFusion's two rows, `logical_plan` and `physical_plan`, the
+/// latter the distributed plan with its stages. None: not distributed (DataFusion's own
+/// EXPLAIN answers).
+pub async fn distributed_answer(
+    plan: &LogicalPlan,
+    state: &SessionState,
+    distribution: &dyn Distributor,
+) -> Result<Option<LogicalPlan>, QueryError> {
+    let LogicalPlan::Explain(explain) = plan else {
+        return Ok(None);
+    };
+    let optimized = state.optimize(&explain.plan).map_err(QueryError::from)?;
+    let physical = state
+        .create_physical_plan(&explain.plan)
+        .await
+        .map_err(QueryError::from)?;
+    let Some(distributed) = distribution.distributed(&physical, state).await? else {
+        return Ok(None);
+    };
+    let rows = vec![
+        vec![
+            lit("logical_plan"),
+            lit(optimized.display_indent().to_string()),
+        ],
+        vec![lit("physical_plan"), lit(distributed.display())],
+    ];
+    LogicalPlanBuilder::values(rows)
+        .and_then(|b| {
+            b.project(vec![
+                col("column1").alias("plan_type"),
+                col("column2").alias("plan"),
+            ])
+        })
+        .and_then(|b| b.build())
+        .map(Some)
+        .map_err(QueryError::from)
+}
+
 /// The answer to an EXPLAIN on a pg session, as values (planning only; nothing is read).
 /// DataFusion plans an EXPLAIN only as the root of a plan, so its text is made here.
 pub async fn pg_answer(
     plan: LogicalPlan,
     format: Option<ExplainFormat>,
     state: &SessionState,
+    distribution: Option<&dyn Distributor>,
 ) -> Result<LogicalPlan, QueryError> {
     let LogicalPlan::Explain(explain) = &plan else {
         return Ok(plan);
@@ -193,23 +242,25 @@ pub async fn pg_answer(
         .create_physical_plan(&explain.plan)
         .await
         .map_err(QueryError::from)?;
-    let (rows, type_oid) = match format {
+    let distributed = match distribution {
+        Some(d) => d.distributed(&physical, state).await?,
+        None => None,
+    };
+    let (rows, type_oid) = match (format, distributed) {
         // DataFusion's own PostgreSQL-shaped rendering of the physical plan.
-        Some(ExplainFormat::PostgresJSON) => {
+        (Some(ExplainFormat::PostgresJSON), _) => {
             let text = displayable(physical.as_ref()).pgjson(false).to_string();
             (vec![vec![lit(text)]], oids::JSON)
         }
-        format => {
+        // A plan split over workers: its stages, as the distributed engine shows them.
+        (_, Some(distributed)) => (text_rows(&distributed.display()), oids::TEXT),
+        (format, None) => {
             let shown = displayable(physical.as_ref());
             let text = match format {
                 Some(ExplainFormat::Tree) => shown.tree_render().to_string(),
                 _ => shown.indent(true).to_string(),
             };
-            let mut rows: Vec<_> = text.lines().map(|l| vec![lit(l.to_string())]).collect();
-            if rows.is_empty() {
-                rows.push(vec![lit("")]);
-            }
-            (rows, oids::TEXT)
+            (text_rows(&text), oids::TEXT)
         }
     };
     let metadata = FieldMetadata::from(HashMap::from([(

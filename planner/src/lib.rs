@@ -21,6 +21,7 @@ pub mod cursor;
 pub mod ddl;
 pub mod delta;
 mod distinct_on;
+pub mod distributed;
 pub mod error;
 mod explain;
 mod join_keys;
@@ -170,6 +171,13 @@ impl Planner {
         // `now()` and `x::timestamptz` are timestamps with a time zone, as in PostgreSQL
         // (the server's zone is UTC): without one DataFusion makes them plain timestamps.
         config.options_mut().execution.time_zone = Some("UTC".into());
+        // Uncorrelated scalar subqueries as joins (DataFusion's plan of them before 55): the
+        // physical form cannot be split into distributed stages, and one plan shape for both
+        // ways of running keeps their answers the same.
+        config
+            .options_mut()
+            .optimizer
+            .enable_physical_uncorrelated_scalar_subquery = false;
         // DataFusion keeps directory listings forever by default: a file added to a table
         // would never be seen. sluice lists at every plan (the result cache keys on the
         // same listing, so the two never disagree).
@@ -688,6 +696,15 @@ impl Planner {
             })?;
         self.authorize(&plan, session)?;
         let plan = fold_output_casts(plan)?;
+        if let (LogicalPlan::Explain(_), Some(distribution), false) =
+            (&plan, &session.distribution, session.protocol == "pg")
+        {
+            if let Some(answer) =
+                explain::distributed_answer(&plan, &state, distribution.as_ref()).await?
+            {
+                return Ok(answer);
+            }
+        }
         if session.databricks_sql() {
             return spark::operators::signed_outputs(plan).map_err(QueryError::from);
         }
@@ -695,7 +712,13 @@ impl Planner {
             return Ok(plan);
         }
         if matches!(plan, LogicalPlan::Explain(_)) {
-            return explain::pg_answer(plan, explain_format, &state).await;
+            return explain::pg_answer(
+                plan,
+                explain_format,
+                &state,
+                session.distribution.as_deref(),
+            )
+            .await;
         }
         let reads = PlanReads::of(&plan);
         if reads.data {

@@ -30,6 +30,9 @@ pub struct SessionInfo {
     pub protocol: &'static str,
     /// The state the session's statements are planned in, kept between them.
     pub planning: StateCache,
+    /// The session's warehouse, as EXPLAIN asks it whether it would distribute a plan
+    /// (None: planning only, as for sluice's own statements).
+    pub distribution: Option<Arc<dyn crate::distributed::Distributor>>,
 }
 
 /// An open cursor, as `pg_cursors` shows it.
@@ -141,6 +144,7 @@ impl Default for SessionInfo {
             cursors: Vec::new(),
             protocol: "",
             planning: StateCache::default(),
+            distribution: None,
         }
     }
 }
@@ -367,6 +371,7 @@ impl StateCache {
         // The state holds this copy of the session (no cache in it: no cycle).
         let copy = SessionInfo {
             planning: StateCache::default(),
+            distribution: None,
             ..session.clone()
         };
         let state = make(&copy)?;

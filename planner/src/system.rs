@@ -119,6 +119,11 @@ impl SystemTable {
                 Field::new("wait_s", DataType::Float64, false),
                 seconds("run_s"),
                 maybe_text("statement_text"),
+                // A distributed query: stages (with the gateway's head stage), tasks, and
+                // the workers its tasks run on (`2,3,5`); null on one worker.
+                maybe_count("stages"),
+                maybe_count("tasks"),
+                maybe_text("workers"),
             ],
             SystemTable::Cache => vec![
                 text("key"),
@@ -158,6 +163,11 @@ impl SystemTable {
                 text("from_cache"),
                 // The gateway (host:pid) that ran it: several may share one store.
                 text("gateway"),
+                // A distributed query: stages (with the gateway's head stage), tasks, and
+                // the workers its tasks ran on (`2,3,5`); null for one on one worker.
+                maybe_count("stages"),
+                maybe_count("tasks"),
+                maybe_text("workers"),
             ],
         }))
     }

@@ -57,6 +57,14 @@ struct WorkerArgs {
     /// Require gateway client certificates signed by this CA (mutual TLS).
     #[arg(long, env = "SLUICE_WORKER_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<std::path::PathBuf>,
+    /// The CA other workers' certificates are checked against when a distributed query's
+    /// stages read from each other [default: this worker's own --tls-cert]. With
+    /// --tls-client-ca, this worker presents its own certificate to them.
+    #[arg(long, env = "SLUICE_WORKER_TLS_PEER_CA", requires = "tls_cert")]
+    tls_peer_ca: Option<std::path::PathBuf>,
+    /// The name other workers' certificates carry [default: each one's address].
+    #[arg(long, env = "SLUICE_WORKER_TLS_PEER_DOMAIN", requires = "tls_cert")]
+    tls_peer_domain: Option<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -173,6 +181,8 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 cert,
                 key,
                 client_ca: args.tls_client_ca,
+                peer_ca: args.tls_peer_ca,
+                peer_domain: args.tls_peer_domain,
             }),
             _ => None,
         },

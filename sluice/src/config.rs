@@ -429,7 +429,18 @@ pub struct WarehouseFile {
     /// …and a client certificate and key for mutual TLS.
     pub worker_tls_cert: Option<PathBuf>,
     pub worker_tls_key: Option<PathBuf>,
+    /// "auto" (the default), "off" or "always": whether one query spreads over several
+    /// of the warehouse's workers.
+    pub distributed: Option<String>,
+    /// With `distributed = "auto"`: the bytes of files a query must scan to be spread,
+    /// e.g. "1GiB".
+    pub min_distributed_bytes: Option<String>,
 }
+
+/// The input size above which `distributed = "auto"` spreads a query: below it, the
+/// stages' start-up (a plan sent to each task, a stream between each pair of stages)
+/// costs more than the second core saves.
+pub const DEFAULT_MIN_DISTRIBUTED_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Everything resolved and validated.
 #[derive(Debug, Clone)]
@@ -804,6 +815,22 @@ fn resolve_warehouses(
                 },
                 secret,
                 tls,
+                distributed: match wh.distributed.as_deref() {
+                    None => planner::distributed::Mode::Auto,
+                    Some(v) => planner::distributed::Mode::parse(v).ok_or_else(|| {
+                        format!(
+                            "{}: {v:?} is not one of \"auto\", \"off\", \"always\"",
+                            key("distributed")
+                        )
+                    })?,
+                },
+                min_distributed_bytes: wh
+                    .min_distributed_bytes
+                    .as_deref()
+                    .map(parse_bytes)
+                    .transpose()
+                    .map_err(|e| format!("{}: {e}", key("min_distributed_bytes")))?
+                    .unwrap_or(DEFAULT_MIN_DISTRIBUTED_BYTES),
             })
         })
         .collect()

@@ -15,11 +15,14 @@
 //!   when idle, health-checks and replaces workers, local processes or static remote ones.
 //! - [`protocol`]: what travels between the two.
 //! - [`data_cache`]: a worker's cache of remote Parquet bytes on local disk.
+//! - [`distributed`]: one query over many workers (datafusion-distributed): the workers'
+//!   second endpoint, the connections to it, and the gateway's run of a distributed plan.
 //!
 //! A crash, leak or runaway query in a worker never takes the gateway down: the gateway
 //! sees a closed stream and answers the client with an error.
 
 pub mod data_cache;
+pub mod distributed;
 pub mod pool;
 pub mod protocol;
 mod scaler;
@@ -27,7 +30,8 @@ pub mod worker;
 mod yielding;
 
 pub use pool::{
-    decode, BatchStream, FlightStream, Launcher, LocalWorkers, Progress, QueryMeta, QueryState,
-    Warehouse, WarehouseConfig, WarehouseStatus, WorkerStatus, WorkerTls,
+    decode, encode, BatchStream, DistributedProgress, FlightStream, Launcher, LocalWorkers,
+    Progress, QueryMeta, QueryState, Warehouse, WarehouseConfig, WarehouseStatus, WorkerStatus,
+    WorkerTls,
 };
 pub use protocol::WorkerReport;

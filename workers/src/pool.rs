@@ -76,6 +76,25 @@ pub fn decode(messages: FlightStream) -> BatchStream {
     }))
 }
 
+/// Record batches as Arrow IPC messages (schema first), for front-ends that send Arrow on.
+pub fn encode(
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: BatchStream,
+) -> FlightStream {
+    let encoded = arrow_flight::encode::FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches.map_err(|e| FlightError::ExternalError(Box::new(e))));
+    Box::pin(encoded.map(|item| {
+        item.map_err(|e| match e {
+            FlightError::ExternalError(inner) => match inner.downcast::<QueryError>() {
+                Ok(q) => *q,
+                Err(other) => QueryError::internal(other.to_string()),
+            },
+            other => QueryError::internal(format!("encoding a result: {other}")),
+        })
+    }))
+}
+
 /// How a gateway starts its local workers (the same for every local warehouse).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LocalWorkers {
@@ -136,6 +155,10 @@ pub struct WarehouseConfig {
     /// (and given to the remote workers) for static ones.
     pub secret: Option<String>,
     pub tls: Option<WorkerTls>,
+    /// Whether big queries spread over several workers (`distributed`).
+    pub distributed: planner::distributed::Mode,
+    /// The bytes a query must scan before `auto` distributes it.
+    pub min_distributed_bytes: u64,
 }
 
 impl WarehouseConfig {
@@ -177,9 +200,18 @@ pub struct WorkerHandle {
     pub(crate) report: Mutex<Option<WorkerReport>>,
     /// Cancelled to stop the worker: its monitor kills a local process.
     pub(crate) retire: CancellationToken,
+    /// Its distributed endpoint (the library's worker service), once known.
+    pub(crate) distributed: Mutex<Option<url::Url>>,
 }
 
 impl WorkerHandle {
+    pub(crate) fn distributed_url(&self) -> Option<url::Url> {
+        self.distributed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn takes_queries(&self, max: usize) -> bool {
         self.state.load(Ordering::Relaxed) == READY && self.running.load(Ordering::Relaxed) < max
     }
@@ -233,6 +265,19 @@ pub struct Progress {
     worker: std::sync::atomic::AtomicU64,
     /// Time spent queued, in microseconds, over every attempt.
     queued_micros: std::sync::atomic::AtomicU64,
+    /// A distributed query's shape and the workers its tasks reached.
+    distributed: Mutex<Option<DistributedProgress>>,
+}
+
+/// Where a distributed query runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DistributedProgress {
+    /// Stages, the head (run by the gateway) included.
+    pub stages: usize,
+    /// Tasks over all stages.
+    pub tasks: usize,
+    /// The workers that run its tasks (ids).
+    pub workers: Vec<u64>,
 }
 
 impl Progress {
@@ -244,6 +289,33 @@ impl Progress {
     /// How long the query waited for a worker slot.
     pub fn queued(&self) -> Duration {
         Duration::from_micros(self.queued_micros.load(Ordering::Relaxed))
+    }
+
+    /// A distributed query's stages, tasks and workers (None: it ran on one worker).
+    pub fn distribution(&self) -> Option<DistributedProgress> {
+        self.distributed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn distributed(&self, stages: usize, tasks: usize) {
+        *self.distributed.lock().unwrap_or_else(|p| p.into_inner()) = Some(DistributedProgress {
+            stages,
+            tasks,
+            workers: Vec::new(),
+        });
+    }
+
+    pub(crate) fn add_worker(&self, worker: u64) {
+        if let Some(d) = self
+            .distributed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            d.workers.push(worker);
+        }
     }
 
     fn started(&self, worker: u64, waited: Duration) {
@@ -303,6 +375,8 @@ pub struct Warehouse {
     /// (handed to spawned workers in their environment).
     pub(crate) bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     pub(crate) secret: String,
+    /// Connections to the workers' distributed endpoints.
+    pub(crate) channels: crate::distributed::Channels,
     state: Mutex<PoolState>,
     /// Wakes the autoscaler.
     pub(crate) wake: Notify,
@@ -338,9 +412,14 @@ impl Warehouse {
         let bearer = format!("Bearer {secret}").parse().map_err(|_| {
             QueryError::new(ErrorKind::InvalidValue, "the worker secret must be ASCII")
         })?;
+        let channels = crate::distributed::Channels::new(
+            &secret,
+            config.tls.as_ref().map(channel_tls).transpose()?,
+        )?;
         let warehouse = Arc::new(Self {
             name: config.name.clone(),
             bearer,
+            channels,
             secret,
             state: Mutex::new(PoolState {
                 config,
@@ -632,7 +711,7 @@ impl Warehouse {
     }
 
     /// A worker failed a call: take it out of admission and have it replaced.
-    fn lost(&self, worker: &Arc<WorkerHandle>) {
+    pub(crate) fn lost(&self, worker: &Arc<WorkerHandle>) {
         if self.lock().config.is_static() {
             worker.state.store(DOWN, Ordering::Relaxed);
         } else {
@@ -643,7 +722,7 @@ impl Warehouse {
     }
 
     /// Wait (FIFO, bounded) for a slot on the least-loaded ready worker.
-    async fn acquire(
+    pub(crate) async fn acquire(
         self: &Arc<Self>,
         tracking: &Tracking,
         retry: bool,
@@ -744,7 +823,7 @@ impl Warehouse {
 }
 
 /// A query's claim on one worker slot; released on drop.
-struct Slot {
+pub(crate) struct Slot {
     warehouse: Arc<Warehouse>,
     worker: Arc<WorkerHandle>,
 }
@@ -757,7 +836,7 @@ impl Drop for Slot {
     }
 }
 
-fn release(worker: &WorkerHandle) {
+pub(crate) fn release(worker: &WorkerHandle) {
     if worker.running.fetch_sub(1, Ordering::Relaxed) == 1 {
         *worker.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
@@ -784,13 +863,13 @@ fn shutting_down() -> QueryError {
 }
 
 /// A query's entry in `system.queries`, removed when its stream ends.
-struct Tracking {
+pub(crate) struct Tracking {
     warehouse: Arc<Warehouse>,
     id: String,
 }
 
 impl Tracking {
-    fn new(warehouse: Arc<Warehouse>, meta: QueryMeta) -> Self {
+    pub(crate) fn new(warehouse: Arc<Warehouse>, meta: QueryMeta) -> Self {
         let id = meta.id.clone();
         warehouse.lock().queries.insert(
             id.clone(),
@@ -865,6 +944,26 @@ fn message_kind(data: &FlightData) -> MessageKind {
         Ok(MessageHeader::RecordBatch) => MessageKind::Batch,
         _ => MessageKind::Other,
     }
+}
+
+/// The PEM files of a warehouse's worker TLS, read for the distributed channels.
+fn channel_tls(tls: &WorkerTls) -> Result<crate::distributed::ChannelTls, QueryError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            QueryError::new(
+                ErrorKind::InvalidValue,
+                format!("worker TLS file {}: {e}", path.display()),
+            )
+        })
+    };
+    Ok(crate::distributed::ChannelTls {
+        ca: read(&tls.ca)?,
+        domain: tls.domain.clone(),
+        identity: match &tls.identity {
+            Some((cert, key)) => Some((read(cert)?, read(key)?)),
+            None => None,
+        },
+    })
 }
 
 fn auth_secret() -> String {

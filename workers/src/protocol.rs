@@ -12,7 +12,8 @@
 
 /// Environment variable through which a spawned worker receives the shared secret.
 pub const SECRET_ENV: &str = "SLUICE_WORKER_SECRET";
-/// The line a worker prints on stdout once it listens: `SLUICE_WORKER_LISTENING <addr>`.
+/// The line a worker prints on stdout once it listens:
+/// `SLUICE_WORKER_LISTENING <flight addr> <distributed addr>`.
 pub const READY_PREFIX: &str = "SLUICE_WORKER_LISTENING ";
 /// gRPC metadata key holding an [`planner::ErrorKind`] name.
 pub const ERROR_KIND_HEADER: &str = "x-sluice-error-kind";
@@ -50,6 +51,9 @@ pub struct WorkerReport {
     /// Bytes the data cache holds on disk.
     #[prost(uint64, optional, tag = "8")]
     pub data_cache_bytes: Option<u64>,
+    /// The port of the worker's distributed endpoint (the same host as this one).
+    #[prost(uint32, optional, tag = "9")]
+    pub distributed_port: Option<u32>,
 }
 
 /// What the gateway asks a worker to run.

@@ -289,10 +289,12 @@ impl Warehouse {
             .take()
             .ok_or_else(|| QueryError::internal("worker stdout not captured"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(WORKER_START_TIMEOUT, async {
+        // `SLUICE_WORKER_LISTENING <flight addr> <distributed addr>`
+        let (addr, distributed) = tokio::time::timeout(WORKER_START_TIMEOUT, async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix(READY_PREFIX) {
-                    return Some(addr.trim().to_string());
+                if let Some(addrs) = line.strip_prefix(READY_PREFIX) {
+                    let mut addrs = addrs.split_whitespace().map(str::to_string);
+                    return Some((addrs.next()?, addrs.next()));
                 }
             }
             None
@@ -306,6 +308,8 @@ impl Warehouse {
         // Keep reading the worker's stdout so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let handle = self.connect(&addr, pid, &None).await?;
+        *handle.distributed.lock().unwrap_or_else(|p| p.into_inner()) =
+            distributed.and_then(|a| url::Url::parse(&format!("http://{a}")).ok());
         self.lock().workers.push(handle.clone());
         tracing::info!(warehouse = %self.name(), worker = handle.id, pid, %addr, "worker started");
 
@@ -414,6 +418,7 @@ impl Warehouse {
             failed_checks: Default::default(),
             report: Mutex::new(None),
             retire: CancellationToken::new(),
+            distributed: Mutex::new(None),
         }))
     }
 
@@ -428,29 +433,16 @@ impl Warehouse {
             .cloned()
             .collect();
         let checks = workers.iter().map(|worker| async move {
-            let mut client = worker.client.clone();
-            let mut request = tonic::Request::new(Action {
-                r#type: STATUS_ACTION.into(),
-                body: Default::default(),
-            });
-            request
-                .metadata_mut()
-                .insert("authorization", self.bearer.clone());
-            let answer = tokio::time::timeout(HEALTH_TIMEOUT, async {
-                let mut stream = client.do_action(request).await?.into_inner();
-                match stream.next().await {
-                    Some(Ok(result)) => Ok(WorkerReport::decode(result.body).ok()),
-                    Some(Err(status)) => Err(status),
-                    None => Ok(None),
-                }
-            })
-            .await;
+            let answer = tokio::time::timeout(HEALTH_TIMEOUT, self.status_of(worker)).await;
             (worker.clone(), answer)
         });
         for (worker, answer) in futures::future::join_all(checks).await {
             match answer {
                 Ok(Ok(report)) => {
                     worker.failed_checks.store(0, Ordering::Relaxed);
+                    if let Some(port) = report.as_ref().and_then(|r| r.distributed_port) {
+                        self.learn_distributed_port(&worker, port);
+                    }
                     let stuck = report.as_ref().map(|r| r.stuck).unwrap_or(0);
                     *worker.report.lock().unwrap_or_else(|p| p.into_inner()) = report;
                     // A cancelled query still computing can only be stopped with its
@@ -501,6 +493,78 @@ impl Warehouse {
         }
     }
 }
+
+impl Warehouse {
+    /// A static worker's distributed endpoint: its host, the port its status names.
+    fn learn_distributed_port(&self, worker: &WorkerHandle, port: u32) {
+        let mut url = worker.distributed.lock().unwrap_or_else(|p| p.into_inner());
+        if url.as_ref().and_then(|u| u.port()).map(u32::from) == Some(port) {
+            return;
+        }
+        let scheme = if self.config().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = worker
+            .addr
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(&worker.addr);
+        *url = url::Url::parse(&format!("{scheme}://{host}:{port}")).ok();
+    }
+
+    /// Ask every ready worker for its status now, briefly: one that does not answer is
+    /// taken out of admission at once (a distributed query lost a worker and is about to
+    /// run again over the others).
+    pub(crate) async fn probe(self: &Arc<Self>) {
+        let workers: Vec<Arc<WorkerHandle>> = self
+            .lock()
+            .workers
+            .iter()
+            .filter(|w| w.state.load(Ordering::Relaxed) == READY)
+            .cloned()
+            .collect();
+        let checks = workers.iter().map(|worker| async move {
+            let answered = tokio::time::timeout(PROBE_TIMEOUT, self.status_of(worker))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            (worker.clone(), answered)
+        });
+        for (worker, answered) in futures::future::join_all(checks).await {
+            if !answered {
+                tracing::warn!(warehouse = %self.name(), worker = worker.id, addr = %worker.addr, "worker does not answer; taking it out of admission");
+                if let Some(url) = worker.distributed_url() {
+                    self.channels.forget(&url);
+                }
+                self.lost(&worker);
+            }
+        }
+    }
+
+    async fn status_of(
+        &self,
+        worker: &WorkerHandle,
+    ) -> Result<Option<WorkerReport>, tonic::Status> {
+        let mut client = worker.client.clone();
+        let mut request = tonic::Request::new(Action {
+            r#type: STATUS_ACTION.into(),
+            body: Default::default(),
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", self.bearer.clone());
+        let mut stream = client.do_action(request).await?.into_inner();
+        match stream.next().await {
+            Some(Ok(result)) => Ok(WorkerReport::decode(result.body).ok()),
+            Some(Err(status)) => Err(status),
+            None => Ok(None),
+        }
+    }
+}
+
+/// How long [`Warehouse::probe`] waits for each worker.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn client_tls(tls: &WorkerTls, addr: &str) -> Result<ClientTlsConfig, QueryError> {
     let read = |path: &std::path::Path| {

@@ -65,6 +65,42 @@ pub struct WorkerServerTls {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
     pub client_ca: Option<std::path::PathBuf>,
+    /// The CA other workers' certificates are checked against when this worker reads
+    /// from their distributed endpoints (default: its own certificate, for a shared
+    /// self-signed one); with `client_ca` set, this worker presents its own certificate.
+    pub peer_ca: Option<std::path::PathBuf>,
+    /// The name other workers' certificates carry (default: each address's host).
+    pub peer_domain: Option<String>,
+}
+
+impl WorkerServerTls {
+    fn server_config(&self) -> Result<tonic::transport::ServerTlsConfig, String> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(read(&self.cert)?, read(&self.key)?),
+        );
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        Ok(config)
+    }
+
+    /// TLS of this worker's connections to other workers' distributed endpoints.
+    fn peer_config(&self) -> Result<crate::distributed::ChannelTls, String> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        Ok(crate::distributed::ChannelTls {
+            ca: read(self.peer_ca.as_deref().unwrap_or(&self.cert))?,
+            domain: self.peer_domain.clone(),
+            identity: match &self.client_ca {
+                Some(_) => Some((read(&self.cert)?, read(&self.key)?)),
+                None => None,
+            },
+        })
+    }
 }
 
 /// The share of its worker's memory one query may use: the worker's pool bounds the
@@ -82,11 +118,15 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
     }
     let runtime = runtime.build_arc()?;
     let config = SessionConfig::new().with_target_partitions(options.target_partitions.max(1));
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = SessionContext::new_with_config_rt(config, runtime.clone());
     // The PostgreSQL functions a data query may call (format_type, …), as in the gateway.
-    for function in planner::pg_catalog::functions::builtin().await? {
-        ctx.register_udf(function);
+    let functions = planner::pg_catalog::functions::builtin().await?;
+    for function in &functions {
+        ctx.register_udf(function.clone());
     }
+    let query_memory = options
+        .memory_limit
+        .map(|limit| ((limit as f64) * QUERY_MEMORY_SHARE) as usize);
 
     let data_cache = match &options.data_cache {
         Some(config) => Some(Arc::new(DataCache::open(config).map_err(|e| {
@@ -97,19 +137,31 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
 
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
+    let distributed = serve_distributed(
+        &options,
+        crate::distributed::TaskSessions {
+            runtime: runtime.clone(),
+            functions: functions.into_iter().map(Arc::new).collect(),
+            channels: crate::distributed::Channels::new(
+                &options.secret,
+                options.tls.as_ref().map(|t| t.peer_config()).transpose()?,
+            )?,
+            query_memory,
+            shares: Default::default(),
+        },
+    )?;
     // The gateway reads this line to learn where to connect.
-    println!("{READY_PREFIX}{addr}");
-    tracing::info!(%addr, pid = std::process::id(), "worker listening");
+    println!("{READY_PREFIX}{addr} {distributed}");
+    tracing::info!(%addr, %distributed, pid = std::process::id(), "worker listening");
 
     let secret = Arc::new(format!("Bearer {}", options.secret));
     let service = FlightServiceServer::new(WorkerService {
         ctx,
         runtimes: Arc::new(Runtimes::new(options.target_partitions)),
-        query_memory: options
-            .memory_limit
-            .map(|limit| ((limit as f64) * QUERY_MEMORY_SHARE) as usize),
+        query_memory,
         stats: Arc::default(),
         data_cache,
+        distributed_port: distributed.port(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -137,22 +189,82 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
     });
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = &options.tls {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        let mut config = tonic::transport::ServerTlsConfig::new().identity(
-            tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?),
-        );
-        if let Some(ca) = &tls.client_ca {
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
-        }
-        server = server.tls_config(config)?;
+        server = server.tls_config(tls.server_config()?)?;
     }
     server
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stop)
         .await?;
     Ok(())
+}
+
+/// The worker's distributed endpoint (the library's worker service: the stages of
+/// distributed queries), on the same host as the Flight endpoint, behind the same secret
+/// and TLS. It runs on a runtime of its own, so that its tasks never delay the status
+/// answers the gateway's health checks wait for. Returns the address it listens on.
+fn serve_distributed(
+    options: &WorkerOptions,
+    sessions: crate::distributed::TaskSessions,
+) -> Result<SocketAddr, Box<dyn std::error::Error + Send + Sync>> {
+    let listener = std::net::TcpListener::bind(SocketAddr::new(options.listen.ip(), 0))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.target_partitions.max(1))
+        .thread_name("sluice-stage")
+        .thread_stack_size(planner::limits::THREAD_STACK)
+        .enable_all()
+        .build()?;
+    let secret = Arc::new(format!("Bearer {}", options.secret));
+    let runtime_env = sessions.runtime.clone();
+    let worker = datafusion_distributed::Worker::from_session_builder(sessions)
+        .with_runtime_env(runtime_env);
+    let service = tonic::service::interceptor::InterceptedService::new(
+        worker.into_worker_server(),
+        move |request: Request<()>| check_secret(&secret, request),
+    );
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|t| t.server_config())
+        .transpose()?;
+    std::thread::Builder::new()
+        .name("sluice-stages".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "distributed endpoint: cannot listen");
+                        return;
+                    }
+                };
+                let incoming =
+                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|socket| {
+                        socket.inspect(|s| {
+                            let _ = s.set_nodelay(true);
+                        })
+                    });
+                let mut server = tonic::transport::Server::builder();
+                if let Some(tls) = tls {
+                    server = match server.tls_config(tls) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, "distributed endpoint: bad TLS settings");
+                            return;
+                        }
+                    };
+                }
+                if let Err(e) = server
+                    .add_service(service)
+                    .serve_with_incoming(incoming)
+                    .await
+                {
+                    tracing::error!(error = %e, "distributed endpoint stopped");
+                }
+            })
+        })?;
+    Ok(addr)
 }
 
 #[allow(clippy::result_large_err)]
@@ -179,6 +291,8 @@ struct WorkerService {
     query_memory: Option<usize>,
     stats: Arc<Stats>,
     data_cache: Option<Arc<DataCache>>,
+    /// The port of the distributed endpoint (reported in the status).
+    distributed_port: u16,
 }
 
 #[derive(Debug, Default)]
@@ -319,11 +433,7 @@ impl WorkerService {
         };
         let state = self.ctx.state();
         let mut runtime = (*state.runtime_env().clone()).clone();
-        runtime.memory_pool = Arc::new(QueryPool {
-            worker: runtime.memory_pool.clone(),
-            limit,
-            used: AtomicUsize::new(0),
-        });
+        runtime.memory_pool = Arc::new(QueryPool::new(runtime.memory_pool.clone(), limit));
         Arc::new(TaskContext::from(&state).with_runtime(Arc::new(runtime)))
     }
 
@@ -337,6 +447,7 @@ impl WorkerService {
             data_cache_hits: self.cache_stat(|c| c.stats.hits.load(Ordering::Relaxed)),
             data_cache_misses: self.cache_stat(|c| c.stats.misses.load(Ordering::Relaxed)),
             data_cache_bytes: self.cache_stat(DataCache::bytes),
+            distributed_port: Some(u32::from(self.distributed_port)),
         }
     }
 
@@ -360,10 +471,20 @@ fn rss_bytes() -> u64 {
 
 /// One query's view of its worker's memory pool, capped at its share.
 #[derive(Debug)]
-struct QueryPool {
+pub(crate) struct QueryPool {
     worker: Arc<dyn MemoryPool>,
     limit: usize,
     used: AtomicUsize,
+}
+
+impl QueryPool {
+    pub(crate) fn new(worker: Arc<dyn MemoryPool>, limit: usize) -> Self {
+        Self {
+            worker,
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl std::fmt::Display for QueryPool {

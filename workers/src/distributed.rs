@@ -1,0 +1,573 @@
+//! One query over many workers (`datafusion-distributed`): where a warehouse's workers are
+//! for the distributed planner, how the gateway and the workers reach each other's
+//! distributed endpoints, and how the gateway runs a distributed plan.
+//!
+//! ```text
+//!  gateway: plan ─► Warehouse::distribute ─► DistributedExec (head stage runs here)
+//!                                                 │ SetPlan / ExecuteTask (gRPC, secret, TLS)
+//!  worker A ◄─────────────────────────────────────┼──► worker B ◄──► worker C
+//!     (each worker: a second gRPC endpoint, the library's Worker service, on a runtime of
+//!      its own; its tasks read from each other's tasks over the same endpoints)
+//! ```
+//!
+//! - Admission is unchanged: a distributed query takes a slot as any other (queue, timeout,
+//!   `max_queued`). Every worker that gets a task of it counts it as load while it runs
+//!   (`system.workers.running`, and the autoscaler's view of busy workers).
+//! - A worker lost mid-query ends the query with `WorkerLost` (57P02); before the first
+//!   row the query runs again once, over the workers still answering.
+//! - Dropping the result stream (cancel, timeout, client gone) drops the head stage, which
+//!   ends the coordinator's streams to every task; each worker stops its tasks.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::common::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_distributed::grpc::{create_worker_client, BoxCloneSyncChannel};
+use datafusion_distributed::{
+    ChannelResolver, DistributedExt, WorkerChannel, WorkerQueryContext, WorkerResolver,
+    WorkerSessionBuilder,
+};
+use futures::StreamExt;
+use planner::distributed::{DistributedPlan, Distributor};
+use planner::{ErrorKind, QueryError};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use url::Url;
+
+use crate::pool::{
+    BatchStream, QueryMeta, Tracking, Warehouse, WorkerHandle, READY, STREAM_WINDOW_BYTES,
+};
+
+/// The header that names a query on its tasks' calls (a worker gives each query one memory
+/// share, however many of its tasks run there).
+pub const QUERY_HEADER: &str = "x-sluice-query";
+
+/// TLS of the connections to workers' distributed endpoints (PEM contents).
+#[derive(Clone, Debug)]
+pub struct ChannelTls {
+    pub ca: Vec<u8>,
+    /// The name the workers' certificates carry (default: each URL's host).
+    pub domain: Option<String>,
+    /// Client certificate and key, for workers that require them (mutual TLS).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Connections to workers' distributed endpoints: one HTTP/2 channel per worker, reused by
+/// every query, each call carrying the worker secret.
+#[derive(Clone)]
+pub struct Channels {
+    inner: Arc<ChannelsInner>,
+}
+
+struct ChannelsInner {
+    bearer: http::HeaderValue,
+    tls: Option<ChannelTls>,
+    cache: Mutex<HashMap<Url, BoxCloneSyncChannel>>,
+}
+
+impl Channels {
+    pub fn new(secret: &str, tls: Option<ChannelTls>) -> Result<Self, QueryError> {
+        let bearer = http::HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| {
+            QueryError::new(ErrorKind::InvalidValue, "the worker secret must be ASCII")
+        })?;
+        Ok(Self {
+            inner: Arc::new(ChannelsInner {
+                bearer,
+                tls,
+                cache: Mutex::default(),
+            }),
+        })
+    }
+
+    fn channel(&self, url: &Url) -> Result<BoxCloneSyncChannel, DataFusionError> {
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = cache.get(url) {
+            return Ok(channel.clone());
+        }
+        let bad = |what: String| DataFusionError::Execution(what);
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| bad(format!("worker address {url}: {e}")))?
+            .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(STREAM_WINDOW_BYTES * 4)
+            .connect_timeout(Duration::from_secs(2))
+            // A worker whose host vanished (no RST) is noticed within ~2 s.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(1))
+            .keep_alive_while_idle(true);
+        if url.scheme() == "https" {
+            let Some(tls) = &self.inner.tls else {
+                return Err(bad(format!("no TLS settings to reach the worker at {url}")));
+            };
+            let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+            let mut config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&tls.ca))
+                .domain_name(tls.domain.clone().unwrap_or_else(|| host.to_string()));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| bad(format!("worker TLS: {e}")))?;
+        }
+        let bearer = self.inner.bearer.clone();
+        let service = tower::ServiceExt::map_request(
+            endpoint.connect_lazy(),
+            move |mut request: http::Request<tonic::body::Body>| {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, bearer.clone());
+                request
+            },
+        );
+        let channel = BoxCloneSyncChannel::new(service);
+        cache.insert(url.clone(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Forget a worker's connection (it went away: a new one at that address is new).
+    pub fn forget(&self, url: &Url) {
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(url);
+    }
+}
+
+#[async_trait]
+impl ChannelResolver for Channels {
+    async fn get_worker_client_for_url(
+        &self,
+        url: &Url,
+    ) -> Result<Box<dyn WorkerChannel>, DataFusionError> {
+        self.channel(url).map(create_worker_client)
+    }
+}
+
+/// The warehouse's ready workers, for the distributed planner (how many tasks a stage
+/// may have) and its routing (which worker runs each task).
+struct ReadyWorkers(Weak<Warehouse>);
+
+impl WorkerResolver for ReadyWorkers {
+    fn get_urls(&self) -> Result<Vec<Url>, DataFusionError> {
+        Ok(self.0.upgrade().map(|w| w.ready_urls()).unwrap_or_default())
+    }
+}
+
+/// One query's connections: through the warehouse's [`Channels`], noting each worker the
+/// query reaches (it runs a task there) so that the worker counts the query as load until
+/// it ends, and `system.queries` and the history can say where it ran.
+#[derive(Clone)]
+struct Recording {
+    channels: Channels,
+    load: Arc<Load>,
+}
+
+#[async_trait]
+impl ChannelResolver for Recording {
+    async fn get_worker_client_for_url(
+        &self,
+        url: &Url,
+    ) -> Result<Box<dyn WorkerChannel>, DataFusionError> {
+        self.load.reached(url);
+        self.channels.get_worker_client_for_url(url).await
+    }
+}
+
+/// The workers a distributed query has reached, each holding one unit of its load until
+/// the query ends.
+pub(crate) struct Load {
+    warehouse: Weak<Warehouse>,
+    state: Mutex<LoadState>,
+}
+
+impl Load {
+    fn new(warehouse: &Arc<Warehouse>) -> Self {
+        Self {
+            warehouse: Arc::downgrade(warehouse),
+            state: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct LoadState {
+    workers: Vec<Arc<WorkerHandle>>,
+    urls: Vec<Url>,
+    ended: bool,
+    /// Where `system.queries` and the history read the workers from.
+    progress: Option<Arc<crate::pool::Progress>>,
+}
+
+impl Load {
+    fn reached(&self, url: &Url) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.ended || state.urls.contains(url) {
+            return;
+        }
+        state.urls.push(url.clone());
+        let Some(warehouse) = self.warehouse.upgrade() else {
+            return;
+        };
+        if let Some(worker) = warehouse.worker_at(url) {
+            worker.running.fetch_add(1, Ordering::Relaxed);
+            if let Some(progress) = &state.progress {
+                progress.add_worker(worker.id);
+            }
+            state.workers.push(worker);
+        }
+    }
+
+    fn report_to(&self, progress: Arc<crate::pool::Progress>) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .progress = Some(progress);
+    }
+
+    /// The query ended: the workers it reached are free of it.
+    fn end(&self) {
+        let workers = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.ended = true;
+            std::mem::take(&mut state.workers)
+        };
+        if workers.is_empty() {
+            return;
+        }
+        for worker in &workers {
+            crate::pool::release(worker);
+        }
+        if let Some(warehouse) = self.warehouse.upgrade() {
+            warehouse.pump();
+            warehouse.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// A query's distributed plan, ready to run on a warehouse.
+pub struct Distributed {
+    pub plan: DistributedPlan,
+    load: Arc<Load>,
+}
+
+impl Distributed {
+    /// The schema its batches come with: as a worker sends them (plain strings, not views).
+    pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        crate::worker::transfer_schema(&self.plan.plan.schema())
+    }
+}
+
+impl std::fmt::Debug for Distributed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distributed").finish_non_exhaustive()
+    }
+}
+
+impl Warehouse {
+    /// The URLs of the distributed endpoints of the workers that take queries.
+    pub(crate) fn ready_urls(&self) -> Vec<Url> {
+        self.lock()
+            .workers
+            .iter()
+            .filter(|w| w.state.load(Ordering::Relaxed) == READY)
+            .filter_map(|w| w.distributed_url())
+            .collect()
+    }
+
+    fn worker_at(&self, url: &Url) -> Option<Arc<WorkerHandle>> {
+        self.lock()
+            .workers
+            .iter()
+            .find(|w| w.distributed_url().as_ref() == Some(url))
+            .cloned()
+    }
+
+    /// The distributed plan of `plan` if this warehouse distributes it (its `distributed`
+    /// setting, the bytes the plan scans, two or more ready workers); None: it runs on one
+    /// worker as always.
+    pub async fn distribute(
+        self: &Arc<Self>,
+        plan: &Arc<dyn ExecutionPlan>,
+        state: &SessionState,
+        query_id: &str,
+    ) -> Result<Option<Distributed>, QueryError> {
+        let (mode, min_bytes) = {
+            let state = self.lock();
+            (state.config.distributed, state.config.min_distributed_bytes)
+        };
+        let workers = self.ready_urls().len();
+        if !planner::distributed::worth_distributing(plan, mode, min_bytes, workers) {
+            return Ok(None);
+        }
+        let load = Arc::new(Load::new(self));
+        let recording = Recording {
+            channels: self.channels.clone(),
+            load: load.clone(),
+        };
+        let Some(mut plan) = planner::distributed::distribute(
+            plan,
+            state,
+            mode,
+            min_bytes,
+            Arc::new(ReadyWorkers(Arc::downgrade(self))),
+            Arc::new(recording),
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut headers = http::HeaderMap::new();
+        if let Ok(value) = http::HeaderValue::from_str(query_id) {
+            headers.insert(QUERY_HEADER, value);
+        }
+        plan.state
+            .config_mut()
+            .set_distributed_passthrough_headers(headers)
+            .map_err(QueryError::from)?;
+        Ok(Some(Distributed { plan, load }))
+    }
+
+    /// Run a distributed plan: admitted like any query (one slot, queued while none is
+    /// free), its head stage run here, its other stages on the workers. A worker lost
+    /// before the first batch: the query runs again once, over the workers still there.
+    pub async fn execute_distributed(
+        self: &Arc<Self>,
+        meta: QueryMeta,
+        distributed: Distributed,
+    ) -> Result<BatchStream, QueryError> {
+        let progress = meta.progress.clone();
+        let tracking = Tracking::new(self.clone(), meta);
+        let slot = self.acquire(&tracking, false).await?;
+        let (stages, tasks) = distributed.plan.shape();
+        progress.distributed(stages, tasks);
+        distributed.load.report_to(progress.clone());
+        let warehouse = self.clone();
+        let schema = distributed.schema();
+        let Distributed { plan, load } = distributed;
+        let plan = Arc::new(plan);
+        let first = run(&plan)?;
+        let state = Running {
+            warehouse,
+            plan,
+            load,
+            stream: Some(first),
+            schema,
+            sent: false,
+            retried: false,
+            _tracking: tracking,
+            _slot: slot,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |mut st| async move {
+                loop {
+                    let stream = st.stream.as_mut()?;
+                    match stream.next().await {
+                        None => {
+                            st.stream = None;
+                            st.load.end();
+                            return None;
+                        }
+                        Some(Ok(batch)) => {
+                            st.sent = true;
+                            let batch =
+                                crate::worker::for_transfer(batch, &st.schema).map_err(|e| {
+                                    QueryError::internal(format!("a distributed result: {e}"))
+                                });
+                            return Some((batch, st));
+                        }
+                        Some(Err(e)) => {
+                            let err = distributed_error(e);
+                            if err.kind == ErrorKind::WorkerLost && !st.sent && !st.retried {
+                                st.retried = true;
+                                st.stream = None;
+                                tracing::warn!(warehouse = %st.warehouse.name(), error = %err.message, "a worker was lost before any rows; running the distributed query again");
+                                st.warehouse.probe().await;
+                                match run(&st.plan) {
+                                    Ok(stream) => {
+                                        st.stream = Some(stream);
+                                        continue;
+                                    }
+                                    Err(e) => return Some((Err(e), st)),
+                                }
+                            }
+                            if err.kind == ErrorKind::WorkerLost {
+                                // Find out at once which worker it was.
+                                let warehouse = st.warehouse.clone();
+                                tokio::spawn(async move { warehouse.probe().await });
+                            }
+                            st.stream = None;
+                            st.load.end();
+                            return Some((Err(err), st));
+                        }
+                    }
+                }
+            },
+        )))
+    }
+}
+
+struct Running {
+    warehouse: Arc<Warehouse>,
+    plan: Arc<DistributedPlan>,
+    load: Arc<Load>,
+    stream: Option<datafusion::execution::SendableRecordBatchStream>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    /// A batch reached the client: a lost worker can no longer be retried.
+    sent: bool,
+    retried: bool,
+    _tracking: Tracking,
+    _slot: crate::pool::Slot,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Cancelled, timed out, or the client went away: the workers are free of it now
+        // (dropping the head stage ends every task's stream).
+        self.stream = None;
+        self.load.end();
+    }
+}
+
+/// Start the head stage (which starts every other stage on its workers).
+fn run(
+    plan: &DistributedPlan,
+) -> Result<datafusion::execution::SendableRecordBatchStream, QueryError> {
+    datafusion::physical_plan::execute_stream(plan.plan.clone(), plan.state.task_ctx())
+        .map_err(distributed_error)
+}
+
+/// What a distributed query's error means for sluice: a broken connection to a worker (a
+/// gRPC status the library could not read back into an error of the query) is a lost
+/// worker; anything else is the query's own error, classified as everywhere.
+pub fn distributed_error(e: DataFusionError) -> QueryError {
+    if lost_worker(&e) {
+        return QueryError::new(
+            ErrorKind::WorkerLost,
+            "a worker running part of this query stopped; the query can be retried",
+        );
+    }
+    QueryError::from(e)
+}
+
+fn lost_worker(e: &DataFusionError) -> bool {
+    match e {
+        DataFusionError::External(inner) => {
+            inner.downcast_ref::<tonic::Status>().is_some()
+                || inner.downcast_ref::<tonic::transport::Error>().is_some()
+                || inner
+                    .downcast_ref::<DataFusionError>()
+                    .is_some_and(lost_worker)
+        }
+        DataFusionError::Context(_, inner) => lost_worker(inner),
+        DataFusionError::Shared(inner) => lost_worker(inner),
+        DataFusionError::Execution(message) => {
+            message.starts_with("Error connecting to Distributed DataFusion worker")
+                || message.starts_with("Error waiting for Distributed DataFusion channel")
+        }
+        _ => false,
+    }
+}
+
+/// EXPLAIN's view of a warehouse: the plan it would run.
+#[derive(Debug)]
+pub struct Explainer(pub Arc<Warehouse>);
+
+#[async_trait]
+impl Distributor for Explainer {
+    async fn distributed(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        state: &SessionState,
+    ) -> Result<Option<DistributedPlan>, QueryError> {
+        Ok(self
+            .0
+            .distribute(plan, state, "explain")
+            .await?
+            .map(|d| d.plan))
+    }
+}
+
+/// How a worker builds the session each of its distributed tasks runs in: the worker's
+/// runtime (object stores, memory pool) with the query's memory share, sluice's functions
+/// and plan codec, and the worker's own connections to other workers.
+pub(crate) struct TaskSessions {
+    pub(crate) runtime: Arc<RuntimeEnv>,
+    pub(crate) functions: Vec<Arc<ScalarUDF>>,
+    pub(crate) channels: Channels,
+    /// Memory one query may use on this worker, if limited.
+    pub(crate) query_memory: Option<usize>,
+    /// Each running query's memory share, by the query's id.
+    pub(crate) shares: Mutex<HashMap<String, Weak<crate::worker::QueryPool>>>,
+}
+
+impl TaskSessions {
+    fn runtime_for(&self, query: Option<&str>) -> Arc<RuntimeEnv> {
+        let Some(limit) = self.query_memory else {
+            return self.runtime.clone();
+        };
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        shares.retain(|_, pool| pool.strong_count() > 0);
+        let existing = query.and_then(|q| shares.get(q)).and_then(Weak::upgrade);
+        let pool = existing.unwrap_or_else(|| {
+            let pool = Arc::new(crate::worker::QueryPool::new(
+                self.runtime.memory_pool.clone(),
+                limit,
+            ));
+            if let Some(q) = query {
+                shares.insert(q.to_string(), Arc::downgrade(&pool));
+            }
+            pool
+        });
+        let mut runtime = (*self.runtime).clone();
+        runtime.memory_pool = pool;
+        Arc::new(runtime)
+    }
+}
+
+#[async_trait]
+impl WorkerSessionBuilder for TaskSessions {
+    async fn build_session_state(
+        &self,
+        ctx: WorkerQueryContext,
+    ) -> Result<SessionState, DataFusionError> {
+        let query = ctx
+            .headers
+            .get(QUERY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let builder: SessionStateBuilder = ctx
+            .builder
+            .with_runtime_env(self.runtime_for(query.as_deref()))
+            .with_distributed_user_codec(planner::codec::SluiceCodec)
+            .with_distributed_channel_resolver(self.channels.clone())
+            // A yield point between the batches of every operator of a task, as on the
+            // one-worker path: a task's reader going away (cancel) stops it at the next one.
+            .with_distributed_worker_plan_rewrite_handler(
+                |ev: datafusion_distributed::WorkerPlanRewriteEvent| {
+                    crate::yielding::wrap(ev.plan)
+                        .map(datafusion_distributed::WorkerPlanRewriteEventResponse::new)
+                },
+            );
+        let mut state = builder.build();
+        use datafusion::execution::FunctionRegistry;
+        for function in &self.functions {
+            state.register_udf(function.clone())?;
+        }
+        Ok(state)
+    }
+}
