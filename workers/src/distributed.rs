@@ -18,10 +18,8 @@
 //! - Dropping the result stream (cancel, timeout, client gone) drops the head stage, which
 //!   ends the coordinator's streams to every task; each worker stops its tasks.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::common::DataFusionError;
@@ -37,119 +35,10 @@ use datafusion_distributed::{
 use futures::StreamExt;
 use planner::distributed::{DistributedPlan, Distributor};
 use planner::{ErrorKind, QueryError};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use url::Url;
 
-use crate::pool::{
-    BatchStream, QueryMeta, Tracking, Warehouse, WorkerHandle, READY, STREAM_WINDOW_BYTES,
-};
-
-/// The header that names a query on its tasks' calls (a worker gives each query one memory
-/// share, however many of its tasks run there).
-pub const QUERY_HEADER: &str = "x-sluice-query";
-
-/// TLS of the connections to workers' distributed endpoints (PEM contents).
-#[derive(Clone, Debug)]
-pub struct ChannelTls {
-    pub ca: Vec<u8>,
-    /// The name the workers' certificates carry (default: each URL's host).
-    pub domain: Option<String>,
-    /// Client certificate and key, for workers that require them (mutual TLS).
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// Connections to workers' distributed endpoints: one HTTP/2 channel per worker, reused by
-/// every query, each call carrying the worker secret.
-#[derive(Clone)]
-pub struct Channels {
-    inner: Arc<ChannelsInner>,
-}
-
-struct ChannelsInner {
-    bearer: http::HeaderValue,
-    tls: Option<ChannelTls>,
-    cache: Mutex<HashMap<Url, BoxCloneSyncChannel>>,
-}
-
-impl Channels {
-    pub fn new(secret: &str, tls: Option<ChannelTls>) -> Result<Self, QueryError> {
-        let bearer = http::HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| {
-            QueryError::new(ErrorKind::InvalidValue, "the worker secret must be ASCII")
-        })?;
-        Ok(Self {
-            inner: Arc::new(ChannelsInner {
-                bearer,
-                tls,
-                cache: Mutex::default(),
-            }),
-        })
-    }
-
-    fn channel(&self, url: &Url) -> Result<BoxCloneSyncChannel, DataFusionError> {
-        let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = cache.get(url) {
-            return Ok(channel.clone());
-        }
-        let bad = |what: String| DataFusionError::Execution(what);
-        let mut endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| bad(format!("worker address {url}: {e}")))?
-            .tcp_nodelay(true)
-            .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(STREAM_WINDOW_BYTES * 4)
-            .connect_timeout(Duration::from_secs(2))
-            // A worker whose host vanished (no RST) is noticed within ~2 s.
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(1))
-            .keep_alive_while_idle(true);
-        if url.scheme() == "https" {
-            let Some(tls) = &self.inner.tls else {
-                return Err(bad(format!("no TLS settings to reach the worker at {url}")));
-            };
-            let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
-            let mut config = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(&tls.ca))
-                .domain_name(tls.domain.clone().unwrap_or_else(|| host.to_string()));
-            if let Some((cert, key)) = &tls.identity {
-                config = config.identity(Identity::from_pem(cert, key));
-            }
-            endpoint = endpoint
-                .tls_config(config)
-                .map_err(|e| bad(format!("worker TLS: {e}")))?;
-        }
-        let bearer = self.inner.bearer.clone();
-        let service = tower::ServiceExt::map_request(
-            endpoint.connect_lazy(),
-            move |mut request: http::Request<tonic::body::Body>| {
-                request
-                    .headers_mut()
-                    .insert(http::header::AUTHORIZATION, bearer.clone());
-                request
-            },
-        );
-        let channel = BoxCloneSyncChannel::new(service);
-        cache.insert(url.clone(), channel.clone());
-        Ok(channel)
-    }
-
-    /// Forget a worker's connection (it went away: a new one at that address is new).
-    pub fn forget(&self, url: &Url) {
-        self.inner
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(url);
-    }
-}
-
-#[async_trait]
-impl ChannelResolver for Channels {
-    async fn get_worker_client_for_url(
-        &self,
-        url: &Url,
-    ) -> Result<Box<dyn WorkerChannel>, DataFusionError> {
-        self.channel(url).map(create_worker_client)
-    }
-}
+use crate::channels::Channels;
+use crate::pool::{BatchStream, QueryMeta, Tracking, Warehouse, WorkerHandle, READY};
 
 /// The warehouse's ready workers, for the distributed planner (how many tasks a stage
 /// may have) and its routing (which worker runs each task).
@@ -332,7 +221,7 @@ impl Warehouse {
         };
         let mut headers = http::HeaderMap::new();
         if let Ok(value) = http::HeaderValue::from_str(query_id) {
-            headers.insert(QUERY_HEADER, value);
+            headers.insert(crate::protocol::QUERY_HEADER, value);
         }
         plan.state
             .config_mut()
@@ -499,75 +388,5 @@ impl Distributor for Explainer {
             .distribute(plan, state, "explain")
             .await?
             .map(|d| d.plan))
-    }
-}
-
-/// How a worker builds the session each of its distributed tasks runs in: the worker's
-/// runtime (object stores, memory pool) with the query's memory share, sluice's functions
-/// and plan codec, and the worker's own connections to other workers.
-pub(crate) struct TaskSessions {
-    pub(crate) runtime: Arc<RuntimeEnv>,
-    pub(crate) functions: Vec<Arc<ScalarUDF>>,
-    pub(crate) channels: Channels,
-    /// Memory one query may use on this worker, if limited.
-    pub(crate) query_memory: Option<usize>,
-    /// Each running query's memory share, by the query's id.
-    pub(crate) shares: Mutex<HashMap<String, Weak<crate::worker::QueryPool>>>,
-}
-
-impl TaskSessions {
-    fn runtime_for(&self, query: Option<&str>) -> Arc<RuntimeEnv> {
-        let Some(limit) = self.query_memory else {
-            return self.runtime.clone();
-        };
-        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
-        shares.retain(|_, pool| pool.strong_count() > 0);
-        let existing = query.and_then(|q| shares.get(q)).and_then(Weak::upgrade);
-        let pool = existing.unwrap_or_else(|| {
-            let pool = Arc::new(crate::worker::QueryPool::new(
-                self.runtime.memory_pool.clone(),
-                limit,
-            ));
-            if let Some(q) = query {
-                shares.insert(q.to_string(), Arc::downgrade(&pool));
-            }
-            pool
-        });
-        let mut runtime = (*self.runtime).clone();
-        runtime.memory_pool = pool;
-        Arc::new(runtime)
-    }
-}
-
-#[async_trait]
-impl WorkerSessionBuilder for TaskSessions {
-    async fn build_session_state(
-        &self,
-        ctx: WorkerQueryContext,
-    ) -> Result<SessionState, DataFusionError> {
-        let query = ctx
-            .headers
-            .get(QUERY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let builder: SessionStateBuilder = ctx
-            .builder
-            .with_runtime_env(self.runtime_for(query.as_deref()))
-            .with_distributed_user_codec(planner::codec::SluiceCodec)
-            .with_distributed_channel_resolver(self.channels.clone())
-            // A yield point between the batches of every operator of a task, as on the
-            // one-worker path: a task's reader going away (cancel) stops it at the next one.
-            .with_distributed_worker_plan_rewrite_handler(
-                |ev: datafusion_distributed::WorkerPlanRewriteEvent| {
-                    crate::yielding::wrap(ev.plan)
-                        .map(datafusion_distributed::WorkerPlanRewriteEventResponse::new)
-                },
-            );
-        let mut state = builder.build();
-        use datafusion::execution::FunctionRegistry;
-        for function in &self.functions {
-            state.register_udf(function.clone())?;
-        }
-        Ok(state)
     }
 }

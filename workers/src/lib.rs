@@ -21,6 +21,7 @@
 //! A crash, leak or runaway query in a worker never takes the gateway down: the gateway
 //! sees a closed stream and answers the client with an error.
 
+mod channels;
 pub mod data_cache;
 pub mod distributed;
 pub mod pool;

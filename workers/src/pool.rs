@@ -37,8 +37,6 @@ use tonic::transport::Channel;
 
 use crate::protocol::{ExecuteRequest, WorkerReport, ERROR_KIND_HEADER};
 
-/// Per-query HTTP/2 receive window on the gateway side of the worker channel.
-pub(crate) const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 /// How long a new worker may take to report its address.
 pub(crate) const WORKER_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the autoscaler looks, besides every queue change.
@@ -376,7 +374,7 @@ pub struct Warehouse {
     pub(crate) bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     pub(crate) secret: String,
     /// Connections to the workers' distributed endpoints.
-    pub(crate) channels: crate::distributed::Channels,
+    pub(crate) channels: crate::channels::Channels,
     state: Mutex<PoolState>,
     /// Wakes the autoscaler.
     pub(crate) wake: Notify,
@@ -412,7 +410,7 @@ impl Warehouse {
         let bearer = format!("Bearer {secret}").parse().map_err(|_| {
             QueryError::new(ErrorKind::InvalidValue, "the worker secret must be ASCII")
         })?;
-        let channels = crate::distributed::Channels::new(
+        let channels = crate::channels::Channels::new(
             &secret,
             config.tls.as_ref().map(channel_tls).transpose()?,
         )?;
@@ -947,7 +945,7 @@ fn message_kind(data: &FlightData) -> MessageKind {
 }
 
 /// The PEM files of a warehouse's worker TLS, read for the distributed channels.
-fn channel_tls(tls: &WorkerTls) -> Result<crate::distributed::ChannelTls, QueryError> {
+fn channel_tls(tls: &WorkerTls) -> Result<crate::channels::ChannelTls, QueryError> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
             QueryError::new(
@@ -956,7 +954,7 @@ fn channel_tls(tls: &WorkerTls) -> Result<crate::distributed::ChannelTls, QueryE
             )
         })
     };
-    Ok(crate::distributed::ChannelTls {
+    Ok(crate::channels::ChannelTls {
         ca: read(&tls.ca)?,
         domain: tls.domain.clone(),
         identity: match &tls.identity {

@@ -17,6 +17,13 @@ pub const SECRET_ENV: &str = "SLUICE_WORKER_SECRET";
 pub const READY_PREFIX: &str = "SLUICE_WORKER_LISTENING ";
 /// gRPC metadata key holding an [`planner::ErrorKind`] name.
 pub const ERROR_KIND_HEADER: &str = "x-sluice-error-kind";
+/// The header that names a query on its distributed tasks' calls (a worker gives each
+/// query one memory share, however many of its tasks run there).
+pub const QUERY_HEADER: &str = "x-sluice-query";
+/// Per-stream HTTP/2 receive window on connections to workers: enough to keep the
+/// loopback busy (the 64 KiB default throttles bulk results), small enough that a slow
+/// reader holds only a few MiB per stream.
+pub(crate) const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 /// Largest message either side accepts (plans in tickets, batches in Flight data).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 

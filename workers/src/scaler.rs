@@ -17,10 +17,11 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::pool::{
     Launcher, LocalWorkers, Warehouse, WorkerHandle, WorkerTls, DOWN, DRAINING, HEALTH_EVERY,
-    HEALTH_FAILURES, HEALTH_TIMEOUT, READY, SCALE_UP_WAIT, STREAM_WINDOW_BYTES, TICK,
-    WORKER_START_TIMEOUT,
+    HEALTH_FAILURES, HEALTH_TIMEOUT, READY, SCALE_UP_WAIT, TICK, WORKER_START_TIMEOUT,
 };
-use crate::protocol::{WorkerReport, MAX_MESSAGE_BYTES, READY_PREFIX, SECRET_ENV, STATUS_ACTION};
+use crate::protocol::{
+    WorkerReport, MAX_MESSAGE_BYTES, READY_PREFIX, SECRET_ENV, STATUS_ACTION, STREAM_WINDOW_BYTES,
+};
 
 impl Warehouse {
     /// The workers a warehouse starts with: `min_workers` local ones (waiting for them),

@@ -33,6 +33,15 @@ use tokio::io::AsyncReadExt;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
+use async_trait::async_trait;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::ScalarUDF;
+use datafusion_distributed::{DistributedExt, WorkerQueryContext, WorkerSessionBuilder};
+use std::collections::HashMap;
+use std::sync::{Mutex, Weak};
+
+use crate::channels::Channels;
 use crate::data_cache::DataCache;
 use crate::protocol::{
     ExecuteRequest, WorkerReport, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, STATUS_ACTION,
@@ -88,11 +97,11 @@ impl WorkerServerTls {
     }
 
     /// TLS of this worker's connections to other workers' distributed endpoints.
-    fn peer_config(&self) -> Result<crate::distributed::ChannelTls, String> {
+    fn peer_config(&self) -> Result<crate::channels::ChannelTls, String> {
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
         };
-        Ok(crate::distributed::ChannelTls {
+        Ok(crate::channels::ChannelTls {
             ca: read(self.peer_ca.as_deref().unwrap_or(&self.cert))?,
             domain: self.peer_domain.clone(),
             identity: match &self.client_ca {
@@ -139,10 +148,10 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
     let addr = listener.local_addr()?;
     let distributed = serve_distributed(
         &options,
-        crate::distributed::TaskSessions {
+        TaskSessions {
             runtime: runtime.clone(),
             functions: functions.into_iter().map(Arc::new).collect(),
-            channels: crate::distributed::Channels::new(
+            channels: crate::channels::Channels::new(
                 &options.secret,
                 options.tls.as_ref().map(|t| t.peer_config()).transpose()?,
             )?,
@@ -198,13 +207,80 @@ pub async fn run(options: WorkerOptions) -> Result<(), Box<dyn std::error::Error
     Ok(())
 }
 
+/// How a worker builds the session each of its distributed tasks runs in: the worker's
+/// runtime (object stores, memory pool) with the query's memory share, sluice's functions
+/// and plan codec, and the worker's own connections to other workers.
+pub(crate) struct TaskSessions {
+    pub(crate) runtime: Arc<RuntimeEnv>,
+    pub(crate) functions: Vec<Arc<ScalarUDF>>,
+    pub(crate) channels: Channels,
+    /// Memory one query may use on this worker, if limited.
+    pub(crate) query_memory: Option<usize>,
+    /// Each running query's memory share, by the query's id.
+    pub(crate) shares: Mutex<HashMap<String, Weak<QueryPool>>>,
+}
+
+impl TaskSessions {
+    fn runtime_for(&self, query: Option<&str>) -> Arc<RuntimeEnv> {
+        let Some(limit) = self.query_memory else {
+            return self.runtime.clone();
+        };
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        shares.retain(|_, pool| pool.strong_count() > 0);
+        let existing = query.and_then(|q| shares.get(q)).and_then(Weak::upgrade);
+        let pool = existing.unwrap_or_else(|| {
+            let pool = Arc::new(QueryPool::new(self.runtime.memory_pool.clone(), limit));
+            if let Some(q) = query {
+                shares.insert(q.to_string(), Arc::downgrade(&pool));
+            }
+            pool
+        });
+        let mut runtime = (*self.runtime).clone();
+        runtime.memory_pool = pool;
+        Arc::new(runtime)
+    }
+}
+
+#[async_trait]
+impl WorkerSessionBuilder for TaskSessions {
+    async fn build_session_state(
+        &self,
+        ctx: WorkerQueryContext,
+    ) -> Result<SessionState, DataFusionError> {
+        let query = ctx
+            .headers
+            .get(crate::protocol::QUERY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let builder: SessionStateBuilder = ctx
+            .builder
+            .with_runtime_env(self.runtime_for(query.as_deref()))
+            .with_distributed_user_codec(planner::codec::SluiceCodec)
+            .with_distributed_channel_resolver(self.channels.clone())
+            // A yield point between the batches of every operator of a task, as on the
+            // one-worker path: a task's reader going away (cancel) stops it at the next one.
+            .with_distributed_worker_plan_rewrite_handler(
+                |ev: datafusion_distributed::WorkerPlanRewriteEvent| {
+                    crate::yielding::wrap(ev.plan)
+                        .map(datafusion_distributed::WorkerPlanRewriteEventResponse::new)
+                },
+            );
+        let mut state = builder.build();
+        use datafusion::execution::FunctionRegistry;
+        for function in &self.functions {
+            state.register_udf(function.clone())?;
+        }
+        Ok(state)
+    }
+}
+
 /// The worker's distributed endpoint (the library's worker service: the stages of
 /// distributed queries), on the same host as the Flight endpoint, behind the same secret
 /// and TLS. It runs on a runtime of its own, so that its tasks never delay the status
 /// answers the gateway's health checks wait for. Returns the address it listens on.
 fn serve_distributed(
     options: &WorkerOptions,
-    sessions: crate::distributed::TaskSessions,
+    sessions: TaskSessions,
 ) -> Result<SocketAddr, Box<dyn std::error::Error + Send + Sync>> {
     let listener = std::net::TcpListener::bind(SocketAddr::new(options.listen.ip(), 0))?;
     listener.set_nonblocking(true)?;
