@@ -169,7 +169,7 @@ distributed = "off"
     lines.append("|---|---|---|---|")
     for k in SMALL:
         a, o = med(small["auto"][k]), med(small["off"][k])
-        lines.append(f"| {k} | {a:.3f} | {o:.3f} | {a / o:.3f} |")
+        lines.append(f"| {k} | {a * 1e3:.3f} | {o * 1e3:.3f} | {a / o:.3f} |")
     lines.append("")
     lines.append(f"gateway resident memory: {rss_before / 2**20:.0f} MiB before the TPC-H runs, "
                  f"peak {gateway_peak / 2**20:.0f} MiB (VmHWM) after them")

@@ -4,14 +4,16 @@ answers through pg and Flight SQL; EXPLAIN and the history show the stages; `aut
 small query on one worker and spreads a big one; a worker killed mid-query, a cancel and a
 query over its memory share each end cleanly and leave every worker free."""
 import os
+import threading
 import time
 
 import adbc_driver_flightsql as fs
 import adbc_driver_flightsql.dbapi as flight_sql
 import psycopg
 import pytest
+from databricks import sql as dbsql
 
-from conftest import self_signed, start_sluice, wait_for
+from conftest import self_signed, sluice_bin, start_sluice, wait_for
 from pgraw import PgRaw
 from test_warehouses import (HUNGRY_QUERY, LONG_QUERY, SLOW_QUERY, busy, free_port, reference,
                              run_in_thread, start_worker, workers_of)
@@ -33,6 +35,11 @@ distributed = "always"
 workers = 2
 distributed = "auto"
 min_distributed_bytes = "1MiB"
+
+[warehouses.grow]
+min_workers = 1
+max_workers = 3
+distributed = "always"
 
 [warehouses.mem]
 workers = 2
@@ -144,26 +151,59 @@ def test_system_queries_shows_the_workers_of_a_running_query(server, monitor):
     conn.close()
 
 
-def test_cancel_stops_every_task_on_every_worker(server, monitor):
-    pids = [w[1] for w in workers_of(monitor, "dist")]
-    conn = psycopg.connect(server.dsn(dbname="dist"), autocommit=True)
-    query_thread = run_in_thread(lambda: conn.execute(LONG_QUERY).fetchall())
+def stopped_everywhere(monitor, pids, cancel, query_thread):
+    """Run `cancel` once the distributed query computes on the workers: within a second it
+    leaves system.queries, every worker's slot is back and no worker spends CPU on it."""
     wait_for(lambda: monitor.execute("select count(*) from system.queries where warehouse = 'dist' "
-                                     "and workers is not null").fetchone()[0] == 1, 30, "the query to run")
+                                     "and workers like '%,%,%'").fetchone()[0] == 1, 30, "the query to run")
     time.sleep(1.0)
     assert sum(busy(pid, 0.3) for pid in pids) > 0.5, "the query is not computing"
     at = time.monotonic()
-    conn.cancel()
+    cancel()
     wait_for(lambda: monitor.execute("select count(*) from system.queries where warehouse = 'dist'")
              .fetchone()[0] == 0, 1, "the query to leave system.queries")
-    # Within the second every worker is free of it: no slot held, no CPU spent.
     wait_for(lambda: all(w[3] == 0 for w in workers_of(monitor, "dist")), 1, "every worker's slots back")
     time.sleep(max(0.0, 0.5 - (time.monotonic() - at)))
     for pid in pids:
         assert busy(pid, 0.5) < 0.2, f"worker {pid} still computes the cancelled query"
-    query_thread[0].join(30)
-    assert query_thread[1]["error"].sqlstate == "57014"
+    query_thread.join(30)
+
+
+def test_cancel_and_timeout_stop_every_task_on_every_worker(server, monitor):
+    pids = [w[1] for w in workers_of(monitor, "dist")]
+    # pg: CancelRequest.
+    conn = psycopg.connect(server.dsn(dbname="dist"), autocommit=True)
+    query = run_in_thread(lambda: conn.execute(LONG_QUERY).fetchall())
+    stopped_everywhere(monitor, pids, conn.cancel, query[0])
+    assert query[1]["error"].sqlstate == "57014"
+    # statement_timeout (the session's): the same path, from the gateway's side.
+    conn.execute("set statement_timeout = '3s'")
+    started = time.monotonic()
+    query = run_in_thread(lambda: conn.execute(LONG_QUERY).fetchall())
+    stopped_everywhere(monitor, pids, lambda: time.sleep(max(0.0, started + 3.0 - time.monotonic())), query[0])
+    assert query[1]["error"].sqlstate == "57014"
     conn.close()
+    # Flight SQL: ADBC's cancel (CancelFlightInfo).
+    kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {server.token}",
+              f"{fs.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value}x-sluice-warehouse": "dist"}
+    with flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as flight:
+        cur = flight.cursor()
+        query = run_in_thread(lambda: (cur.execute(LONG_QUERY), cur.fetchall()))
+        stopped_everywhere(monitor, pids, cur.adbc_cancel, query[0])
+        assert "cancel" in str(query[1].get("error")).lower()
+    # HS2: databricks-sql-connector's cursor.cancel() (CancelOperation).
+    with dbsql.connect(server_hostname="x", http_path="/x", access_token=server.token, enable_telemetry=False,
+                       _connection_uri=f"http://{server.http}/sql/1.0/warehouses/dist") as hs2:
+        cur = hs2.cursor()
+        query = run_in_thread(lambda: (cur.execute(LONG_QUERY), cur.fetchall()))
+        stopped_everywhere(monitor, pids, cur.cancel, query[0])
+        assert "error" in query[1]
+    # The client going away: the connection closed under a running query.
+    raw = PgRaw(server.pg_host, server.pg_port, "tester", server.token, database="dist")
+    raw.send(b"Q", (LONG_QUERY + "\0").encode())
+    nothing = threading.Thread(target=lambda: None)
+    nothing.start()
+    stopped_everywhere(monitor, pids, raw.sock.close, nothing)
     with psycopg.connect(server.dsn(dbname="dist"), autocommit=True) as c:
         assert c.execute("select count(*) from tpch.orders").fetchone() == (15000,)
 
@@ -184,6 +224,54 @@ def test_a_query_over_its_memory_share_fails_alone(server, monitor):
     assert "error" not in other[1], other[1]
     assert other[1]["value"][0][0] > 0
     assert [w[:3] for w in workers_of(monitor, "mem")] == [w[:3] for w in before]
+
+
+def test_a_big_query_grows_its_warehouse(server, monitor):
+    """One worker: nothing to spread over, the query runs on it; but it is big enough to be
+    spread, so the warehouse starts workers up to max_workers, and the next one uses them."""
+    sql = "select l_returnflag, count(*) from tpch.lineitem group by 1 order by 1"
+    assert len(workers_of(monitor, "grow")) == 1
+    with psycopg.connect(server.dsn(dbname="grow"), autocommit=True) as conn:
+        assert conn.execute(sql).fetchall() == reference(server, sql.replace("tpch.", ""))
+        wait_for(lambda: [w[2] for w in workers_of(monitor, "grow")] == ["ready"] * 3, 60, "three workers")
+        assert monitor.execute("select scale_ups from system.warehouses where name = 'grow'").fetchone()[0] >= 3
+        before = history_count(monitor, "grow")
+        assert conn.execute(sql).fetchall() == reference(server, sql.replace("tpch.", ""))
+        _, _, workers, _ = last_run(monitor, "grow", before)
+        assert len(workers.split(",")) == 3, workers
+
+
+def test_the_distributed_endpoint_refuses_calls_without_the_secret(tmp_path):
+    """A worker's second port (the stages of distributed queries) checks the worker secret on
+    every call, whatever the call; garbage on the port leaves the worker up."""
+    import socket
+    import subprocess
+    import pyarrow.flight as flight
+    secret = "distributed-endpoint-secret-0123456789"
+    addr = f"127.0.0.5:{free_port('127.0.0.5')}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}, "SLUICE_WORKER_SECRET": secret}
+    proc = subprocess.Popen([sluice_bin(), "worker", "--listen", addr, "--threads", "1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        assert line[0] == "SLUICE_WORKER_LISTENING" and line[1] == addr, line
+        stages = line[2]
+        assert stages.startswith("127.0.0.5:") and stages != addr
+        client = flight.FlightClient(f"grpc://{stages}")
+        for headers in ([], [(b"authorization", b"Bearer wrong")], [(b"authorization", secret.encode())]):
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                list(client.list_actions(options=flight.FlightCallOptions(headers=headers, timeout=5)))
+        host, port = stages.rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(os.urandom(64 * 1024))
+        # With the secret the call passes the check (and finds no such method there).
+        good = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {secret}".encode())], timeout=5)
+        with pytest.raises(flight.FlightError) as passed:
+            list(client.list_actions(options=good))
+        assert not isinstance(passed.value, flight.FlightUnauthenticatedError)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
 
 
 def test_a_worker_killed_mid_query_fails_it_fast_and_the_next_query_runs(tmp_path):

@@ -111,7 +111,7 @@ impl SystemSource for SystemView {
             SystemTable::Warehouses => {
                 let s: Vec<_> = statuses.iter().map(|(s, _)| s).collect();
                 let up = |st: &&workers::WarehouseStatus| {
-                    ["min_workers", "queue", "replace"]
+                    ["min_workers", "queue", "replace", "distributed"]
                         .iter()
                         .map(|r| st.scale_events.get(r).copied().unwrap_or(0))
                         .sum::<u64>() as i64

@@ -64,17 +64,10 @@ impl Mode {
     }
 }
 
-/// Whether a plan is worth distributing: `Always`, or `Auto` over `min_bytes` of input, and
-/// at least two workers to spread it over.
-pub fn worth_distributing(
-    plan: &Arc<dyn ExecutionPlan>,
-    mode: Mode,
-    min_bytes: u64,
-    workers: usize,
-) -> bool {
-    if workers < 2 {
-        return false;
-    }
+/// Whether a plan is big enough to spread over several workers: `Always`, or `Auto` over
+/// `min_bytes` of input (whether there are workers to spread it over is the warehouse's
+/// business).
+pub fn wants_distribution(plan: &Arc<dyn ExecutionPlan>, mode: Mode, min_bytes: u64) -> bool {
     match mode {
         Mode::Off => false,
         Mode::Always => true,
@@ -126,6 +119,38 @@ fn bytes_per_partition(mode: Mode, min_bytes: u64, target_partitions: usize) -> 
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_as_written_in_the_config() {
+        assert_eq!(Mode::parse("auto"), Some(Mode::Auto));
+        assert_eq!(Mode::parse("OFF"), Some(Mode::Off));
+        assert_eq!(Mode::parse("always"), Some(Mode::Always));
+        assert_eq!(Mode::parse("sometimes"), None);
+        for mode in [Mode::Auto, Mode::Off, Mode::Always] {
+            assert_eq!(Mode::parse(mode.as_str()), Some(mode));
+        }
+    }
+
+    #[test]
+    fn stages_are_sized_so_that_auto_splits_a_plan_at_its_threshold() {
+        // always: a task per worker however small the scan.
+        assert_eq!(bytes_per_partition(Mode::Always, 1 << 30, 2), 1);
+        // auto: a scan of min_bytes makes two tasks' worth of partitions
+        // (ceil(ceil(bytes / per_partition) / target_partitions) = 2)…
+        let per = bytes_per_partition(Mode::Auto, 1 << 20, 2) as u64;
+        assert_eq!((1u64 << 20).div_ceil(per).div_ceil(2), 2);
+        // …and never coarser than the library's own default.
+        assert_eq!(
+            bytes_per_partition(Mode::Auto, 64 << 30, 2) as u64,
+            LIBRARY_BYTES_PER_PARTITION
+        );
+        assert_eq!(bytes_per_partition(Mode::Auto, 0, 0), 1);
+    }
+}
+
 /// A distributed plan, and the state it executes in (the coordinator's: it knows the
 /// workers, how to reach them and how plans are encoded for them).
 pub struct DistributedPlan {
@@ -161,13 +186,15 @@ impl DistributedPlan {
 }
 
 /// Split `plan` into stages over the workers `workers` names, reached through `channels`
-/// (`mode` and `min_bytes` size the stages: see [`bytes_per_partition`]).
+/// (`mode` and `min_bytes` size the stages: see [`bytes_per_partition`]; `compress`: the
+/// batches crossing the network are LZ4-compressed).
 /// None: the library found nothing worth splitting (one partition, no scan, …).
 pub async fn distribute(
     plan: &Arc<dyn ExecutionPlan>,
     state: &SessionState,
     mode: Mode,
     min_bytes: u64,
+    compress: bool,
     workers: Arc<dyn WorkerResolver>,
     channels: Arc<dyn ChannelResolver + Send + Sync>,
 ) -> Result<Option<DistributedPlan>, QueryError> {
@@ -190,6 +217,12 @@ pub async fn distribute(
             min_bytes,
             state.config().target_partitions(),
         ))
+        .map_err(QueryError::from)?
+        // LZ4 between hosts; none between processes of one machine, where it only costs
+        // CPU the stages need.
+        .with_distributed_compression(
+            compress.then_some(datafusion_distributed::CompressionType::LZ4_FRAME),
+        )
         .map_err(QueryError::from)?;
     let coordinating = builder.build();
     let empty = LogicalPlan::EmptyRelation(EmptyRelation {

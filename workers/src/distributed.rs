@@ -23,15 +23,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use datafusion::common::DataFusionError;
-use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::execution::SessionState;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion_distributed::grpc::{create_worker_client, BoxCloneSyncChannel};
-use datafusion_distributed::{
-    ChannelResolver, DistributedExt, WorkerChannel, WorkerQueryContext, WorkerResolver,
-    WorkerSessionBuilder,
-};
+use datafusion_distributed::{ChannelResolver, DistributedExt, WorkerChannel, WorkerResolver};
 use futures::StreamExt;
 use planner::distributed::{DistributedPlan, Distributor};
 use planner::{ErrorKind, QueryError};
@@ -77,15 +71,6 @@ pub(crate) struct Load {
     state: Mutex<LoadState>,
 }
 
-impl Load {
-    fn new(warehouse: &Arc<Warehouse>) -> Self {
-        Self {
-            warehouse: Arc::downgrade(warehouse),
-            state: Mutex::default(),
-        }
-    }
-}
-
 #[derive(Default)]
 struct LoadState {
     workers: Vec<Arc<WorkerHandle>>,
@@ -96,6 +81,13 @@ struct LoadState {
 }
 
 impl Load {
+    fn new(warehouse: &Arc<Warehouse>) -> Self {
+        Self {
+            warehouse: Arc::downgrade(warehouse),
+            state: Mutex::default(),
+        }
+    }
+
     fn reached(&self, url: &Url) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.ended || state.urls.contains(url) {
@@ -151,6 +143,10 @@ impl Drop for Load {
 pub struct Distributed {
     pub plan: DistributedPlan,
     load: Arc<Load>,
+    /// What it was made from (the one-worker plan, the query's state, its id): a query
+    /// run again after a lost worker is split anew, over the workers still there (the
+    /// stages' ids must be new to the workers).
+    source: Option<(Arc<dyn ExecutionPlan>, SessionState, String)>,
 }
 
 impl Distributed {
@@ -194,24 +190,45 @@ impl Warehouse {
         state: &SessionState,
         query_id: &str,
     ) -> Result<Option<Distributed>, QueryError> {
+        self.distribute_as(plan, state, query_id, true).await
+    }
+
+    /// [`Warehouse::distribute`]; `grow`: a big query may start workers (not for EXPLAIN).
+    async fn distribute_as(
+        self: &Arc<Self>,
+        source: &Arc<dyn ExecutionPlan>,
+        state: &SessionState,
+        query_id: &str,
+        grow: bool,
+    ) -> Result<Option<Distributed>, QueryError> {
         let (mode, min_bytes) = {
             let state = self.lock();
             (state.config.distributed, state.config.min_distributed_bytes)
         };
-        let workers = self.ready_urls().len();
-        if !planner::distributed::worth_distributing(plan, mode, min_bytes, workers) {
+        if !planner::distributed::wants_distribution(source, mode, min_bytes) {
             return Ok(None);
         }
+        // A query big enough to spread is load enough to grow the warehouse: the workers
+        // started now serve the queries after it (this one's tasks are placed on start).
+        if grow {
+            self.grow_for_distributed();
+        }
+        let workers = self.ready_urls();
+        if workers.len() < 2 {
+            return Ok(None);
+        }
+        let compress = !workers.iter().all(on_this_machine);
         let load = Arc::new(Load::new(self));
         let recording = Recording {
             channels: self.channels.clone(),
             load: load.clone(),
         };
         let Some(mut plan) = planner::distributed::distribute(
-            plan,
+            source,
             state,
             mode,
             min_bytes,
+            compress,
             Arc::new(ReadyWorkers(Arc::downgrade(self))),
             Arc::new(recording),
         )
@@ -227,7 +244,11 @@ impl Warehouse {
             .config_mut()
             .set_distributed_passthrough_headers(headers)
             .map_err(QueryError::from)?;
-        Ok(Some(Distributed { plan, load }))
+        Ok(Some(Distributed {
+            plan,
+            load,
+            source: Some((source.clone(), state.clone(), query_id.to_string())),
+        }))
     }
 
     /// Run a distributed plan: admitted like any query (one slot, queued while none is
@@ -241,22 +262,18 @@ impl Warehouse {
         let progress = meta.progress.clone();
         let tracking = Tracking::new(self.clone(), meta);
         let slot = self.acquire(&tracking, false).await?;
-        let (stages, tasks) = distributed.plan.shape();
-        progress.distributed(stages, tasks);
-        distributed.load.report_to(progress.clone());
-        let warehouse = self.clone();
         let schema = distributed.schema();
-        let Distributed { plan, load } = distributed;
-        let plan = Arc::new(plan);
-        let first = run(&plan)?;
+        let Distributed { plan, load, source } = distributed;
+        let first = start(&plan, &load, &progress)?;
         let state = Running {
-            warehouse,
+            warehouse: self.clone(),
             plan,
             load,
+            progress,
+            source,
             stream: Some(first),
             schema,
             sent: false,
-            retried: false,
             _tracking: tracking,
             _slot: slot,
         };
@@ -265,7 +282,7 @@ impl Warehouse {
             |mut st| async move {
                 loop {
                     let stream = st.stream.as_mut()?;
-                    match stream.next().await {
+                    let err = match stream.next().await {
                         None => {
                             st.stream = None;
                             st.load.end();
@@ -279,30 +296,40 @@ impl Warehouse {
                                 });
                             return Some((batch, st));
                         }
-                        Some(Err(e)) => {
-                            let err = distributed_error(e);
-                            if err.kind == ErrorKind::WorkerLost && !st.sent && !st.retried {
-                                st.retried = true;
-                                st.stream = None;
-                                tracing::warn!(warehouse = %st.warehouse.name(), error = %err.message, "a worker was lost before any rows; running the distributed query again");
-                                st.warehouse.probe().await;
-                                match run(&st.plan) {
-                                    Ok(stream) => {
-                                        st.stream = Some(stream);
-                                        continue;
-                                    }
-                                    Err(e) => return Some((Err(e), st)),
-                                }
-                            }
-                            if err.kind == ErrorKind::WorkerLost {
-                                // Find out at once which worker it was.
-                                let warehouse = st.warehouse.clone();
-                                tokio::spawn(async move { warehouse.probe().await });
-                            }
-                            st.stream = None;
-                            st.load.end();
-                            return Some((Err(err), st));
+                        Some(Err(e)) => distributed_error(e),
+                    };
+                    st.stream = None;
+                    st.load.end();
+                    if err.kind != ErrorKind::WorkerLost {
+                        return Some((Err(err), st));
+                    }
+                    // Take the silent workers out of admission at once.
+                    st.warehouse.probe().await;
+                    if st.sent {
+                        return Some((Err(err), st));
+                    }
+                    // No row reached the client: split the query anew over the workers
+                    // still there and run it again, once.
+                    let Some((source, state, id)) = st.source.take() else {
+                        return Some((Err(err), st));
+                    };
+                    tracing::warn!(warehouse = %st.warehouse.name(), error = %err.message, "a worker was lost before any rows; running the distributed query again");
+                    let again = match st
+                        .warehouse
+                        .distribute_as(&source, &state, &id, false)
+                        .await
+                    {
+                        Ok(Some(again)) => again,
+                        Ok(None) => return Some((Err(err), st)),
+                        Err(e) => return Some((Err(e), st)),
+                    };
+                    match start(&again.plan, &again.load, &st.progress) {
+                        Ok(stream) => {
+                            st.plan = again.plan;
+                            st.load = again.load;
+                            st.stream = Some(stream);
                         }
+                        Err(e) => return Some((Err(e), st)),
                     }
                 }
             },
@@ -312,13 +339,15 @@ impl Warehouse {
 
 struct Running {
     warehouse: Arc<Warehouse>,
-    plan: Arc<DistributedPlan>,
+    plan: DistributedPlan,
     load: Arc<Load>,
+    progress: Arc<crate::pool::Progress>,
+    /// Taken by the one retry.
+    source: Option<(Arc<dyn ExecutionPlan>, SessionState, String)>,
     stream: Option<datafusion::execution::SendableRecordBatchStream>,
     schema: datafusion::arrow::datatypes::SchemaRef,
     /// A batch reached the client: a lost worker can no longer be retried.
     sent: bool,
-    retried: bool,
     _tracking: Tracking,
     _slot: crate::pool::Slot,
 }
@@ -332,12 +361,28 @@ impl Drop for Running {
     }
 }
 
-/// Start the head stage (which starts every other stage on its workers).
-fn run(
+/// Start the head stage (which starts every other stage on its workers), telling the
+/// query's progress its shape and, as its tasks reach them, its workers.
+fn start(
     plan: &DistributedPlan,
+    load: &Load,
+    progress: &Arc<crate::pool::Progress>,
 ) -> Result<datafusion::execution::SendableRecordBatchStream, QueryError> {
+    let (stages, tasks) = plan.shape();
+    progress.distributed(stages, tasks);
+    load.report_to(progress.clone());
     datafusion::physical_plan::execute_stream(plan.plan.clone(), plan.state.task_ctx())
         .map_err(distributed_error)
+}
+
+/// Whether a worker's URL is a loopback address (its batches need no compression).
+fn on_this_machine(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    }
 }
 
 /// What a distributed query's error means for sluice: a broken connection to a worker (a
@@ -351,6 +396,47 @@ pub fn distributed_error(e: DataFusionError) -> QueryError {
         );
     }
     QueryError::from(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_connections_are_lost_workers_and_query_errors_stay_theirs() {
+        let lost = |e: DataFusionError| distributed_error(e).kind;
+        let status = || DataFusionError::External(Box::new(tonic::Status::unavailable("h2 reset")));
+        assert_eq!(lost(status()), ErrorKind::WorkerLost);
+        assert_eq!(
+            lost(DataFusionError::Context(
+                "stage 2".into(),
+                Box::new(status())
+            )),
+            ErrorKind::WorkerLost
+        );
+        assert_eq!(
+            lost(DataFusionError::Shared(Arc::new(status()))),
+            ErrorKind::WorkerLost
+        );
+        assert_eq!(
+            lost(DataFusionError::Execution(
+                "Error connecting to Distributed DataFusion worker on 'http://127.0.0.1:1/': tcp connect error".into()
+            )),
+            ErrorKind::WorkerLost
+        );
+        // A query's own error, read back from a worker, keeps its kind.
+        assert_eq!(
+            lost(DataFusionError::ResourcesExhausted("over the share".into())),
+            ErrorKind::ResourcesExhausted
+        );
+        assert_ne!(
+            lost(DataFusionError::Execution("Divide by zero error".into())),
+            ErrorKind::WorkerLost
+        );
+        // The message names no address or transport detail.
+        let err = distributed_error(status());
+        assert!(!err.message.contains("127.0.0.1") && !err.message.contains("h2"));
+    }
 }
 
 fn lost_worker(e: &DataFusionError) -> bool {
@@ -385,7 +471,7 @@ impl Distributor for Explainer {
     ) -> Result<Option<DistributedPlan>, QueryError> {
         Ok(self
             .0
-            .distribute(plan, state, "explain")
+            .distribute_as(plan, state, "explain", false)
             .await?
             .map(|d| d.plan))
     }

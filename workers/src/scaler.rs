@@ -515,6 +515,53 @@ impl Warehouse {
         *url = url::Url::parse(&format!("{scheme}://{host}:{port}")).ok();
     }
 
+    /// A query big enough to be spread arrived: start workers up to `max_workers` (at most
+    /// `max_starting` at once), so that the next big queries have them. Idle ones stop
+    /// again after `auto_stop`.
+    pub(crate) fn grow_for_distributed(self: &Arc<Self>) {
+        let starts = {
+            let mut state = self.lock();
+            if state.config.is_static()
+                || self.stopping.is_cancelled()
+                || state.start_after.is_some_and(|t| Instant::now() < t)
+            {
+                return;
+            }
+            let config = state.config.clone();
+            let ready = state
+                .workers
+                .iter()
+                .filter(|w| w.state.load(Ordering::Relaxed) == READY)
+                .count();
+            let planned = ready + state.starting;
+            let room = config.max_starting.max(1).saturating_sub(state.starting);
+            let wanted = config.max_workers.saturating_sub(planned).min(room);
+            if wanted == 0 {
+                return;
+            }
+            state.starting += wanted;
+            for _ in 0..wanted {
+                self.record(
+                    &mut state,
+                    "distributed",
+                    format!(
+                        "starting a worker: a query big enough to spread over the warehouse ({planned} of max_workers {} running or starting)",
+                        config.max_workers
+                    ),
+                );
+            }
+            wanted
+        };
+        for _ in 0..starts {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.clone().start_local().await {
+                    tracing::error!(warehouse = %me.name(), error = %e, "could not start a worker");
+                }
+            });
+        }
+    }
+
     /// Ask every ready worker for its status now, briefly: one that does not answer is
     /// taken out of admission at once (a distributed query lost a worker and is about to
     /// run again over the others).

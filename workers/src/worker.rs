@@ -1,10 +1,11 @@
 //! The worker process (`sluice worker`): an internal Arrow Flight service that executes
 //! the physical plans the gateway sends and streams the record batches back.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -13,6 +14,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -21,10 +23,12 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder, TaskContext};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_distributed::{DistributedExt, WorkerQueryContext, WorkerSessionBuilder};
 use futures::{Stream, StreamExt, TryStreamExt};
 use planner::{ErrorKind, QueryError};
 use prost::Message;
@@ -32,14 +36,6 @@ use subtle::ConstantTimeEq;
 use tokio::io::AsyncReadExt;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
-
-use async_trait::async_trait;
-use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::ScalarUDF;
-use datafusion_distributed::{DistributedExt, WorkerQueryContext, WorkerSessionBuilder};
-use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
 
 use crate::channels::Channels;
 use crate::data_cache::DataCache;
