@@ -198,12 +198,21 @@ def test_cancel_and_timeout_stop_every_task_on_every_worker(server, monitor):
         query = run_in_thread(lambda: (cur.execute(LONG_QUERY), cur.fetchall()))
         stopped_everywhere(monitor, pids, cur.cancel, query[0])
         assert "error" in query[1]
-    # The client going away: the connection closed under a running query.
-    raw = PgRaw(server.pg_host, server.pg_port, "tester", server.token, database="dist")
-    raw.send(b"Q", (LONG_QUERY + "\0").encode())
-    nothing = threading.Thread(target=lambda: None)
-    nothing.start()
-    stopped_everywhere(monitor, pids, raw.sock.close, nothing)
+    # The client going away: a Flight SQL client process killed while its query computes.
+    import subprocess
+    import sys
+    client = subprocess.Popen([sys.executable, "-c", f"""
+import adbc_driver_flightsql as fs, adbc_driver_flightsql.dbapi as flight_sql
+kwargs = {{fs.DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer {server.token}",
+          fs.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value + "x-sluice-warehouse": "dist"}}
+with flight_sql.connect("grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as conn:
+    cur = conn.cursor()
+    cur.execute({LONG_QUERY!r})
+    cur.fetchall()
+"""])
+    gone = threading.Thread(target=client.wait)
+    gone.start()
+    stopped_everywhere(monitor, pids, client.kill, gone)
     with psycopg.connect(server.dsn(dbname="dist"), autocommit=True) as c:
         assert c.execute("select count(*) from tpch.orders").fetchone() == (15000,)
 
@@ -243,10 +252,11 @@ def test_a_big_query_grows_its_warehouse(server, monitor):
 
 def test_the_distributed_endpoint_refuses_calls_without_the_secret(tmp_path):
     """A worker's second port (the stages of distributed queries) checks the worker secret on
-    every call, whatever the call; garbage on the port leaves the worker up."""
+    every call; garbage on the port leaves the worker up."""
     import socket
     import subprocess
-    import pyarrow.flight as flight
+
+    import grpc
     secret = "distributed-endpoint-secret-0123456789"
     addr = f"127.0.0.5:{free_port('127.0.0.5')}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}, "SLUICE_WORKER_SECRET": secret}
@@ -257,18 +267,21 @@ def test_the_distributed_endpoint_refuses_calls_without_the_secret(tmp_path):
         assert line[0] == "SLUICE_WORKER_LISTENING" and line[1] == addr, line
         stages = line[2]
         assert stages.startswith("127.0.0.5:") and stages != addr
-        client = flight.FlightClient(f"grpc://{stages}")
-        for headers in ([], [(b"authorization", b"Bearer wrong")], [(b"authorization", secret.encode())]):
-            with pytest.raises(flight.FlightUnauthenticatedError):
-                list(client.list_actions(options=flight.FlightCallOptions(headers=headers, timeout=5)))
+        # A call of the library's worker service (GetWorkerInfo: an empty request).
+        channel = grpc.insecure_channel(stages)
+        info = channel.unary_unary("/worker.WorkerService/GetWorkerInfo",
+                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        for metadata in ([], [("authorization", "Bearer wrong")], [("authorization", secret)]):
+            with pytest.raises(grpc.RpcError) as refused:
+                info(b"", metadata=metadata, timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, refused.value
+            assert secret not in (refused.value.details() or "")
         host, port = stages.rsplit(":", 1)
         with socket.create_connection((host, int(port))) as s:
             s.sendall(os.urandom(64 * 1024))
-        # With the secret the call passes the check (and finds no such method there).
-        good = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {secret}".encode())], timeout=5)
-        with pytest.raises(flight.FlightError) as passed:
-            list(client.list_actions(options=good))
-        assert not isinstance(passed.value, flight.FlightUnauthenticatedError)
+        # With the secret the call is served.
+        assert info(b"", metadata=[("authorization", f"Bearer {secret}")], timeout=5) is not None
+        channel.close()
         assert proc.poll() is None
     finally:
         proc.kill()
