@@ -348,7 +348,8 @@ def test_a_worker_killed_mid_query_fails_it_fast_and_the_next_query_runs(tmp_pat
 
 def test_tpch_over_remote_workers_with_tls(tmp_path):
     """Three `sluice worker --listen` processes on other loopback addresses, TLS between the
-    gateway and them and between them (one certificate for the three addresses)."""
+    gateway and them and between them (one certificate for the three addresses): the 22
+    queries through pg and Flight SQL."""
     secret = "distributed-remote-secret-0123456789"
     hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
     tls = self_signed(tmp_path, hosts)
@@ -363,12 +364,18 @@ def test_tpch_over_remote_workers_with_tls(tmp_path):
     try:
         with psycopg.connect(server.dsn(), autocommit=True) as monitor:
             wait_for(lambda: [w[2] for w in workers_of(monitor, "remote")] == ["ready"] * 3, 15, "the remote workers")
-            with psycopg.connect(server.dsn(dbname="remote"), autocommit=True) as conn:
+            kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {server.token}",
+                      f"{fs.DatabaseOptions.RPC_CALL_HEADER_PREFIX.value}x-sluice-warehouse": "remote"}
+            with psycopg.connect(server.dsn(dbname="remote"), autocommit=True) as conn, \
+                    flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as flight:
+                cur = flight.cursor()
                 for n in QUERIES:
                     before = history_count(monitor, "remote")
                     assert_matches(n, conn.execute(query(n)).fetchall())
                     stages, _, used, _ = last_run(monitor, "remote", before)
                     assert stages >= 2 and len(used.split(",")) >= 2, (n, stages, used)
+                    cur.execute(query(n))
+                    assert_matches(n, cur.fetchall())
             assert secret not in server.log()
     finally:
         server.stop()

@@ -338,6 +338,10 @@ impl Warehouse {
             }
             let mut state = warehouse.lock();
             state.workers.retain(|w| w.id != watched.id);
+            // Its distributed endpoint's connection goes with it (a new worker has a new port).
+            if let Some(url) = watched.distributed_url() {
+                warehouse.channels.forget(&url);
+            }
             if let Some(status) = exit {
                 let status = status
                     .map(|s| s.to_string())
