@@ -198,7 +198,13 @@ def test_cancel_and_timeout_stop_every_task_on_every_worker(server, monitor):
         query = run_in_thread(lambda: (cur.execute(LONG_QUERY), cur.fetchall()))
         stopped_everywhere(monitor, pids, cur.cancel, query[0])
         assert "error" in query[1]
-    # The client going away: a Flight SQL client process killed while its query computes.
+    # The client going away: a pg connection closed while its query computes (no row yet)…
+    raw = PgRaw(server.pg_host, server.pg_port, "tester", server.token, database="dist")
+    raw.send(b"Q", (LONG_QUERY + "\0").encode())
+    nothing = threading.Thread(target=lambda: None)
+    nothing.start()
+    stopped_everywhere(monitor, pids, raw.sock.close, nothing)
+    # …and a Flight SQL client process killed while its query computes.
     import subprocess
     import sys
     client = subprocess.Popen([sys.executable, "-c", f"""

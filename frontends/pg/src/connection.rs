@@ -37,6 +37,8 @@ use super::PgFrontend;
 
 /// Longest a client may take from connecting to being signed in.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a statement that computes checks whether its client is still connected.
+const GONE_CHECK: Duration = Duration::from_millis(200);
 
 /// Largest password message pgwire decodes itself.
 const PGWIRE_PASSWORD_LIMIT: usize = 10_000;
@@ -482,6 +484,17 @@ pub async fn serve(
 ) -> io::Result<()> {
     let startup = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(startup);
+    // A second handle on the socket (a dup of its descriptor, sharing its non-blocking
+    // mode): pgwire reads the socket only between messages, so a client that closes its
+    // connection while a statement computes would go unnoticed until a row is written.
+    let watch = {
+        use std::os::fd::AsFd;
+        socket
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from)
+    };
     let negotiated = tokio::select! {
         _ = &mut startup => return Ok(()),
         negotiated = negotiate_tls(socket, tls) => negotiated?,
@@ -608,17 +621,20 @@ pub async fn serve(
             }
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
-        if let Err(e) = process_message(
-            message,
-            &mut socket,
-            startup_handler.clone(),
-            simple.clone(),
-            extended.clone(),
-            copy.clone(),
-            cancel.clone(),
-        )
-        .await
-        {
+        let processed = tokio::select! {
+            processed = process_message(
+                message,
+                &mut socket,
+                startup_handler.clone(),
+                simple.clone(),
+                extended.clone(),
+                copy.clone(),
+                cancel.clone(),
+            ) => processed,
+            // The client went away: dropping the statement cancels its query.
+            _ = client_gone(watch.as_ref()) => return Ok(()),
+        };
+        if let Err(e) = processed {
             let fatal = e.is_fatal();
             process_error(&mut socket, e, is_extended).await?;
             if fatal {
@@ -627,6 +643,29 @@ pub async fn serve(
         }
         if is_cancel {
             return Ok(());
+        }
+    }
+}
+
+/// Returns once the client has closed its connection (checked every [`GONE_CHECK`]; never
+/// without a watch). Unread bytes (a pipelined message, a TLS alert) count as a client
+/// still there.
+async fn client_gone(watch: Option<&std::net::TcpStream>) {
+    let Some(watch) = watch else {
+        return std::future::pending().await;
+    };
+    let mut byte = [0u8; 1];
+    loop {
+        tokio::time::sleep(GONE_CHECK).await;
+        match watch.peek(&mut byte) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
         }
     }
 }
