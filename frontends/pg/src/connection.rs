@@ -621,6 +621,11 @@ pub async fn serve(
             }
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        // Only the messages that run a statement are watched.
+        let runs = matches!(
+            message,
+            PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Execute(_)
+        );
         let processed = tokio::select! {
             processed = process_message(
                 message,
@@ -632,7 +637,7 @@ pub async fn serve(
                 cancel.clone(),
             ) => processed,
             // The client went away: dropping the statement cancels its query.
-            _ = client_gone(watch.as_ref()) => return Ok(()),
+            _ = client_gone(watch.as_ref().filter(|_| runs)) => return Ok(()),
         };
         if let Err(e) = processed {
             let fatal = e.is_fatal();
