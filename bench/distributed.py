@@ -30,16 +30,9 @@ SMALL = {
 SMALL_RUNS, SMALL_BLOCKS = 300, 5
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_worker(core):
     """`sluice worker` on 127.0.0.1, one query thread, pinned to `core`."""
-    addr = f"127.0.0.1:{free_port()}"
+    addr = f"127.0.0.1:{serving.free_port()}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}, "SLUICE_WORKER_SECRET": SECRET}
     proc = subprocess.Popen(["taskset", "-c", str(core), str(BINARY), "worker", "--listen", addr, "--threads", "1"],
                             env=env, stdout=subprocess.PIPE, stderr=open(OUT / f"worker{core}.log", "w"), text=True)

@@ -37,6 +37,14 @@ def sluice(target, data, out, scale, config_text=None, binary=None):
         proc.wait(30)
 
 
+def free_port(host="127.0.0.1"):
+    """A port the kernel has free on `host` now."""
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def rss_bytes(pid, field="VmRSS"):
     """A process's resident memory (`VmHWM`: its peak so far), from /proc."""
     with open(f"/proc/{pid}/status") as f:

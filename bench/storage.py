@@ -3,7 +3,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,12 +27,6 @@ ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def generate():
     """TPC-H at SCALE as Parquet, written by sluice's demo generator (once)."""
     if (DATA / "tpch" / "lineitem").exists():
@@ -44,7 +37,7 @@ def generate():
 
 
 def azurite():
-    port = free_port()
+    port = serving.free_port()
     root = OUT / "azurite"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)

@@ -4,6 +4,7 @@ Each test gets the session-wide server from the `sluice` fixture (TPC-H at scale
 ports chosen by the kernel, a temporary data dir), or starts its own with `start_sluice`
 when it needs to break something.
 """
+import contextlib
 import json
 import os
 import pathlib
@@ -126,6 +127,26 @@ def start_sluice(*args, data_dir=None, cwd=None, scale=SCALE, default_ports=Fals
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"sluice did not become healthy:\n{pathlib.Path(log_path).read_text()}")
+
+
+@contextlib.contextmanager
+def configured_sluice(tmp_path_factory, name, config_text, *args):
+    """`sluice serve --config` with `config_text` written to a fresh `<name>` directory, for
+    the length of a `with` block (a module's `server` fixture)."""
+    config = tmp_path_factory.mktemp(name) / "sluice.toml"
+    config.write_text(config_text)
+    server = start_sluice("--config", str(config), *args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def monitor(server):
+    """A pg session on the module's `server` (the default warehouse) that watches system.*."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        yield conn
 
 
 def wait_for(predicate, timeout, what):

@@ -3,16 +3,13 @@
 import pytest
 
 import chaos
-from conftest import start_sluice
+from conftest import configured_sluice
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    config = tmp_path_factory.mktemp("chaos") / "sluice.toml"
-    config.write_text(chaos.CONFIG)
-    s = start_sluice("--config", str(config))
-    yield s
-    s.stop()
+    with configured_sluice(tmp_path_factory, "chaos", chaos.CONFIG) as s:
+        yield s
 
 
 def test_killed_workers_give_right_answers_or_clean_errors_and_no_hang(server):

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from databricks import sql as dbsql
 
-from conftest import self_signed, sluice_bin, start_sluice, wait_for
+from conftest import configured_sluice, self_signed, sluice_bin, start_sluice, wait_for
 from pgraw import PgRaw
 from test_warehouses import (HUNGRY_QUERY, LONG_QUERY, SLOW_QUERY, busy, free_port, reference,
                              run_in_thread, start_worker, workers_of)
@@ -50,17 +50,8 @@ worker_memory_limit = "16MiB"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    config = tmp_path_factory.mktemp("distributed") / "sluice.toml"
-    config.write_text(CONFIG)
-    s = start_sluice("--config", str(config))
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def monitor(server):
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        yield conn
+    with configured_sluice(tmp_path_factory, "distributed", CONFIG) as s:
+        yield s
 
 
 def history_count(monitor, warehouse):

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from databricks import sql as dbsql
 
-from conftest import self_signed, wait_for, sluice_bin, start_sluice
+from conftest import configured_sluice, self_signed, wait_for, sluice_bin, start_sluice
 from pgraw import PgRaw
 
 # A hash join of orders with itself: seconds of work on a worker (debug build), yielding
@@ -83,17 +83,8 @@ warehouse = "etl"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    config = tmp_path_factory.mktemp("warehouses") / "sluice.toml"
-    config.write_text(CONFIG)
-    s = start_sluice("--config", str(config))
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def monitor(server):
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        yield conn
+    with configured_sluice(tmp_path_factory, "warehouses", CONFIG) as s:
+        yield s
 
 
 def warehouse(monitor, name):

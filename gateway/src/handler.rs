@@ -373,6 +373,16 @@ pub enum ArrowRows {
     Ipc(workers::FlightStream),
 }
 
+impl ArrowRows {
+    /// The rows as Arrow IPC messages (batches of `schema` encoded here).
+    fn into_ipc(self, schema: datafusion::arrow::datatypes::SchemaRef) -> workers::FlightStream {
+        match self {
+            ArrowRows::Ipc(messages) => messages,
+            ArrowRows::Batches(batches) => workers::encode(schema, batches),
+        }
+    }
+}
+
 /// How much of a statement's text `system.queries` and the history keep.
 const TEXT_LIMIT: usize = 4096;
 
@@ -1646,14 +1656,9 @@ impl Engine {
             };
             let planned = planner.physical(&optimized).await?;
             match warehouse {
-                Some(warehouse) => {
-                    match on_warehouse(&warehouse, meta, &planned, &optimized, true).await? {
-                        ArrowRows::Ipc(messages) => Ok(messages),
-                        ArrowRows::Batches(batches) => {
-                            Ok(workers::encode(planned.schema.clone(), batches))
-                        }
-                    }
-                }
+                Some(warehouse) => Ok(on_warehouse(&warehouse, meta, &planned, &optimized, true)
+                    .await?
+                    .into_ipc(planned.schema.clone())),
                 None => Ok(ipc_messages(planner.run_locally(&planned, &optimized)?)),
             }
         };
@@ -1761,11 +1766,11 @@ async fn on_warehouse(
     {
         tracing::debug!("distributing over the warehouse's workers");
         let schema = distributed.schema();
-        let batches = warehouse.execute_distributed(meta, distributed).await?;
+        let rows = ArrowRows::Batches(warehouse.execute_distributed(meta, distributed).await?);
         return Ok(if ipc {
-            ArrowRows::Ipc(workers::encode(schema, batches))
+            ArrowRows::Ipc(rows.into_ipc(schema))
         } else {
-            ArrowRows::Batches(batches)
+            rows
         });
     }
     let plan = planner::codec::encode_plan(&planned.physical)?;

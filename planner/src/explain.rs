@@ -202,7 +202,8 @@ pub async fn distributed_answer(
     };
     let optimized = state.optimize(&explain.plan).map_err(QueryError::from)?;
     let physical = state
-        .create_physical_plan(&explain.plan)
+        .query_planner()
+        .create_physical_plan(&optimized, state)
         .await
         .map_err(QueryError::from)?;
     let Some(distributed) = distribution.distributed(&physical, state).await? else {
@@ -247,9 +248,11 @@ pub async fn pg_answer(
         None => None,
     };
     let (rows, type_oid) = match (format, distributed) {
-        // DataFusion's own PostgreSQL-shaped rendering of the physical plan.
-        (Some(ExplainFormat::PostgresJSON), _) => {
-            let text = displayable(physical.as_ref()).pgjson(false).to_string();
+        // DataFusion's own PostgreSQL-shaped rendering of the physical plan (a distributed
+        // one's stages are its nodes' children, as pgAdmin and DBeaver draw them).
+        (Some(ExplainFormat::PostgresJSON), distributed) => {
+            let shown = distributed.as_ref().map_or(&physical, |d| &d.plan);
+            let text = displayable(shown.as_ref()).pgjson(false).to_string();
             (vec![vec![lit(text)]], oids::JSON)
         }
         // A plan split over workers: its stages, as the distributed engine shows them.

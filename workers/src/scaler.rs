@@ -201,7 +201,12 @@ impl Warehouse {
                 self.record(&mut state, reason, detail.clone());
             }
         }
-        for _ in starts {
+        self.spawn_starts(starts.len());
+    }
+
+    /// Start `n` local workers in the background (the caller counted them in `starting`).
+    fn spawn_starts(self: &Arc<Self>, n: usize) {
+        for _ in 0..n {
             let me = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = me.clone().start_local().await {
@@ -556,14 +561,7 @@ impl Warehouse {
             }
             wanted
         };
-        for _ in 0..starts {
-            let me = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.clone().start_local().await {
-                    tracing::error!(warehouse = %me.name(), error = %e, "could not start a worker");
-                }
-            });
-        }
+        self.spawn_starts(starts);
     }
 
     /// Ask every ready worker for its status now, briefly: one that does not answer is
