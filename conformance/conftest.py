@@ -160,6 +160,16 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def process_gone(pid) -> bool:
+    """The process has exited: no /proc entry, or a zombie not yet reaped (the entry can
+    vanish between two reads, so every read may fail)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def self_signed(tmp_path, ip, stem=None):
     """A certificate for `ip` (an address, or a list of them: one certificate several
     workers share) and its key, made with `cryptography`, written as `<stem>.crt` and

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from databricks import sql as dbsql
 
-from conftest import configured_sluice, self_signed, wait_for, sluice_bin, start_sluice
+from conftest import configured_sluice, process_gone, self_signed, wait_for, sluice_bin, start_sluice
 from pgraw import PgRaw
 
 # A hash join of orders with itself: seconds of work on a worker (debug build), yielding
@@ -336,8 +336,7 @@ def test_a_cancelled_query_that_cannot_stop_gets_its_worker_replaced(server, mon
     conn.cancel()
     query[0].join(10)
     assert query[1]["error"].sqlstate == "57014"
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
-             5, "the stuck worker to be stopped")
+    wait_for(lambda: process_gone(pid), 5, "the stuck worker to be stopped")
     assert time.monotonic() - at < 4
     assert 'reason="stuck"' in server.log()
     wait_for(lambda: [w for w in workers_of(monitor, "default") if w[2] == "ready"], 30, "a replacement")

@@ -10,7 +10,7 @@ import duckdb
 import psycopg
 import pytest
 
-from conftest import wait_for, start_sluice
+from conftest import process_gone, wait_for, start_sluice
 
 # A hash join of lineitem with itself on a three-valued key: minutes of work, no rows until
 # the end, and it stops between batches when cancelled.
@@ -118,20 +118,12 @@ def test_workers_exit_when_gateway_is_killed():
     server.proc.wait()
 
     def gone():
-        return all(not os.path.exists(f"/proc/{pid}") or _is_zombie(pid) for pid in pids)
+        return all(process_gone(pid) for pid in pids)
 
     try:
         wait_for(gone, 10, "the workers to exit after their gateway died")
     finally:
         server.stop()
-
-
-def _is_zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_cancel_request_stops_a_running_query(server):
