@@ -54,13 +54,14 @@ def rss_bytes(pid, field="VmRSS"):
     return 0
 
 
-def pgbench(out, dsn_args, password, sql, clients, seconds, log_prefix=None):
-    """pgbench running `sql` (simple protocol) from `clients` connections for `seconds`, in
-    `out`: (transactions per second, failed transactions)."""
+def pgbench(out, dsn_args, password, sql, clients, seconds, log_prefix=None, mode="simple"):
+    """pgbench running `sql` (a script: `\\set` lines, then the statement) from `clients`
+    connections for `seconds` with the given protocol (`simple`, `extended`, `prepared`),
+    in `out`: (transactions per second, failed transactions)."""
     out = pathlib.Path(out)
     script = out / "bench.sql"
     script.write_text(sql + ";\n")
-    cmd = ["pgbench", "-n", "-M", "simple", "-f", str(script), "-c", str(clients), "-j", "2", "-T", str(seconds)]
+    cmd = ["pgbench", "-n", "-M", mode, "-f", str(script), "-c", str(clients), "-j", "2", "-T", str(seconds)]
     if log_prefix:
         for old in out.glob(pathlib.Path(log_prefix).name + "*"):
             old.unlink()

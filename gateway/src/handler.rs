@@ -31,6 +31,7 @@ use crate::cache::ResultCache;
 use crate::databricks_sql;
 use crate::deadline::{timed_out, with_deadline};
 use crate::keys;
+use crate::kept::{Kept, KeptPlans};
 use crate::session::{Session, WAREHOUSE_SETTING};
 use crate::warehouses::Warehouses;
 
@@ -56,6 +57,8 @@ pub enum Prepared {
         statement: Arc<DfStatement>,
         /// The catalog generation it was planned against (`Catalog::current_planner`).
         generation: u64,
+        /// Plans of earlier executions, when they may serve the next ones.
+        kept: Option<Arc<KeptPlans>>,
     },
     /// A statement about the session, answered by the gateway.
     Session(SessionCommand),
@@ -653,6 +656,9 @@ impl Engine {
         } else {
             None
         };
+        let kept = planner
+            .reusable_reads(&logical, &info)
+            .map(|tables| Arc::new(KeptPlans::new(tables)));
         Ok(Prepared::Query {
             text,
             logical,
@@ -662,6 +668,7 @@ impl Engine {
             cache,
             statement: Arc::new(statement.clone()),
             generation,
+            kept,
         })
     }
 }
@@ -1433,6 +1440,7 @@ impl Engine {
                 logical,
                 param_types,
                 cache,
+                kept,
                 ..
             } => {
                 self.activity.refuse_if_draining()?;
@@ -1478,6 +1486,13 @@ impl Engine {
                 let planner = self.planner();
                 let run = async {
                     let info = session.info();
+                    let kept = match kept {
+                        Some(kept) => {
+                            self.kept_plans(&planner, kept, session, logical, &params, &info)
+                                .await?
+                        }
+                        None => None,
+                    };
                     let optimized = match self
                         .through_cache(
                             &planner,
@@ -1490,6 +1505,7 @@ impl Engine {
                             &meta,
                             &warehouse,
                             ipc,
+                            kept.as_ref(),
                         )
                         .await?
                     {
@@ -1498,23 +1514,28 @@ impl Engine {
                         }
                         Cached::Not(optimized) => optimized,
                     };
-                    let optimized = match optimized {
-                        Some(o) => o,
-                        None => planner.optimize(logical.clone(), params, &info)?,
+                    let optimized = match (optimized, &kept) {
+                        (Some(o), _) => o,
+                        (None, Some(kept)) => kept.optimized.clone(),
+                        (None, None) => planner.optimize(logical.clone(), params, &info)?,
                     };
-                    let planned = planner.physical(&optimized).await?;
-                    let rows = if reads_data {
-                        on_warehouse(&warehouse?, meta, &planned, &optimized, ipc).await?
-                    } else {
-                        // Catalog and table-free queries: answered here, no worker needed.
-                        tracing::debug!("answering in the gateway");
-                        ArrowRows::Batches(local_batches(
-                            planner.run_locally(&planned, &optimized)?,
-                        ))
+                    let warehouse = match reads_data {
+                        true => Some(warehouse?),
+                        false => None,
                     };
+                    let rows = run_plan(
+                        &planner,
+                        self.activity.metrics.as_deref(),
+                        warehouse.as_ref(),
+                        meta,
+                        &optimized,
+                        kept.as_deref(),
+                        ipc,
+                    )
+                    .await?;
                     // Report the names the statement was prepared with (PostgreSQL style).
                     let schema = prepared.schema();
-                    debug_assert_eq!(schema.fields().len(), planned.schema.fields().len());
+                    debug_assert_eq!(schema.fields().len(), optimized.schema.fields().len());
                     Ok((schema, rows, "none"))
                 }
                 .instrument(span);
@@ -1595,7 +1616,61 @@ enum Cached {
     Not(Option<planner::OptimizedQuery>),
 }
 
+/// The most bytes of parameter values an execution keeps plans for (a kept plan holds its
+/// parameters; a statement keeps a few).
+const KEPT_PARAMS_LIMIT: usize = 64 << 10;
+
 impl Engine {
+    /// The plans of this execution of a statement that keeps them: those of an earlier
+    /// execution with the same session context, principal and parameters over the same
+    /// table versions, or made now and kept. None when a table cannot be listed (the query
+    /// then runs as it would and reports it) or the parameters are too big to keep.
+    async fn kept_plans(
+        &self,
+        planner: &Arc<Planner>,
+        kept: &KeptPlans,
+        session: &Session,
+        logical: &LogicalPlan,
+        params: &[ScalarValue],
+        info: &planner::SessionInfo,
+    ) -> Result<Option<Arc<Kept>>, QueryError> {
+        if params.iter().map(ScalarValue::size).sum::<usize>() > KEPT_PARAMS_LIMIT {
+            return Ok(None);
+        }
+        let Ok(versions) = kept.versions(&self.cache, planner.base_state()).await else {
+            return Ok(None);
+        };
+        let context = format!(
+            "{}\0{}",
+            session.principal.key(),
+            PlanMemo::context(session)
+        );
+        let counter = |reused: bool| {
+            if let Some(metrics) = &self.activity.metrics {
+                let counter = match reused {
+                    true => &metrics.plans_reused,
+                    false => &metrics.plans_made,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        if let Some(found) = kept.find(&context, params, &versions) {
+            counter(true);
+            return Ok(Some(found));
+        }
+        counter(false);
+        let optimized = planner.optimize(logical.clone(), params.to_vec(), info)?;
+        let planned = planner.physical(&optimized).await?;
+        let planned = planner::reuse::physical_reusable(&planned.physical).then_some(planned);
+        Ok(Some(kept.keep(
+            context,
+            params.to_vec(),
+            versions,
+            optimized,
+            planned,
+        )))
+    }
+
     /// Answer a query through the result cache when its plan allows it and the session
     /// has not turned the cache off. A statement without parameters that ran before skips
     /// the optimizer: its fingerprint is kept with the statement.
@@ -1610,6 +1685,7 @@ impl Engine {
         meta: &QueryMeta,
         warehouse: &Result<Arc<workers::Warehouse>, QueryError>,
         ipc: bool,
+        kept: Option<&Arc<Kept>>,
     ) -> Result<Cached, QueryError> {
         let (Some(hint), Prepared::Query { text, logical, .. }) = (hint, prepared) else {
             return Ok(Cached::Not(None));
@@ -1618,8 +1694,11 @@ impl Engine {
             return Ok(Cached::Not(None));
         }
         let mut optimized = None;
-        let fingerprint = match hint.fingerprint.get() {
-            Some(known) if params.is_empty() => *known,
+        let fingerprint = match (hint.fingerprint.get(), kept) {
+            (_, Some(kept)) => *kept
+                .fingerprint
+                .get_or_init(|| planner::cache_key::fingerprint(&kept.optimized.plan)),
+            (Some(known), None) if params.is_empty() => *known,
             _ => {
                 let o = planner.optimize(logical.clone(), params.to_vec(), info)?;
                 let fingerprint = planner::cache_key::fingerprint(&o.plan);
@@ -1649,18 +1728,26 @@ impl Engine {
             None
         };
         let (meta, info, logical) = (meta.clone(), info.clone(), logical.clone());
+        let kept = kept.cloned();
+        let metrics = self.activity.metrics.clone();
         let run = async move {
-            let optimized = match optimized {
-                Some(o) => o,
-                None => planner.optimize(logical, Vec::new(), &info)?,
+            let optimized = match (optimized, &kept) {
+                (Some(o), _) => o,
+                (None, Some(kept)) => kept.optimized.clone(),
+                (None, None) => planner.optimize(logical, Vec::new(), &info)?,
             };
-            let planned = planner.physical(&optimized).await?;
-            match warehouse {
-                Some(warehouse) => Ok(on_warehouse(&warehouse, meta, &planned, &optimized, true)
-                    .await?
-                    .into_ipc(planned.schema.clone())),
-                None => Ok(ipc_messages(planner.run_locally(&planned, &optimized)?)),
-            }
+            let schema = optimized.schema.clone();
+            let rows = run_plan(
+                &planner,
+                metrics.as_deref(),
+                warehouse.as_ref(),
+                meta,
+                &optimized,
+                kept.as_deref(),
+                true,
+            )
+            .await?;
+            Ok(rows.into_ipc(schema))
         };
         let (messages, served) = self.cache.answer(lookup, text, run).await?;
         tracing::debug!(cache = served.as_str(), "answered through the result cache");
@@ -1743,21 +1830,50 @@ fn statement_timeout(session: &Session) -> Result<Option<std::time::Duration>, Q
     Ok((millis >= 1.0).then(|| std::time::Duration::from_millis(millis as u64)))
 }
 
-/// A local result as Arrow IPC messages (schema first, even with no rows), the form the
-/// result cache keeps.
-fn ipc_messages(stream: datafusion::execution::SendableRecordBatchStream) -> workers::FlightStream {
-    let schema = stream.schema();
-    workers::encode(schema, local_batches(stream))
+/// Run an optimized query where it is cheapest (decided on the finished plan: grants and
+/// the cache key are settled already): here in the gateway when it reads no data table
+/// (catalog and table-free queries) or only a few bytes of files (the warehouse's
+/// `small_query_bytes`); else on the warehouse, over several workers when it distributes
+/// it, on one otherwise. The physical plan kept with the statement serves again when
+/// there is one.
+async fn run_plan(
+    planner: &Planner,
+    metrics: Option<&crate::metrics::Metrics>,
+    warehouse: Option<&Arc<workers::Warehouse>>,
+    meta: QueryMeta,
+    optimized: &planner::OptimizedQuery,
+    kept: Option<&Kept>,
+    ipc: bool,
+) -> Result<ArrowRows, QueryError> {
+    let planned = match kept.and_then(|k| k.planned.as_ref()) {
+        Some(planned) => planner::PlannedQuery {
+            schema: planned.schema.clone(),
+            physical: planner::reuse::fresh(&planned.physical)?,
+        },
+        None => planner.physical(optimized).await?,
+    };
+    let warehouse = match warehouse {
+        Some(w) if !planner::distributed::is_small(&planned.physical, w.small_query_bytes()) => w,
+        small => {
+            if let (Some(_), Some(metrics)) = (small, metrics) {
+                metrics.small_queries.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!("answering in the gateway");
+            let batches = local_batches(planner.run_locally(&planned, optimized)?);
+            return Ok(ArrowRows::Batches(batches));
+        }
+    };
+    on_warehouse(warehouse, meta, &planned, optimized, kept, ipc).await
 }
 
 /// Run a data query on its warehouse: over several workers when the warehouse distributes
-/// it (decided on the finished plan: grants and the cache key are settled already), else
-/// on one worker.
+/// it, else on one worker.
 async fn on_warehouse(
     warehouse: &Arc<workers::Warehouse>,
     meta: QueryMeta,
     planned: &planner::PlannedQuery,
     optimized: &planner::OptimizedQuery,
+    kept: Option<&Kept>,
     ipc: bool,
 ) -> Result<ArrowRows, QueryError> {
     if let Some(distributed) = warehouse
@@ -1773,7 +1889,16 @@ async fn on_warehouse(
             rows
         });
     }
-    let plan = planner::codec::encode_plan(&planned.physical)?;
+    let plan = match kept {
+        Some(kept) if kept.planned.is_some() => match kept.encoded.get() {
+            Some(plan) => plan.clone(),
+            None => {
+                let plan = planner::codec::encode_plan(&planned.physical)?;
+                kept.encoded.get_or_init(|| plan.clone()).clone()
+            }
+        },
+        _ => planner::codec::encode_plan(&planned.physical)?,
+    };
     tracing::debug!(plan_bytes = plan.len(), "sending to a worker");
     Ok(if ipc {
         ArrowRows::Ipc(warehouse.execute_flight(meta, plan).await?)

@@ -29,6 +29,7 @@ pub mod handler;
 pub mod history;
 pub mod http;
 pub mod keys;
+pub mod kept;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

@@ -81,6 +81,11 @@ pub struct Metrics {
     /// Open pg and Flight SQL connections.
     pub pg_connections: AtomicI64,
     pub flight_connections: AtomicI64,
+    /// Executions of statements that keep their plans: plans reused, plans made.
+    pub plans_reused: AtomicU64,
+    pub plans_made: AtomicU64,
+    /// Data queries small enough to run in the gateway.
+    pub small_queries: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -222,6 +227,30 @@ impl Metrics {
             out,
             "sluice_result_bytes_total {}",
             self.bytes.load(Ordering::Relaxed)
+        );
+        header(
+            out,
+            "sluice_kept_plans_total",
+            "counter",
+            "Executions of prepared statements that keep their plans, by whether an earlier execution's plans served.",
+        );
+        for (plan, n) in [("reused", &self.plans_reused), ("made", &self.plans_made)] {
+            let _ = writeln!(
+                out,
+                "sluice_kept_plans_total{{plan=\"{plan}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "sluice_small_queries_total",
+            "counter",
+            "Data queries small enough (small_query_bytes) to run in the gateway.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_small_queries_total {}",
+            self.small_queries.load(Ordering::Relaxed)
         );
     }
 }

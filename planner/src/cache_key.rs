@@ -49,6 +49,10 @@ pub struct DataTable {
     pub provider: Arc<dyn TableProvider>,
 }
 
+/// Why a plan of no table (and only immutable functions) is not cached: its answer costs
+/// less to compute than to look up.
+pub const READS_NO_TABLE: &str = "it reads no table";
+
 /// Whether the answer of `plan` (as planned, before optimization: `now()` is still a call)
 /// may be cached, and what it reads; `Err` says why not.
 /// Unqualified table names resolve in `defaults` (catalog, schema).
@@ -61,7 +65,7 @@ pub fn cacheability(plan: &LogicalPlan, defaults: (&str, &str)) -> Result<Reads,
         return Err(reason);
     }
     if tables.is_empty() && !catalog {
-        return Err("it reads no table".into());
+        return Err(READS_NO_TABLE.into());
     }
     tables.sort_by(|a, b| a.name.cmp(&b.name));
     tables.dedup_by(|a, b| a.name == b.name);

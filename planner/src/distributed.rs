@@ -75,6 +75,14 @@ pub fn wants_distribution(plan: &Arc<dyn ExecutionPlan>, mode: Mode, min_bytes: 
     }
 }
 
+/// Whether a plan reads so little that it runs where it is planned (the gateway) rather
+/// than on a worker: the files it scans (data tables are files) add up to at most
+/// `max_bytes`; none at all when the optimizer answered from statistics (`count(*)`).
+/// `max_bytes` 0: never.
+pub fn is_small(plan: &Arc<dyn ExecutionPlan>, max_bytes: u64) -> bool {
+    max_bytes > 0 && scanned_bytes(plan).unwrap_or(0) <= max_bytes
+}
+
 /// The bytes of the files a plan scans (None: it scans no file), from the file listing
 /// the plan was made with.
 pub fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod locations;
 pub mod pg_catalog;
 mod result_types;
+pub mod reuse;
 pub mod session;
 pub mod storage;
 pub mod system;
@@ -891,6 +892,16 @@ impl Planner {
         session: &SessionInfo,
     ) -> Result<cache_key::Reads, String> {
         cache_key::cacheability(plan, (catalog(), &self.default_schema(session)))
+    }
+
+    /// The data tables a plan reads, when its plans may be kept for the statement's next
+    /// executions ([`reuse::reusable_reads`]); names resolve as the session would resolve them.
+    pub fn reusable_reads(
+        &self,
+        plan: &LogicalPlan,
+        session: &SessionInfo,
+    ) -> Option<Vec<cache_key::DataTable>> {
+        reuse::reusable_reads(plan, (catalog(), &self.default_schema(session)))
     }
 
     /// The schema unqualified table names resolve in: the first of `search_path` that

@@ -435,12 +435,19 @@ pub struct WarehouseFile {
     /// With `distributed = "auto"`: the bytes of files a query must scan to be spread,
     /// e.g. "1GiB".
     pub min_distributed_bytes: Option<String>,
+    /// Queries that scan at most this many bytes of files (a dimension table, a point
+    /// lookup) run in the gateway, without a round trip to a worker; "0": never.
+    pub small_query_bytes: Option<String>,
 }
 
 /// The input size above which `distributed = "auto"` spreads a query: below it, the
 /// stages' start-up (a plan sent to each task, a stream between each pair of stages)
 /// costs more than the second core saves.
 pub const DEFAULT_MIN_DISTRIBUTED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The input size up to which a query runs in the gateway: a worker's round trip (a plan
+/// encoded, sent, decoded; a stream back) costs more than scanning this much here.
+pub const DEFAULT_SMALL_QUERY_BYTES: u64 = 256 * 1024;
 
 /// Everything resolved and validated.
 #[derive(Debug, Clone)]
@@ -831,6 +838,13 @@ fn resolve_warehouses(
                     .transpose()
                     .map_err(|e| format!("{}: {e}", key("min_distributed_bytes")))?
                     .unwrap_or(DEFAULT_MIN_DISTRIBUTED_BYTES),
+                small_query_bytes: wh
+                    .small_query_bytes
+                    .as_deref()
+                    .map(parse_bytes)
+                    .transpose()
+                    .map_err(|e| format!("{}: {e}", key("small_query_bytes")))?
+                    .unwrap_or(DEFAULT_SMALL_QUERY_BYTES),
             })
         })
         .collect()

@@ -157,6 +157,9 @@ pub struct WarehouseConfig {
     pub distributed: planner::distributed::Mode,
     /// The bytes a query must scan before `auto` distributes it.
     pub min_distributed_bytes: u64,
+    /// Queries that scan at most this many bytes of files run in the gateway, without a
+    /// round trip to a worker (0: every data query goes to a worker).
+    pub small_query_bytes: u64,
 }
 
 impl WarehouseConfig {
@@ -454,6 +457,12 @@ impl Warehouse {
 
     pub fn config(&self) -> WarehouseConfig {
         self.lock().config.clone()
+    }
+
+    /// The most bytes of files a query may scan to run in the gateway
+    /// ([`WarehouseConfig::small_query_bytes`]).
+    pub fn small_query_bytes(&self) -> u64 {
+        self.lock().config.small_query_bytes
     }
 
     /// Whether queries can be taken: a worker is ready, or (a stopped warehouse) one can

@@ -351,8 +351,9 @@ impl ResultCache {
         })
     }
 
-    /// A table's version, re-listed when the one known is older than `metadata_refresh`.
-    async fn version(
+    /// A table's version, re-listed when the one known is older than `metadata_refresh`
+    /// (the plans kept with prepared statements are checked against it too).
+    pub(crate) async fn version(
         &self,
         state: &datafusion::execution::SessionState,
         table: &cache_key::DataTable,
