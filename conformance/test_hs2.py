@@ -618,7 +618,9 @@ def test_side_endpoints_feature_flags_and_token_exchange(sluice):
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path):
     config = tmp_path / "sluice.toml"
-    config.write_text("[warehouses.default]\nworkers = 1\nmax_concurrency_per_worker = 1\nmax_queued = 0\n")
+    # The refused statement reads a small table: it must need the worker, not run here.
+    config.write_text("[warehouses.default]\nworkers = 1\nmax_concurrency_per_worker = 1\nmax_queued = 0\n"
+                      "small_query_bytes = \"0\"\n")
     server = start_sluice("--config", str(config))
     try:
         busy = raw_client(server)

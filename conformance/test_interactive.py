@@ -175,6 +175,18 @@ def test_small_queries_run_in_the_gateway_and_big_ones_on_a_worker(server):
     assert warehouse == "default" and worker is not None
 
 
+def test_a_join_of_small_tables_runs_on_a_worker(server):
+    """Small inputs, unbounded work: a join (here a cross join, 25^3 rows) is never
+    answered in the gateway."""
+    small = metric(server, "sluice_small_queries_total")
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        assert conn.execute("select count(*) as join_marker from tpch.nation a, tpch.nation b, tpch.region c "
+                            "where a.n_nationkey + b.n_nationkey + c.r_regionkey >= 0").fetchone() == (25 * 25 * 5,)
+    assert metric(server, "sluice_small_queries_total") == small
+    ((warehouse, worker),) = history_of(server, "join_marker")
+    assert warehouse == "default" and worker is not None
+
+
 def test_small_query_bytes_zero_sends_every_query_to_a_worker(server):
     small = metric(server, "sluice_small_queries_total")
     with psycopg.connect(server.dsn(dbname="everything"), autocommit=True) as conn:

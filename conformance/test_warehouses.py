@@ -33,35 +33,42 @@ HUNGRY_QUERY = "select cardinality(array_agg(concat(a.l_comment, b.n_name))) fro
 ETL_TOKEN = "warehouse-etl-app-token"
 
 CONFIG = f"""
-# These tests count what runs on workers: identical queries must each run.
+# These tests count what runs on workers: identical queries must each run, and small ones
+# too (small_query_bytes = "0": none is answered in the gateway).
 [cache]
 enabled = false
 
 [warehouses.default]
+small_query_bytes = "0"
 workers = 1
 
 [warehouses.burst]
+small_query_bytes = "0"
 min_workers = 0
 max_workers = 3
 max_concurrency_per_worker = 1
 auto_stop = "3s"
 
 [warehouses.narrow]
+small_query_bytes = "0"
 workers = 1
 max_concurrency_per_worker = 1
 max_queued = 2
 queue_timeout = "120s"
 
 [warehouses.pair]
+small_query_bytes = "0"
 workers = 2
 max_concurrency_per_worker = 1
 
 [warehouses.small]
+small_query_bytes = "0"
 workers = 1
 max_concurrency_per_worker = 4
 worker_memory_limit = "16MiB"
 
 [warehouses.etl]
+small_query_bytes = "0"
 min_workers = 0
 max_workers = 1
 statement_timeout = "1s"

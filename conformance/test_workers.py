@@ -69,6 +69,8 @@ def test_queue_full_then_queued_query_runs(tmp_path):
     config = tmp_path / "sluice.toml"
     config.write_text(
         "[warehouses.default]\nworkers = 1\nmax_concurrency_per_worker = 1\nmax_queued = 1\nqueue_timeout = \"60s\"\n"
+        # The queued query reads a small table: it must wait for the worker, not run here.
+        "small_query_bytes = \"0\"\n"
     )
     server = start_sluice("--config", str(config))
     try:

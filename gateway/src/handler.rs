@@ -30,8 +30,8 @@ use crate::activity::{tracked_stream, Activity, StatementInfo};
 use crate::cache::ResultCache;
 use crate::databricks_sql;
 use crate::deadline::{timed_out, with_deadline};
-use crate::keys;
 use crate::kept::{Kept, KeptPlans};
+use crate::keys;
 use crate::session::{Session, WAREHOUSE_SETTING};
 use crate::warehouses::Warehouses;
 
@@ -1525,7 +1525,7 @@ impl Engine {
                     };
                     let rows = run_plan(
                         &planner,
-                        self.activity.metrics.as_deref(),
+                        &self.in_gateway(),
                         warehouse.as_ref(),
                         meta,
                         &optimized,
@@ -1621,6 +1621,13 @@ enum Cached {
 const KEPT_PARAMS_LIMIT: usize = 64 << 10;
 
 impl Engine {
+    fn in_gateway(&self) -> InGateway {
+        InGateway {
+            metrics: self.activity.metrics.clone(),
+            timeout: self.limits.gateway_query_timeout,
+        }
+    }
+
     /// The plans of this execution of a statement that keeps them: those of an earlier
     /// execution with the same session context, principal and parameters over the same
     /// table versions, or made now and kept. None when a table cannot be listed (the query
@@ -1729,7 +1736,7 @@ impl Engine {
         };
         let (meta, info, logical) = (meta.clone(), info.clone(), logical.clone());
         let kept = kept.cloned();
-        let metrics = self.activity.metrics.clone();
+        let here = self.in_gateway();
         let run = async move {
             let optimized = match (optimized, &kept) {
                 (Some(o), _) => o,
@@ -1739,7 +1746,7 @@ impl Engine {
             let schema = optimized.schema.clone();
             let rows = run_plan(
                 &planner,
-                metrics.as_deref(),
+                &here,
                 warehouse.as_ref(),
                 meta,
                 &optimized,
@@ -1838,7 +1845,7 @@ fn statement_timeout(session: &Session) -> Result<Option<std::time::Duration>, Q
 /// there is one.
 async fn run_plan(
     planner: &Planner,
-    metrics: Option<&crate::metrics::Metrics>,
+    here: &InGateway,
     warehouse: Option<&Arc<workers::Warehouse>>,
     meta: QueryMeta,
     optimized: &planner::OptimizedQuery,
@@ -1855,15 +1862,27 @@ async fn run_plan(
     let warehouse = match warehouse {
         Some(w) if !planner::distributed::is_small(&planned.physical, w.small_query_bytes()) => w,
         small => {
-            if let (Some(_), Some(metrics)) = (small, metrics) {
-                metrics.small_queries.fetch_add(1, Ordering::Relaxed);
-            }
             tracing::debug!("answering in the gateway");
-            let batches = local_batches(planner.run_locally(&planned, optimized)?);
+            let mut batches = local_batches(planner.run_locally(&planned, optimized)?);
+            if small.is_some() {
+                // A small data query: as bounded here as the catalog queries are.
+                if let Some(metrics) = &here.metrics {
+                    metrics.small_queries.fetch_add(1, Ordering::Relaxed);
+                }
+                batches = with_deadline(batches, tokio::time::Instant::now() + here.timeout);
+            }
             return Ok(ArrowRows::Batches(batches));
         }
     };
     on_warehouse(warehouse, meta, &planned, optimized, kept, ipc).await
+}
+
+/// What a query answered in the gateway needs from the engine: the counter of small
+/// queries and how long one may run here (`[limits] gateway_query_timeout`).
+#[derive(Clone)]
+struct InGateway {
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    timeout: std::time::Duration,
 }
 
 /// Run a data query on its warehouse: over several workers when the warehouse distributes

@@ -74,7 +74,12 @@ impl KeptPlans {
 
     /// The plans kept for this context and these parameters, if made from these versions
     /// (plans made from older ones are dropped).
-    pub fn find(&self, context: &str, params: &[ScalarValue], versions: &[String]) -> Option<Arc<Kept>> {
+    pub fn find(
+        &self,
+        context: &str,
+        params: &[ScalarValue],
+        versions: &[String],
+    ) -> Option<Arc<Kept>> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let at = entries
             .iter()

@@ -75,41 +75,72 @@ pub fn wants_distribution(plan: &Arc<dyn ExecutionPlan>, mode: Mode, min_bytes: 
     }
 }
 
-/// Whether a plan reads so little that it runs where it is planned (the gateway) rather
-/// than on a worker: the files it scans (data tables are files) add up to at most
-/// `max_bytes`; none at all when the optimizer answered from statistics (`count(*)`).
-/// `max_bytes` 0: never.
+/// Whether a plan is cheap enough to run where it is planned (the gateway) rather than on
+/// a worker: the files it scans add up to at most `max_bytes` (none at all when the
+/// optimizer answered from statistics, `count(*)`), all of them local (object storage is
+/// read through the workers' data cache), and it joins nothing and does not recurse (a
+/// join of small tables can still compute for long). `max_bytes` 0: never.
 pub fn is_small(plan: &Arc<dyn ExecutionPlan>, max_bytes: u64) -> bool {
-    max_bytes > 0 && scanned_bytes(plan).unwrap_or(0) <= max_bytes
+    use datafusion::execution::object_store::ObjectStoreUrl;
+    if max_bytes == 0 {
+        return false;
+    }
+    let local = ObjectStoreUrl::local_filesystem();
+    let (mut small, mut bytes) = (true, 0u64);
+    let _ = plan.apply(|node| {
+        let name = node.name();
+        if name.contains("Join") || name == "RecursiveQueryExec" {
+            small = false;
+        } else if let Some(config) = file_scan(node) {
+            bytes += file_bytes(config);
+            small = config.object_store_url == local && bytes <= max_bytes;
+        }
+        Ok(if small {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    small
 }
 
 /// The bytes of the files a plan scans (None: it scans no file), from the file listing
 /// the plan was made with.
 pub fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
-    use datafusion::datasource::physical_plan::FileScanConfig;
-    use datafusion::datasource::source::DataSourceExec;
     let mut bytes = None;
     let _ = plan.apply(|node| {
-        let files = (node.as_ref() as &dyn std::any::Any)
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| {
-                (exec.data_source().as_ref() as &dyn std::any::Any).downcast_ref::<FileScanConfig>()
-            });
-        if let Some(config) = files {
-            let sum: u64 = config
-                .file_groups
-                .iter()
-                .flat_map(|group| group.files())
-                .map(|file| match &file.range {
-                    Some(range) => (range.end - range.start).max(0) as u64,
-                    None => file.object_meta.size,
-                })
-                .sum();
-            bytes = Some(bytes.unwrap_or(0) + sum);
+        if let Some(config) = file_scan(node) {
+            bytes = Some(bytes.unwrap_or(0) + file_bytes(config));
         }
         Ok(TreeNodeRecursion::Continue)
     });
     bytes
+}
+
+/// The files a plan node scans, if it is a file scan.
+fn file_scan(
+    node: &Arc<dyn ExecutionPlan>,
+) -> Option<&datafusion::datasource::physical_plan::FileScanConfig> {
+    use datafusion::datasource::physical_plan::FileScanConfig;
+    use datafusion::datasource::source::DataSourceExec;
+    (node.as_ref() as &dyn std::any::Any)
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|exec| {
+            (exec.data_source().as_ref() as &dyn std::any::Any).downcast_ref::<FileScanConfig>()
+        })
+}
+
+/// The bytes a file scan reads: each file's, or the range of it a partition reads.
+fn file_bytes(config: &datafusion::datasource::physical_plan::FileScanConfig) -> u64 {
+    config
+        .file_groups
+        .iter()
+        .flat_map(|group| group.files())
+        .map(|file| match &file.range {
+            Some(range) => (range.end - range.start).max(0) as u64,
+            None => file.object_meta.size,
+        })
+        .sum()
 }
 
 /// The library's default scan size per partition: a stage gets a task per
