@@ -85,7 +85,7 @@ def history_of(server, marker):
 def test_a_prepared_point_query_reuses_its_plans_and_answers_as_duckdb(server):
     sql = "select n_nationkey, n_name, n_regionkey from tpch.nation where n_nationkey = %s"
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        # Every value once: each plans (a statement keeps the plans of its last 8 values).
+        # Every value once: each plans (a statement keeps the plans of its last 32 values).
         made = metric(server, "sluice_kept_plans_total", plan="made")
         for k in range(25):
             assert conn.execute(sql, [k], prepare=True).fetchall() == nation_reference(server, k)

@@ -551,6 +551,10 @@ def test_sighup_reloads_grants_for_open_sessions(tmp_path):
     try:
         with pg(server, ALICE) as conn:
             assert conn.execute("select count(*) from tpch.nation").fetchone() == (25,)
+            # A statement prepared (and its plans kept) under the old grants.
+            lookup = "select n_name from tpch.nation where n_nationkey = %s"
+            for _ in range(2):
+                assert conn.execute(lookup, [7], prepare=True).fetchone() == ("GERMANY",)
             # The grant now covers one table; the open session sees it at its next statement.
             config.write_text(token_entry("alice", ALICE, "analyst")
                               + '[[grants]]\nroles = ["analyst"]\nselect = ["tpch.region"]\n')
@@ -558,6 +562,10 @@ def test_sighup_reloads_grants_for_open_sessions(tmp_path):
             wait_for(lambda: "configuration reloaded" in server.log(), 10, "the reload")
             with pytest.raises(psycopg.Error) as denied:
                 conn.execute("select count(*) from tpch.nation")
+            assert denied.value.sqlstate == "42501"
+            # The prepared statement too: it is planned (and authorized) again.
+            with pytest.raises(psycopg.Error) as denied:
+                conn.execute(lookup, [7], prepare=True)
             assert denied.value.sqlstate == "42501"
             assert conn.execute("select count(*) from tpch.region").fetchone() == (5,)
             # A grant that cannot work is refused whole; the previous grants stay.

@@ -57,6 +57,9 @@ pub enum Prepared {
         statement: Arc<DfStatement>,
         /// The catalog generation it was planned against (`Catalog::current_planner`).
         generation: u64,
+        /// The grants it was authorized under (None: the session reads everything). Other
+        /// grants in force (a reload revoked one) plan and authorize it again.
+        grants: Option<auth::GrantsVersion>,
         /// Plans of earlier executions, when they may serve the next ones.
         kept: Option<Arc<KeptPlans>>,
     },
@@ -668,6 +671,7 @@ impl Engine {
             cache,
             statement: Arc::new(statement.clone()),
             generation,
+            grants: session.access.grants_version(),
             kept,
         })
     }
@@ -1261,7 +1265,12 @@ impl Engine {
             .enabled
             .then(|| (sql.to_string(), PlanMemo::context(session)));
         if let Some(key) = &memo_key {
-            if let Some(prepared) = self.memo.get(key) {
+            let grants = session.access.grants_version();
+            let current = |p: &Prepared| match p {
+                Prepared::Query { grants: g, .. } => *g == grants,
+                _ => true,
+            };
+            if let Some(prepared) = self.memo.get(key).filter(|p| p.iter().all(current)) {
                 let info = session.info();
                 for statement in &prepared {
                     if let Prepared::Query { logical, .. } = statement {
@@ -1399,14 +1408,17 @@ impl Engine {
         if let Prepared::Query {
             statement,
             generation,
+            grants,
             schema,
             copy,
             ..
         } = prepared
         {
-            if *generation != self.current_planner().1 {
+            if *generation != self.current_planner().1 || *grants != session.access.grants_version()
+            {
                 // Planned against a catalog that has changed: plan it again, as PostgreSQL
-                // re-plans a cached plan after DDL (a dropped table is an error now).
+                // re-plans a cached plan after DDL (a dropped table is an error now). Under
+                // other grants it is authorized again the same way.
                 let mut fresh = self.plan_statement(session, statement).await?;
                 let shape = |s: &SchemaRef| {
                     s.fields()
@@ -1617,8 +1629,8 @@ enum Cached {
 }
 
 /// The most bytes of parameter values an execution keeps plans for (a kept plan holds its
-/// parameters; a statement keeps a few).
-const KEPT_PARAMS_LIMIT: usize = 64 << 10;
+/// parameters, and the statement keeps a few dozen: this bounds what they hold).
+const KEPT_PARAMS_LIMIT: usize = 4 << 10;
 
 impl Engine {
     fn in_gateway(&self) -> InGateway {

@@ -23,8 +23,8 @@ use planner::{OptimizedQuery, PlannedQuery, QueryError};
 use crate::cache::ResultCache;
 
 /// Parameter sets (and session contexts) a statement keeps plans for, the most recently
-/// used first: a dashboard's filter takes a few values over and over.
-const KEPT_PER_STATEMENT: usize = 8;
+/// used first: a dashboard's filter takes a few dozen values over and over.
+const KEPT_PER_STATEMENT: usize = 32;
 
 /// The plans a prepared statement keeps, and the tables they depend on.
 #[derive(Debug)]

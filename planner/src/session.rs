@@ -85,7 +85,7 @@ impl Access {
     }
 
     /// The set of grants in force, if grants decide.
-    fn grants_version(&self) -> Option<GrantsVersion> {
+    pub fn grants_version(&self) -> Option<GrantsVersion> {
         match self {
             Self::All => None,
             Self::Granted { grants, .. } => Some(grants.version()),

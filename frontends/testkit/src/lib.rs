@@ -96,6 +96,7 @@ fn query(text: &str, schema: SchemaRef, param_types: Vec<Option<DataType>>) -> P
         cache: None,
         statement: Arc::new(statement),
         generation: 0,
+        grants: None,
         kept: None,
     }
 }
