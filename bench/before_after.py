@@ -24,25 +24,13 @@ import time
 import psycopg
 
 from operations import cpu_seconds
-from serving import hs2_raw_select_one, pgbench, sluice
+from serving import hs2_raw_select_one, pgbench, sluice, wait_ready
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "security"
 DATA = ROOT / "bench" / "data" / "sf1"
 QUERIES = ROOT / "conformance" / "tpch" / "queries"
 CONFIG = "[cache]\nenabled = false\n\n[warehouses.default]\nworkers = 2\n"
-
-
-def wait_ready(dsn):
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("select count(*) from tpch.region").fetchall()
-                return
-        except psycopg.Error:
-            time.sleep(1)
-    raise SystemExit("the gateway did not become ready")
 
 
 def pg_round(proc, endpoints, token, clients, seconds):

@@ -22,7 +22,7 @@ import duckdb
 import psycopg
 
 from operations import cpu_seconds
-from serving import pgbench, sluice
+from serving import pgbench, sluice, wait_ready
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BINARY = pathlib.Path(sys.argv[1]).resolve()
@@ -58,18 +58,6 @@ def load_postgres_nation():
         conn.execute("vacuum analyze bench_nation")
 
 
-def wait_ready(dsn):
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("select count(*) from tpch.region").fetchall()
-                return
-        except psycopg.Error:
-            time.sleep(1)
-    raise SystemExit("the gateway did not become ready")
-
-
 def run_pgbench(name, server, args, password, sql, clients, pid=None):
     pgbench(OUT, args, password, sql, clients, 2, mode="prepared")  # warm-up
     used = cpu_seconds(pid) if pid else 0
@@ -82,19 +70,23 @@ def run_pgbench(name, server, args, password, sql, clients, pid=None):
     emit(**figure)
 
 
-def tpch_sluice(dsn):
-    times = {}
-    counts = {}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for n in range(1, 23):
-            sql = (QUERIES / f"q{n}.sql").read_text()
-            runs = []
-            for _ in range(RUNS):
-                started = time.perf_counter()
-                rows = conn.execute(sql).fetchall()
-                runs.append(time.perf_counter() - started)
-            times[n], counts[n] = statistics.median(runs), len(rows)
+def tpch_times(run):
+    """Median seconds and row count of each of the 22 queries, `run(sql)` returning rows."""
+    times, counts = {}, {}
+    for n in range(1, 23):
+        sql = (QUERIES / f"q{n}.sql").read_text()
+        runs = []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            rows = run(sql)
+            runs.append(time.perf_counter() - started)
+        times[n], counts[n] = statistics.median(runs), len(rows)
     return times, counts
+
+
+def tpch_sluice(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return tpch_times(lambda sql: conn.execute(sql).fetchall())
 
 
 def tpch_duckdb():
@@ -103,16 +95,7 @@ def tpch_duckdb():
     db.execute("create schema tpch")
     for table in TABLES:
         db.execute(f"create view tpch.{table} as select * from read_parquet('{DATA}/tpch/{table}/*.parquet')")
-    times, counts = {}, {}
-    for n in range(1, 23):
-        sql = (QUERIES / f"q{n}.sql").read_text()
-        runs = []
-        for _ in range(RUNS):
-            started = time.perf_counter()
-            rows = db.execute(sql).fetchall()
-            runs.append(time.perf_counter() - started)
-        times[n], counts[n] = statistics.median(runs), len(rows)
-    return times, counts
+    return tpch_times(lambda sql: db.execute(sql).fetchall())
 
 
 def main():

@@ -37,6 +37,20 @@ def sluice(target, data, out, scale, config_text=None, binary=None):
         proc.wait(30)
 
 
+def wait_ready(dsn, timeout=900):
+    """Until a query on a data table answers through pg at `dsn` (the workers are up)."""
+    import psycopg
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("select count(*) from tpch.region").fetchall()
+                return
+        except psycopg.Error:
+            time.sleep(1)
+    raise SystemExit("the gateway did not become ready")
+
+
 def free_port(host="127.0.0.1"):
     """A port the kernel has free on `host` now."""
     import socket

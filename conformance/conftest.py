@@ -160,6 +160,17 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def write_parquet(path, sql):
+    """The rows of a DuckDB query as a Parquet file at `path`, appearing whole (written
+    aside, then renamed into place, as writers of lakes do)."""
+    import duckdb
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    duckdb.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet)")
+    os.replace(tmp, path)
+
+
 def process_gone(pid) -> bool:
     """The process has exited: no /proc entry, or a zombie not yet reaped (the entry can
     vanish between two reads, so every read may fail)."""

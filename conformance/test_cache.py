@@ -21,19 +21,11 @@ import psycopg
 import pytest
 from databricks import sql as dbsql
 
-from conftest import start_sluice
+from conftest import start_sluice, write_parquet
 
 ANALYST = "cache-analyst-token"
 # How long a table's listing may be trusted (the server's cache.metadata_refresh).
 REFRESH = 1.0
-
-
-def write_parquet(path, sql):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    duckdb.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet)")
-    os.replace(tmp, path)  # appear whole, as writers of lakes do
 
 
 def config(lake, extra=""):

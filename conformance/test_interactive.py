@@ -1,8 +1,6 @@
 """Interactive speed (issue 26): prepared statements keep their plans, and small queries run
 in the gateway. Answers are checked against DuckDB over the same files; what ran where
 and which plans served again are read from the query history and /metrics."""
-import os
-import pathlib
 import time
 import urllib.request
 
@@ -13,19 +11,11 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import configured_sluice, start_sluice, wait_for
+from conftest import configured_sluice, start_sluice, wait_for, write_parquet
 
 # How long a table's listing may be trusted (cache.metadata_refresh): kept plans are
 # checked against the same versions.
 REFRESH = 1.0
-
-
-def write_parquet(path, sql):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    duckdb.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet)")
-    os.replace(tmp, path)
 
 
 @pytest.fixture(scope="module")

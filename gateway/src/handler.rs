@@ -644,7 +644,8 @@ impl Engine {
             planner::postgres_names(statement, &schema)
         };
         let schema = planner.with_column_origins(&logical, schema);
-        let text = self.recorded(&statement.to_string());
+        let rendered = statement.to_string();
+        let text = self.recorded(&rendered);
         let cache = if self.cache.config().enabled {
             match planner.cache_reads(&logical, &info) {
                 Ok(reads) => Some(Arc::new(CacheHint {
@@ -659,8 +660,11 @@ impl Engine {
         } else {
             None
         };
-        let kept = planner
-            .reusable_reads(&logical, &info)
+        // Plans grow with their text: long statements (a generated IN list) are planned
+        // each time rather than kept 32 times over.
+        let kept = (rendered.len() <= MEMO_TEXT_LIMIT)
+            .then(|| planner.reusable_reads(&logical, &info))
+            .flatten()
             .map(|tables| Arc::new(KeptPlans::new(tables)));
         Ok(Prepared::Query {
             text,
