@@ -1,4 +1,9 @@
-"""The measuring side of bench/flight.sh. One JSON object per measurement, then a summary."""
+"""The measuring side of bench/flight.sh. One JSON object per measurement, then a summary.
+
+Each measurement also gives the CPU time each process spent per transfer (the server
+side: sluice's gateway and its workers, or the plain pyarrow.flight server; the client:
+this process, where ADBC and pyarrow decode): on 2 shared cores, where the time goes.
+BINARY=path measures a given sluice binary (default: $CARGO_TARGET_DIR/release/sluice)."""
 import json
 import multiprocessing
 import os
@@ -17,6 +22,7 @@ import pyarrow.parquet as pq
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = pathlib.Path(os.environ["CARGO_TARGET_DIR"])
+BINARY = os.environ.get("BINARY") or str(TARGET / "release" / "sluice")
 SCALE, RUNS = sys.argv[1], int(sys.argv[2])
 OUT = ROOT / "bench" / "out" / "flight"
 DATA = OUT / f"data-sf{SCALE}"
@@ -65,25 +71,56 @@ def serve_from_memory(files, port, ready):
     server.serve()
 
 
-def measure(label, fetch):
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid):
+    """The processes whose parent is `pid` (sluice's workers)."""
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def measure(label, fetch, processes):
+    """Best of RUNS transfers; `processes` names the pids whose CPU time to account (the
+    client, this process, is added)."""
     results = []
+    cpu = {name: 0.0 for name in [*processes, "client"]}
     for _ in range(RUNS):
+        before = {name: sum(cpu_seconds(p) for p in pids()) for name, pids in processes.items()}
+        client_before = time.process_time()
         start = time.perf_counter()
         table = fetch()
         seconds = time.perf_counter() - start
+        cpu["client"] += time.process_time() - client_before
+        for name, pids in processes.items():
+            cpu[name] += sum(cpu_seconds(p) for p in pids()) - before[name]
         results.append((seconds, table.num_rows, table.nbytes))
         del table
     best = min(results)
     seconds, rows, nbytes = best
     figure = {"path": label, "seconds": round(seconds, 3), "rows": rows, "bytes": nbytes,
               "gb_per_s": round(nbytes / seconds / 1e9, 3), "rows_per_s": round(rows / seconds),
-              "all_seconds": [round(r[0], 3) for r in results]}
+              "all_seconds": [round(r[0], 3) for r in results],
+              "cpu_seconds_per_transfer": {name: round(total / RUNS, 3) for name, total in cpu.items()},
+              "mean_seconds": round(sum(r[0] for r in results) / RUNS, 3)}
     print(json.dumps(figure), flush=True)
     return figure
 
 
 def main():
-    sluice = subprocess.Popen([str(TARGET / "release" / "sluice"), "serve", "--data-dir", str(DATA),
+    sluice = subprocess.Popen([BINARY, "serve", "--data-dir", str(DATA),
                                "--demo-scale", SCALE, "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
                                "--flight-addr", "127.0.0.1:0"],
                               stdout=open(OUT / "sluice.log", "w"), stderr=subprocess.STDOUT)
@@ -106,7 +143,8 @@ def main():
         ready.wait(300)
         time.sleep(1)
         client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
-        raw = measure("pyarrow.flight from memory", lambda: client.do_get(flight.Ticket(b"lineitem")).read_all())
+        raw = measure("pyarrow.flight from memory", lambda: client.do_get(flight.Ticket(b"lineitem")).read_all(),
+                      {"server": lambda: [server.pid]})
         server.terminate()
 
         kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {token}"}
@@ -119,7 +157,8 @@ def main():
 
         gateway_before_mib = round(rss_kib(sluice.pid) / 1024, 1)
         peak = Peak(sluice.pid)
-        via_adbc = measure("sluice Flight SQL (ADBC)", adbc)
+        via_adbc = measure("sluice Flight SQL (ADBC)", adbc,
+                           {"gateway": lambda: [sluice.pid], "workers": lambda: children(sluice.pid)})
         gateway_peak_mib = round(peak.stop() / 1024, 1)
         conn.close()
 

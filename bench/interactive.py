@@ -14,15 +14,13 @@ One JSON object per figure on stdout, then the table as Markdown.
 """
 import json
 import pathlib
-import statistics
 import sys
-import time
 
 import duckdb
 import psycopg
 
 from operations import cpu_seconds
-from serving import pgbench, sluice, wait_ready
+from serving import pgbench, sluice, tpch_duckdb, tpch_times, wait_ready
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BINARY = pathlib.Path(sys.argv[1]).resolve()
@@ -31,12 +29,10 @@ SECONDS = int(sys.argv[3]) if len(sys.argv) > 3 else 10
 RUNS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 OUT = ROOT / "bench" / "out" / "interactive"
 DATA = ROOT / "bench" / "data" / f"sf{SCALE}"
-QUERIES = ROOT / "conformance" / "tpch" / "queries"
 POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "test"]
 POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 SELECT_ONE = "SELECT 1"
 POINT = "\\set k random(0, 24)\nSELECT * FROM {table} WHERE n_nationkey = :k"
-TABLES = ["nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem"]
 
 figures = []
 
@@ -70,32 +66,9 @@ def run_pgbench(name, server, args, password, sql, clients, pid=None):
     emit(**figure)
 
 
-def tpch_times(run):
-    """Median seconds and row count of each of the 22 queries, `run(sql)` returning rows."""
-    times, counts = {}, {}
-    for n in range(1, 23):
-        sql = (QUERIES / f"q{n}.sql").read_text()
-        runs = []
-        for _ in range(RUNS):
-            started = time.perf_counter()
-            rows = run(sql)
-            runs.append(time.perf_counter() - started)
-        times[n], counts[n] = statistics.median(runs), len(rows)
-    return times, counts
-
-
 def tpch_sluice(dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return tpch_times(lambda sql: conn.execute(sql).fetchall())
-
-
-def tpch_duckdb():
-    db = duckdb.connect()
-    db.execute("set threads = 2")
-    db.execute("create schema tpch")
-    for table in TABLES:
-        db.execute(f"create view tpch.{table} as select * from read_parquet('{DATA}/tpch/{table}/*.parquet')")
-    return tpch_times(lambda sql: db.execute(sql).fetchall())
+        return tpch_times(lambda sql: conn.execute(sql).fetchall(), RUNS)
 
 
 def main():
@@ -114,7 +87,7 @@ def main():
             run_pgbench("point query", "sluice", args, token, POINT.format(table="tpch.nation"), clients, proc.pid)
             run_pgbench("point query", "postgres", POSTGRES, None, POINT.format(table="bench_nation"), clients)
         sluice_times, sluice_counts = tpch_sluice(dsn)
-    duck_times, duck_counts = tpch_duckdb()
+    duck_times, duck_counts = tpch_duckdb(DATA, RUNS)
     for n in range(1, 23):
         emit(measure="tpch", query=n, sluice_s=round(sluice_times[n], 4), duckdb_s=round(duck_times[n], 4),
              rows_equal=sluice_counts[n] == duck_counts[n])

@@ -12,7 +12,8 @@ if [ -z "${BINARY:-}" ]; then
   cargo build --release --locked --workspace
   BINARY=$CARGO_TARGET_DIR/release/sluice
 fi
+BINARY=$(realpath "$BINARY")
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F); $(git rev-parse --short HEAD)"
 cd bench
 ../conformance/.venv/bin/python interactive.py "$BINARY" "${1:-1}" "${2:-10}" "${3:-3}"
-../conformance/.venv/bin/python flight.py "${1:-1}" "${3:-3}"
+BINARY=$BINARY ../conformance/.venv/bin/python flight.py "${1:-1}" "${3:-3}"

@@ -1,11 +1,16 @@
 """What the bench harnesses share: a release `sluice serve` started on free ports for the
-length of a `with` block, the resident memory of a process, and pgbench."""
+length of a `with` block, the resident memory of a process, pgbench, and the 22 TPC-H
+queries timed through any engine (DuckDB as the reference)."""
 import contextlib
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import time
+
+QUERIES = pathlib.Path(__file__).resolve().parents[1] / "conformance" / "tpch" / "queries"
+TPCH_TABLES = ["nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem"]
 
 
 @contextlib.contextmanager
@@ -122,3 +127,29 @@ def hs2_raw_select_one(address, token):
         assert response.status == 200
         response.read()
     return select_one
+
+
+def tpch_times(run, runs):
+    """Median seconds and row count of each of the 22 queries, `run(sql)` returning rows."""
+    times, counts = {}, {}
+    for n in range(1, 23):
+        sql = (QUERIES / f"q{n}.sql").read_text()
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            rows = run(sql)
+            samples.append(time.perf_counter() - started)
+        times[n], counts[n] = statistics.median(samples), len(rows)
+    return times, counts
+
+
+def tpch_duckdb(data, runs):
+    """`tpch_times` of DuckDB (2 threads, as the machine's cores) on the Parquet files
+    under `data`/tpch."""
+    import duckdb
+    db = duckdb.connect()
+    db.execute("set threads = 2")
+    db.execute("create schema tpch")
+    for table in TPCH_TABLES:
+        db.execute(f"create view tpch.{table} as select * from read_parquet('{data}/tpch/{table}/*.parquet')")
+    return tpch_times(lambda sql: db.execute(sql).fetchall(), runs)

@@ -46,6 +46,59 @@ def test_simple_protocol_error_codes(sluice, sql, sqlstate):
     assert out.stdout.strip() == "42"  # psql went on with the next command on the same session
 
 
+# Functions refusing a value: the statement's mistake, answered with PostgreSQL's SQLSTATE
+# for the same call (the reference: PostgreSQL with the same tables), never XX000. Each
+# case: sluice's statement, PostgreSQL's where its spelling differs (None: the same), and
+# whether only the SQLSTATE class must match (PostgreSQL has a narrower code).
+FUNCTION_ERRORS = [
+    ("select chr(-1)", None, False),
+    ("select split_part('a,b', ',', 0)", None, False),
+    ("select decode('zz', 'hex')", None, False),
+    ("select date_trunc('foo', now())", None, False),
+    ("select make_date(2020, 13, 1)", None, False),
+    ("select to_timestamp(1e30)", None, False),
+    ("select 'x' ~ '['", None, False),
+    ("select regexp_match('a', '(')", None, False),
+    ("select substr('abc', 1, -1)", None, True),  # PostgreSQL: 22011 substring_error
+    # A value too large to make: refused before it is made (PostgreSQL's limit is 1 GB,
+    # DataFusion's 2 GiB), in the gateway (nation is a small table) and on a worker.
+    ("select repeat(n_comment, 30000000) from tpch.nation", None, False),
+    ("select repeat(l_comment, 80000000) from tpch.lineitem", None, False),
+    ("select lpad('x', 3000000000)", "select lpad('x', 2000000000)", False),
+]
+
+
+@pytest.mark.parametrize("sql,postgres_sql,class_only", FUNCTION_ERRORS)
+def test_function_errors_as_postgresql_answers_them(sluice, reference, sql, postgres_sql, class_only):
+    with psycopg.connect(reference, autocommit=True) as pg:
+        with pytest.raises(psycopg.Error) as want:
+            pg.execute(postgres_sql or sql).fetchall()
+    with psycopg.connect(sluice.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as got:
+            conn.execute(sql).fetchall()
+        assert got.value.sqlstate != "XX000", got.value
+        if class_only:
+            assert got.value.sqlstate[:2] == want.value.sqlstate[:2], (got.value, want.value)
+        else:
+            assert got.value.sqlstate == want.value.sqlstate, (got.value, want.value)
+        assert conn.execute("select count(*) from tpch.nation").fetchone() == (25,)
+
+
+def test_function_errors_over_flight_sql_are_invalid_argument(sluice):
+    """The same mistakes through Flight SQL: INVALID_ARGUMENT, not INTERNAL."""
+    import adbc_driver_flightsql as fs
+    import adbc_driver_flightsql.dbapi as flight_sql
+    kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {sluice.token}"}
+    with flight_sql.connect(f"grpc://{sluice.flight}", db_kwargs=kwargs, autocommit=True) as conn:
+        for sql, _, _ in FUNCTION_ERRORS:
+            with conn.cursor() as cur:
+                with pytest.raises(Exception) as err:
+                    cur.execute(sql)
+                    cur.fetchall()
+                # The gRPC code (tonic words it "Client specified an invalid argument").
+                assert "INVALID_ARGUMENT" in str(err.value).upper().replace(" ", "_"), (sql, err.value)
+
+
 def test_error_inside_transaction_then_rollback(sluice):
     with psycopg.connect(sluice.dsn()) as conn:  # autocommit off: BEGIN is sent first
         with pytest.raises(psycopg.errors.UndefinedTable):

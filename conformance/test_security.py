@@ -279,6 +279,56 @@ def test_format_cannot_multiply_an_argument_into_gigabytes(target):
     serves(target)
 
 
+# Values far larger than the statement: arrow makes a function's result in one allocation,
+# and a failed allocation aborts the process (no error, no unwinding). The first of these,
+# `repeat(n_comment, 15000000)` over the 25 rows of tpch.nation (30 GB), took the gateway
+# down once small queries ran there; the cases below are the same shapes at sizes a
+# machine survives if the bound were gone (the test would then see rows, not a refusal).
+TOO_LARGE = [
+    # over a small table, answered in the gateway: 25 rows × ~75 bytes × 100,000 = 190 MB
+    "select sum(length(repeat(n_comment, 100000))) from tpch.nation",
+    "select sum(length(lpad(n_name, 10000000))) from tpch.nation",
+    "select sum(length(replace(n_comment, 'e', repeat('x', 100000)))) from tpch.nation",
+    # made while planning (constant folding)
+    "select length(repeat('x', 100000000))",
+    "select cardinality(range(1, 100000000))",
+    # a constant made again on each of a batch's rows, on a worker (lineitem is not small)
+    "select sum(length(concat(l_comment, repeat('x', 60000)))) from tpch.lineitem",
+    # a large constant over rows only the gateway makes
+    "select sum(length(concat(x, repeat('x', 100000)))) from (values ('a'), ('b')) as t(x)",
+]
+
+
+@pytest.mark.parametrize("front", FRONT_ENDS)
+def test_values_far_larger_than_the_statement_are_refused_before_they_are_made(target, front):
+    for sql in TOO_LARGE:
+        e = refused(target, front, target.token, sql)
+        assert "MiB" in e.message or "the gateway does not answer it" in e.message, (sql, e)
+        if front == "pg":
+            assert e.code == "54000", (sql, e)
+        elif front == "flight":
+            assert e.code == "INVALID_ARGUMENT", (sql, e)
+    serves(target)
+
+
+def test_a_large_constant_over_a_small_table_is_answered_by_a_worker(target):
+    """`n_name || <100 KB>` over tpch.nation is fine on a worker (2.5 MB), not in the
+    gateway: it is answered, and not as a small query."""
+    def small_queries():
+        text = urllib.request.urlopen(f"{target.http_url}/metrics", timeout=10).read().decode()
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("sluice_small_queries_total"))
+    nation = target.data_dir / "tpch" / "nation"
+    sql = "select sum(length(n_name || repeat('x', 100000))) from tpch.nation"
+    want = duckdb.sql(sql.replace("tpch.nation", f"read_parquet('{nation}/*.parquet')")).fetchall()
+    before = small_queries()
+    assert run(target, "pg", target.token, sql) == [(want[0][0],)]
+    assert small_queries() == before
+    # Without the constant, the same table is a small query.
+    run(target, "pg", target.token, "select sum(length(n_name)) from tpch.nation")
+    assert small_queries() == before + 1
+
+
 def test_manage_cannot_rename_a_table_it_may_not_read(target, lake):
     """Grants name tables: ALTER TABLE … RENAME of a table the manager may not read (to a
     name its grants might cover) is refused, and the table keeps its name."""

@@ -10,6 +10,10 @@
 //! sluice-bench overhead <tpch-dir> <conninfo> <runs> <sql> [<sql>…]
 //!     each query in-process with DataFusion and through a pg server (a warm warehouse),
 //!     interleaved; medians and the difference: what the gateway adds per query
+//! sluice-bench tpch-settings <tpch-dir> <queries-dir> <runs> <variant> [<variant>…]
+//!     the 22 TPC-H queries in-process with DataFusion configured as sluice's planner is,
+//!     once per variant (`base`, or `name=value[,name=value…]` of DataFusion settings),
+//!     the variants interleaved run by run so that drift affects them alike
 //! sluice-bench auth-validate <issuer> <audience> <iterations> <token> [<token>…]
 //!     validate real OIDC tokens with sluice's Authenticator: the first token's first check
 //!     (discovery and key fetch included), each further token's first check (signature and
@@ -37,6 +41,9 @@ async fn main() -> Result<()> {
         Some("tpch-compare") if args.len() == 6 => {
             tpch_compare(&args[2], &args[3], &args[4], args[5].parse()?).await
         }
+        Some("tpch-settings") if args.len() >= 6 => {
+            tpch_settings(&args[2], &args[3], args[4].parse()?, &args[5..]).await
+        }
         Some("stream-pg") if args.len() == 5 => stream_pg(&args[2], &args[3], &args[4]).await,
         Some("overhead") if args.len() >= 6 => {
             overhead(&args[2], &args[3], args[4].parse()?, &args[5..]).await
@@ -60,7 +67,12 @@ fn query(dir: &str, n: usize) -> Result<String> {
 /// DataFusion in this process, configured as sluice's workers are (parallelism = cores).
 async fn tpch_context(data: &str) -> Result<SessionContext> {
     let threads = std::thread::available_parallelism()?.get();
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(threads));
+    tables_context(data, SessionConfig::new().with_target_partitions(threads)).await
+}
+
+/// The TPC-H tables of `data` in a context of the given config.
+async fn tables_context(data: &str, config: SessionConfig) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config(config);
     ctx.sql("create schema tpch").await?.collect().await?;
     for table in TABLES {
         let path = format!("{}/{table}/", Path::new(data).canonicalize()?.display());
@@ -72,6 +84,45 @@ async fn tpch_context(data: &str) -> Result<SessionContext> {
         .await?;
     }
     Ok(ctx)
+}
+
+/// One context per variant: the config sluice's planner uses (see `planner::Planner::new`:
+/// parallelism = cores, uncorrelated scalar subqueries planned as joins) with the
+/// variant's settings on top.
+async fn tpch_settings(data: &str, queries: &str, runs: usize, variants: &[String]) -> Result<()> {
+    let threads = std::thread::available_parallelism()?.get();
+    let mut contexts = Vec::new();
+    for variant in variants {
+        let mut config = SessionConfig::new().with_target_partitions(threads);
+        config
+            .options_mut()
+            .optimizer
+            .enable_physical_uncorrelated_scalar_subquery = false;
+        if variant != "base" {
+            for setting in variant.split(',') {
+                let (name, value) = setting
+                    .split_once('=')
+                    .ok_or_else(|| format!("{setting:?}: expected name=value"))?;
+                config.options_mut().set(name.trim(), value.trim())?;
+            }
+        }
+        contexts.push(tables_context(data, config).await?);
+    }
+    for n in 1..=22 {
+        let sql = query(queries, n)?;
+        for run in 0..runs {
+            for (variant, ctx) in variants.iter().zip(&contexts) {
+                let started = Instant::now();
+                let batches = ctx.sql(&sql).await?.collect().await?;
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    r#"{{"variant":{variant:?},"query":{n},"run":{run},"seconds":{seconds},"rows":{rows}}}"#
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn connect(conninfo: &str) -> Result<tokio_postgres::Client> {

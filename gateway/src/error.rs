@@ -47,6 +47,11 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
         TooComplex => "54001",
         // configuration_limit_exceeded.
         QuotaExceeded => "53400",
+        // program_limit_exceeded: PostgreSQL's `requested length too large`.
+        LimitExceeded => "54000",
+        InvalidRegex => "2201B",
+        // datetime_field_overflow: `date field value out of range`.
+        DatetimeOutOfRange => "22008",
         Internal => "XX000",
     }
 }
@@ -58,7 +63,8 @@ pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
     match kind {
         Syntax | UndefinedColumn | UndefinedFunction | Ambiguous | DatatypeMismatch
         | DivisionByZero | InvalidValue | OutOfRange | InvalidText | InvalidParameter
-        | ReadOnly | ProtocolViolation | TooComplex => Code::InvalidArgument,
+        | ReadOnly | ProtocolViolation | TooComplex | LimitExceeded | InvalidRegex
+        | DatetimeOutOfRange => Code::InvalidArgument,
         UndefinedTable | UndefinedObject | UndefinedCursor => Code::NotFound,
         DuplicateObject | DuplicateCursor => Code::AlreadyExists,
         InvalidState | NoTransaction => Code::FailedPrecondition,
@@ -82,7 +88,8 @@ pub fn databricks_error_code(kind: ErrorKind) -> &'static str {
         | DuplicateObject | Ambiguous | DatatypeMismatch | DivisionByZero | InvalidValue
         | OutOfRange | InvalidText | InvalidParameter | NotSupported | ReadOnly
         | PermissionDenied | StatementTimeout | ProtocolViolation | TooComplex
-        | UndefinedCursor | DuplicateCursor | InvalidState | NoTransaction => "BAD_REQUEST",
+        | UndefinedCursor | DuplicateCursor | InvalidState | NoTransaction | LimitExceeded
+        | InvalidRegex | DatetimeOutOfRange => "BAD_REQUEST",
         Cancelled => "CANCELLED",
         ResourcesExhausted | QueueFull | QuotaExceeded => "RESOURCE_EXHAUSTED",
         WorkerLost | Unavailable => "TEMPORARILY_UNAVAILABLE",
@@ -105,7 +112,8 @@ pub fn http_refusal(kind: ErrorKind) -> Option<(u16, Option<u32>)> {
         | OutOfRange | InvalidText | InvalidParameter | NotSupported | ReadOnly
         | ResourcesExhausted | Cancelled | StatementTimeout | WorkerLost | Unavailable
         | DataUnreadable | PermissionDenied | ProtocolViolation | TooComplex | Internal
-        | UndefinedCursor | DuplicateCursor | InvalidState | NoTransaction => None,
+        | UndefinedCursor | DuplicateCursor | InvalidState | NoTransaction | LimitExceeded
+        | InvalidRegex | DatetimeOutOfRange => None,
     }
 }
 
@@ -238,6 +246,9 @@ invalid_state 55000 FailedPrecondition BAD_REQUEST -
 no_transaction 25P01 FailedPrecondition BAD_REQUEST -
 too_complex 54001 InvalidArgument BAD_REQUEST -
 quota_exceeded 53400 ResourceExhausted RESOURCE_EXHAUSTED 429 retry Some(1)
+limit_exceeded 54000 InvalidArgument BAD_REQUEST -
+invalid_regex 2201B InvalidArgument BAD_REQUEST -
+datetime_out_of_range 22008 InvalidArgument BAD_REQUEST -
 internal XX000 Internal INTERNAL_ERROR -
 ";
         assert_eq!(table, expected);

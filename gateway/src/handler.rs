@@ -1875,8 +1875,27 @@ async fn run_plan(
         },
         None => planner.physical(optimized).await?,
     };
+    // A constant repeated over rows can be made far larger than the statement
+    // (`planner::bounded`): never in the gateway.
+    let large_constant = || planner::bounded::repeats_large_constant(&optimized.plan);
     let warehouse = match warehouse {
-        Some(w) if !planner::distributed::is_small(&planned.physical, w.small_query_bytes()) => w,
+        Some(w)
+            if !planner::distributed::is_small(&planned.physical, w.small_query_bytes())
+                || large_constant() =>
+        {
+            w
+        }
+        None if large_constant() => {
+            return Err(QueryError::new(
+                planner::ErrorKind::LimitExceeded,
+                format!(
+                    "this statement repeats a constant of over {} KiB over rows the gateway \
+                     makes (a catalog table, a table function, VALUES): the gateway does not \
+                     answer it",
+                    planner::bounded::MAX_GATEWAY_CONSTANT >> 10
+                ),
+            ))
+        }
         small => {
             tracing::debug!("answering in the gateway");
             let mut batches = local_batches(planner.run_locally(&planned, optimized)?);

@@ -73,7 +73,7 @@ impl PhysicalExtensionCodec for SluiceCodec {
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if spark::functions::is_spark_scalar(node) {
+        if spark::functions::is_spark_scalar(crate::bounded::unwrapped(node)) {
             buf.extend_from_slice(spark::functions::MARKER);
         }
         Ok(())
@@ -81,7 +81,7 @@ impl PhysicalExtensionCodec for SluiceCodec {
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
         match spark::functions::scalar(name) {
-            Some(f) if buf == spark::functions::MARKER => Ok(f),
+            Some(f) if buf == spark::functions::MARKER => Ok(crate::bounded::wrap(f)),
             _ => not_impl_err!("the worker has no function {name}"),
         }
     }

@@ -70,6 +70,13 @@ pub enum ErrorKind {
     TooComplex,
     /// A principal holds as many statements, sessions or results as it may.
     QuotaExceeded,
+    /// A value too large to make (`repeat('x', 3e9)`): PostgreSQL's `requested length
+    /// too large`.
+    LimitExceeded,
+    /// A regular expression that does not compile.
+    InvalidRegex,
+    /// A date or timestamp outside its type's range, or a field outside its own.
+    DatetimeOutOfRange,
     /// A bug or an unexpected state inside sluice.
     Internal,
 }
@@ -109,12 +116,15 @@ impl ErrorKind {
             NoTransaction => "no_transaction",
             TooComplex => "too_complex",
             QuotaExceeded => "quota_exceeded",
+            LimitExceeded => "limit_exceeded",
+            InvalidRegex => "invalid_regex",
+            DatetimeOutOfRange => "datetime_out_of_range",
             Internal => "internal",
         }
     }
 
     /// Every kind, for tests over the whole error table.
-    pub const ALL: [ErrorKind; 31] = [
+    pub const ALL: [ErrorKind; 34] = [
         ErrorKind::Syntax,
         ErrorKind::UndefinedTable,
         ErrorKind::UndefinedColumn,
@@ -145,6 +155,9 @@ impl ErrorKind {
         ErrorKind::NoTransaction,
         ErrorKind::TooComplex,
         ErrorKind::QuotaExceeded,
+        ErrorKind::LimitExceeded,
+        ErrorKind::InvalidRegex,
+        ErrorKind::DatetimeOutOfRange,
         ErrorKind::Internal,
     ];
 
@@ -205,19 +218,7 @@ pub fn classify(err: &DataFusionError) -> QueryError {
         }
         DataFusionError::Plan(msg) => QueryError::new(classify_plan_message(msg), clean(msg)),
         DataFusionError::Execution(msg) => {
-            let kind = if msg.contains("Divide by zero") || msg.contains("division by zero") {
-                ErrorKind::DivisionByZero
-            } else if msg.contains("Cannot cast string")
-                || msg.contains("Failed to parse")
-                || msg.contains("Error parsing timestamp")
-            {
-                ErrorKind::InvalidText
-            } else if msg.contains("Cannot cast") {
-                ErrorKind::InvalidValue
-            } else {
-                ErrorKind::Internal
-            };
-            QueryError::new(kind, clean(msg))
+            QueryError::new(classify_execution_message(msg), clean(msg))
         }
         DataFusionError::ObjectStore(store) => {
             // The cause in words; the URL's query string (a SAS token) is cut from the log.
@@ -248,6 +249,9 @@ pub fn classify(err: &DataFusionError) -> QueryError {
                 query_error.clone()
             } else if let Some(arrow_error) = e.downcast_ref::<ArrowError>() {
                 classify_arrow(arrow_error)
+            } else if e.to_string().starts_with("regex parse error") {
+                // The regex crate's own error (`'x' ~ '['`).
+                QueryError::new(ErrorKind::InvalidRegex, clean(&e.to_string()))
             } else {
                 QueryError::internal(clean(&e.to_string()))
             }
@@ -264,10 +268,16 @@ fn classify_arrow(err: &ArrowError) -> QueryError {
         ArrowError::DivideByZero => ErrorKind::DivisionByZero,
         ArrowError::CastError(msg) if msg.contains("Cannot cast string") => ErrorKind::InvalidText,
         ArrowError::ParseError(_) => ErrorKind::InvalidText,
-        ArrowError::CastError(_) | ArrowError::ComputeError(_) => ErrorKind::InvalidValue,
+        ArrowError::ComputeError(msg) | ArrowError::InvalidArgumentError(msg) => {
+            classify_execution_message(msg)
+        }
+        ArrowError::CastError(_) => ErrorKind::InvalidValue,
         ArrowError::ArithmeticOverflow(_) => ErrorKind::OutOfRange,
         ArrowError::MemoryError(_) => ErrorKind::ResourcesExhausted,
         ArrowError::NotYetImplemented(_) => ErrorKind::NotSupported,
+        ArrowError::ExternalError(e) if e.to_string().starts_with("regex parse error") => {
+            ErrorKind::InvalidRegex
+        }
         _ => ErrorKind::Internal,
     };
     let message = match err {
@@ -275,6 +285,51 @@ fn classify_arrow(err: &ArrowError) -> QueryError {
         other => clean(&other.to_string()),
     };
     QueryError::new(kind, message)
+}
+
+/// What an execution error says about the statement. DataFusion raises `Execution`
+/// errors (and arrow its compute errors) when a function meets a value it cannot take
+/// (`substr('abc', 1, -1)`, `chr(-1)`, `make_date(2020, 13, 1)`); its own bugs are
+/// `Internal`. So an execution error is the statement's mistake, never `internal`; the
+/// message says which kind, as close to PostgreSQL's SQLSTATE as the words allow.
+fn classify_execution_message(msg: &str) -> ErrorKind {
+    let says = |words: &[&str]| words.iter().any(|w| msg.contains(w));
+    if says(&["Divide by zero", "division by zero"]) {
+        ErrorKind::DivisionByZero
+    } else if says(&[
+        "Cannot cast string",
+        "Failed to parse",
+        "Error parsing timestamp",
+    ]) {
+        ErrorKind::InvalidText
+    } else if says(&[
+        "size overflow",
+        "too large",
+        "exceeds the maximum",
+        "maximum allowed",
+        "allocation failed",
+    ]) {
+        ErrorKind::LimitExceeded
+    } else if says(&["regex parse error", "Regular expression did not compile"]) {
+        ErrorKind::InvalidRegex
+    } else if says(&["overflows timestamp", "out of range for timestamp"])
+        || (says(&["out of range"])
+            && says(&[
+                "Month",
+                "Day",
+                "Year",
+                "date",
+                "Date",
+                "timestamp",
+                "Timestamp",
+            ]))
+    {
+        ErrorKind::DatetimeOutOfRange
+    } else if says(&["overflow", "out of range"]) {
+        ErrorKind::OutOfRange
+    } else {
+        ErrorKind::InvalidValue
+    }
 }
 
 fn classify_plan_message(msg: &str) -> ErrorKind {

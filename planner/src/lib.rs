@@ -12,6 +12,7 @@
 //! Session statements (`SET`, `BEGIN`, …) are the gateway's business: the planner sees
 //! only queries.
 
+pub mod bounded;
 pub mod cache_key;
 pub mod catalog;
 mod checked;
@@ -179,6 +180,18 @@ impl Planner {
             .options_mut()
             .optimizer
             .enable_physical_uncorrelated_scalar_subquery = false;
+        // A join whose smaller side is under 32 MiB / 1M rows (by the tables' statistics)
+        // builds one hash table all partitions share, rather than repartitioning both
+        // sides: 6 % off the 22 TPC-H queries at SF1, no query slower by more than noise
+        // (bench/settings.sh, bench/RESULTS.md). Larger build sides stay partitioned.
+        config
+            .options_mut()
+            .optimizer
+            .hash_join_single_partition_threshold = 32 << 20;
+        config
+            .options_mut()
+            .optimizer
+            .hash_join_single_partition_threshold_rows = 1 << 20;
         // DataFusion keeps directory listings forever by default: a file added to a table
         // would never be seen. sluice lists at every plan (the result cache keys on the
         // same listing, so the two never disagree).
@@ -1048,6 +1061,7 @@ fn databricks_state(base: &SessionState) -> Result<SessionState, QueryError> {
         .with_expr_planners(planners)
         .build();
     spark::functions::register(&mut state).map_err(QueryError::from)?;
+    bounded::bound_registry(&mut state).map_err(QueryError::from)?;
     Ok(state)
 }
 

@@ -249,7 +249,7 @@ impl ObjectStoreRegistry for Registry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key(url))
-            .ok_or_else(|| DataFusionError::Execution(format!("no object store for {}", key(url))))
+            .ok_or_else(|| DataFusionError::Internal(format!("no object store for {}", key(url))))
     }
 
     fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {

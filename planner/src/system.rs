@@ -232,7 +232,7 @@ impl TableProvider for SystemTableProvider {
             .source
             .rows(self.table, &session)
             .await
-            .map_err(|e| datafusion::error::DataFusionError::Execution(e.message))?;
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             self.table.schema(),

@@ -46,7 +46,10 @@ fn all_lists_every_kind() {
             NoTransaction => 27,
             TooComplex => 28,
             QuotaExceeded => 29,
-            Internal => 30,
+            LimitExceeded => 30,
+            InvalidRegex => 31,
+            DatetimeOutOfRange => 32,
+            Internal => 33,
         };
         assert_eq!(i, position, "{kind:?}");
     }
@@ -84,6 +87,28 @@ async fn datafusion_messages_classify_as_expected() {
         (
             "select to_timestamp('2024-99', '%Y-%m')",
             ErrorKind::InvalidText,
+        ),
+        // Functions refusing a value: the statement's mistake, never internal.
+        ("select substr('abc', 1, -1)", ErrorKind::InvalidValue),
+        ("select chr(-1)", ErrorKind::InvalidValue),
+        ("select split_part('a,b', ',', 0)", ErrorKind::InvalidValue),
+        ("select decode('zz', 'hex')", ErrorKind::InvalidValue),
+        ("select date_trunc('foo', now())", ErrorKind::InvalidValue),
+        (
+            "select make_date(2020, 13, 1)",
+            ErrorKind::DatetimeOutOfRange,
+        ),
+        ("select 'x' ~ '['", ErrorKind::InvalidRegex),
+        ("select regexp_match('a', '(')", ErrorKind::InvalidRegex),
+        ("select repeat('x', 3000000000)", ErrorKind::LimitExceeded),
+        ("select lpad('x', 3000000000)", ErrorKind::LimitExceeded),
+        (
+            "select array_repeat(1, 3000000000)",
+            ErrorKind::LimitExceeded,
+        ),
+        (
+            "select array_resize(make_array(1), 3000000000)",
+            ErrorKind::LimitExceeded,
         ),
     ];
     let mut wrong = Vec::new();

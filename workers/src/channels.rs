@@ -59,7 +59,10 @@ impl Channels {
         if let Some(channel) = cache.get(url) {
             return Ok(channel.clone());
         }
-        let bad = |what: String| DataFusionError::Execution(what);
+        // The warehouse's settings, not the statement: the workers cannot be reached.
+        let bad = |what: String| {
+            DataFusionError::External(Box::new(QueryError::new(ErrorKind::Unavailable, what)))
+        };
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| bad(format!("worker address {url}: {e}")))?
             .tcp_nodelay(true)

@@ -451,6 +451,8 @@ pub fn static_functions(names: Arc<Names>) -> Vec<ScalarUDF> {
     f.push(super::datetime::extract().as_ref().clone());
     // Integer arithmetic that fails on overflow (see `checked`).
     f.extend(crate::checked::functions());
+    // Functions that can make large values, bounded (see `bounded`).
+    f.extend(crate::bounded::functions());
     // floor, ceil and trunc of a numeric at PostgreSQL's scale.
     f.extend(super::rounding::functions());
     f.push(super::types::pg_typeof());

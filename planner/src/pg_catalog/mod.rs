@@ -2182,10 +2182,10 @@ impl TableProvider for CatalogTable {
             TableRows::Fixed(batch, None) => batch.clone(),
             TableRows::Fixed(batch, Some((key, names))) => {
                 visible_rows(batch, key, names, &session().access)
-                    .map_err(|e| datafusion::error::DataFusionError::Execution(e.message))?
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
             }
             TableRows::PerSession(rows) => rows(&session())
-                .map_err(|e| datafusion::error::DataFusionError::Execution(e.message))?,
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?,
         };
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
