@@ -41,7 +41,7 @@ def main():
                         "-p", str(proc.pid), "-o", str(data), "--", "sleep", str(SECONDS)], check=True)
         load.join()
     for mode, flags in (("self", ["--no-children"]), ("inclusive", ["--children"])):
-        report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "-g", "none",
+        report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "-g", "none", "--no-inline",
                                  "--percent-limit", "1", *flags], capture_output=True, text=True, check=True).stdout
         path = OUT / f"{WHAT}-{CLIENTS}.{mode}.txt"
         path.write_text(report)

@@ -1,4 +1,6 @@
-"""The measuring side of bench/warehouses.sh. One JSON object per measurement, then a summary."""
+"""The measuring side of bench/warehouses.sh. One JSON object per measurement, then a summary.
+BINARY=path and BENCH=path measure given sluice and sluice-bench binaries (default: the
+release build in $CARGO_TARGET_DIR)."""
 import json
 import os
 import pathlib
@@ -14,6 +16,8 @@ import serving
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TARGET = pathlib.Path(os.environ["CARGO_TARGET_DIR"])
+BINARY = os.environ.get("BINARY")
+BENCH = os.environ.get("BENCH") or str(TARGET / "release" / "sluice-bench")
 SCALE = sys.argv[1]
 OUT = ROOT / "bench" / "out" / "warehouses"
 DATA = ROOT / "bench" / "data" / f"sf{SCALE}"
@@ -123,7 +127,7 @@ def burst(dsn, monitor, name):
 
 
 def main():
-    with serving.sluice(TARGET, DATA, OUT, SCALE, CONFIG) as (_, ep, token):
+    with serving.sluice(TARGET, DATA, OUT, SCALE, CONFIG, BINARY) as (_, ep, token):
         time.sleep(3)
         port = ep["pg"].rsplit(":", 1)[1]
 
@@ -138,7 +142,7 @@ def main():
             while state(monitor, "auto")[1] != 1:
                 time.sleep(0.2)
             pairs.append((burst(dsn, monitor, "auto"), burst(dsn, monitor, "fixed")))
-        out = subprocess.run([str(TARGET / "release" / "sluice-bench"), "overhead", str(DATA / "tpch"), dsn("fixed"),
+        out = subprocess.run([BENCH, "overhead", str(DATA / "tpch"), dsn("fixed"),
                               "30", "select count(*) from tpch.nation", "select count(*) from tpch.lineitem", Q6],
                              capture_output=True, text=True, check=True)
         overhead = [json.loads(line) for line in out.stdout.strip().splitlines()]
