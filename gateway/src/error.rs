@@ -56,6 +56,16 @@ pub fn sqlstate(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// The SQLSTATE a Databricks client (HS2, the Statement Execution API) sees: Spark's where
+/// it differs from PostgreSQL's — a pattern that does not compile is Spark's
+/// `INVALID_PARAMETER_VALUE.PATTERN` (22023), PostgreSQL's `invalid_regular_expression`.
+pub fn databricks_sqlstate(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRegex => "22023",
+        other => sqlstate(other),
+    }
+}
+
 /// The gRPC status code a Flight SQL client sees for each kind of error.
 pub fn grpc_code(kind: ErrorKind) -> tonic::Code {
     use tonic::Code;
@@ -181,6 +191,9 @@ mod tests {
         assert_eq!(sqlstate(ErrorKind::UndefinedColumn), "42703");
         assert_eq!(sqlstate(ErrorKind::DivisionByZero), "22012");
         assert_eq!(sqlstate(ErrorKind::NotSupported), "0A000");
+        assert_eq!(sqlstate(ErrorKind::InvalidRegex), "2201B");
+        assert_eq!(databricks_sqlstate(ErrorKind::InvalidRegex), "22023");
+        assert_eq!(databricks_sqlstate(ErrorKind::LimitExceeded), "54000");
     }
 
     /// The whole table, pinned: a mapping changes only with this test.

@@ -1691,6 +1691,7 @@ impl Engine {
             versions,
             optimized,
             planned,
+            self.limits.max_kept_plans,
         )))
     }
 

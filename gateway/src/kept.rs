@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use datafusion::common::ScalarValue;
@@ -25,6 +26,13 @@ use crate::cache::ResultCache;
 /// Parameter sets (and session contexts) a statement keeps plans for, the most recently
 /// used first: a dashboard's filter takes a few dozen values over and over.
 const KEPT_PER_STATEMENT: usize = 32;
+
+/// How many plans are kept now, across every statement of the process, against
+/// `[limits] max_kept_plans`. Each holds an optimized and a physical plan (about 30 KiB for
+/// a small query); statements are bounded per principal and the memo's by count, so
+/// without this 1,024 memo statements × 32 parameter sets could hold gigabytes. Past it,
+/// executions plan anew each time.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 /// The plans a prepared statement keeps, and the tables they depend on.
 #[derive(Debug)]
@@ -49,6 +57,16 @@ pub struct Kept {
     pub fingerprint: OnceLock<Option<[u8; 32]>>,
     /// The physical plan as a worker reads it, once encoded.
     pub encoded: OnceLock<Vec<u8>>,
+    /// Counted in [`KEPT`] (and so kept by its statement).
+    counted: bool,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if self.counted {
+            KEPT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl KeptPlans {
@@ -101,7 +119,21 @@ impl KeptPlans {
         versions: Vec<String>,
         optimized: OptimizedQuery,
         planned: Option<PlannedQuery>,
+        max_kept: usize,
     ) -> Arc<Kept> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|k| !(k.context == context && k.params == params));
+        // A slot in the process's budget; a statement at its own limit gives up its oldest
+        // plans, whose slot comes back when they are dropped.
+        let counted = if entries.len() >= KEPT_PER_STATEMENT {
+            KEPT.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            KEPT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max_kept).then_some(n + 1)
+            })
+            .is_ok()
+        };
         let kept = Arc::new(Kept {
             context,
             params,
@@ -110,9 +142,12 @@ impl KeptPlans {
             planned,
             fingerprint: OnceLock::new(),
             encoded: OnceLock::new(),
+            counted,
         });
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|k| !(k.context == kept.context && k.params == kept.params));
+        if !counted {
+            // Used for this execution only.
+            return kept;
+        }
         entries.push_front(kept.clone());
         entries.truncate(KEPT_PER_STATEMENT);
         kept

@@ -31,6 +31,9 @@ pub struct Limits {
     pub http_header_timeout: Duration,
     /// Most HTTP connections open at once (more wait in the kernel's queue).
     pub max_http_connections: usize,
+    /// Plans kept with prepared statements across the gateway (each an optimized and a
+    /// physical plan, about 30 KiB for a small query): past it, executions plan anew.
+    pub max_kept_plans: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +49,7 @@ impl Default for Limits {
             max_stored_result_bytes: 1 << 30,
             http_header_timeout: Duration::from_secs(10),
             max_http_connections: 1_024,
+            max_kept_plans: 1_024,
         }
     }
 }

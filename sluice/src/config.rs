@@ -140,6 +140,7 @@ pub struct LimitsFile {
     pub max_stored_results_size: Option<String>,
     pub http_header_timeout: Option<String>,
     pub max_http_connections: Option<usize>,
+    pub max_kept_plans: Option<usize>,
 }
 
 fn resolve_limits(file: &LimitsFile) -> Result<gateway::limits::Limits, String> {
@@ -203,6 +204,11 @@ fn resolve_limits(file: &LimitsFile) -> Result<gateway::limits::Limits, String> 
         &mut limits.max_operations,
     )?;
     positive(file.max_cursors, "max_cursors", &mut limits.max_cursors)?;
+    positive(
+        file.max_kept_plans,
+        "max_kept_plans",
+        &mut limits.max_kept_plans,
+    )?;
     if let Some(v) = duration(&file.cursor_idle_timeout, "cursor_idle_timeout")? {
         limits.cursor_idle_timeout = v;
     }

@@ -950,7 +950,7 @@ fn describe(statements: &Statements, statement: &Statement, headers: &HeaderMap)
     let mut status = json!({ "state": state.name() });
     if let State_::Failed(e) = &state {
         status["error"] = json!({ "error_code": gateway::error::databricks_error_code(e.kind), "message": e.message });
-        status["sql_state"] = json!(gateway::error::sqlstate(e.kind));
+        status["sql_state"] = json!(gateway::error::databricks_sqlstate(e.kind));
     }
     let mut body = json!({ "statement_id": statement.id, "status": status });
     if state == State_::Succeeded {

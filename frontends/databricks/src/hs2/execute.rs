@@ -741,7 +741,7 @@ fn write_operation_status(w: &mut Writer, s: &State, has_result_set: bool) {
     };
     w.i32_field(2, code);
     if let State::Failed(e) = s {
-        w.string_field(3, gateway::error::sqlstate(e.kind));
+        w.string_field(3, gateway::error::databricks_sqlstate(e.kind));
         w.i32_field(4, 0);
         w.string_field(5, &e.message);
     }

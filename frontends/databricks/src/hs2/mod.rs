@@ -192,7 +192,7 @@ fn status_only(status: &Status) -> impl FnOnce(&mut Writer) + '_ {
 fn error_status(err: &QueryError) -> Status {
     Status::error(
         status::ERROR,
-        gateway::error::sqlstate(err.kind),
+        gateway::error::databricks_sqlstate(err.kind),
         err.message.clone(),
     )
 }
