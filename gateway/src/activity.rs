@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 pub struct Activity {
     pub history: Option<Arc<History>>,
     pub metrics: Option<Arc<Metrics>>,
+    /// Series over time for the admin page's charts.
+    pub series: Option<Arc<crate::series::Series>>,
     running: Mutex<HashMap<String, Running>>,
     /// `host:pid`, on every record.
     gateway: String,
@@ -57,13 +59,18 @@ pub struct StatementInfo {
 }
 
 impl Activity {
-    pub fn new(history: Option<Arc<History>>, metrics: Option<Arc<Metrics>>) -> Arc<Self> {
+    pub fn new(
+        history: Option<Arc<History>>,
+        metrics: Option<Arc<Metrics>>,
+        series: Option<Arc<crate::series::Series>>,
+    ) -> Arc<Self> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         Arc::new(Self {
             history,
             metrics,
+            series,
             running: Mutex::new(HashMap::new()),
             gateway: format!("{host}:{}", std::process::id()),
             draining: Default::default(),
@@ -315,9 +322,26 @@ impl Inner {
             metrics.rows.fetch_add(self.rows, Ordering::Relaxed);
             metrics.bytes.fetch_add(self.bytes, Ordering::Relaxed);
         }
+        if let Some(series) = &activity.series {
+            series.statement(crate::series::Statement {
+                warehouse: self.info.warehouse.as_deref().unwrap_or(""),
+                outcome,
+                total,
+                queued: queued
+                    .filter(|_| self.progress.as_ref().and_then(|p| p.worker()).is_some()),
+                from_cache: self.from_cache,
+                rows: self.rows,
+                bytes: self.bytes,
+            });
+        }
         let Some(history) = &activity.history else {
             return;
         };
+        let profile = self
+            .progress
+            .as_ref()
+            .and_then(|p| p.take_profile())
+            .map(Arc::new);
         let us = |d: Duration| d.as_micros() as u64;
         let start_us = micros(self.start);
         // Still in the registry (it leaves once this is recorded), so borrowed.
@@ -347,6 +371,8 @@ impl Inner {
                 .as_ref()
                 .and_then(|p| p.distribution())
                 .map(|d| crate::metadata::DistributedRecord::from_progress(&d)),
+            has_profile: profile.is_some(),
+            profile,
         });
     }
 }

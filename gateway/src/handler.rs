@@ -1906,6 +1906,9 @@ async fn run_plan(
                     metrics.small_queries.fetch_add(1, Ordering::Relaxed);
                 }
                 batches = with_deadline(batches, tokio::time::Instant::now() + here.timeout);
+                // Its profile, as a worker would send it (catalog and table-free queries,
+                // a BI tool's many small ones, keep none).
+                batches = with_profile(batches, planned.physical.clone(), meta.progress.clone());
             }
             return Ok(ArrowRows::Batches(batches));
         }
@@ -1965,6 +1968,25 @@ async fn on_warehouse(
 /// Whether a statement is an EXPLAIN (not EXPLAIN ANALYZE: that one runs as it would).
 fn is_explain(statement: &datafusion::sql::parser::Statement) -> bool {
     matches!(statement, datafusion::sql::parser::Statement::Explain(e) if !e.options.analyze)
+}
+
+/// `batches`, keeping the profile of `plan` in `progress` once they have all come.
+fn with_profile(
+    batches: BatchStream,
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    progress: Arc<workers::Progress>,
+) -> BatchStream {
+    use futures::StreamExt;
+    let end = futures::stream::once(async move {
+        progress.set_profile(planner::profile::Profile::of(&plan));
+        None
+    });
+    Box::pin(
+        batches
+            .map(Some)
+            .chain(end)
+            .filter_map(futures::future::ready),
+    )
 }
 
 fn local_batches(stream: datafusion::execution::SendableRecordBatchStream) -> BatchStream {

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::metadata::{HistoryFilter, QueryRecord, Store, StoreError};
+use crate::metadata::{HistoryFilter, QueryProfile, QueryRecord, Store, StoreError};
 
 /// Records held in memory while the store cannot take them.
 const PENDING_LIMIT: usize = 100_000;
@@ -25,6 +25,10 @@ const BATCH: usize = 512;
 /// Records in one commit at most (a store that was down has a backlog to catch up on).
 const COMMIT_LIMIT: usize = 8192;
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
+/// Profiles kept per second of statements that took under a second.
+const PROFILES_PER_SECOND: u32 = 20;
+/// No profile is kept while this many records wait for the store.
+const PROFILES_PENDING_LIMIT: usize = 1000;
 
 /// `[history]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +40,8 @@ pub struct HistoryConfig {
     pub max_records: usize,
     /// Rows a `system.query_history` scan reads at most (newest first).
     pub scan_limit: usize,
+    /// Query profiles kept at most (the newest; each up to 1 MiB, most a few KiB).
+    pub max_profiles: usize,
 }
 
 impl Default for HistoryConfig {
@@ -45,6 +51,7 @@ impl Default for HistoryConfig {
             retention: Duration::from_secs(30 * 86_400),
             max_records: 1_000_000,
             scan_limit: 100_000,
+            max_profiles: 10_000,
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct History {
     pub written: AtomicU64,
     /// Commits to the store (each one a batch).
     pub batches: AtomicU64,
+    /// Profiles kept in the current second: (second, count).
+    profile_rate: Mutex<(u64, u32)>,
 }
 
 impl History {
@@ -78,6 +87,7 @@ impl History {
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            profile_rate: Mutex::new((0, 0)),
         })
     }
 
@@ -89,9 +99,32 @@ impl History {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether a statement's profile is kept: always for one that took a second or more,
+    /// else [`PROFILES_PER_SECOND`] a second (a flood of point queries would otherwise
+    /// write a profile each); none while the store lags behind.
+    fn keeps_profile(&self, record: &QueryRecord, waiting: usize) -> bool {
+        if waiting >= PROFILES_PENDING_LIMIT {
+            return false;
+        }
+        if record.end_us - record.start_us >= 1_000_000 {
+            return true;
+        }
+        let second = (record.end_us / 1_000_000) as u64;
+        let mut rate = self.profile_rate.lock().unwrap_or_else(|e| e.into_inner());
+        if rate.0 != second {
+            *rate = (second, 0);
+        }
+        rate.1 += 1;
+        rate.1 <= PROFILES_PER_SECOND
+    }
+
     /// Keep a record (written to the store shortly).
-    pub fn record(&self, record: QueryRecord) {
+    pub fn record(&self, mut record: QueryRecord) {
         let mut pending = self.pending();
+        if record.profile.is_some() && !self.keeps_profile(&record, pending.len()) {
+            record.profile = None;
+            record.has_profile = false;
+        }
         if pending.len() >= PENDING_LIMIT {
             pending.pop_front();
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -164,13 +197,39 @@ impl History {
             if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(tokio::time::Instant::now());
                 let before = SystemTime::now() - self.config.retention;
-                match self.store.prune(before, self.config.max_records).await {
+                match self
+                    .store
+                    .prune(before, self.config.max_records, self.config.max_profiles)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "query history pruned"),
                     Err(e) => tracing::warn!(error = %e, "query history could not be pruned"),
                 }
             }
         }
+    }
+
+    /// A statement's profile: from memory while its record waits, else from the store.
+    pub async fn profile(&self, statement_id: &str) -> Result<Option<QueryProfile>, StoreError> {
+        let waiting = self
+            .pending()
+            .iter()
+            .rev()
+            .find(|r| r.statement_id == statement_id)
+            .cloned();
+        if let Some(record) = waiting {
+            if let Some(profile) = &record.profile {
+                return Ok(Some(QueryProfile {
+                    record: QueryRecord {
+                        profile: None,
+                        ..(*record).clone()
+                    },
+                    profile: (**profile).clone(),
+                }));
+            }
+        }
+        self.store.profile(statement_id).await
     }
 
     /// Records newest first: those not yet written, then the store's.

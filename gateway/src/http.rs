@@ -24,6 +24,19 @@ pub fn form(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Text for a query string: every byte but the unreserved ones (RFC 3986) as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `%XX` escapes and `+` decoded; None when an escape is malformed or the result is not
 /// UTF-8.
 pub fn percent_decode(text: &str) -> Option<String> {

@@ -33,6 +33,7 @@ pub mod keys;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;
+pub mod series;
 pub mod session;
 pub mod sqltext;
 pub mod system;

@@ -45,6 +45,105 @@ pub struct QueryRecord {
     /// and the workers they ran on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distributed: Option<DistributedRecord>,
+    /// Its profile is kept (see [`QueryProfile`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_profile: bool,
+    /// The profile, on its way to the store (kept apart from the record there).
+    #[serde(skip)]
+    pub profile: Option<Arc<planner::profile::Profile>>,
+}
+
+/// A statement's profile as the store keeps it: its record, and the plan that ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryProfile {
+    pub record: QueryRecord,
+    pub profile: planner::profile::Profile,
+}
+
+impl QueryProfile {
+    /// Where the plan ran, for people: `worker 3`, `workers 1, 2 (3 stages)`, `gateway`.
+    pub fn ran_on(&self) -> String {
+        match (&self.record.distributed, self.record.worker_id) {
+            (Some(d), _) => format!(
+                "workers {} ({} stages, {} tasks)",
+                d.worker_list().replace(',', ", "),
+                d.stages,
+                d.tasks
+            ),
+            (None, Some(w)) => format!("worker {w}"),
+            (None, None) => "gateway".into(),
+        }
+    }
+
+    /// The profile as the REST API answers it: the statement, and its plan as a tree of
+    /// operators with their metrics and each one's share of the time of all.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let total = self.profile.total_time_ns();
+        let slowest = self.profile.slowest().map(|o| o as *const _);
+        fn node(
+            op: &planner::profile::Operator,
+            total: u64,
+            slowest: Option<*const planner::profile::Operator>,
+        ) -> serde_json::Value {
+            let metrics: serde_json::Map<String, serde_json::Value> = op
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            json!({
+                "operator": op.name,
+                "detail": op.detail,
+                "rows": op.rows,
+                "batches": op.batches,
+                "time_ns": op.time_ns,
+                "time_share": op.time_ns.filter(|_| total > 0).map(|t| t as f64 / total as f64),
+                "slowest": slowest == Some(op as *const _),
+                "memory_bytes": op.memory_bytes,
+                "spilled_bytes": op.spilled_bytes,
+                "output_bytes": op.output_bytes,
+                "metrics": metrics,
+                "children": op.children.iter().map(|c| node(c, total, slowest)).collect::<Vec<_>>(),
+            })
+        }
+        let r = &self.record;
+        json!({
+            "statement_id": r.statement_id,
+            "statement_text": r.statement_text,
+            "state": r.state,
+            "principal": r.principal,
+            "protocol": r.protocol,
+            "warehouse": r.warehouse,
+            "ran_on": self.ran_on(),
+            "worker_id": r.worker_id,
+            "distributed": r.distributed.as_ref().map(|d| json!({
+                "stages": d.stages, "tasks": d.tasks, "workers": d.workers,
+            })),
+            "start_time_ms": r.start_us / 1000,
+            "end_time_ms": r.end_us / 1000,
+            "duration_ms": (r.end_us - r.start_us) as f64 / 1e3,
+            "queued_ms": r.queued_us as f64 / 1e3,
+            "planning_ms": r.planning_us as f64 / 1e3,
+            "executing_ms": r.executing_us as f64 / 1e3,
+            "rows": r.rows,
+            "bytes": r.bytes,
+            "operators_time_ns": total,
+            "truncated": self.profile.truncated,
+            "plan": node(&self.profile.root, total, slowest),
+        })
+    }
+}
+
+/// One bucket of a series (see `crate::series`), as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub warehouse: String,
+    /// The bucket's width in seconds.
+    pub resolution: u32,
+    /// Its start, in seconds since the Unix epoch.
+    pub start: i64,
+    /// The bucket, as JSON.
+    pub bucket: Vec<u8>,
 }
 
 /// Where a distributed query ran.
@@ -112,6 +211,12 @@ fn postgres_error(cause: impl std::fmt::Display) -> StoreError {
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("query_history");
 /// Catalog objects created with SQL, by [`CatalogObject::key`], as JSON.
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
+/// Profiles by statement id: the end time (8 bytes, big-endian), then a [`QueryProfile`]
+/// as JSON.
+const PROFILES: TableDefinition<&str, &[u8]> = TableDefinition::new("query_profiles");
+/// Series buckets by warehouse, `\0`, resolution (4 bytes) and start (8 bytes, both
+/// big-endian): the bucket as JSON.
+const SERIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("series");
 
 /// Where history lives.
 pub enum Store {
@@ -169,6 +274,8 @@ impl Store {
                     let tx = db.begin_write().map_err(embedded_error)?;
                     tx.open_table(HISTORY).map_err(embedded_error)?;
                     tx.open_table(CATALOG).map_err(embedded_error)?;
+                    tx.open_table(PROFILES).map_err(embedded_error)?;
+                    tx.open_table(SERIES).map_err(embedded_error)?;
                     tx.commit().map_err(embedded_error)?;
                     Ok(db)
                 })
@@ -196,11 +303,19 @@ impl Store {
                     let tx = db.begin_write().map_err(embedded_error)?;
                     {
                         let mut table = tx.open_table(HISTORY).map_err(embedded_error)?;
+                        let mut profiles = tx.open_table(PROFILES).map_err(embedded_error)?;
                         for record in &records {
                             let value = serde_json::to_vec(&**record).map_err(embedded_error)?;
                             table
                                 .insert(key(record).as_slice(), value.as_slice())
                                 .map_err(embedded_error)?;
+                            if let Some(profile) = profile_value(record)? {
+                                let mut value = record.end_us.to_be_bytes().to_vec();
+                                value.extend_from_slice(profile.as_bytes());
+                                profiles
+                                    .insert(record.statement_id.as_str(), value.as_slice())
+                                    .map_err(embedded_error)?;
+                            }
                         }
                     }
                     tx.commit().map_err(embedded_error)
@@ -242,8 +357,14 @@ impl Store {
         }
     }
 
-    /// Drop records that ended before `before`, and all but the newest `keep`.
-    pub async fn prune(&self, before: SystemTime, keep: usize) -> Result<u64, StoreError> {
+    /// Drop records that ended before `before`, and all but the newest `keep`; profiles
+    /// too, and all but the newest `keep_profiles` of them.
+    pub async fn prune(
+        &self,
+        before: SystemTime,
+        keep: usize,
+        keep_profiles: usize,
+    ) -> Result<u64, StoreError> {
         let cutoff = micros(before);
         match self {
             Store::Embedded(db) => {
@@ -272,6 +393,27 @@ impl Store {
                         for k in doomed {
                             table.remove(k.as_slice()).map_err(embedded_error)?;
                         }
+                        // Profiles: those older than the cutoff, and all but the newest
+                        // `keep_profiles`.
+                        let mut profiles = tx.open_table(PROFILES).map_err(embedded_error)?;
+                        let mut ends = Vec::new();
+                        for item in profiles.iter().map_err(embedded_error)? {
+                            let (k, v) = item.map_err(embedded_error)?;
+                            let ended = i64::from_be_bytes(
+                                v.value()
+                                    .get(..8)
+                                    .and_then(|b| b.try_into().ok())
+                                    .unwrap_or([0; 8]),
+                            );
+                            ends.push((ended, k.value().to_string()));
+                        }
+                        ends.sort_unstable();
+                        let over = ends.len().saturating_sub(keep_profiles);
+                        for (i, (ended, id)) in ends.iter().enumerate() {
+                            if i < over || *ended < cutoff {
+                                profiles.remove(id.as_str()).map_err(embedded_error)?;
+                            }
+                        }
                     }
                     tx.commit().map_err(embedded_error)?;
                     Ok(removed)
@@ -279,12 +421,136 @@ impl Store {
                 .await
                 .map_err(embedded_error)?
             }
-            Store::Postgres(pg) => pg.prune(cutoff, keep).await,
+            Store::Postgres(pg) => pg.prune(cutoff, keep, keep_profiles).await,
         }
     }
 }
 
 impl Store {
+    /// A statement's profile (None: none was kept).
+    pub async fn profile(&self, statement_id: &str) -> Result<Option<QueryProfile>, StoreError> {
+        let id = statement_id.to_string();
+        let json = match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_read().map_err(embedded_error)?;
+                    let table = tx.open_table(PROFILES).map_err(embedded_error)?;
+                    let value = table.get(id.as_str()).map_err(embedded_error)?;
+                    Ok::<_, StoreError>(value.and_then(|v| v.value().get(8..).map(<[u8]>::to_vec)))
+                })
+                .await
+                .map_err(embedded_error)??
+            }
+            Store::Postgres(pg) => pg
+                .query(
+                    "SELECT profile FROM sluice_query_profiles WHERE statement_id = $1",
+                    &[&id],
+                )
+                .await?
+                .first()
+                .map(|row| row.get::<_, &str>(0).as_bytes().to_vec()),
+        };
+        Ok(json.and_then(|json| match serde_json::from_slice(&json) {
+            Ok(profile) => Some(profile),
+            Err(e) => {
+                tracing::debug!(error = %e, "unreadable profile");
+                None
+            }
+        }))
+    }
+
+    /// Keep series buckets (a bucket already there is replaced), and drop each
+    /// resolution's buckets that started before its horizon (`(resolution, oldest start)`).
+    pub async fn put_series(
+        &self,
+        rows: Vec<SeriesRow>,
+        horizons: Vec<(u32, i64)>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_write().map_err(embedded_error)?;
+                    {
+                        let mut table = tx.open_table(SERIES).map_err(embedded_error)?;
+                        for row in &rows {
+                            table
+                                .insert(series_key(row).as_slice(), row.bucket.as_slice())
+                                .map_err(embedded_error)?;
+                        }
+                        let mut doomed = Vec::new();
+                        for item in table.iter().map_err(embedded_error)? {
+                            let (k, _) = item.map_err(embedded_error)?;
+                            let k = k.value();
+                            let expired = parse_series_key(k).is_none_or(|(_, res, start)| {
+                                horizons
+                                    .iter()
+                                    .find(|(r, _)| *r == res)
+                                    .is_none_or(|(_, oldest)| start < *oldest)
+                            });
+                            if expired {
+                                doomed.push(k.to_vec());
+                            }
+                        }
+                        for k in doomed {
+                            table.remove(k.as_slice()).map_err(embedded_error)?;
+                        }
+                    }
+                    tx.commit().map_err(embedded_error)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => pg.put_series(rows, horizons).await,
+        }
+    }
+
+    /// Every series bucket kept.
+    pub async fn series(&self) -> Result<Vec<SeriesRow>, StoreError> {
+        match self {
+            Store::Embedded(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    let tx = db.begin_read().map_err(embedded_error)?;
+                    let table = tx.open_table(SERIES).map_err(embedded_error)?;
+                    let mut out = Vec::new();
+                    for item in table.iter().map_err(embedded_error)? {
+                        let (k, v) = item.map_err(embedded_error)?;
+                        if let Some((warehouse, resolution, start)) = parse_series_key(k.value()) {
+                            out.push(SeriesRow {
+                                warehouse,
+                                resolution,
+                                start,
+                                bucket: v.value().to_vec(),
+                            });
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+                .map_err(embedded_error)?
+            }
+            Store::Postgres(pg) => {
+                let rows = pg
+                    .query(
+                        "SELECT warehouse, resolution, start_s, bucket FROM sluice_series",
+                        &[],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| SeriesRow {
+                        warehouse: row.get(0),
+                        resolution: row.get::<_, i32>(1) as u32,
+                        start: row.get(2),
+                        bucket: row.get::<_, &str>(3).as_bytes().to_vec(),
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// The catalog objects created with SQL.
     pub async fn catalog_objects(&self) -> Result<Vec<CatalogObject>, StoreError> {
         let decode = |key: &str, value: &[u8]| match serde_json::from_slice(value) {
@@ -402,6 +668,43 @@ fn key(record: &QueryRecord) -> Vec<u8> {
     key
 }
 
+/// A record's profile as the store keeps it (None: it has none).
+fn profile_value(record: &QueryRecord) -> Result<Option<String>, StoreError> {
+    let Some(profile) = &record.profile else {
+        return Ok(None);
+    };
+    let stored = QueryProfile {
+        record: QueryRecord {
+            profile: None,
+            ..record.clone()
+        },
+        profile: (**profile).clone(),
+    };
+    serde_json::to_string(&stored)
+        .map(Some)
+        .map_err(embedded_error)
+}
+
+fn series_key(row: &SeriesRow) -> Vec<u8> {
+    let mut key = row.warehouse.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&row.resolution.to_be_bytes());
+    key.extend_from_slice(&row.start.to_be_bytes());
+    key
+}
+
+fn parse_series_key(key: &[u8]) -> Option<(String, u32, i64)> {
+    let (warehouse, rest) = key.split_at(key.len().checked_sub(12)?);
+    let warehouse = warehouse.strip_suffix(&[0])?;
+    let resolution = u32::from_be_bytes(rest[..4].try_into().ok()?);
+    let start = i64::from_be_bytes(rest[4..].try_into().ok()?);
+    Some((
+        String::from_utf8(warehouse.to_vec()).ok()?,
+        resolution,
+        start,
+    ))
+}
+
 pub fn micros(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -440,6 +743,19 @@ CREATE INDEX IF NOT EXISTS sluice_query_history_end ON sluice_query_history (end
 CREATE TABLE IF NOT EXISTS sluice_catalog (
     key text PRIMARY KEY,
     object text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sluice_query_profiles (
+    statement_id text PRIMARY KEY,
+    end_us bigint NOT NULL,
+    profile text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sluice_query_profiles_end ON sluice_query_profiles (end_us);
+CREATE TABLE IF NOT EXISTS sluice_series (
+    warehouse text NOT NULL,
+    resolution integer NOT NULL,
+    start_s bigint NOT NULL,
+    bucket text NOT NULL,
+    PRIMARY KEY (warehouse, resolution, start_s)
 );
 ";
 
@@ -514,6 +830,15 @@ impl PgStore {
             principals.push(r.principal_id.clone());
             values.push(serde_json::to_string(&**r).map_err(postgres_error)?);
         }
+        let (mut profile_ids, mut profile_ends, mut profiles) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for r in &records {
+            if let Some(profile) = profile_value(r).map_err(|e| postgres_error(e.cause))? {
+                profile_ids.push(r.statement_id.clone());
+                profile_ends.push(r.end_us);
+                profiles.push(profile);
+            }
+        }
         let guard = self.client().await?;
         let client = guard
             .as_ref()
@@ -527,6 +852,63 @@ impl PgStore {
             )
             .await
             .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+        if !profiles.is_empty() {
+            client
+                .execute(
+                    "INSERT INTO sluice_query_profiles (statement_id, end_us, profile) \
+                     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]) \
+                     ON CONFLICT (statement_id) DO NOTHING",
+                    &[&profile_ids, &profile_ends, &profiles],
+                )
+                .await
+                .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+        }
+        Ok(())
+    }
+
+    async fn put_series(
+        &self,
+        rows: Vec<SeriesRow>,
+        horizons: Vec<(u32, i64)>,
+    ) -> Result<(), StoreError> {
+        let guard = self.client().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| postgres_error("not connected"))?;
+        let error = |e: tokio_postgres::Error| postgres_error(format!("{}: {e}", self.display));
+        let warehouses: Vec<&str> = rows.iter().map(|r| r.warehouse.as_str()).collect();
+        let resolutions: Vec<i32> = rows.iter().map(|r| r.resolution as i32).collect();
+        let starts: Vec<i64> = rows.iter().map(|r| r.start).collect();
+        let buckets: Vec<String> = rows
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.bucket).into_owned())
+            .collect();
+        client
+            .execute(
+                "INSERT INTO sluice_series (warehouse, resolution, start_s, bucket) \
+                 SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[]) \
+                 ON CONFLICT (warehouse, resolution, start_s) DO UPDATE SET bucket = excluded.bucket",
+                &[&warehouses, &resolutions, &starts, &buckets],
+            )
+            .await
+            .map_err(error)?;
+        let kept: Vec<i32> = horizons.iter().map(|(r, _)| *r as i32).collect();
+        client
+            .execute(
+                "DELETE FROM sluice_series WHERE NOT (resolution = ANY($1::int4[]))",
+                &[&kept],
+            )
+            .await
+            .map_err(error)?;
+        for (resolution, oldest) in horizons {
+            client
+                .execute(
+                    "DELETE FROM sluice_series WHERE resolution = $1 AND start_s < $2",
+                    &[&(resolution as i32), &oldest],
+                )
+                .await
+                .map_err(error)?;
+        }
         Ok(())
     }
 
@@ -562,7 +944,12 @@ impl PgStore {
             .collect())
     }
 
-    async fn prune(&self, cutoff: i64, keep: usize) -> Result<u64, StoreError> {
+    async fn prune(
+        &self,
+        cutoff: i64,
+        keep: usize,
+        keep_profiles: usize,
+    ) -> Result<u64, StoreError> {
         let guard = self.client().await?;
         let client = guard
             .as_ref()
@@ -580,6 +967,14 @@ impl PgStore {
                 "DELETE FROM sluice_query_history WHERE end_us < (SELECT end_us FROM \
                  sluice_query_history ORDER BY end_us DESC OFFSET $1 LIMIT 1)",
                 &[&keep],
+            )
+            .await
+            .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
+        client
+            .execute(
+                "DELETE FROM sluice_query_profiles WHERE end_us < $1 OR end_us < (SELECT end_us \
+                 FROM sluice_query_profiles ORDER BY end_us DESC OFFSET $2 LIMIT 1)",
+                &[&cutoff, &(keep_profiles as i64)],
             )
             .await
             .map_err(|e| postgres_error(format!("{}: {e}", self.display)))?;
@@ -614,6 +1009,8 @@ pub(crate) mod tests {
             from_cache: "none".into(),
             gateway: "test:1".into(),
             distributed: None,
+            has_profile: false,
+            profile: None,
         }
     }
 
@@ -647,10 +1044,68 @@ pub(crate) mod tests {
         // Reopened: still there. Pruning by age, then by count.
         let store = Store::open(None, dir.path()).await.expect("reopens");
         assert_eq!(
-            store.prune(from_micros(1_500), 100).await.expect("prunes"),
+            store
+                .prune(from_micros(1_500), 100, 100)
+                .await
+                .expect("prunes"),
             1
         );
-        assert_eq!(store.prune(from_micros(0), 1).await.expect("prunes"), 1);
+        assert_eq!(store.prune(from_micros(0), 1, 1).await.expect("prunes"), 1);
         assert_eq!(ids(store.history(all).await.expect("reads")), ["c"]);
+    }
+
+    #[tokio::test]
+    async fn profiles_are_kept_apart_and_pruned_with_the_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(None, dir.path()).await.expect("opens");
+        let profile = planner::profile::Profile {
+            root: planner::profile::Operator {
+                name: "AggregateExec".into(),
+                rows: Some(4),
+                time_ns: Some(1_000),
+                ..Default::default()
+            },
+            truncated: false,
+        };
+        let with_profile = |id: &str, end| QueryRecord {
+            has_profile: true,
+            profile: Some(Arc::new(profile.clone())),
+            ..record(id, end, "alice")
+        };
+        store
+            .append(vec![
+                Arc::new(with_profile("p1", 1_000)),
+                Arc::new(record("p2", 2_000, "alice")),
+                Arc::new(with_profile("p3", 3_000)),
+            ])
+            .await
+            .expect("appends");
+        drop(store);
+        let store = Store::open(None, dir.path()).await.expect("reopens");
+        let kept = store.profile("p1").await.expect("reads").expect("kept");
+        assert_eq!(kept.profile, profile);
+        assert_eq!(kept.record.statement_id, "p1");
+        assert!(kept.record.has_profile && kept.record.profile.is_none());
+        assert!(store.profile("p2").await.expect("reads").is_none());
+        // The history's record does not carry the profile.
+        let records = store
+            .history(HistoryFilter {
+                principal_id: None,
+                limit: 10,
+            })
+            .await
+            .expect("reads");
+        assert!(records.iter().all(|r| r.profile.is_none()));
+        assert_eq!(kept.to_json()["plan"]["slowest"], true);
+        // One profile kept at most: the newest.
+        store.prune(from_micros(0), 100, 1).await.expect("prunes");
+        assert!(store.profile("p1").await.expect("reads").is_none());
+        assert!(store.profile("p3").await.expect("reads").is_some());
+        // Older than the retention: gone with its record.
+        store
+            .prune(from_micros(3_500), 100, 100)
+            .await
+            .expect("prunes");
+        assert!(store.profile("p3").await.expect("reads").is_none());
     }
 }

@@ -29,6 +29,7 @@ mod join_keys;
 pub mod limits;
 pub mod locations;
 pub mod pg_catalog;
+pub mod profile;
 mod result_types;
 pub mod reuse;
 pub mod session;

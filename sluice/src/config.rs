@@ -301,6 +301,8 @@ pub struct HistoryFile {
     pub retention: Option<String>,
     /// At most this many records are kept (default 1000000).
     pub max_records: Option<usize>,
+    /// At most this many query profiles are kept (default 10000).
+    pub max_profiles: Option<usize>,
 }
 
 /// `[metrics]`.
@@ -309,6 +311,8 @@ pub struct HistoryFile {
 pub struct MetricsFile {
     /// Serve and count metrics (default true).
     pub enabled: Option<bool>,
+    /// Record series over time for the admin page's charts (default true).
+    pub series: Option<bool>,
 }
 
 /// `[shutdown]`.
@@ -480,6 +484,8 @@ pub struct Settings {
     pub metadata_url: Option<String>,
     pub history: gateway::history::HistoryConfig,
     pub metrics: bool,
+    /// Series over time for the admin page (`[metrics] series`).
+    pub series: bool,
     pub drain_timeout: Duration,
     /// `[storage]`: object storage options (Azure), for the gateway and its workers.
     pub storage: planner::storage::StorageOptions,
@@ -606,6 +612,7 @@ impl Settings {
                 .or(file.metadata.url.clone()),
             history: resolve_history(&file.history)?,
             metrics: file.metrics.enabled.unwrap_or(true),
+            series: file.metrics.series.unwrap_or(true),
             drain_timeout: match &file.shutdown.drain_timeout {
                 Some(v) => parse_duration(v).map_err(|e| format!("shutdown.drain_timeout: {e}"))?,
                 None => Duration::from_secs(30),
@@ -920,6 +927,9 @@ fn resolve_history(file: &HistoryFile) -> Result<gateway::history::HistoryConfig
             );
         }
         config.max_records = n;
+    }
+    if let Some(n) = file.max_profiles {
+        config.max_profiles = n;
     }
     Ok(config)
 }

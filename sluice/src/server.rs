@@ -50,6 +50,7 @@ pub struct Server {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The history writer: stopped last, after the drain, so every record is written.
     history: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    series: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Server {
@@ -195,7 +196,18 @@ impl Server {
         let metrics = settings
             .metrics
             .then(|| Arc::new(gateway::metrics::Metrics::default()));
-        let activity = gateway::activity::Activity::new(history, metrics.clone());
+        let series = match settings.series {
+            true => Some(gateway::series::Series::open(Some(store.clone())).await),
+            false => None,
+        };
+        let series_task = series.as_ref().map(|s| {
+            let stop = CancellationToken::new();
+            (
+                stop.clone(),
+                tokio::spawn(s.clone().run(warehouses.clone(), stop)),
+            )
+        });
+        let activity = gateway::activity::Activity::new(history, metrics.clone(), series);
         let engine = Arc::new(Engine::new(
             warehouses.clone(),
             authenticator,
@@ -387,6 +399,7 @@ impl Server {
             http_shutdown: http_stop,
             tasks,
             history: history_task,
+            series: series_task,
         })
     }
 
@@ -461,7 +474,7 @@ impl Server {
             // Listeners close once their connections end; idle ones do not hold us.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
         }
-        if let Some((stop, task)) = self.history {
+        for (stop, task) in self.history.into_iter().chain(self.series) {
             stop.cancel();
             let _ = task.await;
         }

@@ -20,6 +20,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::common::DataFusionError;
@@ -286,6 +287,7 @@ impl Warehouse {
                         None => {
                             st.stream = None;
                             st.load.end();
+                            st.progress.set_profile(profile(&st.plan.plan).await);
                             return None;
                         }
                         Some(Ok(batch)) => {
@@ -474,5 +476,22 @@ impl Distributor for Explainer {
             .distribute_as(plan, state, "explain", false)
             .await?
             .map(|d| d.plan))
+    }
+}
+
+/// The profile of a distributed plan that ran: its stages with their tasks' metrics summed
+/// where the workers sent them (waited for a second at most), the head stage's own otherwise.
+async fn profile(plan: &Arc<dyn ExecutionPlan>) -> planner::profile::Profile {
+    let with_metrics = tokio::time::timeout(
+        Duration::from_secs(1),
+        datafusion_distributed::rewrite_distributed_plan_with_metrics(
+            plan.clone(),
+            datafusion_distributed::DistributedMetricsFormat::Aggregated,
+        ),
+    )
+    .await;
+    match with_metrics {
+        Ok(Ok(plan)) => planner::profile::Profile::of(&plan),
+        _ => planner::profile::Profile::of(plan),
     }
 }

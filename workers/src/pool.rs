@@ -268,6 +268,8 @@ pub struct Progress {
     queued_micros: std::sync::atomic::AtomicU64,
     /// A distributed query's shape and the workers its tasks reached.
     distributed: Mutex<Option<DistributedProgress>>,
+    /// The plan that ran, with its operators' metrics, once it has ended.
+    profile: Mutex<Option<planner::profile::Profile>>,
 }
 
 /// Where a distributed query runs.
@@ -298,6 +300,19 @@ impl Progress {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The profile of the plan that ran (None: none ran, or it has not ended).
+    pub fn take_profile(&self) -> Option<planner::profile::Profile> {
+        self.profile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Keep the profile of the plan that ran.
+    pub fn set_profile(&self, profile: planner::profile::Profile) {
+        *self.profile.lock().unwrap_or_else(|p| p.into_inner()) = Some(profile);
     }
 
     pub(crate) fn distributed(&self, stages: usize, tasks: usize) {
@@ -594,9 +609,11 @@ impl Warehouse {
             .encode_to_vec()
             .into(),
         };
+        let progress = meta.progress.clone();
         let tracking = Tracking::new(self.clone(), meta);
         let attempt = self.dispatch(&ticket, &tracking, false).await?;
         let state = Retrying {
+            progress,
             warehouse: self.clone(),
             ticket,
             tracking,
@@ -612,6 +629,13 @@ impl Warehouse {
                 loop {
                     let attempt = st.current.as_mut()?;
                     match attempt.stream.next().await {
+                        // The profile after the last batch: kept, not passed on.
+                        Some(Ok(data)) if crate::protocol::is_metadata_only(&data) => {
+                            if let Some(profile) = crate::protocol::profile_of(&data) {
+                                st.progress.set_profile(profile);
+                            }
+                            continue;
+                        }
                         Some(Ok(data)) => {
                             // One stream reaches the client, whichever workers made it: a
                             // second worker's schema is dropped only when it is the one
@@ -913,6 +937,7 @@ struct Attempt {
 }
 
 struct Retrying {
+    progress: Arc<Progress>,
     warehouse: Arc<Warehouse>,
     ticket: Ticket,
     tracking: Tracking,

@@ -7,6 +7,10 @@
 //!   spawned workers in their environment (never on the command line).
 //! - Errors are gRPC statuses carrying [`ERROR_KIND_HEADER`] so the gateway can map them
 //!   to the right SQLSTATE without parsing messages.
+//! - After a query's last batch the worker sends its profile
+//!   ([`planner::profile::Profile`], JSON): a message with no Arrow data, only
+//!   `app_metadata` ([`profile_message`], [`profile_of`]). The gateway keeps it with the
+//!   query and passes nothing of it on.
 //! - `DoAction("status")` answers a [`WorkerReport`]: the gateway's health check, every
 //!   second, and what `system.workers` shows.
 
@@ -80,4 +84,25 @@ pub fn message_rows(data: &arrow_flight::FlightData) -> Option<usize> {
     let message = datafusion::arrow::ipc::root_as_message(&data.data_header).ok()?;
     let batch = message.header_as_record_batch()?;
     usize::try_from(batch.length()).ok()
+}
+
+/// The message that carries a query's profile (JSON) after its last batch.
+pub fn profile_message(profile: Vec<u8>) -> arrow_flight::FlightData {
+    arrow_flight::FlightData {
+        app_metadata: profile.into(),
+        ..Default::default()
+    }
+}
+
+/// The profile a message carries (None: it carries Arrow data, or nothing readable).
+pub fn profile_of(data: &arrow_flight::FlightData) -> Option<planner::profile::Profile> {
+    if !data.data_header.is_empty() || data.app_metadata.is_empty() {
+        return None;
+    }
+    planner::profile::Profile::from_json(&data.app_metadata)
+}
+
+/// Whether a message carries no Arrow data (a profile, or nothing).
+pub fn is_metadata_only(data: &arrow_flight::FlightData) -> bool {
+    data.data_header.is_empty() && data.data_body.is_empty()
 }

@@ -40,7 +40,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::channels::Channels;
 use crate::data_cache::DataCache;
 use crate::protocol::{
-    ExecuteRequest, WorkerReport, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES, READY_PREFIX, STATUS_ACTION,
+    profile_message, ExecuteRequest, WorkerReport, ERROR_KIND_HEADER, MAX_MESSAGE_BYTES,
+    READY_PREFIX, STATUS_ACTION,
 };
 
 /// How a worker process is started.
@@ -644,6 +645,8 @@ impl FlightService for WorkerService {
         let task_ctx = self.task_context();
         let plan =
             planner::codec::decode_plan(&request.plan, &task_ctx).map_err(|e| error_status(&e))?;
+        // EXPLAIN ANALYZE: its text is shown without the yield points added here.
+        let analyze = plan.name() == "AnalyzeExec";
         let plan = match &self.data_cache {
             Some(cache) => crate::data_cache::attach(plan, cache, &task_ctx),
             None => Ok(plan),
@@ -666,6 +669,7 @@ impl FlightService for WorkerService {
             ))
         })?;
         let task = runtime.spawn(async move {
+            let ran = plan.clone();
             let stream = match execute_stream(plan, task_ctx) {
                 Ok(stream) => stream,
                 Err(e) => {
@@ -682,6 +686,12 @@ impl FlightService for WorkerService {
                         tracing::debug!(%query_id, error = %err, "query failed");
                         FlightError::Tonic(Box::new(error_status(&err)))
                     })
+                    .and_then(|batch| match analyze {
+                        true => crate::yielding::explained(batch).map_err(|e| {
+                            FlightError::Tonic(Box::new(error_status(&QueryError::from(e))))
+                        }),
+                        false => Ok(batch),
+                    })
                     .and_then(|batch| {
                         for_transfer(batch, &batch_schema).map_err(FlightError::Arrow)
                     })
@@ -694,9 +704,15 @@ impl FlightService for WorkerService {
                     other => error_status(&QueryError::internal(other.to_string())),
                 });
             while let Some(item) = flight.next().await {
-                if tx.send(item).await.is_err() {
-                    return; // the gateway went away
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return; // the gateway went away, or the query failed
                 }
+            }
+            // The plan's profile follows the last batch: a message with no Arrow data,
+            // only app_metadata (see `protocol`).
+            if let Some(profile) = planner::profile::Profile::of(&ran).to_json() {
+                let _ = tx.send(Ok(profile_message(profile))).await;
             }
         });
         let abort = QueryGuard {

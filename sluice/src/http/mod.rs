@@ -6,6 +6,7 @@
 //! `gateway::http::bearer_login` and answer 401 with `WWW-Authenticate: Bearer` (RFC 6750)
 //! otherwise.
 
+mod charts;
 pub mod serve;
 mod ui;
 
@@ -48,9 +49,15 @@ pub fn router(state: AppState, databricks: databricks::AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/1.0/whoami", get(whoami))
         .route("/api/2.0/sluice/cache", delete(clear_cache))
+        .route(
+            "/api/2.0/sluice/queries/{statement_id}/profile",
+            get(query_profile),
+        )
         .route("/ui", get(ui::overview))
         .route("/ui/history", get(ui::history))
         .route("/ui/running", get(ui::running))
+        .route("/ui/charts", get(ui::charts_only))
+        .route("/ui/queries/{id}", get(ui::profile))
         .route("/ui/login", post(ui::login))
         .route("/ui/logout", post(ui::logout))
         .route("/ui/queries/{id}/cancel", post(ui::cancel))
@@ -228,6 +235,52 @@ async fn whoami(State(app): State<AppState>, headers: HeaderMap) -> Response {
         "reads_all_tables": session.access.reads_all(),
     }))
     .into_response()
+}
+
+/// A statement's profile (the plan that ran, with its operators' metrics), as JSON: for
+/// the principal that ran it, and for principals with `MONITOR`. Others get the same 404 as
+/// for a statement that does not exist.
+async fn query_profile(
+    State(app): State<AppState>,
+    axum::extract::Path(statement_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match bearer_session(app.handler.as_ref(), &headers, "").await {
+        Ok(session) => session,
+        Err(refused) => return refused,
+    };
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error_code": "RESOURCE_DOES_NOT_EXIST",
+                "message": format!("no profile of statement {statement_id:?} is kept (it does \
+                    not exist, is not yours, was answered by the result cache or without a \
+                    plan, or has aged out)"),
+            })),
+        )
+            .into_response()
+    };
+    let Some(history) = &app.activity.history else {
+        return not_found();
+    };
+    if statement_id.len() > 128 {
+        return not_found();
+    }
+    match history.profile(&statement_id).await {
+        Ok(Some(profile))
+            if session.access.monitors()
+                || profile.record.principal_id == session.principal.key() =>
+        {
+            Json(profile.to_json()).into_response()
+        }
+        Ok(_) => not_found(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error_code": "TEMPORARILY_UNAVAILABLE", "message": e.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 /// Drop every result-cache entry (memory and persistent tier). Only for principals that

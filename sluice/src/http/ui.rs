@@ -7,8 +7,11 @@
 //! post whose `Origin` is another site is refused.
 //!
 //! ```text
-//!  /ui                 warehouses (workers, queue), running statements (cancel), cache
+//!  /ui                 charts over time (per warehouse, window), warehouses (workers,
+//!                      queue), running statements (cancel), cache
+//!  /ui/charts          the charts alone (what the page refreshes)
 //!  /ui/history         query history with filters (principal, state, protocol, text)
+//!  /ui/queries/{id}    a statement's profile: the plan that ran, with operator metrics
 //!  /ui/running         the running list alone (what the page refreshes)
 //!  /ui/login /ui/logout /ui/queries/{id}/cancel     forms
 //! ```
@@ -22,6 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::charts::{self, esc};
 use super::AppState;
 use gateway::http::form;
 use gateway::session::Session;
@@ -84,23 +88,24 @@ th{background:#eef1f4}td.sql{font-family:ui-monospace,monospace;max-width:640px;
 .FAILED{color:#b42318}.CANCELED{color:#9a6700}.FINISHED{color:#1a7f37}
 form.inline{display:inline}button{cursor:pointer}.err{color:#b42318}
 .filters input,.filters select{margin-right:8px}
+main{max-width:1400px}td.num,th.num{text-align:right;white-space:nowrap}
+.pick a{display:inline-block;padding:2px 10px;margin-right:4px;border:1px solid #d0d7de;border-radius:12px;
+background:#fff;color:#0b3954;text-decoration:none}.pick a.on{background:#0b3954;color:#fff}.pick{margin:6px 0}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
+figure.chart{margin:0;background:#fff;border:1px solid #d0d7de;padding:6px 8px}
+figure.chart figcaption{font-weight:600;font-size:13px}figure.chart svg{width:100%;height:auto}
+svg .grid{stroke:#eaeef2}svg .axis{font-size:10px;fill:#57606a}
+svg g.series{fill:none;stroke-width:1.6}svg .scale-event{stroke-width:2;stroke-opacity:.7}
+svg .scale-event.up{stroke:#1a7f37}svg .scale-event.down{stroke:#9a6700;stroke-dasharray:3 3}
+.legend{font-size:12px;color:#57606a}.legend span{margin-right:12px}
+.legend i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
+table.plan td.op{font-family:ui-monospace,monospace;white-space:nowrap}
+table.plan tr.slowest{background:#fff1e5}table.plan tr.slowest td.op{font-weight:700}
+.bar{display:inline-block;height:8px;background:#cf222e;vertical-align:middle;margin-right:6px}
+.detail{font-family:ui-monospace,monospace;font-size:12px;color:#57606a;max-width:560px;overflow-wrap:anywhere}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;background:#fff;padding:8px;border:1px solid #d0d7de}
+dl.facts dt{color:#57606a}dl.facts dd{margin:0}pre.sql{background:#fff;border:1px solid #d0d7de;padding:8px;white-space:pre-wrap}
 ";
-
-/// Text made safe for HTML.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// A form field's value ("" when absent).
 fn field<'a>(pairs: &'a HashMap<String, String>, name: &str) -> &'a str {
@@ -193,15 +198,9 @@ fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-fn ago(t: SystemTime) -> String {
-    let secs = t.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    format!("{secs:.1} s")
-}
-
-fn when(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
+/// How long something has been going: `12 s`, `3 min 5 s`.
+fn running_for(t: SystemTime) -> String {
+    charts::duration(t.elapsed().unwrap_or_default())
 }
 
 /// `POST /ui/login`.
@@ -323,13 +322,297 @@ fn running_table(app: &AppState) -> String {
             esc(&r.principal),
             esc(r.protocol),
             esc(r.warehouse.as_deref().unwrap_or("")),
-            ago(started),
+            running_for(started),
             esc(&r.text),
             id = esc(&r.id),
         );
     }
     if running.is_empty() {
         out.push_str("<tr><td colspan=\"9\" class=\"none\">Nothing is running.</td></tr>");
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The warehouse and window the charts show (from the page's query string; the default
+/// warehouse and the last hour unless chosen).
+fn chart_choice(app: &AppState, query: &HashMap<String, String>) -> (String, &'static str) {
+    let window = gateway::series::WINDOWS
+        .iter()
+        .map(|(w, _, _)| *w)
+        .find(|w| *w == field(query, "window"))
+        .unwrap_or("1h");
+    let warehouse = match query.get("warehouse") {
+        Some(w) => w.clone(),
+        None => app
+            .warehouses
+            .default_warehouse()
+            .map(|w| w.name().to_string())
+            .unwrap_or_default(),
+    };
+    (warehouse, window)
+}
+
+/// The charts of one warehouse over one window (what `/ui/charts` answers).
+fn charts_fragment(app: &AppState, warehouse: &str, window: &str) -> String {
+    let Some(series) = &app.activity.series else {
+        return "<p>Series are turned off (<code>[metrics] series = false</code>).</p>".into();
+    };
+    let (_, span, _) = gateway::series::WINDOWS
+        .iter()
+        .find(|(w, _, _)| *w == window)
+        .copied()
+        .unwrap_or(("1h", 3600, 10));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (resolution, buckets) = series.window(warehouse, window).unwrap_or((10, Vec::new()));
+    let mut out = format!(
+        "<div id=\"charts\" data-window=\"{}\" data-warehouse=\"{}\" data-resolution=\"{resolution}\">",
+        esc(window),
+        esc(warehouse)
+    );
+    if buckets
+        .iter()
+        .all(|(_, b)| *b == gateway::series::Bucket::default())
+    {
+        out.push_str(
+            "<p class=\"none\">Nothing recorded for this warehouse in this window yet.</p>",
+        );
+    }
+    out.push_str(&charts::warehouse_charts(
+        resolution,
+        &buckets,
+        (now - span as i64, now),
+    ));
+    let _ = write!(
+        out,
+        "<p class=\"legend\">Each point is {} of activity; updated {}.</p></div>",
+        charts::duration(std::time::Duration::from_secs(resolution as u64)),
+        charts::ago(std::time::SystemTime::now())
+    );
+    out
+}
+
+/// The overview's charts: warehouse and window pickers, the charts, and (for the short
+/// windows) a refresh every 10 s.
+fn charts_section(app: &AppState, query: &HashMap<String, String>) -> String {
+    let (warehouse, window) = chart_choice(app, query);
+    let mut names: Vec<String> = app
+        .warehouses
+        .all()
+        .iter()
+        .map(|w| w.name().to_string())
+        .collect();
+    if let Some(series) = &app.activity.series {
+        for name in series.names() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let link = |w: &str, win: &str| {
+        format!(
+            "/ui?warehouse={}&window={}",
+            gateway::http::percent_encode(w),
+            win
+        )
+    };
+    let mut out = String::from("<h2>Over time</h2><div class=\"pick\" id=\"pick-warehouse\">");
+    for name in &names {
+        let label = if name.is_empty() {
+            "(gateway)"
+        } else {
+            name.as_str()
+        };
+        let _ = write!(
+            out,
+            "<a href=\"{}\" class=\"{}\" data-warehouse=\"{}\">{}</a>",
+            esc(&link(name, window)),
+            if *name == warehouse { "on" } else { "" },
+            esc(name),
+            esc(label)
+        );
+    }
+    out.push_str("</div><div class=\"pick\" id=\"pick-window\">");
+    for (w, _, _) in gateway::series::WINDOWS {
+        let _ = write!(
+            out,
+            "<a id=\"window-{w}\" href=\"{}\" class=\"{}\">last {w}</a>",
+            esc(&link(&warehouse, w)),
+            if w == window { "on" } else { "" }
+        );
+    }
+    out.push_str("</div>");
+    out.push_str(&charts_fragment(app, &warehouse, window));
+    if matches!(window, "15m" | "1h") {
+        let _ = write!(
+            out,
+            "<script>setInterval(async()=>{{try{{const r=await fetch('{}',{{credentials:'same-origin'}});\
+             if(r.ok){{document.getElementById('charts').outerHTML=await r.text();}}}}catch(e){{}}}},10000);</script>",
+            esc(&format!(
+                "/ui/charts?warehouse={}&window={window}",
+                gateway::http::percent_encode(&warehouse)
+            ))
+        );
+    }
+    out
+}
+
+/// `GET /ui/charts?warehouse=&window=`: the charts alone.
+pub(super) async fn charts_only(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Err(page) = operator(&app, &headers).await {
+        return page;
+    }
+    let query = form(uri.query().unwrap_or_default());
+    let (warehouse, window) = chart_choice(&app, &query);
+    Html(charts_fragment(&app, &warehouse, window)).into_response()
+}
+
+/// `GET /ui/queries/{id}`: a statement's profile.
+pub(super) async fn profile(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match operator(&app, &headers).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let who = session.principal.name.clone();
+    let missing = |message: &str| {
+        let body = format!(
+            "<h2>Statement {}</h2><p class=\"err\" id=\"no-profile\">{}</p>",
+            esc(&id),
+            esc(message)
+        );
+        (
+            StatusCode::NOT_FOUND,
+            Html(page("Query profile", Some(&who), &body)),
+        )
+            .into_response()
+    };
+    let Some(history) = &app.activity.history else {
+        return missing(
+            "Query history is turned off ([history] enabled = false): no profiles are kept.",
+        );
+    };
+    let profile = match history.profile(&id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return missing(
+                "No profile is kept for this statement: it was answered by the result cache \
+                 or without a plan (catalog queries), failed before it ran, or has aged out.",
+            )
+        }
+        Err(e) => return missing(&format!("The profile cannot be read: {e}")),
+    };
+    Html(page("Query profile", Some(&who), &profile_body(&profile))).into_response()
+}
+
+fn profile_body(p: &gateway::metadata::QueryProfile) -> String {
+    let r = &p.record;
+    let total = p.profile.total_time_ns();
+    let slowest = p
+        .profile
+        .slowest()
+        .map(|o| o as *const planner::profile::Operator);
+    let mut out = format!(
+        "<h2>Statement <span id=\"statement-id\">{}</span></h2><dl class=\"facts\">\
+         <dt>State</dt><dd class=\"{state}\">{state}</dd><dt>Principal</dt><dd>{}</dd>\
+         <dt>Protocol</dt><dd>{}</dd><dt>Warehouse</dt><dd>{}</dd><dt>Ran on</dt><dd id=\"ran-on\">{}</dd>\
+         <dt>Ended</dt><dd>{}</dd><dt>Duration</dt><dd>{} (queued {}, planning {}, executing {})</dd>\
+         <dt>Rows</dt><dd>{} ({})</dd><dt>Operators' time</dt><dd>{}</dd></dl>\
+         <h2>SQL</h2><pre class=\"sql\">{}</pre><h2>Plan</h2>",
+        esc(&r.statement_id),
+        esc(&r.principal),
+        esc(&r.protocol),
+        esc(r.warehouse.as_deref().unwrap_or("")),
+        esc(&p.ran_on()),
+        charts::ago_us(r.end_us),
+        charts::micros((r.end_us - r.start_us).max(0) as u64),
+        charts::micros(r.queued_us),
+        charts::micros(r.planning_us),
+        charts::micros(r.executing_us),
+        charts::count(r.rows),
+        charts::bytes(r.bytes),
+        charts::duration(std::time::Duration::from_nanos(total)),
+        esc(&r.statement_text),
+        state = esc(&r.state),
+    );
+    if p.profile.truncated {
+        out.push_str(
+            "<p class=\"err\">The plan is larger than a profile keeps: part of it is left out.</p>",
+        );
+    }
+    out.push_str(
+        "<table class=\"plan\" id=\"plan\"><tr><th>Operator</th><th class=\"num\">Rows</th>\
+         <th class=\"num\">Batches</th><th class=\"num\">Time</th><th>Share of time</th>\
+         <th class=\"num\">Memory</th><th>Details</th></tr>",
+    );
+    let mut stack = vec![(&p.profile.root, 0usize)];
+    while let Some((op, depth)) = stack.pop() {
+        let share = op
+            .time_ns
+            .filter(|_| total > 0)
+            .map(|t| t as f64 / total as f64);
+        let is_slowest = slowest == Some(op as *const _);
+        let extra: Vec<String> = op
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain(
+                op.spilled_bytes
+                    .map(|b| format!("spilled {}", charts::bytes(b))),
+            )
+            .collect();
+        let _ = write!(
+            out,
+            "<tr class=\"op{}\" data-time-ns=\"{}\"><td class=\"op\" style=\"padding-left:{}px\">{}{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>\
+             <td class=\"num\">{}</td><td><div class=\"detail\">{}</div>{}</td></tr>",
+            if is_slowest { " slowest" } else { "" },
+            op.time_ns.unwrap_or(0),
+            8 + depth * 18,
+            if depth > 0 { "└ " } else { "" },
+            esc(&op.name),
+            match (op.rows, op.output_bytes) {
+                (Some(rows), Some(b)) => format!("{}<br><small>{}</small>", charts::count(rows), charts::bytes(b)),
+                (Some(rows), None) => charts::count(rows),
+                _ => String::new(),
+            },
+            op.batches.map(charts::count).unwrap_or_default(),
+            op.time_ns
+                .map(|t| charts::duration(std::time::Duration::from_nanos(t)))
+                .unwrap_or_default(),
+            share
+                .map(|s| format!(
+                    "<span class=\"bar\" style=\"width:{:.0}px\"></span>{:.1} %{}",
+                    (s * 120.0).max(1.0),
+                    s * 100.0,
+                    if is_slowest { " <b>slowest</b>" } else { "" }
+                ))
+                .unwrap_or_default(),
+            op.memory_bytes.map(charts::bytes).unwrap_or_else(|| "–".into()),
+            esc(&op.detail),
+            if extra.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<details><summary>{} more metrics</summary><div class=\"detail\">{}</div></details>",
+                    extra.len(),
+                    esc(&extra.join(", "))
+                )
+            },
+        );
+        for child in op.children.iter().rev() {
+            stack.push((child, depth + 1));
+        }
     }
     out.push_str("</table>");
     out
@@ -360,6 +643,7 @@ pub(super) async fn overview(
     } else if field(&query, "gone") == "1" {
         body.push_str("<p id=\"notice\">That statement had already ended.</p>");
     }
+    body.push_str(&charts_section(&app, &query));
     body.push_str(
         "<h2>Warehouses</h2><table id=\"warehouses\"><tr><th>Name</th><th>State</th><th>Workers</th>\
          <th>Min / max</th><th>Starting</th><th>Queued</th><th>Running</th><th>Scale events</th></tr>",
@@ -400,10 +684,10 @@ pub(super) async fn overview(
                 x.running,
                 x.report
                     .as_ref()
-                    .map(|r| format!("{:.1} MiB", r.rss_bytes as f64 / 1048576.0))
+                    .map(|r| charts::bytes(r.rss_bytes))
                     .unwrap_or_default(),
-                x.report.as_ref().map(|r| r.executed.to_string()).unwrap_or_default(),
-                ago(x.started),
+                x.report.as_ref().map(|r| charts::count(r.executed)).unwrap_or_default(),
+                running_for(x.started),
             );
         }
     }
@@ -420,14 +704,17 @@ pub(super) async fn overview(
         body,
         "<h2>Result cache</h2><table id=\"cache\"><tr><th>Entries</th><th>Bytes</th><th>Budget</th>\
          <th>Hits</th><th>Shared</th><th>Restored</th><th>Misses</th><th>Stored</th><th>Evicted</th></tr>\
-         <tr><td>{entries}</td><td>{bytes}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
-        app.cache.config().memory_budget,
-        n(&stats.hits),
-        n(&stats.shared),
-        n(&stats.restored),
-        n(&stats.misses),
-        n(&stats.stored),
-        n(&stats.evicted),
+         <tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+         <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr></table>",
+        charts::count(entries as u64),
+        charts::bytes(bytes),
+        charts::bytes(app.cache.config().memory_budget),
+        charts::count(n(&stats.hits)),
+        charts::count(n(&stats.shared)),
+        charts::count(n(&stats.restored)),
+        charts::count(n(&stats.misses)),
+        charts::count(n(&stats.stored)),
+        charts::count(n(&stats.evicted)),
     );
     // The running list refreshes itself (a fragment from this server, every 2 s).
     body.push_str(
@@ -522,17 +809,24 @@ pub(super) async fn history(State(app): State<AppState>, headers: HeaderMap, uri
         let _ = write!(
             body,
             "<tr class=\"record\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td class=\"{state}\">{state}</td><td>{}</td><td>{:.3} s</td><td>{:.3} s</td><td>{}</td>\
+             <td class=\"{state}\">{state}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>\
              <td class=\"sql\">{}</td><td>{}</td></tr>",
-            when(r.end_us),
-            esc(&r.statement_id),
+            charts::ago_us(r.end_us),
+            if r.has_profile {
+                format!(
+                    "<a class=\"profile\" href=\"/ui/queries/{id}\">{id}</a>",
+                    id = esc(&r.statement_id)
+                )
+            } else {
+                esc(&r.statement_id)
+            },
             esc(&r.principal),
             esc(&r.protocol),
             esc(r.warehouse.as_deref().unwrap_or("")),
             r.worker_id.map(|w| w.to_string()).unwrap_or_default(),
-            r.rows,
-            r.queued_us as f64 / 1e6,
-            (r.end_us - r.start_us) as f64 / 1e6,
+            charts::count(r.rows),
+            charts::micros(r.queued_us),
+            charts::micros((r.end_us - r.start_us).max(0) as u64),
             esc(&r.from_cache),
             esc(&r.statement_text),
             esc(&match (&r.sqlstate, &r.error_message) {
