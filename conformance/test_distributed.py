@@ -3,9 +3,11 @@ stages over three local workers and over three remote ones behind TLS, equal to 
 answers through pg and Flight SQL; EXPLAIN and the history show the stages; `auto` keeps a
 small query on one worker and spreads a big one; a worker killed mid-query, a cancel and a
 query over its memory share each end cleanly and leave every worker free."""
+import json
 import os
 import threading
 import time
+import urllib.request
 
 import adbc_driver_flightsql as fs
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -112,6 +114,20 @@ def test_explain_shows_the_stages_and_auto_keeps_small_queries_on_one_worker(ser
         assert sorted(conn.execute(big).fetchall()) == sorted(reference(server, big.replace("tpch.", "")))
         stages, _, workers, _ = last_run(monitor, "auto", before)
         assert stages >= 2 and len(workers.split(",")) == 2
+        # Its profile (REST) shows where it ran and its stages.
+        statement = monitor.execute("select statement_id from system.query_history where warehouse = 'auto' "
+                                    "order by end_time desc limit 1").fetchone()[0]
+        request = urllib.request.Request(f"{server.http_url}/api/2.0/sluice/queries/{statement}/profile",
+                                         headers={"Authorization": f"Bearer {server.token}"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            profile = json.loads(r.read())
+        assert f"({stages} stages" in profile["ran_on"], profile["ran_on"]
+
+        def details(node):
+            yield node["detail"]
+            for child in node["children"]:
+                yield from details(child)
+        assert any("[Stage 1]" in d for d in details(profile["plan"])), profile["plan"]
         assert sorted(conn.execute(small).fetchall()) == sorted(reference(server, small.replace("tpch.", "")))
     # Its own record (another may be written later than it: the history is flushed in batches).
     ((stages, tasks, workers, worker),) = wait_for(lambda: monitor.execute(

@@ -337,16 +337,12 @@ impl Inner {
         let Some(history) = &activity.history else {
             return;
         };
-        let profile = self
-            .progress
-            .as_ref()
-            .and_then(|p| p.take_profile())
-            .map(Arc::new);
+        let ran = self.progress.as_ref().and_then(|p| p.take_profile());
         let us = |d: Duration| d.as_micros() as u64;
         let start_us = micros(self.start);
         // Still in the registry (it leaves once this is recorded), so borrowed.
         let info = &self.info;
-        history.record(QueryRecord {
+        let record = QueryRecord {
             statement_id: info.id.clone(),
             statement_text: redact(&info.text),
             principal: info.principal.clone(),
@@ -371,9 +367,10 @@ impl Inner {
                 .as_ref()
                 .and_then(|p| p.distribution())
                 .map(|d| crate::metadata::DistributedRecord::from_progress(&d)),
-            has_profile: profile.is_some(),
-            profile,
-        });
+            has_profile: false,
+            profile: None,
+        };
+        history.record(record, ran);
     }
 }
 

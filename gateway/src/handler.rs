@@ -1970,7 +1970,8 @@ fn is_explain(statement: &datafusion::sql::parser::Statement) -> bool {
     matches!(statement, datafusion::sql::parser::Statement::Explain(e) if !e.options.analyze)
 }
 
-/// `batches`, keeping the profile of `plan` in `progress` once they have all come.
+/// `batches`, keeping `plan` (its profile, made if the history keeps it) in `progress`
+/// once they have all come.
 fn with_profile(
     batches: BatchStream,
     plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
@@ -1978,7 +1979,7 @@ fn with_profile(
 ) -> BatchStream {
     use futures::StreamExt;
     let end = futures::stream::once(async move {
-        progress.set_profile(planner::profile::Profile::of(&plan));
+        progress.set_profile(workers::RanPlan::Here(plan));
         None
     });
     Box::pin(

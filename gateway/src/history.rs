@@ -118,13 +118,17 @@ impl History {
         rate.1 <= PROFILES_PER_SECOND
     }
 
-    /// Keep a record (written to the store shortly).
-    pub fn record(&self, mut record: QueryRecord) {
-        let mut pending = self.pending();
-        if record.profile.is_some() && !self.keeps_profile(&record, pending.len()) {
-            record.profile = None;
-            record.has_profile = false;
+    /// Keep a record (written to the store shortly), with the profile of the plan that
+    /// ran if it keeps one (made here, then).
+    pub fn record(&self, mut record: QueryRecord, ran: Option<workers::RanPlan>) {
+        if let Some(ran) = ran {
+            let waiting = self.pending().len();
+            if self.keeps_profile(&record, waiting) {
+                record.profile = ran.profile().map(Arc::new);
+                record.has_profile = record.profile.is_some();
+            }
         }
+        let mut pending = self.pending();
         if pending.len() >= PENDING_LIMIT {
             pending.pop_front();
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -367,7 +371,7 @@ mod tests {
         let mut n = 0;
         while started.elapsed() < Duration::from_millis(1200) {
             for _ in 0..10 {
-                history.record(record(&format!("q{n}"), n as i64, "p"));
+                history.record(record(&format!("q{n}"), n as i64, "p"), None);
                 n += 1;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -178,6 +178,16 @@ pub struct Sample {
     pub scale_events: BTreeMap<String, u64>,
 }
 
+impl Sample {
+    /// A reading of nothing, for `warehouse`.
+    pub fn named(warehouse: &str) -> Self {
+        Sample {
+            warehouse: warehouse.into(),
+            ..Default::default()
+        }
+    }
+}
+
 /// A warehouse's series.
 #[derive(Debug, Default)]
 struct Track {
@@ -294,10 +304,7 @@ impl std::fmt::Debug for Series {
 impl Series {
     /// Series kept in `store` (None: in memory only), with what it holds read back.
     pub async fn open(store: Option<Arc<Store>>) -> Arc<Self> {
-        let series = Arc::new(Series {
-            store: store.clone(),
-            tracks: Mutex::new(Vec::new()),
-        });
+        let series = Arc::new(Series::new(store.clone(), now_secs()));
         if let Some(store) = store {
             match store.series().await {
                 Ok(rows) => series.restore(rows, now_secs()),
@@ -305,6 +312,15 @@ impl Series {
             }
         }
         series
+    }
+
+    /// No series yet but the gateway's own (statements that ran on no warehouse); the
+    /// warehouses' come with their first reading.
+    fn new(store: Option<Arc<Store>>, now: i64) -> Self {
+        Series {
+            store,
+            tracks: Mutex::new(vec![Track::new("", now)]),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Track>> {
@@ -348,7 +364,9 @@ impl Series {
 
     fn statement_at(&self, s: Statement<'_>, now: i64) {
         let mut tracks = self.lock();
-        let Some(track) = track(&mut tracks, s.warehouse, now) else {
+        // Only warehouses the sampler has seen (and the gateway's own track): a session
+        // naming a warehouse that does not exist makes no series.
+        let Some(track) = tracks.iter_mut().find(|t| t.name == s.warehouse) else {
             return;
         };
         let b = track.at(now);
@@ -599,21 +617,23 @@ mod tests {
 
     #[test]
     fn buckets_roll_up_as_they_age() {
-        let series = Series {
-            store: None,
-            tracks: Mutex::new(Vec::new()),
-        };
         let t0 = 1_800_000_000 - 1_800_000_000 % 1800;
+        let series = Series::new(None, t0);
+        // A warehouse the sampler has not seen has no series.
+        series.statement_at(finished("w", 5), t0);
+        assert_eq!(series.names(), [""]);
+        series.sample_at(&[Sample::named("w")], t0);
         // One statement every 10 s for an hour.
         for i in 0..360 {
             series.statement_at(finished("w", 5), t0 + i * 10);
         }
         series.sample_at(&[], t0 + 3600);
         let tracks = series.lock();
-        let fine = tracks[0].window(10, t0);
+        let w = tracks.iter().find(|t| t.name == "w").unwrap();
+        let fine = w.window(10, t0);
         assert_eq!(fine.len(), 361);
         assert_eq!(fine.iter().map(|(_, b)| b.finished).sum::<u64>(), 360);
-        let coarse = tracks[0].window(300, t0);
+        let coarse = w.window(300, t0);
         assert_eq!(
             coarse.len(),
             13,
@@ -621,16 +641,13 @@ mod tests {
         );
         assert_eq!(coarse.iter().map(|(_, b)| b.finished).sum::<u64>(), 360);
         assert!(coarse[..12].iter().all(|(_, b)| b.finished == 30));
-        let half_hours = tracks[0].window(1800, t0);
+        let half_hours = w.window(1800, t0);
         assert_eq!(half_hours.iter().map(|(_, b)| b.finished).sum::<u64>(), 360);
     }
 
     #[test]
     fn scale_events_are_the_differences_between_readings() {
-        let series = Series {
-            store: None,
-            tracks: Mutex::new(Vec::new()),
-        };
+        let series = Series::new(None, 1000);
         let sample = |queue: u64, up: u64| Sample {
             warehouse: "w".into(),
             queued: queue,
@@ -642,7 +659,7 @@ mod tests {
         series.sample_at(&[sample(0, 1)], 1000);
         series.sample_at(&[sample(5, 3)], 1002);
         let tracks = series.lock();
-        let b = &tracks[0].live.1;
+        let b = &tracks[1].live.1;
         assert_eq!(b.scale_ups_downs(), (2, 0));
         assert_eq!(
             (b.samples, b.queued_max, b.workers_min, b.workers_max),
@@ -656,18 +673,13 @@ mod tests {
     async fn storage_stays_bounded_over_a_long_run() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(None, dir.path()).await.expect("opens");
-        let series = Series {
-            store: Some(store.clone()),
-            tracks: Mutex::new(Vec::new()),
-        };
         let t0: i64 = 1_800_000_000;
+        let series = Series::new(Some(store.clone()), t0);
         let day = 86_400;
         let mut sizes = Vec::new();
         // A statement on each warehouse every 30 s, a reading and a flush every hour.
         for step in 0..(30 * day / 30) {
             let now = t0 + step * 30;
-            series.statement_at(finished("default", 3 + (step % 50) as u64), now);
-            series.statement_at(finished("", 1), now);
             if step % 120 == 0 {
                 series.sample_at(
                     &[Sample {
@@ -680,6 +692,8 @@ mod tests {
                 );
                 series.flush_at(now).await.expect("flushes");
             }
+            series.statement_at(finished("default", 3 + (step % 50) as u64), now);
+            series.statement_at(finished("", 1), now);
             if step % (day / 30) == 0 {
                 sizes.push(
                     std::fs::metadata(dir.path().join("metadata.redb"))
@@ -708,5 +722,8 @@ mod tests {
         // Read back (a restart): the charts continue.
         let again = Series::open(Some(store)).await;
         assert_eq!(again.names().len(), 2);
+        let (resolution, week) = again.window("default", "7d").expect("a series");
+        assert_eq!(resolution, 1800);
+        assert!(week.iter().filter(|(_, b)| b.finished > 0).count() >= 300);
     }
 }

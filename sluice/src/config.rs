@@ -1150,13 +1150,14 @@ mod tests {
         };
         let s = resolve(
             "[history]\nretention = \"7d\"\nmax_records = 10\n[shutdown]\ndrain_timeout = \"5s\"\n\
-             [metrics]\nenabled = false\n[metadata]\nurl = \"postgres://u@h/db\"\n",
+             [metrics]\nenabled = false\nseries = false\n[metadata]\nurl = \"postgres://u@h/db\"\n",
         )
         .expect("resolves");
         assert_eq!(s.history.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(s.history.max_records, 10);
         assert_eq!(s.drain_timeout, Duration::from_secs(5));
-        assert!(!s.metrics);
+        assert!(!s.metrics && !s.series);
+        assert_eq!(s.history.max_profiles, 10_000);
         assert_eq!(s.metadata_url.as_deref(), Some("postgres://u@h/db"));
         let err = resolve("[history]\nmax_records = 0\n").expect_err("zero records");
         assert!(err.contains("history.max_records"), "{err}");

@@ -20,7 +20,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::common::DataFusionError;
@@ -287,7 +286,7 @@ impl Warehouse {
                         None => {
                             st.stream = None;
                             st.load.end();
-                            st.progress.set_profile(profile(&st.plan.plan).await);
+                            st.progress.set_profile(profile(&st.plan.plan));
                             return None;
                         }
                         Some(Ok(batch)) => {
@@ -479,19 +478,10 @@ impl Distributor for Explainer {
     }
 }
 
-/// The profile of a distributed plan that ran: its stages with their tasks' metrics summed
-/// where the workers sent them (waited for a second at most), the head stage's own otherwise.
-async fn profile(plan: &Arc<dyn ExecutionPlan>) -> planner::profile::Profile {
-    let with_metrics = tokio::time::timeout(
-        Duration::from_secs(1),
-        datafusion_distributed::rewrite_distributed_plan_with_metrics(
-            plan.clone(),
-            datafusion_distributed::DistributedMetricsFormat::Aggregated,
-        ),
-    )
-    .await;
-    match with_metrics {
-        Ok(Ok(plan)) => planner::profile::Profile::of(&plan),
-        _ => planner::profile::Profile::of(plan),
-    }
+/// The plan of a distributed query that ran, for its profile: its stages (`[Stage n] =>
+/// Network…Exec` boundaries) as planned. Its operators carry no metrics: the library
+/// collects the tasks' metrics only with its metrics collection on, which sluice turns off
+/// (see `planner::distributed`), and the head stage it executes is its own.
+fn profile(plan: &Arc<dyn ExecutionPlan>) -> crate::pool::RanPlan {
+    crate::pool::RanPlan::Here(plan.clone())
 }

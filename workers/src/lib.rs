@@ -32,7 +32,7 @@ mod yielding;
 
 pub use pool::{
     decode, encode, BatchStream, DistributedProgress, FlightStream, Launcher, LocalWorkers,
-    Progress, QueryMeta, QueryState, Warehouse, WarehouseConfig, WarehouseStatus, WorkerStatus,
-    WorkerTls,
+    Progress, QueryMeta, QueryState, RanPlan, Warehouse, WarehouseConfig, WarehouseStatus,
+    WorkerStatus, WorkerTls,
 };
 pub use protocol::WorkerReport;

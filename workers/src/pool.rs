@@ -269,7 +269,27 @@ pub struct Progress {
     /// A distributed query's shape and the workers its tasks reached.
     distributed: Mutex<Option<DistributedProgress>>,
     /// The plan that ran, with its operators' metrics, once it has ended.
-    profile: Mutex<Option<planner::profile::Profile>>,
+    profile: Mutex<Option<RanPlan>>,
+}
+
+/// What a query's profile is made from, kept as it comes: most are never looked at (the
+/// history keeps a few a second), so they are made (or parsed) only when kept.
+#[derive(Debug)]
+pub enum RanPlan {
+    /// The plan the gateway ran itself, with its metrics.
+    Here(Arc<dyn datafusion::physical_plan::ExecutionPlan>),
+    /// A worker's profile as it sent it (JSON).
+    Sent(bytes::Bytes),
+}
+
+impl RanPlan {
+    /// The profile (None: the worker's JSON did not read).
+    pub fn profile(&self) -> Option<planner::profile::Profile> {
+        match self {
+            RanPlan::Here(plan) => Some(planner::profile::Profile::of(plan)),
+            RanPlan::Sent(json) => planner::profile::Profile::from_json(json),
+        }
+    }
 }
 
 /// Where a distributed query runs.
@@ -302,17 +322,18 @@ impl Progress {
             .clone()
     }
 
-    /// The profile of the plan that ran (None: none ran, or it has not ended).
-    pub fn take_profile(&self) -> Option<planner::profile::Profile> {
+    /// What the profile of the plan that ran is made from (None: none ran, or it has not
+    /// ended).
+    pub fn take_profile(&self) -> Option<RanPlan> {
         self.profile
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
     }
 
-    /// Keep the profile of the plan that ran.
-    pub fn set_profile(&self, profile: planner::profile::Profile) {
-        *self.profile.lock().unwrap_or_else(|p| p.into_inner()) = Some(profile);
+    /// Keep the plan that ran (or its profile).
+    pub fn set_profile(&self, ran: RanPlan) {
+        *self.profile.lock().unwrap_or_else(|p| p.into_inner()) = Some(ran);
     }
 
     pub(crate) fn distributed(&self, stages: usize, tasks: usize) {
@@ -631,8 +652,8 @@ impl Warehouse {
                     match attempt.stream.next().await {
                         // The profile after the last batch: kept, not passed on.
                         Some(Ok(data)) if crate::protocol::is_metadata_only(&data) => {
-                            if let Some(profile) = crate::protocol::profile_of(&data) {
-                                st.progress.set_profile(profile);
+                            if !data.app_metadata.is_empty() {
+                                st.progress.set_profile(RanPlan::Sent(data.app_metadata));
                             }
                             continue;
                         }

@@ -9,7 +9,7 @@
 //!   to the right SQLSTATE without parsing messages.
 //! - After a query's last batch the worker sends its profile
 //!   ([`planner::profile::Profile`], JSON): a message with no Arrow data, only
-//!   `app_metadata` ([`profile_message`], [`profile_of`]). The gateway keeps it with the
+//!   `app_metadata` ([`profile_message`]). The gateway keeps it with the
 //!   query and passes nothing of it on.
 //! - `DoAction("status")` answers a [`WorkerReport`]: the gateway's health check, every
 //!   second, and what `system.workers` shows.
@@ -92,14 +92,6 @@ pub fn profile_message(profile: Vec<u8>) -> arrow_flight::FlightData {
         app_metadata: profile.into(),
         ..Default::default()
     }
-}
-
-/// The profile a message carries (None: it carries Arrow data, or nothing readable).
-pub fn profile_of(data: &arrow_flight::FlightData) -> Option<planner::profile::Profile> {
-    if !data.data_header.is_empty() || data.app_metadata.is_empty() {
-        return None;
-    }
-    planner::profile::Profile::from_json(&data.app_metadata)
 }
 
 /// Whether a message carries no Arrow data (a profile, or nothing).

@@ -502,6 +502,9 @@ pub(super) async fn profile(
             "Query history is turned off ([history] enabled = false): no profiles are kept.",
         );
     };
+    if id.len() > 128 {
+        return missing("No statement has an id that long.");
+    }
     let profile = match history.profile(&id).await {
         Ok(Some(p)) => p,
         Ok(None) => {
