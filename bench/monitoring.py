@@ -6,6 +6,11 @@
   2. The admin page after a load (the pgbench rounds and TPC-H Q1 a few times): the
      gateway's time to answer /ui for each chart window, /ui/history and a query profile
      page (median of 30, signed in with the dev token's cookie).
+  3. What recording one statement in the series costs, alone (`sluice-bench series-cost`,
+     next to BINARY): ns per call, from one thread and from one per core at once; as a share
+     of the gateway's CPU per `SELECT 1` measured in 1. Fresh gateways differ by a few per
+     cent in throughput from run to run, more than recording can cost: 3. is the figure
+     that resolves it.
 
 Usage: bench/monitoring.py BINARY [scale=1] [seconds=10] [rounds=3]
 One JSON object per figure on stdout, then the tables as Markdown.
@@ -15,6 +20,7 @@ import json
 import pathlib
 import re
 import statistics
+import subprocess
 import sys
 import time
 import urllib.error
@@ -97,6 +103,14 @@ def page_times():
                  p95_ms=round(sorted(times)[28] * 1e3, 2), bytes=size)
 
 
+def series_cost():
+    run = subprocess.run([str(BINARY.parent / "sluice-bench"), "series-cost", "2000000"], capture_output=True,
+                         text=True, check=True)
+    figure = json.loads(run.stdout.strip().splitlines()[-1])
+    emit(**figure)
+    return figure
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     DATA.mkdir(parents=True, exist_ok=True)
@@ -105,16 +119,24 @@ def main():
             for series in (True, False):
                 select_one(series, clients, rnd)
     page_times()
+    cost = series_cost()
     print()
     print("| SELECT 1 | series on | series off | on / off | CPU per statement on | off |")
     print("|---|---|---|---|---|---|")
-    for clients in (1, 16):
+    for clients in (1, 16) if ROUNDS else ():
         def med(series, key):
             return statistics.median(f[key] for f in figures if f.get("measure") == "SELECT 1"
                                      and f["series"] == series and f["clients"] == clients)
         on, off = med(True, "tps"), med(False, "tps")
         print(f"| {clients} clients | {on:,.0f} tps | {off:,.0f} tps | {on / off:.3f} | "
               f"{med(True, 'gateway_cpu_us_per_statement')} µs | {med(False, 'gateway_cpu_us_per_statement')} µs |")
+    cpu = [f["gateway_cpu_us_per_statement"] for f in figures if f.get("measure") == "SELECT 1"]
+    if cpu:
+        per = statistics.median(cpu)
+        print(f"\nRecording one statement: {cost['ns_per_call_one_thread']} ns (one thread), "
+              f"{cost['thread_ns_per_call_contended']} ns ({cost['threads']} threads at once); "
+              f"{cost['thread_ns_per_call_contended'] / (per * 1e3) * 100:.3f} % of the gateway's "
+              f"{per} µs of CPU per SELECT 1")
     print()
     print("| page | median | p95 | size |")
     print("|---|---|---|---|")

@@ -18,6 +18,10 @@
 //!     validate real OIDC tokens with sluice's Authenticator: the first token's first check
 //!     (discovery and key fetch included), each further token's first check (signature and
 //!     claims, keys held), then the cached path, and a static token for comparison
+//! sluice-bench series-cost <statements>
+//!     what recording one statement in the admin page's series costs the gateway
+//!     (`gateway::series::Series::statement`): ns per call from one thread, and from one
+//!     thread per core at once (contending for its lock)
 //! ```
 //! Each prints one JSON object per line on stdout.
 
@@ -48,6 +52,7 @@ async fn main() -> Result<()> {
         Some("overhead") if args.len() >= 6 => {
             overhead(&args[2], &args[3], args[4].parse()?, &args[5..]).await
         }
+        Some("series-cost") if args.len() == 3 => series_cost(args[2].parse()?).await,
         Some("auth-validate") if args.len() >= 6 => {
             auth_validate(&args[2], &args[3], args[4].parse()?, &args[5..]).await
         }
@@ -298,6 +303,43 @@ async fn auth_validate(
             .iter()
             .map(|s| s.jwks_fetches)
             .sum::<u64>()
+    );
+    Ok(())
+}
+
+/// Calls of `Series::statement` for a warehouse the series knows, timed.
+async fn series_cost(statements: u64) -> Result<()> {
+    use gateway::series::{Sample, Series, Statement};
+    let series = Series::open(None).await;
+    series.sample(&[Sample::named("default")]);
+    let run = |series: &Series, n: u64| {
+        for i in 0..n {
+            series.statement(Statement {
+                warehouse: "default",
+                outcome: if i % 50 == 0 { "failed" } else { "finished" },
+                total: std::time::Duration::from_micros(100 + i % 5000),
+                queued: (i % 3 == 0).then(|| std::time::Duration::from_micros(i % 700)),
+                from_cache: if i % 2 == 0 { "hit" } else { "miss" },
+                rows: 1,
+                bytes: 8,
+            });
+        }
+    };
+    let start = Instant::now();
+    run(&series, statements);
+    let one = start.elapsed().as_nanos() as f64 / statements as f64;
+    let threads = std::thread::available_parallelism()?.get();
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| run(&series, statements));
+        }
+    });
+    let all =
+        start.elapsed().as_nanos() as f64 * threads as f64 / (statements * threads as u64) as f64;
+    println!(
+        "{{\"measure\":\"series statement\",\"ns_per_call_one_thread\":{one:.1},\
+         \"threads\":{threads},\"thread_ns_per_call_contended\":{all:.1}}}"
     );
     Ok(())
 }

@@ -773,10 +773,14 @@ pub(super) async fn history(State(app): State<AppState>, headers: HeaderMap, uri
         );
         return Html(page("Query history", Some(&session.principal.name), &body)).into_response();
     };
+    // Unfiltered, the newest `limit` records are all the page needs; a filter looks
+    // through the history's scan limit (newest first).
+    let unfiltered =
+        principal.is_empty() && state.is_empty() && protocol.is_empty() && text.is_empty();
     let records = match history
         .read(gateway::metadata::HistoryFilter {
             principal_id: None,
-            limit: 0,
+            limit: if unfiltered { limit } else { 0 },
         })
         .await
     {
