@@ -132,7 +132,7 @@ def main():
               f"{med(True, 'gateway_cpu_us_per_statement')} µs | {med(False, 'gateway_cpu_us_per_statement')} µs |")
     cpu = [f["gateway_cpu_us_per_statement"] for f in figures if f.get("measure") == "SELECT 1"]
     if cpu:
-        per = statistics.median(cpu)
+        per = round(statistics.median(cpu), 1)
         print(f"\nRecording one statement: {cost['ns_per_call_one_thread']} ns (one thread), "
               f"{cost['thread_ns_per_call_contended']} ns ({cost['threads']} threads at once); "
               f"{cost['thread_ns_per_call_contended'] / (per * 1e3) * 100:.3f} % of the gateway's "
