@@ -27,8 +27,9 @@ const COMMIT_LIMIT: usize = 8192;
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 /// Profiles kept per second of statements that took under a second.
 const PROFILES_PER_SECOND: u32 = 20;
-/// No profile is kept while this many records wait for the store.
-const PROFILES_PENDING_LIMIT: usize = 1000;
+/// No profile is kept while this many records wait for the store (a store that is down:
+/// what waits in memory stays small).
+const PROFILES_PENDING_LIMIT: usize = 10_000;
 
 /// `[history]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,12 +215,14 @@ impl History {
         }
     }
 
-    /// A statement's profile: from memory while its record waits, else from the store.
+    /// A statement's profile: from memory while its record waits (among the newest few
+    /// thousand: a reader never holds up the statements that record), else from the store.
     pub async fn profile(&self, statement_id: &str) -> Result<Option<QueryProfile>, StoreError> {
         let waiting = self
             .pending()
             .iter()
             .rev()
+            .take(4096)
             .find(|r| r.statement_id == statement_id)
             .cloned();
         if let Some(record) = waiting {
