@@ -192,14 +192,26 @@ def test_rest_profile_json_for_its_principal_and_monitors(server):
     assert json.loads(refused)["error_code"] == json.loads(missing)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     status, _ = http(server, "GET", f"/api/2.0/sluice/queries/{other}/profile", token=False)
     assert status == 401
+    # A statement whose text holds a secret: the history hides it, and so does the profile
+    # (its operators' descriptions would print the literal).
+    alias = f"jwt_check_{time.time_ns()}"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLW9mLWEtdG9rZW4"
+    with pg(server, ALICE) as conn:
+        conn.execute(f"select count(*) as {alias} from tpch.orders where o_comment <> '{jwt}'").fetchall()
+    sid = statement_id(server, alias)
+    status, body = http(server, "GET", f"/api/2.0/sluice/queries/{sid}/profile", token=OPS)
+    assert status == 200, body
+    assert jwt.encode() not in body and "'***'" in json.loads(body)["statement_text"], body
 
 
 EXPLAIN = "explain analyze select o_orderpriority, count(*) from tpch.orders group by o_orderpriority"
 
 
 def has_operator_metrics(plan_text):
+    # The plan as it ran, without the worker's yield points.
     return ("AggregateExec" in plan_text and "output_rows=" in plan_text
-            and "elapsed_compute=" in plan_text and "DataSourceExec" in plan_text)
+            and "elapsed_compute=" in plan_text and "DataSourceExec" in plan_text
+            and "Yielding" not in plan_text)
 
 
 def test_explain_analyze_reports_operator_metrics_on_every_front_end(server):
@@ -207,6 +219,13 @@ def test_explain_analyze_reports_operator_metrics_on_every_front_end(server):
         cur = conn.execute(EXPLAIN)
         pg_text = "\n".join(str(c) for row in cur.fetchall() for c in row)
     assert has_operator_metrics(pg_text), pg_text
+    # pgAdmin's and DBeaver's "explain analyze": PostgreSQL's options list, FORMAT JSON
+    # (answered in DataFusion's two columns, the plan last).
+    with pg(server) as conn:
+        row = conn.execute("EXPLAIN (FORMAT JSON, ANALYZE true, VERBOSE false, COSTS true, BUFFERS false, "
+                           "TIMING true, SUMMARY true) " + EXPLAIN.removeprefix("explain analyze ")).fetchone()
+    text = row[-1] if isinstance(row[-1], str) else json.dumps(row[-1])
+    assert '"Actual Rows"' in text and "AggregateExec" in text and "Yielding" not in text, text
 
     kwargs = {fs.DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {server.token}"}
     with flight_sql.connect(f"grpc://{server.flight}", db_kwargs=kwargs, autocommit=True) as conn:

@@ -311,13 +311,15 @@ impl Inner {
             error = error.map(|e| e.message.as_str()),
             "statement ended"
         );
+        // Queue wait counts for statements that waited for a worker slot.
+        let waited = queued.filter(|_| self.progress.as_ref().and_then(|p| p.worker()).is_some());
         if let Some(metrics) = &activity.metrics {
             metrics.statement(
                 self.info.protocol,
                 self.info.warehouse.as_deref().unwrap_or(""),
                 outcome,
                 total,
-                queued.filter(|_| self.progress.as_ref().and_then(|p| p.worker()).is_some()),
+                waited,
             );
             metrics.rows.fetch_add(self.rows, Ordering::Relaxed);
             metrics.bytes.fetch_add(self.bytes, Ordering::Relaxed);
@@ -327,8 +329,7 @@ impl Inner {
                 warehouse: self.info.warehouse.as_deref().unwrap_or(""),
                 outcome,
                 total,
-                queued: queued
-                    .filter(|_| self.progress.as_ref().and_then(|p| p.worker()).is_some()),
+                queued: waited,
                 from_cache: self.from_cache,
                 rows: self.rows,
                 bytes: self.bytes,
@@ -342,9 +343,13 @@ impl Inner {
         let start_us = micros(self.start);
         // Still in the registry (it leaves once this is recorded), so borrowed.
         let info = &self.info;
+        let statement_text = redact(&info.text);
+        // The text comes with its secrets replaced by `'***'` already (the handler's
+        // `recorded`); the plan's descriptions would print them.
+        let holds_secret = statement_text.contains("'***'");
         let record = QueryRecord {
             statement_id: info.id.clone(),
-            statement_text: redact(&info.text),
+            statement_text,
             principal: info.principal.clone(),
             principal_id: info.principal_id.clone(),
             protocol: info.protocol.to_string(),
@@ -370,7 +375,7 @@ impl Inner {
             has_profile: false,
             profile: None,
         };
-        history.record(record, ran);
+        history.record(record, ran, holds_secret);
     }
 }
 

@@ -120,12 +120,21 @@ impl History {
     }
 
     /// Keep a record (written to the store shortly), with the profile of the plan that
-    /// ran if it keeps one (made here, then).
-    pub fn record(&self, mut record: QueryRecord, ran: Option<workers::RanPlan>) {
+    /// ran if it keeps one (made here, then; without the operators' descriptions when
+    /// `holds_secret`: they print the literals the record's text hides).
+    pub fn record(
+        &self,
+        mut record: QueryRecord,
+        ran: Option<workers::RanPlan>,
+        holds_secret: bool,
+    ) {
         if let Some(ran) = ran {
             let waiting = self.pending().len();
             if self.keeps_profile(&record, waiting) {
-                record.profile = ran.profile().map(Arc::new);
+                record.profile = ran
+                    .profile()
+                    .map(|p| if holds_secret { p.without_details() } else { p })
+                    .map(Arc::new);
                 record.has_profile = record.profile.is_some();
             }
         }
@@ -374,7 +383,7 @@ mod tests {
         let mut n = 0;
         while started.elapsed() < Duration::from_millis(1200) {
             for _ in 0..10 {
-                history.record(record(&format!("q{n}"), n as i64, "p"), None);
+                history.record(record(&format!("q{n}"), n as i64, "p"), None, false);
                 n += 1;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

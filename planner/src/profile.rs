@@ -16,13 +16,15 @@ use serde::{Deserialize, Serialize};
 
 /// Operators kept in one profile at most.
 pub const MAX_OPERATORS: usize = 2000;
-/// Levels of the tree kept at most.
-pub const MAX_DEPTH: usize = 128;
+/// Levels of the tree kept at most (two levels of JSON each: a profile read back must stay
+/// within serde_json's nesting limit of 128).
+pub const MAX_DEPTH: usize = 48;
 /// Bytes of an operator's description kept at most.
 pub const MAX_DETAIL: usize = 2048;
 /// Metrics besides rows, batches, time and memory kept per operator at most.
 pub const MAX_METRICS: usize = 32;
-/// A profile's JSON larger than this is not kept.
+/// A profile's JSON larger than this is not kept; [`Profile::of`] stops adding operators
+/// once their text comes near it.
 pub const MAX_PROFILE_BYTES: usize = 1 << 20;
 
 /// Operators that only pass batches through (the worker's yield points): not shown.
@@ -70,10 +72,27 @@ pub struct Profile {
 impl Profile {
     /// The profile of `plan` as it stands after running.
     pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Self {
-        let mut budget = MAX_OPERATORS;
-        let mut truncated = false;
-        let root = operator(plan, 0, &mut budget, &mut truncated);
-        Profile { root, truncated }
+        let mut budget = Budget {
+            operators: MAX_OPERATORS,
+            bytes: MAX_PROFILE_BYTES / 2,
+            truncated: false,
+        };
+        let root = operator(plan, 0, &mut budget);
+        Profile {
+            root,
+            truncated: budget.truncated,
+        }
+    }
+
+    /// The profile without the operators' descriptions (they print the statement's
+    /// literals: a statement whose text holds a secret keeps its profile without them).
+    pub fn without_details(mut self) -> Self {
+        let mut stack = vec![&mut self.root];
+        while let Some(op) = stack.pop() {
+            op.detail = op.name.clone();
+            stack.extend(op.children.iter_mut());
+        }
+        self
     }
 
     /// Every operator, depth first (the root first).
@@ -116,12 +135,15 @@ impl Profile {
     }
 }
 
-fn operator(
-    plan: &Arc<dyn ExecutionPlan>,
-    depth: usize,
-    budget: &mut usize,
-    truncated: &mut bool,
-) -> Operator {
+/// What a profile may still take.
+struct Budget {
+    operators: usize,
+    /// Bytes of text (descriptions, metrics), short of the JSON's limit.
+    bytes: usize,
+    truncated: bool,
+}
+
+fn operator(plan: &Arc<dyn ExecutionPlan>, depth: usize, budget: &mut Budget) -> Operator {
     // Pass-through wrappers stand for the operator they wrap.
     let mut plan = plan;
     while TRANSPARENT.contains(&plan.name()) {
@@ -130,7 +152,7 @@ fn operator(
             _ => break,
         }
     }
-    *budget = budget.saturating_sub(1);
+    budget.operators = budget.operators.saturating_sub(1);
     let mut detail = displayable(plan.as_ref()).one_line().to_string();
     let detail_len = detail.trim_end().len();
     detail.truncate(detail_len);
@@ -174,18 +196,24 @@ fn operator(
             }
         }
     }
+    let text = op.detail.len()
+        + op.metrics
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+        + 128;
+    budget.bytes = budget.bytes.saturating_sub(text);
     let children = plan.children();
     if depth + 1 >= MAX_DEPTH && !children.is_empty() {
-        *truncated = true;
+        budget.truncated = true;
         return op;
     }
     for child in children {
-        if *budget == 0 {
-            *truncated = true;
+        if budget.operators == 0 || budget.bytes == 0 {
+            budget.truncated = true;
             break;
         }
-        op.children
-            .push(operator(child, depth + 1, budget, truncated));
+        op.children.push(operator(child, depth + 1, budget));
     }
     op
 }
@@ -246,5 +274,35 @@ mod tests {
         let profile = Profile::of(&deep);
         assert!(profile.truncated);
         assert_eq!(profile.operators().len(), MAX_DEPTH);
+        // As deep as it gets, it reads back (serde_json refuses more than 128 levels).
+        let json = profile.to_json().unwrap();
+        assert_eq!(Profile::from_json(&json).unwrap(), profile);
+        let nested = format!(
+            "{{\"record\":{{}},\"profile\":{}}}",
+            String::from_utf8(json).unwrap()
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&nested).is_ok());
+        // Long descriptions: the text budget stops it well within the JSON limit.
+        let literal = |i: i64| {
+            Arc::new(datafusion::physical_expr::expressions::Literal::new(
+                datafusion::common::ScalarValue::Int64(Some(i)),
+            )) as Arc<dyn datafusion::physical_expr::PhysicalExpr>
+        };
+        let long = Arc::new(
+            datafusion::physical_plan::projection::ProjectionExec::try_new(
+                (0..120).map(|i| (literal(i), format!("a_long_column_name_{i:04}"))),
+                leaf(),
+            )
+            .unwrap(),
+        ) as Arc<dyn ExecutionPlan>;
+        assert!(displayable(long.as_ref()).one_line().to_string().len() > MAX_DETAIL);
+        let many: Arc<dyn ExecutionPlan> =
+            UnionExec::try_new((0..400).map(|_| long.clone()).collect()).unwrap();
+        let profile = Profile::of(&many);
+        assert!(profile.truncated && profile.to_json().is_some());
+        assert_eq!(
+            profile.clone().without_details().root.children[0].detail,
+            profile.root.children[0].name
+        );
     }
 }

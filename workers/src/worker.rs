@@ -645,13 +645,18 @@ impl FlightService for WorkerService {
         let task_ctx = self.task_context();
         let plan =
             planner::codec::decode_plan(&request.plan, &task_ctx).map_err(|e| error_status(&e))?;
-        // EXPLAIN ANALYZE: its text is shown without the yield points added here.
+        // EXPLAIN ANALYZE prints the plan that ran, every node of it (as text or as
+        // PostgreSQL's JSON): it runs without the yield points, which are not the query's
+        // (it stops at DataFusion's own between batches, and a stuck one is replaced).
         let analyze = plan.name() == "AnalyzeExec";
         let plan = match &self.data_cache {
             Some(cache) => crate::data_cache::attach(plan, cache, &task_ctx),
             None => Ok(plan),
         }
-        .and_then(crate::yielding::wrap)
+        .and_then(|plan| match analyze {
+            true => Ok(plan),
+            false => crate::yielding::wrap(plan),
+        })
         .map_err(|e| error_status(&QueryError::from(e)))?;
         let query_id = request.query_id;
         tracing::debug!(%query_id, "executing");
@@ -685,12 +690,6 @@ impl FlightService for WorkerService {
                         let err = QueryError::from(e);
                         tracing::debug!(%query_id, error = %err, "query failed");
                         FlightError::Tonic(Box::new(error_status(&err)))
-                    })
-                    .and_then(|batch| match analyze {
-                        true => crate::yielding::explained(batch).map_err(|e| {
-                            FlightError::Tonic(Box::new(error_status(&QueryError::from(e))))
-                        }),
-                        false => Ok(batch),
                     })
                     .and_then(|batch| {
                         for_transfer(batch, &batch_schema).map_err(FlightError::Arrow)

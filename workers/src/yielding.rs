@@ -105,47 +105,6 @@ impl ExecutionPlan for Yielding {
     }
 }
 
-/// The text of an `EXPLAIN ANALYZE` run on a worker without the yield points: its plan
-/// column lists every operator under a `Yielding` line, one level deeper. Those lines go,
-/// and each operator's line moves back to the depth it has in the plan that was sent.
-pub fn explained(batch: RecordBatch) -> Result<RecordBatch> {
-    use datafusion::arrow::array::{Array, ArrayRef, StringArray};
-    let columns = batch
-        .columns()
-        .iter()
-        .map(
-            |column| match column.as_any().downcast_ref::<StringArray>() {
-                Some(text) => Arc::new(
-                    text.iter()
-                        .map(|value| value.map(without_yield_points))
-                        .collect::<StringArray>(),
-                ) as ArrayRef,
-                None => column.clone(),
-            },
-        )
-        .collect();
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
-}
-
-fn without_yield_points(text: &str) -> String {
-    if !text.trim_start().starts_with("Yielding") {
-        return text.to_string();
-    }
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let body = line.trim_start();
-        if body.starts_with("Yielding") {
-            continue;
-        }
-        let indent = line.len() - body.len();
-        out.push(format!(
-            "{}{body}",
-            " ".repeat(indent.saturating_sub(2) / 2)
-        ));
-    }
-    out.join("\n") + if text.ends_with('\n') { "\n" } else { "" }
-}
-
 struct YieldingStream {
     inner: SendableRecordBatchStream,
     since: Instant,
@@ -167,22 +126,5 @@ impl Stream for YieldingStream {
 impl RecordBatchStream for YieldingStream {
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn explain_analyze_text_loses_the_yield_points() {
-        let text = "Yielding, metrics=[]\n  ProjectionExec: a, metrics=[x]\n    Yielding, metrics=[]\n      \
-                    AggregateExec: b, metrics=[y]\n        Yielding, metrics=[]\n          DataSourceExec: c\n";
-        assert_eq!(
-            super::without_yield_points(text),
-            "ProjectionExec: a, metrics=[x]\n  AggregateExec: b, metrics=[y]\n    DataSourceExec: c\n"
-        );
-        assert_eq!(
-            super::without_yield_points("Plan with Metrics"),
-            "Plan with Metrics"
-        );
     }
 }

@@ -254,9 +254,8 @@ async fn query_profile(
             StatusCode::NOT_FOUND,
             Json(json!({
                 "error_code": "RESOURCE_DOES_NOT_EXIST",
-                "message": format!("no profile of statement {statement_id:?} is kept (it does \
-                    not exist, is not yours, was answered by the result cache or without a \
-                    plan, or has aged out)"),
+                "message": "no profile of this statement is kept (it does not exist, is not \
+                    yours, was answered by the result cache or without a plan, or has aged out)",
             })),
         )
             .into_response()
